@@ -1,0 +1,30 @@
+//! dockfw: a Docker-aware host firewall that keeps a minimal rule set behind
+//! Docker's `DOCKER-USER` chain, driven by a declarative policy.
+//!
+//! # Layout
+//! The pure core (no tokio, no bollard, no processes):
+//! - [`policy`]: parse and validate `policy.toml` into a [`policy::Policy`].
+//! - [`inventory`]: plain data describing Docker's bridges and containers.
+//! - [`plan`]: `plan(&Policy, &Inventory) -> Ruleset`, and the per-port verdicts.
+//! - [`ruleset`]: the desired chains and rules of one address family.
+//! - [`render`]: ruleset and installed state to `iptables-restore` text.
+//! - [`installed`]: parse `iptables-save` output into what dockfw owns.
+//! - [`status`]: the daemon's status document and its text rendering.
+//!
+//! The edges, each behind a small trait:
+//! - [`docker`]: the Docker source (inventory snapshots and event triggers).
+//! - [`firewall`]: the firewall backend (`iptables-save` / `iptables-restore`).
+//! - [`control`]: the Unix-socket control protocol (server and client).
+//! - [`daemon`]: the reconcile loop tying the edges to the core.
+
+pub mod control;
+pub mod daemon;
+pub mod docker;
+pub mod firewall;
+pub mod installed;
+pub mod inventory;
+pub mod plan;
+pub mod policy;
+pub mod render;
+pub mod ruleset;
+pub mod status;

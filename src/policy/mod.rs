@@ -1,0 +1,146 @@
+//! The validated policy: what the rest of dockfw sees of `policy.toml`.
+//!
+//! [`parse`] reads a file, [`parse_str`] is the pure core tests call. Raw serde
+//! types live in `raw` and never leave this module; every error carries the
+//! file, line and column, and all errors are reported, not only the first.
+
+mod glob;
+mod raw;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+pub use glob::Glob;
+
+use crate::ruleset::Family;
+
+/// The verdict for a new inbound connection no entry matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Default {
+    Allow,
+    Deny,
+}
+
+/// A validated policy (version 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    pub default: Default,
+    /// `[[inbound.allow]]` entries, in file order.
+    pub allow: Vec<Entry>,
+    /// `[[inbound.deny]]` entries, in file order; a matching deny beats any allow.
+    pub deny: Vec<Entry>,
+}
+
+/// One `[[inbound.allow]]` or `[[inbound.deny]]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Published host ports; `None` means every port.
+    pub ports: Option<Vec<PortRange>>,
+    pub proto: ProtoMatch,
+    /// Source networks; `None` means anywhere, in both families.
+    pub from: Option<Vec<IpNet>>,
+    /// Container-name globs; empty means any container.
+    pub containers: Vec<Glob>,
+    /// Labels that must all be present with these values.
+    pub labels: BTreeMap<String, String>,
+    /// 1-based line of the entry's table header, for "why" in status.
+    pub line: usize,
+}
+
+/// An inclusive range of ports, `first <= last`, both in 1..=65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn contains(self, port: u16) -> bool {
+        self.first <= port && port <= self.last
+    }
+}
+
+/// The `proto` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtoMatch {
+    Tcp,
+    Udp,
+    Any,
+}
+
+/// Which sources an entry admits in one family.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sources<'a> {
+    Anywhere,
+    Nets(Vec<&'a IpNet>),
+}
+
+impl Entry {
+    /// The entry's sources in `family`, or `None` when its `from` lists only
+    /// networks of the other family (it then says nothing about this one).
+    pub fn sources(&self, family: Family) -> Option<Sources<'_>> {
+        let Some(from) = &self.from else {
+            return Some(Sources::Anywhere);
+        };
+        let nets: Vec<&IpNet> = from
+            .iter()
+            .filter(|n| matches!((family, n), (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))))
+            .collect();
+        (!nets.is_empty()).then_some(Sources::Nets(nets))
+    }
+
+    /// Whether the entry selects particular containers (and so must follow
+    /// their addresses) rather than every container.
+    pub fn has_selector(&self) -> bool {
+        !self.containers.is_empty() || !self.labels.is_empty()
+    }
+}
+
+/// Why a policy could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Diagnostic>),
+}
+
+/// One problem in a policy file, at a position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub path: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.path.display(), self.line, self.column, self.message)
+    }
+}
+
+/// Read and validate the policy at `path`.
+pub fn parse(path: &Path) -> Result<Policy, PolicyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_str(&text, path)
+}
+
+/// Validate policy text; `path` is only used in diagnostics.
+pub fn parse_str(text: &str, path: &Path) -> Result<Policy, PolicyError> {
+    raw::parse(text, path).map_err(PolicyError::Invalid)
+}

@@ -1,0 +1,108 @@
+//! The desired firewall state of one address family: dockfw's own chains and
+//! their rules, as structured data.
+//!
+//! Produced by [`crate::plan`], turned into text by [`crate::render`]. It knows
+//! nothing of processes or of what is installed now.
+
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::inventory::Proto;
+use crate::policy::PortRange;
+
+/// dockfw's entry chain, jumped to from the top of `DOCKER-USER`.
+pub const ENTRY_CHAIN: &str = "DOCKFW";
+/// Where new inbound connections to containers are judged.
+pub const INBOUND_CHAIN: &str = "DOCKFW-INBOUND";
+/// Docker's chain for operators, jumped to first from `FORWARD`.
+pub const DOCKER_USER: &str = "DOCKER-USER";
+/// Every chain dockfw owns, in creation order.
+pub const OWNED_CHAINS: [&str; 2] = [ENTRY_CHAIN, INBOUND_CHAIN];
+
+/// An IP address family; each has its own table and restore run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::V4, Family::V6];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::V4 => "ipv4",
+            Family::V6 => "ipv6",
+        }
+    }
+}
+
+/// The complete desired state: one rule set per family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ruleset {
+    pub v4: FamilyRules,
+    pub v6: FamilyRules,
+}
+
+impl Ruleset {
+    pub fn family(&self, family: Family) -> &FamilyRules {
+        match family {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+}
+
+/// dockfw's chains for one family, entry chain first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FamilyRules {
+    pub chains: Vec<Chain>,
+}
+
+impl FamilyRules {
+    pub fn rule_count(&self) -> usize {
+        self.chains.iter().map(|c| c.rules.len()).sum()
+    }
+}
+
+/// One chain dockfw owns and all of its rules, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chain {
+    pub name: &'static str,
+    pub rules: Vec<Rule>,
+}
+
+/// One iptables rule. Unset fields match anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rule {
+    pub src: Option<IpNet>,
+    pub dst: Option<IpNet>,
+    pub in_iface: Option<String>,
+    pub out_iface: Option<String>,
+    pub proto: Option<Proto>,
+    pub conntrack: Option<Conntrack>,
+    pub target: Target,
+}
+
+/// The one conntrack condition a rule may carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conntrack {
+    /// `--ctstate RELATED,ESTABLISHED`: replies and related flows.
+    Established,
+    /// `--ctstate DNAT`: the connection's destination was rewritten.
+    Dnat,
+    /// `--ctorigdstport`: the destination port before DNAT, i.e. the
+    /// published host port.
+    OrigDstPort(PortRange),
+}
+
+/// What happens to a packet that matches.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Target {
+    /// Leave it to Docker's own rules.
+    #[default]
+    Return,
+    Drop,
+    Jump(&'static str),
+}
