@@ -1,1 +1,209 @@
-//! TODO
+//! What is installed now in one family's `filter` table, parsed from
+//! `iptables-save` output: the chains dockfw owns, Docker's `DOCKER-USER`
+//! chain and the `FORWARD` rules that jump to it.
+//!
+//! Pure: the firewall edge runs `iptables-save` and hands the text here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ruleset::{DOCKER_USER, OWNED_CHAINS};
+
+/// The parts of a `filter` table that dockfw reads or writes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Installed {
+    /// Every chain in the table, built-in and user-defined.
+    pub chains: BTreeSet<String>,
+    /// Rule specs (the text after `-A CHAIN `) of the chains that matter
+    /// here: `FORWARD`, `DOCKER-USER` and dockfw's own.
+    pub rules: BTreeMap<String, Vec<String>>,
+}
+
+/// The spec of the one rule dockfw puts at the top of `DOCKER-USER`.
+pub const ENTRY_JUMP: &str = "-j DOCKFW";
+
+impl Installed {
+    /// Parse the `*filter` section of `iptables-save` output; other tables
+    /// and comments are skipped.
+    pub fn parse(save: &str) -> Installed {
+        let mut installed = Installed::default();
+        let mut in_filter = false;
+        for line in save.lines().map(str::trim) {
+            if let Some(table) = line.strip_prefix('*') {
+                in_filter = table == "filter";
+            } else if !in_filter || line.starts_with('#') {
+                continue;
+            } else if let Some(decl) = line.strip_prefix(':') {
+                if let Some(name) = decl.split_whitespace().next() {
+                    installed.chains.insert(name.to_owned());
+                }
+            } else if let Some(rest) = line.strip_prefix("-A ") {
+                let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+                if is_tracked(chain) {
+                    installed
+                        .rules
+                        .entry(chain.to_owned())
+                        .or_default()
+                        .push(spec.to_owned());
+                }
+            }
+        }
+        installed
+    }
+
+    pub fn has_chain(&self, name: &str) -> bool {
+        self.chains.contains(name)
+    }
+
+    /// The rule specs of `chain`; empty when it has none or does not exist.
+    pub fn chain_rules(&self, chain: &str) -> &[String] {
+        self.rules.get(chain).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Whether `FORWARD` jumps to `DOCKER-USER`.
+    pub fn has_forward_jump(&self) -> bool {
+        self.chain_rules("FORWARD")
+            .iter()
+            .any(|spec| jumps_to(spec, DOCKER_USER))
+    }
+
+    /// How many rules of `DOCKER-USER` jump to dockfw's entry chain, and
+    /// whether the first rule is one of them.
+    pub fn entry_jumps(&self) -> (usize, bool) {
+        let rules = self.chain_rules(DOCKER_USER);
+        let count = rules.iter().filter(|s| s.as_str() == ENTRY_JUMP).count();
+        (count, rules.first().is_some_and(|s| s == ENTRY_JUMP))
+    }
+
+    /// Whether any dockfw chain or jump is present.
+    pub fn has_anything_owned(&self) -> bool {
+        OWNED_CHAINS.iter().any(|c| self.has_chain(c)) || self.entry_jumps().0 > 0
+    }
+}
+
+fn is_tracked(chain: &str) -> bool {
+    chain == "FORWARD" || chain == DOCKER_USER || OWNED_CHAINS.contains(&chain)
+}
+
+/// Whether a rule spec's target is a jump to `chain`.
+pub fn jumps_to(spec: &str, chain: &str) -> bool {
+    spec.split_whitespace()
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| w[0] == "-j" && w[1] == chain)
+}
+
+#[cfg(test)]
+pub mod simulate {
+    //! A tiny `iptables-restore --noflush` model over [`Installed`], so the
+    //! renderer and the reconcile loop can be tested without root.
+
+    use super::Installed;
+
+    /// Apply restore text the way `iptables-restore --noflush` would, for
+    /// the subset of commands dockfw emits.
+    pub fn apply(installed: &mut Installed, text: &str) -> Result<(), String> {
+        for line in text.lines() {
+            apply_line(installed, line)?;
+        }
+        Ok(())
+    }
+
+    fn apply_line(st: &mut Installed, line: &str) -> Result<(), String> {
+        if line == "*filter" || line == "COMMIT" || line.is_empty() || line.starts_with('#') {
+            return Ok(());
+        }
+        if let Some(decl) = line.strip_prefix(':') {
+            let name = decl.split_whitespace().next().ok_or("empty chain line")?;
+            st.chains.insert(name.to_owned());
+            st.rules.insert(name.to_owned(), Vec::new());
+            return Ok(());
+        }
+        let (cmd, rest) = line.split_once(' ').ok_or(format!("bad line {line}"))?;
+        let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+        if !st.has_chain(chain) {
+            return Err(format!("no chain {chain} for {line}"));
+        }
+        let rules = st.rules.entry(chain.to_owned()).or_default();
+        match cmd {
+            "-A" => rules.push(spec.to_owned()),
+            "-I" => {
+                let (pos, spec) = spec.split_once(' ').ok_or("bad -I")?;
+                let pos: usize = pos.parse().map_err(|_| "bad -I position")?;
+                rules.insert(pos - 1, spec.to_owned());
+            }
+            "-D" => {
+                let i = rules.iter().position(|r| r == spec).ok_or(format!("no rule {line}"))?;
+                rules.remove(i);
+            }
+            "-F" => rules.clear(),
+            "-X" => {
+                st.rules.remove(chain);
+                st.chains.remove(chain);
+            }
+            _ => return Err(format!("unknown command {line}")),
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAVE: &str = "# Generated by iptables-nft-save v1.8.9 (nf_tables)
+*nat
+:PREROUTING ACCEPT [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:DOCKER - [0:0]
+:DOCKER-USER - [0:0]
+:DOCKFW - [0:0]
+-A FORWARD -j DOCKER-USER
+-A FORWARD -o docker0 -j DOCKER
+-A DOCKER -d 172.17.0.2/32 ! -i docker0 -o docker0 -p tcp -m tcp --dport 80 -j ACCEPT
+-A DOCKER-USER -j DOCKFW
+-A DOCKER-USER -j RETURN
+-A DOCKFW -i docker0 -j RETURN
+COMMIT
+";
+
+    #[test]
+    fn parses_filter_table_only() {
+        let st = Installed::parse(SAVE);
+        assert!(st.has_chain("DOCKER-USER"));
+        assert!(!st.has_chain("PREROUTING"));
+        assert_eq!(st.chain_rules("DOCKFW"), ["-i docker0 -j RETURN"]);
+        assert_eq!(st.chain_rules("DOCKER"), [] as [String; 0], "untracked chain");
+        assert!(st.has_forward_jump());
+        assert_eq!(st.entry_jumps(), (1, true));
+        assert!(st.has_anything_owned());
+        assert_eq!(ENTRY_JUMP, format!("-j {}", crate::ruleset::ENTRY_CHAIN));
+    }
+
+    #[test]
+    fn empty_table_has_nothing() {
+        let st = Installed::parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
+        assert!(!st.has_forward_jump());
+        assert_eq!(st.entry_jumps(), (0, false));
+        assert!(!st.has_anything_owned());
+    }
+
+    #[test]
+    fn jump_detection_needs_the_exact_target() {
+        assert!(jumps_to("-m comment --comment dockfw -j DOCKER-USER", "DOCKER-USER"));
+        assert!(!jumps_to("-j DOCKER-USER-X", "DOCKER-USER"));
+        assert!(!jumps_to("-i DOCKER-USER -j RETURN", "DOCKER-USER"));
+    }
+
+    #[test]
+    fn simulated_restore_follows_noflush_semantics() {
+        let mut st = Installed::parse(SAVE);
+        let text = "*filter\n:DOCKFW - [0:0]\n-A DOCKFW -j RETURN\n-D DOCKER-USER -j DOCKFW\n-I DOCKER-USER 1 -j DOCKFW\nCOMMIT\n";
+        simulate::apply(&mut st, text).expect("applies");
+        assert_eq!(st.chain_rules("DOCKFW"), ["-j RETURN"]);
+        assert_eq!(st.chain_rules("DOCKER-USER"), ["-j DOCKFW", "-j RETURN"]);
+    }
+}

@@ -1,1 +1,289 @@
-//! TODO
+//! `plan(&Policy, &Inventory) -> Ruleset`: the whole of dockfw's firewall
+//! logic, and [`exposures`], the same policy read back as one verdict per
+//! published port for `dockfw status`.
+//!
+//! Pure: no I/O, no clock. The shape of the rules, per family:
+//!
+//! ```text
+//! DOCKFW          established/related             -> RETURN
+//!                 -i <each Docker bridge>         -> RETURN   (from containers)
+//!                 -o <each Docker bridge>         -> DOCKFW-INBOUND
+//!                 -o br-+ with DNAT (not yet seen) -> DOCKFW-INBOUND
+//! DOCKFW-INBOUND  deny entries                    -> DROP
+//!                 allow entries                   -> RETURN   (default deny only)
+//!                 everything else                 -> DROP     (default deny only)
+//! ```
+//!
+//! Ports are matched with `--ctorigdstport`, the destination port before
+//! Docker's DNAT, i.e. the published host port. Only entries with container
+//! selectors name container addresses, so a selector-free policy yields rules
+//! that do not grow with the number of containers. The `br-+` rule covers a
+//! default-named bridge created an instant ago, before dockfw re-planned.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::inventory::{Container, Inventory, Proto, PublishedPort};
+use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
+use crate::ruleset::{Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Rule, Ruleset, Target};
+use crate::status::{PortStatus, Verdict};
+
+/// Interface pattern of bridges Docker names itself (`br-<12 hex of id>`).
+pub const DEFAULT_BRIDGE_PATTERN: &str = "br-+";
+
+/// The complete desired rule set for both families.
+pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
+    Ruleset {
+        v4: plan_family(policy, inventory, Family::V4),
+        v6: plan_family(policy, inventory, Family::V6),
+    }
+}
+
+fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> FamilyRules {
+    FamilyRules {
+        chains: vec![entry_chain(inventory), inbound_chain(policy, inventory, family)],
+    }
+}
+
+fn entry_chain(inventory: &Inventory) -> Chain {
+    let bridges: BTreeSet<&str> = inventory.bridges.iter().map(|b| b.interface.as_str()).collect();
+    let mut rules = vec![Rule {
+        conntrack: Some(Conntrack::Established),
+        ..Rule::default()
+    }];
+    rules.extend(bridges.iter().map(|iface| Rule {
+        in_iface: Some((*iface).to_owned()),
+        ..Rule::default()
+    }));
+    rules.extend(bridges.iter().map(|iface| Rule {
+        out_iface: Some((*iface).to_owned()),
+        target: Target::Jump(INBOUND_CHAIN),
+        ..Rule::default()
+    }));
+    rules.push(Rule {
+        out_iface: Some(DEFAULT_BRIDGE_PATTERN.to_owned()),
+        conntrack: Some(Conntrack::Dnat),
+        target: Target::Jump(INBOUND_CHAIN),
+        ..Rule::default()
+    });
+    Chain {
+        name: ENTRY_CHAIN,
+        rules,
+    }
+}
+
+fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
+    let mut rules = Vec::new();
+    for entry in &policy.deny {
+        rules.extend(entry_rules(entry, inventory, family, Target::Drop));
+    }
+    if policy.default == Default::Deny {
+        for entry in &policy.allow {
+            rules.extend(entry_rules(entry, inventory, family, Target::Return));
+        }
+        rules.push(Rule {
+            target: Target::Drop,
+            ..Rule::default()
+        });
+    }
+    Chain {
+        name: INBOUND_CHAIN,
+        rules: without_repeats(rules),
+    }
+}
+
+/// Drop rules identical to an earlier one: they can never match anything
+/// the earlier one did not already decide.
+fn without_repeats(rules: Vec<Rule>) -> Vec<Rule> {
+    let mut kept: Vec<Rule> = Vec::with_capacity(rules.len());
+    for rule in rules {
+        if !kept.contains(&rule) {
+            kept.push(rule);
+        }
+    }
+    kept
+}
+
+/// The rules one policy entry expands to: sources x destinations x
+/// (protocol, port range).
+fn entry_rules(entry: &Entry, inventory: &Inventory, family: Family, target: Target) -> Vec<Rule> {
+    let Some(sources) = entry.sources(family) else {
+        return Vec::new();
+    };
+    let sources: Vec<Option<IpNet>> = match sources {
+        Sources::Anywhere => vec![None],
+        Sources::Nets(nets) => nets.into_iter().map(|n| Some(*n)).collect(),
+    };
+    let destinations: Vec<Option<IpNet>> = if entry.has_selector() {
+        let addrs = selected_addresses(entry, inventory, family);
+        if addrs.is_empty() {
+            return Vec::new();
+        }
+        addrs.into_iter().map(|a| Some(IpNet::from(a))).collect()
+    } else {
+        vec![None]
+    };
+    let services = services(entry);
+    let mut rules = Vec::new();
+    for src in &sources {
+        for dst in &destinations {
+            for (proto, ports) in &services {
+                rules.push(Rule {
+                    src: *src,
+                    dst: *dst,
+                    proto: *proto,
+                    conntrack: ports.map(Conntrack::OrigDstPort),
+                    target: target.clone(),
+                    ..Rule::default()
+                });
+            }
+        }
+    }
+    rules
+}
+
+/// The (protocol, port range) pairs an entry matches; `None` is "any".
+fn services(entry: &Entry) -> Vec<(Option<Proto>, Option<PortRange>)> {
+    let protos: Vec<Proto> = match entry.proto {
+        ProtoMatch::Tcp => vec![Proto::Tcp],
+        ProtoMatch::Udp => vec![Proto::Udp],
+        ProtoMatch::Any => vec![Proto::Tcp, Proto::Udp, Proto::Sctp],
+    };
+    match (&entry.ports, entry.proto) {
+        (None, ProtoMatch::Any) => vec![(None, None)],
+        (None, _) => protos.into_iter().map(|p| (Some(p), None)).collect(),
+        (Some(ranges), _) => protos
+            .iter()
+            .flat_map(|p| ranges.iter().map(move |r| (Some(*p), Some(*r))))
+            .collect(),
+    }
+}
+
+/// Whether an entry's `containers` and `labels` select this container.
+fn selects(entry: &Entry, container: &Container) -> bool {
+    let named = entry.containers.is_empty() || entry.containers.iter().any(|g| g.matches(&container.name));
+    let labelled = entry
+        .labels
+        .iter()
+        .all(|(k, v)| container.labels.get(k) == Some(v));
+    named && labelled
+}
+
+/// The addresses, in one family, of every container an entry selects.
+fn selected_addresses(entry: &Entry, inventory: &Inventory, family: Family) -> BTreeSet<IpAddr> {
+    inventory
+        .containers
+        .iter()
+        .filter(|c| selects(entry, c))
+        .flat_map(|c| c.attachments.iter())
+        .filter_map(|a| match family {
+            Family::V4 => a.ipv4.map(IpAddr::V4),
+            Family::V6 => a.ipv6.map(IpAddr::V6),
+        })
+        .collect()
+}
+
+/// One row per published port of every running container, with the verdict
+/// the policy gives a new connection to it. Sorted by container and port.
+pub fn exposures(policy: &Policy, inventory: &Inventory) -> Vec<PortStatus> {
+    let mut rows: Vec<PortStatus> = inventory
+        .containers
+        .iter()
+        .filter(|c| !c.host_network)
+        .flat_map(|c| c.ports.iter().map(move |p| exposure(policy, c, p)))
+        .collect();
+    rows.sort_by(|a, b| {
+        (&a.container, a.host_port, &a.proto, &a.host_ip).cmp(&(&b.container, b.host_port, &b.proto, &b.host_ip))
+    });
+    rows
+}
+
+fn exposure(policy: &Policy, container: &Container, port: &PublishedPort) -> PortStatus {
+    let networks: Vec<&str> = container.attachments.iter().map(|a| a.network.as_str()).collect();
+    let (verdict, detail) = verdict(policy, container, port);
+    PortStatus {
+        container: container.name.clone(),
+        network: networks.join(","),
+        host_ip: port.host_ip.to_string(),
+        host_port: port.host_port,
+        container_port: port.container_port,
+        proto: port.proto.as_str().to_owned(),
+        verdict,
+        detail,
+    }
+}
+
+fn verdict(policy: &Policy, container: &Container, port: &PublishedPort) -> (Verdict, String) {
+    if port.host_ip.is_loopback() {
+        return (Verdict::Local, "local only".to_owned());
+    }
+    let family = match port.host_ip {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    };
+    if family == Family::V6 && !container.attachments.iter().any(|a| a.ipv6.is_some()) {
+        return (
+            Verdict::Open,
+            "open to anywhere over IPv6 via docker-proxy (container has no IPv6 address; not filtered by DOCKER-USER)"
+                .to_owned(),
+        );
+    }
+    let denied = matching(&policy.deny, container, port, family);
+    if denied.contains(&Sources::Anywhere) {
+        return (Verdict::Blocked, "blocked by policy".to_owned());
+    }
+    let except = nets_of(&denied);
+    let suffix = if except.is_empty() {
+        String::new()
+    } else {
+        format!(" except {}", except.join(", "))
+    };
+    if policy.default == Default::Allow {
+        return (Verdict::Open, format!("open to anywhere{suffix}"));
+    }
+    let allowed = matching(&policy.allow, container, port, family);
+    if allowed.contains(&Sources::Anywhere) {
+        return (Verdict::Open, format!("open to anywhere{suffix}"));
+    }
+    let nets = nets_of(&allowed);
+    if nets.is_empty() {
+        return (Verdict::Blocked, "blocked by policy".to_owned());
+    }
+    (Verdict::Restricted, format!("open to {}{suffix}", nets.join(", ")))
+}
+
+/// The sources, in `family`, of the entries that cover a published port.
+fn matching<'a>(entries: &'a [Entry], container: &Container, port: &PublishedPort, family: Family) -> Vec<Sources<'a>> {
+    entries
+        .iter()
+        .filter(|e| applies_to(e, container, port))
+        .filter_map(|e| e.sources(family))
+        .collect()
+}
+
+/// Whether an entry's ports, protocol and selectors cover a published port.
+fn applies_to(entry: &Entry, container: &Container, port: &PublishedPort) -> bool {
+    let proto_ok = match entry.proto {
+        ProtoMatch::Tcp => port.proto == Proto::Tcp,
+        ProtoMatch::Udp => port.proto == Proto::Udp,
+        ProtoMatch::Any => true,
+    };
+    let port_ok = entry
+        .ports
+        .as_ref()
+        .is_none_or(|ranges| ranges.iter().any(|r| r.contains(port.host_port)));
+    proto_ok && port_ok && selects(entry, container)
+}
+
+fn nets_of(sources: &[Sources<'_>]) -> Vec<String> {
+    let nets: BTreeSet<String> = sources
+        .iter()
+        .flat_map(|s| match s {
+            Sources::Anywhere => Vec::new(),
+            Sources::Nets(nets) => nets.iter().map(|n| n.to_string()).collect(),
+        })
+        .collect();
+    nets.into_iter().collect()
+}

@@ -1,1 +1,350 @@
-//! TODO
+//! Turns a [`FamilyRules`] into `iptables-restore --noflush` text.
+//!
+//! Pure functions: [`rules_text`] is the canonical listing of dockfw's chains
+//! (the same form `iptables-save` prints, so it compares with what is
+//! installed), and [`transaction`] is the smallest atomic restore input that
+//! takes the installed state to the desired one, or `None` when nothing
+//! differs. Running the restore is the firewall edge's job.
+
+use std::fmt::Write as _;
+
+use crate::installed::{ENTRY_JUMP, Installed, jumps_to};
+use crate::ruleset::{Conntrack, DOCKER_USER, FamilyRules, OWNED_CHAINS, Rule, Target};
+
+/// The comment on a `FORWARD -> DOCKER-USER` jump dockfw made together with
+/// the chain itself (old engines make none in ip6tables), so that
+/// `uninstall` knows both are its own.
+pub const CREATED_MARK: &str = "-m comment --comment dockfw";
+
+/// One rule as `iptables-save` prints it, without `-A CHAIN`.
+pub fn rule_spec(rule: &Rule) -> String {
+    let mut out = String::new();
+    if let Some(src) = &rule.src {
+        let _ = write!(out, "-s {src} ");
+    }
+    if let Some(dst) = &rule.dst {
+        let _ = write!(out, "-d {dst} ");
+    }
+    if let Some(iface) = &rule.in_iface {
+        let _ = write!(out, "-i {iface} ");
+    }
+    if let Some(iface) = &rule.out_iface {
+        let _ = write!(out, "-o {iface} ");
+    }
+    if let Some(proto) = rule.proto {
+        let _ = write!(out, "-p {} ", proto.as_str());
+    }
+    match rule.conntrack {
+        Some(Conntrack::Established) => out.push_str("-m conntrack --ctstate RELATED,ESTABLISHED "),
+        Some(Conntrack::Dnat) => out.push_str("-m conntrack --ctstate DNAT "),
+        Some(Conntrack::OrigDstPort(r)) if r.first == r.last => {
+            let _ = write!(out, "-m conntrack --ctorigdstport {} ", r.first);
+        }
+        Some(Conntrack::OrigDstPort(r)) => {
+            let _ = write!(out, "-m conntrack --ctorigdstport {}:{} ", r.first, r.last);
+        }
+        None => {}
+    }
+    match &rule.target {
+        Target::Return => out.push_str("-j RETURN"),
+        Target::Drop => out.push_str("-j DROP"),
+        Target::Jump(chain) => {
+            let _ = write!(out, "-j {chain}");
+        }
+    }
+    out
+}
+
+/// dockfw's chains as `-A CHAIN spec` lines, one per rule.
+pub fn rules_text(rules: &FamilyRules) -> String {
+    let mut out = String::new();
+    for chain in &rules.chains {
+        for rule in &chain.rules {
+            let _ = writeln!(out, "-A {} {}", chain.name, rule_spec(rule));
+        }
+    }
+    out
+}
+
+/// What a transaction changes, for the log line and `dockfw plan`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Rules in dockfw's chains that are new.
+    pub added: usize,
+    /// Installed rules in dockfw's chains that go away.
+    pub removed: usize,
+    /// `DOCKER-USER` did not exist and is created (with its `FORWARD` jump).
+    pub created_docker_user: bool,
+    /// `DOCKER-USER` existed but `FORWARD` no longer jumped to it.
+    pub restored_forward_jump: bool,
+    /// dockfw's jump was missing, duplicated or not first in `DOCKER-USER`.
+    pub placed_entry_jump: bool,
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "+{} -{} rules", self.added, self.removed)?;
+        if self.created_docker_user {
+            f.write_str(", created DOCKER-USER and its FORWARD jump")?;
+        }
+        if self.restored_forward_jump {
+            f.write_str(", restored the missing FORWARD -> DOCKER-USER jump")?;
+        }
+        if self.placed_entry_jump {
+            f.write_str(", put the DOCKER-USER -> DOCKFW jump first")?;
+        }
+        Ok(())
+    }
+}
+
+/// An atomic restore input and a summary of what it changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub text: String,
+    pub changes: Changes,
+}
+
+/// The restore text that takes `installed` to `desired`, or `None` when
+/// they already agree. Only dockfw's chains are declared (and so flushed);
+/// `DOCKER-USER` is declared only when it does not exist.
+pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Transaction> {
+    let mut changes = Changes::default();
+    let mut head = String::from("*filter\n");
+    let mut body = String::new();
+
+    if !installed.has_chain(DOCKER_USER) {
+        changes.created_docker_user = true;
+        let _ = writeln!(head, ":{DOCKER_USER} - [0:0]");
+        let _ = writeln!(body, "-A {DOCKER_USER} -j RETURN");
+    }
+    if chains_differ(desired, installed) {
+        count_rule_changes(desired, installed, &mut changes);
+        for chain in &desired.chains {
+            let _ = writeln!(head, ":{} - [0:0]", chain.name);
+        }
+        body.push_str(&rules_text(desired));
+    }
+    let (jumps, first) = installed.entry_jumps();
+    if jumps != 1 || !first {
+        changes.placed_entry_jump = true;
+        for _ in 0..jumps {
+            let _ = writeln!(body, "-D {DOCKER_USER} {ENTRY_JUMP}");
+        }
+        let _ = writeln!(body, "-I {DOCKER_USER} 1 {ENTRY_JUMP}");
+    }
+    if changes.created_docker_user {
+        let _ = writeln!(body, "-I FORWARD 1 {CREATED_MARK} -j {DOCKER_USER}");
+    } else if !installed.has_forward_jump() {
+        changes.restored_forward_jump = true;
+        let _ = writeln!(body, "-I FORWARD 1 -j {DOCKER_USER}");
+    }
+    if body.is_empty() {
+        return None;
+    }
+    Some(Transaction {
+        text: format!("{head}{body}COMMIT\n"),
+        changes,
+    })
+}
+
+fn chains_differ(desired: &FamilyRules, installed: &Installed) -> bool {
+    desired.chains.iter().any(|chain| {
+        let want: Vec<String> = chain.rules.iter().map(rule_spec).collect();
+        !installed.has_chain(chain.name) || installed.chain_rules(chain.name) != want.as_slice()
+    })
+}
+
+fn count_rule_changes(desired: &FamilyRules, installed: &Installed, changes: &mut Changes) {
+    for chain in &desired.chains {
+        let want: Vec<String> = chain.rules.iter().map(rule_spec).collect();
+        let have = installed.chain_rules(chain.name);
+        changes.added += want.iter().filter(|w| !have.contains(w)).count();
+        changes.removed += have.iter().filter(|h| !want.contains(h)).count();
+    }
+}
+
+/// The restore text that removes every rule and chain dockfw owns, or
+/// `None` when nothing of dockfw's is installed. A `DOCKER-USER` chain
+/// dockfw created itself goes too, once nothing but `RETURN` is left in it.
+pub fn uninstall(installed: &Installed) -> Option<String> {
+    let mut body = String::new();
+    for _ in 0..installed.entry_jumps().0 {
+        let _ = writeln!(body, "-D {DOCKER_USER} {ENTRY_JUMP}");
+    }
+    let owned: Vec<&str> = OWNED_CHAINS
+        .iter()
+        .copied()
+        .filter(|c| installed.has_chain(c))
+        .collect();
+    for chain in &owned {
+        let _ = writeln!(body, "-F {chain}");
+    }
+    for chain in &owned {
+        let _ = writeln!(body, "-X {chain}");
+    }
+    remove_created_docker_user(installed, &mut body);
+    (!body.is_empty()).then(|| format!("*filter\n{body}COMMIT\n"))
+}
+
+fn remove_created_docker_user(installed: &Installed, body: &mut String) {
+    let marked = format!("{CREATED_MARK} -j {DOCKER_USER}");
+    let forward = installed.chain_rules("FORWARD");
+    if !forward.contains(&marked) {
+        return;
+    }
+    let _ = writeln!(body, "-D FORWARD {marked}");
+    let others_jump = forward
+        .iter()
+        .any(|s| *s != marked && jumps_to(s, DOCKER_USER));
+    let only_return = installed
+        .chain_rules(DOCKER_USER)
+        .iter()
+        .all(|s| s == "-j RETURN" || s == ENTRY_JUMP);
+    if !others_jump && only_return {
+        let _ = writeln!(body, "-F {DOCKER_USER}\n-X {DOCKER_USER}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::installed::simulate;
+    use crate::inventory::Proto;
+    use crate::policy::PortRange;
+    use crate::ruleset::{Chain, ENTRY_CHAIN, INBOUND_CHAIN};
+
+    fn sample() -> FamilyRules {
+        FamilyRules {
+            chains: vec![
+                Chain {
+                    name: ENTRY_CHAIN,
+                    rules: vec![
+                        Rule {
+                            conntrack: Some(Conntrack::Established),
+                            ..Rule::default()
+                        },
+                        Rule {
+                            out_iface: Some("docker0".into()),
+                            target: Target::Jump(INBOUND_CHAIN),
+                            ..Rule::default()
+                        },
+                    ],
+                },
+                Chain {
+                    name: INBOUND_CHAIN,
+                    rules: vec![
+                        Rule {
+                            src: Some("192.0.2.16/28".parse().unwrap()),
+                            dst: Some("172.17.0.2/32".parse().unwrap()),
+                            proto: Some(Proto::Tcp),
+                            conntrack: Some(Conntrack::OrigDstPort(PortRange { first: 8000, last: 8100 })),
+                            ..Rule::default()
+                        },
+                        Rule {
+                            target: Target::Drop,
+                            ..Rule::default()
+                        },
+                    ],
+                },
+            ],
+        }
+    }
+
+    const DOCKER_MADE: &str = "*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+
+    fn install(installed: &mut Installed) {
+        let tx = transaction(&sample(), installed).expect("changes");
+        simulate::apply(installed, &tx.text).expect("applies");
+    }
+
+    #[test]
+    fn rule_specs_are_in_iptables_save_order() {
+        let text = rules_text(&sample());
+        assert_eq!(
+            text,
+            "-A DOCKFW -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n\
+             -A DOCKFW -o docker0 -j DOCKFW-INBOUND\n\
+             -A DOCKFW-INBOUND -s 192.0.2.16/28 -d 172.17.0.2/32 -p tcp -m conntrack --ctorigdstport 8000:8100 -j RETURN\n\
+             -A DOCKFW-INBOUND -j DROP\n"
+        );
+    }
+
+    #[test]
+    fn first_install_declares_chains_and_one_jump() {
+        let installed = Installed::parse(DOCKER_MADE);
+        let tx = transaction(&sample(), &installed).expect("changes");
+        assert_eq!(
+            tx.text,
+            format!(
+                "*filter\n:DOCKFW - [0:0]\n:DOCKFW-INBOUND - [0:0]\n{}-I DOCKER-USER 1 -j DOCKFW\nCOMMIT\n",
+                rules_text(&sample())
+            )
+        );
+        assert_eq!(tx.changes.added, 4);
+        assert!(tx.changes.placed_entry_jump);
+        assert!(!tx.changes.created_docker_user && !tx.changes.restored_forward_jump);
+    }
+
+    #[test]
+    fn applying_the_transaction_converges() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        let tx = transaction(&sample(), &installed).expect("changes");
+        simulate::apply(&mut installed, &tx.text).expect("applies");
+        assert_eq!(transaction(&sample(), &installed), None, "second run changes nothing");
+        assert_eq!(installed.chain_rules(DOCKER_USER), ["-j DOCKFW", "-j RETURN"]);
+    }
+
+    #[test]
+    fn misplaced_and_duplicate_jumps_are_fixed_without_touching_chains() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        install(&mut installed);
+        let extra = "*filter\n-I DOCKER-USER 1 -j CROWDSEC\n-A DOCKER-USER -j DOCKFW\nCOMMIT\n";
+        simulate::apply(&mut installed, extra).unwrap();
+        let tx = transaction(&sample(), &installed).expect("jump fix");
+        assert_eq!(
+            tx.text,
+            "*filter\n-D DOCKER-USER -j DOCKFW\n-D DOCKER-USER -j DOCKFW\n-I DOCKER-USER 1 -j DOCKFW\nCOMMIT\n"
+        );
+        simulate::apply(&mut installed, &tx.text).unwrap();
+        assert_eq!(installed.chain_rules(DOCKER_USER), ["-j DOCKFW", "-j CROWDSEC", "-j RETURN"]);
+    }
+
+    #[test]
+    fn missing_forward_jump_is_restored_and_reported() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        install(&mut installed);
+        simulate::apply(&mut installed, "-D FORWARD -j DOCKER-USER\n").unwrap();
+        let tx = transaction(&sample(), &installed).expect("restore");
+        assert!(tx.changes.restored_forward_jump);
+        assert_eq!(tx.text, "*filter\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n");
+    }
+
+    #[test]
+    fn missing_docker_user_is_created_with_a_marked_jump_and_uninstalled_again() {
+        let empty = "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
+        let mut installed = Installed::parse(empty);
+        let tx = transaction(&sample(), &installed).expect("create");
+        assert!(tx.changes.created_docker_user);
+        assert!(!tx.changes.restored_forward_jump);
+        simulate::apply(&mut installed, &tx.text).unwrap();
+        assert!(installed.has_forward_jump());
+        assert_eq!(transaction(&sample(), &installed), None);
+
+        let text = uninstall(&installed).expect("something to remove");
+        simulate::apply(&mut installed, &text).unwrap();
+        assert_eq!(installed.chains, Installed::parse(empty).chains);
+        assert!(installed.chain_rules("FORWARD").is_empty());
+    }
+
+    #[test]
+    fn uninstall_leaves_docker_user_as_docker_made_it() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        install(&mut installed);
+        simulate::apply(&mut installed, "-I DOCKER-USER 2 -j CROWDSEC\n").unwrap();
+        let text = uninstall(&installed).expect("something to remove");
+        simulate::apply(&mut installed, &text).unwrap();
+        assert_eq!(installed.chain_rules(DOCKER_USER), ["-j CROWDSEC", "-j RETURN"]);
+        assert!(!installed.has_anything_owned());
+        assert_eq!(uninstall(&installed), None);
+    }
+}
