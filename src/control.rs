@@ -1,12 +1,749 @@
-//! Control socket (placeholder until the real one lands).
+//! The control socket: how `dockfw status` and `dockfw reload` talk to the
+//! running daemon. This module owns the wire protocol, the server's accept
+//! loop and the client; it never touches the firewall or the policy itself,
+//! it only reads the latest [`Status`] and forwards reload requests.
+//!
+//! # Protocol
+//! Newline-delimited JSON over a Unix stream socket. The client sends one
+//! request line, the server answers with one response line, then closes:
+//!
+//! ```text
+//! -> {"cmd":"status"}
+//! <- {"ok":true,"status":{...}}
+//! -> {"cmd":"reload"}
+//! <- {"ok":true,"message":"..."}        or  {"ok":false,"error":"..."}
+//! ```
+//!
+//! A request line may be at most [`MAX_REQUEST_BYTES`] long. Any peer that can
+//! open the socket (root and the `dockfw` group, mode 0660) may ask for the
+//! status; only root may ask for a reload.
 
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::status::Status;
 
+/// Longest request line the server reads; anything longer is refused.
+pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
+/// Longest response line the client reads (a status with many ports is big).
+const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// How long a client may take to send its request, or to take the response.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the server waits for the daemon to answer a reload.
+const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the client waits for the whole exchange; above `RELOAD_TIMEOUT`.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long shutdown waits for connections still being answered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// Group given access to the socket, if it exists.
+const SOCKET_GROUP: &str = "dockfw";
+const SOCKET_MODE: u32 = 0o660;
+const DIR_MODE: u32 = 0o755;
+
+/// One request line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "lowercase")]
+pub enum Request {
+    Status,
+    Reload,
+}
+
+/// One response line; on the wire it is `{"ok":..,"status"|"message"|"error":..}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(into = "WireResponse", try_from = "WireResponse")]
+pub enum Response {
+    Status(Box<Status>),
+    Message(String),
+    Error(String),
+}
+
+/// The response as it appears on the wire, before checking it is one of the
+/// three shapes [`Response`] allows.
+#[derive(Serialize, Deserialize)]
+struct WireResponse {
+    ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    status: Option<Box<Status>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+impl From<Response> for WireResponse {
+    fn from(response: Response) -> Self {
+        let mut wire = WireResponse {
+            ok: true,
+            status: None,
+            message: None,
+            error: None,
+        };
+        match response {
+            Response::Status(status) => wire.status = Some(status),
+            Response::Message(message) => wire.message = Some(message),
+            Response::Error(error) => (wire.ok, wire.error) = (false, Some(error)),
+        }
+        wire
+    }
+}
+
+impl TryFrom<WireResponse> for Response {
+    type Error = String;
+
+    fn try_from(wire: WireResponse) -> Result<Self, String> {
+        match wire {
+            WireResponse {
+                ok: true,
+                status: Some(status),
+                message: None,
+                error: None,
+            } => Ok(Response::Status(status)),
+            WireResponse {
+                ok: true,
+                status: None,
+                message: Some(message),
+                error: None,
+            } => Ok(Response::Message(message)),
+            WireResponse {
+                ok: false,
+                status: None,
+                message: None,
+                error: Some(error),
+            } => Ok(Response::Error(error)),
+            _ => Err("expected exactly one of status, message (ok) or error (not ok)".to_string()),
+        }
+    }
+}
+
+/// The daemon's answer to a reload: `Ok(summary)` or `Err(policy errors)`.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
 
+/// What the server needs from the daemon.
+#[derive(Debug, Clone)]
 pub struct Handles {
+    /// The latest status, published by the reconcile loop; a watch channel so
+    /// a status request never waits for a reconcile in progress.
     pub status: watch::Receiver<Status>,
+    /// Asks the daemon to re-read the policy; each request carries the
+    /// oneshot on which the daemon answers.
     pub reload: mpsc::Sender<ReloadRequest>,
+}
+
+/// Why the socket could not be bound, or the daemon could not be asked.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("dockfw is already running (it answers on {path})")]
+    AlreadyRunning { path: PathBuf },
+    #[error("{path} exists and is not a socket")]
+    NotASocket { path: PathBuf },
+    #[error("cannot create socket directory {path}")]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot remove stale socket {path}")]
+    RemoveStale { path: PathBuf, source: io::Error },
+    #[error("cannot bind control socket {path}")]
+    Bind { path: PathBuf, source: io::Error },
+    #[error("cannot set owner and mode of control socket {path}")]
+    Permissions { path: PathBuf, source: io::Error },
+    #[error("dockfw daemon is not running (nothing listens on {path})")]
+    NotRunning { path: PathBuf, source: io::Error },
+    #[error("cannot talk to dockfw daemon on {path}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("dockfw daemon on {path} did not answer within {}", humantime::format_duration(*.after))]
+    Timeout { path: PathBuf, after: Duration },
+    #[error("dockfw daemon on {path} closed the connection without answering")]
+    NoResponse { path: PathBuf },
+    #[error("invalid response from dockfw daemon on {path}")]
+    BadResponse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Binds the control socket at `path`: creates its directory (0755) if
+/// missing, replaces a stale socket, refuses if a daemon answers there, and
+/// makes the socket 0660, group `dockfw` when that group exists. The owner is
+/// the daemon's user, root in production. Must be called inside a tokio
+/// runtime.
+pub fn bind(path: &Path) -> Result<UnixListener, ControlError> {
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        create_socket_dir(dir).map_err(|source| ControlError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    remove_stale_socket(path)?;
+    let listener = UnixListener::bind(path).map_err(|source| ControlError::Bind {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    set_socket_permissions(path).map_err(|source| ControlError::Permissions {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(listener)
+}
+
+/// Creates the socket's directory if missing, 0755 whatever the umask.
+fn create_socket_dir(dir: &Path) -> io::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
+}
+
+/// Removes a socket left behind by a daemon that died; leaves a live one,
+/// and anything that is not a socket, alone.
+fn remove_stale_socket(path: &Path) -> Result<(), ControlError> {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(ControlError::NotASocket {
+            path: path.to_path_buf(),
+        });
+    }
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(ControlError::AlreadyRunning {
+            path: path.to_path_buf(),
+        });
+    }
+    fs::remove_file(path).map_err(|source| ControlError::RemoveStale {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn set_socket_permissions(path: &Path) -> io::Result<()> {
+    if let Some(gid) = group_id(SOCKET_GROUP) {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(SOCKET_MODE))
+}
+
+/// Looks a group up by name through NSS; `None` if it does not exist.
+fn group_id(name: &str) -> Option<u32> {
+    let name = CString::new(name).ok()?;
+    let mut buf: Vec<libc::c_char> = vec![0; 4096];
+    loop {
+        // SAFETY: all-zero is a valid `group` (null pointers, zero gid).
+        let mut group: libc::group = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and `buf.len()` is the
+        // length of `buf`; the reentrant variant keeps no shared state.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                name.as_ptr(),
+                &mut group,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut found,
+            )
+        };
+        match rc {
+            libc::ERANGE if buf.len() < 1 << 20 => buf.resize(buf.len() * 2, 0),
+            0 if !found.is_null() => return Some(group.gr_gid),
+            _ => return None,
+        }
+    }
+}
+
+/// Whether a peer with this uid may ask for a reload.
+pub fn may_reload(uid: u32) -> bool {
+    uid == 0
+}
+
+/// Answers connections until `shutdown` is cancelled, each in its own task,
+/// then waits up to [`SHUTDOWN_GRACE`] for answers in flight and removes the
+/// socket file. A connection still running after that is abandoned; its own
+/// timeouts bound how long it can last.
+pub async fn serve(listener: UnixListener, handles: Handles, shutdown: CancellationToken) {
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tracker.spawn(answer(stream, handles.clone()));
+                }
+                Err(error) => {
+                    // Out of descriptors and the like: pause rather than spin.
+                    tracing::warn!(%error, "control socket: accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    tracker.close();
+    if timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        tracing::warn!("control socket: abandoning connections still open at shutdown");
+    }
+    remove_socket_file(&listener);
+}
+
+fn remove_socket_file(listener: &UnixListener) {
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    if let Some(path) = addr.as_pathname()
+        && let Err(error) = fs::remove_file(path)
+    {
+        tracing::warn!(%error, path = %path.display(), "control socket: cannot remove");
+    }
+}
+
+/// Reads one request, answers it, and closes. Errors end this connection only.
+async fn answer(stream: UnixStream, handles: Handles) {
+    let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+    let (read, mut write) = stream.into_split();
+    let response = match timeout(IO_TIMEOUT, read_request(read)).await {
+        Ok(Ok(request)) => dispatch(request, uid, &handles).await,
+        Ok(Err(error)) => Response::Error(error),
+        Err(_) => Response::Error("timed out waiting for the request".to_string()),
+    };
+    let line = response_line(&response);
+    match timeout(IO_TIMEOUT, write.write_all(line.as_bytes())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "control socket: cannot send response"),
+        Err(_) => tracing::debug!("control socket: client did not take its response"),
+    }
+}
+
+/// Reads one request line of at most [`MAX_REQUEST_BYTES`]; the error is the
+/// message sent back to the client.
+async fn read_request(read: impl AsyncRead + Unpin) -> Result<Request, String> {
+    let mut line = Vec::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES + 1));
+    reader
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|error| format!("cannot read request: {error}"))?;
+    if line.len() as u64 > MAX_REQUEST_BYTES {
+        return Err(format!("request longer than {MAX_REQUEST_BYTES} bytes"));
+    }
+    serde_json::from_slice(&line).map_err(|error| format!("invalid request: {error}"))
+}
+
+async fn dispatch(request: Request, uid: Option<u32>, handles: &Handles) -> Response {
+    match request {
+        Request::Status => Response::Status(Box::new(handles.status.borrow().clone())),
+        Request::Reload if !uid.is_some_and(may_reload) => {
+            Response::Error("reload requires root".to_string())
+        }
+        Request::Reload => match timeout(RELOAD_TIMEOUT, forward_reload(&handles.reload)).await {
+            Ok(Ok(summary)) => Response::Message(summary),
+            Ok(Err(error)) => Response::Error(error),
+            Err(_) => Response::Error(format!(
+                "daemon did not finish the reload within {}",
+                humantime::format_duration(RELOAD_TIMEOUT)
+            )),
+        },
+    }
+}
+
+/// Hands a reload to the daemon and waits for its answer.
+async fn forward_reload(reload: &mpsc::Sender<ReloadRequest>) -> Result<String, String> {
+    let (answer, answered) = oneshot::channel();
+    let gone = || "daemon is shutting down".to_string();
+    reload.send(answer).await.map_err(|_| gone())?;
+    answered.await.map_err(|_| gone())?
+}
+
+/// The response as one JSON line; falls back to an error line, so the client
+/// always gets an answer.
+fn response_line(response: &Response) -> String {
+    match serde_json::to_string(response) {
+        Ok(json) => json + "\n",
+        Err(error) => {
+            let fallback = Response::Error(format!("cannot encode response: {error}"));
+            serde_json::to_string(&fallback).unwrap_or_default() + "\n"
+        }
+    }
+}
+
+/// Sends one request to the daemon listening on `path` and returns its answer.
+/// A missing socket or a refused connection is [`ControlError::NotRunning`].
+pub async fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
+    let stream = UnixStream::connect(path)
+        .await
+        .map_err(|source| connect_error(path, source))?;
+    let exchange = timeout(CLIENT_TIMEOUT, exchange(stream, request)).await;
+    let line = exchange
+        .map_err(|_| ControlError::Timeout {
+            path: path.to_path_buf(),
+            after: CLIENT_TIMEOUT,
+        })?
+        .map_err(|source| ControlError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if line.is_empty() {
+        return Err(ControlError::NoResponse {
+            path: path.to_path_buf(),
+        });
+    }
+    serde_json::from_slice(&line).map_err(|source| ControlError::BadResponse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn connect_error(path: &Path, source: io::Error) -> ControlError {
+    let path = path.to_path_buf();
+    match source.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => {
+            ControlError::NotRunning { path, source }
+        }
+        _ => ControlError::Io { path, source },
+    }
+}
+
+/// Writes the request line and reads the response line.
+async fn exchange(stream: UnixStream, request: &Request) -> io::Result<Vec<u8>> {
+    let (read, mut write) = stream.into_split();
+    let mut line = serde_json::to_vec(request)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    let mut response = Vec::new();
+    BufReader::new(read.take(MAX_RESPONSE_BYTES))
+        .read_until(b'\n', &mut response)
+        .await?;
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::PolicyStatus;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let unique = format!(
+                "dockfw-control-{}-{}-{name}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+            let dir = std::env::temp_dir().join(unique);
+            fs::create_dir_all(&dir).expect("create temp dir");
+            TempDir(dir)
+        }
+
+        fn socket(&self) -> PathBuf {
+            self.0.join("control.sock")
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A server on a temp socket, holding the daemon's ends of its channels.
+    struct Running {
+        _dir: TempDir,
+        path: PathBuf,
+        /// Publishes the status the server hands out.
+        status: watch::Sender<Status>,
+        /// Receives the reloads the server forwards; the test plays the daemon.
+        reloads: mpsc::Receiver<ReloadRequest>,
+        /// Stops the server.
+        shutdown: CancellationToken,
+        server: tokio::task::JoinHandle<()>,
+    }
+
+    fn start(name: &str) -> Running {
+        let dir = TempDir::new(name);
+        let path = dir.socket();
+        let (status, status_rx) = watch::channel(Status::default());
+        let (reload, reloads) = mpsc::channel(1);
+        let listener = bind(&path).expect("bind");
+        let shutdown = CancellationToken::new();
+        let handles = Handles {
+            status: status_rx,
+            reload,
+        };
+        let server = tokio::spawn(serve(listener, handles, shutdown.clone()));
+        Running {
+            _dir: dir,
+            path,
+            status,
+            reloads,
+            shutdown,
+            server,
+        }
+    }
+
+    /// Sends raw bytes, ends the write half, and returns everything the server answers.
+    async fn raw(path: &Path, bytes: &[u8]) -> String {
+        let mut stream = UnixStream::connect(path).await.expect("connect");
+        stream.write_all(bytes).await.expect("write");
+        stream.shutdown().await.expect("end of request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer
+    }
+
+    fn sample_status() -> Status {
+        Status {
+            policy: PolicyStatus {
+                path: "/etc/dockfw/policy.toml".to_string(),
+                default: "deny".to_string(),
+                allow_entries: 2,
+                ..PolicyStatus::default()
+            },
+            host_network: vec!["netdebug".to_string()],
+            ..Status::default()
+        }
+    }
+
+    async fn assert_serves_status(path: &Path) {
+        let response = request(path, &Request::Status).await.expect("status");
+        assert!(matches!(response, Response::Status(_)), "got {response:?}");
+    }
+
+    fn json(value: &impl Serialize) -> String {
+        serde_json::to_string(value).expect("serializes")
+    }
+
+    #[test]
+    fn wire_format_matches_protocol() {
+        assert_eq!(json(&Request::Status), r#"{"cmd":"status"}"#);
+        assert_eq!(json(&Request::Reload), r#"{"cmd":"reload"}"#);
+        let message = Response::Message("done".into());
+        assert_eq!(json(&message), r#"{"ok":true,"message":"done"}"#);
+        let error = Response::Error("no".into());
+        assert_eq!(json(&error), r#"{"ok":false,"error":"no"}"#);
+        let status = json(&Response::Status(Box::default()));
+        assert!(
+            status.starts_with(r#"{"ok":true,"status":{"policy":"#),
+            "{status}"
+        );
+    }
+
+    #[test]
+    fn inconsistent_response_is_rejected() {
+        for bad in [
+            r#"{"ok":true,"error":"x"}"#,
+            r#"{"ok":false}"#,
+            r#"{"ok":true}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<Response>(bad).is_err(),
+                "accepted {bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_root_may_reload() {
+        assert!(may_reload(0));
+        assert!(!may_reload(1000));
+    }
+
+    #[tokio::test]
+    async fn non_root_or_unknown_peer_is_refused_reload() {
+        let (_status, status) = watch::channel(Status::default());
+        let (reload, mut reloads) = mpsc::channel(1);
+        let handles = Handles { status, reload };
+        for uid in [Some(1000), None] {
+            let response = dispatch(Request::Reload, uid, &handles).await;
+            assert_eq!(
+                response,
+                Response::Error("reload requires root".to_string())
+            );
+        }
+        assert!(
+            reloads.try_recv().is_err(),
+            "refused reload reached the daemon"
+        );
+    }
+
+    #[test]
+    fn group_lookup_finds_root_and_not_nonsense() {
+        assert_eq!(group_id("root"), Some(0));
+        assert_eq!(group_id("dockfw-no-such-group"), None);
+    }
+
+    #[tokio::test]
+    async fn status_round_trip() {
+        let running = start("status");
+        running.status.send_replace(sample_status());
+        let response = request(&running.path, &Request::Status)
+            .await
+            .expect("status");
+        assert_eq!(response, Response::Status(Box::new(sample_status())));
+    }
+
+    #[tokio::test]
+    async fn reload_is_forwarded_and_its_summary_returned() {
+        let mut running = start("reload-ok");
+        let daemon = tokio::spawn(async move {
+            let answer = running.reloads.recv().await.expect("reload forwarded");
+            answer
+                .send(Ok("policy reloaded: 3 entries".to_string()))
+                .expect("answer");
+        });
+        let response = request(&running.path, &Request::Reload)
+            .await
+            .expect("reload");
+        assert_eq!(
+            response,
+            Response::Message("policy reloaded: 3 entries".to_string())
+        );
+        daemon.await.expect("daemon stub");
+    }
+
+    #[tokio::test]
+    async fn refused_reload_returns_policy_errors() {
+        let mut running = start("reload-err");
+        let errors = "policy.toml:4:9: ports: port 0 is out of range 1-65535";
+        let daemon = tokio::spawn(async move {
+            let answer = running.reloads.recv().await.expect("reload forwarded");
+            answer.send(Err(errors.to_string())).expect("answer");
+        });
+        let response = request(&running.path, &Request::Reload)
+            .await
+            .expect("reload");
+        assert_eq!(response, Response::Error(errors.to_string()));
+        daemon.await.expect("daemon stub");
+    }
+
+    #[tokio::test]
+    async fn reload_without_daemon_is_an_error_not_a_hang() {
+        let running = start("reload-gone");
+        drop(running.reloads);
+        let response = request(&running.path, &Request::Reload)
+            .await
+            .expect("reload");
+        assert_eq!(
+            response,
+            Response::Error("daemon is shutting down".to_string())
+        );
+    }
+
+    #[tokio::test]
+    async fn malformed_request_gets_error_and_server_keeps_serving() {
+        let running = start("malformed");
+        for bad in [&b"{\"cmd\":\"dance\"}\n"[..], b"not json\n", b"\n", b""] {
+            let answer = raw(&running.path, bad).await;
+            assert!(
+                answer.starts_with(r#"{"ok":false,"error":"invalid request: "#),
+                "{answer}"
+            );
+            assert!(answer.ends_with("}\n"), "{answer}");
+        }
+        assert_serves_status(&running.path).await;
+    }
+
+    #[tokio::test]
+    async fn oversized_request_is_refused() {
+        let running = start("oversized");
+        let long = vec![b'x'; MAX_REQUEST_BYTES as usize + 1];
+        let answer = raw(&running.path, &long).await;
+        assert_eq!(
+            answer,
+            "{\"ok\":false,\"error\":\"request longer than 65536 bytes\"}\n"
+        );
+        assert_serves_status(&running.path).await;
+    }
+
+    #[tokio::test]
+    async fn stale_socket_is_replaced() {
+        let dir = TempDir::new("stale");
+        let path = dir.socket();
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("stale bind"));
+        assert!(path.exists(), "dropping a listener leaves its file");
+        let listener = bind(&path).expect("bind over stale socket");
+        let (_status, status) = watch::channel(Status::default());
+        let (reload, _reloads) = mpsc::channel(1);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve(
+            listener,
+            Handles { status, reload },
+            shutdown.clone(),
+        ));
+        assert_serves_status(&path).await;
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn second_bind_on_live_socket_fails() {
+        let running = start("live");
+        let error = bind(&running.path).expect_err("second bind");
+        assert!(
+            matches!(error, ControlError::AlreadyRunning { .. }),
+            "{error:?}"
+        );
+        assert_serves_status(&running.path).await;
+    }
+
+    #[tokio::test]
+    async fn file_that_is_not_a_socket_is_left_alone() {
+        let dir = TempDir::new("not-socket");
+        let path = dir.socket();
+        fs::write(&path, "precious").expect("write file");
+        let error = bind(&path).expect_err("bind over a file");
+        assert!(
+            matches!(error, ControlError::NotASocket { .. }),
+            "{error:?}"
+        );
+        assert_eq!(fs::read_to_string(&path).expect("file kept"), "precious");
+    }
+
+    #[tokio::test]
+    async fn request_to_missing_or_dead_socket_is_not_running() {
+        let dir = TempDir::new("missing");
+        let path = dir.socket();
+        let error = request(&path, &Request::Status).await.expect_err("missing");
+        assert!(
+            matches!(error, ControlError::NotRunning { .. }),
+            "{error:?}"
+        );
+        drop(std::os::unix::net::UnixListener::bind(&path).expect("stale bind"));
+        let error = request(&path, &Request::Status).await.expect_err("stale");
+        assert!(
+            matches!(error, ControlError::NotRunning { .. }),
+            "{error:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn socket_mode_is_0660_and_missing_directory_0755() {
+        let dir = TempDir::new("mode");
+        let path = dir.0.join("run/dockfw/control.sock");
+        let _listener = bind(&path).expect("bind");
+        let mode = |path: &Path| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode(&path), 0o660);
+        assert_eq!(mode(&dir.0.join("run/dockfw")), 0o755);
+    }
+
+    #[tokio::test]
+    async fn shutdown_removes_socket_file() {
+        let running = start("shutdown");
+        assert_serves_status(&running.path).await;
+        running.shutdown.cancel();
+        running.server.await.expect("server stops");
+        assert!(!running.path.exists(), "socket file left behind");
+    }
 }

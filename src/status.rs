@@ -93,3 +93,365 @@ pub struct PortStatus {
     /// The verdict in words, e.g. `open to 192.0.2.16/28`.
     pub detail: String,
 }
+
+impl Verdict {
+    /// The lowercase word used in `--json` and as a fallback in the table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Open => "open",
+            Verdict::Restricted => "restricted",
+            Verdict::Blocked => "blocked",
+            Verdict::Local => "local",
+        }
+    }
+}
+
+impl PortStatus {
+    /// `host_ip:host_port`, with IPv6 addresses bracketed: `[::]:80`.
+    pub fn host_addr(&self) -> String {
+        if self.host_ip.contains(':') {
+            format!("[{}]:{}", self.host_ip, self.host_port)
+        } else {
+            format!("{}:{}", self.host_ip, self.host_port)
+        }
+    }
+
+    /// The verdict in words, or its bare name when the daemon gave none.
+    fn verdict_text(&self) -> &str {
+        if self.detail.is_empty() {
+            self.verdict.as_str()
+        } else {
+            &self.detail
+        }
+    }
+}
+
+/// Width of the label column of the header lines (`reconcile` plus a space).
+const LABEL_WIDTH: usize = 10;
+
+/// What `dockfw status` prints for humans: a header of labelled lines, the
+/// ports table, then one warning per host-networked container.
+pub fn render_text(status: &Status) -> String {
+    let mut out = String::new();
+    for (label, line) in header_lines(status) {
+        out.push_str(&format!("{label:<LABEL_WIDTH$}{line}\n"));
+    }
+    out.push('\n');
+    out.push_str(&ports_table(&status.ports));
+    if !status.host_network.is_empty() {
+        out.push('\n');
+    }
+    for name in &status.host_network {
+        out.push_str(&format!(
+            "warning: container \"{name}\" uses host networking; DOCKER-USER cannot protect it\n"
+        ));
+    }
+    out
+}
+
+/// The labelled lines above the table; an empty label continues the line above.
+fn header_lines(status: &Status) -> Vec<(&'static str, String)> {
+    let mut lines = vec![("policy", policy_line(&status.policy))];
+    if let Some(error) = &status.policy.last_error {
+        lines.push(("", format!("last reload refused: {error}")));
+    }
+    lines.push(("docker", docker_line(&status.docker)));
+    lines.push(("reconcile", reconcile_line(&status.reconcile)));
+    lines.push(("rules", rules_line(&status.rules)));
+    lines
+}
+
+fn policy_line(policy: &PolicyStatus) -> String {
+    let loaded = match &policy.loaded_at {
+        Some(at) => format!("loaded {at}"),
+        None => "not loaded".to_string(),
+    };
+    format!(
+        "{} (default {}, {} allow, {} deny), {loaded}",
+        policy.path, policy.default, policy.allow_entries, policy.deny_entries
+    )
+}
+
+fn docker_line(docker: &DockerStatus) -> String {
+    if !docker.connected {
+        return match &docker.last_error {
+            Some(error) => format!("disconnected from {}: {error}", docker.endpoint),
+            None => format!("disconnected from {}", docker.endpoint),
+        };
+    }
+    match (&docker.version, &docker.api_version) {
+        (Some(version), Some(api)) => {
+            format!(
+                "connected, engine {version} (API {api}) at {}",
+                docker.endpoint
+            )
+        }
+        (Some(version), None) => format!("connected, engine {version} at {}", docker.endpoint),
+        (None, _) => format!("connected at {}", docker.endpoint),
+    }
+}
+
+fn reconcile_line(reconcile: &ReconcileStatus) -> String {
+    let Some(at) = &reconcile.last_at else {
+        return "pending (no reconcile yet)".to_string();
+    };
+    let mut line = format!("{at}, {}", reconcile.result);
+    if let Some(ms) = reconcile.duration_ms {
+        line.push_str(&format!(" in {ms} ms"));
+    }
+    if let Some(error) = &reconcile.error {
+        line.push_str(&format!(": {error}"));
+    }
+    let plural = if reconcile.applies == 1 {
+        "apply"
+    } else {
+        "applies"
+    };
+    line.push_str(&format!(" ({} {plural} since start)", reconcile.applies));
+    line
+}
+
+fn rules_line(rules: &RulesStatus) -> String {
+    format!(
+        "{}, {}",
+        family_text("ipv4", &rules.ipv4),
+        family_text("ipv6", &rules.ipv6)
+    )
+}
+
+fn family_text(name: &str, family: &FamilyStatus) -> String {
+    match &family.variant {
+        Some(variant) => format!("{name} {} ({variant})", family.rules),
+        None => format!("{name} {}", family.rules),
+    }
+}
+
+const TABLE_HEADINGS: [&str; 6] = [
+    "CONTAINER",
+    "NETWORK",
+    "HOST",
+    "CONTAINER",
+    "PROTO",
+    "VERDICT",
+];
+
+/// The ports table, columns as wide as their content, two spaces apart.
+fn ports_table(ports: &[PortStatus]) -> String {
+    if ports.is_empty() {
+        return "no published ports\n".to_string();
+    }
+    let mut rows = vec![TABLE_HEADINGS.map(String::from)];
+    rows.extend(ports.iter().map(port_row));
+    let mut widths = [0; 6];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    rows.iter().map(|row| table_line(row, &widths)).collect()
+}
+
+fn port_row(port: &PortStatus) -> [String; 6] {
+    [
+        port.container.clone(),
+        port.network.clone(),
+        port.host_addr(),
+        port.container_port.to_string(),
+        port.proto.clone(),
+        port.verdict_text().to_string(),
+    ]
+}
+
+/// One table line; the last column is not padded, so no line ends in spaces.
+fn table_line(row: &[String; 6], widths: &[usize; 6]) -> String {
+    let mut line = String::new();
+    for (cell, width) in row[..5].iter().zip(widths) {
+        let pad = width - cell.chars().count();
+        line.push_str(&format!("{cell}{:pad$}  ", ""));
+    }
+    line.push_str(&row[5]);
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn port(
+        container: &str,
+        host_ip: &str,
+        port: u16,
+        verdict: Verdict,
+        detail: &str,
+    ) -> PortStatus {
+        PortStatus {
+            container: container.to_string(),
+            network: "bridge".to_string(),
+            host_ip: host_ip.to_string(),
+            host_port: port,
+            container_port: port,
+            proto: "tcp".to_string(),
+            verdict,
+            detail: detail.to_string(),
+        }
+    }
+
+    fn healthy() -> Status {
+        let mut db = port(
+            "db",
+            "0.0.0.0",
+            5432,
+            Verdict::Restricted,
+            "open to 192.0.2.16/28",
+        );
+        db.network = "shop".to_string();
+        Status {
+            policy: PolicyStatus {
+                path: "/etc/dockfw/policy.toml".to_string(),
+                loaded_at: Some("2026-11-30T09:12:03Z".to_string()),
+                default: "deny".to_string(),
+                allow_entries: 2,
+                deny_entries: 1,
+                last_error: None,
+            },
+            docker: DockerStatus {
+                endpoint: "unix:///var/run/docker.sock".to_string(),
+                connected: true,
+                version: Some("20.10.24".to_string()),
+                api_version: Some("1.41".to_string()),
+                last_error: None,
+            },
+            reconcile: ReconcileStatus {
+                last_at: Some("2026-11-30T09:12:04Z".to_string()),
+                duration_ms: Some(23),
+                result: "applied".to_string(),
+                error: None,
+                applies: 5,
+            },
+            rules: RulesStatus {
+                ipv4: FamilyStatus {
+                    rules: 9,
+                    variant: Some("nft".to_string()),
+                },
+                ipv6: FamilyStatus {
+                    rules: 9,
+                    variant: Some("nft".to_string()),
+                },
+            },
+            ports: vec![
+                port("web", "0.0.0.0", 80, Verdict::Open, "open to anywhere"),
+                db,
+                port("cache", "127.0.0.1", 6379, Verdict::Local, "local only"),
+            ],
+            host_network: vec![],
+        }
+    }
+
+    #[test]
+    fn healthy_daemon_renders_header_and_aligned_table() {
+        let expected = "\
+policy    /etc/dockfw/policy.toml (default deny, 2 allow, 1 deny), loaded 2026-11-30T09:12:03Z
+docker    connected, engine 20.10.24 (API 1.41) at unix:///var/run/docker.sock
+reconcile 2026-11-30T09:12:04Z, applied in 23 ms (5 applies since start)
+rules     ipv4 9 (nft), ipv6 9 (nft)
+
+CONTAINER  NETWORK  HOST            CONTAINER  PROTO  VERDICT
+web        bridge   0.0.0.0:80      80         tcp    open to anywhere
+db         shop     0.0.0.0:5432    5432       tcp    open to 192.0.2.16/28
+cache      bridge   127.0.0.1:6379  6379       tcp    local only
+";
+        assert_eq!(render_text(&healthy()), expected);
+    }
+
+    #[test]
+    fn refused_reload_and_host_network_are_reported() {
+        let mut status = healthy();
+        status.policy.last_error =
+            Some("/etc/dockfw/policy.toml:4:9: ports: port 0 is out of range 1-65535".to_string());
+        status.ports.truncate(1);
+        status.host_network = vec!["netdebug".to_string()];
+        let expected = "\
+policy    /etc/dockfw/policy.toml (default deny, 2 allow, 1 deny), loaded 2026-11-30T09:12:03Z
+          last reload refused: /etc/dockfw/policy.toml:4:9: ports: port 0 is out of range 1-65535
+docker    connected, engine 20.10.24 (API 1.41) at unix:///var/run/docker.sock
+reconcile 2026-11-30T09:12:04Z, applied in 23 ms (5 applies since start)
+rules     ipv4 9 (nft), ipv6 9 (nft)
+
+CONTAINER  NETWORK  HOST        CONTAINER  PROTO  VERDICT
+web        bridge   0.0.0.0:80  80         tcp    open to anywhere
+
+warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect it
+";
+        assert_eq!(render_text(&status), expected);
+    }
+
+    #[test]
+    fn fresh_daemon_with_no_ports_says_so() {
+        let status = Status {
+            policy: PolicyStatus {
+                path: "/etc/dockfw/policy.toml".to_string(),
+                default: "deny".to_string(),
+                ..PolicyStatus::default()
+            },
+            docker: DockerStatus {
+                endpoint: "unix:///var/run/docker.sock".to_string(),
+                last_error: Some("connection refused".to_string()),
+                ..DockerStatus::default()
+            },
+            ..Status::default()
+        };
+        let expected = "\
+policy    /etc/dockfw/policy.toml (default deny, 0 allow, 0 deny), not loaded
+docker    disconnected from unix:///var/run/docker.sock: connection refused
+reconcile pending (no reconcile yet)
+rules     ipv4 0, ipv6 0
+
+no published ports
+";
+        assert_eq!(render_text(&status), expected);
+    }
+
+    #[test]
+    fn failed_reconcile_shows_error_and_singular_apply() {
+        let reconcile = ReconcileStatus {
+            last_at: Some("2026-11-30T09:12:04Z".to_string()),
+            duration_ms: Some(4),
+            result: "failed".to_string(),
+            error: Some("iptables-restore exited with status 1".to_string()),
+            applies: 1,
+        };
+        assert_eq!(
+            reconcile_line(&reconcile),
+            "2026-11-30T09:12:04Z, failed in 4 ms: iptables-restore exited with status 1 \
+             (1 apply since start)"
+        );
+    }
+
+    #[test]
+    fn ipv6_host_address_is_bracketed() {
+        let row = port("web", "::", 80, Verdict::Open, "");
+        assert_eq!(row.host_addr(), "[::]:80");
+        assert_eq!(port_row(&row)[5], "open");
+    }
+
+    #[test]
+    fn json_has_documented_keys_and_lowercase_verdicts() {
+        let json = serde_json::to_value(healthy()).expect("status serializes");
+        for key in ["policy", "docker", "reconcile", "rules", "ports"] {
+            assert!(json.get(key).is_some(), "missing key {key}");
+        }
+        let web = &json["ports"][0];
+        for key in [
+            "container",
+            "host_ip",
+            "host_port",
+            "container_port",
+            "proto",
+        ] {
+            assert!(web.get(key).is_some(), "missing port key {key}");
+        }
+        assert_eq!(web["verdict"], "open");
+        assert_eq!(json["ports"][2]["verdict"], "local");
+    }
+}
