@@ -27,7 +27,9 @@ use ipnet::IpNet;
 
 use crate::inventory::{Container, Inventory, Proto, PublishedPort};
 use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
-use crate::ruleset::{Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Rule, Ruleset, Target};
+use crate::ruleset::{
+    Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Rule, Ruleset, Target,
+};
 use crate::status::{PortStatus, Verdict};
 
 /// Interface pattern of bridges Docker names itself (`br-<12 hex of id>`).
@@ -43,12 +45,19 @@ pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
 
 fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> FamilyRules {
     FamilyRules {
-        chains: vec![entry_chain(inventory), inbound_chain(policy, inventory, family)],
+        chains: vec![
+            entry_chain(inventory),
+            inbound_chain(policy, inventory, family),
+        ],
     }
 }
 
 fn entry_chain(inventory: &Inventory) -> Chain {
-    let bridges: BTreeSet<&str> = inventory.bridges.iter().map(|b| b.interface.as_str()).collect();
+    let bridges: BTreeSet<&str> = inventory
+        .bridges
+        .iter()
+        .map(|b| b.interface.as_str())
+        .collect();
     let mut rules = vec![Rule {
         conntrack: Some(Conntrack::Established),
         ..Rule::default()
@@ -163,7 +172,8 @@ fn services(entry: &Entry) -> Vec<(Option<Proto>, Option<PortRange>)> {
 
 /// Whether an entry's `containers` and `labels` select this container.
 fn selects(entry: &Entry, container: &Container) -> bool {
-    let named = entry.containers.is_empty() || entry.containers.iter().any(|g| g.matches(&container.name));
+    let named =
+        entry.containers.is_empty() || entry.containers.iter().any(|g| g.matches(&container.name));
     let labelled = entry
         .labels
         .iter()
@@ -195,13 +205,22 @@ pub fn exposures(policy: &Policy, inventory: &Inventory) -> Vec<PortStatus> {
         .flat_map(|c| c.ports.iter().map(move |p| exposure(policy, c, p)))
         .collect();
     rows.sort_by(|a, b| {
-        (&a.container, a.host_port, &a.proto, &a.host_ip).cmp(&(&b.container, b.host_port, &b.proto, &b.host_ip))
+        (&a.container, a.host_port, &a.proto, &a.host_ip).cmp(&(
+            &b.container,
+            b.host_port,
+            &b.proto,
+            &b.host_ip,
+        ))
     });
     rows
 }
 
 fn exposure(policy: &Policy, container: &Container, port: &PublishedPort) -> PortStatus {
-    let networks: Vec<&str> = container.attachments.iter().map(|a| a.network.as_str()).collect();
+    let networks: Vec<&str> = container
+        .attachments
+        .iter()
+        .map(|a| a.network.as_str())
+        .collect();
     let (verdict, detail) = verdict(policy, container, port);
     PortStatus {
         container: container.name.clone(),
@@ -234,28 +253,44 @@ fn verdict(policy: &Policy, container: &Container, port: &PublishedPort) -> (Ver
     if denied.contains(&Sources::Anywhere) {
         return (Verdict::Blocked, "blocked by policy".to_owned());
     }
-    let except = nets_of(&denied);
-    let suffix = if except.is_empty() {
-        String::new()
-    } else {
-        format!(" except {}", except.join(", "))
-    };
-    if policy.default == Default::Allow {
-        return (Verdict::Open, format!("open to anywhere{suffix}"));
-    }
+    let denied = nets_of(&denied);
     let allowed = matching(&policy.allow, container, port, family);
-    if allowed.contains(&Sources::Anywhere) {
-        return (Verdict::Open, format!("open to anywhere{suffix}"));
+    if policy.default == Default::Allow || allowed.contains(&Sources::Anywhere) {
+        return (
+            Verdict::Open,
+            format!("open to anywhere{}", except(&denied)),
+        );
     }
-    let nets = nets_of(&allowed);
-    if nets.is_empty() {
+    let allowed = nets_of(&allowed);
+    if allowed.is_empty() {
         return (Verdict::Blocked, "blocked by policy".to_owned());
     }
-    (Verdict::Restricted, format!("open to {}{suffix}", nets.join(", ")))
+    let overlapping: Vec<IpNet> = denied
+        .into_iter()
+        .filter(|d| allowed.iter().any(|a| a.contains(d) || d.contains(a)))
+        .collect();
+    let listed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+    (
+        Verdict::Restricted,
+        format!("open to {}{}", listed.join(", "), except(&overlapping)),
+    )
+}
+
+fn except(nets: &[IpNet]) -> String {
+    if nets.is_empty() {
+        return String::new();
+    }
+    let listed: Vec<String> = nets.iter().map(ToString::to_string).collect();
+    format!(" except {}", listed.join(", "))
 }
 
 /// The sources, in `family`, of the entries that cover a published port.
-fn matching<'a>(entries: &'a [Entry], container: &Container, port: &PublishedPort, family: Family) -> Vec<Sources<'a>> {
+fn matching<'a>(
+    entries: &'a [Entry],
+    container: &Container,
+    port: &PublishedPort,
+    family: Family,
+) -> Vec<Sources<'a>> {
     entries
         .iter()
         .filter(|e| applies_to(e, container, port))
@@ -277,12 +312,12 @@ fn applies_to(entry: &Entry, container: &Container, port: &PublishedPort) -> boo
     proto_ok && port_ok && selects(entry, container)
 }
 
-fn nets_of(sources: &[Sources<'_>]) -> Vec<String> {
-    let nets: BTreeSet<String> = sources
+fn nets_of(sources: &[Sources<'_>]) -> Vec<IpNet> {
+    let nets: BTreeSet<IpNet> = sources
         .iter()
         .flat_map(|s| match s {
             Sources::Anywhere => Vec::new(),
-            Sources::Nets(nets) => nets.iter().map(|n| n.to_string()).collect(),
+            Sources::Nets(nets) => nets.iter().map(|n| **n).collect(),
         })
         .collect();
     nets.into_iter().collect()
