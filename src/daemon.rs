@@ -70,7 +70,11 @@ struct Backoff {
 
 impl Backoff {
     fn new(first: Duration, max: Duration) -> Backoff {
-        Backoff { first, max, next: first }
+        Backoff {
+            first,
+            max,
+            next: first,
+        }
     }
 
     fn next_delay(&mut self) -> Duration {
@@ -109,7 +113,11 @@ pub async fn run<D: DockerSource, F: Firewall>(
 /// Follow Docker's event stream, turning each event into a trigger, and
 /// re-subscribe with backoff when it ends. Every (re)subscription is itself
 /// a trigger, so a restarted engine gets a full resync.
-async fn watch_events<D: DockerSource>(docker: Arc<D>, triggers: mpsc::Sender<String>, shutdown: CancellationToken) {
+async fn watch_events<D: DockerSource>(
+    docker: Arc<D>,
+    triggers: mpsc::Sender<String>,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
     loop {
         let mut stream = docker.events();
@@ -159,7 +167,13 @@ struct Reconciler<D, F> {
 }
 
 impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
-    fn new(config: Config, policy: Policy, docker: Arc<D>, firewall: F, status_tx: watch::Sender<Status>) -> Self {
+    fn new(
+        config: Config,
+        policy: Policy,
+        docker: Arc<D>,
+        firewall: F,
+        status_tx: watch::Sender<Status>,
+    ) -> Self {
         let mut status = Status::default();
         status.policy.path = config.policy_path.display().to_string();
         status.docker.endpoint = config.endpoint.clone();
@@ -294,7 +308,11 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
             .collect();
     }
 
-    async fn apply(&mut self, family: Family, desired: &FamilyRules) -> Result<Option<Changes>, crate::firewall::FirewallError> {
+    async fn apply(
+        &mut self,
+        family: Family,
+        desired: &FamilyRules,
+    ) -> Result<Option<Changes>, crate::firewall::FirewallError> {
         let installed = self.firewall.read(family).await?;
         let Some(tx) = render::transaction(desired, &installed) else {
             return Ok(None);
@@ -302,10 +320,16 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         self.firewall.restore(family, &tx.text).await?;
         self.status.reconcile.applies += 1;
         if tx.changes.restored_forward_jump {
-            warn!(family = family.as_str(), "FORWARD no longer jumped to DOCKER-USER; restored the jump");
+            warn!(
+                family = family.as_str(),
+                "FORWARD no longer jumped to DOCKER-USER; restored the jump"
+            );
         }
         if tx.changes.created_docker_user {
-            warn!(family = family.as_str(), "engine made no DOCKER-USER chain; created it and its FORWARD jump");
+            warn!(
+                family = family.as_str(),
+                "engine made no DOCKER-USER chain; created it and its FORWARD jump"
+            );
         }
         Ok(Some(tx.changes))
     }
@@ -318,7 +342,12 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
     }
 
     /// Record the outcome, log it, publish status.
-    fn finish(&mut self, started: Instant, changed: Vec<(Family, Changes)>, errors: Vec<String>) -> Result<(), ()> {
+    fn finish(
+        &mut self,
+        started: Instant,
+        changed: Vec<(Family, Changes)>,
+        errors: Vec<String>,
+    ) -> Result<(), ()> {
         let elapsed = started.elapsed();
         let r = &mut self.status.reconcile;
         r.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
@@ -330,7 +359,10 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         .to_owned();
         r.error = (!errors.is_empty()).then(|| errors.join("; "));
         if !changed.is_empty() {
-            let what: Vec<String> = changed.iter().map(|(f, c)| format!("{}: {c}", f.as_str())).collect();
+            let what: Vec<String> = changed
+                .iter()
+                .map(|(f, c)| format!("{}: {c}", f.as_str()))
+                .collect();
             info!(changes = %what.join("; "), duration_ms = elapsed.as_millis() as u64, "rules updated");
         }
         if let Some(error) = &r.error {
@@ -389,7 +421,13 @@ mod tests {
 
         fn events(&self) -> BoxStream<'static, Result<String, DockerError>> {
             match self.events.lock().unwrap().take() {
-                Some(rx) => stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) }).boxed(),
+                Some(rx) => {
+                    stream::unfold(
+                        rx,
+                        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+                    )
+                    .boxed()
+                }
                 None => stream::pending().boxed(),
             }
         }
@@ -421,7 +459,8 @@ mod tests {
                 });
             }
             let mut tables = self.tables.lock().unwrap();
-            simulate::apply(&mut tables[slot(family)], text).map_err(|e| FirewallError::Timeout { program: e })
+            simulate::apply(&mut tables[slot(family)], text)
+                .map_err(|e| FirewallError::Timeout { program: e })
         }
 
         fn variant(&self, _: Family) -> Option<&'static str> {
@@ -460,7 +499,10 @@ mod tests {
         });
         let v4 = "*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
         let firewall = Arc::new(FakeFirewall {
-            tables: Mutex::new([Installed::parse(v4), Installed::parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")]),
+            tables: Mutex::new([
+                Installed::parse(v4),
+                Installed::parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"),
+            ]),
             failing: AtomicBool::new(false),
             restores: AtomicUsize::new(0),
         });
@@ -532,15 +574,26 @@ mod tests {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         settle(1.0).await;
         let before = h.snapshots();
-        h.docker.inventory.lock().unwrap().bridges.push(bridge("br-0123456789ab"));
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .bridges
+            .push(bridge("br-0123456789ab"));
         for i in 0..50 {
-            h.events.send(format!("container start c{i}")).await.unwrap();
+            h.events
+                .send(format!("container start c{i}"))
+                .await
+                .unwrap();
         }
         settle(1.0).await;
         assert_eq!(h.snapshots() - before, 1, "50 events, one snapshot");
         assert_eq!(h.restores(), 4, "the new bridge changed both families once");
         let v4 = h.firewall.tables.lock().unwrap()[0].clone();
-        assert!(v4.chain_rules("DOCKFW").contains(&"-o br-0123456789ab -j DOCKFW-INBOUND".to_owned()));
+        assert!(
+            v4.chain_rules("DOCKFW")
+                .contains(&"-o br-0123456789ab -j DOCKFW-INBOUND".to_owned())
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -549,10 +602,22 @@ mod tests {
         h.firewall.failing.store(true, Ordering::SeqCst);
         settle(0.5).await;
         assert_eq!(h.result(), "failed");
-        assert!(h.status.borrow().reconcile.error.as_deref().unwrap().contains("fake-restore"));
+        assert!(
+            h.status
+                .borrow()
+                .reconcile
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("fake-restore")
+        );
         // attempts at ~0.1s, then after 1s, 2s, 4s of backoff
         settle(4.0).await;
-        assert_eq!(h.snapshots(), 3, "retried at 1s and 2s backoff, not in a tight loop");
+        assert_eq!(
+            h.snapshots(),
+            3,
+            "retried at 1s and 2s backoff, not in a tight loop"
+        );
         h.firewall.failing.store(false, Ordering::SeqCst);
         settle(5.0).await;
         assert_eq!(h.result(), "applied");
@@ -577,7 +642,10 @@ mod tests {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         settle(1.0).await;
         h.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(1), h.task).await.expect("stops").unwrap();
+        tokio::time::timeout(Duration::from_secs(1), h.task)
+            .await
+            .expect("stops")
+            .unwrap();
         let v4 = h.firewall.tables.lock().unwrap()[0].clone();
         assert_eq!(v4.entry_jumps(), (1, true));
     }
@@ -597,7 +665,11 @@ mod tests {
         settle(1.0).await;
         assert_eq!(h.status.borrow().policy.default, "allow");
         let v4 = h.firewall.tables.lock().unwrap()[0].clone();
-        assert!(!v4.chain_rules("DOCKFW-INBOUND").contains(&"-j DROP".to_owned()), "default allow now");
+        assert!(
+            !v4.chain_rules("DOCKFW-INBOUND")
+                .contains(&"-j DROP".to_owned()),
+            "default allow now"
+        );
 
         std::fs::write(&path, "[inbound]\ndefault = \"maybe\"\n").unwrap();
         let restores = h.restores();

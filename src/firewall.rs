@@ -22,9 +22,14 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
 /// What the reconcile loop needs from a firewall.
 pub trait Firewall: Send + Sync + 'static {
     /// What is installed now in `family`'s filter table.
-    fn read(&self, family: Family) -> impl Future<Output = Result<Installed, FirewallError>> + Send;
+    fn read(&self, family: Family)
+    -> impl Future<Output = Result<Installed, FirewallError>> + Send;
     /// Install `text` atomically (`--noflush`).
-    fn restore(&self, family: Family, text: &str) -> impl Future<Output = Result<(), FirewallError>> + Send;
+    fn restore(
+        &self,
+        family: Family,
+        text: &str,
+    ) -> impl Future<Output = Result<(), FirewallError>> + Send;
     /// The variant in use for `family`, for status (`nft` or `legacy`).
     fn variant(&self, family: Family) -> Option<&'static str>;
 }
@@ -161,7 +166,9 @@ impl Firewall for Iptables {
             }
         };
         let program = variant.program(family, "restore");
-        run(&program, &["--noflush", "--wait", "10"], Some(text)).await.map(drop)
+        run(&program, &["--noflush", "--wait", "10"], Some(text))
+            .await
+            .map(drop)
     }
 
     fn variant(&self, family: Family) -> Option<&'static str> {
@@ -177,7 +184,11 @@ async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String
     };
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

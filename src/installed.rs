@@ -132,7 +132,10 @@ pub mod simulate {
                 rules.insert(pos - 1, spec.to_owned());
             }
             "-D" => {
-                let i = rules.iter().position(|r| r == spec).ok_or(format!("no rule {line}"))?;
+                let i = rules
+                    .iter()
+                    .position(|r| r == spec)
+                    .ok_or(format!("no rule {line}"))?;
                 rules.remove(i);
             }
             "-F" => rules.clear(),
@@ -176,7 +179,11 @@ COMMIT
         assert!(st.has_chain("DOCKER-USER"));
         assert!(!st.has_chain("PREROUTING"));
         assert_eq!(st.chain_rules("DOCKFW"), ["-i docker0 -j RETURN"]);
-        assert_eq!(st.chain_rules("DOCKER"), [] as [String; 0], "untracked chain");
+        assert_eq!(
+            st.chain_rules("DOCKER"),
+            [] as [String; 0],
+            "untracked chain"
+        );
         assert!(st.has_forward_jump());
         assert_eq!(st.entry_jumps(), (1, true));
         assert!(st.has_anything_owned());
@@ -193,7 +200,10 @@ COMMIT
 
     #[test]
     fn jump_detection_needs_the_exact_target() {
-        assert!(jumps_to("-m comment --comment dockfw -j DOCKER-USER", "DOCKER-USER"));
+        assert!(jumps_to(
+            "-m comment --comment dockfw -j DOCKER-USER",
+            "DOCKER-USER"
+        ));
         assert!(!jumps_to("-j DOCKER-USER-X", "DOCKER-USER"));
         assert!(!jumps_to("-i DOCKER-USER -j RETURN", "DOCKER-USER"));
     }

@@ -237,7 +237,10 @@ mod tests {
                             src: Some("192.0.2.16/28".parse().unwrap()),
                             dst: Some("172.17.0.2/32".parse().unwrap()),
                             proto: Some(Proto::Tcp),
-                            conntrack: Some(Conntrack::OrigDstPort(PortRange { first: 8000, last: 8100 })),
+                            conntrack: Some(Conntrack::OrigDstPort(PortRange {
+                                first: 8000,
+                                last: 8100,
+                            })),
                             ..Rule::default()
                         },
                         Rule {
@@ -290,8 +293,15 @@ mod tests {
         let mut installed = Installed::parse(DOCKER_MADE);
         let tx = transaction(&sample(), &installed).expect("changes");
         simulate::apply(&mut installed, &tx.text).expect("applies");
-        assert_eq!(transaction(&sample(), &installed), None, "second run changes nothing");
-        assert_eq!(installed.chain_rules(DOCKER_USER), ["-j DOCKFW", "-j RETURN"]);
+        assert_eq!(
+            transaction(&sample(), &installed),
+            None,
+            "second run changes nothing"
+        );
+        assert_eq!(
+            installed.chain_rules(DOCKER_USER),
+            ["-j DOCKFW", "-j RETURN"]
+        );
     }
 
     #[test]
@@ -306,7 +316,10 @@ mod tests {
             "*filter\n-D DOCKER-USER -j DOCKFW\n-D DOCKER-USER -j DOCKFW\n-I DOCKER-USER 1 -j DOCKFW\nCOMMIT\n"
         );
         simulate::apply(&mut installed, &tx.text).unwrap();
-        assert_eq!(installed.chain_rules(DOCKER_USER), ["-j DOCKFW", "-j CROWDSEC", "-j RETURN"]);
+        assert_eq!(
+            installed.chain_rules(DOCKER_USER),
+            ["-j DOCKFW", "-j CROWDSEC", "-j RETURN"]
+        );
     }
 
     #[test]
@@ -343,7 +356,10 @@ mod tests {
         simulate::apply(&mut installed, "-I DOCKER-USER 2 -j CROWDSEC\n").unwrap();
         let text = uninstall(&installed).expect("something to remove");
         simulate::apply(&mut installed, &text).unwrap();
-        assert_eq!(installed.chain_rules(DOCKER_USER), ["-j CROWDSEC", "-j RETURN"]);
+        assert_eq!(
+            installed.chain_rules(DOCKER_USER),
+            ["-j CROWDSEC", "-j RETURN"]
+        );
         assert!(!installed.has_anything_owned());
         assert_eq!(uninstall(&installed), None);
     }
