@@ -89,7 +89,12 @@ impl Entry {
         };
         let nets: Vec<&IpNet> = from
             .iter()
-            .filter(|n| matches!((family, n), (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))))
+            .filter(|n| {
+                matches!(
+                    (family, n),
+                    (Family::V4, IpNet::V4(_)) | (Family::V6, IpNet::V6(_))
+                )
+            })
             .collect();
         (!nets.is_empty()).then_some(Sources::Nets(nets))
     }
@@ -127,7 +132,14 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.path.display(), self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.path.display(),
+            self.line,
+            self.column,
+            self.message
+        )
     }
 }
 
