@@ -140,22 +140,6 @@ impl BollardSource {
     pub fn socket(&self) -> &str {
         &self.socket
     }
-
-    /// One snapshot attempt: containers first, then every network (see [`inventory_from`]).
-    async fn list(
-        &self,
-        docker: &Docker,
-    ) -> Result<(Vec<ContainerSummary>, Vec<Network>), DockerError> {
-        let containers = docker
-            .list_containers(None::<ListContainersOptions>)
-            .await
-            .map_err(call("GET /containers/json"))?;
-        let networks = docker
-            .list_networks(None::<ListNetworksOptions>)
-            .await
-            .map_err(call("GET /networks"))?;
-        Ok((containers, networks))
-    }
 }
 
 impl DockerSource for BollardSource {
@@ -163,26 +147,8 @@ impl DockerSource for BollardSource {
         let docker = connect(&self.socket).await?;
         let version = docker.version().await.map_err(call("GET /version"))?;
         let engine = engine_from(&version)?;
-        let mut attempt = 1;
-        loop {
-            let (containers, networks) = self.list(&docker).await?;
-            match inventory_from(&networks, &containers) {
-                Err(DockerError::UnknownNetwork { .. }) if attempt < SNAPSHOT_ATTEMPTS => {
-                    tracing::debug!(attempt, "network list changed while listing; listing again");
-                    attempt += 1;
-                }
-                Err(DockerError::UnknownNetwork {
-                    container, network, ..
-                }) => {
-                    return Err(DockerError::UnknownNetwork {
-                        container,
-                        network,
-                        attempts: attempt,
-                    });
-                }
-                other => return other.map(|inventory| Snapshot { engine, inventory }),
-            }
-        }
+        let inventory = consistent_inventory(|| list(&docker)).await?;
+        Ok(Snapshot { engine, inventory })
     }
 
     fn events(&self) -> BoxStream<'static, Result<String, DockerError>> {
@@ -198,6 +164,54 @@ impl DockerSource for BollardSource {
             .try_flatten()
             .try_filter_map(|event| async move { Ok(trigger_from(&event)) })
             .boxed()
+    }
+}
+
+/// One listing: containers first, then networks of every driver (see [`inventory_from`]).
+async fn list(docker: &Docker) -> Result<(Vec<ContainerSummary>, Vec<Network>), DockerError> {
+    let containers = docker
+        .list_containers(None::<ListContainersOptions>)
+        .await
+        .map_err(call("GET /containers/json"))?;
+    let networks = docker
+        .list_networks(None::<ListNetworksOptions>)
+        .await
+        .map_err(call("GET /networks"))?;
+    Ok((containers, networks))
+}
+
+/// Lists until containers and networks agree, at most [`SNAPSHOT_ATTEMPTS`] times: a network
+/// removed between the two calls shows as an attachment to an unknown network.
+async fn consistent_inventory<F, L>(mut list: F) -> Result<Inventory, DockerError>
+where
+    F: FnMut() -> L,
+    L: Future<Output = Result<(Vec<ContainerSummary>, Vec<Network>), DockerError>>,
+{
+    let mut attempt = 1;
+    loop {
+        let (containers, networks) = list().await?;
+        match inventory_from(&networks, &containers) {
+            Err(DockerError::UnknownNetwork {
+                container, network, ..
+            }) => {
+                if attempt == SNAPSHOT_ATTEMPTS {
+                    let attempts = attempt;
+                    return Err(DockerError::UnknownNetwork {
+                        container,
+                        network,
+                        attempts,
+                    });
+                }
+                tracing::debug!(
+                    container,
+                    network,
+                    attempt,
+                    "networks changed while listing"
+                );
+                attempt += 1;
+            }
+            result => return result,
+        }
     }
 }
 
@@ -482,5 +496,352 @@ fn proto(container: &str, typ: Option<PortSummaryTypeEnum>) -> Result<Proto, Doc
         Some(PortSummaryTypeEnum::UDP) => Ok(Proto::Udp),
         Some(PortSummaryTypeEnum::SCTP) => Ok(Proto::Sctp),
         Some(PortSummaryTypeEnum::EMPTY) | None => Err(unreadable(container, "port protocol", "")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv6Addr;
+
+    use bollard::models::{
+        ContainerSummaryHostConfig, ContainerSummaryNetworkSettings, EventActor,
+    };
+
+    use super::*;
+
+    const DEFAULT_ID: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const SHOP_ID: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+    const CUSTOM_ID: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+    const HOST_ID: &str = "4444444444444444444444444444444444444444444444444444444444444444";
+
+    fn network(id: &str, name: &str, driver: &str, options: &[(&str, &str)]) -> Network {
+        Network {
+            id: Some(id.to_string()),
+            name: Some(name.to_string()),
+            driver: Some(driver.to_string()),
+            options: Some(
+                options
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn networks() -> Vec<Network> {
+        vec![
+            network(SHOP_ID, "shop", "bridge", &[]),
+            network(HOST_ID, "host", "host", &[]),
+            network(
+                CUSTOM_ID,
+                "custom",
+                "bridge",
+                &[(BRIDGE_NAME_OPTION, "custombr0")],
+            ),
+            network(
+                DEFAULT_ID,
+                "bridge",
+                "bridge",
+                &[(BRIDGE_NAME_OPTION, "docker0")],
+            ),
+        ]
+    }
+
+    fn endpoint(network_id: &str, ipv4: &str, ipv6: &str) -> EndpointSettings {
+        EndpointSettings {
+            network_id: Some(network_id.to_string()),
+            ip_address: Some(ipv4.to_string()),
+            global_ipv6_address: Some(ipv6.to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn port(
+        ip: Option<&str>,
+        private: u16,
+        public: Option<u16>,
+        typ: PortSummaryTypeEnum,
+    ) -> PortSummary {
+        PortSummary {
+            ip: ip.map(str::to_string),
+            private_port: private,
+            public_port: public,
+            typ: Some(typ),
+        }
+    }
+
+    fn summary(
+        id: &str,
+        names: &[&str],
+        mode: &str,
+        endpoints: &[(&str, EndpointSettings)],
+    ) -> ContainerSummary {
+        ContainerSummary {
+            id: Some(id.to_string()),
+            names: Some(names.iter().map(|n| n.to_string()).collect()),
+            host_config: Some(ContainerSummaryHostConfig {
+                network_mode: Some(mode.to_string()),
+                ..Default::default()
+            }),
+            network_settings: Some(ContainerSummaryNetworkSettings {
+                networks: Some(
+                    endpoints
+                        .iter()
+                        .map(|(n, e)| (n.to_string(), e.clone()))
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// `web` on the default bridge and `custom`, published on all addresses (v4 and v6 entries,
+    /// as Docker 20.10 reports them), on loopback, plus an exposed-only port.
+    fn web() -> ContainerSummary {
+        let mut web = summary(
+            "aaaa",
+            &["/web", "/api/web-alias"],
+            "default",
+            &[
+                ("custom", endpoint(CUSTOM_ID, "172.19.0.2", "")),
+                (
+                    "bridge",
+                    endpoint(DEFAULT_ID, "172.17.0.2", "fd00:dead:beef::242:ac11:2"),
+                ),
+            ],
+        );
+        web.labels = Some(HashMap::from([(
+            "dockfw.allow".to_string(),
+            "web".to_string(),
+        )]));
+        web.ports = Some(vec![
+            port(Some("::"), 80, Some(8080), PortSummaryTypeEnum::TCP),
+            port(Some("127.0.0.1"), 80, Some(9000), PortSummaryTypeEnum::TCP),
+            port(Some("0.0.0.0"), 80, Some(8080), PortSummaryTypeEnum::TCP),
+            port(None, 443, None, PortSummaryTypeEnum::TCP),
+            port(Some(""), 53, Some(5353), PortSummaryTypeEnum::UDP),
+        ]);
+        web
+    }
+
+    fn host_tool() -> ContainerSummary {
+        summary(
+            "bbbb",
+            &["/tool"],
+            "host",
+            &[("host", endpoint(HOST_ID, "", ""))],
+        )
+    }
+
+    #[test]
+    fn endpoint_uses_docker_host_only_for_unix_sockets() {
+        assert_eq!(endpoint_from(None), DEFAULT_SOCKET);
+        assert_eq!(endpoint_from(Some("unix:///tmp/d.sock")), "/tmp/d.sock");
+        assert_eq!(endpoint_from(Some("tcp://127.0.0.1:2375")), DEFAULT_SOCKET);
+        assert_eq!(endpoint_from(Some("unix://")), DEFAULT_SOCKET);
+        assert_eq!(
+            BollardSource::new("unix:///tmp/d.sock").socket(),
+            "/tmp/d.sock"
+        );
+    }
+
+    #[test]
+    fn bridges_are_named_by_option_or_id() {
+        let inventory = inventory_from(&networks(), &[]).expect("inventory");
+        let bridges: Vec<_> = inventory
+            .bridges
+            .iter()
+            .map(|b| (b.name.as_str(), b.interface.as_str()))
+            .collect();
+        assert_eq!(
+            bridges,
+            [
+                ("bridge", "docker0"),
+                ("custom", "custombr0"),
+                ("shop", "br-222222222222")
+            ]
+        );
+    }
+
+    #[test]
+    fn container_maps_attachments_ports_and_labels() {
+        let inventory = inventory_from(&networks(), &[web()]).expect("inventory");
+        let web = &inventory.containers[0];
+        assert_eq!(
+            (web.id.as_str(), web.name.as_str(), web.host_network),
+            ("aaaa", "web", false)
+        );
+        assert_eq!(
+            web.labels.get("dockfw.allow").map(String::as_str),
+            Some("web")
+        );
+        let attachments = [
+            Attachment {
+                network: "bridge".into(),
+                ipv4: Some(Ipv4Addr::new(172, 17, 0, 2)),
+                ipv6: Some("fd00:dead:beef::242:ac11:2".parse().expect("ipv6")),
+            },
+            Attachment {
+                network: "custom".into(),
+                ipv4: Some(Ipv4Addr::new(172, 19, 0, 2)),
+                ipv6: None,
+            },
+        ];
+        assert_eq!(web.attachments, attachments);
+        let all4 = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        let published = |host_ip, host_port, container_port, proto| PublishedPort {
+            host_ip,
+            host_port,
+            container_port,
+            proto,
+        };
+        let ports = [
+            published(all4, 5353, 53, Proto::Udp),
+            published(all4, 8080, 80, Proto::Tcp),
+            published(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 8080, 80, Proto::Tcp),
+            published(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000, 80, Proto::Tcp),
+        ];
+        assert_eq!(web.ports, ports);
+    }
+
+    #[test]
+    fn host_network_container_has_no_attachments() {
+        let inventory = inventory_from(&networks(), &[host_tool()]).expect("inventory");
+        let tool = &inventory.containers[0];
+        assert!(tool.host_network);
+        assert!(tool.attachments.is_empty());
+    }
+
+    #[test]
+    fn listing_order_does_not_change_the_inventory() {
+        let first = inventory_from(&networks(), &[web(), host_tool()]).expect("inventory");
+        let mut reversed = networks();
+        reversed.reverse();
+        let second = inventory_from(&reversed, &[host_tool(), web()]).expect("inventory");
+        assert_eq!(first, second);
+        let names: Vec<_> = first.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["tool", "web"]);
+    }
+
+    #[test]
+    fn attachment_to_unlisted_network_is_an_error_not_a_drop() {
+        let only_default = vec![network(DEFAULT_ID, "bridge", "bridge", &[])];
+        let error = inventory_from(&only_default, &[web()]).expect_err("custom is unknown");
+        assert!(
+            matches!(error, DockerError::UnknownNetwork { ref network, .. } if network == "custom")
+        );
+    }
+
+    #[test]
+    fn endpoint_without_network_id_is_matched_by_name() {
+        let mut web = web();
+        let endpoints = web
+            .network_settings
+            .as_mut()
+            .and_then(|s| s.networks.as_mut());
+        for endpoint in endpoints.expect("networks").values_mut() {
+            endpoint.network_id = None;
+        }
+        let inventory = inventory_from(&networks(), &[web]).expect("inventory");
+        assert_eq!(inventory.containers[0].attachments.len(), 2);
+    }
+
+    #[test]
+    fn unreadable_address_is_an_error() {
+        let mut web = web();
+        web.ports = Some(vec![port(
+            Some("not-an-ip"),
+            80,
+            Some(80),
+            PortSummaryTypeEnum::TCP,
+        )]);
+        let error = inventory_from(&networks(), &[web]).expect_err("bad ip");
+        assert_eq!(
+            error.to_string(),
+            "container web has an unreadable published host ip: \"not-an-ip\""
+        );
+    }
+
+    #[tokio::test]
+    async fn network_removed_between_listings_is_listed_again() {
+        let mut calls = 0;
+        let inventory = consistent_inventory(|| {
+            calls += 1;
+            let networks = if calls == 1 { vec![] } else { networks() };
+            async move { Ok((vec![web()], networks)) }
+        })
+        .await
+        .expect("second listing is consistent");
+        assert_eq!(calls, 2);
+        assert_eq!(inventory.containers[0].attachments.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn listing_gives_up_after_repeated_inconsistency() {
+        let mut calls = 0;
+        let result = consistent_inventory(|| {
+            calls += 1;
+            async { Ok((vec![web()], vec![])) }
+        })
+        .await;
+        assert_eq!(calls, SNAPSHOT_ATTEMPTS);
+        assert!(matches!(
+            result,
+            Err(DockerError::UnknownNetwork {
+                attempts: SNAPSHOT_ATTEMPTS,
+                ..
+            })
+        ));
+    }
+
+    fn event(typ: EventMessageTypeEnum, action: &str, attributes: &[(&str, &str)]) -> EventMessage {
+        EventMessage {
+            typ: Some(typ),
+            action: Some(action.to_string()),
+            actor: Some(EventActor {
+                id: Some(SHOP_ID.to_string()),
+                attributes: Some(
+                    attributes
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn relevant_events_become_triggers() {
+        let start = event(EventMessageTypeEnum::CONTAINER, "start", &[("name", "web")]);
+        assert_eq!(trigger_from(&start).as_deref(), Some("container start web"));
+        let connect = event(
+            EventMessageTypeEnum::NETWORK,
+            "connect",
+            &[("name", "shop"), ("container", CUSTOM_ID)],
+        );
+        assert_eq!(
+            trigger_from(&connect).as_deref(),
+            Some("network connect shop container 333333333333")
+        );
+        let unnamed = event(EventMessageTypeEnum::NETWORK, "destroy", &[]);
+        assert_eq!(
+            trigger_from(&unnamed).as_deref(),
+            Some("network destroy 222222222222")
+        );
+    }
+
+    #[test]
+    fn other_events_are_ignored() {
+        assert_eq!(
+            trigger_from(&event(EventMessageTypeEnum::CONTAINER, "create", &[])),
+            None
+        );
+        assert_eq!(
+            trigger_from(&event(EventMessageTypeEnum::IMAGE, "destroy", &[])),
+            None
+        );
+        assert_eq!(trigger_from(&EventMessage::default()), None);
     }
 }
