@@ -844,4 +844,16 @@ mod tests {
         );
         assert_eq!(trigger_from(&EventMessage::default()), None);
     }
+
+    #[tokio::test]
+    async fn engine_down_is_an_error_not_a_panic() {
+        let source = BollardSource::new("/nonexistent/dockfw/docker.sock");
+        let error = source.snapshot().await.expect_err("no engine");
+        assert!(matches!(error, DockerError::Connect { .. }), "{error:?}");
+        let events: Vec<_> = source.events().collect().await;
+        assert!(
+            matches!(events[..], [Err(DockerError::Connect { .. })]),
+            "{events:?}"
+        );
+    }
 }
