@@ -216,6 +216,10 @@ where
 }
 
 /// A client for `socket` whose API version is negotiated with the engine.
+///
+/// Negotiation keeps the client at or below the engine's API version. bollard 0.21.1 sends
+/// unversioned paths (`/containers/json`; checked against Docker 20.10), so today the engine
+/// answers in its own newest API version either way; the models are all-optional and read both.
 async fn connect(socket: &str) -> Result<Docker, DockerError> {
     let connect_error = |source| DockerError::Connect {
         endpoint: socket.to_string(),
