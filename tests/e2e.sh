@@ -1,0 +1,557 @@
+#!/usr/bin/env bash
+# tests/e2e.sh — end-to-end tests of dockfw against a real (namespaced) Docker engine.
+#
+# Usage: tests/e2e.sh [PATTERN…]     run all cases, or only those whose name matches a PATTERN
+# Env:   DOCKFW=path/to/dockfw       (default target/release/dockfw)
+#        E2E_LOGS=dir                keep the per-case logs, dockerd's and dockfw's logs there
+#
+# Each case is a function `case_NAME`, run in a subshell after a lab reset (no dockfw, no
+# containers, Docker's own iptables state). It prints `ok - NAME (Ns)` or
+# `not ok - NAME: why (Ns)`; the run ends with `e2e: N passed, N failed`.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=tests/lab.sh
+. "$HERE/lab.sh"
+
+# ---------------------------------------------------------------------------
+# Assertion helpers (used inside cases, which run in subshells)
+# ---------------------------------------------------------------------------
+
+CASE_WHY=""   # file the failing assertion writes its reason to
+
+# fail WHY — end the current case with a reason.
+fail() {
+    echo "$*" >"$CASE_WHY"
+    echo "FAIL: $*" >&2
+    exit 1
+}
+
+# need_dockfw — fail early with a clear message when the binary is not built.
+need_dockfw() {
+    [[ -x "$DOCKFW" ]] || fail "dockfw binary not found at $DOCKFW (cargo build --release)"
+}
+
+# Host address a client uses to reach the docker host: host_addr a|b 4|6
+host_addr() {
+    case "$1$2" in
+        a4) echo "$LAB_A_GW4" ;; a6) echo "$LAB_A_GW6" ;;
+        b4) echo "$LAB_B_GW4" ;; b6) echo "$LAB_B_GW6" ;;
+    esac
+}
+
+# reach CLIENT FAM PORT [CONNECT_TIMEOUT] — HTTP to the docker host's published PORT.
+reach() {
+    local addr; addr="$(host_addr "$1" "$2")"
+    if [[ "$2" == 6 ]]; then probe6 "$1" "$addr" "$3" "${4:-2}"; else probe "$1" "$addr" "$3" "${4:-2}"; fi
+}
+
+# expect_open CLIENT FAM PORT — reachable (retries for up to 3 s: rules may be settling).
+expect_open() {
+    wait_for 3 reach "$1" "$2" "$3" ||
+        fail "port $3 (IPv$2) should be reachable from client $1 but is not"
+}
+
+# expect_blocked CLIENT FAM PORT — not reachable (one probe, 1 s connect timeout).
+expect_blocked() {
+    if reach "$1" "$2" "$3" 1; then
+        fail "port $3 (IPv$2) should be blocked for client $1 but is reachable"
+    fi
+}
+
+# write_policy NAME — policy text from stdin into the lab dir; prints its path.
+write_policy() {
+    local path="$LAB_DIR/$1.toml"
+    cat >"$path"
+    echo "$path"
+}
+
+# Lines of iptables-save (both families) that belong to dockfw or DOCKER-USER.
+fw_snapshot() {
+    { lab_save4 | sed 's/^/v4 /'; lab_save6 | sed 's/^/v6 /'; } | grep -E 'DOCKFW|DOCKER-USER' || true
+}
+
+# Count DOCKFW mentions in both families.
+dockfw_traces() {
+    { lab_save4; lab_save6; } | grep -c DOCKFW || true
+}
+
+# rules_mention ADDR… — number of DOCKFW rule lines naming one of the addresses.
+rules_mention() {
+    local save ip n=0
+    save="$({ lab_save4; lab_save6; } | grep DOCKFW || true)"
+    for ip in "$@"; do
+        [[ -n "$ip" ]] || continue
+        n=$((n + $(grep -cF -- "$ip/" <<<"$save" || true)))
+    done
+    echo "$n"
+}
+
+# True when no DOCKFW rule names any of the addresses.
+rules_gone() { (($(rules_mention "$@") == 0)); }
+
+# True when `status --json` answers and has no port row for the container.
+status_lacks() {
+    local js; js="$(dfw_status)" || return 1
+    ! jq -e --arg c "$1" '.ports[] | select(.container == $c)' <<<"$js" >/dev/null
+}
+
+# True when Docker's FORWARD -> DOCKER-USER jump is the first v4 FORWARD rule.
+v4_forward_jump_first() {
+    [[ "$(lab_ns iptables -S FORWARD | sed -n 2p)" == "-A FORWARD -j DOCKER-USER" ]]
+}
+
+# True when the first v4 DOCKER-USER rule jumps to DOCKFW.
+v4_dockfw_jump_first() {
+    [[ "$(lab_ns iptables -S DOCKER-USER | sed -n 2p)" == *"-j DOCKFW"* ]]
+}
+
+# applies counter of the running daemon.
+applies() { dfw_status | jq -r '.reconcile.applies'; }
+
+# The default policy of several cases: deny, but allow host ports 80 and 443.
+policy_web() {
+    write_policy web <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80, 443]
+EOF
+}
+
+# ---------------------------------------------------------------------------
+# Cases
+# ---------------------------------------------------------------------------
+
+# 0. The lab itself, no dockfw: published ports from both clients over v4 and v6, direct
+#    routing to a container's IPv6 address, and container -> client traffic.
+case_lab_without_dockfw() {
+    lab_run web -p 80:80
+    lab_net_create labnet
+    lab_run unet --network labnet -p 443:80
+    local c
+    for c in a b; do
+        expect_open "$c" 4 80; expect_open "$c" 6 80
+        expect_open "$c" 4 443; expect_open "$c" 6 443
+    done
+    local v6; v6="$(lab_cip6 web)"
+    [[ -n "$v6" ]] || fail "container web has no IPv6 address"
+    wait_for 3 probe6 a "$v6" 80 || fail "container IPv6 $v6:80 not reachable from client A"
+    lab_client_httpd a 8099 || fail "client A httpd did not start"
+    [[ "$(lab_cfetch web "$LAB_A_IP4" 8099)" == client-a ]] || fail "web cannot reach client A (v4)"
+    [[ "$(lab_cfetch web "$LAB_A_IP6" 8099)" == client-a ]] || fail "web cannot reach client A (v6)"
+    [[ "$(lab_cfetch unet "$LAB_A_IP4" 8099)" == client-a ]] || fail "unet cannot reach client A (v4)"
+}
+
+# 1. default deny, allow 80/443: the policy speaks host-side ports.
+case_default_deny_host_ports() {
+    need_dockfw
+    lab_run web -p 80:80
+    lab_run db -p 5432:80       # httpd listens on 80 inside, published as 5432
+    lab_run alt -p 8080:80
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    expect_open a 4 80; expect_open a 6 80; expect_open b 4 80
+    expect_blocked a 4 5432; expect_blocked a 6 5432
+    expect_blocked a 4 8080; expect_blocked a 6 8080
+    # Routing straight to db's IPv6 address (container port 80) must not bypass the policy.
+    local v6; v6="$(lab_cip6 db)"
+    if probe6 a "$v6" 80 1; then
+        fail "db reachable on its IPv6 address [$v6]:80 although its published port is denied"
+    fi
+}
+
+# 2. user-defined networks, including one with a custom bridge name.
+case_user_networks() {
+    need_dockfw
+    lab_net_create unet
+    lab_run u443 --network unet -p 443:80
+    lab_run u5433 --network unet -p 5433:80
+    lab_net_create cnet --opt com.docker.network.bridge.name=dfwcustom0
+    lab_ns ip link show dfwcustom0 >/dev/null || fail "bridge dfwcustom0 was not created"
+    lab_run c80 --network cnet -p 80:80
+    lab_run c8081 --network cnet -p 8081:80
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    expect_open a 4 443; expect_open a 6 443
+    expect_blocked a 4 5433; expect_blocked a 6 5433
+    expect_open a 4 80; expect_open a 6 80
+    expect_blocked a 4 8081
+}
+
+# 3. `from` restriction, per family.
+case_from_restriction() {
+    need_dockfw
+    lab_run db -p 5432:80
+    lab_run db4 -p 5433:80
+    local pol
+    pol="$(write_policy from <<EOF
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [5432]
+from = ["$LAB_A_IP4/32", "$LAB_A_IP6/128"]
+
+# Only an IPv4 net: says nothing about IPv6, so IPv6 stays denied.
+[[inbound.allow]]
+ports = [5433]
+from = ["$LAB_A_IP4/32"]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    expect_open a 4 5432; expect_open a 6 5432
+    expect_blocked b 4 5432; expect_blocked b 6 5432
+    expect_open a 4 5433
+    expect_blocked a 6 5433; expect_blocked b 4 5433
+}
+
+# 4. a container started after the daemon, on a brand-new network: its denied port is
+#    never reachable, from the moment `docker run -d` returns; the allowed one opens soon.
+case_new_container_no_window() {
+    need_dockfw
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    lab_net_create latenet
+    lab_run late --network latenet -p 80:80 -p 5432:80
+    # Immediately, no sleep: the denied port must not answer…
+    if reach a 4 5432 1; then fail "denied port 5432 reachable right after docker run"; fi
+    # …and keep not answering while we wait for the allowed one (≤ 5 s).
+    local deadline=$((SECONDS + 5)) opened=no
+    while ((SECONDS < deadline)); do
+        if reach a 4 5432 1; then fail "denied port 5432 became reachable"; fi
+        if reach a 4 80 1; then opened=yes; break; fi
+        sleep 0.1
+    done
+    [[ "$opened" == yes ]] || fail "allowed port 80 not reachable within 5 s of docker run"
+    expect_open a 6 80
+    expect_blocked a 4 5432; expect_blocked a 6 5432
+}
+
+# 5. container removed -> its selector rules (and its addresses) disappear.
+case_container_removed() {
+    need_dockfw
+    local pol
+    pol="$(write_policy sel <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [8081]
+containers = ["sel-*"]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    lab_run sel-1 -p 8081:80
+    expect_open a 4 8081
+    local ip4 ip6
+    ip4="$(lab_cip4 sel-1)"; ip6="$(lab_cip6 sel-1)"
+    [[ -n "$ip4" && -n "$ip6" ]] || fail "sel-1 lacks an address (v4 '$ip4', v6 '$ip6')"
+    local mentioned; mentioned="$(rules_mention "$ip4" "$ip6")"
+    lab_docker rm -f sel-1 >/dev/null
+    if ((mentioned > 0)); then
+        wait_for 5 rules_gone "$ip4" "$ip6" ||
+            fail "rules for removed sel-1 ($ip4 / $ip6) still installed after 5 s"
+    fi
+    wait_for 5 status_lacks sel-1 || fail "status still lists sel-1 after 5 s"
+    # A container that does not match the selector, likely on the same address, is denied.
+    lab_run other-1 -p 8081:80
+    wait_for 5 dfw_settled || true
+    sleep 0.5
+    expect_blocked a 4 8081; expect_blocked a 6 8081
+}
+
+# 6. container -> outside still works under a default-deny policy (Docker's masquerade).
+case_outbound() {
+    need_dockfw
+    lab_client_httpd a 8099 || fail "client A httpd did not start"
+    lab_run web -p 80:80
+    lab_net_create onet
+    lab_run unet --network onet
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    [[ "$(lab_cfetch web "$LAB_A_IP4" 8099)" == client-a ]] || fail "default-bridge container cannot reach client A (v4)"
+    [[ "$(lab_cfetch web "$LAB_A_IP6" 8099)" == client-a ]] || fail "default-bridge container cannot reach client A (v6)"
+    [[ "$(lab_cfetch unet "$LAB_A_IP4" 8099)" == client-a ]] || fail "user-network container cannot reach client A (v4)"
+    [[ "$(lab_cfetch unet "$LAB_A_IP6" 8099)" == client-a ]] || fail "user-network container cannot reach client A (v6)"
+}
+
+# 7. reload with a broken policy keeps the old rules; SIGHUP with a valid one applies it.
+case_reload() {
+    need_dockfw
+    lab_run web -p 80:80
+    lab_run db -p 5432:80
+    local pol; pol="$(policy_web)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    expect_open a 4 80; expect_blocked a 4 5432
+    local before; before="$(fw_snapshot)"
+    # Line 5 holds the error (a port out of range).
+    cat >"$pol" <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80, 99999]
+EOF
+    local out rc=0
+    out="$("$DOCKFW" reload --socket "$LAB_DFW_SOCK" 2>&1)" || rc=$?
+    ((rc != 0)) || fail "reload of a broken policy exited 0"
+    grep -Eq ':5:[0-9]+' <<<"$out" || fail "reload error does not name line 5 (line:col): $out"
+    out="$(dfw check --config "$pol" 2>&1)" && fail "check of a broken policy exited 0"
+    grep -Eq ':5:[0-9]+: ' <<<"$out" || fail "check error not in path:line:col: form: $out"
+    [[ "$(fw_snapshot)" == "$before" ]] || fail "rules changed after a refused reload"
+    expect_open a 4 80; expect_blocked a 4 5432
+    local err; err="$(dfw_status | jq -r '.policy.last_error // empty')"
+    [[ -n "$err" ]] || fail "status policy.last_error is empty after a refused reload"
+    # A valid change through SIGHUP takes effect.
+    cat >"$pol" <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80, 443, 5432]
+EOF
+    dockfw_hup
+    wait_for 5 reach a 4 5432 1 || fail "SIGHUP with a valid policy did not open 5432 within 5 s"
+    expect_open a 6 5432
+}
+
+# Expected probe results for a status row: verdict -> which clients must get through.
+# check_row VERDICT FAM PORT CONTAINER
+check_row() {
+    local verdict="$1" fam="$2" port="$3" name="$4" a=no b=no
+    reach a "$fam" "$port" 1 && a=yes
+    reach b "$fam" "$port" 1 && b=yes
+    case "$verdict" in
+        open)       [[ "$a$b" == yesyes ]] ;;
+        restricted) [[ "$a$b" == yesno ]] ;;
+        blocked|local) [[ "$a$b" == nono ]] ;;
+        *) false ;;
+    esac || fail "$name port $port IPv$fam: status says $verdict, probes: A=$a B=$b"
+}
+
+# 8. `status --json` agrees with what the probes find.
+case_status_matches_reality() {
+    need_dockfw
+    lab_run web -p 80:80
+    lab_run db -p 5432:80
+    lab_run api -p 8080:80
+    lab_run cache -p 127.0.0.1:6379:80
+    lab_docker run -d --name hostnet --network host "$LAB_IMAGE" \
+        /bin/httpd -f -p 8181 -h /www >/dev/null
+    local pol
+    pol="$(write_policy status <<EOF
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80]
+
+[[inbound.allow]]
+ports = [5432]
+from = ["$LAB_A_IP4/32", "$LAB_A_IP6/128"]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    local js; js="$(dfw_status)" || fail "status failed"
+    jq -e '.host_network | index("hostnet")' <<<"$js" >/dev/null ||
+        fail "host-network container not in host_network: $(jq -c .host_network <<<"$js")"
+    # Intent: each container's verdict.
+    local want name got
+    for want in web:open db:restricted api:blocked cache:local; do
+        name="${want%%:*}"
+        got="$(jq -r --arg c "$name" '[.ports[] | select(.container == $c) | .verdict] | unique | join(",")' <<<"$js")"
+        [[ "$got" == "${want#*:}" ]] || fail "status verdict for $name is '$got', want '${want#*:}'"
+    done
+    # Reality: every row's verdict matches the probes.
+    local host_ip port verdict fam
+    while IFS=$'\t' read -r name host_ip port verdict; do
+        if [[ "$host_ip" == *:* ]]; then fam=6; else fam=4; fi
+        check_row "$verdict" "$fam" "$port" "$name"
+    done < <(jq -r '.ports[] | select(.proto == "tcp") | [.container, .host_ip, .host_port, .verdict] | @tsv' <<<"$js")
+}
+
+# 9. uninstall restores Docker's own DOCKER-USER and removes every DOCKFW chain.
+case_uninstall() {
+    need_dockfw
+    lab_run db -p 5432:80
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    expect_blocked a 4 5432
+    (($(dockfw_traces) > 0)) || fail "no DOCKFW chains while the daemon runs"
+    dockfw_stop
+    # SIGTERM leaves the rules installed.
+    (($(dockfw_traces) > 0)) || fail "rules gone after SIGTERM (they should stay)"
+    expect_blocked a 4 5432
+    dfw uninstall || fail "dockfw uninstall exited non-zero"
+    diff <(lab_ns iptables -S DOCKER-USER) "$LAB_DIR/baseline.v4.docker-user" >&2 ||
+        fail "v4 DOCKER-USER differs from what Docker made"
+    (($(dockfw_traces) == 0)) || fail "DOCKFW traces remain after uninstall"
+    expect_open a 4 5432
+}
+
+# 10. a reconcile with nothing changed applies nothing.
+case_idempotent() {
+    need_dockfw
+    lab_run web -p 80:80
+    lab_run db -p 5432:80
+    local pol; pol="$(policy_web)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    sleep 1
+    local a1 a2 a3
+    a1="$(applies)"
+    sleep "$((DOCKFW_RESYNC_SECS + 1))"       # at least one periodic re-check
+    a2="$(applies)"
+    [[ "$a1" == "$a2" ]] || fail "periodic re-check applied with no change ($a1 -> $a2)"
+    dockfw_hup
+    sleep 1.5
+    wait_for 5 dfw_settled || fail "daemon did not settle after SIGHUP"
+    a3="$(applies)"
+    [[ "$a1" == "$a3" ]] || fail "SIGHUP with the same policy applied ($a1 -> $a3)"
+}
+
+# 11. dockfw makes v6 DOCKER-USER and its FORWARD jump; restores removed jumps.
+case_jumps_restored() {
+    need_dockfw
+    [[ "$(cat "$LAB_DIR/baseline.v6.has-docker-user")" == no ]] ||
+        fail "ip6tables already had DOCKER-USER before dockfw (unexpected Docker version?)"
+    lab_run db -p 5432:80
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    lab_ns ip6tables -S DOCKER-USER >/dev/null 2>&1 || fail "no DOCKER-USER in ip6tables"
+    [[ "$(lab_ns ip6tables -S FORWARD | sed -n 2p)" == "-A FORWARD -j DOCKER-USER" ]] ||
+        fail "ip6tables FORWARD does not start with the DOCKER-USER jump"
+    v4_dockfw_jump_first || fail "v4 DOCKER-USER does not start with the jump to DOCKFW"
+    local bound=$((DOCKFW_RESYNC_SECS * 3 + 2))
+    # Remove Docker's v4 FORWARD -> DOCKER-USER jump by hand.
+    lab_ns iptables -D FORWARD -j DOCKER-USER
+    wait_for "$bound" v4_forward_jump_first ||
+        fail "v4 FORWARD -> DOCKER-USER jump not restored (as first rule) within $bound s"
+    # Remove dockfw's own jump from DOCKER-USER.
+    local jump; jump="$(lab_ns iptables -S DOCKER-USER | grep -m1 -- '-j DOCKFW')"
+    eval "lab_ns iptables -D ${jump#-A }"
+    wait_for "$bound" v4_dockfw_jump_first ||
+        fail "jump DOCKER-USER -> DOCKFW not restored within $bound s"
+    expect_blocked a 4 5432
+}
+
+# 12. an invalid or unreadable policy at start: non-zero exit, nothing touched.
+case_invalid_policy_at_start() {
+    need_dockfw
+    local pol rc=0
+    pol="$(write_policy bad <<'EOF'
+[inbound]
+default = "sometimes"
+EOF
+)"
+    timeout 15 nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
+        "$DOCKFW" daemon --config "$pol" --socket "$LAB_DIR/bad.sock" >"$LAB_DIR/bad.log" 2>&1 || rc=$?
+    ((rc != 124)) || fail "daemon kept running with an invalid policy"
+    ((rc != 0)) || fail "daemon exited 0 with an invalid policy"
+    rc=0
+    timeout 15 nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
+        "$DOCKFW" daemon --config "$LAB_DIR/missing.toml" --socket "$LAB_DIR/bad.sock" >>"$LAB_DIR/bad.log" 2>&1 || rc=$?
+    ((rc != 0 && rc != 124)) || fail "daemon with a missing policy file: exit $rc"
+    (($(dockfw_traces) == 0)) || fail "DOCKFW chains created by a refused start"
+    diff <(lab_ns iptables -S DOCKER-USER) "$LAB_DIR/baseline.v4.docker-user" >&2 ||
+        fail "v4 DOCKER-USER touched by a refused start"
+    if lab_ns ip6tables -S DOCKER-USER >/dev/null 2>&1; then
+        fail "ip6tables DOCKER-USER created by a refused start"
+    fi
+}
+
+# 13. CLI without a daemon: status exits 3; plan prints and applies nothing.
+case_cli_without_daemon() {
+    need_dockfw
+    local rc=0
+    "$DOCKFW" status --socket "$LAB_DIR/nobody.sock" --json >/dev/null 2>&1 || rc=$?
+    ((rc == 3)) || fail "status without a daemon exited $rc, want 3"
+    lab_run db -p 5432:80
+    local out
+    out="$(dfw plan --config "$(policy_web)" 2>&1)" || fail "plan failed: $out"
+    [[ -n "$out" ]] || fail "plan printed nothing"
+    (($(dockfw_traces) == 0)) || fail "plan installed rules"
+    expect_open a 4 5432
+}
+
+# ---------------------------------------------------------------------------
+# Runner
+# ---------------------------------------------------------------------------
+
+CASES=(
+    lab_without_dockfw
+    default_deny_host_ports
+    user_networks
+    from_restriction
+    new_container_no_window
+    container_removed
+    outbound
+    reload
+    status_matches_reality
+    uninstall
+    idempotent
+    jumps_restored
+    invalid_policy_at_start
+    cli_without_daemon
+)
+
+# True when the case name matches one of the command-line patterns (or there are none).
+selected() {
+    local name="$1"; shift
+    (($# == 0)) && return 0
+    local p
+    for p in "$@"; do [[ "$name" == *$p* ]] && return 0; done
+    return 1
+}
+
+# Run one case in a subshell; print ok / not ok with its time and, on failure, log tails.
+run_case() {
+    local name="$1" log="$LAB_DIR/case-$1.log" t0 t1 rc=0
+    CASE_WHY="$LAB_DIR/case-$1.why"
+    : >"$CASE_WHY"
+    lab_reset >"$log" 2>&1 || true
+    t0="$(date +%s%N)"
+    (set -euo pipefail; "case_$name") >>"$log" 2>&1 || rc=$?
+    t1="$(date +%s%N)"
+    local secs; secs="$(awk -v n=$((t1 - t0)) 'BEGIN { printf "%.1f", n / 1e9 }')"
+    if ((rc == 0)); then
+        echo "ok - $name (${secs}s)"
+        PASSED=$((PASSED + 1))
+    else
+        local why; why="$(cat "$CASE_WHY")"
+        echo "not ok - $name: ${why:-exit $rc} (${secs}s)"
+        FAILED=$((FAILED + 1))
+        FAILED_NAMES+=("$name")
+        sed 's/^/    | /' "$log" | tail -n 15
+        if dfw_log >/dev/null 2>&1; then
+            echo "    dockfw log (tail):"
+            dfw_log | tail -n 10 | sed 's/^/    | /'
+        fi
+    fi
+    if [[ -n "${E2E_LOGS:-}" ]]; then
+        mkdir -p "$E2E_LOGS"
+        cp "$log" "$E2E_LOGS/" 2>/dev/null || true
+        dfw_log >"$E2E_LOGS/dockfw-$name.log" 2>/dev/null || true
+    fi
+    # Clear the pointer so the next case's failure does not show this case's daemon log.
+    rm -f "$LAB_DIR/dockfw.logname"
+}
+
+main() {
+    [[ "$(id -u)" == 0 ]] || { echo "e2e.sh must run as root" >&2; exit 2; }
+    lab_install_deps
+    [[ -n "${E2E_LOGS:-}" ]] && export LAB_KEEP_LOGS="$E2E_LOGS"
+    trap lab_down EXIT
+    trap 'exit 130' INT TERM
+    local t0=$SECONDS
+    lab_up
+    echo "# lab up in $((SECONDS - t0))s (dockfw: $DOCKFW)"
+    PASSED=0; FAILED=0; FAILED_NAMES=()
+    local name
+    for name in "${CASES[@]}"; do
+        selected "$name" "$@" || continue
+        run_case "$name"
+    done
+    lab_reset >/dev/null 2>&1 || true
+    echo "# total $((SECONDS - t0))s"
+    if ((FAILED > 0)); then echo "# failed: ${FAILED_NAMES[*]}"; fi
+    echo "e2e: $PASSED passed, $FAILED failed"
+    ((FAILED == 0))
+}
+
+main "$@"

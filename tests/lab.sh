@@ -1,0 +1,520 @@
+#!/usr/bin/env bash
+# tests/lab.sh — a throw-away Docker lab for dockfw's end-to-end tests.
+#
+# Source it (`. tests/lab.sh`), then:
+#   lab_install_deps        install the Debian packages the lab needs (skips what is there)
+#   lab_up                  namespaces + veths + a private dockerd + the test image
+#   lab_down                remove everything lab_up made (safe to call twice; use in a trap)
+#   lab_docker ARGS…        docker CLI against the lab engine
+#   lab_ns CMD…             run CMD in the docker-host network namespace
+#   lab_client a|b CMD…     run CMD in client A's / client B's namespace
+#   probe CLIENT ADDR PORT [CONNECT_TIMEOUT]   0 if an HTTP GET from CLIENT succeeds (IPv4)
+#   probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT]  same over IPv6
+#   dockfw_start POLICY     start the daemon in the host namespace, wait until it reconciled
+#   dockfw_stop             SIGTERM the daemon (rules stay installed)
+#   dfw ARGS…               the dockfw CLI inside the host namespace (DOCKER_HOST set)
+#   dfw_status              `dockfw status --json` against the running daemon
+#   wait_for SECS CMD…      poll CMD every 0.2 s until it succeeds or SECS pass
+#
+# Addresses (documentation / ULA ranges only; nothing ever leaves the namespaces):
+#   host ns  vha 198.51.100.1/24 fd10:a::1/64   <->  client A eth0 198.51.100.2 fd10:a::2
+#   host ns  vhb 203.0.113.1/24  fd10:b::1/64   <->  client B eth0 203.0.113.2  fd10:b::2
+#   docker0  172.17.0.0/16 + fd00:d0c:1::/64 (inside the host ns only)
+#
+# Bash style: every function returns non-zero on failure; the callers run with set -euo pipefail.
+
+# ---------------------------------------------------------------------------
+# Fixed facts and per-run names
+# ---------------------------------------------------------------------------
+
+LAB_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Short unique suffix: pid + 4 random hex digits, so parallel runs never collide.
+LAB_ID="${LAB_ID:-$$$(printf '%04x' $((RANDOM % 65536)))}"
+LAB_NS_H="dfw-h-$LAB_ID"
+LAB_NS_A="dfw-a-$LAB_ID"
+LAB_NS_B="dfw-b-$LAB_ID"
+LAB_NSPATH="/var/run/netns/$LAB_NS_H"
+LAB_DIR=""                       # set by lab_up (mktemp)
+LAB_SOCK=""                      # docker socket of the lab engine
+LAB_DFW_SOCK=""                  # dockfw control socket
+LAB_DFW_PID=""                   # pid of the running dockfw daemon
+LAB_DFW_LOG=""                   # its log file
+LAB_DOCKERD_PID=""
+LAB_IMAGE="dockfw-test"
+LAB_V6_NET_SEQ=1                 # next fd00:d0c:N::/64 for lab_net_create
+
+LAB_A_IP4="198.51.100.2"; LAB_A_GW4="198.51.100.1"
+LAB_A_IP6="fd10:a::2";    LAB_A_GW6="fd10:a::1"
+LAB_B_IP4="203.0.113.2";  LAB_B_GW4="203.0.113.1"
+LAB_B_IP6="fd10:b::2";    LAB_B_GW6="fd10:b::1"
+
+DOCKFW="${DOCKFW:-$LAB_REPO/target/release/dockfw}"
+# How often the daemon re-checks its jumps/chains; short so tests stay fast.
+export DOCKFW_RESYNC_SECS="${DOCKFW_RESYNC_SECS:-2}"
+
+lab_log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# ---------------------------------------------------------------------------
+# Dependencies
+# ---------------------------------------------------------------------------
+
+# True when the Debian package is installed.
+lab_pkg_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+# Install docker.io, iptables, … — but only run apt-get when something is missing.
+lab_install_deps() {
+    local pkgs=(docker.io iptables nftables busybox-static curl iproute2 conntrack jq)
+    local missing=() p
+    for p in "${pkgs[@]}"; do
+        lab_pkg_installed "$p" || missing+=("$p")
+    done
+    if ((${#missing[@]} == 0)); then
+        return 0
+    fi
+    lab_log "installing: ${missing[*]}"
+    # Lock timeout: another apt run (a parallel job, unattended upgrades) may hold dpkg.
+    apt-get -o DPkg::Lock::Timeout=300 update
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y "${missing[@]}"
+}
+
+# ---------------------------------------------------------------------------
+# Small helpers
+# ---------------------------------------------------------------------------
+
+# wait_for SECS CMD… — run CMD every 0.2 s until it succeeds; non-zero after SECS.
+wait_for() {
+    local secs="$1"; shift
+    local deadline=$(( $(date +%s%N) + secs * 1000000000 ))
+    while true; do
+        if "$@" >/dev/null 2>&1; then
+            return 0
+        fi
+        if (( $(date +%s%N) >= deadline )); then
+            return 1
+        fi
+        sleep 0.2
+    done
+}
+
+# Run a command in the docker-host namespace. nsenter (not `ip netns exec`) so
+# /sys and cgroups stay the host's.
+lab_ns() { nsenter --net="$LAB_NSPATH" "$@"; }
+
+# Namespace name of client a|b.
+lab_client_ns() {
+    case "$1" in
+        a|A) echo "$LAB_NS_A" ;;
+        b|B) echo "$LAB_NS_B" ;;
+        *) echo "$1" ;;
+    esac
+}
+
+# Run a command in a client namespace.
+lab_client() {
+    local ns; ns="$(lab_client_ns "$1")"; shift
+    ip netns exec "$ns" "$@"
+}
+
+# docker CLI against the lab engine.
+lab_docker() { docker -H "unix://$LAB_SOCK" "$@"; }
+
+# iptables-save of the filter table inside the lab, without counters/comments.
+lab_save4() { lab_ns iptables-save -t filter | grep -v '^[#:]' ; }
+lab_save6() { lab_ns ip6tables-save -t filter | grep -v '^[#:]' ; }
+
+# probe CLIENT ADDR PORT [CONNECT_TIMEOUT] — 0 if HTTP GET http://ADDR:PORT/ works from CLIENT.
+probe() {
+    local ns; ns="$(lab_client_ns "$1")"
+    ip netns exec "$ns" curl -sf -o /dev/null --connect-timeout "${4:-2}" -m 3 \
+        "http://$2:$3/" 2>/dev/null
+}
+
+# probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT] — same over IPv6 (ADDR without brackets).
+probe6() {
+    local ns; ns="$(lab_client_ns "$1")"
+    ip netns exec "$ns" curl -g -sf -o /dev/null --connect-timeout "${4:-2}" -m 3 \
+        "http://[$2]:$3/" 2>/dev/null
+}
+
+# Container's IPv4 / IPv6 address (on its first network).
+# shellcheck disable=SC2016  # Go templates, not shell expansions
+lab_cip4() {
+    lab_docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "$1" | awk '{print $1}'
+}
+# shellcheck disable=SC2016
+lab_cip6() {
+    lab_docker inspect -f '{{range .NetworkSettings.Networks}}{{.GlobalIPv6Address}} {{end}}' "$1" | awk '{print $1}'
+}
+
+# lab_net_create NAME [docker network create opts…] — user network with IPv4 and IPv6
+# (its own fd00:d0c:N::/64) so published ports get ip6tables DNAT, not docker-proxy.
+lab_net_create() {
+    local name="$1"; shift
+    LAB_V6_NET_SEQ=$((LAB_V6_NET_SEQ + 1))
+    lab_docker network create --ipv6 --subnet "fd00:d0c:$LAB_V6_NET_SEQ::/64" "$@" "$name" >/dev/null
+}
+
+# lab_client_httpd a|b PORT — busybox httpd in a client namespace (killed by lab_reset).
+# Serves "client-<a|b>" as its index page.
+lab_client_httpd() {
+    local client="$1" port="$2" ns www pid
+    ns="$(lab_client_ns "$client")"
+    www="$LAB_DIR/www-$client"
+    mkdir -p "$www"
+    echo "client-$client" >"$www/index.html"
+    ip netns exec "$ns" busybox httpd -f -p "$port" -h "$www" >/dev/null 2>&1 &
+    pid=$!
+    disown "$pid"
+    echo "$pid" >>"$LAB_DIR/client-httpd.pids"
+    wait_for 5 ip netns exec "$ns" curl -sf -o /dev/null -m 2 "http://127.0.0.1:$port/"
+}
+
+# lab_cfetch CONTAINER ADDR PORT — HTTP GET from inside a container, body on stdout.
+# (busybox wget segfaults on this kernel even inside containers; nc works.)
+# shellcheck disable=SC2016  # $0/$1 expand in the container's sh
+lab_cfetch() {
+    lab_docker exec "$1" sh -c \
+        'printf "GET / HTTP/1.0\r\n\r\n" | nc -w 2 "$0" "$1"' "$2" "$3" | tr -d '\r' | tail -n 1
+}
+
+# Start a test container serving HTTP on 80: lab_run NAME [docker run opts…]
+lab_run() {
+    local name="$1"; shift
+    lab_docker run -d --name "$name" "$@" "$LAB_IMAGE" >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# Bring-up
+# ---------------------------------------------------------------------------
+
+# One veth pair between the host namespace and a client namespace, v4+v6 addresses.
+lab_link_client() {
+    local client_ns="$1" host_if="$2" gw4="$3" ip4="$4" gw6="$5" ip6="$6"
+    ip -n "$LAB_NS_H" link add "$host_if" type veth peer name eth0 netns "$client_ns"
+    ip -n "$LAB_NS_H" addr add "$gw4/24" dev "$host_if"
+    ip -n "$LAB_NS_H" addr add "$gw6/64" dev "$host_if" nodad
+    ip -n "$LAB_NS_H" link set "$host_if" up
+    ip -n "$client_ns" link set lo up
+    ip -n "$client_ns" addr add "$ip4/24" dev eth0
+    ip -n "$client_ns" addr add "$ip6/64" dev eth0 nodad
+    ip -n "$client_ns" link set eth0 up
+    ip -n "$client_ns" route add default via "$gw4"
+    ip -n "$client_ns" -6 route add default via "$gw6"
+}
+
+# Namespaces, links, forwarding.
+lab_net_up() {
+    ip netns add "$LAB_NS_H"
+    ip netns add "$LAB_NS_A"
+    ip netns add "$LAB_NS_B"
+    ip -n "$LAB_NS_H" link set lo up
+    lab_link_client "$LAB_NS_A" vha "$LAB_A_GW4" "$LAB_A_IP4" "$LAB_A_GW6" "$LAB_A_IP6"
+    lab_link_client "$LAB_NS_B" vhb "$LAB_B_GW4" "$LAB_B_IP4" "$LAB_B_GW6" "$LAB_B_IP6"
+    # IPv6 forwarding before dockerd; Docker 20.10 sets the ip6tables FORWARD policy to
+    # DROP either way.
+    lab_ns sysctl -qw net.ipv6.conf.all.forwarding=1
+    # IPv4: by default let Docker switch net.ipv4.ip_forward on itself, as on a freshly
+    # booted host: Docker then also sets the iptables FORWARD policy to DROP. With
+    # LAB_PREFORWARD=1 it is on before dockerd starts and the policy stays ACCEPT (then
+    # any container port is reachable by routing to the container's IPv4 address).
+    if [[ "${LAB_PREFORWARD:-0}" == 1 ]]; then
+        lab_ns sysctl -qw net.ipv4.ip_forward=1
+    fi
+}
+
+# After dockerd is up: both kinds of forwarding must be on in the host namespace.
+lab_forwarding_on() {
+    lab_ns sysctl -qw net.ipv4.ip_forward=1
+    lab_ns sysctl -qw net.ipv6.conf.all.forwarding=1
+}
+
+# Write the engine config and start dockerd inside the host namespace.
+lab_dockerd_up() {
+    local d="$LAB_DIR"
+    mkdir -p "$d/data" "$d/exec"
+    cat >"$d/daemon.json" <<'EOF'
+{
+  "ipv6": true,
+  "fixed-cidr-v6": "fd00:d0c:1::/64",
+  "experimental": true,
+  "ip6tables": true
+}
+EOF
+    # setsid: own process group, so teardown can signal dockerd and only dockerd's group.
+    # nsenter --net (not `ip netns exec`): the latter remounts /sys and breaks cgroups.
+    setsid nsenter --net="$LAB_NSPATH" dockerd \
+        --data-root "$d/data" --exec-root "$d/exec" \
+        -H "unix://$LAB_SOCK" --pidfile "$d/dockerd.pid" \
+        --config-file "$d/daemon.json" >"$d/dockerd.log" 2>&1 &
+    LAB_DOCKERD_PID=$!
+    disown "$LAB_DOCKERD_PID"   # no "Terminated" job notice at teardown
+    if ! wait_for 60 lab_docker version; then
+        lab_log "dockerd did not answer; log tail:"
+        tail -n 30 "$d/dockerd.log" >&2
+        return 1
+    fi
+}
+
+# Build the busybox rootfs tarball once per run (cached in LAB_IMAGE_TAR), then import.
+lab_image_up() {
+    local tar="${LAB_IMAGE_TAR:-$LAB_DIR/image.tar}"
+    if [[ ! -s "$tar" ]]; then
+        local root="$LAB_DIR/rootfs" applet
+        mkdir -p "$root/bin" "$root/www" "$root/tmp" "$root/etc"
+        cp /bin/busybox "$root/bin/busybox"
+        for applet in sh ash httpd nc wget sleep cat ls echo ip ifconfig ps kill true \
+                      false env id hostname netstat ping ping6 route; do
+            ln -sf busybox "$root/bin/$applet"
+        done
+        echo "dockfw-test ok" >"$root/www/index.html"
+        echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
+        tar -C "$root" -cf "$tar" .
+        rm -rf "$root"
+        LAB_IMAGE_TAR="$tar"
+        export LAB_IMAGE_TAR
+    fi
+    lab_docker import -c 'CMD ["/bin/httpd","-f","-p","80","-h","/www"]' "$tar" "$LAB_IMAGE" >/dev/null
+}
+
+# Snapshot what Docker alone made, before dockfw ever runs (for uninstall/scrub checks).
+lab_baseline() {
+    lab_ns iptables -S DOCKER-USER >"$LAB_DIR/baseline.v4.docker-user"
+    lab_ns iptables -S FORWARD >"$LAB_DIR/baseline.v4.forward"
+    lab_ns ip6tables -S FORWARD >"$LAB_DIR/baseline.v6.forward"
+    if lab_ns ip6tables -S DOCKER-USER >/dev/null 2>&1; then
+        echo yes >"$LAB_DIR/baseline.v6.has-docker-user"
+    else
+        echo no >"$LAB_DIR/baseline.v6.has-docker-user"
+    fi
+}
+
+# Everything: namespaces, engine, image, baseline.
+lab_up() {
+    LAB_DIR="$(mktemp -d /tmp/dockfw-lab.XXXXXX)"
+    LAB_SOCK="$LAB_DIR/docker.sock"
+    LAB_DFW_SOCK="$LAB_DIR/dockfw.sock"
+    lab_log "up: id=$LAB_ID dir=$LAB_DIR"
+    lab_net_up
+    lab_dockerd_up
+    lab_forwarding_on
+    lab_image_up
+    lab_baseline
+}
+
+# ---------------------------------------------------------------------------
+# dockfw control
+# ---------------------------------------------------------------------------
+
+# The dockfw CLI inside the host namespace, talking to the lab engine.
+dfw() {
+    nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
+        DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" "$DOCKFW" "$@"
+}
+
+# Status document of the running daemon.
+dfw_status() { "$DOCKFW" status --socket "$LAB_DFW_SOCK" --json; }
+
+# True once the daemon finished a reconcile (applied or unchanged).
+dfw_settled() {
+    local r
+    r="$(dfw_status 2>/dev/null | jq -r '.reconcile.result')" || return 1
+    [[ "$r" == applied || "$r" == unchanged ]]
+}
+
+# dockfw_start POLICY — start the daemon in the background; wait until it has reconciled.
+dockfw_start() {
+    local policy="$1"
+    LAB_DFW_LOG="$LAB_DIR/dockfw.$(date +%s%N).log"
+    rm -f "$LAB_DFW_SOCK"
+    setsid nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
+        DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" RUST_LOG="${RUST_LOG:-info}" \
+        "$DOCKFW" daemon --config "$policy" --socket "$LAB_DFW_SOCK" \
+        >"$LAB_DFW_LOG" 2>&1 &
+    LAB_DFW_PID=$!
+    disown "$LAB_DFW_PID"
+    echo "$LAB_DFW_PID" >"$LAB_DIR/dockfw.pid"
+    echo "$LAB_DFW_LOG" >"$LAB_DIR/dockfw.logname"
+    local i
+    for ((i = 0; i < 100; i++)); do
+        if ! kill -0 "$LAB_DFW_PID" 2>/dev/null; then
+            lab_log "dockfw exited at start; log:"; tail -n 20 "$LAB_DFW_LOG" >&2
+            LAB_DFW_PID=""
+            return 1
+        fi
+        if dfw_settled; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    lab_log "dockfw did not settle in 20 s; log:"; tail -n 20 "$LAB_DFW_LOG" >&2
+    return 1
+}
+
+# dockfw_stop — SIGTERM (rules stay), SIGKILL after 5 s.
+dockfw_stop() {
+    dfw_pid >/dev/null || return 0
+    LAB_DFW_PID="$(dfw_pid)"
+    kill -TERM "$LAB_DFW_PID" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 25; i++)); do
+        kill -0 "$LAB_DFW_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill -KILL "$LAB_DFW_PID" 2>/dev/null || true
+    rm -f "$LAB_DIR/dockfw.pid"
+    LAB_DFW_PID=""
+}
+
+# Pid of the running daemon (from its pidfile; works from subshells). Non-zero if none.
+dfw_pid() {
+    [[ -n "$LAB_DIR" && -s "$LAB_DIR/dockfw.pid" ]] || return 1
+    local pid; pid="$(cat "$LAB_DIR/dockfw.pid")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+# Log file of the most recent daemon.
+dfw_log() { [[ -s "$LAB_DIR/dockfw.logname" ]] && cat "$(cat "$LAB_DIR/dockfw.logname")"; }
+
+# Send SIGHUP to the daemon (re-read the policy).
+dockfw_hup() { kill -HUP "$(dfw_pid)"; }
+
+# ---------------------------------------------------------------------------
+# Resetting between test cases
+# ---------------------------------------------------------------------------
+
+# Remove every dockfw trace by hand (fallback when `dockfw uninstall` is broken) and
+# put Docker's own jumps/chains back to the baseline.
+lab_fw_scrub() {
+    local fam cmd chain
+    for fam in 4 6; do
+        if [[ "$fam" == 4 ]]; then cmd=iptables; else cmd=ip6tables; fi
+        # Drop any jump into a DOCKFW* chain from DOCKER-USER / FORWARD.
+        local rule
+        for chain in DOCKER-USER FORWARD INPUT; do
+            while rule="$(lab_ns "$cmd" -S "$chain" 2>/dev/null | grep -m1 -- '-j DOCKFW')"; do
+                # "-A CHAIN …" -> "-D CHAIN …"
+                eval "lab_ns $cmd -D ${rule#-A }" || break
+            done
+        done
+        # Flush, then delete the DOCKFW* chains.
+        for chain in $(lab_ns "$cmd" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKFW/ {print $2}'); do
+            lab_ns "$cmd" -F "$chain" || true
+        done
+        for chain in $(lab_ns "$cmd" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKFW/ {print $2}'); do
+            lab_ns "$cmd" -X "$chain" || true
+        done
+    done
+    # v4: Docker's FORWARD -> DOCKER-USER jump must be first again.
+    if ! lab_ns iptables -C FORWARD -j DOCKER-USER 2>/dev/null; then
+        lab_ns iptables -I FORWARD 1 -j DOCKER-USER
+    fi
+    # v6: Docker 20.10 makes no DOCKER-USER; remove the one dockfw made.
+    if [[ "$(cat "$LAB_DIR/baseline.v6.has-docker-user")" == no ]]; then
+        while lab_ns ip6tables -D FORWARD -j DOCKER-USER 2>/dev/null; do :; done
+        lab_ns ip6tables -F DOCKER-USER 2>/dev/null || true
+        lab_ns ip6tables -X DOCKER-USER 2>/dev/null || true
+    fi
+}
+
+# Remove all containers and user networks of the lab engine.
+lab_docker_clean() {
+    local ids
+    ids="$(lab_docker ps -aq)"
+    if [[ -n "$ids" ]]; then
+        # shellcheck disable=SC2086
+        lab_docker rm -f $ids >/dev/null 2>&1 || true
+    fi
+    lab_docker network prune -f >/dev/null 2>&1 || true
+}
+
+# Back to "engine up, no containers, no dockfw".
+lab_reset() {
+    dockfw_stop
+    local pid
+    if [[ -s "$LAB_DIR/client-httpd.pids" ]]; then
+        while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$LAB_DIR/client-httpd.pids"
+        rm -f "$LAB_DIR/client-httpd.pids"
+    fi
+    if [[ -x "$DOCKFW" ]]; then
+        timeout 20 nsenter --net="$LAB_NSPATH" "$DOCKFW" uninstall >/dev/null 2>&1 || true
+    fi
+    lab_docker_clean
+    lab_fw_scrub
+}
+
+# ---------------------------------------------------------------------------
+# Teardown
+# ---------------------------------------------------------------------------
+
+# Kill every process still living in one of our namespaces (ids from `ip netns pids`:
+# these namespaces were made by this run, so the processes are ours).
+lab_kill_ns_procs() {
+    local sig="$1" ns pid
+    for ns in "$LAB_NS_H" "$LAB_NS_A" "$LAB_NS_B"; do
+        [[ -e "/var/run/netns/$ns" ]] || continue
+        for pid in $(ip netns pids "$ns" 2>/dev/null); do
+            kill "-$sig" "$pid" 2>/dev/null || true
+        done
+    done
+}
+
+# Stop dockerd (and the containerd it spawned) cleanly, then force.
+lab_dockerd_down() {
+    [[ -n "$LAB_DOCKERD_PID" ]] || return 0
+    # Remove containers first so their shims and docker-proxies exit with them.
+    if [[ -S "$LAB_SOCK" ]]; then
+        local ids
+        ids="$(timeout 10 docker -H "unix://$LAB_SOCK" ps -aq 2>/dev/null)" || true
+        if [[ -n "$ids" ]]; then
+            # shellcheck disable=SC2086
+            timeout 30 docker -H "unix://$LAB_SOCK" rm -f $ids >/dev/null 2>&1 || true
+        fi
+    fi
+    kill -TERM "$LAB_DOCKERD_PID" 2>/dev/null || true
+    local i
+    for ((i = 0; i < 75; i++)); do
+        kill -0 "$LAB_DOCKERD_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    # Anything left (dockerd itself, containerd, shims, docker-proxy, client servers).
+    lab_kill_ns_procs TERM
+    sleep 0.5
+    lab_kill_ns_procs KILL
+    kill -KILL -- "-$LAB_DOCKERD_PID" 2>/dev/null || true
+    wait "$LAB_DOCKERD_PID" 2>/dev/null || true
+    LAB_DOCKERD_PID=""
+}
+
+# Unmount whatever dockerd left mounted below LAB_DIR, deepest first.
+lab_umount_all() {
+    local m
+    findmnt -rn -o TARGET | grep -F "$LAB_DIR" | sort -r | while read -r m; do
+        umount -l "$m" 2>/dev/null || true
+    done
+}
+
+# Remove everything lab_up made. Idempotent; never fails.
+lab_down() {
+    set +e
+    dockfw_stop
+    lab_dockerd_down
+    lab_kill_ns_procs KILL      # e.g. client httpds, when dockerd never started
+    local ns
+    for ns in "$LAB_NS_A" "$LAB_NS_B" "$LAB_NS_H"; do
+        [[ -e "/var/run/netns/$ns" ]] && ip netns del "$ns"
+    done
+    if [[ -n "$LAB_DIR" && -d "$LAB_DIR" ]]; then
+        lab_umount_all
+        if [[ -n "${LAB_KEEP_LOGS:-}" ]]; then
+            mkdir -p "$LAB_KEEP_LOGS"
+            cp "$LAB_DIR"/*.log "$LAB_KEEP_LOGS"/ 2>/dev/null
+        fi
+        rm -rf --one-file-system "$LAB_DIR"
+    fi
+    LAB_DIR=""
+    set -e
+    return 0
+}

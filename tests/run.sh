@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# tests/run.sh — the whole test suite, as CI runs it (must be root: the e2e part builds
+# network namespaces and runs its own dockerd).
+#
+# Steps: deps, cargo fmt --check, cargo clippy -D warnings, cargo test, cargo build
+# --release, tests/e2e.sh. Every step runs (e2e only if the build worked); the script
+# exits non-zero if any step failed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+# shellcheck source=tests/lab.sh
+. tests/lab.sh
+
+if [[ "$(id -u)" != 0 ]]; then
+    echo "tests/run.sh must run as root (network namespaces, dockerd)" >&2
+    exit 2
+fi
+
+# cargo from rustup may not be on PATH in a non-login shell.
+if ! command -v cargo >/dev/null && [[ -f "$HOME/.cargo/env" ]]; then
+    # shellcheck disable=SC1091
+    . "$HOME/.cargo/env"
+fi
+
+FAILED_STEPS=()
+STEP_TIMES=()
+
+# step NAME CMD… — run one step, record its time and whether it failed.
+step() {
+    local name="$1"; shift
+    local t0=$SECONDS rc=0
+    echo "=== $name: $*"
+    "$@" || rc=$?
+    STEP_TIMES+=("$name $((SECONDS - t0))s rc=$rc")
+    if ((rc != 0)); then
+        echo "=== $name FAILED (exit $rc)"
+        FAILED_STEPS+=("$name")
+        return 1
+    fi
+}
+
+step deps lab_install_deps || true
+step fmt cargo fmt --check || true
+step clippy cargo clippy --all-targets -- -D warnings || true
+step test cargo test || true
+if step build cargo build --release; then
+    step e2e bash tests/e2e.sh || true
+else
+    FAILED_STEPS+=("e2e(skipped: no build)")
+fi
+
+echo "=== summary"
+printf '  %s\n' "${STEP_TIMES[@]}"
+if ((${#FAILED_STEPS[@]} > 0)); then
+    echo "FAILED: ${FAILED_STEPS[*]}"
+    exit 1
+fi
+echo "all steps passed"
