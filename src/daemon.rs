@@ -408,7 +408,9 @@ mod tests {
         async fn snapshot(&self) -> Result<Snapshot, DockerError> {
             self.snapshots.fetch_add(1, Ordering::SeqCst);
             if self.down.load(Ordering::SeqCst) {
-                return Err(DockerError::Unreachable("fake engine is down".into()));
+                return Err(DockerError::MissingVersion {
+                    field: "fake engine is down",
+                });
             }
             Ok(Snapshot {
                 engine: Engine {

@@ -1,1 +1,326 @@
-fn main() {}
+//! The `dockfw` command line: the daemon and the commands that check the
+//! policy, show the plan, ask the daemon for status or a reload, and
+//! uninstall dockfw's rules.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use dockfw::control::{self, ControlError, Handles, Request, Response};
+use dockfw::daemon::{self, Channels, Config};
+use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
+use dockfw::firewall::{Firewall, Iptables};
+use dockfw::installed::Installed;
+use dockfw::plan::plan;
+use dockfw::policy::{self, Policy, PolicyError};
+use dockfw::render;
+use dockfw::ruleset::Family;
+use dockfw::status::{Status, render_text};
+
+const DEFAULT_CONFIG: &str = "/etc/dockfw/policy.toml";
+const DEFAULT_SOCKET: &str = "/run/dockfw/dockfw.sock";
+
+/// Exit status when the daemon is not running (for `status`, `reload`).
+const EXIT_NOT_RUNNING: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "Docker-aware host firewall: keeps a minimal rule set behind DOCKER-USER"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Daemon {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Validate the policy; print every error as path:line:col: message.
+    Check {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Print the rules dockfw would install now and how they differ from
+    /// what is installed; applies nothing.
+    Plan {
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Ask the running daemon what is exposed and why.
+    Status {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+        /// Print the status document as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to re-read its policy.
+    Reload {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Remove every rule and chain dockfw owns, in both families.
+    Uninstall,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(ControlError::NotRunning { path, .. }) = e.downcast_ref::<ControlError>() {
+                eprintln!(
+                    "dockfw: the daemon is not running (no answer on {})",
+                    path.display()
+                );
+                return ExitCode::from(EXIT_NOT_RUNNING);
+            }
+            eprintln!("dockfw: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<ExitCode> {
+    if let Command::Check { config } = &command {
+        return Ok(check(config));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            Command::Daemon { config, socket } => run_daemon(config, socket).await,
+            Command::Plan { config } => show_plan(&config).await,
+            Command::Status { socket, json } => show_status(&socket, json).await,
+            Command::Reload { socket } => reload(&socket).await,
+            Command::Uninstall => uninstall().await,
+            Command::Check { .. } => Ok(ExitCode::SUCCESS),
+        }
+    })
+}
+
+fn summary(policy: &Policy) -> String {
+    format!(
+        "default {}, {} allow and {} deny entries",
+        format!("{:?}", policy.default).to_lowercase(),
+        policy.allow.len(),
+        policy.deny.len()
+    )
+}
+
+fn check(config: &Path) -> ExitCode {
+    match policy::parse(config) {
+        Ok(policy) => {
+            println!("{}: ok ({})", config.display(), summary(&policy));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_policy(config: &Path) -> Result<Policy> {
+    policy::parse(config).map_err(|e| match e {
+        PolicyError::Invalid(_) => anyhow::anyhow!("invalid policy, nothing changed:\n{e}"),
+        other => anyhow::Error::new(other),
+    })
+}
+
+async fn run_daemon(config: PathBuf, socket: PathBuf) -> Result<ExitCode> {
+    init_logging();
+    let policy = load_policy(&config)?;
+    let endpoint = endpoint_from_env();
+    let docker = Arc::new(BollardSource::new(endpoint.clone()));
+    let listener = control::bind(&socket)?;
+    let shutdown = CancellationToken::new();
+    let (reload_tx, reload_rx) = mpsc::channel(8);
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let handles = Handles {
+        status: status_rx,
+        reload: reload_tx.clone(),
+    };
+    let server = tokio::spawn(control::serve(listener, handles, shutdown.clone()));
+    spawn_signal_handlers(reload_tx, shutdown.clone())?;
+    info!(policy = %config.display(), %endpoint, socket = %socket.display(), "dockfw starting ({})", summary(&policy));
+    let channels = Channels {
+        reload: reload_rx,
+        status: status_tx,
+    };
+    daemon::run(
+        Config::new(config, endpoint),
+        policy,
+        docker,
+        Iptables::new(),
+        channels,
+        shutdown,
+    )
+    .await;
+    let _ = server.await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGHUP reloads the policy; SIGTERM and SIGINT stop the daemon.
+fn spawn_signal_handlers(
+    reload: mpsc::Sender<control::ReloadRequest>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let mut hup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    info!("SIGHUP: reloading the policy");
+                    let (answer, _) = oneshot::channel();
+                    if reload.send(answer).await.is_err() {
+                        return;
+                    }
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        info!("stopping");
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn show_plan(config: &Path) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let docker = BollardSource::from_env();
+    let snapshot = docker
+        .snapshot()
+        .await
+        .context("cannot read the docker inventory")?;
+    let ruleset = plan(&policy, &snapshot.inventory);
+    let firewall = Iptables::new();
+    for family in Family::ALL {
+        let desired = ruleset.family(family);
+        let installed = firewall
+            .read(family)
+            .await
+            .with_context(|| format!("cannot read the installed {} rules", family.as_str()))?;
+        let variant = firewall.variant(family).unwrap_or("unknown");
+        println!(
+            "# {} ({variant}): {} rules",
+            family.as_str(),
+            desired.rule_count()
+        );
+        print!("{}", render::rules_text(desired));
+        print_diff(desired, &installed);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_diff(desired: &dockfw::ruleset::FamilyRules, installed: &Installed) {
+    match render::transaction(desired, installed) {
+        None => println!("# no changes against what is installed\n"),
+        Some(tx) => {
+            println!("# differs from what is installed ({}):", tx.changes);
+            let want = render::rules_text(desired);
+            let want: Vec<&str> = want.lines().collect();
+            for chain in desired.chains.iter().map(|c| c.name) {
+                for spec in installed.chain_rules(chain) {
+                    let line = format!("-A {chain} {spec}");
+                    if !want.contains(&line.as_str()) {
+                        println!("- {line}");
+                    }
+                }
+            }
+            for line in &want {
+                let (chain, spec) = line[3..].split_once(' ').unwrap_or(("", ""));
+                if !installed.chain_rules(chain).iter().any(|s| s == spec) {
+                    println!("+ {line}");
+                }
+            }
+            println!("# restore input it would run:\n{}", tx.text);
+        }
+    }
+}
+
+async fn show_status(socket: &Path, json: bool) -> Result<ExitCode> {
+    match control::request(socket, &Request::Status).await? {
+        Response::Status(status) if json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&status).context("cannot encode status")?
+            );
+        }
+        Response::Status(status) => print!("{}", render_text(&status)),
+        Response::Message(m) => println!("{m}"),
+        Response::Error(e) => bail!("the daemon answered: {e}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reload(socket: &Path) -> Result<ExitCode> {
+    match control::request(socket, &Request::Reload).await? {
+        Response::Message(m) => {
+            println!("{m}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Response::Error(e) => {
+            eprintln!("reload refused, the previous policy stays in force:\n{e}");
+            Ok(ExitCode::FAILURE)
+        }
+        Response::Status(_) => bail!("the daemon answered a reload with a status"),
+    }
+}
+
+async fn uninstall() -> Result<ExitCode> {
+    let firewall = Iptables::new();
+    let mut failed = false;
+    for family in Family::ALL {
+        let result = async {
+            let installed = firewall.read(family).await?;
+            match render::uninstall(&installed) {
+                Some(text) => firewall.restore(family, &text).await.map(|()| true),
+                None => Ok(false),
+            }
+        }
+        .await;
+        match result {
+            Ok(true) => println!("{}: removed dockfw's chains and jump", family.as_str()),
+            Ok(false) => println!("{}: nothing of dockfw's installed", family.as_str()),
+            Err(e) => {
+                eprintln!("dockfw: {}: {e:#}", family.as_str());
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
