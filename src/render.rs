@@ -168,8 +168,14 @@ fn count_rule_changes(desired: &FamilyRules, installed: &Installed, changes: &mu
 /// dockfw created itself goes too, once nothing but `RETURN` is left in it.
 pub fn uninstall(installed: &Installed) -> Option<String> {
     let mut body = String::new();
-    for _ in 0..installed.entry_jumps().0 {
-        let _ = writeln!(body, "-D {DOCKER_USER} {ENTRY_JUMP}");
+    if let Some(marked) = created_docker_user(installed) {
+        // Flushing the chain removes our jump with it; deleting that rule
+        // too in the same nft batch makes the chain deletion fail.
+        let _ = writeln!(body, "-D FORWARD {marked}\n-F {DOCKER_USER}");
+    } else {
+        for _ in 0..installed.entry_jumps().0 {
+            let _ = writeln!(body, "-D {DOCKER_USER} {ENTRY_JUMP}");
+        }
     }
     let owned: Vec<&str> = OWNED_CHAINS
         .iter()
@@ -182,27 +188,26 @@ pub fn uninstall(installed: &Installed) -> Option<String> {
     for chain in &owned {
         let _ = writeln!(body, "-X {chain}");
     }
-    remove_created_docker_user(installed, &mut body);
+    if created_docker_user(installed).is_some() {
+        let _ = writeln!(body, "-X {DOCKER_USER}");
+    }
     (!body.is_empty()).then(|| format!("*filter\n{body}COMMIT\n"))
 }
 
-fn remove_created_docker_user(installed: &Installed, body: &mut String) {
+/// The spec of the `FORWARD` jump when `DOCKER-USER` is dockfw's own
+/// creation and holds nothing but `RETURN` and dockfw's jump; `None` when
+/// the chain is Docker's or holds someone else's rules.
+fn created_docker_user(installed: &Installed) -> Option<String> {
     let marked = format!("{CREATED_MARK} -j {DOCKER_USER}");
     let forward = installed.chain_rules("FORWARD");
-    if !forward.contains(&marked) {
-        return;
-    }
-    let _ = writeln!(body, "-D FORWARD {marked}");
     let others_jump = forward
         .iter()
         .any(|s| *s != marked && jumps_to(s, DOCKER_USER));
-    let only_return = installed
+    let only_ours = installed
         .chain_rules(DOCKER_USER)
         .iter()
         .all(|s| s == "-j RETURN" || s == ENTRY_JUMP);
-    if !others_jump && only_return {
-        let _ = writeln!(body, "-F {DOCKER_USER}\n-X {DOCKER_USER}");
-    }
+    (forward.contains(&marked) && !others_jump && only_ours).then_some(marked)
 }
 
 #[cfg(test)]
@@ -344,6 +349,10 @@ mod tests {
         assert_eq!(transaction(&sample(), &installed), None);
 
         let text = uninstall(&installed).expect("something to remove");
+        assert!(
+            !text.contains("-D DOCKER-USER"),
+            "iptables-nft refuses to delete DOCKFW when the batch also deletes its jump before flushing DOCKER-USER"
+        );
         simulate::apply(&mut installed, &text).unwrap();
         assert_eq!(installed.chains, Installed::parse(empty).chains);
         assert!(installed.chain_rules("FORWARD").is_empty());
