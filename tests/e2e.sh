@@ -96,10 +96,13 @@ status_lacks() {
     ! jq -e --arg c "$1" '.ports[] | select(.container == $c)' <<<"$js" >/dev/null
 }
 
-# True when Docker's FORWARD -> DOCKER-USER jump is the first v4 FORWARD rule.
-v4_forward_jump_first() {
-    [[ "$(lab_ns iptables -S FORWARD | sed -n 2p)" == "-A FORWARD -j DOCKER-USER" ]]
+# forward_jump_first iptables|ip6tables — the first FORWARD rule jumps to DOCKER-USER
+# (unconditionally; a comment match is fine).
+forward_jump_first() {
+    lab_ns "$1" -S FORWARD | sed -n 2p |
+        grep -Eq -- '^-A FORWARD( -m comment --comment ("[^"]*"|[^ ]+))? -j DOCKER-USER$'
 }
+v4_forward_jump_first() { forward_jump_first iptables; }
 
 # True when the first v4 DOCKER-USER rule jumps to DOCKFW.
 v4_dockfw_jump_first() {
@@ -222,6 +225,10 @@ case_new_container_no_window() {
         sleep 0.1
     done
     [[ "$opened" == yes ]] || fail "allowed port 80 not reachable within 5 s of docker run"
+    # Docker 20.10 puts a new network's ip6tables FORWARD rules (ACCEPTs included) above
+    # every existing rule; the DOCKER-USER jump must be back on top by now.
+    forward_jump_first ip6tables ||
+        fail "after docker network create, ip6tables FORWARD no longer starts with the DOCKER-USER jump"
     expect_open a 6 80
     expect_blocked a 4 5432; expect_blocked a 6 5432
 }
@@ -414,8 +421,8 @@ case_jumps_restored() {
     lab_run db -p 5432:80
     dockfw_start "$(policy_web)" || fail "daemon did not start"
     lab_ns ip6tables -S DOCKER-USER >/dev/null 2>&1 || fail "no DOCKER-USER in ip6tables"
-    [[ "$(lab_ns ip6tables -S FORWARD | sed -n 2p)" == "-A FORWARD -j DOCKER-USER" ]] ||
-        fail "ip6tables FORWARD does not start with the DOCKER-USER jump"
+    forward_jump_first ip6tables ||
+        fail "ip6tables FORWARD does not start with the DOCKER-USER jump: $(lab_ns ip6tables -S FORWARD | sed -n 2p)"
     v4_dockfw_jump_first || fail "v4 DOCKER-USER does not start with the jump to DOCKFW"
     local bound=$((DOCKFW_RESYNC_SECS * 3 + 2))
     # Remove Docker's v4 FORWARD -> DOCKER-USER jump by hand.
@@ -520,7 +527,7 @@ run_case() {
         sed 's/^/    | /' "$log" | tail -n 15
         if dfw_log >/dev/null 2>&1; then
             echo "    dockfw log (tail):"
-            dfw_log | tail -n 10 | sed 's/^/    | /'
+            dfw_log | tail -n 10 | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    | /'
         fi
     fi
     if [[ -n "${E2E_LOGS:-}" ]]; then
@@ -554,4 +561,7 @@ main() {
     ((FAILED == 0))
 }
 
-main "$@"
+# Run when executed; only define the functions when sourced (for debugging a case by hand).
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi

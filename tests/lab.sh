@@ -329,7 +329,7 @@ dockfw_start() {
     LAB_DFW_LOG="$LAB_DIR/dockfw.$(date +%s%N).log"
     rm -f "$LAB_DFW_SOCK"
     setsid nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
-        DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" RUST_LOG="${RUST_LOG:-info}" \
+        DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
         "$DOCKFW" daemon --config "$policy" --socket "$LAB_DFW_SOCK" \
         >"$LAB_DFW_LOG" 2>&1 &
     LAB_DFW_PID=$!
@@ -385,19 +385,25 @@ dockfw_hup() { kill -HUP "$(dfw_pid)"; }
 # Resetting between test cases
 # ---------------------------------------------------------------------------
 
+# lab_del_rules iptables|ip6tables CHAIN REGEX — delete the CHAIN rules (as printed by -S)
+# matching REGEX, e.g. '-j DOCKER-USER$' (whatever matches or comments they carry).
+lab_del_rules() {
+    local cmd="$1" chain="$2" re="$3" rule
+    while rule="$(lab_ns "$cmd" -S "$chain" 2>/dev/null | grep -m1 -E -- "$re")"; do
+        # "-A CHAIN args…" -> "-D CHAIN args…" (eval: -S output is shell-quoted)
+        eval "lab_ns $cmd -D ${rule#-A }" || return 1
+    done
+}
+
 # Remove every dockfw trace by hand (fallback when `dockfw uninstall` is broken) and
 # put Docker's own jumps/chains back to the baseline.
 lab_fw_scrub() {
     local fam cmd chain
     for fam in 4 6; do
         if [[ "$fam" == 4 ]]; then cmd=iptables; else cmd=ip6tables; fi
-        # Drop any jump into a DOCKFW* chain from DOCKER-USER / FORWARD.
-        local rule
-        for chain in DOCKER-USER FORWARD INPUT; do
-            while rule="$(lab_ns "$cmd" -S "$chain" 2>/dev/null | grep -m1 -- '-j DOCKFW')"; do
-                # "-A CHAIN …" -> "-D CHAIN …"
-                eval "lab_ns $cmd -D ${rule#-A }" || break
-            done
+        # Drop any jump into a DOCKFW* chain from the built-in chains and DOCKER-USER.
+        for chain in DOCKER-USER FORWARD INPUT OUTPUT; do
+            lab_del_rules "$cmd" "$chain" '-j DOCKFW' || true
         done
         # Flush, then delete the DOCKFW* chains.
         for chain in $(lab_ns "$cmd" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKFW/ {print $2}'); do
@@ -407,13 +413,17 @@ lab_fw_scrub() {
             lab_ns "$cmd" -X "$chain" || true
         done
     done
-    # v4: Docker's FORWARD -> DOCKER-USER jump must be first again.
-    if ! lab_ns iptables -C FORWARD -j DOCKER-USER 2>/dev/null; then
-        lab_ns iptables -I FORWARD 1 -j DOCKER-USER
-    fi
+    # v4: exactly Docker's plain FORWARD -> DOCKER-USER jump, first; Docker's DOCKER-USER.
+    lab_del_rules iptables FORWARD '-j DOCKER-USER$' || true
+    lab_ns iptables -I FORWARD 1 -j DOCKER-USER
+    lab_ns iptables -F DOCKER-USER
+    local rule
+    while read -r rule; do
+        eval "lab_ns iptables $rule"
+    done < <(grep '^-A ' "$LAB_DIR/baseline.v4.docker-user")
     # v6: Docker 20.10 makes no DOCKER-USER; remove the one dockfw made.
     if [[ "$(cat "$LAB_DIR/baseline.v6.has-docker-user")" == no ]]; then
-        while lab_ns ip6tables -D FORWARD -j DOCKER-USER 2>/dev/null; do :; done
+        lab_del_rules ip6tables FORWARD '-j DOCKER-USER$' || true
         lab_ns ip6tables -F DOCKER-USER 2>/dev/null || true
         lab_ns ip6tables -X DOCKER-USER 2>/dev/null || true
     fi
