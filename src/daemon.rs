@@ -499,11 +499,11 @@ mod tests {
             snapshots: AtomicUsize::new(0),
             events: Mutex::new(Some(events_rx)),
         });
-        let v4 = "*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+        let v4 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
         let firewall = Arc::new(FakeFirewall {
             tables: Mutex::new([
                 Installed::parse(v4),
-                Installed::parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"),
+                Installed::parse("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"),
             ]),
             failing: AtomicBool::new(false),
             restores: AtomicUsize::new(0),
@@ -649,7 +649,8 @@ mod tests {
             .expect("stops")
             .unwrap();
         let v4 = h.firewall.tables.lock().unwrap()[0].clone();
-        assert_eq!(v4.entry_jumps(), (1, true));
+        assert_eq!(v4.hook_jumps(crate::ruleset::HOOKS[0]), (1, true));
+        assert_eq!(v4.hook_jumps(crate::ruleset::HOOKS[1]), (1, true));
     }
 
     #[tokio::test(start_paused = true)]

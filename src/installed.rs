@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ruleset::{DOCKER_USER, OWNED_CHAINS};
+use crate::ruleset::{DOCKER_USER, HOOKS, Hook, OWNED_CHAINS};
 
 /// The parts of a `filter` table that dockfw reads or writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,9 +17,6 @@ pub struct Installed {
     /// here: `FORWARD`, `DOCKER-USER` and dockfw's own.
     pub rules: BTreeMap<String, Vec<String>>,
 }
-
-/// The spec of the one rule dockfw puts at the top of `DOCKER-USER`.
-pub const ENTRY_JUMP: &str = "-j DOCKFW";
 
 impl Installed {
     /// Parse the `*filter` section of `iptables-save` output; other tables
@@ -66,22 +63,27 @@ impl Installed {
             .any(|spec| jumps_to(spec, DOCKER_USER))
     }
 
-    /// How many rules of `DOCKER-USER` jump to dockfw's entry chain, and
-    /// whether the first rule is one of them.
-    pub fn entry_jumps(&self) -> (usize, bool) {
-        let rules = self.chain_rules(DOCKER_USER);
-        let count = rules.iter().filter(|s| s.as_str() == ENTRY_JUMP).count();
-        (count, rules.first().is_some_and(|s| s == ENTRY_JUMP))
+    /// How many rules of the hook's parent chain are its jump, and whether
+    /// the first rule is one of them.
+    pub fn hook_jumps(&self, hook: Hook) -> (usize, bool) {
+        let spec = hook.spec();
+        let rules = self.chain_rules(hook.parent);
+        let count = rules.iter().filter(|s| **s == spec).count();
+        (count, rules.first().is_some_and(|s| *s == spec))
     }
 
     /// Whether any dockfw chain or jump is present.
     pub fn has_anything_owned(&self) -> bool {
-        OWNED_CHAINS.iter().any(|c| self.has_chain(c)) || self.entry_jumps().0 > 0
+        OWNED_CHAINS.iter().any(|c| self.has_chain(c))
+            || HOOKS.iter().any(|h| self.hook_jumps(*h).0 > 0)
     }
 }
 
 fn is_tracked(chain: &str) -> bool {
-    chain == "FORWARD" || chain == DOCKER_USER || OWNED_CHAINS.contains(&chain)
+    chain == "FORWARD"
+        || chain == DOCKER_USER
+        || HOOKS.iter().any(|h| h.parent == chain)
+        || OWNED_CHAINS.contains(&chain)
 }
 
 /// Whether a rule spec's target is a jump to `chain`.
@@ -185,16 +187,15 @@ COMMIT
             "untracked chain"
         );
         assert!(st.has_forward_jump());
-        assert_eq!(st.entry_jumps(), (1, true));
+        assert_eq!(st.hook_jumps(HOOKS[0]), (1, true));
         assert!(st.has_anything_owned());
-        assert_eq!(ENTRY_JUMP, format!("-j {}", crate::ruleset::ENTRY_CHAIN));
     }
 
     #[test]
     fn empty_table_has_nothing() {
         let st = Installed::parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
         assert!(!st.has_forward_jump());
-        assert_eq!(st.entry_jumps(), (0, false));
+        assert_eq!(st.hook_jumps(HOOKS[0]), (0, false));
         assert!(!st.has_anything_owned());
     }
 

@@ -10,12 +10,17 @@
 //!                 -o <each Docker bridge>         -> DOCKFW-INBOUND
 //!                 -o br-+ with DNAT (not yet seen) -> DOCKFW-INBOUND
 //! DOCKFW-INBOUND  deny entries                    -> DROP
-//!                 allow entries                   -> RETURN   (default deny only)
+//!                 allow entries (DNAT-ed only)    -> RETURN   (default deny only)
 //!                 everything else                 -> DROP     (default deny only)
+//! DOCKFW-PROXY    established/related, from lo    -> RETURN   (jumped to from INPUT)
+//!                 per port docker-proxy serves: the same verdict, on --dport
 //! ```
 //!
 //! Ports are matched with `--ctorigdstport`, the destination port before
-//! Docker's DNAT, i.e. the published host port. Only entries with container
+//! Docker's DNAT, i.e. the published host port. Allow entries with ports
+//! also require `--ctstate DNAT`: a connection routed straight to a
+//! container address has no published port, so only port-less entries admit
+//! it. Only entries with container
 //! selectors name container addresses, so a selector-free policy yields rules
 //! that do not grow with the number of containers. The `br-+` rule covers a
 //! default-named bridge created an instant ago, before dockfw re-planned.
@@ -28,7 +33,8 @@ use ipnet::IpNet;
 use crate::inventory::{Container, Inventory, Proto, PublishedPort};
 use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
 use crate::ruleset::{
-    Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Rule, Ruleset, Target,
+    Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, PROXY_CHAIN, Rule, Ruleset,
+    Target,
 };
 use crate::status::{PortStatus, Verdict};
 
@@ -48,6 +54,7 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
         chains: vec![
             entry_chain(inventory),
             inbound_chain(policy, inventory, family),
+            proxy_chain(policy, inventory, family),
         ],
     }
 }
@@ -103,6 +110,103 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
     }
 }
 
+/// Rules for ports `docker-proxy` serves on the host: published in a family
+/// the container has no address in, so no DNAT happens and the connection
+/// ends at the proxy (INPUT), never passing DOCKER-USER. Each such port gets
+/// the policy's verdict, matched on its own destination port.
+fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
+    let mut rules = vec![
+        Rule {
+            conntrack: Some(Conntrack::Established),
+            ..Rule::default()
+        },
+        Rule {
+            in_iface: Some("lo".to_owned()),
+            ..Rule::default()
+        },
+    ];
+    let proxied = inventory
+        .containers
+        .iter()
+        .filter(|c| !c.host_network)
+        .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
+        .filter(|(c, p)| proxied_in(c, p) == Some(family));
+    for (container, port) in proxied {
+        rules.extend(proxy_port_rules(policy, container, port, family));
+    }
+    Chain {
+        name: PROXY_CHAIN,
+        rules: without_repeats(rules),
+    }
+}
+
+/// The family in which `docker-proxy` answers for this published port, if
+/// it does: a non-loopback host address of a family the container lacks.
+pub fn proxied_in(container: &Container, port: &PublishedPort) -> Option<Family> {
+    if port.host_ip.is_loopback() {
+        return None;
+    }
+    let has = |family| {
+        container.attachments.iter().any(|a| match family {
+            Family::V4 => a.ipv4.is_some(),
+            Family::V6 => a.ipv6.is_some(),
+        })
+    };
+    let family = family_of(port.host_ip);
+    (!has(family)).then_some(family)
+}
+
+fn family_of(ip: IpAddr) -> Family {
+    match ip {
+        IpAddr::V4(_) => Family::V4,
+        IpAddr::V6(_) => Family::V6,
+    }
+}
+
+fn proxy_port_rules(
+    policy: &Policy,
+    container: &Container,
+    port: &PublishedPort,
+    family: Family,
+) -> Vec<Rule> {
+    let dst = (!port.host_ip.is_unspecified()).then(|| IpNet::from(port.host_ip));
+    let rule = |src: Option<IpNet>, target: Target| Rule {
+        src,
+        dst,
+        proto: Some(port.proto),
+        dport: Some(port.host_port),
+        target,
+        ..Rule::default()
+    };
+    let mut rules = Vec::new();
+    for sources in matching(&policy.deny, container, port, family) {
+        rules.extend(
+            source_list(&sources)
+                .into_iter()
+                .map(|s| rule(s, Target::Drop)),
+        );
+    }
+    let allowed = matching(&policy.allow, container, port, family);
+    if policy.default == Default::Deny && !allowed.contains(&Sources::Anywhere) {
+        for sources in allowed {
+            rules.extend(
+                source_list(&sources)
+                    .into_iter()
+                    .map(|s| rule(s, Target::Return)),
+            );
+        }
+        rules.push(rule(None, Target::Drop));
+    }
+    rules
+}
+
+fn source_list(sources: &Sources<'_>) -> Vec<Option<IpNet>> {
+    match sources {
+        Sources::Anywhere => vec![None],
+        Sources::Nets(nets) => nets.iter().map(|n| Some(**n)).collect(),
+    }
+}
+
 /// Drop rules identical to an earlier one: they can never match anything
 /// the earlier one did not already decide.
 fn without_repeats(rules: Vec<Rule>) -> Vec<Rule> {
@@ -121,10 +225,7 @@ fn entry_rules(entry: &Entry, inventory: &Inventory, family: Family, target: Tar
     let Some(sources) = entry.sources(family) else {
         return Vec::new();
     };
-    let sources: Vec<Option<IpNet>> = match sources {
-        Sources::Anywhere => vec![None],
-        Sources::Nets(nets) => nets.into_iter().map(|n| Some(*n)).collect(),
-    };
+    let sources = source_list(&sources);
     let destinations: Vec<Option<IpNet>> = if entry.has_selector() {
         let addrs = selected_addresses(entry, inventory, family);
         if addrs.is_empty() {
@@ -143,7 +244,10 @@ fn entry_rules(entry: &Entry, inventory: &Inventory, family: Family, target: Tar
                     src: *src,
                     dst: *dst,
                     proto: *proto,
-                    conntrack: ports.map(Conntrack::OrigDstPort),
+                    conntrack: ports.map(|ports| Conntrack::OrigDstPort {
+                        ports,
+                        dnat: target == Target::Return,
+                    }),
                     target: target.clone(),
                     ..Rule::default()
                 });
@@ -238,17 +342,7 @@ fn verdict(policy: &Policy, container: &Container, port: &PublishedPort) -> (Ver
     if port.host_ip.is_loopback() {
         return (Verdict::Local, "local only".to_owned());
     }
-    let family = match port.host_ip {
-        IpAddr::V4(_) => Family::V4,
-        IpAddr::V6(_) => Family::V6,
-    };
-    if family == Family::V6 && !container.attachments.iter().any(|a| a.ipv6.is_some()) {
-        return (
-            Verdict::Open,
-            "open to anywhere over IPv6 via docker-proxy (container has no IPv6 address; not filtered by DOCKER-USER)"
-                .to_owned(),
-        );
-    }
+    let family = family_of(port.host_ip);
     let denied = matching(&policy.deny, container, port, family);
     if denied.contains(&Sources::Anywhere) {
         return (Verdict::Blocked, "blocked by policy".to_owned());

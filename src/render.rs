@@ -8,8 +8,10 @@
 
 use std::fmt::Write as _;
 
-use crate::installed::{ENTRY_JUMP, Installed, jumps_to};
-use crate::ruleset::{Conntrack, DOCKER_USER, FamilyRules, OWNED_CHAINS, Rule, Target};
+use crate::installed::{Installed, jumps_to};
+use crate::ruleset::{
+    Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, OWNED_CHAINS, Rule, Target,
+};
 
 /// The comment on a `FORWARD -> DOCKER-USER` jump dockfw made together with
 /// the chain itself (old engines make none in ip6tables), so that
@@ -33,15 +35,24 @@ pub fn rule_spec(rule: &Rule) -> String {
     }
     if let Some(proto) = rule.proto {
         let _ = write!(out, "-p {} ", proto.as_str());
+        if let Some(port) = rule.dport {
+            let _ = write!(out, "-m {} --dport {port} ", proto.as_str());
+        }
     }
     match rule.conntrack {
         Some(Conntrack::Established) => out.push_str("-m conntrack --ctstate RELATED,ESTABLISHED "),
         Some(Conntrack::Dnat) => out.push_str("-m conntrack --ctstate DNAT "),
-        Some(Conntrack::OrigDstPort(r)) if r.first == r.last => {
-            let _ = write!(out, "-m conntrack --ctorigdstport {} ", r.first);
-        }
-        Some(Conntrack::OrigDstPort(r)) => {
-            let _ = write!(out, "-m conntrack --ctorigdstport {}:{} ", r.first, r.last);
+        Some(Conntrack::OrigDstPort { ports, dnat }) => {
+            out.push_str(if dnat {
+                "-m conntrack --ctstate DNAT "
+            } else {
+                "-m conntrack "
+            });
+            if ports.first == ports.last {
+                let _ = write!(out, "--ctorigdstport {} ", ports.first);
+            } else {
+                let _ = write!(out, "--ctorigdstport {}:{} ", ports.first, ports.last);
+            }
         }
         None => {}
     }
@@ -77,8 +88,8 @@ pub struct Changes {
     pub created_docker_user: bool,
     /// `DOCKER-USER` existed but `FORWARD` no longer jumped to it.
     pub restored_forward_jump: bool,
-    /// dockfw's jump was missing, duplicated or not first in `DOCKER-USER`.
-    pub placed_entry_jump: bool,
+    /// One of dockfw's jumps was missing, duplicated or not first.
+    pub placed_jumps: bool,
 }
 
 impl std::fmt::Display for Changes {
@@ -90,8 +101,8 @@ impl std::fmt::Display for Changes {
         if self.restored_forward_jump {
             f.write_str(", restored the missing FORWARD -> DOCKER-USER jump")?;
         }
-        if self.placed_entry_jump {
-            f.write_str(", put the DOCKER-USER -> DOCKFW jump first")?;
+        if self.placed_jumps {
+            f.write_str(", put dockfw's jumps first")?;
         }
         Ok(())
     }
@@ -124,13 +135,16 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
         }
         body.push_str(&rules_text(desired));
     }
-    let (jumps, first) = installed.entry_jumps();
-    if jumps != 1 || !first {
-        changes.placed_entry_jump = true;
-        for _ in 0..jumps {
-            let _ = writeln!(body, "-D {DOCKER_USER} {ENTRY_JUMP}");
+    let planned = |hook: &Hook| desired.chains.iter().any(|c| c.name == hook.chain);
+    for hook in HOOKS.into_iter().filter(planned) {
+        let (jumps, first) = installed.hook_jumps(hook);
+        if jumps != 1 || !first {
+            changes.placed_jumps = true;
+            for _ in 0..jumps {
+                let _ = writeln!(body, "-D {} {}", hook.parent, hook.spec());
+            }
+            let _ = writeln!(body, "-I {} 1 {}", hook.parent, hook.spec());
         }
-        let _ = writeln!(body, "-I {DOCKER_USER} 1 {ENTRY_JUMP}");
     }
     if changes.created_docker_user {
         let _ = writeln!(body, "-I FORWARD 1 {CREATED_MARK} -j {DOCKER_USER}");
@@ -168,13 +182,18 @@ fn count_rule_changes(desired: &FamilyRules, installed: &Installed, changes: &mu
 /// dockfw created itself goes too, once nothing but `RETURN` is left in it.
 pub fn uninstall(installed: &Installed) -> Option<String> {
     let mut body = String::new();
-    if let Some(marked) = created_docker_user(installed) {
+    let created = created_docker_user(installed);
+    if let Some(marked) = &created {
         // Flushing the chain removes our jump with it; deleting that rule
         // too in the same nft batch makes the chain deletion fail.
         let _ = writeln!(body, "-D FORWARD {marked}\n-F {DOCKER_USER}");
-    } else {
-        for _ in 0..installed.entry_jumps().0 {
-            let _ = writeln!(body, "-D {DOCKER_USER} {ENTRY_JUMP}");
+    }
+    for hook in HOOKS {
+        if created.is_some() && hook.parent == DOCKER_USER {
+            continue;
+        }
+        for _ in 0..installed.hook_jumps(hook).0 {
+            let _ = writeln!(body, "-D {} {}", hook.parent, hook.spec());
         }
     }
     let owned: Vec<&str> = OWNED_CHAINS
@@ -188,7 +207,7 @@ pub fn uninstall(installed: &Installed) -> Option<String> {
     for chain in &owned {
         let _ = writeln!(body, "-X {chain}");
     }
-    if created_docker_user(installed).is_some() {
+    if created.is_some() {
         let _ = writeln!(body, "-X {DOCKER_USER}");
     }
     (!body.is_empty()).then(|| format!("*filter\n{body}COMMIT\n"))
@@ -206,7 +225,7 @@ fn created_docker_user(installed: &Installed) -> Option<String> {
     let only_ours = installed
         .chain_rules(DOCKER_USER)
         .iter()
-        .all(|s| s == "-j RETURN" || s == ENTRY_JUMP);
+        .all(|s| s == "-j RETURN" || *s == format!("-j {ENTRY_CHAIN}"));
     (forward.contains(&marked) && !others_jump && only_ours).then_some(marked)
 }
 
@@ -242,10 +261,13 @@ mod tests {
                             src: Some("192.0.2.16/28".parse().unwrap()),
                             dst: Some("172.17.0.2/32".parse().unwrap()),
                             proto: Some(Proto::Tcp),
-                            conntrack: Some(Conntrack::OrigDstPort(PortRange {
-                                first: 8000,
-                                last: 8100,
-                            })),
+                            conntrack: Some(Conntrack::OrigDstPort {
+                                ports: PortRange {
+                                    first: 8000,
+                                    last: 8100,
+                                },
+                                dnat: true,
+                            }),
                             ..Rule::default()
                         },
                         Rule {
@@ -258,7 +280,7 @@ mod tests {
         }
     }
 
-    const DOCKER_MADE: &str = "*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+    const DOCKER_MADE: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
 
     fn install(installed: &mut Installed) {
         let tx = transaction(&sample(), installed).expect("changes");
@@ -272,7 +294,7 @@ mod tests {
             text,
             "-A DOCKFW -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n\
              -A DOCKFW -o docker0 -j DOCKFW-INBOUND\n\
-             -A DOCKFW-INBOUND -s 192.0.2.16/28 -d 172.17.0.2/32 -p tcp -m conntrack --ctorigdstport 8000:8100 -j RETURN\n\
+             -A DOCKFW-INBOUND -s 192.0.2.16/28 -d 172.17.0.2/32 -p tcp -m conntrack --ctstate DNAT --ctorigdstport 8000:8100 -j RETURN\n\
              -A DOCKFW-INBOUND -j DROP\n"
         );
     }
@@ -289,7 +311,7 @@ mod tests {
             )
         );
         assert_eq!(tx.changes.added, 4);
-        assert!(tx.changes.placed_entry_jump);
+        assert!(tx.changes.placed_jumps);
         assert!(!tx.changes.created_docker_user && !tx.changes.restored_forward_jump);
     }
 
@@ -339,7 +361,7 @@ mod tests {
 
     #[test]
     fn missing_docker_user_is_created_with_a_marked_jump_and_uninstalled_again() {
-        let empty = "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
+        let empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
         let mut installed = Installed::parse(empty);
         let tx = transaction(&sample(), &installed).expect("create");
         assert!(tx.changes.created_docker_user);

@@ -14,10 +14,43 @@ use crate::policy::PortRange;
 pub const ENTRY_CHAIN: &str = "DOCKFW";
 /// Where new inbound connections to containers are judged.
 pub const INBOUND_CHAIN: &str = "DOCKFW-INBOUND";
+/// Where new connections to ports `docker-proxy` serves on the host itself
+/// (INPUT, not FORWARD) are judged: ports published on an address family
+/// the container has no address in.
+pub const PROXY_CHAIN: &str = "DOCKFW-PROXY";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
 /// Every chain dockfw owns, in creation order.
-pub const OWNED_CHAINS: [&str; 2] = [ENTRY_CHAIN, INBOUND_CHAIN];
+pub const OWNED_CHAINS: [&str; 3] = [ENTRY_CHAIN, INBOUND_CHAIN, PROXY_CHAIN];
+
+/// A jump dockfw keeps as the first rule of a chain it does not own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hook {
+    /// The chain holding the jump.
+    pub parent: &'static str,
+    /// dockfw's chain it jumps to.
+    pub chain: &'static str,
+}
+
+/// dockfw's jumps: `DOCKER-USER -> DOCKFW` for forwarded traffic and
+/// `INPUT -> DOCKFW-PROXY` for what docker-proxy serves.
+pub const HOOKS: [Hook; 2] = [
+    Hook {
+        parent: DOCKER_USER,
+        chain: ENTRY_CHAIN,
+    },
+    Hook {
+        parent: "INPUT",
+        chain: PROXY_CHAIN,
+    },
+];
+
+impl Hook {
+    /// The jump's rule spec, as `iptables-save` prints it.
+    pub fn spec(self) -> String {
+        format!("-j {}", self.chain)
+    }
+}
 
 /// An IP address family; each has its own table and restore run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -81,6 +114,8 @@ pub struct Rule {
     pub in_iface: Option<String>,
     pub out_iface: Option<String>,
     pub proto: Option<Proto>,
+    /// The packet's own destination port (`-m <proto> --dport`); needs `proto`.
+    pub dport: Option<u16>,
     pub conntrack: Option<Conntrack>,
     pub target: Target,
 }
@@ -93,8 +128,10 @@ pub enum Conntrack {
     /// `--ctstate DNAT`: the connection's destination was rewritten.
     Dnat,
     /// `--ctorigdstport`: the destination port before DNAT, i.e. the
-    /// published host port.
-    OrigDstPort(PortRange),
+    /// published host port; with `dnat`, only connections Docker DNAT-ed
+    /// (`--ctstate DNAT`), so a connection routed straight to a container
+    /// address is not mistaken for one to a published port.
+    OrigDstPort { ports: PortRange, dnat: bool },
 }
 
 /// What happens to a packet that matches.
