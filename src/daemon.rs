@@ -325,6 +325,12 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
                 "FORWARD no longer jumped to DOCKER-USER; restored the jump"
             );
         }
+        if tx.changes.moved_forward_jump {
+            warn!(
+                family = family.as_str(),
+                "rules were inserted above FORWARD -> DOCKER-USER; moved the jump back on top"
+            );
+        }
         if tx.changes.created_docker_user {
             warn!(
                 family = family.as_str(),

@@ -56,11 +56,21 @@ impl Installed {
         self.rules.get(chain).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Whether `FORWARD` jumps to `DOCKER-USER`.
-    pub fn has_forward_jump(&self) -> bool {
-        self.chain_rules("FORWARD")
+    /// The `FORWARD` rules that jump to `DOCKER-USER`, and whether the
+    /// first rule of `FORWARD` is one of them.
+    pub fn forward_jumps(&self) -> (Vec<&str>, bool) {
+        let rules = self.chain_rules("FORWARD");
+        let jumps = rules
             .iter()
-            .any(|spec| jumps_to(spec, DOCKER_USER))
+            .filter(|spec| jumps_to(spec, DOCKER_USER))
+            .map(String::as_str)
+            .collect();
+        (
+            jumps,
+            rules
+                .first()
+                .is_some_and(|spec| jumps_to(spec, DOCKER_USER)),
+        )
     }
 
     /// How many rules of the hook's parent chain are its jump, and whether
@@ -186,7 +196,7 @@ COMMIT
             [] as [String; 0],
             "untracked chain"
         );
-        assert!(st.has_forward_jump());
+        assert_eq!(st.forward_jumps(), (vec!["-j DOCKER-USER"], true));
         assert_eq!(st.hook_jumps(HOOKS[0]), (1, true));
         assert!(st.has_anything_owned());
     }
@@ -194,7 +204,7 @@ COMMIT
     #[test]
     fn empty_table_has_nothing() {
         let st = Installed::parse("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
-        assert!(!st.has_forward_jump());
+        assert_eq!(st.forward_jumps(), (vec![], false));
         assert_eq!(st.hook_jumps(HOOKS[0]), (0, false));
         assert!(!st.has_anything_owned());
     }

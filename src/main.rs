@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -48,6 +49,10 @@ enum Command {
         config: PathBuf,
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
+        /// Seconds between checks of the installed rules when nothing
+        /// triggers a reconcile (repairs hand edits, firewalld reloads).
+        #[arg(long, env = "DOCKFW_RESYNC_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        resync_secs: u64,
     },
     /// Validate the policy; print every error as path:line:col: message.
     Check {
@@ -106,7 +111,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         match command {
-            Command::Daemon { config, socket } => run_daemon(config, socket).await,
+            Command::Daemon {
+                config,
+                socket,
+                resync_secs,
+            } => run_daemon(config, socket, Duration::from_secs(resync_secs)).await,
             Command::Plan { config } => show_plan(&config).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
             Command::Reload { socket } => reload(&socket).await,
@@ -145,7 +154,7 @@ fn load_policy(config: &Path) -> Result<Policy> {
     })
 }
 
-async fn run_daemon(config: PathBuf, socket: PathBuf) -> Result<ExitCode> {
+async fn run_daemon(config: PathBuf, socket: PathBuf, resync: Duration) -> Result<ExitCode> {
     init_logging();
     let policy = load_policy(&config)?;
     let endpoint = endpoint_from_env();
@@ -165,8 +174,12 @@ async fn run_daemon(config: PathBuf, socket: PathBuf) -> Result<ExitCode> {
         reload: reload_rx,
         status: status_tx,
     };
+    let settings = Config {
+        resync,
+        ..Config::new(config, endpoint)
+    };
     daemon::run(
-        Config::new(config, endpoint),
+        settings,
         policy,
         docker,
         Iptables::new(),

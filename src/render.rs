@@ -88,6 +88,8 @@ pub struct Changes {
     pub created_docker_user: bool,
     /// `DOCKER-USER` existed but `FORWARD` no longer jumped to it.
     pub restored_forward_jump: bool,
+    /// The `FORWARD -> DOCKER-USER` jump was not first (or not alone).
+    pub moved_forward_jump: bool,
     /// One of dockfw's jumps was missing, duplicated or not first.
     pub placed_jumps: bool,
 }
@@ -100,6 +102,9 @@ impl std::fmt::Display for Changes {
         }
         if self.restored_forward_jump {
             f.write_str(", restored the missing FORWARD -> DOCKER-USER jump")?;
+        }
+        if self.moved_forward_jump {
+            f.write_str(", moved the FORWARD -> DOCKER-USER jump back to the top")?;
         }
         if self.placed_jumps {
             f.write_str(", put dockfw's jumps first")?;
@@ -146,12 +151,7 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
             let _ = writeln!(body, "-I {} 1 {}", hook.parent, hook.spec());
         }
     }
-    if changes.created_docker_user {
-        let _ = writeln!(body, "-I FORWARD 1 {CREATED_MARK} -j {DOCKER_USER}");
-    } else if !installed.has_forward_jump() {
-        changes.restored_forward_jump = true;
-        let _ = writeln!(body, "-I FORWARD 1 -j {DOCKER_USER}");
-    }
+    forward_jump(installed, &mut changes, &mut body);
     if body.is_empty() {
         return None;
     }
@@ -159,6 +159,30 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
         text: format!("{head}{body}COMMIT\n"),
         changes,
     })
+}
+
+/// Keep `FORWARD -> DOCKER-USER` as the first rule of `FORWARD`: create it
+/// with the chain, restore it when gone, and move it back on top when
+/// something was inserted above it (Docker 20.10 does, for a new network's
+/// ip6tables rules, because it does not manage DOCKER-USER there).
+fn forward_jump(installed: &Installed, changes: &mut Changes, body: &mut String) {
+    if changes.created_docker_user {
+        let _ = writeln!(body, "-I FORWARD 1 {CREATED_MARK} -j {DOCKER_USER}");
+        return;
+    }
+    let (jumps, first) = installed.forward_jumps();
+    let Some(keep) = jumps.first() else {
+        changes.restored_forward_jump = true;
+        let _ = writeln!(body, "-I FORWARD 1 -j {DOCKER_USER}");
+        return;
+    };
+    if !first || jumps.len() > 1 {
+        changes.moved_forward_jump = true;
+        for spec in &jumps {
+            let _ = writeln!(body, "-D FORWARD {spec}");
+        }
+        let _ = writeln!(body, "-I FORWARD 1 {keep}");
+    }
 }
 
 fn chains_differ(desired: &FamilyRules, installed: &Installed) -> bool {
@@ -360,6 +384,25 @@ mod tests {
     }
 
     #[test]
+    fn forward_jump_pushed_down_by_new_network_rules_is_moved_back_on_top() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        install(&mut installed);
+        simulate::apply(&mut installed, "-I FORWARD 1 -o br-new -j DOCKER\n").unwrap();
+        let tx = transaction(&sample(), &installed).expect("move");
+        assert!(tx.changes.moved_forward_jump);
+        assert_eq!(
+            tx.text,
+            "*filter\n-D FORWARD -j DOCKER-USER\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n"
+        );
+        simulate::apply(&mut installed, &tx.text).unwrap();
+        assert_eq!(
+            installed.chain_rules("FORWARD"),
+            ["-j DOCKER-USER", "-o br-new -j DOCKER"]
+        );
+        assert_eq!(transaction(&sample(), &installed), None);
+    }
+
+    #[test]
     fn missing_docker_user_is_created_with_a_marked_jump_and_uninstalled_again() {
         let empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
         let mut installed = Installed::parse(empty);
@@ -367,7 +410,7 @@ mod tests {
         assert!(tx.changes.created_docker_user);
         assert!(!tx.changes.restored_forward_jump);
         simulate::apply(&mut installed, &tx.text).unwrap();
-        assert!(installed.has_forward_jump());
+        assert!(installed.forward_jumps().1);
         assert_eq!(transaction(&sample(), &installed), None);
 
         let text = uninstall(&installed).expect("something to remove");
