@@ -37,9 +37,9 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 # Build the release binary (cargo may live in ~/.cargo/bin).
 build() {
-    if ! command -v cargo >/dev/null && [[ -f "$HOME/.cargo/env" ]]; then
+    if ! command -v cargo >/dev/null && [[ -f "${HOME:-/root}/.cargo/env" ]]; then
         # shellcheck disable=SC1091
-        . "$HOME/.cargo/env"
+        . "${HOME:-/root}/.cargo/env"
     fi
     (cd "$LAB_REPO" && cargo build --release)
 }

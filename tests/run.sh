@@ -17,9 +17,9 @@ if [[ "$(id -u)" != 0 ]]; then
 fi
 
 # cargo from rustup may not be on PATH in a non-login shell.
-if ! command -v cargo >/dev/null && [[ -f "$HOME/.cargo/env" ]]; then
+if ! command -v cargo >/dev/null && [[ -f "${HOME:-/root}/.cargo/env" ]]; then
     # shellcheck disable=SC1091
-    . "$HOME/.cargo/env"
+    . "${HOME:-/root}/.cargo/env"
 fi
 
 FAILED_STEPS=()
