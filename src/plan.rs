@@ -25,7 +25,7 @@
 //! that do not grow with the number of containers. The `br-+` rule covers a
 //! default-named bridge created an instant ago, before dockfw re-planned.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -209,14 +209,10 @@ fn source_list(sources: &Sources<'_>) -> Vec<Option<IpNet>> {
 
 /// Drop rules identical to an earlier one: they can never match anything
 /// the earlier one did not already decide.
-fn without_repeats(rules: Vec<Rule>) -> Vec<Rule> {
-    let mut kept: Vec<Rule> = Vec::with_capacity(rules.len());
-    for rule in rules {
-        if !kept.contains(&rule) {
-            kept.push(rule);
-        }
-    }
-    kept
+fn without_repeats(mut rules: Vec<Rule>) -> Vec<Rule> {
+    let mut seen = HashSet::with_capacity(rules.len());
+    rules.retain(|rule| seen.insert(rule.clone()));
+    rules
 }
 
 /// The rules one policy entry expands to: sources x destinations x

@@ -107,7 +107,7 @@ pub struct Chain {
 }
 
 /// One iptables rule. Unset fields match anything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub src: Option<IpNet>,
     pub dst: Option<IpNet>,
@@ -121,7 +121,7 @@ pub struct Rule {
 }
 
 /// The one conntrack condition a rule may carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Conntrack {
     /// `--ctstate RELATED,ESTABLISHED`: replies and related flows.
     Established,
@@ -135,7 +135,7 @@ pub enum Conntrack {
 }
 
 /// What happens to a packet that matches.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum Target {
     /// Leave it to Docker's own rules.
     #[default]

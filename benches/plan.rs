@@ -1,0 +1,114 @@
+//! Speed and size of the pure core: `plan` + `render` for growing
+//! inventories, with and without container selectors. Prints numbers (run
+//! with `cargo bench --bench plan`); it asserts nothing about time.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dockfw::installed::Installed;
+use dockfw::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
+use dockfw::plan::{exposures, plan};
+use dockfw::render::{rules_text, transaction};
+
+const PLAIN: &str = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [80, 443]\n";
+const SELECTORS: &str = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [80, 443]\n\
+    [[inbound.allow]]\nports = [5432]\nfrom = [\"192.0.2.0/24\", \"2001:db8::/64\"]\ncontainers = [\"db-*\"]\n";
+
+fn inventory(containers: usize, networks: usize) -> Inventory {
+    let bridges = (0..networks)
+        .map(|n| Bridge {
+            id: format!("{n:064x}"),
+            name: format!("net{n}"),
+            interface: format!("br-{n:012x}"),
+        })
+        .collect();
+    let containers = (0..containers)
+        .map(|i| {
+            let net = i % networks;
+            Container {
+                id: format!("{i:064x}"),
+                name: if i % 2 == 0 {
+                    format!("db-{i}")
+                } else {
+                    format!("web-{i}")
+                },
+                labels: BTreeMap::new(),
+                host_network: false,
+                attachments: vec![Attachment {
+                    network: format!("net{net}"),
+                    ipv4: Some(
+                        [
+                            172,
+                            18 + (net % 200) as u8,
+                            (i / 250 % 256) as u8,
+                            (i % 250 + 2) as u8,
+                        ]
+                        .into(),
+                    ),
+                    ipv6: Some(format!("fd00:{net:x}::{i:x}").parse().expect("v6")),
+                }],
+                ports: vec![PublishedPort {
+                    host_ip: [0, 0, 0, 0].into(),
+                    host_port: 10000 + (i % 50000) as u16,
+                    container_port: 80,
+                    proto: Proto::Tcp,
+                }],
+            }
+        })
+        .collect();
+    Inventory {
+        bridges,
+        containers,
+    }
+}
+
+fn time<T>(iterations: u32, mut f: impl FnMut() -> T) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iterations {
+        black_box(f());
+    }
+    start.elapsed() / iterations
+}
+
+fn main() {
+    let empty = Installed::parse(
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:DOCKER-USER - [0:0]\nCOMMIT\n",
+    );
+    println!(
+        "{:<10} {:>10} {:>8} {:>10} {:>12} {:>12} {:>12}",
+        "policy", "containers", "networks", "rules v4", "plan", "render+tx", "verdicts"
+    );
+    for (name, text) in [("plain", PLAIN), ("selectors", SELECTORS)] {
+        let policy =
+            dockfw::policy::parse_str(text, Path::new("bench.toml")).expect("valid policy");
+        for (containers, networks) in [(10, 2), (100, 10), (1000, 50), (10000, 200)] {
+            let inv = inventory(containers, networks);
+            let iterations = (20_000 / containers as u32).max(3);
+            let ruleset = plan(&policy, &inv);
+            let t_plan = time(iterations, || plan(&policy, &inv));
+            let t_render = time(iterations, || {
+                (rules_text(&ruleset.v4), transaction(&ruleset.v4, &empty))
+            });
+            let t_verdicts = time(iterations, || exposures(&policy, &inv));
+            println!(
+                "{name:<10} {containers:>10} {networks:>8} {:>10} {:>12?} {:>12?} {:>12?}",
+                ruleset.v4.rule_count(),
+                t_plan,
+                t_render,
+                t_verdicts
+            );
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let peak = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .unwrap_or("VmHWM: ?");
+        println!(
+            "peak resident memory of this benchmark process: {}",
+            peak.trim_start_matches("VmHWM:").trim()
+        );
+    }
+}
