@@ -480,6 +480,78 @@ case_cli_without_daemon() {
 # Runner
 # ---------------------------------------------------------------------------
 
+# A v4-only user network: Docker's userland proxy serves its ports on [::] from
+# the host itself (INPUT), past DOCKER-USER. DOCKFW-PROXY must judge them too.
+case_proxy_guard() {
+    need_dockfw
+    lab_docker network create v4only >/dev/null
+    lab_run pweb --network v4only -p 80:80
+    lab_run pdb --network v4only -p 5433:80
+    # Without dockfw the denied port is reachable over IPv6 via docker-proxy:
+    # proof that this case tests a real path.
+    wait_for 3 reach a 6 5433 || fail "lab: 5433 over IPv6 not served by docker-proxy (nothing to test)"
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    expect_open a 6 80
+    expect_open b 6 80
+    expect_blocked a 6 5433
+    expect_blocked a 4 5433
+    local js; js="$(dfw_status)" || fail "status failed"
+    local got; got="$(jq -r '.ports[] | select(.container == "pdb" and .host_ip == "::") | .verdict' <<<"$js")"
+    [[ "$got" == blocked ]] || fail "status verdict for pdb on :: is '$got', want blocked"
+    lab_ns ip6tables -S INPUT | sed -n 2p | grep -q -- '-j DOCKFW-PROXY' ||
+        fail "INPUT does not start with the jump to DOCKFW-PROXY"
+}
+
+# The Docker edge's own integration tests (tests/docker_source.rs) against the
+# lab engine: snapshots of real networks/containers and live event triggers.
+case_docker_source_live() {
+    (cd "$LAB_REPO" && DOCKFW_TEST_DOCKER_HOST="unix://$LAB_SOCK" DOCKFW_TEST_IMAGE="$LAB_IMAGE" \
+        cargo test --quiet --test docker_source -- --test-threads 1) >&2 ||
+        fail "cargo test --test docker_source failed against the lab engine"
+}
+
+# Numbers, not assertions on time: how fast a selector rule follows a new
+# container, what a reconcile costs, and how much memory the daemon holds.
+case_measure() {
+    need_dockfw
+    local pol
+    pol="$(write_policy measure <<EOF
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80]
+
+[[inbound.allow]]
+ports = [5432]
+from = ["$LAB_A_IP4/32"]
+containers = ["sel-*"]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    local t0 t1 t2 ip i
+    t0=$(date +%s%N)
+    lab_run sel-m1 -p 5432:80
+    t1=$(date +%s%N)
+    ip="$(lab_docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' sel-m1)"
+    wait_for 5 selector_rule_for "$ip" || fail "selector rule for $ip never appeared"
+    t2=$(date +%s%N)
+    for i in 1 2 3 4 5 6 7 8 9 10; do lab_run "burst-$i" -p "$((9000 + i)):80"; done
+    sleep 1
+    local js; js="$(dfw_status)" || fail "status failed"
+    local rss; rss="$(awk '/VmRSS/ {print $2 " " $3}' "/proc/$(dfw_pid)/status")"
+    echo "# measure: docker run returned after $(((t1 - t0) / 1000000)) ms;" \
+        "the selector rule was installed $(((t2 - t0) / 1000000)) ms after docker run started" >&2
+    echo "# measure: last reconcile $(jq -r .reconcile.duration_ms <<<"$js") ms," \
+        "$(jq -r .reconcile.applies <<<"$js") restore runs for 11 containers started," \
+        "rules v4 $(jq -r .rules.ipv4.rules <<<"$js"), v6 $(jq -r .rules.ipv6.rules <<<"$js"); daemon RSS $rss" >&2
+    expect_open a 4 5432
+    expect_blocked b 4 5432
+}
+
+# True when a DOCKFW-INBOUND rule names ADDR/32.
+selector_rule_for() { lab_save4 | grep -q -- "-d $1/32"; }
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -495,6 +567,9 @@ CASES=(
     jumps_restored
     invalid_policy_at_start
     cli_without_daemon
+    proxy_guard
+    docker_source_live
+    measure
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
@@ -518,6 +593,7 @@ run_case() {
     local secs; secs="$(awk -v n=$((t1 - t0)) 'BEGIN { printf "%.1f", n / 1e9 }')"
     if ((rc == 0)); then
         echo "ok - $name (${secs}s)"
+        grep '^# measure:' "$log" || true
         PASSED=$((PASSED + 1))
     else
         local why; why="$(cat "$CASE_WHY")"
