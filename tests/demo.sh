@@ -70,6 +70,8 @@ start_containers() {
     lab_run api -p 8080:80
     lab_run db -p 5432:80
     lab_run cache -p 127.0.0.1:6379:80
+    # Let the servers start listening, so "before" shows Docker's real exposure.
+    wait_for 5 probe6 a "$LAB_A_GW6" 80 || true
     lab_docker ps --format 'table {{.Names}}\t{{.Ports}}'
 }
 
