@@ -552,6 +552,32 @@ EOF
 # True when a DOCKFW-INBOUND rule names ADDR/32.
 selector_rule_for() { lab_save4 | grep -q -- "-d $1/32"; }
 
+# dockerd restarts under a running daemon: the event stream ends, the rules stay
+# in force while the engine is away, and dockfw reconnects and resyncs.
+case_docker_restart() {
+    need_dockfw
+    lab_run web -p 80:80
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    local before; before="$(fw_snapshot | grep -c DOCKFW)"
+    kill -TERM "$LAB_DOCKERD_PID"
+    wait_for 30 dockerd_gone || fail "dockerd did not stop"
+    wait_for 10 docker_connected false || fail "status does not show docker disconnected"
+    (($(fw_snapshot | grep -c DOCKFW) >= before)) || fail "rules removed while the engine was away"
+    lab_dockerd_up || fail "dockerd did not come back"
+    wait_for 40 docker_connected true || fail "dockfw did not reconnect to the restarted engine"
+    dfw_pid >/dev/null || fail "dockfw exited during the engine restart"
+    lab_run late -p 5432:80 -p 443:80
+    expect_blocked a 4 5432
+    expect_open a 4 443
+    v4_dockfw_jump_first || fail "DOCKER-USER -> DOCKFW jump not first after the restart"
+    forward_jump_first iptables || fail "FORWARD -> DOCKER-USER jump not first after the restart"
+}
+
+dockerd_gone() { ! kill -0 "$LAB_DOCKERD_PID" 2>/dev/null; }
+
+# docker_connected true|false — what the daemon's status says.
+docker_connected() { [[ "$(dfw_status | jq -r .docker.connected)" == "$1" ]]; }
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -570,6 +596,7 @@ CASES=(
     proxy_guard
     docker_source_live
     measure
+    docker_restart
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
