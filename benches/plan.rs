@@ -61,6 +61,7 @@ fn inventory(containers: usize, networks: usize) -> Inventory {
     Inventory {
         bridges,
         containers,
+        ..Inventory::default()
     }
 }
 

@@ -19,8 +19,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::control::ReloadRequest;
-use crate::docker::{DockerSource, Snapshot};
+use crate::docker::{DockerSource, Engine};
 use crate::firewall::Firewall;
+use crate::installed::Installed;
+use crate::inventory::Inventory;
 use crate::plan::{exposures, plan};
 use crate::policy::{self, Policy};
 use crate::render::{self, Changes};
@@ -274,12 +276,23 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
                 return self.finish(started, Vec::new(), vec![format!("docker: {e}")]);
             }
         };
-        self.note_snapshot(&snapshot);
-        let ruleset = plan(&self.policy, &snapshot.inventory);
-        let mut changed = Vec::new();
+        let mut inventory = snapshot.inventory;
+        let mut installed = Vec::new();
         let mut errors = Vec::new();
         for family in Family::ALL {
-            match self.apply(family, ruleset.family(family)).await {
+            match self.firewall.read(family).await {
+                Ok(st) => {
+                    inventory.set_nat(family, st.has_chain("DOCKER"));
+                    installed.push((family, st));
+                }
+                Err(e) => errors.push(format!("{}: {e}", family.as_str())),
+            }
+        }
+        self.note_snapshot(&snapshot.engine, &inventory);
+        let ruleset = plan(&self.policy, &inventory);
+        let mut changed = Vec::new();
+        for (family, st) in installed {
+            match self.apply(family, ruleset.family(family), &st).await {
                 Ok(Some(changes)) => changed.push((family, changes)),
                 Ok(None) => {}
                 Err(e) => errors.push(format!("{}: {e}", family.as_str())),
@@ -292,15 +305,14 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         self.finish(started, changed, errors)
     }
 
-    fn note_snapshot(&mut self, snapshot: &Snapshot) {
+    fn note_snapshot(&mut self, engine: &Engine, inventory: &Inventory) {
         let docker = &mut self.status.docker;
         docker.connected = true;
         docker.last_error = None;
-        docker.version = Some(snapshot.engine.version.clone());
-        docker.api_version = Some(snapshot.engine.api_version.clone());
-        self.status.ports = exposures(&self.policy, &snapshot.inventory);
-        self.status.host_network = snapshot
-            .inventory
+        docker.version = Some(engine.version.clone());
+        docker.api_version = Some(engine.api_version.clone());
+        self.status.ports = exposures(&self.policy, inventory);
+        self.status.host_network = inventory
             .containers
             .iter()
             .filter(|c| c.host_network)
@@ -312,9 +324,9 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         &mut self,
         family: Family,
         desired: &FamilyRules,
+        installed: &Installed,
     ) -> Result<Option<Changes>, crate::firewall::FirewallError> {
-        let installed = self.firewall.read(family).await?;
-        let Some(tx) = render::transaction(desired, &installed) else {
+        let Some(tx) = render::transaction(desired, installed) else {
             return Ok(None);
         };
         self.firewall.restore(family, &tx.text).await?;
@@ -396,7 +408,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::docker::{DockerError, Engine};
+    use crate::docker::{DockerError, Snapshot};
     use crate::firewall::FirewallError;
     use crate::installed::{Installed, simulate};
     use crate::inventory::{Bridge, Inventory};
@@ -499,7 +511,7 @@ mod tests {
         let docker = Arc::new(FakeDocker {
             inventory: Mutex::new(Inventory {
                 bridges: vec![bridge("docker0")],
-                containers: Vec::new(),
+                ..Inventory::default()
             }),
             down: AtomicBool::new(false),
             snapshots: AtomicUsize::new(0),

@@ -352,9 +352,12 @@ pub fn inventory_from(
         .map(|summary| container_from(summary, &index))
         .collect::<Result<Vec<_>, _>>()?;
     containers.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    // Whether Docker writes DNAT rules per family is a firewall fact; the
+    // daemon fills it in from what is installed.
     Ok(Inventory {
         bridges,
         containers,
+        ..Inventory::default()
     })
 }
 

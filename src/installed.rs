@@ -8,6 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::ruleset::{DOCKER_USER, HOOKS, Hook, OWNED_CHAINS};
 
+/// Docker's jump from `FORWARD` to `DOCKER-USER`.
+pub const FORWARD_JUMP: &str = "-j DOCKER-USER";
+/// The same jump when dockfw made `DOCKER-USER` itself (old engines make
+/// none in ip6tables); the comment tells `uninstall` both are dockfw's.
+pub const CREATED_FORWARD_JUMP: &str = "-m comment --comment dockfw -j DOCKER-USER";
+
 /// The parts of a `filter` table that dockfw reads or writes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Installed {
@@ -56,21 +62,19 @@ impl Installed {
         self.rules.get(chain).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The `FORWARD` rules that jump to `DOCKER-USER`, and whether the
-    /// first rule of `FORWARD` is one of them.
+    /// The unconditional `FORWARD -> DOCKER-USER` jumps (Docker's plain one
+    /// and the one dockfw marks when it made the chain itself), and whether
+    /// the first rule of `FORWARD` is one of them. Conditional jumps such as
+    /// `-i eth0 -j DOCKER-USER` are someone else's and do not count.
     pub fn forward_jumps(&self) -> (Vec<&str>, bool) {
+        let is_jump = |spec: &String| spec == FORWARD_JUMP || spec == CREATED_FORWARD_JUMP;
         let rules = self.chain_rules("FORWARD");
         let jumps = rules
             .iter()
-            .filter(|spec| jumps_to(spec, DOCKER_USER))
+            .filter(|s| is_jump(s))
             .map(String::as_str)
             .collect();
-        (
-            jumps,
-            rules
-                .first()
-                .is_some_and(|spec| jumps_to(spec, DOCKER_USER)),
-        )
+        (jumps, rules.first().is_some_and(is_jump))
     }
 
     /// How many rules of the hook's parent chain are its jump, and whether
@@ -128,6 +132,12 @@ pub mod simulate {
             let name = decl.split_whitespace().next().ok_or("empty chain line")?;
             st.chains.insert(name.to_owned());
             st.rules.insert(name.to_owned(), Vec::new());
+            return Ok(());
+        }
+        if let Some(name) = line.strip_prefix("-N ") {
+            if !st.chains.insert(name.to_owned()) {
+                return Err(format!("chain {name} already exists"));
+            }
             return Ok(());
         }
         let (cmd, rest) = line.split_once(' ').ok_or(format!("bad line {line}"))?;

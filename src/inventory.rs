@@ -8,13 +8,27 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ruleset::Family;
+
 /// One snapshot of the engine: everything a plan needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     /// Bridge-driver networks, with the Linux interface each one uses.
     pub bridges: Vec<Bridge>,
     /// Running containers.
     pub containers: Vec<Container>,
+    /// Whether Docker publishes IPv4 ports with DNAT rules (its `DOCKER`
+    /// chain exists in iptables). Where it does not, `docker-proxy` on the
+    /// host serves every published port of that family.
+    #[serde(default = "yes")]
+    pub nat_ipv4: bool,
+    /// The same for IPv6 (`"ip6tables": true` in the engine's config).
+    #[serde(default = "yes")]
+    pub nat_ipv6: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A Docker network using the `bridge` driver.
@@ -86,4 +100,25 @@ pub struct PublishedPort {
     pub host_port: u16,
     pub container_port: u16,
     pub proto: Proto,
+}
+
+impl Inventory {
+    /// Record whether Docker writes DNAT rules in `family`.
+    pub fn set_nat(&mut self, family: Family, nat: bool) {
+        match family {
+            Family::V4 => self.nat_ipv4 = nat,
+            Family::V6 => self.nat_ipv6 = nat,
+        }
+    }
+}
+
+impl Default for Inventory {
+    fn default() -> Inventory {
+        Inventory {
+            bridges: Vec::new(),
+            containers: Vec::new(),
+            nat_ipv4: true,
+            nat_ipv6: true,
+        }
+    }
 }

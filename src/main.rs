@@ -231,18 +231,24 @@ fn init_logging() {
 async fn show_plan(config: &Path) -> Result<ExitCode> {
     let policy = load_policy(config)?;
     let docker = BollardSource::from_env();
-    let snapshot = docker
+    let mut inventory = docker
         .snapshot()
         .await
-        .context("cannot read the docker inventory")?;
-    let ruleset = plan(&policy, &snapshot.inventory);
+        .context("cannot read the docker inventory")?
+        .inventory;
     let firewall = Iptables::new();
+    let mut installed = Vec::new();
     for family in Family::ALL {
-        let desired = ruleset.family(family);
-        let installed = firewall
+        let st = firewall
             .read(family)
             .await
             .with_context(|| format!("cannot read the installed {} rules", family.as_str()))?;
+        inventory.set_nat(family, st.has_chain("DOCKER"));
+        installed.push((family, st));
+    }
+    let ruleset = plan(&policy, &inventory);
+    for (family, st) in installed {
+        let desired = ruleset.family(family);
         let variant = firewall.variant(family).unwrap_or("unknown");
         println!(
             "# {} ({variant}): {} rules",
@@ -250,7 +256,7 @@ async fn show_plan(config: &Path) -> Result<ExitCode> {
             desired.rule_count()
         );
         print!("{}", render::rules_text(desired));
-        print_diff(desired, &installed);
+        print_diff(desired, &st);
     }
     Ok(ExitCode::SUCCESS)
 }

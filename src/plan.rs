@@ -59,12 +59,16 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     }
 }
 
-fn entry_chain(inventory: &Inventory) -> Chain {
-    let bridges: BTreeSet<&str> = inventory
+fn bridge_interfaces(inventory: &Inventory) -> BTreeSet<&str> {
+    inventory
         .bridges
         .iter()
         .map(|b| b.interface.as_str())
-        .collect();
+        .collect()
+}
+
+fn entry_chain(inventory: &Inventory) -> Chain {
+    let bridges = bridge_interfaces(inventory);
     let mut rules = vec![Rule {
         conntrack: Some(Conntrack::Established),
         ..Rule::default()
@@ -125,12 +129,17 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain 
             ..Rule::default()
         },
     ];
+    // From a container to the host's proxy is container-to-container.
+    rules.extend(bridge_interfaces(inventory).into_iter().map(|iface| Rule {
+        in_iface: Some(iface.to_owned()),
+        ..Rule::default()
+    }));
     let proxied = inventory
         .containers
         .iter()
         .filter(|c| !c.host_network)
         .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
-        .filter(|(c, p)| proxied_in(c, p) == Some(family));
+        .filter(|(c, p)| proxied_in(inventory, c, p) == Some(family));
     for (container, port) in proxied {
         rules.extend(proxy_port_rules(policy, container, port, family));
     }
@@ -141,19 +150,26 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain 
 }
 
 /// The family in which `docker-proxy` answers for this published port, if
-/// it does: a non-loopback host address of a family the container lacks.
-pub fn proxied_in(container: &Container, port: &PublishedPort) -> Option<Family> {
+/// it does: a non-loopback host address of a family the container lacks, or
+/// any family in which Docker writes no DNAT rules at all.
+pub fn proxied_in(
+    inventory: &Inventory,
+    container: &Container,
+    port: &PublishedPort,
+) -> Option<Family> {
     if port.host_ip.is_loopback() {
         return None;
     }
-    let has = |family| {
-        container.attachments.iter().any(|a| match family {
-            Family::V4 => a.ipv4.is_some(),
-            Family::V6 => a.ipv6.is_some(),
-        })
-    };
     let family = family_of(port.host_ip);
-    (!has(family)).then_some(family)
+    let nat = match family {
+        Family::V4 => inventory.nat_ipv4,
+        Family::V6 => inventory.nat_ipv6,
+    };
+    let has_address = container.attachments.iter().any(|a| match family {
+        Family::V4 => a.ipv4.is_some(),
+        Family::V6 => a.ipv6.is_some(),
+    });
+    (!nat || !has_address).then_some(family)
 }
 
 fn family_of(ip: IpAddr) -> Family {
@@ -179,7 +195,7 @@ fn proxy_port_rules(
         ..Rule::default()
     };
     let mut rules = Vec::new();
-    for sources in matching(&policy.deny, container, port, family) {
+    for (_, sources) in matching(&policy.deny, container, port, family) {
         rules.extend(
             source_list(&sources)
                 .into_iter()
@@ -187,8 +203,8 @@ fn proxy_port_rules(
         );
     }
     let allowed = matching(&policy.allow, container, port, family);
-    if policy.default == Default::Deny && !allowed.contains(&Sources::Anywhere) {
-        for sources in allowed {
+    if policy.default == Default::Deny && !allowed.iter().any(|(_, s)| *s == Sources::Anywhere) {
+        for (_, sources) in allowed {
             rules.extend(
                 source_list(&sources)
                     .into_iter()
@@ -321,7 +337,7 @@ fn exposure(policy: &Policy, container: &Container, port: &PublishedPort) -> Por
         .iter()
         .map(|a| a.network.as_str())
         .collect();
-    let (verdict, detail) = verdict(policy, container, port);
+    let (verdict, detail, why) = verdict(policy, container, port);
     PortStatus {
         container: container.name.clone(),
         network: networks.join(","),
@@ -331,39 +347,82 @@ fn exposure(policy: &Policy, container: &Container, port: &PublishedPort) -> Por
         proto: port.proto.as_str().to_owned(),
         verdict,
         detail,
+        why,
     }
 }
 
-fn verdict(policy: &Policy, container: &Container, port: &PublishedPort) -> (Verdict, String) {
+/// The verdict for a new connection to a published port, in words, and
+/// which entries (by line) or default decided it.
+fn verdict(
+    policy: &Policy,
+    container: &Container,
+    port: &PublishedPort,
+) -> (Verdict, String, String) {
     if port.host_ip.is_loopback() {
-        return (Verdict::Local, "local only".to_owned());
+        return (
+            Verdict::Local,
+            "local only".to_owned(),
+            "bound to loopback".to_owned(),
+        );
     }
     let family = family_of(port.host_ip);
     let denied = matching(&policy.deny, container, port, family);
-    if denied.contains(&Sources::Anywhere) {
-        return (Verdict::Blocked, "blocked by policy".to_owned());
-    }
-    let denied = nets_of(&denied);
-    let allowed = matching(&policy.allow, container, port, family);
-    if policy.default == Default::Allow || allowed.contains(&Sources::Anywhere) {
+    if let Some((entry, _)) = denied.iter().find(|(_, s)| *s == Sources::Anywhere) {
         return (
-            Verdict::Open,
-            format!("open to anywhere{}", except(&denied)),
+            Verdict::Blocked,
+            "blocked by policy".to_owned(),
+            lines("deny", &[entry]),
         );
     }
-    let allowed = nets_of(&allowed);
-    if allowed.is_empty() {
-        return (Verdict::Blocked, "blocked by policy".to_owned());
+    let deny_nets = nets_of(&denied);
+    let deny_why =
+        (!denied.is_empty()).then(|| format!("; {}", lines("deny", &entries_of(&denied))));
+    let deny_why = deny_why.unwrap_or_default();
+    let allowed = matching(&policy.allow, container, port, family);
+    if policy.default == Default::Allow {
+        let detail = format!("open to anywhere{}", except(&deny_nets));
+        return (Verdict::Open, detail, format!("default allow{deny_why}"));
     }
-    let overlapping: Vec<IpNet> = denied
+    if let Some((entry, _)) = allowed.iter().find(|(_, s)| *s == Sources::Anywhere) {
+        let detail = format!("open to anywhere{}", except(&deny_nets));
+        return (
+            Verdict::Open,
+            detail,
+            format!("{}{deny_why}", lines("allow", &[entry])),
+        );
+    }
+    let allow_nets = nets_of(&allowed);
+    if allow_nets.is_empty() {
+        return (
+            Verdict::Blocked,
+            "blocked by policy".to_owned(),
+            "default deny".to_owned(),
+        );
+    }
+    let overlapping: Vec<IpNet> = deny_nets
         .into_iter()
-        .filter(|d| allowed.iter().any(|a| a.contains(d) || d.contains(a)))
+        .filter(|d| allow_nets.iter().any(|a| a.contains(d) || d.contains(a)))
         .collect();
-    let listed: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+    let listed: Vec<String> = allow_nets.iter().map(ToString::to_string).collect();
+    let detail = format!("open to {}{}", listed.join(", "), except(&overlapping));
     (
         Verdict::Restricted,
-        format!("open to {}{}", listed.join(", "), except(&overlapping)),
+        detail,
+        format!("{}{deny_why}", lines("allow", &entries_of(&allowed))),
     )
+}
+
+fn entries_of<'a>(matches: &[(&'a Entry, Sources<'a>)]) -> Vec<&'a Entry> {
+    matches.iter().map(|(e, _)| *e).collect()
+}
+
+/// `allow entry at line 6`, `deny entries at lines 9, 12`.
+fn lines(kind: &str, entries: &[&Entry]) -> String {
+    let numbers: Vec<String> = entries.iter().map(|e| e.line.to_string()).collect();
+    match numbers.as_slice() {
+        [one] => format!("{kind} entry at line {one}"),
+        many => format!("{kind} entries at lines {}", many.join(", ")),
+    }
 }
 
 fn except(nets: &[IpNet]) -> String {
@@ -380,11 +439,11 @@ fn matching<'a>(
     container: &Container,
     port: &PublishedPort,
     family: Family,
-) -> Vec<Sources<'a>> {
+) -> Vec<(&'a Entry, Sources<'a>)> {
     entries
         .iter()
         .filter(|e| applies_to(e, container, port))
-        .filter_map(|e| e.sources(family))
+        .filter_map(|e| e.sources(family).map(|s| (e, s)))
         .collect()
 }
 
@@ -402,10 +461,10 @@ fn applies_to(entry: &Entry, container: &Container, port: &PublishedPort) -> boo
     proto_ok && port_ok && selects(entry, container)
 }
 
-fn nets_of(sources: &[Sources<'_>]) -> Vec<IpNet> {
-    let nets: BTreeSet<IpNet> = sources
+fn nets_of(matches: &[(&Entry, Sources<'_>)]) -> Vec<IpNet> {
+    let nets: BTreeSet<IpNet> = matches
         .iter()
-        .flat_map(|s| match s {
+        .flat_map(|(_, s)| match s {
             Sources::Anywhere => Vec::new(),
             Sources::Nets(nets) => nets.iter().map(|n| **n).collect(),
         })

@@ -8,15 +8,10 @@
 
 use std::fmt::Write as _;
 
-use crate::installed::{Installed, jumps_to};
+use crate::installed::{CREATED_FORWARD_JUMP, FORWARD_JUMP, Installed, jumps_to};
 use crate::ruleset::{
     Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, OWNED_CHAINS, Rule, Target,
 };
-
-/// The comment on a `FORWARD -> DOCKER-USER` jump dockfw made together with
-/// the chain itself (old engines make none in ip6tables), so that
-/// `uninstall` knows both are its own.
-pub const CREATED_MARK: &str = "-m comment --comment dockfw";
 
 /// One rule as `iptables-save` prints it, without `-A CHAIN`.
 pub fn rule_spec(rule: &Rule) -> String {
@@ -130,8 +125,10 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
 
     if !installed.has_chain(DOCKER_USER) {
         changes.created_docker_user = true;
-        let _ = writeln!(head, ":{DOCKER_USER} - [0:0]");
-        let _ = writeln!(body, "-A {DOCKER_USER} -j RETURN");
+        // `-N`, not a `:` line: should the chain appear between our read and
+        // this restore, `-N` fails the whole transaction (retried), where a
+        // `:` line would flush whatever Docker or others put in it.
+        let _ = writeln!(body, "-N {DOCKER_USER}\n-A {DOCKER_USER} -j RETURN");
     }
     if chains_differ(desired, installed) {
         count_rule_changes(desired, installed, &mut changes);
@@ -161,27 +158,26 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
     })
 }
 
-/// Keep `FORWARD -> DOCKER-USER` as the first rule of `FORWARD`: create it
-/// with the chain, restore it when gone, and move it back on top when
-/// something was inserted above it (Docker 20.10 does, for a new network's
-/// ip6tables rules, because it does not manage DOCKER-USER there).
+/// Keep a `FORWARD -> DOCKER-USER` jump: create it with the chain, restore
+/// Docker's when gone, and move dockfw's own back on top when something was
+/// inserted above it (Docker 20.10 does, for a new network's ip6tables rules,
+/// because it does not manage DOCKER-USER there). Docker's own jump is
+/// Docker's to place; other tools' conditional jumps are left alone.
 fn forward_jump(installed: &Installed, changes: &mut Changes, body: &mut String) {
     if changes.created_docker_user {
-        let _ = writeln!(body, "-I FORWARD 1 {CREATED_MARK} -j {DOCKER_USER}");
+        let _ = writeln!(body, "-I FORWARD 1 {CREATED_FORWARD_JUMP}");
         return;
     }
     let (jumps, first) = installed.forward_jumps();
-    let Some(keep) = jumps.first() else {
+    if jumps.is_empty() {
         changes.restored_forward_jump = true;
-        let _ = writeln!(body, "-I FORWARD 1 -j {DOCKER_USER}");
-        return;
-    };
-    if !first || jumps.len() > 1 {
+        let _ = writeln!(body, "-I FORWARD 1 {FORWARD_JUMP}");
+    } else if jumps == [CREATED_FORWARD_JUMP] && !first {
         changes.moved_forward_jump = true;
-        for spec in &jumps {
-            let _ = writeln!(body, "-D FORWARD {spec}");
-        }
-        let _ = writeln!(body, "-I FORWARD 1 {keep}");
+        let _ = writeln!(
+            body,
+            "-D FORWARD {CREATED_FORWARD_JUMP}\n-I FORWARD 1 {CREATED_FORWARD_JUMP}"
+        );
     }
 }
 
@@ -240,17 +236,17 @@ pub fn uninstall(installed: &Installed) -> Option<String> {
 /// The spec of the `FORWARD` jump when `DOCKER-USER` is dockfw's own
 /// creation and holds nothing but `RETURN` and dockfw's jump; `None` when
 /// the chain is Docker's or holds someone else's rules.
-fn created_docker_user(installed: &Installed) -> Option<String> {
-    let marked = format!("{CREATED_MARK} -j {DOCKER_USER}");
+fn created_docker_user(installed: &Installed) -> Option<&'static str> {
     let forward = installed.chain_rules("FORWARD");
     let others_jump = forward
         .iter()
-        .any(|s| *s != marked && jumps_to(s, DOCKER_USER));
+        .any(|s| s != CREATED_FORWARD_JUMP && jumps_to(s, DOCKER_USER));
     let only_ours = installed
         .chain_rules(DOCKER_USER)
         .iter()
         .all(|s| s == "-j RETURN" || *s == format!("-j {ENTRY_CHAIN}"));
-    (forward.contains(&marked) && !others_jump && only_ours).then_some(marked)
+    let marked = forward.iter().any(|s| s == CREATED_FORWARD_JUMP);
+    (marked && !others_jump && only_ours).then_some(CREATED_FORWARD_JUMP)
 }
 
 #[cfg(test)]
@@ -384,22 +380,70 @@ mod tests {
     }
 
     #[test]
-    fn forward_jump_pushed_down_by_new_network_rules_is_moved_back_on_top() {
-        let mut installed = Installed::parse(DOCKER_MADE);
+    fn forward_jump_dockfw_made_is_moved_back_on_top_when_pushed_down() {
+        let mut installed =
+            Installed::parse("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\nCOMMIT\n");
         install(&mut installed);
         simulate::apply(&mut installed, "-I FORWARD 1 -o br-new -j DOCKER\n").unwrap();
         let tx = transaction(&sample(), &installed).expect("move");
         assert!(tx.changes.moved_forward_jump);
         assert_eq!(
             tx.text,
-            "*filter\n-D FORWARD -j DOCKER-USER\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n"
+            format!(
+                "*filter\n-D FORWARD {CREATED_FORWARD_JUMP}\n-I FORWARD 1 {CREATED_FORWARD_JUMP}\nCOMMIT\n"
+            )
         );
         simulate::apply(&mut installed, &tx.text).unwrap();
         assert_eq!(
             installed.chain_rules("FORWARD"),
-            ["-j DOCKER-USER", "-o br-new -j DOCKER"]
+            [CREATED_FORWARD_JUMP, "-o br-new -j DOCKER"]
         );
         assert_eq!(transaction(&sample(), &installed), None);
+    }
+
+    #[test]
+    fn dockers_own_forward_jump_is_not_reordered() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        install(&mut installed);
+        simulate::apply(&mut installed, "-I FORWARD 1 -j LIBVIRT_FWI\n").unwrap();
+        assert_eq!(
+            transaction(&sample(), &installed),
+            None,
+            "Docker's jump is Docker's to place"
+        );
+    }
+
+    #[test]
+    fn a_conditional_jump_to_docker_user_is_not_the_jump() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        install(&mut installed);
+        simulate::apply(
+            &mut installed,
+            "-I FORWARD 1 -i eth0 -j DOCKER-USER\n-D FORWARD -j DOCKER-USER\n",
+        )
+        .unwrap();
+        let tx = transaction(&sample(), &installed).expect("restore");
+        assert!(tx.changes.restored_forward_jump);
+        assert_eq!(
+            tx.text, "*filter\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n",
+            "the operator's rule stays"
+        );
+    }
+
+    #[test]
+    fn an_existing_docker_user_is_never_declared_so_never_flushed() {
+        let installed = Installed::parse(DOCKER_MADE);
+        let tx = transaction(&sample(), &installed).expect("install");
+        assert!(!tx.text.contains(":DOCKER-USER") && !tx.text.contains("-N DOCKER-USER"));
+        let mut empty =
+            Installed::parse("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n");
+        let tx = transaction(&sample(), &empty).expect("create");
+        assert!(tx.text.contains("-N DOCKER-USER\n") && !tx.text.contains(":DOCKER-USER"));
+        simulate::apply(&mut empty, "-N DOCKER-USER\n").unwrap();
+        assert!(
+            simulate::apply(&mut empty, &tx.text).is_err(),
+            "a chain that appeared meanwhile fails the restore"
+        );
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct PortStatus {
     pub verdict: Verdict,
     /// The verdict in words, e.g. `open to 192.0.2.16/28`.
     pub detail: String,
+    /// Which part of the policy decided, e.g. `allow entry at line 6`.
+    #[serde(default)]
+    pub why: String,
 }
 
 impl Verdict {
@@ -226,13 +229,14 @@ fn family_text(name: &str, family: &FamilyStatus) -> String {
     }
 }
 
-const TABLE_HEADINGS: [&str; 6] = [
+const TABLE_HEADINGS: [&str; 7] = [
     "CONTAINER",
     "NETWORK",
     "HOST",
     "CONTAINER",
     "PROTO",
     "VERDICT",
+    "WHY",
 ];
 
 /// The ports table, columns as wide as their content, two spaces apart.
@@ -242,7 +246,7 @@ fn ports_table(ports: &[PortStatus]) -> String {
     }
     let mut rows = vec![TABLE_HEADINGS.map(String::from)];
     rows.extend(ports.iter().map(port_row));
-    let mut widths = [0; 6];
+    let mut widths = [0; 7];
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -251,7 +255,7 @@ fn ports_table(ports: &[PortStatus]) -> String {
     rows.iter().map(|row| table_line(row, &widths)).collect()
 }
 
-fn port_row(port: &PortStatus) -> [String; 6] {
+fn port_row(port: &PortStatus) -> [String; 7] {
     [
         port.container.clone(),
         port.network.clone(),
@@ -259,17 +263,18 @@ fn port_row(port: &PortStatus) -> [String; 6] {
         port.container_port.to_string(),
         port.proto.clone(),
         port.verdict_text().to_string(),
+        port.why.clone(),
     ]
 }
 
-/// One table line; the last column is not padded, so no line ends in spaces.
-fn table_line(row: &[String; 6], widths: &[usize; 6]) -> String {
+/// One table line, columns padded to their widths; no line ends in spaces.
+fn table_line(row: &[String; 7], widths: &[usize; 7]) -> String {
     let mut line = String::new();
-    for (cell, width) in row[..5].iter().zip(widths) {
+    for (cell, width) in row.iter().zip(widths) {
         let pad = width - cell.chars().count();
         line.push_str(&format!("{cell}{:pad$}  ", ""));
     }
-    line.push_str(&row[5]);
+    let mut line = line.trim_end().to_owned();
     line.push('\n');
     line
 }
@@ -294,6 +299,7 @@ mod tests {
             proto: "tcp".to_string(),
             verdict,
             detail: detail.to_string(),
+            why: String::new(),
         }
     }
 
@@ -340,9 +346,15 @@ mod tests {
                 },
             },
             ports: vec![
-                port("web", "0.0.0.0", 80, Verdict::Open, "open to anywhere"),
+                PortStatus {
+                    why: "allow entry at line 6".to_string(),
+                    ..port("web", "0.0.0.0", 80, Verdict::Open, "open to anywhere")
+                },
                 db,
-                port("cache", "127.0.0.1", 6379, Verdict::Local, "local only"),
+                PortStatus {
+                    why: "bound to loopback".to_string(),
+                    ..port("cache", "127.0.0.1", 6379, Verdict::Local, "local only")
+                },
             ],
             host_network: vec![],
         }
@@ -356,10 +368,10 @@ docker    connected, engine 20.10.24 (API 1.41) at unix:///var/run/docker.sock
 reconcile 2026-11-30T09:12:04Z, applied in 23 ms (5 applies since start)
 rules     ipv4 9 (nft), ipv6 9 (nft)
 
-CONTAINER  NETWORK  HOST            CONTAINER  PROTO  VERDICT
-web        bridge   0.0.0.0:80      80         tcp    open to anywhere
+CONTAINER  NETWORK  HOST            CONTAINER  PROTO  VERDICT                WHY
+web        bridge   0.0.0.0:80      80         tcp    open to anywhere       allow entry at line 6
 db         shop     0.0.0.0:5432    5432       tcp    open to 192.0.2.16/28
-cache      bridge   127.0.0.1:6379  6379       tcp    local only
+cache      bridge   127.0.0.1:6379  6379       tcp    local only             bound to loopback
 ";
         assert_eq!(render_text(&healthy()), expected);
     }
@@ -378,8 +390,8 @@ docker    connected, engine 20.10.24 (API 1.41) at unix:///var/run/docker.sock
 reconcile 2026-11-30T09:12:04Z, applied in 23 ms (5 applies since start)
 rules     ipv4 9 (nft), ipv6 9 (nft)
 
-CONTAINER  NETWORK  HOST        CONTAINER  PROTO  VERDICT
-web        bridge   0.0.0.0:80  80         tcp    open to anywhere
+CONTAINER  NETWORK  HOST        CONTAINER  PROTO  VERDICT           WHY
+web        bridge   0.0.0.0:80  80         tcp    open to anywhere  allow entry at line 6
 
 warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect it
 ";

@@ -31,7 +31,7 @@ fn verdict_lines(case: &Path) -> String {
         .iter()
         .map(|p| {
             format!(
-                "{} {} {}:{}->{}/{} {:?} {}\n",
+                "{} {} {}:{}->{}/{} {:?} {} ({})\n",
                 p.container,
                 p.network,
                 p.host_ip,
@@ -39,7 +39,8 @@ fn verdict_lines(case: &Path) -> String {
                 p.container_port,
                 p.proto,
                 p.verdict,
-                p.detail
+                p.detail,
+                p.why
             )
         })
         .collect()
