@@ -48,7 +48,7 @@ impl Config {
             policy_path,
             endpoint,
             debounce: Duration::from_millis(100),
-            resync: Duration::from_secs(30),
+            resync: Duration::from_secs(10),
         }
     }
 }
@@ -213,7 +213,13 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
                     burst += 1;
                 }
                 debug!(%reason, burst, "reconcile triggered");
-                next_check = match self.reconcile().await {
+                // A reconcile in flight is dropped on shutdown: its restore
+                // is one atomic transaction, so it lands whole or not at all.
+                let outcome = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    outcome = self.reconcile() => outcome,
+                };
+                next_check = match outcome {
                     Ok(()) => {
                         self.retry.reset();
                         Instant::now() + self.config.resync
@@ -583,7 +589,7 @@ mod tests {
         assert!(st.docker.connected);
         assert_eq!(st.rules.ipv4.rules, st.rules.ipv6.rules);
 
-        settle(31.0).await;
+        settle(11.0).await;
         assert!(h.snapshots() >= 2, "the periodic check ran");
         assert_eq!(h.restores(), 2, "nothing changed, nothing ran");
         assert_eq!(h.result(), "unchanged");

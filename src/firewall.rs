@@ -116,30 +116,46 @@ impl Iptables {
         Ok(Installed::parse(&out))
     }
 
-    /// Pick the variant holding Docker's chains; with none anywhere, the
-    /// IPv4 choice (for IPv6), else nft when it works, else legacy.
+    /// Pick the variant holding Docker's chains, trying first the one the
+    /// `iptables` on PATH is (the one Docker runs), so the other variant's
+    /// tables are not even loaded on hosts where it is unused. With Docker's
+    /// chains nowhere: the IPv4 choice (for IPv6), else that default.
     async fn choose(&self, family: Family) -> Result<(Variant, Installed), FirewallError> {
-        let nft = self.save(family, Variant::Nft).await;
-        if let Ok(st) = &nft
+        let preferred = default_variant().await;
+        let other = match preferred {
+            Variant::Nft => Variant::Legacy,
+            Variant::Legacy => Variant::Nft,
+        };
+        let first = self.save(family, preferred).await;
+        if let Ok(st) = &first
             && has_docker_chains(st)
         {
-            return nft.map(|st| (Variant::Nft, st));
+            return first.map(|st| (preferred, st));
         }
-        let legacy = self.save(family, Variant::Legacy).await;
-        if let Ok(st) = &legacy
+        let second = self.save(family, other).await;
+        if let Ok(st) = &second
             && has_docker_chains(st)
         {
-            return legacy.map(|st| (Variant::Legacy, st));
+            return second.map(|st| (other, st));
         }
         if family == Family::V6
             && let Some(variant) = self.cached(Family::V4)
         {
             return Ok((variant, self.save(family, variant).await?));
         }
-        match nft {
-            Ok(st) => Ok((Variant::Nft, st)),
-            Err(e) => legacy.map(|st| (Variant::Legacy, st)).map_err(|_| e),
+        match first {
+            Ok(st) => Ok((preferred, st)),
+            Err(e) => second.map(|st| (other, st)).map_err(|_| e),
         }
+    }
+}
+
+/// The variant `iptables` on PATH is (`iptables -V` says `nf_tables` or
+/// `legacy`); nft when it cannot tell.
+async fn default_variant() -> Variant {
+    match run("iptables", &["-V"], None).await {
+        Ok(version) if version.contains("legacy") => Variant::Legacy,
+        _ => Variant::Nft,
     }
 }
 
@@ -177,6 +193,8 @@ impl Firewall for Iptables {
 }
 
 /// Run `program args`, feeding `stdin`, and return its standard output.
+/// Writing, running and reading share one timeout, so a child that stops
+/// reading cannot wedge the caller.
 async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, FirewallError> {
     let spawn_err = |source| FirewallError::Spawn {
         program: program.to_owned(),
@@ -194,15 +212,22 @@ async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String
         .kill_on_drop(true)
         .spawn()
         .map_err(spawn_err)?;
-    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(text.as_bytes()).await.map_err(spawn_err)?;
-    }
-    let out = tokio::time::timeout(PROCESS_TIMEOUT, child.wait_with_output())
+    let pipe = child.stdin.take();
+    let feed = async move {
+        if let (Some(text), Some(mut pipe)) = (stdin, pipe) {
+            pipe.write_all(text.as_bytes()).await?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let both = async { tokio::join!(feed, child.wait_with_output()) };
+    let (fed, out) = tokio::time::timeout(PROCESS_TIMEOUT, both)
         .await
         .map_err(|_| FirewallError::Timeout {
             program: program.to_owned(),
-        })?
-        .map_err(spawn_err)?;
+        })?;
+    let out = out.map_err(spawn_err)?;
+    // A refused restore closes its stdin early: its stderr says why, the
+    // broken pipe does not.
     if !out.status.success() {
         return Err(FirewallError::Failed {
             program: program.to_owned(),
@@ -210,5 +235,37 @@ async fn run(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
+    fed.map_err(spawn_err)?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_child_reports_its_stderr_not_the_broken_pipe() {
+        let big = "x".repeat(1 << 20);
+        let err = run("sh", &["-c", "echo refused >&2; exit 4"], Some(&big))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, FirewallError::Failed { stderr, .. } if stderr == "refused"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn output_and_input_round_trip() {
+        let out = run("cat", &[], Some("*filter\nCOMMIT\n")).await.unwrap();
+        assert_eq!(out, "*filter\nCOMMIT\n");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error() {
+        let err = run("/nonexistent/iptables-save", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FirewallError::Spawn { .. }), "{err}");
+    }
 }

@@ -51,7 +51,7 @@ enum Command {
         socket: PathBuf,
         /// Seconds between checks of the installed rules when nothing
         /// triggers a reconcile (repairs hand edits, firewalld reloads).
-        #[arg(long, env = "DOCKFW_RESYNC_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+        #[arg(long, env = "DOCKFW_RESYNC_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
         resync_secs: u64,
     },
     /// Validate the policy; print every error as path:line:col: message.
@@ -78,8 +78,12 @@ enum Command {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
-    /// Remove every rule and chain dockfw owns, in both families.
-    Uninstall,
+    /// Remove every rule and chain dockfw owns, in both families. Refuses
+    /// while the daemon answers on its socket (it would put them back).
+    Uninstall {
+        #[arg(long, default_value = DEFAULT_SOCKET)]
+        socket: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -119,7 +123,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             Command::Plan { config } => show_plan(&config).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
             Command::Reload { socket } => reload(&socket).await,
-            Command::Uninstall => uninstall().await,
+            Command::Uninstall { socket } => uninstall(&socket).await,
             Command::Check { .. } => Ok(ExitCode::SUCCESS),
         }
     })
@@ -141,7 +145,7 @@ fn check(config: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{:#}", anyhow::Error::new(e));
             ExitCode::FAILURE
         }
     }
@@ -205,9 +209,9 @@ fn spawn_signal_handlers(
                 _ = hup.recv() => {
                     info!("SIGHUP: reloading the policy");
                     let (answer, _) = oneshot::channel();
-                    if reload.send(answer).await.is_err() {
-                        return;
-                    }
+                    // Never wait here: SIGTERM must stay answerable. A full
+                    // queue already holds a reload that will read the file.
+                    let _ = reload.try_send(answer);
                 }
                 _ = term.recv() => break,
                 _ = int.recv() => break,
@@ -309,14 +313,20 @@ async fn reload(socket: &Path) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Response::Error(e) => {
-            eprintln!("reload refused, the previous policy stays in force:\n{e}");
+            eprintln!("dockfw: reload refused:\n{e}");
             Ok(ExitCode::FAILURE)
         }
         Response::Status(_) => bail!("the daemon answered a reload with a status"),
     }
 }
 
-async fn uninstall() -> Result<ExitCode> {
+async fn uninstall(socket: &Path) -> Result<ExitCode> {
+    if control::request(socket, &Request::Status).await.is_ok() {
+        bail!(
+            "the daemon is running (it answers on {}) and would put the rules back; stop it first (systemctl stop dockfw)",
+            socket.display()
+        );
+    }
     let firewall = Iptables::new();
     let mut failed = false;
     for family in Family::ALL {

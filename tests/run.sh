@@ -43,7 +43,25 @@ step deps lab_install_deps || true
 step fmt cargo fmt --check || true
 step clippy cargo clippy --all-targets -- -D warnings || true
 step test cargo test || true
+# The Debian package: built from the release binary, with the files the README
+# promises in the places the unit expects.
+check_package() {
+    local out deb listing
+    out="$(mktemp -d)"
+    deb="$(bash packaging/build-deb.sh "$out")" || return 1
+    listing="$(dpkg-deb -c "$deb")" || return 1
+    local want
+    for want in ./usr/bin/dockfw ./etc/dockfw/policy.toml ./lib/systemd/system/dockfw.service \
+        ./usr/share/doc/dockfw/README.md; do
+        grep -q " $want\$" <<<"$listing" || { echo "package lacks $want" >&2; return 1; }
+    done
+    dpkg-deb -f "$deb" Package Version Depends
+    dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q conffiles || { echo "no conffiles" >&2; return 1; }
+    rm -rf "$out"
+}
+
 if step build cargo build --release; then
+    step package check_package || true
     step e2e bash tests/e2e.sh || true
 else
     FAILED_STEPS+=("e2e(skipped: no build)")

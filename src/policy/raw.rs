@@ -338,6 +338,12 @@ fn labels(report: &mut Report<'_>, value: &Value<'_>) -> BTreeMap<String, String
         report.wrong_type("labels", "a table of strings", value);
         return BTreeMap::new();
     };
+    if table.is_empty() {
+        report.error(
+            &value.span(),
+            "labels: empty table; omit the key to mean every container".to_owned(),
+        );
+    }
     let mut labels = BTreeMap::new();
     for (key, value) in table.iter() {
         let key = key.get_ref();
@@ -799,6 +805,10 @@ from = ["203.0.113.0/24"]
         assert_eq!(
             entry_error("containers = []"),
             "2:14: containers: empty list; omit the key to mean every container"
+        );
+        assert_eq!(
+            entry_error("labels = {}"),
+            "2:10: labels: empty table; omit the key to mean every container"
         );
     }
 
