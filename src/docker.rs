@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::{
@@ -36,7 +37,8 @@ const SNAPSHOT_ATTEMPTS: usize = 3;
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
 
 /// Container and network actions that can change what the firewall must allow.
-const CONTAINER_ACTIONS: [&str; 3] = ["start", "die", "destroy"];
+/// `rename` because `containers` selectors match names.
+const CONTAINER_ACTIONS: [&str; 4] = ["start", "die", "destroy", "rename"];
 const NETWORK_ACTIONS: [&str; 4] = ["create", "destroy", "connect", "disconnect"];
 
 /// Where the daemon gets Docker's state from.
@@ -153,10 +155,14 @@ impl DockerSource for BollardSource {
 
     fn events(&self) -> BoxStream<'static, Result<String, DockerError>> {
         let socket = self.socket.clone();
+        // The subscription is only made when the stream is first polled, and
+        // the daemon's resync snapshot may run before it is in place: ask
+        // for the events of the last few seconds too, so none fall between.
+        let since = SystemTime::now() - EVENT_REPLAY;
         let subscribed = async move {
             let docker = connect(&socket).await?;
             let events = docker
-                .events(Some(events_options()))
+                .events(Some(events_options(since)))
                 .map_err(call("GET /events"));
             Ok::<_, DockerError>(events)
         };
@@ -235,7 +241,14 @@ fn call(call: &'static str) -> impl Fn(bollard::errors::Error) -> DockerError {
     move |source| DockerError::Call { call, source }
 }
 
-fn events_options() -> EventsOptions {
+/// How far back a new event subscription starts.
+const EVENT_REPLAY: Duration = Duration::from_secs(2);
+
+fn events_options(since: SystemTime) -> EventsOptions {
+    let since = since
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let filters = HashMap::from([
         (
             "type".to_string(),
@@ -251,6 +264,7 @@ fn events_options() -> EventsOptions {
         ),
     ]);
     EventsOptions {
+        since: Some(since.to_string()),
         filters: Some(filters),
         ..Default::default()
     }
@@ -862,5 +876,15 @@ mod tests {
             matches!(events[..], [Err(DockerError::Connect { .. })]),
             "{events:?}"
         );
+    }
+
+    #[test]
+    fn a_subscription_replays_recent_events_and_watches_renames() {
+        let at = UNIX_EPOCH + Duration::from_secs(1_764_500_000);
+        let options = events_options(at);
+        assert_eq!(options.since.as_deref(), Some("1764500000"));
+        let filters = options.filters.expect("filters");
+        assert!(filters["event"].contains(&"rename".to_string()));
+        assert!(filters["event"].contains(&"start".to_string()));
     }
 }
