@@ -578,6 +578,39 @@ dockerd_gone() { ! kill -0 "$LAB_DOCKERD_PID" 2>/dev/null; }
 # docker_connected true|false — what the daemon's status says.
 docker_connected() { [[ "$(dfw_status | jq -r .docker.connected)" == "$1" ]]; }
 
+# Docker's chains in the legacy variant (iptables-legacy) while `iptables` on
+# PATH is nft: dockfw must write where Docker's chains are. A private namespace
+# stands in for such a host; the daemon plans from the lab engine over its socket.
+case_variant_legacy() {
+    need_dockfw
+    local ns="dfw-l-$LAB_ID" pol
+    pid=""   # global: the EXIT trap below runs after this function's locals are gone
+    ip netns add "$ns"
+    trap 'if [[ -n "${pid:-}" ]]; then kill "$pid" 2>/dev/null || true; fi; ip netns del "'"$ns"'" 2>/dev/null || true' EXIT
+    in_ns() { nsenter --net="/var/run/netns/$ns" "$@"; }
+    in_ns sh -e -c 'for t in iptables-legacy ip6tables-legacy; do
+        $t -N DOCKER; $t -N DOCKER-USER; $t -A DOCKER-USER -j RETURN; $t -I FORWARD -j DOCKER-USER
+    done'
+    lab_run web -p 80:80
+    pol="$(policy_web)"
+    # nsenter execs the daemon, so $! is the daemon itself.
+    nsenter --net="/var/run/netns/$ns" env DOCKER_HOST="unix://$LAB_SOCK" "$DOCKFW" daemon \
+        --config "$pol" --socket "$LAB_DIR/legacy.sock" >"$LAB_DIR/legacy.log" 2>&1 &
+    pid=$!
+    wait_for 10 eval 'in_ns iptables-legacy -S DOCKER-USER | grep -q -- "-j DOCKFW"' ||
+        fail "no DOCKFW jump in the legacy DOCKER-USER: $(tail -n 3 "$LAB_DIR/legacy.log")"
+    in_ns ip6tables-legacy -S DOCKER-USER | grep -q -- "-j DOCKFW" || fail "no DOCKFW jump in legacy ip6tables"
+    if in_ns iptables-nft-save 2>/dev/null | grep -q DOCKFW; then fail "dockfw wrote to nft too"; fi
+    local variant
+    variant="$("$DOCKFW" status --socket "$LAB_DIR/legacy.sock" --json | jq -r .rules.ipv4.variant)"
+    [[ "$variant" == legacy ]] || fail "status says variant '$variant', want legacy"
+    kill "$pid"; wait "$pid" 2>/dev/null || true; pid=""
+    in_ns "$DOCKFW" uninstall --socket "$LAB_DIR/legacy.sock" >&2 || fail "uninstall failed"
+    if in_ns iptables-legacy-save | grep -q DOCKFW; then fail "DOCKFW left in legacy after uninstall"; fi
+    [[ "$(in_ns iptables-legacy -S DOCKER-USER)" == $'-N DOCKER-USER\n-A DOCKER-USER -j RETURN' ]] ||
+        fail "legacy DOCKER-USER not as 'Docker' made it: $(in_ns iptables-legacy -S DOCKER-USER)"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -597,6 +630,7 @@ CASES=(
     docker_source_live
     measure
     docker_restart
+    variant_legacy
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
