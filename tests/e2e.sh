@@ -559,8 +559,7 @@ case_docker_restart() {
     lab_run web -p 80:80
     dockfw_start "$(policy_web)" || fail "daemon did not start"
     local before; before="$(fw_snapshot | grep -c DOCKFW)"
-    kill -TERM "$LAB_DOCKERD_PID"
-    wait_for 30 dockerd_gone || fail "dockerd did not stop"
+    term_and_wait "$LAB_DOCKERD_PID" 30 || fail "dockerd did not stop"
     wait_for 10 docker_connected false || fail "status does not show docker disconnected"
     (($(fw_snapshot | grep -c DOCKFW) >= before)) || fail "rules removed while the engine was away"
     lab_dockerd_up || fail "dockerd did not come back"
@@ -572,8 +571,6 @@ case_docker_restart() {
     v4_dockfw_jump_first || fail "DOCKER-USER -> DOCKFW jump not first after the restart"
     forward_jump_first iptables || fail "FORWARD -> DOCKER-USER jump not first after the restart"
 }
-
-dockerd_gone() { ! kill -0 "$LAB_DOCKERD_PID" 2>/dev/null; }
 
 # docker_connected true|false — what the daemon's status says.
 docker_connected() { [[ "$(dfw_status | jq -r .docker.connected)" == "$1" ]]; }

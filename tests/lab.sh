@@ -352,16 +352,22 @@ dockfw_start() {
     return 1
 }
 
+# term_and_wait PID SECS — SIGTERM, then wait up to SECS for PID to exit (0 if it did).
+term_and_wait() {
+    kill -TERM "$1" 2>/dev/null || true
+    local i
+    for ((i = 0; i < $2 * 5; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.2
+    done
+    return 1
+}
+
 # dockfw_stop — SIGTERM (rules stay), SIGKILL after 5 s.
 dockfw_stop() {
     dfw_pid >/dev/null || return 0
     LAB_DFW_PID="$(dfw_pid)"
-    kill -TERM "$LAB_DFW_PID" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 25; i++)); do
-        kill -0 "$LAB_DFW_PID" 2>/dev/null || break
-        sleep 0.2
-    done
+    term_and_wait "$LAB_DFW_PID" 5
     kill -KILL "$LAB_DFW_PID" 2>/dev/null || true
     rm -f "$LAB_DIR/dockfw.pid"
     LAB_DFW_PID=""
@@ -483,12 +489,7 @@ lab_dockerd_down() {
             timeout 30 docker -H "unix://$LAB_SOCK" rm -f $ids >/dev/null 2>&1 || true
         fi
     fi
-    kill -TERM "$LAB_DOCKERD_PID" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 75; i++)); do
-        kill -0 "$LAB_DOCKERD_PID" 2>/dev/null || break
-        sleep 0.2
-    done
+    term_and_wait "$LAB_DOCKERD_PID" 15
     # Anything left (dockerd itself, containerd, shims, docker-proxy, client servers).
     lab_kill_ns_procs TERM
     sleep 0.5
