@@ -19,11 +19,11 @@
 //! Ports are matched with `--ctorigdstport`, the destination port before
 //! Docker's DNAT, i.e. the published host port. Allow entries with ports
 //! also require `--ctstate DNAT`: a connection routed straight to a
-//! container address has no published port, so only port-less entries admit
-//! it. Only entries with container
-//! selectors name container addresses, so a selector-free policy yields rules
-//! that do not grow with the number of containers. The `br-+` rule covers a
-//! default-named bridge created an instant ago, before dockfw re-planned.
+//! container address has no published port, so only port-less entries
+//! admit it. Only entries with container selectors name container
+//! addresses, so a selector-free policy yields rules that do not grow with
+//! the number of containers. The `br-+` rule covers a default-named bridge
+//! created an instant ago, before dockfw re-planned.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::IpAddr;
@@ -114,10 +114,10 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
     }
 }
 
-/// Rules for ports `docker-proxy` serves on the host: published in a family
-/// the container has no address in, so no DNAT happens and the connection
-/// ends at the proxy (INPUT), never passing DOCKER-USER. Each such port gets
-/// the policy's verdict, matched on its own destination port.
+/// Rules for ports `docker-proxy` serves on the host (see [`proxied_in`]):
+/// no DNAT happens for them, the connection ends at the proxy (INPUT) and
+/// never passes DOCKER-USER. Each such port gets the policy's verdict,
+/// matched on its own destination port.
 fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
     let mut rules = vec![
         Rule {
