@@ -65,7 +65,7 @@ lab_pkg_installed() {
 
 # Install docker.io, iptables, … — but only run apt-get when something is missing.
 lab_install_deps() {
-    local pkgs=(docker.io iptables nftables busybox-static curl iproute2 conntrack jq)
+    local pkgs=(docker.io iptables nftables busybox-static curl iproute2 conntrack jq xz-utils)
     local missing=() p
     for p in "${pkgs[@]}"; do
         lab_pkg_installed "$p" || missing+=("$p")
@@ -185,6 +185,21 @@ lab_run() {
     lab_docker run -d --name "$name" "$@" "$LAB_IMAGE" >/dev/null
 }
 
+# lab_fetch_engine DIR — put a newer engine's dockerd and docker-proxy in DIR/usr/sbin:
+# Debian trixie's docker.io (26.x), which runs on bookworm's libc, containerd and runc.
+# The package's current file name is read from trixie's index, so point releases work.
+lab_fetch_engine() {
+    local dir="$1" mirror="http://deb.debian.org/debian" file
+    [[ -x "$dir/usr/sbin/dockerd" ]] && return 0
+    mkdir -p "$dir"
+    file="$(curl -fsS -m 60 "$mirror/dists/trixie/main/binary-amd64/Packages.xz" | xz -dc |
+        awk '/^Package: docker.io$/ {p = 1} p && /^Filename:/ && !done {print $2; done = 1}')"
+    [[ -n "$file" ]] || { lab_log "docker.io not found in trixie's index"; return 1; }
+    curl -fsS -m 300 -o "$dir/docker.io.deb" "$mirror/$file" || return 1
+    dpkg-deb -x "$dir/docker.io.deb" "$dir"
+    "$dir/usr/sbin/dockerd" --version >&2
+}
+
 # ---------------------------------------------------------------------------
 # Bring-up
 # ---------------------------------------------------------------------------
@@ -244,7 +259,9 @@ lab_dockerd_up() {
 EOF
     # setsid: own process group, so teardown can signal dockerd and only dockerd's group.
     # nsenter --net (not `ip netns exec`): the latter remounts /sys and breaks cgroups.
-    setsid nsenter --net="$LAB_NSPATH" dockerd \
+    # LAB_DOCKERD_DIR: a directory with another engine's dockerd and docker-proxy
+    # (tests/run.sh uses Debian trixie's docker.io 26 there), found first on PATH.
+    PATH="${LAB_DOCKERD_DIR:+$LAB_DOCKERD_DIR:}$PATH" setsid nsenter --net="$LAB_NSPATH" dockerd \
         --data-root "$d/data" --exec-root "$d/exec" \
         -H "unix://$LAB_SOCK" --pidfile "$d/dockerd.pid" \
         --config-file "$d/daemon.json" >"$d/dockerd.log" 2>&1 &

@@ -63,6 +63,12 @@ check_package() {
 if step build cargo build --release; then
     step package check_package || true
     step e2e bash tests/e2e.sh || true
+    # The same suite against a current engine (Docker 26, which makes its own
+    # ip6tables DOCKER-USER), fetched from Debian trixie.
+    engine_dir="$PWD/target/engine-trixie"
+    if step fetch-engine lab_fetch_engine "$engine_dir"; then
+        step e2e-docker26 env LAB_DOCKERD_DIR="$engine_dir/usr/sbin" bash tests/e2e.sh || true
+    fi
 else
     FAILED_STEPS+=("e2e(skipped: no build)")
 fi
