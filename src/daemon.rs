@@ -664,6 +664,40 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn an_ended_event_stream_is_resubscribed_after_backoff_and_resyncs() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        settle(1.0).await;
+        let before = h.snapshots();
+        let Harness {
+            docker,
+            events,
+            shutdown: _shutdown,
+            task: _task,
+            ..
+        } = h;
+        // Dropping the only sender ends the fake engine's event stream.
+        drop(events);
+        let snapshots = || docker.snapshots.load(Ordering::SeqCst);
+        settle(0.8).await;
+        assert_eq!(snapshots(), before, "no resync before the 1 s backoff");
+        settle(0.5).await;
+        assert_eq!(
+            snapshots(),
+            before + 1,
+            "re-subscribing triggers one resync"
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+        let delays: Vec<u64> = (0..7).map(|_| b.next_delay().as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn shutdown_stops_the_loop_and_leaves_rules_installed() {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         settle(1.0).await;
