@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 
 use crate::control::ReloadRequest;
 use crate::docker::{DockerSource, Engine};
-use crate::firewall::Firewall;
+use crate::firewall::{Firewall, FirewallError};
 use crate::installed::Installed;
 use crate::inventory::Inventory;
 use crate::plan::{exposures, plan};
@@ -291,6 +291,9 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
                     inventory.set_nat(family, st.has_chain("DOCKER"));
                     installed.push((family, st));
                 }
+                Err(FirewallError::Unavailable { .. }) => {
+                    *self.family_status(family) = FamilyStatus::default();
+                }
                 Err(e) => errors.push(format!("{}: {e}", family.as_str())),
             }
         }
@@ -331,7 +334,7 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         family: Family,
         desired: &FamilyRules,
         installed: &Installed,
-    ) -> Result<Option<Changes>, crate::firewall::FirewallError> {
+    ) -> Result<Option<Changes>, FirewallError> {
         let Some(tx) = render::transaction(desired, installed) else {
             return Ok(None);
         };
@@ -415,7 +418,6 @@ mod tests {
 
     use super::*;
     use crate::docker::{DockerError, Snapshot};
-    use crate::firewall::FirewallError;
     use crate::installed::{Installed, simulate};
     use crate::inventory::{Bridge, Inventory};
     use crate::policy::Default;
@@ -462,6 +464,8 @@ mod tests {
     struct FakeFirewall {
         tables: Mutex<[Installed; 2]>,
         failing: AtomicBool,
+        /// Behave like a kernel booted with IPv6 disabled.
+        no_ipv6: AtomicBool,
         restores: AtomicUsize,
     }
 
@@ -474,6 +478,9 @@ mod tests {
 
     impl Firewall for Arc<FakeFirewall> {
         async fn read(&self, family: Family) -> Result<Installed, FirewallError> {
+            if family == Family::V6 && self.no_ipv6.load(Ordering::SeqCst) {
+                return Err(FirewallError::Unavailable { family: "ipv6" });
+            }
             Ok(self.tables.lock().unwrap()[slot(family)].clone())
         }
 
@@ -530,6 +537,7 @@ mod tests {
                 Installed::parse("*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n"),
             ]),
             failing: AtomicBool::new(false),
+            no_ipv6: AtomicBool::new(false),
             restores: AtomicUsize::new(0),
         });
         let (reload, reload_rx) = mpsc::channel(4);
@@ -686,6 +694,16 @@ mod tests {
             before + 1,
             "re-subscribing triggers one resync"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kernel_without_ipv6_is_not_a_failure() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        h.firewall.no_ipv6.store(true, Ordering::SeqCst);
+        settle(1.0).await;
+        assert_eq!(h.result(), "applied");
+        assert_eq!(h.restores(), 1, "IPv4 only");
+        assert_eq!(h.status.borrow().rules.ipv6.rules, 0);
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub enum FirewallError {
         status: std::process::ExitStatus,
         stderr: String,
     },
+    /// The kernel has no such family (IPv6 disabled): nothing to protect.
+    #[error("{family} is disabled in this kernel")]
+    Unavailable { family: &'static str },
 }
 
 /// An iptables implementation.
@@ -161,6 +164,11 @@ async fn default_variant() -> Variant {
 
 impl Firewall for Iptables {
     async fn read(&self, family: Family) -> Result<Installed, FirewallError> {
+        if family == Family::V6 && !std::path::Path::new("/proc/net/if_inet6").exists() {
+            return Err(FirewallError::Unavailable {
+                family: family.as_str(),
+            });
+        }
         if let Some(variant) = self.cached(family) {
             let st = self.save(family, variant).await?;
             if has_docker_chains(&st) {
