@@ -288,7 +288,7 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         for family in Family::ALL {
             match self.firewall.read(family).await {
                 Ok(st) => {
-                    inventory.set_nat(family, st.has_chain("DOCKER"));
+                    inventory.set_dnat(family, st.dnat.clone());
                     installed.push((family, st));
                 }
                 Err(FirewallError::Unavailable { .. }) => {
@@ -419,7 +419,9 @@ mod tests {
     use super::*;
     use crate::docker::{DockerError, Snapshot};
     use crate::installed::{Installed, simulate};
-    use crate::inventory::{Bridge, Inventory};
+    use std::net::IpAddr;
+
+    use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
     use crate::policy::Default;
 
     struct FakeDocker {
@@ -530,7 +532,9 @@ mod tests {
             snapshots: AtomicUsize::new(0),
             events: Mutex::new(Some(events_rx)),
         });
-        let v4 = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+        // Docker publishes tcp/5432 by DNAT in IPv4 only (20.10 without ip6tables).
+        let v4 = "*nat\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 5432 -j DNAT --to-destination 172.17.0.2:5432\nCOMMIT\n\
+                  *filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
         let firewall = Arc::new(FakeFirewall {
             tables: Mutex::new([
                 Installed::parse(v4),
@@ -704,6 +708,48 @@ mod tests {
         assert_eq!(h.result(), "applied");
         assert_eq!(h.restores(), 1, "IPv4 only");
         assert_eq!(h.status.borrow().rules.ipv6.rules, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ports_docker_does_not_dnat_are_guarded_at_input() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        let any4: IpAddr = "0.0.0.0".parse().unwrap();
+        let any6: IpAddr = "::".parse().unwrap();
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .containers
+            .push(Container {
+                id: "c1".into(),
+                name: "db".into(),
+                labels: std::collections::BTreeMap::new(),
+                host_network: false,
+                attachments: vec![Attachment {
+                    network: "bridge".into(),
+                    ipv4: Some("172.17.0.2".parse().unwrap()),
+                    ipv6: Some("fd00::2".parse().unwrap()),
+                }],
+                ports: [any4, any6]
+                    .map(|host_ip| PublishedPort {
+                        host_ip,
+                        host_port: 5432,
+                        container_port: 5432,
+                        proto: Proto::Tcp,
+                    })
+                    .to_vec(),
+            });
+        settle(1.0).await;
+        let tables = h.firewall.tables.lock().unwrap().clone();
+        let drop = "-p tcp -m tcp --dport 5432 -j DROP".to_owned();
+        assert!(
+            !tables[0].chain_rules("DOCKFW-PROXY").contains(&drop),
+            "IPv4 is DNAT-ed: FORWARD judges it"
+        );
+        assert!(
+            tables[1].chain_rules("DOCKFW-PROXY").contains(&drop),
+            "IPv6 ends at docker-proxy"
+        );
     }
 
     #[test]

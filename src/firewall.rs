@@ -115,7 +115,8 @@ impl Iptables {
     }
 
     async fn save(&self, family: Family, variant: Variant) -> Result<Installed, FirewallError> {
-        let out = run(&variant.program(family, "save"), &["-t", "filter"], None).await?;
+        // All tables in one run: `filter` for the chains, `nat` for DNAT.
+        let out = run(&variant.program(family, "save"), &[], None).await?;
         Ok(Installed::parse(&out))
     }
 

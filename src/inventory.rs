@@ -8,27 +8,25 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
+use crate::policy::PortRange;
 use crate::ruleset::Family;
 
 /// One snapshot of the engine: everything a plan needs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Inventory {
     /// Bridge-driver networks, with the Linux interface each one uses.
     pub bridges: Vec<Bridge>,
     /// Running containers.
     pub containers: Vec<Container>,
-    /// Whether Docker publishes IPv4 ports with DNAT rules (its `DOCKER`
-    /// chain exists in iptables). Where it does not, `docker-proxy` on the
-    /// host serves every published port of that family.
-    #[serde(default = "yes")]
-    pub nat_ipv4: bool,
-    /// The same for IPv6 (`"ip6tables": true` in the engine's config).
-    #[serde(default = "yes")]
-    pub nat_ipv6: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// The ports Docker publishes by DNAT in IPv4, read from the `nat`
+    /// table: new connections to them are forwarded. A published port
+    /// missing here is served by `docker-proxy` on the host itself. `None`
+    /// (test fixtures) means every published port is DNAT-ed.
+    #[serde(default)]
+    pub dnat_ipv4: Option<Vec<(Proto, PortRange)>>,
+    /// The same for IPv6 (none at all without `"ip6tables": true`).
+    #[serde(default)]
+    pub dnat_ipv6: Option<Vec<(Proto, PortRange)>>,
 }
 
 /// A Docker network using the `bridge` driver.
@@ -103,22 +101,23 @@ pub struct PublishedPort {
 }
 
 impl Inventory {
-    /// Record whether Docker writes DNAT rules in `family`.
-    pub fn set_nat(&mut self, family: Family, nat: bool) {
+    /// Record which ports Docker DNATs in `family`.
+    pub fn set_dnat(&mut self, family: Family, ports: Vec<(Proto, PortRange)>) {
         match family {
-            Family::V4 => self.nat_ipv4 = nat,
-            Family::V6 => self.nat_ipv6 = nat,
+            Family::V4 => self.dnat_ipv4 = Some(ports),
+            Family::V6 => self.dnat_ipv6 = Some(ports),
         }
     }
-}
 
-impl Default for Inventory {
-    fn default() -> Inventory {
-        Inventory {
-            bridges: Vec::new(),
-            containers: Vec::new(),
-            nat_ipv4: true,
-            nat_ipv6: true,
-        }
+    /// Whether new connections to a published port are DNAT-ed (forwarded)
+    /// in `family`.
+    pub fn dnats(&self, family: Family, proto: Proto, port: u16) -> bool {
+        let ports = match family {
+            Family::V4 => &self.dnat_ipv4,
+            Family::V6 => &self.dnat_ipv6,
+        };
+        ports
+            .as_ref()
+            .is_none_or(|ports| ports.iter().any(|(p, r)| *p == proto && r.contains(port)))
     }
 }

@@ -17,7 +17,7 @@ use tracing::info;
 use dockfw::control::{self, ControlError, Handles, Request, Response};
 use dockfw::daemon::{self, Channels, Config};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
-use dockfw::firewall::{Firewall, Iptables};
+use dockfw::firewall::{Firewall, FirewallError, Iptables};
 use dockfw::installed::Installed;
 use dockfw::plan::plan;
 use dockfw::policy::{self, Policy, PolicyError};
@@ -243,11 +243,15 @@ async fn show_plan(config: &Path) -> Result<ExitCode> {
     let firewall = Iptables::new();
     let mut installed = Vec::new();
     for family in Family::ALL {
-        let st = firewall
-            .read(family)
-            .await
-            .with_context(|| format!("cannot read the installed {} rules", family.as_str()))?;
-        inventory.set_nat(family, st.has_chain("DOCKER"));
+        let st = match firewall.read(family).await {
+            Err(FirewallError::Unavailable { family }) => {
+                println!("# {family}: disabled in this kernel, nothing to do\n");
+                continue;
+            }
+            read => read
+                .with_context(|| format!("cannot read the installed {} rules", family.as_str()))?,
+        };
+        inventory.set_dnat(family, st.dnat.clone());
         installed.push((family, st));
     }
     let ruleset = plan(&policy, &inventory);
@@ -321,9 +325,13 @@ async fn reload(socket: &Path) -> Result<ExitCode> {
 }
 
 async fn uninstall(socket: &Path) -> Result<ExitCode> {
-    if control::request(socket, &Request::Status).await.is_ok() {
+    // Anything but "nothing answers" means a daemon may be there.
+    if !matches!(
+        control::request(socket, &Request::Status).await,
+        Err(ControlError::NotRunning { .. })
+    ) {
         bail!(
-            "the daemon is running (it answers on {}) and would put the rules back; stop it first (systemctl stop dockfw)",
+            "a daemon is running on {} and would put the rules back; stop it first (systemctl stop dockfw)",
             socket.display()
         );
     }
@@ -339,6 +347,9 @@ async fn uninstall(socket: &Path) -> Result<ExitCode> {
         }
         .await;
         match result {
+            Err(FirewallError::Unavailable { .. }) => {
+                println!("{}: disabled in this kernel", family.as_str());
+            }
             Ok(true) => println!("{}: removed dockfw's chains and jump", family.as_str()),
             Ok(false) => println!("{}: nothing of dockfw's installed", family.as_str()),
             Err(e) => {

@@ -13,6 +13,7 @@
 //!                 allow entries (DNAT-ed only)    -> RETURN   (default deny only)
 //!                 everything else                 -> DROP     (default deny only)
 //! DOCKFW-PROXY    established/related, from lo    -> RETURN   (jumped to from INPUT)
+//!                 -i <each Docker bridge>         -> RETURN
 //!                 per port docker-proxy serves: the same verdict, on --dport
 //! ```
 //!
@@ -150,8 +151,9 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain 
 }
 
 /// The family in which `docker-proxy` answers for this published port, if
-/// it does: a non-loopback host address of a family the container lacks, or
-/// any family in which Docker writes no DNAT rules at all.
+/// it does: a non-loopback host address of a family the container has no
+/// address in, or whose port Docker does not DNAT there (e.g. IPv6 without
+/// `"ip6tables": true`).
 pub fn proxied_in(
     inventory: &Inventory,
     container: &Container,
@@ -161,15 +163,12 @@ pub fn proxied_in(
         return None;
     }
     let family = family_of(port.host_ip);
-    let nat = match family {
-        Family::V4 => inventory.nat_ipv4,
-        Family::V6 => inventory.nat_ipv6,
-    };
     let has_address = container.attachments.iter().any(|a| match family {
         Family::V4 => a.ipv4.is_some(),
         Family::V6 => a.ipv6.is_some(),
     });
-    (!nat || !has_address).then_some(family)
+    let forwarded = inventory.dnats(family, port.proto, port.host_port);
+    (!has_address || !forwarded).then_some(family)
 }
 
 fn family_of(ip: IpAddr) -> Family {

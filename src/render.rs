@@ -8,7 +8,9 @@
 
 use std::fmt::Write as _;
 
-use crate::installed::{CREATED_FORWARD_JUMP, FORWARD_JUMP, Installed, jumps_to};
+use crate::installed::{
+    CREATED_FORWARD_JUMP, FORWARD_JUMP, Installed, RESTORED_FORWARD_JUMP, jumps_to,
+};
 use crate::ruleset::{
     Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, OWNED_CHAINS, Rule, Target,
 };
@@ -158,26 +160,28 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
     })
 }
 
-/// Keep a `FORWARD -> DOCKER-USER` jump: create it with the chain, restore
-/// Docker's when gone, and move dockfw's own back on top when something was
-/// inserted above it (Docker 20.10 does, for a new network's ip6tables rules,
-/// because it does not manage DOCKER-USER there). Docker's own jump is
-/// Docker's to place; other tools' conditional jumps are left alone.
+/// Keep a `FORWARD -> DOCKER-USER` jump. dockfw's own jump carries a mark:
+/// it is made with the chain, or to restore a missing jump, and it is moved
+/// back on top when something was inserted above it (Docker 20.10 does, for
+/// a new network's ip6tables rules, because it does not manage DOCKER-USER
+/// there). Docker's own jump is Docker's to place; other tools'
+/// conditional jumps are left alone.
 fn forward_jump(installed: &Installed, changes: &mut Changes, body: &mut String) {
+    let (jumps, first) = installed.forward_jumps();
     if changes.created_docker_user {
         let _ = writeln!(body, "-I FORWARD 1 {CREATED_FORWARD_JUMP}");
-        return;
-    }
-    let (jumps, first) = installed.forward_jumps();
-    if jumps.is_empty() {
+    } else if jumps.is_empty() {
         changes.restored_forward_jump = true;
-        let _ = writeln!(body, "-I FORWARD 1 {FORWARD_JUMP}");
-    } else if jumps == [CREATED_FORWARD_JUMP] && !first {
-        changes.moved_forward_jump = true;
-        let _ = writeln!(
-            body,
-            "-D FORWARD {CREATED_FORWARD_JUMP}\n-I FORWARD 1 {CREATED_FORWARD_JUMP}"
-        );
+        let _ = writeln!(body, "-I FORWARD 1 {RESTORED_FORWARD_JUMP}");
+    } else if !first {
+        let ours: Vec<&&str> = jumps.iter().filter(|j| **j != FORWARD_JUMP).collect();
+        if let Some(keep) = ours.first() {
+            changes.moved_forward_jump = true;
+            for spec in &ours {
+                let _ = writeln!(body, "-D FORWARD {spec}");
+            }
+            let _ = writeln!(body, "-I FORWARD 1 {keep}");
+        }
     }
 }
 
@@ -202,14 +206,27 @@ fn count_rule_changes(desired: &FamilyRules, installed: &Installed, changes: &mu
 /// dockfw created itself goes too, once nothing but `RETURN` is left in it.
 pub fn uninstall(installed: &Installed) -> Option<String> {
     let mut body = String::new();
-    let created = created_docker_user(installed);
-    if let Some(marked) = &created {
-        // Flushing the chain removes our jump with it; deleting that rule
-        // too in the same nft batch makes the chain deletion fail.
-        let _ = writeln!(body, "-D FORWARD {marked}\n-F {DOCKER_USER}");
+    let forward = installed.chain_rules("FORWARD");
+    let count = |spec: &str| forward.iter().filter(|s| *s == spec).count();
+    let remove_chain = created_chain_is_ours(installed);
+    if remove_chain {
+        // Flushing the chain removes our jump in it; deleting that rule too
+        // in the same nft batch makes the chain deletion fail.
+        for _ in 0..count(CREATED_FORWARD_JUMP) {
+            let _ = writeln!(body, "-D FORWARD {CREATED_FORWARD_JUMP}");
+        }
+        let _ = writeln!(body, "-F {DOCKER_USER}");
+    }
+    // A jump dockfw restored is Docker's again: unmarked, unless Docker's
+    // own came back meanwhile.
+    for _ in 0..count(RESTORED_FORWARD_JUMP) {
+        let _ = writeln!(body, "-D FORWARD {RESTORED_FORWARD_JUMP}");
+    }
+    if count(RESTORED_FORWARD_JUMP) > 0 && count(FORWARD_JUMP) == 0 {
+        let _ = writeln!(body, "-I FORWARD 1 {FORWARD_JUMP}");
     }
     for hook in HOOKS {
-        if created.is_some() && hook.parent == DOCKER_USER {
+        if remove_chain && hook.parent == DOCKER_USER {
             continue;
         }
         for _ in 0..installed.hook_jumps(hook).0 {
@@ -227,26 +244,26 @@ pub fn uninstall(installed: &Installed) -> Option<String> {
     for chain in &owned {
         let _ = writeln!(body, "-X {chain}");
     }
-    if created.is_some() {
+    if remove_chain {
         let _ = writeln!(body, "-X {DOCKER_USER}");
     }
     (!body.is_empty()).then(|| format!("*filter\n{body}COMMIT\n"))
 }
 
-/// The spec of the `FORWARD` jump when `DOCKER-USER` is dockfw's own
-/// creation and holds nothing but `RETURN` and dockfw's jump; `None` when
-/// the chain is Docker's or holds someone else's rules.
-fn created_docker_user(installed: &Installed) -> Option<&'static str> {
+/// Whether `DOCKER-USER` is dockfw's creation and nothing else's: only
+/// dockfw's creation-marked jump leads to it, and it holds nothing but
+/// `RETURN` and dockfw's jump.
+fn created_chain_is_ours(installed: &Installed) -> bool {
     let forward = installed.chain_rules("FORWARD");
-    let others_jump = forward
+    let created = forward.iter().any(|s| s == CREATED_FORWARD_JUMP);
+    let others = forward
         .iter()
         .any(|s| s != CREATED_FORWARD_JUMP && jumps_to(s, DOCKER_USER));
     let only_ours = installed
         .chain_rules(DOCKER_USER)
         .iter()
         .all(|s| s == "-j RETURN" || *s == format!("-j {ENTRY_CHAIN}"));
-    let marked = forward.iter().any(|s| s == CREATED_FORWARD_JUMP);
-    (marked && !others_jump && only_ours).then_some(CREATED_FORWARD_JUMP)
+    created && !others && only_ours
 }
 
 #[cfg(test)]
@@ -376,7 +393,10 @@ mod tests {
         simulate::apply(&mut installed, "-D FORWARD -j DOCKER-USER\n").unwrap();
         let tx = transaction(&sample(), &installed).expect("restore");
         assert!(tx.changes.restored_forward_jump);
-        assert_eq!(tx.text, "*filter\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n");
+        assert_eq!(
+            tx.text,
+            format!("*filter\n-I FORWARD 1 {RESTORED_FORWARD_JUMP}\nCOMMIT\n")
+        );
     }
 
     #[test]
@@ -399,6 +419,53 @@ mod tests {
             [CREATED_FORWARD_JUMP, "-o br-new -j DOCKER"]
         );
         assert_eq!(transaction(&sample(), &installed), None);
+    }
+
+    #[test]
+    fn a_restored_jump_is_kept_on_top_and_handed_back_unmarked_on_uninstall() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        install(&mut installed);
+        simulate::apply(&mut installed, "-D FORWARD -j DOCKER-USER\n").unwrap();
+        let tx = transaction(&sample(), &installed).expect("restore");
+        simulate::apply(&mut installed, &tx.text).unwrap();
+        simulate::apply(&mut installed, "-I FORWARD 1 -o br-new -j DOCKER\n").unwrap();
+        let tx = transaction(&sample(), &installed).expect("move");
+        assert!(
+            tx.changes.moved_forward_jump,
+            "a jump dockfw put there is dockfw's to keep on top"
+        );
+        simulate::apply(&mut installed, &tx.text).unwrap();
+        assert_eq!(installed.chain_rules("FORWARD")[0], RESTORED_FORWARD_JUMP);
+
+        let text = uninstall(&installed).expect("uninstall");
+        simulate::apply(&mut installed, &text).unwrap();
+        assert_eq!(
+            installed.chain_rules("FORWARD"),
+            ["-j DOCKER-USER", "-o br-new -j DOCKER"]
+        );
+        assert_eq!(
+            installed.chain_rules(DOCKER_USER),
+            ["-j RETURN"],
+            "Docker's chain stays"
+        );
+    }
+
+    #[test]
+    fn a_restored_jump_goes_on_uninstall_when_dockers_came_back() {
+        let mut installed = Installed::parse(DOCKER_MADE);
+        install(&mut installed);
+        simulate::apply(&mut installed, "-D FORWARD -j DOCKER-USER\n").unwrap();
+        let tx = transaction(&sample(), &installed).expect("restore");
+        simulate::apply(&mut installed, &tx.text).unwrap();
+        simulate::apply(&mut installed, "-I FORWARD 1 -j DOCKER-USER\n").unwrap();
+        assert_eq!(
+            transaction(&sample(), &installed),
+            None,
+            "Docker's jump first is fine"
+        );
+        let text = uninstall(&installed).expect("uninstall");
+        simulate::apply(&mut installed, &text).unwrap();
+        assert_eq!(installed.chain_rules("FORWARD"), ["-j DOCKER-USER"]);
     }
 
     #[test]
@@ -425,7 +492,8 @@ mod tests {
         let tx = transaction(&sample(), &installed).expect("restore");
         assert!(tx.changes.restored_forward_jump);
         assert_eq!(
-            tx.text, "*filter\n-I FORWARD 1 -j DOCKER-USER\nCOMMIT\n",
+            tx.text,
+            format!("*filter\n-I FORWARD 1 {RESTORED_FORWARD_JUMP}\nCOMMIT\n"),
             "the operator's rule stays"
         );
     }

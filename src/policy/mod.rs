@@ -52,7 +52,9 @@ pub struct Entry {
 }
 
 /// An inclusive range of ports, `first <= last`, both in 1..=65535.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 pub struct PortRange {
     pub first: u16,
     pub last: u16,
