@@ -155,6 +155,24 @@ async fn watch_events<D: DockerSource>(
     }
 }
 
+/// Read what is installed in each family, noting in `inventory` which
+/// ports Docker DNATs there (the rest are docker-proxy's). Shared by the
+/// reconcile loop and `dockfw plan`, so both plan from the same facts.
+pub async fn read_installed<F: Firewall>(
+    firewall: &F,
+    inventory: &mut Inventory,
+) -> Vec<(Family, Result<Installed, FirewallError>)> {
+    let mut reads = Vec::new();
+    for family in Family::ALL {
+        let read = firewall.read(family).await;
+        if let Ok(st) = &read {
+            inventory.set_dnat(family, st.dnat.clone());
+        }
+        reads.push((family, read));
+    }
+    reads
+}
+
 /// The state the loop carries between reconciles.
 struct Reconciler<D, F> {
     config: Config,
@@ -285,12 +303,9 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         let mut inventory = snapshot.inventory;
         let mut installed = Vec::new();
         let mut errors = Vec::new();
-        for family in Family::ALL {
-            match self.firewall.read(family).await {
-                Ok(st) => {
-                    inventory.set_dnat(family, st.dnat.clone());
-                    installed.push((family, st));
-                }
+        for (family, read) in read_installed(&self.firewall, &mut inventory).await {
+            match read {
+                Ok(st) => installed.push((family, st)),
                 Err(FirewallError::Unavailable { .. }) => {
                     *self.family_status(family) = FamilyStatus::default();
                 }

@@ -242,8 +242,8 @@ async fn show_plan(config: &Path) -> Result<ExitCode> {
         .inventory;
     let firewall = Iptables::new();
     let mut installed = Vec::new();
-    for family in Family::ALL {
-        let st = match firewall.read(family).await {
+    for (family, read) in daemon::read_installed(&firewall, &mut inventory).await {
+        let st = match read {
             Err(FirewallError::Unavailable { family }) => {
                 println!("# {family}: disabled in this kernel, nothing to do\n");
                 continue;
@@ -251,7 +251,6 @@ async fn show_plan(config: &Path) -> Result<ExitCode> {
             read => read
                 .with_context(|| format!("cannot read the installed {} rules", family.as_str()))?,
         };
-        inventory.set_dnat(family, st.dnat.clone());
         installed.push((family, st));
     }
     let ruleset = plan(&policy, &inventory);
