@@ -6,6 +6,7 @@
 //! takes the installed state to the desired one, or `None` when nothing
 //! differs. Running the restore is the firewall edge's job.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use crate::installed::{
@@ -132,12 +133,19 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
         // `:` line would flush whatever Docker or others put in it.
         let _ = writeln!(body, "-N {DOCKER_USER}\n-A {DOCKER_USER} -j RETURN");
     }
-    if chains_differ(desired, installed) {
-        count_rule_changes(desired, installed, &mut changes);
-        for chain in &desired.chains {
-            let _ = writeln!(head, ":{} - [0:0]", chain.name);
+    let wanted: Vec<(&str, Vec<String>)> = desired
+        .chains
+        .iter()
+        .map(|chain| (chain.name, chain.rules.iter().map(rule_spec).collect()))
+        .collect();
+    if chains_differ(&wanted, installed) {
+        count_rule_changes(&wanted, installed, &mut changes);
+        for (name, specs) in &wanted {
+            let _ = writeln!(head, ":{name} - [0:0]");
+            for spec in specs {
+                let _ = writeln!(body, "-A {name} {spec}");
+            }
         }
-        body.push_str(&rules_text(desired));
     }
     let planned = |hook: &Hook| desired.chains.iter().any(|c| c.name == hook.chain);
     for hook in HOOKS.into_iter().filter(planned) {
@@ -185,19 +193,25 @@ fn forward_jump(installed: &Installed, changes: &mut Changes, body: &mut String)
     }
 }
 
-fn chains_differ(desired: &FamilyRules, installed: &Installed) -> bool {
-    desired.chains.iter().any(|chain| {
-        let want: Vec<String> = chain.rules.iter().map(rule_spec).collect();
-        !installed.has_chain(chain.name) || installed.chain_rules(chain.name) != want.as_slice()
+/// Whether any chain, with its rule specs rendered, differs from what is
+/// installed.
+fn chains_differ(wanted: &[(&str, Vec<String>)], installed: &Installed) -> bool {
+    wanted.iter().any(|(name, want)| {
+        !installed.has_chain(name) || installed.chain_rules(name) != want.as_slice()
     })
 }
 
-fn count_rule_changes(desired: &FamilyRules, installed: &Installed, changes: &mut Changes) {
-    for chain in &desired.chains {
-        let want: Vec<String> = chain.rules.iter().map(rule_spec).collect();
-        let have = installed.chain_rules(chain.name);
-        changes.added += want.iter().filter(|w| !have.contains(w)).count();
-        changes.removed += have.iter().filter(|h| !want.contains(h)).count();
+fn count_rule_changes(
+    wanted: &[(&str, Vec<String>)],
+    installed: &Installed,
+    changes: &mut Changes,
+) {
+    for (name, want) in wanted {
+        let have = installed.chain_rules(name);
+        let want_set: HashSet<&String> = want.iter().collect();
+        let have_set: HashSet<&String> = have.iter().collect();
+        changes.added += want.iter().filter(|w| !have_set.contains(w)).count();
+        changes.removed += have.iter().filter(|h| !want_set.contains(h)).count();
     }
 }
 
