@@ -4,7 +4,10 @@
 //! engine's Unix socket. Every call connects afresh and negotiates the API version, so an engine
 //! that was down, restarted or upgraded is simply picked up by the next call; nothing here retries
 //! or sleeps, that is the daemon's job. The bollard-model-to-[`Inventory`] mapping is pure
-//! ([`inventory_from`]) and tested without an engine. This module must not plan or touch the
+//! ([`inventory_from`]) and tested without an engine. What Docker reports about its objects is
+//! untrusted input: it is mapped per object and per field, and one odd object never stops the
+//! others (what cannot be read is left out with a note in [`Inventory::rejected`]); only an
+//! unreachable engine or a failed call fails a snapshot. This module must not plan or touch the
 //! firewall: events are triggers, the inventory is plain data.
 
 use std::collections::HashMap;
@@ -22,7 +25,7 @@ use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListNetwor
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
+use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort, Rejected};
 
 /// The engine's socket when `DOCKER_HOST` does not name a Unix socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -67,7 +70,7 @@ pub struct Engine {
     pub api_version: String,
 }
 
-/// Why talking to Docker, or making sense of its answer, failed.
+/// Why talking to Docker failed. An object Docker reports oddly is a note, not an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     #[error("cannot connect to the docker engine at {endpoint}")]
@@ -84,21 +87,6 @@ pub enum DockerError {
     },
     #[error("docker engine reported no {field} in GET /version")]
     MissingVersion { field: &'static str },
-    #[error(
-        "container {container} is attached to network {network}, which is missing from \
-         the network list (still after {attempts} attempts)"
-    )]
-    UnknownNetwork {
-        container: String,
-        network: String,
-        attempts: usize,
-    },
-    #[error("container {container} has an unreadable {what}: {value:?}")]
-    Unreadable {
-        container: String,
-        what: &'static str,
-        value: String,
-    },
 }
 
 /// The socket named by `DOCKER_HOST` if it is `unix://PATH`, else [`DEFAULT_SOCKET`].
@@ -187,7 +175,9 @@ async fn list(docker: &Docker) -> Result<(Vec<ContainerSummary>, Vec<Network>), 
 }
 
 /// Lists until containers and networks agree, at most [`SNAPSHOT_ATTEMPTS`] times: a network
-/// removed between the two calls shows as an attachment to an unknown network.
+/// removed between the two calls shows as an attachment to an unlisted network. After the last
+/// attempt such an attachment is left out with a note (see [`inventory_from`]), so one
+/// container or network that keeps disagreeing never holds back the others.
 async fn consistent_inventory<F, L>(mut list: F) -> Result<Inventory, DockerError>
 where
     F: FnMut() -> L,
@@ -196,18 +186,9 @@ where
     let mut attempt = 1;
     loop {
         let (containers, networks) = list().await?;
-        match inventory_from(&networks, &containers) {
-            Err(DockerError::UnknownNetwork {
-                container, network, ..
-            }) => {
-                if attempt == SNAPSHOT_ATTEMPTS {
-                    let attempts = attempt;
-                    return Err(DockerError::UnknownNetwork {
-                        container,
-                        network,
-                        attempts,
-                    });
-                }
+        let unlisted = unlisted_attachment(&networks, &containers);
+        match unlisted {
+            Some((container, network)) if attempt < SNAPSHOT_ATTEMPTS => {
                 tracing::debug!(
                     container,
                     network,
@@ -216,7 +197,7 @@ where
                 );
                 attempt += 1;
             }
-            result => return result,
+            _ => return Ok(inventory_from(&networks, &containers)),
         }
     }
 }
@@ -314,7 +295,8 @@ fn short_id(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
-/// Networks by id, as far as the inventory cares: a bridge or some other driver.
+/// Networks by id and by name, as far as the inventory cares: a bridge or some other driver.
+/// A network without an id or a name is left out (see [`identity`]).
 struct NetworkIndex<'a> {
     by_id: HashMap<&'a str, &'a Network>,
     by_name: HashMap<&'a str, &'a Network>,
@@ -322,15 +304,17 @@ struct NetworkIndex<'a> {
 
 impl<'a> NetworkIndex<'a> {
     fn new(networks: &'a [Network]) -> Self {
-        let by_id = networks
-            .iter()
-            .filter_map(|n| Some((n.id.as_deref()?, n)))
-            .collect();
-        let by_name = networks
-            .iter()
-            .filter_map(|n| Some((n.name.as_deref()?, n)))
-            .collect();
-        NetworkIndex { by_id, by_name }
+        let mut index = NetworkIndex {
+            by_id: HashMap::new(),
+            by_name: HashMap::new(),
+        };
+        for network in networks {
+            if let Ok((id, name)) = identity(network) {
+                index.by_id.insert(id, network);
+                index.by_name.insert(name, network);
+            }
+        }
+        index
     }
 
     /// The network an endpoint belongs to: by id, or by name for engines that leave the id out.
@@ -342,87 +326,124 @@ impl<'a> NetworkIndex<'a> {
     }
 }
 
+/// A network's id and name, or the note for a network that lacks either (or has it empty).
+fn identity(network: &Network) -> Result<(&str, &str), Rejected> {
+    let id = network.id.as_deref().filter(|id| !id.is_empty());
+    let name = network.name.as_deref().filter(|name| !name.is_empty());
+    let (name, reason) = match (id, name) {
+        (Some(id), Some(name)) => return Ok((id, name)),
+        (Some(id), None) => (short_id(id), "listed without a name"),
+        (None, Some(name)) => (name, "listed without an id"),
+        (None, None) => ("", "listed without an id or a name"),
+    };
+    Err(Rejected {
+        kind: "network".to_string(),
+        name: name.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
 fn is_bridge(network: &Network) -> bool {
     network.driver.as_deref() == Some("bridge")
 }
 
 /// The inventory for what `list_containers` (running only) and `list_networks` (all drivers)
-/// returned. List containers first: a network created in between is then merely unused. An
-/// attachment to a network missing from the list (it was removed in between) is
-/// [`DockerError::UnknownNetwork`]: the caller lists again rather than drop the attachment.
-pub fn inventory_from(
-    networks: &[Network],
-    containers: &[ContainerSummary],
-) -> Result<Inventory, DockerError> {
+/// returned. List containers first: a network created in between is then merely unused.
+///
+/// Everything here is untrusted, so the mapping goes per object and per field: a network
+/// without id or name, an attachment to a network missing from the list, an unreadable address
+/// or published port is left out with a note in [`Inventory::rejected`], and the rest of that
+/// object and every other object are still mapped. (An unlisted network is usually one removed
+/// between the two calls: [`consistent_inventory`] lists again before it settles for a note.)
+pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> Inventory {
     let index = NetworkIndex::new(networks);
+    let mut rejected: Vec<Rejected> = networks.iter().filter_map(|n| identity(n).err()).collect();
     let mut bridges: Vec<Bridge> = networks
         .iter()
         .filter(|n| is_bridge(n))
         .filter_map(bridge_from)
         .collect();
     bridges.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
-    let mut containers = containers
+    let mut containers: Vec<Container> = containers
         .iter()
-        .map(|summary| container_from(summary, &index))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|summary| container_from(summary, &index, &mut rejected))
+        .collect();
     containers.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    rejected.sort_by(|a, b| (&a.kind, &a.name, &a.reason).cmp(&(&b.kind, &b.name, &b.reason)));
     // Whether Docker writes DNAT rules per family is a firewall fact; the
     // daemon fills it in from what is installed.
-    Ok(Inventory {
+    Inventory {
         bridges,
         containers,
+        rejected,
         ..Inventory::default()
+    }
+}
+
+/// The first attachment, as (container, network), to a network missing from `networks`.
+fn unlisted_attachment(
+    networks: &[Network],
+    containers: &[ContainerSummary],
+) -> Option<(String, String)> {
+    let index = NetworkIndex::new(networks);
+    containers.iter().find_map(|summary| {
+        let (network, _) =
+            endpoints(summary).find(|(name, endpoint)| index.get(name, endpoint).is_none())?;
+        Some((container_name(summary), network.clone()))
     })
 }
 
 fn bridge_from(network: &Network) -> Option<Bridge> {
-    let id = network.id.clone()?;
-    let name = network.name.clone()?;
+    let (id, name) = identity(network).ok()?;
     let configured = network
         .options
         .as_ref()
         .and_then(|o| o.get(BRIDGE_NAME_OPTION));
     let interface = match configured.filter(|name| !name.is_empty()) {
         Some(interface) => interface.clone(),
-        None => format!("br-{}", short_id(&id)),
+        None => format!("br-{}", short_id(id)),
     };
     Some(Bridge {
-        id,
-        name,
+        id: id.to_string(),
+        name: name.to_string(),
         interface,
     })
 }
 
+/// The container, with a note in `rejected` for each field left out of it.
 fn container_from(
     summary: &ContainerSummary,
     index: &NetworkIndex,
-) -> Result<Container, DockerError> {
-    let id = summary.id.clone().unwrap_or_default();
-    let name = container_name(summary.names.as_deref().unwrap_or_default(), &id);
+    rejected: &mut Vec<Rejected>,
+) -> Container {
+    let name = container_name(summary);
+    let mut reasons = Vec::new();
+    let mut attachments = Vec::new();
+    for (network_name, endpoint) in endpoints(summary) {
+        match index.get(network_name, endpoint) {
+            Some(network) if is_bridge(network) => {
+                attachments.push(attachment_from(network_name, endpoint, &mut reasons));
+            }
+            Some(_) => {}
+            None => reasons.push(format!(
+                "attached to network {network_name:?}, which is missing from the network list"
+            )),
+        }
+    }
+    attachments.sort_by(|a, b| a.network.cmp(&b.network));
+    let ports = published_ports(summary.ports.as_deref().unwrap_or_default(), &mut reasons);
+    rejected.extend(reasons.into_iter().map(|reason| Rejected {
+        kind: "container".to_string(),
+        name: name.clone(),
+        reason,
+    }));
     let network_mode = summary
         .host_config
         .as_ref()
         .and_then(|h| h.network_mode.as_deref());
-    let endpoints = summary
-        .network_settings
-        .as_ref()
-        .and_then(|s| s.networks.as_ref());
-    let mut attachments = Vec::new();
-    for (network_name, endpoint) in endpoints.into_iter().flatten() {
-        let Some(network) = index.get(network_name, endpoint) else {
-            return Err(DockerError::UnknownNetwork {
-                container: name,
-                network: network_name.clone(),
-                attempts: 1,
-            });
-        };
-        if is_bridge(network) {
-            attachments.push(attachment_from(&name, network_name, endpoint)?);
-        }
-    }
-    attachments.sort_by(|a, b| a.network.cmp(&b.network));
-    let ports = published_ports(&name, summary.ports.as_deref().unwrap_or_default())?;
-    Ok(Container {
+    Container {
+        id: summary.id.clone().unwrap_or_default(),
+        name,
         labels: summary
             .labels
             .clone()
@@ -430,93 +451,114 @@ fn container_from(
             .into_iter()
             .collect(),
         host_network: network_mode == Some("host"),
-        id,
-        name,
         attachments,
         ports,
-    })
+    }
+}
+
+/// A container's endpoints, by the name of their network.
+fn endpoints(summary: &ContainerSummary) -> impl Iterator<Item = (&String, &EndpointSettings)> {
+    summary
+        .network_settings
+        .as_ref()
+        .and_then(|s| s.networks.as_ref())
+        .into_iter()
+        .flatten()
 }
 
 /// The container's own name: Docker lists link aliases (`/other/alias`) next to it.
-fn container_name(names: &[String], id: &str) -> String {
+fn container_name(summary: &ContainerSummary) -> String {
+    let names = summary.names.as_deref().unwrap_or_default();
     let stripped = |n: &String| n.strip_prefix('/').unwrap_or(n).to_string();
     names
         .iter()
         .find(|n| !n.trim_start_matches('/').contains('/'))
         .or(names.first())
         .map(stripped)
-        .unwrap_or_else(|| short_id(id).to_string())
+        .unwrap_or_else(|| short_id(summary.id.as_deref().unwrap_or_default()).to_string())
 }
 
 fn attachment_from(
-    container: &str,
     network: &str,
     endpoint: &EndpointSettings,
-) -> Result<Attachment, DockerError> {
-    Ok(Attachment {
+    reasons: &mut Vec<String>,
+) -> Attachment {
+    let ipv4 = endpoint.ip_address.as_deref();
+    let ipv6 = endpoint.global_ipv6_address.as_deref();
+    Attachment {
         network: network.to_string(),
-        ipv4: address(container, "ipv4 address", endpoint.ip_address.as_deref())?,
-        ipv6: address(
-            container,
-            "ipv6 address",
-            endpoint.global_ipv6_address.as_deref(),
-        )?,
+        ipv4: address_on(network, "ipv4", ipv4, reasons),
+        ipv6: address_on(network, "ipv6", ipv6, reasons),
+    }
+}
+
+/// An attachment's address in one family; an unreadable one is `None`, with a note.
+fn address_on<A: FromStr>(
+    network: &str,
+    family: &str,
+    value: Option<&str>,
+    reasons: &mut Vec<String>,
+) -> Option<A> {
+    address(value).unwrap_or_else(|value| {
+        reasons.push(format!(
+            "unreadable {family} address {value:?} on network {network:?}"
+        ));
+        None
     })
 }
 
-/// An optional address: Docker writes `""` for none.
-fn address<A: FromStr>(
-    container: &str,
-    what: &'static str,
-    value: Option<&str>,
-) -> Result<Option<A>, DockerError> {
+/// An optional address: Docker writes `""` for none. The error is the unreadable text.
+fn address<A: FromStr>(value: Option<&str>) -> Result<Option<A>, &str> {
     match value.filter(|v| !v.is_empty()) {
         None => Ok(None),
-        Some(v) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| unreadable(container, what, v)),
+        Some(v) => v.parse().map(Some).map_err(|_| v),
     }
 }
 
-fn unreadable(container: &str, what: &'static str, value: &str) -> DockerError {
-    DockerError::Unreadable {
-        container: container.to_string(),
-        what,
-        value: value.to_string(),
-    }
-}
-
-/// Ports bound on the host; exposed-only ports (no `PublicPort`) are left out.
-fn published_ports(
-    container: &str,
-    ports: &[PortSummary],
-) -> Result<Vec<PublishedPort>, DockerError> {
-    let mut published = Vec::new();
-    for port in ports {
-        let Some(host_port) = port.public_port else {
-            continue;
-        };
-        let host_ip = address(container, "published host ip", port.ip.as_deref())?;
-        published.push(PublishedPort {
-            host_ip: host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-            host_port,
-            container_port: port.private_port,
-            proto: proto(container, port.typ)?,
-        });
-    }
+/// Ports bound on the host; exposed-only ports (no `PublicPort`) are left out, and so is, with
+/// a note, a port that cannot be read.
+fn published_ports(ports: &[PortSummary], reasons: &mut Vec<String>) -> Vec<PublishedPort> {
+    let mut published: Vec<PublishedPort> = ports
+        .iter()
+        .filter_map(|port| published_port(port, reasons))
+        .collect();
     let key = |p: &PublishedPort| (p.host_port, p.proto, p.host_ip, p.container_port);
     published.sort_by_key(key);
     published.dedup();
-    Ok(published)
+    published
 }
 
-fn proto(container: &str, typ: Option<PortSummaryTypeEnum>) -> Result<Proto, DockerError> {
-    match typ {
-        Some(PortSummaryTypeEnum::TCP) => Ok(Proto::Tcp),
-        Some(PortSummaryTypeEnum::UDP) => Ok(Proto::Udp),
-        Some(PortSummaryTypeEnum::SCTP) => Ok(Proto::Sctp),
-        Some(PortSummaryTypeEnum::EMPTY) | None => Err(unreadable(container, "port protocol", "")),
+fn published_port(port: &PortSummary, reasons: &mut Vec<String>) -> Option<PublishedPort> {
+    let host_port = port.public_port?;
+    let binding = format!("{host_port}->{}", port.private_port);
+    let Some(proto) = proto(port.typ) else {
+        reasons.push(format!("published port {binding} has no protocol"));
+        return None;
+    };
+    let host_ip = match address(port.ip.as_deref()) {
+        Ok(host_ip) => host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        Err(host_ip) => {
+            reasons.push(format!(
+                "unreadable host ip {host_ip:?} of published port {binding}/{}",
+                proto.as_str()
+            ));
+            return None;
+        }
+    };
+    Some(PublishedPort {
+        host_ip,
+        host_port,
+        container_port: port.private_port,
+        proto,
+    })
+}
+
+fn proto(typ: Option<PortSummaryTypeEnum>) -> Option<Proto> {
+    match typ? {
+        PortSummaryTypeEnum::TCP => Some(Proto::Tcp),
+        PortSummaryTypeEnum::UDP => Some(Proto::Udp),
+        PortSummaryTypeEnum::SCTP => Some(Proto::Sctp),
+        PortSummaryTypeEnum::EMPTY => None,
     }
 }
 
@@ -669,7 +711,7 @@ mod tests {
 
     #[test]
     fn bridges_are_named_by_option_or_id() {
-        let inventory = inventory_from(&networks(), &[]).expect("inventory");
+        let inventory = inventory_from(&networks(), &[]);
         let bridges: Vec<_> = inventory
             .bridges
             .iter()
@@ -687,7 +729,7 @@ mod tests {
 
     #[test]
     fn container_maps_attachments_ports_and_labels() {
-        let inventory = inventory_from(&networks(), &[web()]).expect("inventory");
+        let inventory = inventory_from(&networks(), &[web()]);
         let web = &inventory.containers[0];
         assert_eq!(
             (web.id.as_str(), web.name.as_str(), web.host_network),
@@ -724,11 +766,12 @@ mod tests {
             published(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000, 80, Proto::Tcp),
         ];
         assert_eq!(web.ports, ports);
+        assert_eq!(inventory.rejected, []);
     }
 
     #[test]
     fn host_network_container_has_no_attachments() {
-        let inventory = inventory_from(&networks(), &[host_tool()]).expect("inventory");
+        let inventory = inventory_from(&networks(), &[host_tool()]);
         let tool = &inventory.containers[0];
         assert!(tool.host_network);
         assert!(tool.attachments.is_empty());
@@ -736,22 +779,57 @@ mod tests {
 
     #[test]
     fn listing_order_does_not_change_the_inventory() {
-        let first = inventory_from(&networks(), &[web(), host_tool()]).expect("inventory");
+        let first = inventory_from(&networks(), &[web(), host_tool()]);
         let mut reversed = networks();
         reversed.reverse();
-        let second = inventory_from(&reversed, &[host_tool(), web()]).expect("inventory");
+        let second = inventory_from(&reversed, &[host_tool(), web()]);
         assert_eq!(first, second);
         let names: Vec<_> = first.containers.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["tool", "web"]);
     }
 
+    fn note(kind: &str, name: &str, reason: &str) -> Rejected {
+        Rejected {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn attachment_networks(container: &Container) -> Vec<&str> {
+        container
+            .attachments
+            .iter()
+            .map(|a| a.network.as_str())
+            .collect()
+    }
+
     #[test]
-    fn attachment_to_unlisted_network_is_an_error_not_a_drop() {
+    fn attachment_to_unlisted_network_is_a_note_not_a_failure() {
         let only_default = vec![network(DEFAULT_ID, "bridge", "bridge", &[])];
-        let error = inventory_from(&only_default, &[web()]).expect_err("custom is unknown");
-        assert!(
-            matches!(error, DockerError::UnknownNetwork { ref network, .. } if network == "custom")
-        );
+        let inventory = inventory_from(&only_default, &[web(), host_tool()]);
+        let names: Vec<_> = inventory
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["tool", "web"]);
+        let web = &inventory.containers[1];
+        assert_eq!(attachment_networks(web), ["bridge"]);
+        assert_eq!(web.ports.len(), 4);
+        let expected = [
+            note(
+                "container",
+                "tool",
+                "attached to network \"host\", which is missing from the network list",
+            ),
+            note(
+                "container",
+                "web",
+                "attached to network \"custom\", which is missing from the network list",
+            ),
+        ];
+        assert_eq!(inventory.rejected, expected);
     }
 
     #[test]
@@ -764,24 +842,117 @@ mod tests {
         for endpoint in endpoints.expect("networks").values_mut() {
             endpoint.network_id = None;
         }
-        let inventory = inventory_from(&networks(), &[web]).expect("inventory");
+        let inventory = inventory_from(&networks(), &[web]);
         assert_eq!(inventory.containers[0].attachments.len(), 2);
     }
 
     #[test]
-    fn unreadable_address_is_an_error() {
+    fn one_unreadable_address_does_not_drop_the_other_containers() {
         let mut web = web();
-        web.ports = Some(vec![port(
-            Some("not-an-ip"),
-            80,
-            Some(80),
-            PortSummaryTypeEnum::TCP,
-        )]);
-        let error = inventory_from(&networks(), &[web]).expect_err("bad ip");
-        assert_eq!(
-            error.to_string(),
-            "container web has an unreadable published host ip: \"not-an-ip\""
+        let endpoints = web
+            .network_settings
+            .as_mut()
+            .and_then(|s| s.networks.as_mut());
+        let bridge = endpoints
+            .expect("networks")
+            .get_mut("bridge")
+            .expect("bridge");
+        bridge.global_ipv6_address = Some("zz".to_string());
+        let shop = summary(
+            "cccc",
+            &["/cart"],
+            "shop",
+            &[("shop", endpoint(SHOP_ID, "x", ""))],
         );
+        let inventory = inventory_from(&networks(), &[web, host_tool(), shop]);
+        let names: Vec<_> = inventory
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["cart", "tool", "web"]);
+        let web = &inventory.containers[2];
+        let bridge = &web.attachments[0];
+        assert_eq!(bridge.network, "bridge");
+        assert_eq!(
+            (bridge.ipv4, bridge.ipv6),
+            (Some(Ipv4Addr::new(172, 17, 0, 2)), None)
+        );
+        assert_eq!(attachment_networks(web), ["bridge", "custom"]);
+        assert_eq!(web.ports.len(), 4);
+        assert_eq!(inventory.containers[0].attachments[0].ipv4, None);
+        let expected = [
+            note(
+                "container",
+                "cart",
+                "unreadable ipv4 address \"x\" on network \"shop\"",
+            ),
+            note(
+                "container",
+                "web",
+                "unreadable ipv6 address \"zz\" on network \"bridge\"",
+            ),
+        ];
+        assert_eq!(inventory.rejected, expected);
+    }
+
+    #[test]
+    fn one_unreadable_published_port_does_not_drop_the_others() {
+        let mut web = web();
+        let mut untyped = port(Some("0.0.0.0"), 22, Some(2222), PortSummaryTypeEnum::TCP);
+        untyped.typ = None;
+        web.ports = Some(vec![
+            port(Some("not-an-ip"), 80, Some(80), PortSummaryTypeEnum::TCP),
+            port(Some("0.0.0.0"), 53, Some(53), PortSummaryTypeEnum::EMPTY),
+            untyped,
+            port(Some("127.0.0.1"), 80, Some(9000), PortSummaryTypeEnum::TCP),
+        ]);
+        let inventory = inventory_from(&networks(), &[web, host_tool()]);
+        assert_eq!(inventory.containers.len(), 2);
+        let web = &inventory.containers[1];
+        let ports: Vec<_> = web.ports.iter().map(|p| (p.host_ip, p.host_port)).collect();
+        assert_eq!(ports, [(IpAddr::V4(Ipv4Addr::LOCALHOST), 9000)]);
+        assert_eq!(web.attachments.len(), 2);
+        let expected = [
+            note(
+                "container",
+                "web",
+                "published port 2222->22 has no protocol",
+            ),
+            note("container", "web", "published port 53->53 has no protocol"),
+            note(
+                "container",
+                "web",
+                "unreadable host ip \"not-an-ip\" of published port 80->80/tcp",
+            ),
+        ];
+        assert_eq!(inventory.rejected, expected);
+    }
+
+    #[test]
+    fn network_without_id_or_name_is_skipped_with_a_note() {
+        let mut networks = networks();
+        networks.push(Network {
+            name: Some("anonymous".to_string()),
+            driver: Some("bridge".to_string()),
+            ..Default::default()
+        });
+        networks.push(Network {
+            id: Some("5".repeat(64)),
+            name: Some(String::new()),
+            driver: Some("bridge".to_string()),
+            ..Default::default()
+        });
+        networks.push(Network::default());
+        let inventory = inventory_from(&networks, &[web()]);
+        assert_eq!(inventory.bridges.len(), 3);
+        assert_eq!(inventory.containers[0].attachments.len(), 2);
+        let expected = [
+            note("network", "", "listed without an id or a name"),
+            note("network", "555555555555", "listed without a name"),
+            note("network", "anonymous", "listed without an id"),
+        ];
+        assert_eq!(inventory.rejected, expected);
     }
 
     #[tokio::test]
@@ -799,21 +970,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn listing_gives_up_after_repeated_inconsistency() {
+    async fn attachment_still_unlisted_after_the_last_listing_is_a_note() {
         let mut calls = 0;
-        let result = consistent_inventory(|| {
+        let only_default = || vec![network(DEFAULT_ID, "bridge", "bridge", &[])];
+        let inventory = consistent_inventory(|| {
             calls += 1;
-            async { Ok((vec![web()], vec![])) }
+            let networks = only_default();
+            async { Ok((vec![web(), host_tool()], networks)) }
         })
-        .await;
+        .await
+        .expect("the last listing is used");
         assert_eq!(calls, SNAPSHOT_ATTEMPTS);
-        assert!(matches!(
-            result,
-            Err(DockerError::UnknownNetwork {
-                attempts: SNAPSHOT_ATTEMPTS,
-                ..
-            })
-        ));
+        assert_eq!(
+            inventory,
+            inventory_from(&only_default(), &[web(), host_tool()])
+        );
+        assert_eq!(attachment_networks(&inventory.containers[1]), ["bridge"]);
+        assert_eq!(inventory.rejected.len(), 2);
     }
 
     fn event(typ: EventMessageTypeEnum, action: &str, attributes: &[(&str, &str)]) -> EventMessage {

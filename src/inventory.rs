@@ -27,6 +27,23 @@ pub struct Inventory {
     /// The same for IPv6 (none at all without `"ip6tables": true`).
     #[serde(default)]
     pub dnat_ipv6: Option<Vec<(Proto, PortRange)>>,
+    /// What Docker reported that could not be used as given (an unreadable
+    /// address, port or attachment). The rest of the object, and every other
+    /// object, is still planned; what is missing fails closed.
+    #[serde(default)]
+    pub rejected: Vec<Rejected>,
+}
+
+/// One object, or one field of it, that dockfw could not use. Every string
+/// here comes from Docker: it is data for status and logs, escaped there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// `network` or `container`.
+    pub kind: String,
+    /// The object's name (or short id when it has none).
+    pub name: String,
+    /// Why, e.g. `unreadable ipv6 address "fd00::x" on network shop`.
+    pub reason: String,
 }
 
 /// A Docker network using the `bridge` driver.

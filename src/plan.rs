@@ -6,14 +6,18 @@
 //!
 //! ```text
 //! DOCKFW          established/related             -> RETURN
-//!                 -i <each Docker bridge>         -> RETURN   (from containers)
-//!                 -o <each Docker bridge>         -> DOCKFW-INBOUND
-//!                 -o br-+ with DNAT (not yet seen) -> DOCKFW-INBOUND
-//! DOCKFW-INBOUND  deny entries                    -> DROP
+//!                 -i <each known Docker bridge>   -> RETURN   (from containers)
+//!                 -o <each known Docker bridge>   -> DOCKFW-INBOUND
+//!                 -d <container on a refused bridge> -> DOCKFW-INBOUND
+//!                 any other DNAT-ed connection    -> DOCKFW-INBOUND
+//! DOCKFW-INBOUND  (selector denies) -> DOCKFW-UNCLASSIFIED
+//!                 deny entries                    -> DROP
 //!                 allow entries (DNAT-ed only)    -> RETURN   (default deny only)
 //!                 everything else                 -> DROP     (default deny only)
+//! DOCKFW-UNCLASSIFIED  -d <each known container>  -> RETURN
+//!                 selector deny entries, any destination -> DROP
 //! DOCKFW-PROXY    established/related, from lo    -> RETURN   (jumped to from INPUT)
-//!                 -i <each Docker bridge>         -> RETURN
+//!                 -i <each known Docker bridge>   -> RETURN
 //!                 per port docker-proxy serves: the same verdict, on --dport
 //! ```
 //!
@@ -23,24 +27,27 @@
 //! container address has no published port, so only port-less entries
 //! admit it. Only entries with container selectors name container
 //! addresses, so a selector-free policy yields rules that do not grow with
-//! the number of containers. The `br-+` rule covers a default-named bridge
-//! created an instant ago, before dockfw re-planned.
+//! the number of containers.
+//!
+//! Fail closed: an interface name from Docker reaches a rule only as an
+//! [`Iface`] (plain and literal); a DNAT-ed connection that did not come
+//! from a known bridge is inbound whatever interface it leaves by (a bridge
+//! created an instant ago, or one whose name was refused); and an address
+//! no known container has is judged by every selector deny entry until a
+//! re-plan classifies it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::inventory::{Container, Inventory, Proto, PublishedPort};
+use crate::inventory::{Attachment, Container, Inventory, Proto, PublishedPort, Rejected};
 use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
 use crate::ruleset::{
-    Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, PROXY_CHAIN, Rule, Ruleset,
-    Target,
+    Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface, PROXY_CHAIN, Rule,
+    Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
-
-/// Interface pattern of bridges Docker names itself (`br-<12 hex of id>`).
-pub const DEFAULT_BRIDGE_PATTERN: &str = "br-+";
 
 /// The complete desired rule set for both families.
 pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
@@ -53,38 +60,84 @@ pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
 fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> FamilyRules {
     FamilyRules {
         chains: vec![
-            entry_chain(inventory),
+            entry_chain(inventory, family),
             inbound_chain(policy, inventory, family),
+            unclassified_chain(policy, inventory, family),
             proxy_chain(policy, inventory, family),
         ],
     }
 }
 
-fn bridge_interfaces(inventory: &Inventory) -> BTreeSet<&str> {
+/// The bridges whose interface name may appear in rule text, by network
+/// name. A bridge with any other name is never rendered (see
+/// [`rejected_bridges`]).
+fn known_bridges(inventory: &Inventory) -> BTreeMap<&str, Iface> {
     inventory
         .bridges
         .iter()
-        .map(|b| b.interface.as_str())
+        .filter_map(|b| Some((b.name.as_str(), Iface::new(&b.interface).ok()?)))
         .collect()
 }
 
-fn entry_chain(inventory: &Inventory) -> Chain {
+fn bridge_interfaces(inventory: &Inventory) -> BTreeSet<Iface> {
+    known_bridges(inventory).into_values().collect()
+}
+
+/// Bridges whose interface name is not a plain, literal Linux name
+/// ([`Iface::new`]): a `+` would be a wildcard in rule text, a quote would
+/// break the restore. They are never rendered; their containers are
+/// judged by address instead.
+pub fn rejected_bridges(inventory: &Inventory) -> Vec<Rejected> {
+    inventory
+        .bridges
+        .iter()
+        .filter_map(|b| {
+            let why = Iface::new(&b.interface).err()?;
+            Some(Rejected {
+                kind: "network".to_owned(),
+                name: b.name.clone(),
+                reason: format!(
+                    "bridge interface name {:?} is refused ({why}); its containers are judged by address",
+                    b.interface
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The shape of the entry chain:
+///
+/// - replies, and traffic from containers on known bridges, are not judged;
+/// - new connections into a known bridge, or to the address of a container
+///   on a bridge whose name was refused, are inbound;
+/// - so is every DNAT-ed connection that did not come from a known bridge,
+///   whatever interface it leaves by (a bridge created an instant ago, or
+///   one whose name was refused): fail closed.
+fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
     let bridges = bridge_interfaces(inventory);
     let mut rules = vec![Rule {
         conntrack: Some(Conntrack::Established),
         ..Rule::default()
     }];
     rules.extend(bridges.iter().map(|iface| Rule {
-        in_iface: Some((*iface).to_owned()),
+        in_iface: Some(iface.clone()),
         ..Rule::default()
     }));
-    rules.extend(bridges.iter().map(|iface| Rule {
-        out_iface: Some((*iface).to_owned()),
+    rules.extend(bridges.into_iter().map(|iface| Rule {
+        out_iface: Some(iface),
         target: Target::Jump(INBOUND_CHAIN),
         ..Rule::default()
     }));
+    rules.extend(
+        addresses_off_known_bridges(inventory, family)
+            .into_iter()
+            .map(|addr| Rule {
+                dst: Some(IpNet::from(addr)),
+                target: Target::Jump(INBOUND_CHAIN),
+                ..Rule::default()
+            }),
+    );
     rules.push(Rule {
-        out_iface: Some(DEFAULT_BRIDGE_PATTERN.to_owned()),
         conntrack: Some(Conntrack::Dnat),
         target: Target::Jump(INBOUND_CHAIN),
         ..Rule::default()
@@ -95,8 +148,34 @@ fn entry_chain(inventory: &Inventory) -> Chain {
     }
 }
 
+/// Addresses, in `family`, of containers attached to a bridge network whose
+/// interface is not known by a name dockfw may render.
+fn addresses_off_known_bridges(inventory: &Inventory, family: Family) -> BTreeSet<IpAddr> {
+    let known = known_bridges(inventory);
+    inventory
+        .containers
+        .iter()
+        .flat_map(|c| c.attachments.iter())
+        .filter(|a| !known.contains_key(a.network.as_str()))
+        .filter_map(|a| address_in(a, family))
+        .collect()
+}
+
+fn address_in(attachment: &Attachment, family: Family) -> Option<IpAddr> {
+    match family {
+        Family::V4 => attachment.ipv4.map(IpAddr::V4),
+        Family::V6 => attachment.ipv6.map(IpAddr::V6),
+    }
+}
+
 fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
     let mut rules = Vec::new();
+    if selector_denies(policy, family).next().is_some() {
+        rules.push(Rule {
+            target: Target::Jump(UNCLASSIFIED_CHAIN),
+            ..Rule::default()
+        });
+    }
     for entry in &policy.deny {
         rules.extend(entry_rules(entry, inventory, family, Target::Drop));
     }
@@ -115,6 +194,44 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
     }
 }
 
+/// Deny entries with `containers`/`labels` in `family`: they follow
+/// container addresses, so a container dockfw has not classified yet would
+/// escape them.
+fn selector_denies(policy: &Policy, family: Family) -> impl Iterator<Item = &Entry> {
+    policy
+        .deny
+        .iter()
+        .filter(move |e| e.has_selector() && e.sources(family).is_some())
+}
+
+/// Destinations dockfw has not classified yet (an address no container in
+/// the inventory has: a container started an instant ago, or one whose
+/// address Docker reported unreadably) get the most restrictive verdict:
+/// every selector deny entry applies to them as if it selected them. Known
+/// addresses return at once; empty when the policy has no selector denies.
+fn unclassified_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
+    let mut rules = Vec::new();
+    if selector_denies(policy, family).next().is_some() {
+        let known: BTreeSet<IpAddr> = inventory
+            .containers
+            .iter()
+            .flat_map(|c| c.attachments.iter())
+            .filter_map(|a| address_in(a, family))
+            .collect();
+        rules.extend(known.into_iter().map(|addr| Rule {
+            dst: Some(IpNet::from(addr)),
+            ..Rule::default()
+        }));
+        for entry in selector_denies(policy, family) {
+            rules.extend(entry_rules_to(entry, family, &[None], Target::Drop));
+        }
+    }
+    Chain {
+        name: UNCLASSIFIED_CHAIN,
+        rules: without_repeats(rules),
+    }
+}
+
 /// Rules for ports `docker-proxy` serves on the host (see [`proxied_in`]):
 /// no DNAT happens for them, the connection ends at the proxy (INPUT) and
 /// never passes DOCKER-USER. Each such port gets the policy's verdict,
@@ -126,13 +243,13 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain 
             ..Rule::default()
         },
         Rule {
-            in_iface: Some("lo".to_owned()),
+            in_iface: Iface::new("lo").ok(),
             ..Rule::default()
         },
     ];
     // From a container to the host's proxy is container-to-container.
     rules.extend(bridge_interfaces(inventory).into_iter().map(|iface| Rule {
-        in_iface: Some(iface.to_owned()),
+        in_iface: Some(iface),
         ..Rule::default()
     }));
     let proxied = inventory
@@ -233,23 +350,32 @@ fn without_repeats(mut rules: Vec<Rule>) -> Vec<Rule> {
 /// The rules one policy entry expands to: sources x destinations x
 /// (protocol, port range).
 fn entry_rules(entry: &Entry, inventory: &Inventory, family: Family, target: Target) -> Vec<Rule> {
+    let destinations: Vec<Option<IpNet>> = if entry.has_selector() {
+        selected_addresses(entry, inventory, family)
+            .into_iter()
+            .map(|a| Some(IpNet::from(a)))
+            .collect()
+    } else {
+        vec![None]
+    };
+    entry_rules_to(entry, family, &destinations, target)
+}
+
+/// An entry's rules for the given destinations (`None`: any).
+fn entry_rules_to(
+    entry: &Entry,
+    family: Family,
+    destinations: &[Option<IpNet>],
+    target: Target,
+) -> Vec<Rule> {
     let Some(sources) = entry.sources(family) else {
         return Vec::new();
     };
     let sources = source_list(&sources);
-    let destinations: Vec<Option<IpNet>> = if entry.has_selector() {
-        let addrs = selected_addresses(entry, inventory, family);
-        if addrs.is_empty() {
-            return Vec::new();
-        }
-        addrs.into_iter().map(|a| Some(IpNet::from(a))).collect()
-    } else {
-        vec![None]
-    };
     let services = services(entry);
     let mut rules = Vec::new();
     for src in &sources {
-        for dst in &destinations {
+        for dst in destinations {
             for (proto, ports) in &services {
                 rules.push(Rule {
                     src: *src,
@@ -303,10 +429,7 @@ fn selected_addresses(entry: &Entry, inventory: &Inventory, family: Family) -> B
         .iter()
         .filter(|c| selects(entry, c))
         .flat_map(|c| c.attachments.iter())
-        .filter_map(|a| match family {
-            Family::V4 => a.ipv4.map(IpAddr::V4),
-            Family::V6 => a.ipv6.map(IpAddr::V6),
-        })
+        .filter_map(|a| address_in(a, family))
         .collect()
 }
 
@@ -469,4 +592,46 @@ fn nets_of(matches: &[(&Entry, Sources<'_>)]) -> Vec<IpNet> {
         })
         .collect();
     nets.into_iter().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Bridge;
+
+    fn bridge(name: &str, interface: &str) -> Bridge {
+        Bridge {
+            id: format!("{name}-id"),
+            name: name.to_owned(),
+            interface: interface.to_owned(),
+        }
+    }
+
+    #[test]
+    fn hostile_bridge_names_are_rejected_and_never_rendered() {
+        let inventory = Inventory {
+            bridges: vec![
+                bridge("bridge", "docker0"),
+                bridge("plus", "+"),
+                bridge("prefix", "dfwt+"),
+                bridge("quote", "a\"b"),
+            ],
+            ..Inventory::default()
+        };
+        let rejected: Vec<&str> = rejected_bridges(&inventory)
+            .iter()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(rejected, ["plus", "prefix", "quote"]);
+        let policy = crate::policy::parse_str("", std::path::Path::new("p.toml")).unwrap();
+        let ruleset = plan(&policy, &inventory);
+        for family in Family::ALL {
+            let text = crate::render::rules_text(ruleset.family(family));
+            assert!(!text.contains('+') && !text.contains('"'), "{text}");
+            assert!(
+                text.contains("-A DOCKFW -m conntrack --ctstate DNAT -j DOCKFW-INBOUND\n"),
+                "every DNAT-ed connection not from a known bridge is inbound:\n{text}"
+            );
+        }
+    }
 }

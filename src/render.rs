@@ -90,6 +90,9 @@ pub struct Changes {
     pub moved_forward_jump: bool,
     /// One of dockfw's jumps was missing, duplicated or not first.
     pub placed_jumps: bool,
+    /// The engine now jumps to a `DOCKER-USER` dockfw made; dockfw's own
+    /// `FORWARD` jump to it went.
+    pub handed_over_docker_user: bool,
 }
 
 impl std::fmt::Display for Changes {
@@ -106,6 +109,9 @@ impl std::fmt::Display for Changes {
         }
         if self.placed_jumps {
             f.write_str(", put dockfw's jumps first")?;
+        }
+        if self.handed_over_docker_user {
+            f.write_str(", left DOCKER-USER to the engine's own FORWARD jump")?;
         }
         Ok(())
     }
@@ -176,7 +182,14 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
 /// conditional jumps are left alone.
 fn forward_jump(installed: &Installed, changes: &mut Changes, body: &mut String) {
     let (jumps, first) = installed.forward_jumps();
-    if changes.created_docker_user {
+    if first && jumps.contains(&FORWARD_JUMP) && jumps.contains(&CREATED_FORWARD_JUMP) {
+        // dockfw made DOCKER-USER before the engine (at boot); the engine
+        // has since adopted the chain and jumps to it itself, first.
+        changes.handed_over_docker_user = true;
+        for _ in jumps.iter().filter(|j| **j == CREATED_FORWARD_JUMP) {
+            let _ = writeln!(body, "-D FORWARD {CREATED_FORWARD_JUMP}");
+        }
+    } else if changes.created_docker_user {
         let _ = writeln!(body, "-I FORWARD 1 {CREATED_FORWARD_JUMP}");
     } else if jumps.is_empty() {
         changes.restored_forward_jump = true;
@@ -223,12 +236,17 @@ pub fn uninstall(installed: &Installed) -> Option<String> {
     let forward = installed.chain_rules("FORWARD");
     let count = |spec: &str| forward.iter().filter(|s| *s == spec).count();
     let remove_chain = created_chain_is_ours(installed);
-    if remove_chain {
-        // Flushing the chain removes our jump in it; deleting that rule too
-        // in the same nft batch makes the chain deletion fail.
+    // dockfw's creation jump goes with its chain, or when another
+    // unconditional jump keeps the chain reachable.
+    let others_jump = count(FORWARD_JUMP) + count(RESTORED_FORWARD_JUMP) > 0;
+    if remove_chain || others_jump {
         for _ in 0..count(CREATED_FORWARD_JUMP) {
             let _ = writeln!(body, "-D FORWARD {CREATED_FORWARD_JUMP}");
         }
+    }
+    if remove_chain {
+        // Flushing the chain removes our jump in it; deleting that rule too
+        // in the same nft batch makes the chain deletion fail.
         let _ = writeln!(body, "-F {DOCKER_USER}");
     }
     // A jump dockfw restored is Docker's again: unmarked, unless Docker's
@@ -286,7 +304,7 @@ mod tests {
     use crate::installed::simulate;
     use crate::inventory::Proto;
     use crate::policy::PortRange;
-    use crate::ruleset::{Chain, ENTRY_CHAIN, INBOUND_CHAIN};
+    use crate::ruleset::{Chain, ENTRY_CHAIN, INBOUND_CHAIN, Iface};
 
     fn sample() -> FamilyRules {
         FamilyRules {
@@ -299,7 +317,7 @@ mod tests {
                             ..Rule::default()
                         },
                         Rule {
-                            out_iface: Some("docker0".into()),
+                            out_iface: Iface::new("docker0").ok(),
                             target: Target::Jump(INBOUND_CHAIN),
                             ..Rule::default()
                         },
@@ -547,6 +565,41 @@ mod tests {
         simulate::apply(&mut installed, &text).unwrap();
         assert_eq!(installed.chains, Installed::parse(empty).chains);
         assert!(installed.chain_rules("FORWARD").is_empty());
+    }
+
+    #[test]
+    fn a_chain_made_at_boot_is_handed_to_the_engine_once_it_jumps_there() {
+        let empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
+        let mut installed = Installed::parse(empty);
+        install(&mut installed);
+        // The engine starts, keeps the chain, and puts its own jump first.
+        simulate::apply(&mut installed, "-I FORWARD 1 -j DOCKER-USER\n").unwrap();
+        let tx = transaction(&sample(), &installed).expect("hand over");
+        assert!(tx.changes.handed_over_docker_user);
+        assert_eq!(
+            tx.text,
+            format!("*filter\n-D FORWARD {CREATED_FORWARD_JUMP}\nCOMMIT\n")
+        );
+        simulate::apply(&mut installed, &tx.text).unwrap();
+        assert_eq!(installed.chain_rules("FORWARD"), ["-j DOCKER-USER"]);
+        assert_eq!(transaction(&sample(), &installed), None);
+        let text = uninstall(&installed).expect("uninstall");
+        simulate::apply(&mut installed, &text).unwrap();
+        assert_eq!(installed.chain_rules(DOCKER_USER), ["-j RETURN"]);
+        assert_eq!(installed.chain_rules("FORWARD"), ["-j DOCKER-USER"]);
+    }
+
+    #[test]
+    fn uninstall_takes_the_creation_jump_when_the_engine_jumps_there_too() {
+        let empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
+        let mut installed = Installed::parse(empty);
+        install(&mut installed);
+        simulate::apply(&mut installed, "-A FORWARD -j DOCKER-USER\n").unwrap();
+        let text = uninstall(&installed).expect("uninstall");
+        simulate::apply(&mut installed, &text).unwrap();
+        assert_eq!(installed.chain_rules("FORWARD"), ["-j DOCKER-USER"]);
+        assert!(installed.has_chain(DOCKER_USER), "the engine's now");
+        assert!(!installed.has_anything_owned());
     }
 
     #[test]

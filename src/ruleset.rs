@@ -14,6 +14,9 @@ use crate::policy::PortRange;
 pub const ENTRY_CHAIN: &str = "DOCKFW";
 /// Where new inbound connections to containers are judged.
 pub const INBOUND_CHAIN: &str = "DOCKFW-INBOUND";
+/// Where new inbound connections to an address no known container has are
+/// judged by every selector deny entry (see `plan::unclassified_chain`).
+pub const UNCLASSIFIED_CHAIN: &str = "DOCKFW-UNCLASSIFIED";
 /// Where new connections to ports `docker-proxy` serves on the host itself
 /// (INPUT, not FORWARD) are judged: ports published on an address family
 /// the container has no address in.
@@ -21,7 +24,7 @@ pub const PROXY_CHAIN: &str = "DOCKFW-PROXY";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
 /// Every chain dockfw owns, in creation order.
-pub const OWNED_CHAINS: [&str; 3] = [ENTRY_CHAIN, INBOUND_CHAIN, PROXY_CHAIN];
+pub const OWNED_CHAINS: [&str; 4] = [ENTRY_CHAIN, INBOUND_CHAIN, UNCLASSIFIED_CHAIN, PROXY_CHAIN];
 
 /// A jump dockfw keeps as the first rule of a chain it does not own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,13 +109,54 @@ pub struct Chain {
     pub rules: Vec<Rule>,
 }
 
+/// A network interface name that is safe in rule text: a plain, literal
+/// Linux name. Only [`Iface::new`] makes one, so no rule can carry a
+/// wildcard (`+` matches every interface with that prefix), a quote or a
+/// space that Docker (or whoever may create a network) chose.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Iface(String);
+
+/// Longest interface name the kernel accepts (IFNAMSIZ - 1).
+pub const IFACE_MAX_LEN: usize = 15;
+
+impl Iface {
+    /// `name` if it is 1 to 15 characters of letters, digits, `_`, `.` and
+    /// `-`, and not `.` or `..`; otherwise why not.
+    pub fn new(name: &str) -> Result<Iface, &'static str> {
+        if name.is_empty() {
+            return Err("empty");
+        }
+        if name.len() > IFACE_MAX_LEN {
+            return Err("longer than 15 characters");
+        }
+        if name == "." || name == ".." {
+            return Err("not a name");
+        }
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        if !name.chars().all(plain) {
+            return Err("has characters other than letters, digits, '_', '.' and '-'");
+        }
+        Ok(Iface(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Iface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// One iptables rule. Unset fields match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Rule {
     pub src: Option<IpNet>,
     pub dst: Option<IpNet>,
-    pub in_iface: Option<String>,
-    pub out_iface: Option<String>,
+    pub in_iface: Option<Iface>,
+    pub out_iface: Option<Iface>,
     pub proto: Option<Proto>,
     /// The packet's own destination port (`-m <proto> --dport`); needs `proto`.
     pub dport: Option<u16>,
@@ -142,4 +186,39 @@ pub enum Target {
     Return,
     Drop,
     Jump(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_literal_interface_names_are_accepted() {
+        for good in [
+            "docker0",
+            "br-0123456789ab",
+            "dfw_custom.0",
+            "a",
+            "x23456789012345",
+        ] {
+            assert_eq!(Iface::new(good).map(|i| i.to_string()), Ok(good.to_owned()));
+        }
+        for bad in [
+            "+",
+            "dfwt+",
+            "br-+",
+            "a\"b",
+            "a b",
+            "",
+            ".",
+            "..",
+            "x234567890123456",
+            "eth0\n",
+            "a*",
+            "\u{1b}[31m",
+            "ä",
+        ] {
+            assert!(Iface::new(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 }

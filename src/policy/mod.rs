@@ -98,7 +98,32 @@ impl Entry {
                 )
             })
             .collect();
+        if nets.iter().any(|n| n.prefix_len() == 0) {
+            // `0.0.0.0/0` or `::/0`: anywhere in this family, rendered with
+            // no source match at all (as iptables itself prints it).
+            return Some(Sources::Anywhere);
+        }
         (!nets.is_empty()).then_some(Sources::Nets(nets))
+    }
+
+    /// How many rules the entry expands to in its larger family, before
+    /// selectors multiply it by container addresses: sources x (protocol,
+    /// port range) pairs.
+    pub fn expansion(&self) -> usize {
+        let sources = Family::ALL
+            .iter()
+            .filter_map(|f| match self.sources(*f)? {
+                Sources::Anywhere => Some(1),
+                Sources::Nets(nets) => Some(nets.len()),
+            })
+            .max()
+            .unwrap_or(0);
+        let protos = match self.proto {
+            ProtoMatch::Any if self.ports.is_some() => 3,
+            _ => 1,
+        };
+        let ports = self.ports.as_ref().map_or(1, Vec::len);
+        sources * protos * ports
     }
 
     /// Whether the entry selects particular containers (and so must follow
@@ -107,6 +132,13 @@ impl Entry {
         !self.containers.is_empty() || !self.labels.is_empty()
     }
 }
+
+/// Most rules one entry may expand to ([`Entry::expansion`]); a larger
+/// entry is refused by validation, so whatever `check` accepts applies in
+/// a few seconds.
+pub const MAX_ENTRY_RULES: usize = 2_048;
+/// Most rules all entries together may expand to.
+pub const MAX_POLICY_RULES: usize = 20_000;
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -17,7 +17,10 @@ use ipnet::IpNet;
 use toml::Spanned;
 use toml::de::{DeInteger, DeTable, DeValue};
 
-use super::{Default, Diagnostic, Entry, Glob, Policy, PortRange, ProtoMatch};
+use super::{
+    Default, Diagnostic, Entry, Glob, MAX_ENTRY_RULES, MAX_POLICY_RULES, Policy, PortRange,
+    ProtoMatch,
+};
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
@@ -26,6 +29,7 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, Vec<Diagnostic>> 
     let mut report = Report {
         text,
         path,
+        line_starts: line_starts(text),
         diagnostics: Vec::new(),
     };
     let policy = match DeTable::parse(text) {
@@ -37,6 +41,9 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, Vec<Diagnostic>> 
         }
     };
     if report.diagnostics.is_empty() {
+        policy_size(&mut report, &policy);
+    }
+    if report.diagnostics.is_empty() {
         Ok(policy)
     } else {
         // Tables iterate in key order; report in file order instead.
@@ -45,11 +52,40 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, Vec<Diagnostic>> 
     }
 }
 
+/// Refuse a policy whose entries together expand to more than
+/// [`MAX_POLICY_RULES`], naming the entry where the total goes over.
+fn policy_size(report: &mut Report<'_>, policy: &Policy) {
+    let mut total = 0;
+    for entry in policy.deny.iter().chain(&policy.allow) {
+        total += entry.expansion();
+        if total > MAX_POLICY_RULES {
+            let message = format!(
+                "the entries up to this one expand to {total} rules, more than {MAX_POLICY_RULES} \
+                 in all: merge entries, or list fewer sources or port ranges"
+            );
+            let start = report.line_starts[entry.line.saturating_sub(1)];
+            report.error(&(start..start), message);
+            return;
+        }
+    }
+}
+
 /// The diagnostics collected so far, and what is needed to place them.
 struct Report<'a> {
     text: &'a str,
     path: &'a Path,
+    /// Byte offset of the start of every line, so that placing a span is a
+    /// binary search, not a scan of the file (which made checking a policy
+    /// of many entries quadratic).
+    line_starts: Vec<usize>,
     diagnostics: Vec<Diagnostic>,
+}
+
+/// Byte offsets where each line of `text` starts; the first is 0.
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
 }
 
 impl Report<'_> {
@@ -69,10 +105,15 @@ impl Report<'_> {
         while !self.text.is_char_boundary(offset) {
             offset -= 1;
         }
-        let before = self.text.get(..offset).unwrap_or_default();
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before.get(line_start..).unwrap_or_default().chars().count();
-        (before.matches('\n').count() + 1, column + 1)
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts[line.saturating_sub(1)];
+        let column = self
+            .text
+            .get(line_start..offset)
+            .unwrap_or_default()
+            .chars()
+            .count();
+        (line, column + 1)
     }
 
     fn unknown_key(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, place: &str) {
@@ -182,6 +223,16 @@ fn entry(report: &mut Report<'_>, kind: &str, table: &DeTable<'_>, span: &Range<
             "labels" => entry.labels = labels(report, value),
             _ => report.unknown_key(key, &format!("in [[inbound.{kind}]]")),
         }
+    }
+    let rules = entry.expansion();
+    if rules > MAX_ENTRY_RULES {
+        report.error(
+            span,
+            format!(
+                "{kind} entry expands to {rules} rules (sources x protocols x port ranges), \
+                 more than {MAX_ENTRY_RULES}: split it, or list fewer sources or port ranges"
+            ),
+        );
     }
     entry
 }
@@ -860,6 +911,59 @@ containers = []
             "14:14: containers: empty list; omit the key to mean every container",
         ];
         assert_eq!(errors(text), want);
+    }
+
+    #[test]
+    fn an_entry_that_expands_too_far_is_refused_by_name() {
+        let ports: Vec<String> = (1..=300).map(|p| p.to_string()).collect();
+        let from: Vec<String> = (0..300)
+            .map(|i| format!("\"10.0.{}.{}\"", i / 250, i % 250))
+            .collect();
+        let text = format!(
+            "[inbound]\n\n[[inbound.allow]]\nports = [{}]\nfrom = [{}]\nproto = \"any\"\n",
+            ports.join(", "),
+            from.join(", ")
+        );
+        assert_eq!(
+            error(&text),
+            "3:1: allow entry expands to 270000 rules (sources x protocols x port ranges), \
+             more than 2048: split it, or list fewer sources or port ranges"
+        );
+    }
+
+    #[test]
+    fn a_policy_that_expands_too_far_in_all_names_the_entry_that_tips_it() {
+        let entry = "[[inbound.deny]]\nports = [1000]\nfrom = [\"10.0.0.0/8\"]\n";
+        let text = entry.repeat(20_001);
+        let err = error(&text);
+        assert!(
+            err.starts_with("60001:1: the entries up to this one expand to 20001 rules"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn many_small_entries_are_placed_on_their_own_lines() {
+        let entry = "[[inbound.deny]]\nports = [1000]\nfrom = [\"10.0.0.0/8\"]\n";
+        let text = format!("{}[[inbound.deny]]\nports = [0]\n", entry.repeat(5_000));
+        assert_eq!(
+            error(&text),
+            "15002:10: ports: port 0 is out of range 1-65535"
+        );
+        let policy = valid(&entry.repeat(5_000));
+        assert_eq!(policy.deny[4_999].line, 14_998);
+    }
+
+    #[test]
+    fn a_zero_length_network_means_anywhere_in_its_family_only() {
+        use crate::policy::Sources;
+        use crate::ruleset::Family;
+        let policy = valid("[[inbound.allow]]\nfrom = [\"0.0.0.0/0\", \"10.0.0.0/8\"]\n");
+        assert_eq!(policy.allow[0].sources(Family::V4), Some(Sources::Anywhere));
+        assert_eq!(policy.allow[0].sources(Family::V6), None);
+        let policy = valid("[[inbound.allow]]\nfrom = [\"::/0\"]\n");
+        assert_eq!(policy.allow[0].sources(Family::V6), Some(Sources::Anywhere));
+        assert_eq!(policy.allow[0].sources(Family::V4), None);
     }
 
     #[test]
