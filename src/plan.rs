@@ -618,9 +618,9 @@ mod tests {
             ],
             ..Inventory::default()
         };
-        let rejected: Vec<&str> = rejected_bridges(&inventory)
-            .iter()
-            .map(|r| r.name.as_str())
+        let rejected: Vec<String> = rejected_bridges(&inventory)
+            .into_iter()
+            .map(|r| r.name)
             .collect();
         assert_eq!(rejected, ["plus", "prefix", "quote"]);
         let policy = crate::policy::parse_str("", std::path::Path::new("p.toml")).unwrap();
