@@ -1,14 +1,23 @@
-//! The reconcile loop: turns triggers (Docker events, reloads, the resync
-//! timer, retries) into fresh snapshots, plans and at most one restore per
-//! family, and publishes the resulting [`Status`].
+//! The reconcile loop: turns triggers (Docker events, reloads, nf_tables
+//! ruleset changes, the resync timer, retries) into fresh plans and at most
+//! one restore per family, and publishes the resulting [`Status`].
 //!
-//! Events are triggers, not data: every reconcile re-reads the whole
-//! inventory. A failure never ends the loop: the rules already installed stay
-//! in force, status says what failed, and the reconcile is retried with
-//! backoff. Shutdown is passed in, so tests can start and stop a daemon.
+//! Events are triggers, not data: every reconcile that may have to follow
+//! the engine re-reads the whole inventory; a ruleset change only re-reads
+//! what is installed. A failure never ends the loop: the rules already
+//! installed stay in force, status says what failed, and the reconcile is
+//! retried with backoff. Shutdown is passed in, so tests can start and stop
+//! a daemon.
+//!
+//! Fail closed from the first instant: before the engine ever answers (a
+//! booting host), dockfw plans from the policy and the bridges it last saw
+//! (kept in [`StateDir`]), so its chains and jumps exist before Docker
+//! publishes a port; selector entries follow once the engine answers. While
+//! the engine is away later, the last inventory it gave stays the basis.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
@@ -16,18 +25,21 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::control::ReloadRequest;
 use crate::docker::{DockerSource, Engine};
 use crate::firewall::{Firewall, FirewallError};
 use crate::installed::Installed;
-use crate::inventory::Inventory;
-use crate::plan::{exposures, plan};
+use crate::inventory::{Bridge, Inventory, Rejected};
+use crate::nfmonitor;
+use crate::plan::{exposures, plan, rejected_bridges};
 use crate::policy::{self, Policy};
 use crate::render::{self, Changes};
 use crate::ruleset::{Family, FamilyRules};
-use crate::status::{FamilyStatus, Status};
+use crate::sdnotify;
+use crate::state::{self, StateDir};
+use crate::status::{FamilyStatus, RejectedStatus, Status};
 
 /// Settings of one daemon run.
 #[derive(Debug, Clone)]
@@ -37,9 +49,15 @@ pub struct Config {
     pub endpoint: String,
     /// How long to wait after a trigger for more of the same burst.
     pub debounce: Duration,
-    /// How often to re-check the installed rules with no trigger at all, so
-    /// that a firewalld reload or a hand edit is repaired.
+    /// How often to re-check everything with no trigger at all.
     pub resync: Duration,
+    /// How often to re-check the installed rules when no netlink
+    /// notification covers them (iptables-legacy, or no monitor): the
+    /// bound on how long drift goes unrepaired there.
+    pub drift_poll: Duration,
+    /// Watch nf_tables on netlink for ruleset changes (the real daemon;
+    /// tests with a fake firewall do not).
+    pub watch_ruleset: bool,
 }
 
 impl Config {
@@ -49,6 +67,8 @@ impl Config {
             endpoint,
             debounce: Duration::from_millis(100),
             resync: Duration::from_secs(10),
+            drift_poll: Duration::from_millis(1500),
+            watch_ruleset: false,
         }
     }
 }
@@ -60,6 +80,90 @@ pub struct Channels {
     pub reload: mpsc::Receiver<ReloadRequest>,
     /// Where the loop publishes status for the control socket.
     pub status: watch::Sender<Status>,
+}
+
+/// Why a reconcile runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trigger {
+    Start,
+    /// A Docker event that may change what runs (the text is for the log).
+    DockerEvent(String),
+    /// A (re)subscription to Docker's events: the engine may have changed
+    /// anything meanwhile.
+    Subscribed,
+    PolicyReloaded,
+    Periodic,
+    Retry,
+    /// nf_tables announced a ruleset change (someone's, or dockfw's own).
+    RulesetChanged,
+    /// The periodic check where no notification covers the rules.
+    DriftPoll,
+}
+
+impl Trigger {
+    /// Whether the engine must be asked again, or what is installed is all
+    /// that may have changed.
+    fn needs_inventory(&self) -> bool {
+        !matches!(self, Trigger::RulesetChanged | Trigger::DriftPoll)
+    }
+}
+
+/// The policy the daemon starts with, and, when the file did not validate,
+/// what it enforces instead and why.
+#[derive(Debug, Clone)]
+pub struct StartPolicy {
+    pub policy: Policy,
+    /// The text that validated, kept as the last good policy.
+    pub text: Option<String>,
+    /// Set when the file was refused: what is enforced instead.
+    pub fallback: Option<String>,
+    /// The file's errors, when it was refused.
+    pub errors: Option<String>,
+}
+
+/// The policy at `path`; if it does not validate, the last good one kept in
+/// `state_dir`; if there is none, deny all inbound. Never "no policy".
+pub fn starting_policy(path: &Path, state_dir: &Path) -> StartPolicy {
+    let errors = match policy::parse_with_text(path) {
+        Ok((policy, text)) => {
+            return StartPolicy {
+                policy,
+                text: Some(text),
+                fallback: None,
+                errors: None,
+            };
+        }
+        Err(e) => error_chain(&e),
+    };
+    let last_good = state::last_good_policy(state_dir)
+        .and_then(|kept| policy::parse(&kept).ok().map(|p| (kept, p)));
+    let (policy, fallback) = match last_good {
+        Some((kept, policy)) => (
+            policy,
+            format!("enforcing the last good policy, kept in {}", kept.display()),
+        ),
+        None => (
+            policy::deny_all(),
+            "no last good policy is kept: enforcing deny all inbound to containers".to_owned(),
+        ),
+    };
+    StartPolicy {
+        policy,
+        text: None,
+        fallback: Some(fallback),
+        errors: Some(errors),
+    }
+}
+
+/// An error and all its causes, `: `-separated.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// Doubling delay between attempts, capped.
@@ -93,7 +197,8 @@ impl Backoff {
 /// Run the daemon until `shutdown` is cancelled. Rules stay installed.
 pub async fn run<D: DockerSource, F: Firewall>(
     config: Config,
-    policy: Policy,
+    start: StartPolicy,
+    state: Option<StateDir>,
     docker: Arc<D>,
     firewall: F,
     channels: Channels,
@@ -101,9 +206,22 @@ pub async fn run<D: DockerSource, F: Firewall>(
 ) {
     let tracker = TaskTracker::new();
     let (trigger_tx, trigger_rx) = mpsc::channel(64);
-    tracker.spawn(watch_events(docker.clone(), trigger_tx, shutdown.clone()));
+    tracker.spawn(watch_events(
+        docker.clone(),
+        trigger_tx.clone(),
+        shutdown.clone(),
+    ));
+    let monitored = Arc::new(AtomicBool::new(false));
+    if config.watch_ruleset {
+        tracker.spawn(watch_ruleset(
+            trigger_tx,
+            monitored.clone(),
+            shutdown.clone(),
+        ));
+    }
     tracker.close();
-    let mut reconciler = Reconciler::new(config, policy, docker, firewall, channels.status);
+    let mut reconciler = Reconciler::new(config, start, state, docker, firewall, channels.status);
+    reconciler.monitored = monitored;
     reconciler
         .run(trigger_rx, channels.reload, shutdown.clone())
         .await;
@@ -112,19 +230,23 @@ pub async fn run<D: DockerSource, F: Firewall>(
     info!("stopped; installed rules stay in force");
 }
 
+/// How long re-subscribing waits at most: a booting host's engine should
+/// be noticed within seconds of answering.
+const DOCKER_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
 /// Follow Docker's event stream, turning each event into a trigger, and
 /// re-subscribe with backoff when it ends. Every (re)subscription is itself
 /// a trigger, so a restarted engine gets a full resync.
 async fn watch_events<D: DockerSource>(
     docker: Arc<D>,
-    triggers: mpsc::Sender<String>,
+    triggers: mpsc::Sender<Trigger>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut backoff = Backoff::new(Duration::from_secs(1), DOCKER_BACKOFF_MAX);
     loop {
         let mut stream = docker.events();
         let subscribed = Instant::now();
-        let _ = triggers.try_send("subscribed to docker events".to_owned());
+        let _ = triggers.try_send(Trigger::Subscribed);
         loop {
             let item = tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -132,15 +254,15 @@ async fn watch_events<D: DockerSource>(
             };
             match item {
                 Some(Ok(event)) => {
-                    debug!(%event, "docker event");
-                    let _ = triggers.try_send(event);
+                    debug!(?event, "docker event");
+                    let _ = triggers.try_send(Trigger::DockerEvent(event));
                 }
                 Some(Err(e)) => {
-                    warn!(error = %e, "docker event stream failed");
+                    debug!(error = %error_chain(&e), "docker event stream failed");
                     break;
                 }
                 None => {
-                    warn!("docker event stream ended");
+                    debug!("docker event stream ended");
                     break;
                 }
             }
@@ -152,6 +274,35 @@ async fn watch_events<D: DockerSource>(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(backoff.next_delay()) => {}
         }
+    }
+}
+
+/// Turn nf_tables ruleset notifications into triggers. Where netlink cannot
+/// be watched, `monitored` stays false and the loop polls instead.
+async fn watch_ruleset(
+    triggers: mpsc::Sender<Trigger>,
+    monitored: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let mut monitor = match nfmonitor::subscribe() {
+        Ok(monitor) => monitor,
+        Err(e) => {
+            warn!(error = %error_chain(&e), "cannot watch nf_tables changes; polling for drift instead");
+            return;
+        }
+    };
+    monitored.store(true, Ordering::SeqCst);
+    loop {
+        let changed = tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = monitor.changed() => changed,
+        };
+        if let Err(e) = changed {
+            warn!(error = %error_chain(&e), "nf_tables watch failed; polling for drift instead");
+            monitored.store(false, Ordering::SeqCst);
+            return;
+        }
+        let _ = triggers.try_send(Trigger::RulesetChanged);
     }
 }
 
@@ -173,13 +324,49 @@ pub async fn read_installed<F: Firewall>(
     reads
 }
 
+/// The inventory before the engine ever answered: the default bridge and
+/// the bridges seen last time, no containers.
+fn boot_inventory(saved: Vec<Bridge>) -> Inventory {
+    let mut bridges = saved;
+    if !bridges.iter().any(|b| b.interface == "docker0") {
+        bridges.push(Bridge {
+            id: String::new(),
+            name: "bridge".to_owned(),
+            interface: "docker0".to_owned(),
+        });
+    }
+    Inventory {
+        bridges,
+        ..Inventory::default()
+    }
+}
+
+fn slot(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
 /// The state the loop carries between reconciles.
 struct Reconciler<D, F> {
     config: Config,
     /// The last policy that validated; a refused reload never replaces it.
     policy: Policy,
+    /// Where the last good policy and the bridges are kept; holds the lock.
+    state: Option<StateDir>,
     docker: Arc<D>,
     firewall: F,
+    /// What plans are made from: the engine's last answer, or the boot
+    /// inventory before it ever answered.
+    inventory: Inventory,
+    /// The bridges last written to `state`, to write only on change.
+    saved_bridges: Vec<Bridge>,
+    /// What was last found in place per family ([v4, v6]): re-applying the
+    /// same plan means something else changed dockfw's rules (drift).
+    in_place: [Option<FamilyRules>; 2],
+    /// Set by the netlink watch while it runs; without it, drift is polled.
+    monitored: Arc<AtomicBool>,
     status: Status,
     /// Publishes `status` to the control socket after every change.
     status_tx: watch::Sender<Status>,
@@ -189,85 +376,145 @@ struct Reconciler<D, F> {
 impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
     fn new(
         config: Config,
-        policy: Policy,
+        start: StartPolicy,
+        state: Option<StateDir>,
         docker: Arc<D>,
         firewall: F,
         status_tx: watch::Sender<Status>,
     ) -> Self {
+        let saved_bridges = state.as_ref().map(StateDir::bridges).unwrap_or_default();
         let mut status = Status::default();
         status.policy.path = config.policy_path.display().to_string();
         status.docker.endpoint = config.endpoint.clone();
         status.reconcile.result = "pending".to_owned();
         let mut this = Reconciler {
             config,
-            policy,
+            policy: start.policy,
+            state,
             docker,
             firewall,
+            inventory: boot_inventory(saved_bridges.clone()),
+            saved_bridges,
+            in_place: [None, None],
+            monitored: Arc::new(AtomicBool::new(false)),
             status,
             status_tx,
-            retry: Backoff::new(Duration::from_secs(1), Duration::from_secs(30)),
+            retry: Backoff::new(Duration::from_millis(500), DOCKER_BACKOFF_MAX),
         };
-        this.note_policy_loaded();
+        this.note_policy_loaded(start.text.as_deref());
+        if let Some(fallback) = start.fallback {
+            error!(
+                path = %this.config.policy_path.display(),
+                errors = %start.errors.as_deref().unwrap_or_default(),
+                "POLICY FILE INVALID: {fallback}"
+            );
+            this.status.policy.fallback = Some(fallback);
+            this.status.policy.last_error = start.errors;
+        }
         this.publish();
         this
     }
 
     async fn run(
         &mut self,
-        mut triggers: mpsc::Receiver<String>,
+        mut triggers: mpsc::Receiver<Trigger>,
         mut reloads: mpsc::Receiver<ReloadRequest>,
         shutdown: CancellationToken,
     ) {
-        let mut pending: Option<String> = Some("start".to_owned());
+        let mut pending = Some(Trigger::Start);
         let mut next_check = Instant::now() + self.config.resync;
+        let mut next_poll = Instant::now() + self.config.drift_poll;
         loop {
-            if let Some(reason) = pending.take() {
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(self.config.debounce) => {}
+            if let Some(first) = pending.take() {
+                // At start, no wait: protection first (a booting host has
+                // the engine waiting on it).
+                if first != Trigger::Start {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(self.config.debounce) => {}
+                    }
                 }
+                let mut full = first.needs_inventory();
                 let mut burst = 1;
-                while triggers.try_recv().is_ok() {
+                while let Ok(more) = triggers.try_recv() {
+                    full |= more.needs_inventory();
                     burst += 1;
                 }
-                debug!(%reason, burst, "reconcile triggered");
+                debug!(trigger = ?first, burst, full, "reconcile triggered");
                 // A reconcile in flight is dropped on shutdown: its restore
                 // is one atomic transaction, so it lands whole or not at all.
                 let outcome = tokio::select! {
                     () = shutdown.cancelled() => return,
-                    outcome = self.reconcile() => outcome,
+                    outcome = self.reconcile(full) => outcome,
                 };
-                next_check = match outcome {
-                    Ok(()) => {
+                // The full check is due `resync` after the last full pass;
+                // a failure of any pass brings a full retry forward.
+                match outcome {
+                    Ok(()) if full => {
                         self.retry.reset();
-                        Instant::now() + self.config.resync
+                        next_check = Instant::now() + self.config.resync;
                     }
-                    Err(()) => Instant::now() + self.retry.next_delay(),
-                };
+                    Ok(()) => {}
+                    Err(()) => next_check = Instant::now() + self.retry.next_delay(),
+                }
+                next_poll = Instant::now() + self.config.drift_poll;
+                if first == Trigger::Start {
+                    self.ready();
+                }
             }
+            let poll = self.needs_drift_poll();
             pending = tokio::select! {
                 () = shutdown.cancelled() => return,
-                Some(reason) = triggers.recv() => Some(reason),
-                Some(reply) = reloads.recv() => self.reload(reply),
-                () = tokio::time::sleep_until(next_check) => Some("periodic check".to_owned()),
+                Some(trigger) = triggers.recv() => Some(trigger),
+                Some(reply) = reloads.recv() => tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    trigger = self.reload(reply) => trigger,
+                },
+                () = tokio::time::sleep_until(next_check) => Some(if self.status.reconcile.error.is_some() {
+                    Trigger::Retry
+                } else {
+                    Trigger::Periodic
+                }),
+                () = tokio::time::sleep_until(next_poll), if poll => Some(Trigger::DriftPoll),
             };
         }
     }
 
-    /// Re-read the policy; keep the old one if the new one is invalid.
-    /// Returns a trigger when the policy in force changed.
-    fn reload(&mut self, reply: ReloadRequest) -> Option<String> {
+    /// Tell systemd the first pass is done: protection is installed (or it
+    /// could not be, which status says), so the engine may start.
+    fn ready(&self) {
+        if let Err(e) = sdnotify::notify("READY=1") {
+            warn!(error = %e, "cannot notify systemd");
+        }
+    }
+
+    /// Whether some family's rules change unannounced: no netlink watch,
+    /// or Docker's chains live in iptables-legacy.
+    fn needs_drift_poll(&self) -> bool {
+        !self.monitored.load(Ordering::SeqCst)
+            || Family::ALL
+                .iter()
+                .any(|f| self.firewall.variant(*f) == Some("legacy"))
+    }
+
+    /// Re-read the policy (off the loop's thread); keep the old one if the
+    /// new one is invalid. Returns a trigger when the policy in force changed.
+    async fn reload(&mut self, reply: ReloadRequest) -> Option<Trigger> {
         let path = self.config.policy_path.clone();
-        let answer = match policy::parse(&path) {
-            Ok(policy) => {
+        let parsed = tokio::task::spawn_blocking(move || policy::parse_with_text(&path))
+            .await
+            .map_err(|e| format!("policy reader failed: {e}"))
+            .and_then(|parsed| parsed.map_err(|e| error_chain(&e)));
+        let path = self.config.policy_path.display().to_string();
+        let answer = match parsed {
+            Ok((policy, text)) => {
                 self.policy = policy;
-                self.note_policy_loaded();
-                info!(path = %path.display(), "policy reloaded");
-                Ok(format!("reloaded {}", path.display()))
+                self.note_policy_loaded(Some(&text));
+                info!(%path, "policy reloaded");
+                Ok(format!("reloaded {path}"))
             }
-            Err(e) => {
-                let message = format!("{e:#}");
-                warn!(error = %message, "policy reload refused; the previous policy stays in force");
+            Err(message) => {
+                warn!(error = %message, "policy reload refused; the policy in force stays");
                 self.status.policy.last_error = Some(message.clone());
                 Err(message)
             }
@@ -275,73 +522,134 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         let changed = answer.is_ok();
         let _ = reply.send(answer);
         self.publish();
-        changed.then(|| "policy reload".to_owned())
+        changed.then_some(Trigger::PolicyReloaded)
     }
 
-    fn note_policy_loaded(&mut self) {
+    /// Record a policy that validated (and keep its text as the last good
+    /// policy, when given).
+    fn note_policy_loaded(&mut self, text: Option<&str>) {
+        if let (Some(state), Some(text)) = (&self.state, text)
+            && let Err(e) = state.save_policy(text)
+        {
+            warn!(error = %error_chain(&e), "cannot keep the last good policy");
+        }
         let p = &mut self.status.policy;
         p.loaded_at = Some(now_rfc3339());
         p.default = format!("{:?}", self.policy.default).to_lowercase();
         p.allow_entries = self.policy.allow.len();
         p.deny_entries = self.policy.deny.len();
         p.last_error = None;
+        p.fallback = None;
     }
 
-    /// One full pass: snapshot, plan, and per family read + at most one
-    /// restore. `Err` means something failed and a retry is due.
-    async fn reconcile(&mut self) -> Result<(), ()> {
+    /// One pass: (when `full`) a fresh inventory from the engine, then per
+    /// family a read and at most one restore. `Err` means something failed
+    /// and a retry is due; the rules are applied from the best inventory at
+    /// hand even when the engine does not answer.
+    async fn reconcile(&mut self, full: bool) -> Result<(), ()> {
         let started = Instant::now();
         self.status.reconcile.last_at = Some(now_rfc3339());
-        let snapshot = match self.docker.snapshot().await {
-            Ok(s) => s,
-            Err(e) => {
-                self.status.docker.connected = false;
-                self.status.docker.last_error = Some(e.to_string());
-                return self.finish(started, Vec::new(), vec![format!("docker: {e}")]);
-            }
-        };
-        let mut inventory = snapshot.inventory;
-        let mut installed = Vec::new();
         let mut errors = Vec::new();
+        if full {
+            match self.docker.snapshot().await {
+                Ok(snapshot) => self.note_snapshot(&snapshot.engine, snapshot.inventory),
+                Err(e) => {
+                    let message = error_chain(&e);
+                    self.status.docker.connected = false;
+                    self.status.docker.last_error = Some(message.clone());
+                    errors.push(format!("docker: {message}"));
+                }
+            }
+        }
+        let mut inventory = self.inventory.clone();
+        let mut installed = Vec::new();
+        let mut firewall_failed = false;
         for (family, read) in read_installed(&self.firewall, &mut inventory).await {
             match read {
                 Ok(st) => installed.push((family, st)),
                 Err(FirewallError::Unavailable { .. }) => {
                     *self.family_status(family) = FamilyStatus::default();
                 }
-                Err(e) => errors.push(format!("{}: {e}", family.as_str())),
+                Err(e) => {
+                    firewall_failed = true;
+                    errors.push(format!("{}: {}", family.as_str(), error_chain(&e)));
+                }
             }
         }
-        self.note_snapshot(&snapshot.engine, &inventory);
+        self.status.ports = exposures(&self.policy, &inventory);
         let ruleset = plan(&self.policy, &inventory);
         let mut changed = Vec::new();
         for (family, st) in installed {
-            match self.apply(family, ruleset.family(family), &st).await {
-                Ok(Some(changes)) => changed.push((family, changes)),
-                Ok(None) => {}
-                Err(e) => errors.push(format!("{}: {e}", family.as_str())),
+            let desired = ruleset.family(family);
+            match self.apply(family, desired, &st).await {
+                Ok(changes) => {
+                    if let Some(changes) = changes {
+                        changed.push((family, changes));
+                    }
+                    self.in_place[slot(family)] = Some(desired.clone());
+                }
+                Err(e) => {
+                    firewall_failed = true;
+                    errors.push(format!("{}: {}", family.as_str(), error_chain(&e)));
+                }
             }
             *self.family_status(family) = FamilyStatus {
-                rules: ruleset.family(family).rule_count(),
+                rules: desired.rule_count(),
                 variant: self.firewall.variant(family).map(str::to_owned),
             };
         }
-        self.finish(started, changed, errors)
+        self.finish(started, changed, errors, firewall_failed)
     }
 
-    fn note_snapshot(&mut self, engine: &Engine, inventory: &Inventory) {
+    /// Take a fresh inventory as the basis of plans; note what was refused
+    /// in it and keep its bridges for the next boot.
+    fn note_snapshot(&mut self, engine: &Engine, inventory: Inventory) {
         let docker = &mut self.status.docker;
         docker.connected = true;
         docker.last_error = None;
         docker.version = Some(engine.version.clone());
         docker.api_version = Some(engine.api_version.clone());
-        self.status.ports = exposures(&self.policy, inventory);
+        self.status.reconcile.inventory = "engine".to_owned();
         self.status.host_network = inventory
             .containers
             .iter()
             .filter(|c| c.host_network)
             .map(|c| c.name.clone())
             .collect();
+        let rejected: Vec<Rejected> = inventory
+            .rejected
+            .iter()
+            .cloned()
+            .chain(rejected_bridges(&inventory))
+            .collect();
+        for r in rejected.iter().filter(|r| {
+            !self
+                .status
+                .rejected
+                .iter()
+                .any(|s| s.name == r.name && s.reason == r.reason)
+        }) {
+            warn!(kind = %r.kind, name = ?r.name, reason = ?r.reason, "refused part of what docker reported; judged fail-closed");
+        }
+        self.status.rejected = rejected
+            .into_iter()
+            .map(|r| RejectedStatus {
+                kind: r.kind,
+                name: r.name,
+                reason: r.reason,
+            })
+            .collect();
+        if inventory.bridges != self.saved_bridges
+            && let Some(state) = &self.state
+        {
+            match state.save_bridges(&inventory.bridges) {
+                Ok(()) => self.saved_bridges = inventory.bridges.clone(),
+                Err(e) => {
+                    warn!(error = %error_chain(&e), "cannot keep the bridges for the next boot")
+                }
+            }
+        }
+        self.inventory = inventory;
     }
 
     async fn apply(
@@ -355,6 +663,14 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         };
         self.firewall.restore(family, &tx.text).await?;
         self.status.reconcile.applies += 1;
+        if self.in_place[slot(family)].as_ref() == Some(desired) {
+            let found = format!("{}: {}", family.as_str(), tx.changes);
+            warn!(%found, "dockfw's rules had been changed by something else; repaired");
+            let drift = &mut self.status.drift;
+            drift.repairs += 1;
+            drift.last_at = Some(now_rfc3339());
+            drift.last_found = Some(found);
+        }
         if tx.changes.restored_forward_jump {
             warn!(
                 family = family.as_str(),
@@ -368,9 +684,9 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
             );
         }
         if tx.changes.created_docker_user {
-            warn!(
+            info!(
                 family = family.as_str(),
-                "engine made no DOCKER-USER chain; created it and its FORWARD jump"
+                "no DOCKER-USER chain (yet); created it and its FORWARD jump"
             );
         }
         Ok(Some(tx.changes))
@@ -389,14 +705,27 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         started: Instant,
         changed: Vec<(Family, Changes)>,
         errors: Vec<String>,
+        firewall_failed: bool,
     ) -> Result<(), ()> {
         let elapsed = started.elapsed();
+        if !self.status.docker.connected {
+            self.status.reconcile.inventory = if self.status.docker.version.is_some() {
+                "last known inventory (engine unreachable)"
+            } else {
+                "boot (no engine yet): policy and saved bridges only"
+            }
+            .to_owned();
+        }
         let r = &mut self.status.reconcile;
         r.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-        r.result = match (errors.is_empty(), changed.is_empty()) {
-            (false, _) => "failed",
-            (true, true) => "unchanged",
-            (true, false) => "applied",
+        r.result = if firewall_failed {
+            "failed"
+        } else if !errors.is_empty() {
+            "degraded"
+        } else if changed.is_empty() {
+            "unchanged"
+        } else {
+            "applied"
         }
         .to_owned();
         r.error = (!errors.is_empty()).then(|| errors.join("; "));
@@ -408,7 +737,7 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
             info!(changes = %what.join("; "), duration_ms = elapsed.as_millis() as u64, "rules updated");
         }
         if let Some(error) = &r.error {
-            warn!(%error, "reconcile failed; installed rules stay in force, retrying");
+            warn!(%error, "reconcile incomplete; retrying (rules in force stay, fail closed)");
         }
         self.publish();
         if errors.is_empty() { Ok(()) } else { Err(()) }
@@ -537,6 +866,12 @@ mod tests {
     }
 
     fn start(policy_path: PathBuf) -> Harness {
+        // No netlink watch here: polling would interleave with what the
+        // tests count, so it is off unless a test asks for it.
+        start_with(policy_path, Duration::from_secs(3600))
+    }
+
+    fn start_with(policy_path: PathBuf, drift_poll: Duration) -> Harness {
         let (events, events_rx) = mpsc::channel(256);
         let docker = Arc::new(FakeDocker {
             inventory: Mutex::new(Inventory {
@@ -567,9 +902,19 @@ mod tests {
             allow: Vec::new(),
             deny: Vec::new(),
         };
-        let task = tokio::spawn(run(
-            Config::new(policy_path, "unix:///fake.sock".into()),
+        let start = StartPolicy {
             policy,
+            text: None,
+            fallback: None,
+            errors: None,
+        };
+        let task = tokio::spawn(run(
+            Config {
+                drift_poll,
+                ..Config::new(policy_path, "unix:///fake.sock".into())
+            },
+            start,
+            None,
             docker.clone(),
             firewall.clone(),
             Channels {
@@ -610,7 +955,9 @@ mod tests {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         settle(1.0).await;
         assert_eq!(h.restores(), 2, "one restore per family");
-        assert_eq!(h.result(), "applied");
+        // The subscription's own resync follows the first pass and finds
+        // nothing to do.
+        assert_eq!(h.result(), "unchanged");
         let st = h.status.borrow().clone();
         assert_eq!(st.reconcile.applies, 2);
         assert!(st.docker.connected);
@@ -664,12 +1011,12 @@ mod tests {
                 .unwrap()
                 .contains("fake-restore")
         );
-        // attempts at ~0.1s, then after 1s, 2s, 4s of backoff
-        settle(4.0).await;
+        // attempts at ~0.1 s, then after 0.5 s, 1 s, 2 s of backoff
+        settle(3.6).await;
         assert_eq!(
             h.snapshots(),
-            3,
-            "retried at 1s and 2s backoff, not in a tight loop"
+            4,
+            "retried at 0.5 s, 1 s and 2 s backoff, not in a tight loop"
         );
         h.firewall.failing.store(false, Ordering::SeqCst);
         settle(5.0).await;
@@ -677,17 +1024,69 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_unreachable_engine_marks_docker_disconnected_and_touches_nothing() {
+    async fn an_engine_not_answering_at_start_still_gets_boot_protection() {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         h.docker.down.store(true, Ordering::SeqCst);
         settle(0.5).await;
         let st = h.status.borrow().clone();
         assert!(!st.docker.connected);
-        assert_eq!(st.reconcile.result, "failed");
-        assert_eq!(h.restores(), 0);
+        assert_eq!(st.reconcile.result, "degraded");
+        assert!(st.reconcile.inventory.starts_with("boot"), "{st:?}");
+        assert_eq!(h.restores(), 2, "both families protected before the engine");
+        let v4 = h.firewall.tables.lock().unwrap()[0].clone();
+        assert!(
+            v4.chain_rules("DOCKFW")
+                .contains(&"-o docker0 -j DOCKFW-INBOUND".to_owned())
+        );
+        assert_eq!(
+            v4.chain_rules("DOCKFW-INBOUND").last().map(String::as_str),
+            Some("-j DROP")
+        );
         h.docker.down.store(false, Ordering::SeqCst);
         settle(3.0).await;
-        assert_eq!(h.result(), "applied");
+        assert_eq!(h.status.borrow().reconcile.inventory, "engine");
+        assert!(h.status.borrow().docker.connected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rules_changed_by_something_else_are_repaired_and_counted() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        settle(1.0).await;
+        assert_eq!(h.status.borrow().drift.repairs, 0);
+        simulate::apply(
+            &mut h.firewall.tables.lock().unwrap()[0],
+            "-F DOCKER-USER\n-F DOCKFW-INBOUND\n",
+        )
+        .unwrap();
+        settle(10.0).await;
+        let drift = h.status.borrow().drift.clone();
+        assert_eq!(drift.repairs, 1, "{drift:?}");
+        let found = drift.last_found.unwrap_or_default();
+        assert!(found.starts_with("ipv4: +"), "{found}");
+        let v4 = h.firewall.tables.lock().unwrap()[0].clone();
+        assert_eq!(v4.hook_jumps(crate::ruleset::HOOKS[0]), (1, true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_netlink_watch_drift_is_polled_without_asking_docker() {
+        let h = start_with(
+            PathBuf::from("/nonexistent/policy.toml"),
+            Duration::from_millis(1500),
+        );
+        settle(1.0).await;
+        let snapshots = h.snapshots();
+        simulate::apply(
+            &mut h.firewall.tables.lock().unwrap()[0],
+            "-F DOCKER-USER\n",
+        )
+        .unwrap();
+        settle(1.8).await;
+        assert_eq!(h.status.borrow().drift.repairs, 1);
+        assert_eq!(
+            h.snapshots(),
+            snapshots,
+            "a drift check reads the rules only"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -720,7 +1119,11 @@ mod tests {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         h.firewall.no_ipv6.store(true, Ordering::SeqCst);
         settle(1.0).await;
-        assert_eq!(h.result(), "applied");
+        assert_eq!(
+            h.result(),
+            "unchanged",
+            "the second pass finds IPv4 in place"
+        );
         assert_eq!(h.restores(), 1, "IPv4 only");
         assert_eq!(h.status.borrow().rules.ipv6.rules, 0);
     }
@@ -765,6 +1168,37 @@ mod tests {
             tables[1].chain_rules("DOCKFW-PROXY").contains(&drop),
             "IPv6 ends at docker-proxy"
         );
+    }
+
+    #[test]
+    fn an_invalid_policy_at_start_falls_back_to_the_last_good_one_or_deny_all() {
+        let dir = std::env::temp_dir().join(format!("dockfw-start-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::lock(&dir.join("state")).unwrap();
+        let path = dir.join("policy.toml");
+        std::fs::write(&path, "[inbound]\ndefault = \"allow\"\n").unwrap();
+        let good = starting_policy(&path, &dir.join("state"));
+        assert_eq!(good.fallback, None);
+        assert_eq!(good.policy.default, Default::Allow);
+
+        std::fs::write(&path, "[inbound]\ndefault = \"alow\"\n").unwrap();
+        let none_kept = starting_policy(&path, &dir.join("state"));
+        assert_eq!(none_kept.policy, policy::deny_all());
+        assert!(none_kept.fallback.unwrap().contains("deny all"));
+        assert!(none_kept.errors.unwrap().contains("policy.toml:2:"));
+
+        state.save_policy(good.text.as_deref().unwrap()).unwrap();
+        let kept = starting_policy(&path, &dir.join("state"));
+        assert_eq!(kept.policy, good.policy);
+        assert!(kept.fallback.unwrap().contains("last good policy"));
+
+        let missing = starting_policy(&dir.join("missing.toml"), &dir.join("state"));
+        assert_eq!(missing.policy, good.policy);
+        assert!(
+            missing.errors.unwrap().contains("No such file"),
+            "the cause is part of the message"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

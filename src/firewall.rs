@@ -16,6 +16,11 @@ use tokio::process::Command;
 use crate::installed::Installed;
 use crate::ruleset::Family;
 
+/// Where Debian installs the iptables programs. They are run from here, not
+/// found through `PATH`: whoever sets dockfw's environment must not choose
+/// what parses and writes the firewall.
+const SBIN: &str = "/usr/sbin";
+
 /// How long one iptables process may run before dockfw gives up on it.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -75,7 +80,7 @@ impl Variant {
             Family::V4 => "iptables",
             Family::V6 => "ip6tables",
         };
-        format!("{base}-{}-{tool}", self.as_str())
+        format!("{SBIN}/{base}-{}-{tool}", self.as_str())
     }
 }
 
@@ -121,7 +126,7 @@ impl Iptables {
     }
 
     /// Pick the variant holding Docker's chains, trying first the one the
-    /// `iptables` on PATH is (the one Docker runs), so the other variant's
+    /// system's `iptables` is (the one Docker runs), so the other variant's
     /// tables are not even loaded on hosts where it is unused. With Docker's
     /// chains nowhere: the IPv4 choice (for IPv6), else that default.
     async fn choose(&self, family: Family) -> Result<(Variant, Installed), FirewallError> {
@@ -154,10 +159,10 @@ impl Iptables {
     }
 }
 
-/// The variant `iptables` on PATH is (`iptables -V` says `nf_tables` or
+/// The variant the system's `iptables` is (`iptables -V` says `nf_tables` or
 /// `legacy`); nft when it cannot tell.
 async fn default_variant() -> Variant {
-    match run("iptables", &["-V"], None).await {
+    match run(&format!("{SBIN}/iptables"), &["-V"], None).await {
         Ok(version) if version.contains("legacy") => Variant::Legacy,
         _ => Variant::Nft,
     }

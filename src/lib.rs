@@ -14,7 +14,11 @@
 //! The edges, each behind a small trait:
 //! - [`docker`]: the Docker source (inventory snapshots and event triggers).
 //! - [`firewall`]: the firewall backend (`iptables-save` / `iptables-restore`).
+//! - [`nfmonitor`]: the netlink watch that reports nf_tables ruleset changes.
 //! - [`control`]: the Unix-socket control protocol (server and client).
+//! - [`state`]: what survives a restart under `/var/lib/dockfw` (last good
+//!   policy, bridges last seen) and the lock against a second daemon.
+//! - [`sdnotify`]: readiness for systemd (`Type=notify`).
 //! - [`daemon`]: the reconcile loop tying the edges to the core.
 
 pub mod control;
@@ -23,8 +27,11 @@ pub mod docker;
 pub mod firewall;
 pub mod installed;
 pub mod inventory;
+pub mod nfmonitor;
 pub mod plan;
 pub mod policy;
 pub mod render;
 pub mod ruleset;
+pub mod sdnotify;
+pub mod state;
 pub mod status;

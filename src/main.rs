@@ -2,6 +2,7 @@
 //! policy, show the plan, ask the daemon for status or a reload, and
 //! uninstall dockfw's rules.
 
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use dockfw::plan::plan;
 use dockfw::policy::{self, Policy, PolicyError};
 use dockfw::render;
 use dockfw::ruleset::Family;
+use dockfw::state::{DEFAULT_STATE_DIR, StateDir};
 use dockfw::status::{Status, render_text};
 
 const DEFAULT_CONFIG: &str = "/etc/dockfw/policy.toml";
@@ -49,15 +51,24 @@ enum Command {
         config: PathBuf,
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
-        /// Seconds between checks of the installed rules when nothing
-        /// triggers a reconcile (repairs hand edits, firewalld reloads).
-        #[arg(long, env = "DOCKFW_RESYNC_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Seconds between full checks when nothing triggers a reconcile
+        /// (drift is repaired sooner: on nf_tables notifications, or by a
+        /// 1.5 s poll where there are none).
+        #[arg(long, env = "DOCKFW_RESYNC_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
         resync_secs: u64,
+        /// Where the last good policy, the bridges last seen and the lock
+        /// against a second daemon are kept.
+        #[arg(long, env = "DOCKFW_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Validate the policy; print every error as path:line:col: message.
     Check {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The daemon's state directory, to say what it would enforce
+        /// instead of an invalid policy.
+        #[arg(long, env = "DOCKFW_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
     },
     /// Print the rules dockfw would install now and how they differ from
     /// what is installed; applies nothing.
@@ -105,8 +116,8 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
-    if let Command::Check { config } = &command {
-        return Ok(check(config));
+    if let Command::Check { config, state_dir } = &command {
+        return Ok(check(config, state_dir));
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -119,7 +130,8 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 config,
                 socket,
                 resync_secs,
-            } => run_daemon(config, socket, Duration::from_secs(resync_secs)).await,
+                state_dir,
+            } => run_daemon(config, socket, state_dir, Duration::from_secs(resync_secs)).await,
             Command::Plan { config } => show_plan(&config).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
             Command::Reload { socket } => reload(&socket).await,
@@ -138,15 +150,22 @@ fn summary(policy: &Policy) -> String {
     )
 }
 
-fn check(config: &Path) -> ExitCode {
-    match policy::parse(config) {
-        Ok(policy) => {
-            println!("{}: ok ({})", config.display(), summary(&policy));
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{:#}", anyhow::Error::new(e));
+/// Exit 0 for a valid policy; otherwise every error, what the daemon
+/// enforces instead, and exit 1.
+fn check(config: &Path, state_dir: &Path) -> ExitCode {
+    let start = daemon::starting_policy(config, state_dir);
+    match (&start.fallback, &start.errors) {
+        (Some(fallback), Some(errors)) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "dockfw: {} is INVALID; the daemon {fallback}",
+                config.display()
+            );
             ExitCode::FAILURE
+        }
+        _ => {
+            println!("{}: ok ({})", config.display(), summary(&start.policy));
+            ExitCode::SUCCESS
         }
     }
 }
@@ -158,9 +177,15 @@ fn load_policy(config: &Path) -> Result<Policy> {
     })
 }
 
-async fn run_daemon(config: PathBuf, socket: PathBuf, resync: Duration) -> Result<ExitCode> {
+async fn run_daemon(
+    config: PathBuf,
+    socket: PathBuf,
+    state_dir: PathBuf,
+    resync: Duration,
+) -> Result<ExitCode> {
     init_logging();
-    let policy = load_policy(&config)?;
+    let state = StateDir::lock(&state_dir)?;
+    let start = daemon::starting_policy(&config, &state_dir);
     let endpoint = endpoint_from_env();
     let docker = Arc::new(BollardSource::new(endpoint.clone()));
     let listener = control::bind(&socket)?;
@@ -173,18 +198,20 @@ async fn run_daemon(config: PathBuf, socket: PathBuf, resync: Duration) -> Resul
     };
     let server = tokio::spawn(control::serve(listener, handles, shutdown.clone()));
     spawn_signal_handlers(reload_tx, shutdown.clone())?;
-    info!(policy = %config.display(), %endpoint, socket = %socket.display(), "dockfw starting ({})", summary(&policy));
+    info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), "dockfw starting ({})", summary(&start.policy));
     let channels = Channels {
         reload: reload_rx,
         status: status_tx,
     };
     let settings = Config {
         resync,
+        watch_ruleset: true,
         ..Config::new(config, endpoint)
     };
     daemon::run(
         settings,
-        policy,
+        start,
+        Some(state),
         docker,
         Iptables::new(),
         channels,
@@ -226,8 +253,11 @@ fn spawn_signal_handlers(
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only on a terminal: the journal and log files get plain text.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
 }

@@ -16,6 +16,35 @@ pub struct Status {
     pub ports: Vec<PortStatus>,
     /// Containers using host networking: DOCKER-USER cannot protect them.
     pub host_network: Vec<String>,
+    /// What Docker reported that dockfw refused or could not read (a
+    /// hostile bridge name, an unreadable address); judged fail-closed.
+    #[serde(default)]
+    pub rejected: Vec<RejectedStatus>,
+    /// Repairs of dockfw's rules after something else changed them.
+    #[serde(default)]
+    pub drift: DriftStatus,
+}
+
+/// One object, or field, from Docker that dockfw did not use as given.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RejectedStatus {
+    /// `network` or `container`.
+    pub kind: String,
+    pub name: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DriftStatus {
+    /// How often dockfw re-applied rules it had installed before, with
+    /// nothing in the policy or inventory changed: something else had
+    /// changed them.
+    pub repairs: u64,
+    /// RFC 3339 time of the last repair.
+    pub last_at: Option<String>,
+    /// What the last repair found and fixed, e.g.
+    /// `ipv4: +3 -0 rules, put dockfw's jumps first`.
+    pub last_found: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +58,10 @@ pub struct PolicyStatus {
     pub deny_entries: usize,
     /// The last reload that was refused; the previous policy stays in force.
     pub last_error: Option<String>,
+    /// Set when the policy file did not validate at start: what dockfw
+    /// enforces instead (the last good policy, or deny all) and why.
+    #[serde(default)]
+    pub fallback: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -50,6 +83,10 @@ pub struct ReconcileStatus {
     pub error: Option<String>,
     /// How many restore transactions the daemon has run since it started.
     pub applies: u64,
+    /// What the last plan was made from: `engine`, or, while the engine does
+    /// not answer, `last known inventory` or `boot (no engine yet)`.
+    #[serde(default)]
+    pub inventory: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -141,27 +178,79 @@ pub fn render_text(status: &Status) -> String {
     }
     out.push('\n');
     out.push_str(&ports_table(&status.ports));
-    if !status.host_network.is_empty() {
+    if !status.host_network.is_empty() || !status.rejected.is_empty() {
         out.push('\n');
     }
     for name in &status.host_network {
         out.push_str(&format!(
-            "warning: container \"{name}\" uses host networking; DOCKER-USER cannot protect it\n"
+            "warning: container \"{}\" uses host networking; DOCKER-USER cannot protect it\n",
+            escape(name)
+        ));
+    }
+    for r in &status.rejected {
+        out.push_str(&format!(
+            "rejected: {} \"{}\": {}\n",
+            escape(&r.kind),
+            escape(&r.name),
+            escape(&r.reason)
         ));
     }
     out
 }
 
+/// `text` with every control character (ESC, newline, carriage return, ...)
+/// written as a visible escape, so that a name Docker reports cannot move
+/// the cursor, recolour the terminal or forge table rows.
+pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The labelled lines above the table; an empty label continues the line above.
 fn header_lines(status: &Status) -> Vec<(&'static str, String)> {
     let mut lines = vec![("policy", policy_line(&status.policy))];
+    if let Some(fallback) = &status.policy.fallback {
+        lines.push(("", format!("POLICY FILE INVALID: {fallback}")));
+    }
     if let Some(error) = &status.policy.last_error {
-        lines.push(("", format!("last reload refused: {error}")));
+        let what = if status.policy.fallback.is_some() {
+            "errors"
+        } else {
+            "last reload refused"
+        };
+        let mut errors = error.lines();
+        lines.push(("", format!("{what}: {}", errors.next().unwrap_or_default())));
+        lines.extend(errors.map(|line| ("", format!("  {line}"))));
     }
     lines.push(("docker", docker_line(&status.docker)));
     lines.push(("reconcile", reconcile_line(&status.reconcile)));
     lines.push(("rules", rules_line(&status.rules)));
+    if status.drift.repairs > 0 {
+        lines.push(("drift", drift_line(&status.drift)));
+    }
     lines
+        .into_iter()
+        .map(|(label, line)| (label, escape(&line).into_owned()))
+        .collect()
+}
+
+fn drift_line(drift: &DriftStatus) -> String {
+    let plural = if drift.repairs == 1 { "" } else { "s" };
+    let mut line = format!("{} repair{plural}", drift.repairs);
+    if let (Some(at), Some(found)) = (&drift.last_at, &drift.last_found) {
+        line.push_str(&format!(", last {at}: {found}"));
+    }
+    line
 }
 
 fn policy_line(policy: &PolicyStatus) -> String {
@@ -265,6 +354,7 @@ fn port_row(port: &PortStatus) -> [String; 7] {
         port.verdict_text().to_string(),
         port.why.clone(),
     ]
+    .map(|cell| escape(&cell).into_owned())
 }
 
 /// One table line, columns padded to their widths; no line ends in spaces.
@@ -320,6 +410,7 @@ mod tests {
                 allow_entries: 2,
                 deny_entries: 1,
                 last_error: None,
+                fallback: None,
             },
             docker: DockerStatus {
                 endpoint: "unix:///var/run/docker.sock".to_string(),
@@ -334,6 +425,7 @@ mod tests {
                 result: "applied".to_string(),
                 error: None,
                 applies: 5,
+                inventory: "engine".to_string(),
             },
             rules: RulesStatus {
                 ipv4: FamilyStatus {
@@ -357,6 +449,8 @@ mod tests {
                 },
             ],
             host_network: vec![],
+            rejected: vec![],
+            drift: DriftStatus::default(),
         }
     }
 
@@ -399,6 +493,51 @@ warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect
     }
 
     #[test]
+    fn docker_supplied_strings_cannot_forge_rows_or_move_the_cursor() {
+        let mut status = healthy();
+        status.ports.truncate(1);
+        status.ports[0].container = "web\u{1b}[2J".to_string();
+        status.ports[0].network = "evil\nweb        bridge   0.0.0.0:22".to_string();
+        status.host_network = vec!["h\rx".to_string()];
+        status.rejected = vec![RejectedStatus {
+            kind: "network".to_string(),
+            name: "\u{1b}]0;pwned\u{7}".to_string(),
+            reason: "bridge interface name \"+\" is refused".to_string(),
+        }];
+        let text = render_text(&status);
+        assert!(
+            !text.chars().any(|c| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("web")).count(),
+            1,
+            "{text}"
+        );
+        assert!(text.contains("web\\u{1b}[2J  evil\\nweb"), "{text}");
+        assert!(
+            text.contains("rejected: network \"\\u{1b}]0;pwned\\u{7}\": bridge interface name")
+        );
+        assert!(text.contains("container \"h\\rx\""));
+    }
+
+    #[test]
+    fn an_invalid_policy_at_start_is_shown_loudly() {
+        let mut status = healthy();
+        status.policy.fallback = Some("enforcing deny all inbound to containers".to_string());
+        status.policy.last_error = Some("p.toml:2:11: a\np.toml:3:1: b".to_string());
+        let text = render_text(&status);
+        assert!(
+            text.contains(
+                "          POLICY FILE INVALID: enforcing deny all inbound to containers\n\
+                 \x20         errors: p.toml:2:11: a\n\
+                 \x20           p.toml:3:1: b\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn fresh_daemon_with_no_ports_says_so() {
         let status = Status {
             policy: PolicyStatus {
@@ -432,6 +571,7 @@ no published ports
             result: "failed".to_string(),
             error: Some("iptables-restore exited with status 1".to_string()),
             applies: 1,
+            inventory: "engine".to_string(),
         };
         assert_eq!(
             reconcile_line(&reconcile),

@@ -179,11 +179,28 @@ impl std::fmt::Display for Diagnostic {
 
 /// Read and validate the policy at `path`.
 pub fn parse(path: &Path) -> Result<Policy, PolicyError> {
+    parse_with_text(path).map(|(policy, _)| policy)
+}
+
+/// Read and validate the policy at `path`; also return the text read, so
+/// that exactly what validated can be kept as the last good policy.
+pub fn parse_with_text(path: &Path) -> Result<(Policy, String), PolicyError> {
     let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
         path: path.to_owned(),
         source,
     })?;
-    parse_str(&text, path)
+    let policy = parse_str(&text, path)?;
+    Ok((policy, text))
+}
+
+/// The policy dockfw enforces when there is no valid one at all: every new
+/// inbound connection to a container is dropped.
+pub fn deny_all() -> Policy {
+    Policy {
+        default: Default::Deny,
+        allow: Vec::new(),
+        deny: Vec::new(),
+    }
 }
 
 /// Validate policy text; `path` is only used in diagnostics.

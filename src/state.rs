@@ -1,0 +1,187 @@
+//! What dockfw keeps across restarts under its state directory
+//! (`/var/lib/dockfw`): the last policy that validated, the Docker bridges
+//! it last saw, and the lock that keeps a second daemon out.
+//!
+//! Those two files let dockfw protect a booting host before the engine
+//! exists (see `daemon`): a typo in the policy falls back to the last good
+//! one, and the bridges Docker will recreate are known by name. Writes are
+//! atomic (temporary file + rename). This module plans nothing and touches
+//! no firewall.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write as _};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::inventory::Bridge;
+
+/// Where the state lives unless `--state-dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/dockfw";
+const LOCK_FILE: &str = "lock";
+const LAST_GOOD_POLICY: &str = "last-good-policy.toml";
+const BRIDGES: &str = "bridges.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create state directory {path}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot open lock file {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "another dockfw daemon is running on this host (it holds {path}); stop it first \
+         (systemctl stop dockfw)"
+    )]
+    AlreadyRunning { path: PathBuf },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The state directory, locked for this daemon for as long as it lives.
+#[derive(Debug)]
+pub struct StateDir {
+    dir: PathBuf,
+    /// Holds the exclusive `flock`; the kernel releases it when the daemon
+    /// exits, however it exits.
+    _lock: File,
+}
+
+impl StateDir {
+    /// Create the directory (0700) if needed and take the daemon lock.
+    pub fn lock(dir: &Path) -> Result<StateDir, StateError> {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StateError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        let path = dir.join(LOCK_FILE);
+        let lock_error = |source| StateError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(lock_error)?;
+        // SAFETY: flock on a descriptor this function owns; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                return Err(StateError::AlreadyRunning { path });
+            }
+            return Err(lock_error(error));
+        }
+        Ok(StateDir {
+            dir: dir.to_owned(),
+            _lock: file,
+        })
+    }
+
+    /// Keep `text` as the last policy that validated.
+    pub fn save_policy(&self, text: &str) -> Result<(), StateError> {
+        write_atomic(&self.dir.join(LAST_GOOD_POLICY), text.as_bytes())
+    }
+
+    /// Keep the bridges Docker has now, for the next boot.
+    pub fn save_bridges(&self, bridges: &[Bridge]) -> Result<(), StateError> {
+        let text = serde_json::to_string_pretty(bridges).unwrap_or_default();
+        write_atomic(&self.dir.join(BRIDGES), text.as_bytes())
+    }
+
+    /// The bridges saved last; empty when there are none or the file is
+    /// unreadable (the names in it are validated again when planned).
+    pub fn bridges(&self) -> Vec<Bridge> {
+        fs::read_to_string(self.dir.join(BRIDGES))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+}
+
+/// Where the last good policy of the state directory `dir` is kept, and
+/// whether there is one. Read without the lock (`dockfw check` does).
+pub fn last_good_policy(dir: &Path) -> Option<PathBuf> {
+    let path = dir.join(LAST_GOOD_POLICY);
+    path.is_file().then_some(path)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
+    let write_error = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(write_error)?;
+    file.write_all(bytes).map_err(write_error)?;
+    file.sync_all().map_err(write_error)?;
+    fs::rename(&tmp, path).map_err(write_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dockfw-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_second_daemon_is_refused_while_the_first_holds_the_lock() {
+        let dir = temp_dir("lock");
+        let first = StateDir::lock(&dir).expect("first");
+        let err = StateDir::lock(&dir).expect_err("second");
+        assert!(matches!(err, StateError::AlreadyRunning { .. }), "{err}");
+        assert!(err.to_string().contains("another dockfw daemon is running"));
+        drop(first);
+        StateDir::lock(&dir).expect("free again once the first is gone");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn policy_and_bridges_survive_a_restart() {
+        let dir = temp_dir("keep");
+        let state = StateDir::lock(&dir).unwrap();
+        assert_eq!(last_good_policy(&dir), None);
+        assert!(state.bridges().is_empty());
+        state.save_policy("[inbound]\n").unwrap();
+        let bridges = vec![Bridge {
+            id: "1".into(),
+            name: "bridge".into(),
+            interface: "docker0".into(),
+        }];
+        state.save_bridges(&bridges).unwrap();
+        drop(state);
+        let state = StateDir::lock(&dir).unwrap();
+        let path = last_good_policy(&dir).expect("kept");
+        assert_eq!(fs::read_to_string(path).unwrap(), "[inbound]\n");
+        assert_eq!(state.bridges(), bridges);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
