@@ -14,22 +14,34 @@
 //! <- {"ok":true,"message":"..."}        or  {"ok":false,"error":"..."}
 //! ```
 //!
-//! A request line may be at most [`MAX_REQUEST_BYTES`] long. Any peer that can
-//! open the socket (root and the `dockfw` group, mode 0660) may ask for the
-//! status; only root may ask for a reload.
+//! A request line may be at most [`MAX_REQUEST_BYTES`] long and must arrive
+//! within [`REQUEST_TIMEOUT`]. Any peer that can open the socket (root and the
+//! `dockfw` group, mode 0660) may ask for the status; only root may ask for a
+//! reload.
+//!
+//! # Limits
+//! The server answers at most [`Limits`] connections at once, counted by the
+//! peer's uid (`SO_PEERCRED`), with a reserve of its own for root. A
+//! connection over a limit is accepted and closed at once, after a
+//! `{"ok":false,"error":"too many connections"}` line if the socket takes it
+//! without waiting: a flood by one group member never holds the daemon's
+//! descriptors (which it needs for iptables and Docker), nor the backlog that
+//! root's `dockfw status` waits in.
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::time::timeout;
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -39,12 +51,22 @@ use crate::status::Status;
 pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
 /// Longest response line the client reads (a status with many ports is big).
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
-/// How long a client may take to send its request, or to take the response.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client may hold a connection before its request line is in;
+/// short, because until then it holds one of the [`Limits`] places.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a client may take to take the response.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server waits for the daemon to answer a reload.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the client waits for the whole exchange; above `RELOAD_TIMEOUT`.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(40);
+/// How long the accept loop pauses after a failed accept (out of descriptors
+/// and the like) rather than spin on it.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Refused connections are logged at most once per this interval.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// The error line sent to a connection over a limit.
+const TOO_MANY_CONNECTIONS: &str = "too many connections";
 /// How long shutdown waits for connections still being answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Group given access to the socket, if it exists.
@@ -139,6 +161,33 @@ pub struct Handles {
     /// Asks the daemon to re-read the policy; each request carries the
     /// oneshot on which the daemon answers.
     pub reload: mpsc::Sender<ReloadRequest>,
+}
+
+/// How many connections the server answers at once. Each answered
+/// connection holds a descriptor; a connection over a limit is closed as soon
+/// as it is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections from all peers but root, together.
+    pub total: usize,
+    /// Connections from any one uid but root; peers whose uid is unknown
+    /// count as one uid.
+    pub per_uid: usize,
+    /// Connections from root, counted apart from `total`, so that root's
+    /// `status` and `reload` get in while other peers flood the socket.
+    pub root: usize,
+}
+
+impl Default for Limits {
+    /// 64 + 8 descriptors at most, far below the daemon's limit; one group
+    /// member fills an eighth of the shared places.
+    fn default() -> Self {
+        Limits {
+            total: 64,
+            per_uid: 8,
+            root: 8,
+        }
+    }
 }
 
 /// Why the socket could not be bound, or the daemon could not be asked.
@@ -268,23 +317,47 @@ pub fn may_reload(uid: u32) -> bool {
     uid == 0
 }
 
-/// Answers connections until `shutdown` is cancelled, each in its own task,
-/// then waits up to [`SHUTDOWN_GRACE`] for answers in flight and removes the
-/// socket file. A connection still running after that is abandoned; its own
-/// timeouts bound how long it can last.
+/// [`serve_with`] the default [`Limits`].
 pub async fn serve(listener: UnixListener, handles: Handles, shutdown: CancellationToken) {
+    serve_with(listener, handles, shutdown, Limits::default()).await;
+}
+
+/// Answers connections until `shutdown` is cancelled, each in its own task and
+/// at most `limits` at once, then waits up to [`SHUTDOWN_GRACE`] for answers
+/// in flight and removes the socket file. A connection still running after
+/// that is abandoned; its own timeouts bound how long it can last.
+pub async fn serve_with(
+    listener: UnixListener,
+    handles: Handles,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
     let tracker = TaskTracker::new();
+    let admission = Arc::new(Admission::new(limits));
+    let mut refusals = Refusals::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    tracker.spawn(answer(stream, handles.clone()));
+                    let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+                    match admission.admit(uid) {
+                        Some(slot) => {
+                            tracker.spawn(answer(stream, uid, handles.clone(), slot));
+                        }
+                        None => {
+                            refuse(&stream);
+                            refusals.record(uid);
+                        }
+                    }
                 }
                 Err(error) => {
                     // Out of descriptors and the like: pause rather than spin.
                     tracing::warn!(%error, "control socket: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(ACCEPT_PAUSE) => {}
+                    }
                 }
             },
         }
@@ -307,17 +380,149 @@ fn remove_socket_file(listener: &UnixListener) {
     }
 }
 
-/// Reads one request, answers it, and closes. Errors end this connection only.
-async fn answer(stream: UnixStream, handles: Handles) {
-    let uid = stream.peer_cred().ok().map(|cred| cred.uid());
+/// The connections being answered, by peer uid (`None`: unknown).
+#[derive(Debug, Default)]
+struct OpenConnections {
+    by_uid: HashMap<Option<u32>, usize>,
+    /// The sum of `by_uid` over every peer but root.
+    not_root: usize,
+}
+
+impl OpenConnections {
+    /// Whether `limits` leave room for one more connection from `uid`: root
+    /// draws on its own reserve only, everyone else on its uid's share and on
+    /// the total.
+    fn has_room(&self, uid: Option<u32>, limits: &Limits) -> bool {
+        let open = self.by_uid.get(&uid).copied().unwrap_or(0);
+        match uid {
+            Some(0) => open < limits.root,
+            _ => open < limits.per_uid && self.not_root < limits.total,
+        }
+    }
+
+    fn open(&mut self, uid: Option<u32>) {
+        *self.by_uid.entry(uid).or_default() += 1;
+        if uid != Some(0) {
+            self.not_root += 1;
+        }
+    }
+
+    /// Counts one connection of `uid` closed; a uid with none left is
+    /// forgotten, so the map never outgrows the limits.
+    fn close(&mut self, uid: Option<u32>) {
+        if let Some(open) = self.by_uid.get_mut(&uid) {
+            *open -= 1;
+            if *open == 0 {
+                self.by_uid.remove(&uid);
+            }
+            if uid != Some(0) {
+                self.not_root -= 1;
+            }
+        }
+    }
+}
+
+/// Decides which accepted connections are answered, and hands each one a
+/// [`Slot`] that keeps its place until the connection ends.
+#[derive(Debug)]
+struct Admission {
+    limits: Limits,
+    /// Shared by the accept loop and every [`Slot`], which gives its place
+    /// back in `Drop`; a std mutex because it is only held to change a count,
+    /// never across an await, and `Drop` cannot await.
+    open: Mutex<OpenConnections>,
+}
+
+impl Admission {
+    fn new(limits: Limits) -> Self {
+        Admission {
+            limits,
+            open: Mutex::new(OpenConnections::default()),
+        }
+    }
+
+    /// A place for one more connection from `uid`, or `None` if it is over a limit.
+    fn admit(self: &Arc<Self>, uid: Option<u32>) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if !open.has_room(uid, &self.limits) {
+            return None;
+        }
+        open.open(uid);
+        Some(Slot {
+            admission: Arc::clone(self),
+            uid,
+        })
+    }
+}
+
+/// One connection's place within the [`Limits`]; given back when dropped,
+/// however the connection ends.
+#[derive(Debug)]
+struct Slot {
+    /// The counts this slot is part of; shared so `Drop` can give the place back.
+    admission: Arc<Admission>,
+    uid: Option<u32>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self
+            .admission
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        open.close(self.uid);
+    }
+}
+
+/// Tells a connection over a limit why, if its socket takes the line without
+/// waiting; the caller then drops, and so closes, the stream.
+fn refuse(stream: &UnixStream) {
+    let line = response_line(&Response::Error(TOO_MANY_CONNECTIONS.to_string()));
+    if let Err(error) = stream.try_write(line.as_bytes()) {
+        tracing::debug!(%error, "control socket: cannot tell a refused peer why");
+    }
+}
+
+/// Logs refused connections at most once per [`REFUSAL_LOG_INTERVAL`], so a
+/// flood shows in the log without flooding it.
+#[derive(Debug, Default)]
+struct Refusals {
+    since_logged: u64,
+    logged_at: Option<Instant>,
+}
+
+impl Refusals {
+    fn record(&mut self, uid: Option<u32>) {
+        self.since_logged += 1;
+        let now = Instant::now();
+        if self
+            .logged_at
+            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_INTERVAL)
+        {
+            return;
+        }
+        tracing::warn!(
+            uid,
+            refused = self.since_logged,
+            "control socket: too many connections, closing new ones"
+        );
+        self.since_logged = 0;
+        self.logged_at = Some(now);
+    }
+}
+
+/// Reads one request, answers it, and closes; `_slot` keeps the connection's
+/// place until then. Errors end this connection only.
+async fn answer(stream: UnixStream, uid: Option<u32>, handles: Handles, _slot: Slot) {
     let (read, mut write) = stream.into_split();
-    let response = match timeout(IO_TIMEOUT, read_request(read)).await {
+    let response = match timeout(REQUEST_TIMEOUT, read_request(read)).await {
         Ok(Ok(request)) => dispatch(request, uid, &handles).await,
         Ok(Err(error)) => Response::Error(error),
         Err(_) => Response::Error("timed out waiting for the request".to_string()),
     };
     let line = response_line(&response);
-    match timeout(IO_TIMEOUT, write.write_all(line.as_bytes())).await {
+    match timeout(RESPONSE_TIMEOUT, write.write_all(line.as_bytes())).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::debug!(%error, "control socket: cannot send response"),
         Err(_) => tracing::debug!("control socket: client did not take its response"),
@@ -473,6 +678,10 @@ mod tests {
     }
 
     fn start(name: &str) -> Running {
+        start_with(name, Limits::default())
+    }
+
+    fn start_with(name: &str, limits: Limits) -> Running {
         let dir = TempDir::new(name);
         let path = dir.socket();
         let (status, status_rx) = watch::channel(Status::default());
@@ -483,7 +692,7 @@ mod tests {
             status: status_rx,
             reload,
         };
-        let server = tokio::spawn(serve(listener, handles, shutdown.clone()));
+        let server = tokio::spawn(serve_with(listener, handles, shutdown.clone(), limits));
         Running {
             _dir: dir,
             path,
@@ -736,6 +945,138 @@ mod tests {
         let mode = |path: &Path| fs::metadata(path).expect("metadata").permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o660);
         assert_eq!(mode(&dir.0.join("run/dockfw")), 0o755);
+    }
+
+    /// Two places for whoever runs the tests: root's reserve and any other
+    /// uid's share are the same size.
+    const TWO_EACH: Limits = Limits {
+        total: 64,
+        per_uid: 2,
+        root: 2,
+    };
+
+    /// Connects and sends nothing, as a flooder does.
+    async fn idle(path: &Path) -> UnixStream {
+        UnixStream::connect(path).await.expect("connect")
+    }
+
+    /// Everything the server sends on `stream` before it closes, failing the
+    /// test if the server keeps it open for as long as it waits for a request.
+    async fn read_until_closed(mut stream: UnixStream) -> String {
+        let mut answer = String::new();
+        timeout(REQUEST_TIMEOUT / 2, stream.read_to_string(&mut answer))
+            .await
+            .expect("closed before the request timeout")
+            .expect("read");
+        answer
+    }
+
+    #[test]
+    fn root_gets_in_while_other_uids_fill_the_total() {
+        let limits = Limits {
+            total: 4,
+            per_uid: 2,
+            root: 1,
+        };
+        let mut open = OpenConnections::default();
+        for uid in [1000, 1000, 1001, 1001] {
+            assert!(
+                open.has_room(Some(uid), &limits),
+                "uid {uid} under its share"
+            );
+            open.open(Some(uid));
+        }
+        assert!(!open.has_room(Some(1002), &limits), "total is full");
+        assert!(
+            !open.has_room(None, &limits),
+            "unknown peers share the total"
+        );
+        assert!(open.has_room(Some(0), &limits), "root has its own reserve");
+        open.open(Some(0));
+        assert!(!open.has_room(Some(0), &limits), "root's reserve is full");
+        open.close(Some(1001));
+        assert!(open.has_room(Some(1002), &limits), "a place came back");
+        assert!(
+            !open.has_room(Some(1000), &limits),
+            "uid 1000 still at its share"
+        );
+    }
+
+    #[test]
+    fn one_uid_cannot_take_more_than_its_share() {
+        let limits = Limits {
+            total: 64,
+            per_uid: 2,
+            root: 8,
+        };
+        let mut open = OpenConnections::default();
+        open.open(Some(1000));
+        open.open(Some(1000));
+        assert!(!open.has_room(Some(1000), &limits));
+        assert!(open.has_room(Some(1001), &limits));
+        assert!(
+            open.has_room(None, &limits),
+            "unknown peers are a uid of their own"
+        );
+    }
+
+    #[test]
+    fn dropped_slot_gives_its_place_back_and_is_forgotten() {
+        let admission = Arc::new(Admission::new(TWO_EACH));
+        let first = admission.admit(Some(1000)).expect("first place");
+        let second = admission.admit(Some(1000)).expect("second place");
+        assert!(
+            admission.admit(Some(1000)).is_none(),
+            "third over the share"
+        );
+        drop(first);
+        let third = admission.admit(Some(1000)).expect("place given back");
+        drop((second, third));
+        let open = admission.open.lock().expect("not poisoned");
+        assert!(open.by_uid.is_empty(), "{:?}", open.by_uid);
+        assert_eq!(open.not_root, 0);
+    }
+
+    #[tokio::test]
+    async fn connection_over_the_uid_limit_is_closed_at_once() {
+        let running = start_with("over-limit", TWO_EACH);
+        let _held = [idle(&running.path).await, idle(&running.path).await];
+        let refused = read_until_closed(idle(&running.path).await).await;
+        assert_eq!(
+            refused,
+            "{\"ok\":false,\"error\":\"too many connections\"}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn connections_under_the_limit_are_answered() {
+        let running = start_with("under-limit", TWO_EACH);
+        let _held = idle(&running.path).await;
+        assert_serves_status(&running.path).await;
+    }
+
+    #[tokio::test]
+    async fn places_come_back_when_idle_connections_close() {
+        let running = start_with("places-back", TWO_EACH);
+        let held = [idle(&running.path).await, idle(&running.path).await];
+        let refused = read_until_closed(idle(&running.path).await).await;
+        assert!(refused.contains(TOO_MANY_CONNECTIONS), "{refused}");
+        drop(held);
+        // The server notices the closed connections on its own time; retry
+        // briefly rather than race it.
+        let deadline = Instant::now() + REQUEST_TIMEOUT / 2;
+        loop {
+            match request(&running.path, &Request::Status).await {
+                Ok(Response::Status(_)) => break,
+                _ if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => panic!("not served after the idle connections closed: {other:?}"),
+            }
+        }
+        // And both places are back, not just one.
+        let _held = idle(&running.path).await;
+        assert_serves_status(&running.path).await;
     }
 
     #[tokio::test]
