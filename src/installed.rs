@@ -1,13 +1,11 @@
 //! What is installed now in one family, parsed from `iptables-save` output:
 //! in `filter`, the chains dockfw owns, Docker's `DOCKER-USER` chain and the
-//! rules that jump to them; in `nat`, which ports Docker publishes by DNAT.
+//! rules that jump to them.
 //!
 //! Pure: the firewall edge runs `iptables-save` and hands the text here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::inventory::Proto;
-use crate::policy::PortRange;
 use crate::ruleset::{DOCKER_USER, HOOKS, Hook, OWNED_CHAINS};
 
 /// Docker's jump from `FORWARD` to `DOCKER-USER`.
@@ -27,14 +25,11 @@ pub struct Installed {
     /// Rule specs (the text after `-A CHAIN `) of the chains that matter
     /// here: `FORWARD`, `DOCKER-USER` and dockfw's own.
     pub rules: BTreeMap<String, Vec<String>>,
-    /// Destination ports that some `nat` rule DNATs: there the kernel
-    /// forwards; a published port missing here is served by docker-proxy.
-    pub dnat: Vec<(Proto, PortRange)>,
 }
 
 impl Installed {
-    /// Parse `iptables-save` output: the `*filter` section, and the DNAT
-    /// rules of `*nat`; other tables and comments are skipped.
+    /// Parse `iptables-save` output: the `*filter` section; other tables
+    /// and comments are skipped.
     pub fn parse(save: &str) -> Installed {
         let mut installed = Installed::default();
         let mut table = "";
@@ -43,8 +38,6 @@ impl Installed {
                 table = name;
             } else if line.starts_with('#') {
                 continue;
-            } else if table == "nat" {
-                installed.dnat.extend(dnat_of(line));
             } else if table != "filter" {
                 continue;
             } else if let Some(decl) = line.strip_prefix(':') {
@@ -105,29 +98,6 @@ impl Installed {
         OWNED_CHAINS.iter().any(|c| self.has_chain(c))
             || HOOKS.iter().any(|h| self.hook_jumps(*h).0 > 0)
     }
-}
-
-/// The protocol and destination ports of a `-j DNAT` rule with `--dport`,
-/// as Docker writes them (`-p tcp -m tcp --dport 8080 -j DNAT ...`).
-fn dnat_of(line: &str) -> Option<(Proto, PortRange)> {
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let after = |flag: &str| words.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
-    if after("-j") != Some("DNAT") {
-        return None;
-    }
-    let proto = match after("-p")? {
-        "tcp" => Proto::Tcp,
-        "udp" => Proto::Udp,
-        "sctp" => Proto::Sctp,
-        _ => return None,
-    };
-    let ports = after("--dport")?;
-    let (first, last) = ports.split_once(':').unwrap_or((ports, ports));
-    let range = PortRange {
-        first: first.parse().ok()?,
-        last: last.parse().ok()?,
-    };
-    Some((proto, range))
 }
 
 fn is_tracked(chain: &str) -> bool {
@@ -246,29 +216,6 @@ COMMIT
         assert_eq!(st.forward_jumps(), (vec!["-j DOCKER-USER"], true));
         assert_eq!(st.hook_jumps(HOOKS[0]), (1, true));
         assert!(st.has_anything_owned());
-    }
-
-    #[test]
-    fn dnat_rules_of_the_nat_table_are_read() {
-        let st = Installed::parse(
-            "*nat\n:DOCKER - [0:0]\n\
-             -A DOCKER ! -i docker0 -p tcp -m tcp --dport 8080 -j DNAT --to-destination 172.17.0.2:80\n\
-             -A DOCKER ! -i br-1 -p udp -m udp --dport 6000:6010 -j DNAT --to-destination [fd00::2]:6000-6010\n\
-             -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\n\
-             -A DOCKER -i docker0 -j RETURN\nCOMMIT\n*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n",
-        );
-        let range = |first, last| PortRange { first, last };
-        assert_eq!(
-            st.dnat,
-            [
-                (Proto::Tcp, range(8080, 8080)),
-                (Proto::Udp, range(6000, 6010))
-            ]
-        );
-        assert!(
-            st.has_chain("FORWARD") && !st.has_chain("DOCKER"),
-            "nat chains are not filter chains"
-        );
     }
 
     #[test]

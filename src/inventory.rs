@@ -8,8 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::PortRange;
-use crate::ruleset::Family;
 
 /// One snapshot of the engine: everything a plan needs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,15 +16,6 @@ pub struct Inventory {
     pub bridges: Vec<Bridge>,
     /// Running containers.
     pub containers: Vec<Container>,
-    /// The ports Docker publishes by DNAT in IPv4, read from the `nat`
-    /// table: new connections to them are forwarded. A published port
-    /// missing here is served by `docker-proxy` on the host itself. `None`
-    /// (test fixtures) means every published port is DNAT-ed.
-    #[serde(default)]
-    pub dnat_ipv4: Option<Vec<(Proto, PortRange)>>,
-    /// The same for IPv6 (none at all without `"ip6tables": true`).
-    #[serde(default)]
-    pub dnat_ipv6: Option<Vec<(Proto, PortRange)>>,
     /// What Docker reported that could not be used as given (an unreadable
     /// address, port or attachment). The rest of the object, and every other
     /// object, is still planned; what is missing fails closed.
@@ -115,26 +104,4 @@ pub struct PublishedPort {
     pub host_port: u16,
     pub container_port: u16,
     pub proto: Proto,
-}
-
-impl Inventory {
-    /// Record which ports Docker DNATs in `family`.
-    pub fn set_dnat(&mut self, family: Family, ports: Vec<(Proto, PortRange)>) {
-        match family {
-            Family::V4 => self.dnat_ipv4 = Some(ports),
-            Family::V6 => self.dnat_ipv6 = Some(ports),
-        }
-    }
-
-    /// Whether new connections to a published port are DNAT-ed (forwarded)
-    /// in `family`.
-    pub fn dnats(&self, family: Family, proto: Proto, port: u16) -> bool {
-        let ports = match family {
-            Family::V4 => &self.dnat_ipv4,
-            Family::V6 => &self.dnat_ipv6,
-        };
-        ports
-            .as_ref()
-            .is_none_or(|ports| ports.iter().any(|(p, r)| *p == proto && r.contains(port)))
-    }
 }

@@ -265,14 +265,14 @@ fn init_logging() {
 async fn show_plan(config: &Path) -> Result<ExitCode> {
     let policy = load_policy(config)?;
     let docker = BollardSource::from_env();
-    let mut inventory = docker
+    let inventory = docker
         .snapshot()
         .await
         .context("cannot read the docker inventory")?
         .inventory;
     let firewall = Iptables::new();
     let mut installed = Vec::new();
-    for (family, read) in daemon::read_installed(&firewall, &mut inventory).await {
+    for (family, read) in daemon::read_installed(&firewall).await {
         let st = match read {
             Err(FirewallError::Unavailable { family }) => {
                 println!("# {family}: disabled in this kernel, nothing to do\n");

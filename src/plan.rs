@@ -232,10 +232,15 @@ fn unclassified_chain(policy: &Policy, inventory: &Inventory, family: Family) ->
     }
 }
 
-/// Rules for ports `docker-proxy` serves on the host (see [`proxied_in`]):
-/// no DNAT happens for them, the connection ends at the proxy (INPUT) and
-/// never passes DOCKER-USER. Each such port gets the policy's verdict,
-/// matched on its own destination port.
+/// Rules for the ports `docker-proxy` may serve on the host itself: there no
+/// DNAT happens, the connection ends at the proxy (INPUT) and never passes
+/// DOCKER-USER. That is a port published on an address family the container
+/// has no address in, one Docker does not DNAT in that family (IPv6 without
+/// `"ip6tables": true`), or one whose DNAT an odd network's rules skip (a
+/// bridge named `+` makes Docker write `-i + -j RETURN` in `nat`). Rather
+/// than guess from the `nat` table, every published, non-loopback port gets
+/// the policy's verdict here too, on its own destination port; where the
+/// port is DNAT-ed these rules are simply never reached. Fail closed.
 fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
     let mut rules = vec![
         Rule {
@@ -252,40 +257,19 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain 
         in_iface: Some(iface),
         ..Rule::default()
     }));
-    let proxied = inventory
+    let published = inventory
         .containers
         .iter()
         .filter(|c| !c.host_network)
         .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
-        .filter(|(c, p)| proxied_in(inventory, c, p) == Some(family));
-    for (container, port) in proxied {
+        .filter(|(_, p)| !p.host_ip.is_loopback() && family_of(p.host_ip) == family);
+    for (container, port) in published {
         rules.extend(proxy_port_rules(policy, container, port, family));
     }
     Chain {
         name: PROXY_CHAIN,
         rules: without_repeats(rules),
     }
-}
-
-/// The family in which `docker-proxy` answers for this published port, if
-/// it does: a non-loopback host address of a family the container has no
-/// address in, or whose port Docker does not DNAT there (e.g. IPv6 without
-/// `"ip6tables": true`).
-pub fn proxied_in(
-    inventory: &Inventory,
-    container: &Container,
-    port: &PublishedPort,
-) -> Option<Family> {
-    if port.host_ip.is_loopback() {
-        return None;
-    }
-    let family = family_of(port.host_ip);
-    let has_address = container.attachments.iter().any(|a| match family {
-        Family::V4 => a.ipv4.is_some(),
-        Family::V6 => a.ipv6.is_some(),
-    });
-    let forwarded = inventory.dnats(family, port.proto, port.host_port);
-    (!has_address || !forwarded).then_some(family)
 }
 
 fn family_of(ip: IpAddr) -> Family {

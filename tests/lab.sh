@@ -15,6 +15,11 @@
 #   dfw ARGS…               the dockfw CLI inside the host namespace (DOCKER_HOST set)
 #   dfw_status              `dockfw status --json` against the running daemon
 #   wait_for SECS CMD…      poll CMD every 0.2 s until it succeeds or SECS pass
+#   prober_start NAME CLIENT FAM PORT   background connection attempts (log: prober-NAME.log)
+#   prober_stop NAME        stop it, print "ATTEMPTS SUCCESSES"; prober_successes NAME
+#   lab_engine_stop         stop dockerd as a shutdown would (containers stay defined)
+#   lab_tables_wipe         firewall tables, bridges, veths, ip_forward as after a reboot
+#   lab_fetch_engine DIR SUITE   another engine from Debian SUITE (trixie 26.1, forky 28.5)
 #
 # Addresses (documentation / ULA ranges only; nothing ever leaves the namespaces):
 #   host ns  vha 198.51.100.1/24 fd10:a::1/64   <->  client A eth0 198.51.100.2 fd10:a::2
@@ -60,7 +65,8 @@ lab_log() { printf '[lab %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # True when the Debian package is installed.
 lab_pkg_installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+    # No `| grep -q`: under pipefail an early-exiting grep can fail the producer (SIGPIPE).
+    [[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" == *'install ok installed'* ]]
 }
 
 # Install docker.io, iptables, … — but only run apt-get when something is missing.
@@ -185,19 +191,212 @@ lab_run() {
     lab_docker run -d --name "$name" "$@" "$LAB_IMAGE" >/dev/null
 }
 
-# lab_fetch_engine DIR — put a newer engine's dockerd and docker-proxy in DIR/usr/sbin:
-# Debian trixie's docker.io (26.x), which runs on bookworm's libc, containerd and runc.
-# The package's current file name is read from trixie's index, so point releases work.
+# ---------------------------------------------------------------------------
+# Probers: a background loop of connection attempts from a client, for checks like
+# "never reachable while …" or "reachable again within N s"
+# ---------------------------------------------------------------------------
+
+# lab_proc_start PID — the process's start time (clock ticks since boot), empty if it is
+# gone or a zombie; with the pid it names one process for good (pids are reused).
+lab_proc_start() {
+    local s f
+    s="$(cat "/proc/$1/stat" 2>/dev/null)" || return 0
+    s="${s##*) }"               # after "pid (comm) ": state is field 0, starttime 19
+    read -ra f <<<"$s"
+    [[ "${f[0]}" == Z ]] || echo "${f[19]}"
+}
+
+# prober_start NAME CLIENT FAM PORT — from client a|b, a new HTTP connection to the docker
+# host's address for that client and family 4|6 (A: LAB_A_GW4/6, B: LAB_B_GW4/6) on PORT,
+# again and again: curl in the client namespace (as `probe`) with a 0.3 s connect timeout,
+# 1 s in all, then a 0.05 s pause. Stops by itself after 120 s or 2000 attempts. One line
+# per attempt in $LAB_DIR/prober-NAME.log: "MS ok" (an HTTP response, as `probe`) or
+# "MS no", MS = the attempt's start in Unix milliseconds. Its pid and start time go to
+# $LAB_DIR/prober-NAME.pid; lab_reset and lab_down stop every prober. Restarting a NAME
+# stops the old loop and starts a new log.
+prober_start() {
+    local name="$1" client="$2" fam="$3" port="$4" ns addr log pid
+    case "$client$fam" in
+        a4|A4) addr="$LAB_A_GW4" ;; a6|A6) addr="[$LAB_A_GW6]" ;;
+        b4|B4) addr="$LAB_B_GW4" ;; b6|B6) addr="[$LAB_B_GW6]" ;;
+        *) lab_log "prober_start: want CLIENT a|b and FAM 4|6, got '$client' '$fam'"; return 1 ;;
+    esac
+    ns="$(lab_client_ns "$client")"
+    log="$LAB_DIR/prober-$name.log"
+    prober_kill "$name"
+    : >"$log"
+    (
+        trap - EXIT INT TERM HUP
+        t="${EPOCHREALTIME//[.,]/}"; deadline=$((t / 1000 + 120000))
+        for ((i = 0; i < 2000; i++)); do
+            t="${EPOCHREALTIME//[.,]/}"; t=$((t / 1000))
+            ((t < deadline)) || break
+            if ip netns exec "$ns" curl -g -sf -o /dev/null --connect-timeout 0.3 -m 1 \
+                "http://$addr:$port/"; then
+                echo "$t ok" >>"$log"
+            else
+                echo "$t no" >>"$log"
+            fi
+            sleep 0.05
+        done
+    ) </dev/null >/dev/null 2>&1 &
+    pid=$!
+    disown "$pid"
+    echo "$pid $(lab_proc_start "$pid")" >"$LAB_DIR/prober-$name.pid"
+}
+
+# prober_kill NAME — end prober NAME's loop (and its attempt in flight) if it still runs.
+prober_kill() {
+    local f="$LAB_DIR/prober-$1.pid" pid start i kids
+    [[ -s "$f" ]] || return 0
+    read -r pid start <"$f"
+    if [[ -n "$start" && "$(lab_proc_start "$pid")" == "$start" ]]; then
+        kids="$(pgrep -P "$pid" || true)"
+        kill -TERM "$pid" 2>/dev/null || true
+        # shellcheck disable=SC2086  # a list of pids
+        [[ -z "$kids" ]] || kill -TERM $kids 2>/dev/null || true
+        for ((i = 0; i < 20; i++)); do
+            [[ "$(lab_proc_start "$pid")" == "$start" ]] || break
+            sleep 0.1
+        done
+    fi
+    rm -f "$f"
+}
+
+# prober_counts NAME — "ATTEMPTS SUCCESSES" in prober NAME's log so far.
+prober_counts() {
+    local log="$LAB_DIR/prober-$1.log"
+    [[ -f "$log" ]] || { lab_log "no prober $1"; return 1; }
+    awk '{ n++ } $2 == "ok" { k++ } END { print n + 0, k + 0 }' "$log"
+}
+
+# prober_stop NAME — stop prober NAME; print "ATTEMPTS SUCCESSES".
+prober_stop() {
+    prober_kill "$1"
+    prober_counts "$1"
+}
+
+# prober_successes NAME — successful attempts so far (the prober keeps running).
+prober_successes() {
+    local c
+    c="$(prober_counts "$1")" || return 1
+    echo "${c#* }"
+}
+
+# Stop every prober of this lab (lab_reset, lab_down).
+prober_kill_all() {
+    local f n
+    [[ -n "$LAB_DIR" ]] || return 0
+    for f in "$LAB_DIR"/prober-*.pid; do
+        [[ -e "$f" ]] || continue
+        n="${f##*/prober-}"
+        prober_kill "${n%.pid}"
+    done
+}
+
+# lab_apt_mirror — the URI of this machine's main Debian archive, read from its own apt
+# configuration (no host name is written here): deb822 stanzas in sources.list.d/*.sources
+# (Types/URIs/Suites/Enabled) and one-line `deb [opts] URI SUITE …` entries in sources.list
+# and sources.list.d/*.list, in apt's order. The first entry whose suites include this
+# machine's codename (e.g. bookworm) and that is not a security archive wins. A
+# `mirror+file:` URI is resolved to the first entry of its list. LAB_APT_MIRROR overrides.
+lab_apt_mirror() {
+    if [[ -n "${LAB_APT_MIRROR:-}" ]]; then echo "${LAB_APT_MIRROR%/}"; return 0; fi
+    local codename list=/etc/apt/sources.list parts=/etc/apt/sources.list.d f uri=""
+    codename="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")"
+    [[ -n "$codename" ]] || { lab_log "no VERSION_CODENAME in /etc/os-release"; return 1; }
+    if command -v apt-config >/dev/null; then
+        eval "$(apt-config shell list Dir::Etc::sourcelist/f parts Dir::Etc::sourceparts/d)"
+    fi
+    for f in "$list" "${parts%/}"/*.list "${parts%/}"/*.sources; do
+        [[ -f "$f" ]] || continue
+        if [[ "$f" == *.sources ]]; then
+            # shellcheck disable=SC2016
+            uri="$(awk -v cn="$codename" '
+                function norm(s) { gsub(/[ \t]+/, " ", s); sub(/^ /, "", s); sub(/ $/, "", s); return s }
+                function flush(  t, u, s) {
+                    t = " " norm(f["types"]) " "; s = " " norm(f["suites"]) " "
+                    u = norm(f["uris"]); sub(/ .*/, "", u)
+                    if (!found && index(t, " deb ") && tolower(norm(f["enabled"])) != "no" &&
+                        index(s, " " cn " ") && u != "" && u !~ /security/ && s !~ /-security /) {
+                        print u; found = 1
+                    }
+                    split("", f); key = ""
+                }
+                /^[ \t]*#/ { next }
+                /^[ \t]*$/ { flush(); next }
+                /^[ \t]/ { if (key != "") f[key] = f[key] " " $0; next }
+                { i = index($0, ":"); if (i == 0) next
+                  key = tolower(substr($0, 1, i - 1)); f[key] = substr($0, i + 1) }
+                END { flush() }' "$f")"
+        else
+            uri="$(awk -v cn="$codename" '
+                $1 == "deb" {
+                    i = 2
+                    if ($i ~ /^\[/) { while (i <= NF && $i !~ /\]$/) i++; i++ }
+                    if ($(i + 1) == cn && $i !~ /security/ && !found) { print $i; found = 1 }
+                }' "$f")"
+        fi
+        [[ -n "$uri" ]] && break
+    done
+    [[ -n "$uri" ]] || { lab_log "no apt source for suite $codename (not -security) found"; return 1; }
+    if [[ "$uri" == mirror+file:* ]]; then
+        f="${uri#mirror+file:}"; f="/${f#"${f%%[!/]*}"}"
+        uri="$(awk '$1 !~ /^#/ && NF { print $1; exit }' "$f")"
+        [[ -n "$uri" ]] || { lab_log "empty mirror list $f"; return 1; }
+    fi
+    [[ "$uri" == http://* || "$uri" == https://* ]] ||
+        { lab_log "apt source '$uri' is not http(s); set LAB_APT_MIRROR"; return 1; }
+    echo "${uri%/}"
+}
+
+# lab_fetch_engine DIR [SUITE] — put another engine's dockerd and docker-proxy in
+# DIR/usr/sbin: the docker.io package of Debian SUITE (default trixie: Docker 26.1; forky:
+# 28.5), which runs on bookworm's libc, containerd and runc. The package's current file
+# name and SHA256 are read from SUITE's Packages index on the machine's own apt mirror
+# (lab_apt_mirror), so point releases work. Kept in DIR for the next run (DIR/.suite).
+# Prints the engine's `dockerd --version`.
 lab_fetch_engine() {
-    local dir="$1" mirror="http://deb.debian.org/debian" file
-    [[ -x "$dir/usr/sbin/dockerd" ]] && return 0
+    local dir="$1" suite="${2:-trixie}" mirror arch entries line best="" ver file sum
+    if [[ -x "$dir/usr/sbin/dockerd" && "$(cat "$dir/.suite" 2>/dev/null)" == "$suite" ]]; then
+        "$dir/usr/sbin/dockerd" --version
+        return 0
+    fi
+    mirror="$(lab_apt_mirror)" || return 1
+    arch="$(dpkg --print-architecture)"
+    lab_log "fetching docker.io of $suite/$arch from $mirror"
+    # awk reads the whole index (no early exit, so no SIGPIPE under pipefail).
+    entries="$(curl -fsS -m 180 "$mirror/dists/$suite/main/binary-$arch/Packages.xz" | xz -dc |
+        awk -v RS= -F '\n' '{
+            p = v = fn = s = ""
+            for (i = 1; i <= NF; i++) {
+                if ($i ~ /^Package: /) p = substr($i, 10)
+                else if ($i ~ /^Version: /) v = substr($i, 10)
+                else if ($i ~ /^Filename: /) fn = substr($i, 11)
+                else if ($i ~ /^SHA256: /) s = substr($i, 9)
+            }
+            if (p == "docker.io") print v, fn, s
+        }')" || { lab_log "cannot read $suite's Packages index"; return 1; }
+    # The highest version, should the index list more than one.
+    while read -r ver file sum; do
+        [[ -n "$ver" ]] || continue
+        if [[ -z "$best" ]] || dpkg --compare-versions "$ver" gt "${best%% *}"; then
+            best="$ver $file $sum"
+        fi
+    done <<<"$entries"
+    [[ -n "$best" ]] || { lab_log "docker.io not found in $suite's index"; return 1; }
+    read -r ver file sum <<<"$best"
+    lab_log "docker.io $ver: $file"
     mkdir -p "$dir"
-    file="$(curl -fsS -m 60 "$mirror/dists/trixie/main/binary-amd64/Packages.xz" | xz -dc |
-        awk '/^Package: docker.io$/ {p = 1} p && /^Filename:/ && !done {print $2; done = 1}')"
-    [[ -n "$file" ]] || { lab_log "docker.io not found in trixie's index"; return 1; }
-    curl -fsS -m 300 -o "$dir/docker.io.deb" "$mirror/$file" || return 1
-    dpkg-deb -x "$dir/docker.io.deb" "$dir"
-    "$dir/usr/sbin/dockerd" --version >&2
+    curl -fsS -m 600 -o "$dir/docker.io.deb" "$mirror/$file" || return 1
+    sha256sum -c --quiet - <<<"$sum  $dir/docker.io.deb" ||
+        { lab_log "SHA256 mismatch for $file"; rm -f "$dir/docker.io.deb"; return 1; }
+    rm -rf "$dir/usr" "$dir/etc" "$dir/lib" "$dir/.suite"
+    dpkg-deb -x "$dir/docker.io.deb" "$dir" || return 1
+    rm -f "$dir/docker.io.deb"
+    [[ -x "$dir/usr/sbin/dockerd" ]] || { lab_log "no usr/sbin/dockerd in $file"; return 1; }
+    echo "$suite" >"$dir/.suite"
+    "$dir/usr/sbin/dockerd" --version
 }
 
 # ---------------------------------------------------------------------------
@@ -312,6 +511,8 @@ lab_up() {
     LAB_DIR="$(mktemp -d /tmp/dockfw-lab.XXXXXX)"
     LAB_SOCK="$LAB_DIR/docker.sock"
     LAB_DFW_SOCK="$LAB_DIR/dockfw.sock"
+    # The daemon's state (last good policy, bridges, lock) stays in the lab.
+    export DOCKFW_STATE_DIR="$LAB_DIR/state"
     lab_log "up: id=$LAB_ID dir=$LAB_DIR"
     lab_net_up
     lab_dockerd_up
@@ -342,17 +543,7 @@ dfw_settled() {
 
 # dockfw_start POLICY — start the daemon in the background; wait until it has reconciled.
 dockfw_start() {
-    local policy="$1"
-    LAB_DFW_LOG="$LAB_DIR/dockfw.$(date +%s%N).log"
-    rm -f "$LAB_DFW_SOCK"
-    setsid nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
-        DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
-        "$DOCKFW" daemon --config "$policy" --socket "$LAB_DFW_SOCK" \
-        >"$LAB_DFW_LOG" 2>&1 &
-    LAB_DFW_PID=$!
-    disown "$LAB_DFW_PID"
-    echo "$LAB_DFW_PID" >"$LAB_DIR/dockfw.pid"
-    echo "$LAB_DFW_LOG" >"$LAB_DIR/dockfw.logname"
+    dockfw_spawn "$1"
     local i
     for ((i = 0; i < 100; i++)); do
         if ! kill -0 "$LAB_DFW_PID" 2>/dev/null; then
@@ -367,6 +558,21 @@ dockfw_start() {
     done
     lab_log "dockfw did not settle in 20 s; log:"; tail -n 20 "$LAB_DFW_LOG" >&2
     return 1
+}
+
+# dockfw_spawn POLICY — start the daemon in the background and return at once.
+dockfw_spawn() {
+    local policy="$1"
+    LAB_DFW_LOG="$LAB_DIR/dockfw.$(date +%s%N).log"
+    rm -f "$LAB_DFW_SOCK"
+    setsid nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
+        DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
+        "$DOCKFW" daemon --config "$policy" --socket "$LAB_DFW_SOCK" \
+        >"$LAB_DFW_LOG" 2>&1 &
+    LAB_DFW_PID=$!
+    disown "$LAB_DFW_PID"
+    echo "$LAB_DFW_PID" >"$LAB_DIR/dockfw.pid"
+    echo "$LAB_DFW_LOG" >"$LAB_DIR/dockfw.logname"
 }
 
 # term_and_wait PID SECS — SIGTERM, then wait up to SECS for PID to exit (0 if it did).
@@ -411,8 +617,11 @@ dockfw_hup() { kill -HUP "$(dfw_pid)"; }
 # lab_del_rules iptables|ip6tables CHAIN REGEX — delete the CHAIN rules (as printed by -S)
 # matching REGEX, e.g. '-j DOCKER-USER$' (whatever matches or comments they carry).
 lab_del_rules() {
-    local cmd="$1" chain="$2" re="$3" rule
-    while rule="$(lab_ns "$cmd" -S "$chain" 2>/dev/null | grep -m1 -E -- "$re")"; do
+    local cmd="$1" chain="$2" re="$3" rules rule
+    # The chain is read whole, then grepped: `-S | grep -m1` under pipefail fails (and ends
+    # the loop early) when grep exits before iptables has written everything (SIGPIPE).
+    while rules="$(lab_ns "$cmd" -S "$chain" 2>/dev/null)" &&
+        rule="$(grep -m1 -E -- "$re" <<<"$rules")"; do
         # "-A CHAIN args…" -> "-D CHAIN args…" (eval: -S output is shell-quoted)
         eval "lab_ns $cmd -D ${rule#-A }" || return 1
     done
@@ -466,6 +675,7 @@ lab_docker_clean() {
 # Back to "engine up, no containers, no dockfw".
 lab_reset() {
     dockfw_stop
+    prober_kill_all
     local pid
     if [[ -s "$LAB_DIR/client-httpd.pids" ]]; then
         while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$LAB_DIR/client-httpd.pids"
@@ -476,6 +686,7 @@ lab_reset() {
     fi
     lab_docker_clean
     lab_fw_scrub
+    rm -rf "${DOCKFW_STATE_DIR:?}"
 }
 
 # ---------------------------------------------------------------------------
@@ -507,6 +718,13 @@ lab_dockerd_down() {
         fi
     fi
     term_and_wait "$LAB_DOCKERD_PID" 15
+    # An engine restarted inside a case's subshell (lab_engine_stop / lab_dockerd_up) is
+    # not LAB_DOCKERD_PID here: its pid file names it. Let it stop cleanly too.
+    local pid
+    pid="$(cat "$LAB_DIR/dockerd.pid" 2>/dev/null)" || true
+    if [[ -n "$pid" && "$(cat "/proc/$pid/comm" 2>/dev/null)" == dockerd ]]; then
+        term_and_wait "$pid" 15 || true
+    fi
     # Anything left (dockerd itself, containerd, shims, docker-proxy, client servers).
     lab_kill_ns_procs TERM
     sleep 0.5
@@ -514,6 +732,90 @@ lab_dockerd_down() {
     kill -KILL -- "-$LAB_DOCKERD_PID" 2>/dev/null || true
     wait "$LAB_DOCKERD_PID" 2>/dev/null || true
     LAB_DOCKERD_PID=""
+}
+
+# lab_engine_stop — stop the lab's engine as a host shutdown would: SIGTERM to dockerd and
+# wait (it stops the containers itself), but unlike lab_dockerd_down remove no container,
+# so `--restart always` ones come back at the next lab_dockerd_up. Engine leftovers in the
+# host namespace (dockerd, containerd, shims with their containers, docker-proxy) are
+# killed afterwards; dockfw, probers and client servers are left alone.
+lab_engine_stop() {
+    local pid="" p comm killed=() i alive
+    [[ -s "$LAB_DIR/dockerd.pid" ]] && pid="$(cat "$LAB_DIR/dockerd.pid")"
+    [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || pid="$LAB_DOCKERD_PID"
+    if [[ -n "$pid" ]] && ! term_and_wait "$pid" 45; then
+        lab_log "dockerd $pid did not stop within 45 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    for p in $(ip netns pids "$LAB_NS_H" 2>/dev/null); do
+        comm="$(cat "/proc/$p/comm" 2>/dev/null)" || continue
+        case "$comm" in
+            dockerd|containerd|containerd-shim*|docker-proxy)
+                lab_log "engine leftover after stop: $comm ($p); killing it"
+                # A shim's children are the containers' init processes (other namespaces).
+                # shellcheck disable=SC2207
+                [[ "$comm" != containerd-shim* ]] || killed+=($(pgrep -P "$p"))
+                killed+=("$p")
+                ;;
+        esac
+    done
+    if ((${#killed[@]} > 0)); then
+        kill -KILL "${killed[@]}" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do       # wait until gone (or zombies), 5 s at most
+            alive=no
+            for p in "${killed[@]}"; do
+                [[ -z "$(lab_proc_start "$p")" ]] || { alive=yes; break; }
+            done
+            [[ "$alive" == yes ]] || break
+            sleep 0.1
+        done
+    fi
+    # The engine is down: drop pid files a killed dockerd/containerd left (a reboot empties
+    # /run). Else the next dockerd finds a zombie or reused pid "still running" and waits
+    # for a containerd that never answers.
+    rm -f "$LAB_DIR/dockerd.pid" "$LAB_DIR/exec/containerd/containerd.pid"
+    LAB_DOCKERD_PID=""
+}
+
+# lab_tables_wipe — the lab host's network state as a reboot leaves it: in iptables and
+# ip6tables, nft and legacy variants, every table flushed, its chains deleted and its
+# built-in policies ACCEPT; then `nft flush ruleset`; conntrack entries and ipsets gone;
+# every bridge (docker0, br-*, custom-named Docker bridges) and every container veth
+# deleted; net.ipv4.ip_forward back to its boot value (0, or 1 with LAB_PREFORWARD=1 as in
+# lab_net_up). The lab's own links vha/vhb (to clients A and B) with their addresses and
+# routes stay, and so does IPv6 forwarding (the lab's boot configuration, lab_net_up).
+# Use with the engine stopped (lab_engine_stop); then lab_dockerd_up, lab_forwarding_on.
+lab_tables_wipe() {
+    local cmd fam table tables chain links link fwd=0
+    for cmd in iptables-legacy ip6tables-legacy iptables-nft ip6tables-nft; do
+        command -v "$cmd" >/dev/null || continue
+        case "$cmd" in
+            iptables-legacy) tables="$(lab_ns cat /proc/net/ip_tables_names 2>/dev/null)" ;;
+            ip6tables-legacy) tables="$(lab_ns cat /proc/net/ip6_tables_names 2>/dev/null)" ;;
+            *)
+                if [[ "$cmd" == ip6* ]]; then fam=ip6; else fam=ip; fi
+                tables="$(lab_ns nft list tables 2>/dev/null |
+                    awk -v f="$fam" '$1 == "table" && $2 == f { print $3 }')"
+                ;;
+        esac
+        for table in $tables; do
+            lab_ns "$cmd" -t "$table" -F 2>/dev/null || true
+            lab_ns "$cmd" -t "$table" -X 2>/dev/null || true
+            for chain in $(lab_ns "$cmd" -t "$table" -S 2>/dev/null | awk '$1 == "-P" { print $2 }'); do
+                lab_ns "$cmd" -t "$table" -P "$chain" ACCEPT 2>/dev/null || true
+            done
+        done
+    done
+    lab_ns nft flush ruleset
+    lab_ns conntrack -F >/dev/null 2>&1 || true
+    if command -v ipset >/dev/null; then lab_ns ipset destroy 2>/dev/null || true; fi
+    links="$(lab_ns ip -o link show type bridge; lab_ns ip -o link show type veth)"
+    for link in $(awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' <<<"$links"); do
+        case "$link" in vha|vhb) continue ;; esac
+        lab_ns ip link del "$link" 2>/dev/null || true
+    done
+    [[ "${LAB_PREFORWARD:-0}" == 1 ]] && fwd=1
+    lab_ns sysctl -qw net.ipv4.ip_forward="$fwd"
 }
 
 # Unmount whatever dockerd left mounted below LAB_DIR, deepest first.
@@ -528,6 +830,7 @@ lab_umount_all() {
 lab_down() {
     set +e
     dockfw_stop
+    prober_kill_all
     lab_dockerd_down
     lab_kill_ns_procs KILL      # e.g. client httpds, when dockerd never started
     local ns
