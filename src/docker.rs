@@ -370,13 +370,10 @@ pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> 
         .collect();
     containers.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
     rejected.sort_by(|a, b| (&a.kind, &a.name, &a.reason).cmp(&(&b.kind, &b.name, &b.reason)));
-    // Whether Docker writes DNAT rules per family is a firewall fact; the
-    // daemon fills it in from what is installed.
     Inventory {
         bridges,
         containers,
         rejected,
-        ..Inventory::default()
     }
 }
 

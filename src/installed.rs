@@ -36,9 +36,7 @@ impl Installed {
         for line in save.lines().map(str::trim) {
             if let Some(name) = line.strip_prefix('*') {
                 table = name;
-            } else if line.starts_with('#') {
-                continue;
-            } else if table != "filter" {
+            } else if line.starts_with('#') || table != "filter" {
                 continue;
             } else if let Some(decl) = line.strip_prefix(':') {
                 if let Some(name) = decl.split_whitespace().next() {
