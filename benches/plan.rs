@@ -7,10 +7,10 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use dockfw::installed::Installed;
+use dockfw::firewall::iptables::installed::Installed;
+use dockfw::firewall::iptables::render::{rules_text, transaction};
 use dockfw::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
 use dockfw::plan::{exposures, plan};
-use dockfw::render::{rules_text, transaction};
 
 const PLAIN: &str = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [80, 443]\n";
 const SELECTORS: &str = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [80, 443]\n\

@@ -29,14 +29,13 @@ use tracing::{debug, error, info, warn};
 
 use crate::control::ReloadRequest;
 use crate::docker::{DockerSource, Engine};
-use crate::firewall::{Firewall, FirewallError};
-use crate::installed::Installed;
+use crate::firewall::{Backend, Observation, Transaction};
 use crate::inventory::{Bridge, Inventory, Rejected};
+use crate::net::Family;
 use crate::nfmonitor;
 use crate::plan::{exposures, plan, rejected_bridges};
 use crate::policy::{self, Policy};
-use crate::render::{self, Changes};
-use crate::ruleset::{Family, FamilyRules};
+use crate::ruleset::Ruleset;
 use crate::sdnotify;
 use crate::state::{self, StateDir};
 use crate::status::{FamilyStatus, RejectedStatus, Status};
@@ -195,7 +194,7 @@ impl Backoff {
 }
 
 /// Run the daemon until `shutdown` is cancelled. Rules stay installed.
-pub async fn run<D: DockerSource, F: Firewall>(
+pub async fn run<D: DockerSource, F: Backend>(
     config: Config,
     start: StartPolicy,
     state: Option<StateDir>,
@@ -306,16 +305,29 @@ async fn watch_ruleset(
     }
 }
 
-/// Read what is installed in each family. Shared by the reconcile loop and
-/// `dockfw plan`, so both compare against the same facts.
-pub async fn read_installed<F: Firewall>(
+/// One plan against what is installed: the step the reconcile loop and
+/// `dockfw plan` share.
+pub struct Prepared<O> {
+    pub ruleset: Ruleset,
+    pub observation: Observation<O>,
+    /// What would take the installed rules to `ruleset`; empty when in place.
+    pub transactions: Vec<Transaction>,
+}
+
+/// Observe what is installed, plan, and compute the transactions.
+pub async fn prepare<F: Backend>(
     firewall: &F,
-) -> Vec<(Family, Result<Installed, FirewallError>)> {
-    let mut reads = Vec::new();
-    for family in Family::ALL {
-        reads.push((family, firewall.read(family).await));
+    policy: &Policy,
+    inventory: &Inventory,
+) -> Prepared<F::Observed> {
+    let observation = firewall.observe().await;
+    let ruleset = plan(policy, inventory);
+    let transactions = firewall.transactions(&ruleset, &observation.observed);
+    Prepared {
+        ruleset,
+        observation,
+        transactions,
     }
-    reads
 }
 
 /// The inventory before the engine ever answered: the default bridge and
@@ -335,13 +347,6 @@ fn boot_inventory(saved: Vec<Bridge>) -> Inventory {
     }
 }
 
-fn slot(family: Family) -> usize {
-    match family {
-        Family::V4 => 0,
-        Family::V6 => 1,
-    }
-}
-
 /// The state the loop carries between reconciles.
 struct Reconciler<D, F> {
     config: Config,
@@ -356,9 +361,9 @@ struct Reconciler<D, F> {
     inventory: Inventory,
     /// The bridges last written to `state`, to write only on change.
     saved_bridges: Vec<Bridge>,
-    /// What was last found in place per family ([v4, v6]): re-applying the
-    /// same plan means something else changed dockfw's rules (drift).
-    in_place: [Option<FamilyRules>; 2],
+    /// The plan last found in place: re-applying the same plan means
+    /// something else changed dockfw's rules (drift).
+    in_place: Option<Ruleset>,
     /// Set by the netlink watch while it runs; without it, drift is polled.
     monitored: Arc<AtomicBool>,
     status: Status,
@@ -367,7 +372,7 @@ struct Reconciler<D, F> {
     retry: Backoff,
 }
 
-impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
+impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     fn new(
         config: Config,
         start: StartPolicy,
@@ -389,7 +394,7 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
             firewall,
             inventory: boot_inventory(saved_bridges.clone()),
             saved_bridges,
-            in_place: [None, None],
+            in_place: None,
             monitored: Arc::new(AtomicBool::new(false)),
             status,
             status_tx,
@@ -485,10 +490,7 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
     /// Whether some family's rules change unannounced: no netlink watch,
     /// or Docker's chains live in iptables-legacy.
     fn needs_drift_poll(&self) -> bool {
-        !self.monitored.load(Ordering::SeqCst)
-            || Family::ALL
-                .iter()
-                .any(|f| self.firewall.variant(*f) == Some("legacy"))
+        !self.monitored.load(Ordering::SeqCst) || !self.firewall.announces_changes()
     }
 
     /// Re-read the policy (off the loop's thread); keep the old one if the
@@ -555,41 +557,38 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
                 }
             }
         }
-        let mut installed = Vec::new();
-        let mut firewall_failed = false;
-        for (family, read) in read_installed(&self.firewall).await {
-            match read {
-                Ok(st) => installed.push((family, st)),
-                Err(FirewallError::Unavailable { .. }) => {
-                    *self.family_status(family) = FamilyStatus::default();
-                }
+        let Prepared {
+            ruleset,
+            observation,
+            transactions,
+        } = prepare(&self.firewall, &self.policy, &self.inventory).await;
+        let mut firewall_failed = !observation.failed.is_empty();
+        for (family, e) in &observation.failed {
+            errors.push(format!("{}: {}", family.as_str(), error_chain(e)));
+        }
+        self.status.ports = exposures(&self.policy, &self.inventory);
+        let mut changed = Vec::new();
+        for tx in transactions {
+            match self.apply(&tx, &ruleset).await {
+                Ok(()) => changed.push(tx),
                 Err(e) => {
                     firewall_failed = true;
-                    errors.push(format!("{}: {}", family.as_str(), error_chain(&e)));
+                    errors.push(format!("{}: {e}", tx.scope()));
                 }
             }
         }
-        self.status.ports = exposures(&self.policy, &self.inventory);
-        let ruleset = plan(&self.policy, &self.inventory);
-        let mut changed = Vec::new();
-        for (family, st) in installed {
-            let desired = ruleset.family(family);
-            match self.apply(family, desired, &st).await {
-                Ok(changes) => {
-                    if let Some(changes) = changes {
-                        changed.push((family, changes));
-                    }
-                    self.in_place[slot(family)] = Some(desired.clone());
+        for family in Family::ALL {
+            *self.family_status(family) = if observation.unavailable.contains(&family) {
+                FamilyStatus::default()
+            } else {
+                FamilyStatus {
+                    rules: ruleset.family(family).rule_count(),
+                    variant: self.firewall.variant(family).map(str::to_owned),
                 }
-                Err(e) => {
-                    firewall_failed = true;
-                    errors.push(format!("{}: {}", family.as_str(), error_chain(&e)));
-                }
-            }
-            *self.family_status(family) = FamilyStatus {
-                rules: desired.rule_count(),
-                variant: self.firewall.variant(family).map(str::to_owned),
             };
+        }
+        if !firewall_failed {
+            self.in_place = Some(ruleset);
         }
         self.finish(started, changed, errors, firewall_failed)
     }
@@ -645,44 +644,40 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         self.inventory = inventory;
     }
 
-    async fn apply(
-        &mut self,
-        family: Family,
-        desired: &FamilyRules,
-        installed: &Installed,
-    ) -> Result<Option<Changes>, FirewallError> {
-        let Some(tx) = render::transaction(desired, installed) else {
-            return Ok(None);
-        };
-        self.firewall.restore(family, &tx.text).await?;
+    /// Apply one transaction; count it, and count it as a repair when the
+    /// plan is the one already found in place before.
+    async fn apply(&mut self, tx: &Transaction, desired: &Ruleset) -> Result<(), String> {
+        self.firewall.apply(tx).await.map_err(|e| error_chain(&e))?;
         self.status.reconcile.applies += 1;
-        if self.in_place[slot(family)].as_ref() == Some(desired) {
-            let found = format!("{}: {}", family.as_str(), tx.changes);
+        let scope = tx.scope();
+        if self.in_place.as_ref() == Some(desired) {
+            let found = format!("{scope}: {}", tx.changes);
             warn!(%found, "dockfw's rules had been changed by something else; repaired");
             let drift = &mut self.status.drift;
             drift.repairs += 1;
             drift.last_at = Some(now_rfc3339());
             drift.last_found = Some(found);
         }
-        if tx.changes.restored_forward_jump {
+        let c = &tx.changes;
+        if c.restored_forward_jump {
             warn!(
-                family = family.as_str(),
+                scope,
                 "FORWARD no longer jumped to DOCKER-USER; restored the jump"
             );
         }
-        if tx.changes.moved_forward_jump {
+        if c.moved_forward_jump {
             warn!(
-                family = family.as_str(),
+                scope,
                 "rules were inserted above FORWARD -> DOCKER-USER; moved the jump back on top"
             );
         }
-        if tx.changes.created_docker_user {
+        if c.created_docker_user {
             info!(
-                family = family.as_str(),
+                scope,
                 "no DOCKER-USER chain (yet); created it and its FORWARD jump"
             );
         }
-        Ok(Some(tx.changes))
+        Ok(())
     }
 
     fn family_status(&mut self, family: Family) -> &mut FamilyStatus {
@@ -696,7 +691,7 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
     fn finish(
         &mut self,
         started: Instant,
-        changed: Vec<(Family, Changes)>,
+        changed: Vec<Transaction>,
         errors: Vec<String>,
         firewall_failed: bool,
     ) -> Result<(), ()> {
@@ -725,7 +720,7 @@ impl<D: DockerSource, F: Firewall> Reconciler<D, F> {
         if !changed.is_empty() {
             let what: Vec<String> = changed
                 .iter()
-                .map(|(f, c)| format!("{}: {c}", f.as_str()))
+                .map(|tx| format!("{}: {}", tx.scope(), tx.changes))
                 .collect();
             info!(changes = %what.join("; "), duration_ms = elapsed.as_millis() as u64, "rules updated");
         }
@@ -755,7 +750,9 @@ mod tests {
 
     use super::*;
     use crate::docker::{DockerError, Snapshot};
-    use crate::installed::{Installed, simulate};
+    use crate::firewall::FirewallError;
+    use crate::firewall::iptables::installed::{Installed, simulate};
+    use crate::firewall::iptables::{self, Tables};
     use std::net::IpAddr;
 
     use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
@@ -815,28 +812,60 @@ mod tests {
         }
     }
 
-    impl Firewall for Arc<FakeFirewall> {
-        async fn read(&self, family: Family) -> Result<Installed, FirewallError> {
-            if family == Family::V6 && self.no_ipv6.load(Ordering::SeqCst) {
-                return Err(FirewallError::Unavailable { family: "ipv6" });
+    /// iptables' own pure transactions over simulated restores.
+    impl Backend for Arc<FakeFirewall> {
+        type Observed = Tables;
+
+        async fn observe(&self) -> Observation<Tables> {
+            let tables = self.tables.lock().unwrap().clone();
+            let mut observation = Observation {
+                observed: Tables::default(),
+                unavailable: Vec::new(),
+                failed: Vec::new(),
+            };
+            for family in Family::ALL {
+                if family == Family::V6 && self.no_ipv6.load(Ordering::SeqCst) {
+                    observation.unavailable.push(family);
+                } else {
+                    observation
+                        .observed
+                        .set(family, tables[slot(family)].clone());
+                }
             }
-            Ok(self.tables.lock().unwrap()[slot(family)].clone())
+            observation
         }
 
-        async fn restore(&self, family: Family, text: &str) -> Result<(), FirewallError> {
+        fn transactions(&self, desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
+            iptables::transactions(desired, observed)
+        }
+
+        fn render(&self, desired: &Ruleset) -> String {
+            iptables::render_all(desired)
+        }
+
+        async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
             self.restores.fetch_add(1, Ordering::SeqCst);
             if self.failing.load(Ordering::SeqCst) {
                 return Err(FirewallError::Timeout {
                     program: "fake-restore".into(),
                 });
             }
+            let family = tx.family.ok_or(FirewallError::Scope)?;
             let mut tables = self.tables.lock().unwrap();
-            simulate::apply(&mut tables[slot(family)], text)
+            simulate::apply(&mut tables[slot(family)], &tx.text)
                 .map_err(|e| FirewallError::Timeout { program: e })
+        }
+
+        fn uninstall(&self, observed: &Tables) -> Vec<Transaction> {
+            iptables::uninstall(observed)
         }
 
         fn variant(&self, _: Family) -> Option<&'static str> {
             Some("fake")
+        }
+
+        fn announces_changes(&self) -> bool {
+            false
         }
     }
 

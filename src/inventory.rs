@@ -3,6 +3,7 @@
 //! Built by the Docker edge ([`crate::docker`]) and by test fixtures (serde);
 //! read by [`crate::plan`]. It holds no handles and does no I/O.
 
+pub use crate::net::Proto;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -74,25 +75,6 @@ pub struct Attachment {
     pub ipv4: Option<Ipv4Addr>,
     #[serde(default)]
     pub ipv6: Option<Ipv6Addr>,
-}
-
-/// A transport protocol Docker can publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Proto {
-    Tcp,
-    Udp,
-    Sctp,
-}
-
-impl Proto {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Tcp => "tcp",
-            Proto::Udp => "udp",
-            Proto::Sctp => "sctp",
-        }
-    }
 }
 
 /// One `-p host_ip:host_port:container_port/proto` binding.

@@ -3,17 +3,17 @@
 //!
 //! # Layout
 //! The pure core (no tokio, no bollard, no processes):
+//! - [`net`]: shared value types (`Family`, `Proto`, `PortRange`, `Iface`).
 //! - [`policy`]: parse and validate `policy.toml` into a [`policy::Policy`].
 //! - [`inventory`]: plain data describing Docker's bridges and containers.
 //! - [`plan`]: `plan(&Policy, &Inventory) -> Ruleset`, and the per-port verdicts.
 //! - [`ruleset`]: the desired chains and rules of one address family.
-//! - [`render`]: ruleset and installed state to `iptables-restore` text.
-//! - [`installed`]: parse `iptables-save` output into what dockfw owns.
 //! - [`status`]: the daemon's status document and its text rendering.
 //!
 //! The edges, each behind a small trait:
 //! - [`docker`]: the Docker source (inventory snapshots and event triggers).
-//! - [`firewall`]: the firewall backend (`iptables-save` / `iptables-restore`).
+//! - [`firewall`]: the firewall backends behind one trait: `firewall::iptables`
+//!   (restore text, its parser of `iptables-save`) and `firewall::nftables`.
 //! - [`nfmonitor`]: the netlink watch that reports nf_tables ruleset changes.
 //! - [`control`]: the Unix-socket control protocol (server and client).
 //! - [`state`]: what survives a restart under `/var/lib/dockfw` (last good
@@ -25,12 +25,11 @@ pub mod control;
 pub mod daemon;
 pub mod docker;
 pub mod firewall;
-pub mod installed;
 pub mod inventory;
+pub mod net;
 pub mod nfmonitor;
 pub mod plan;
 pub mod policy;
-pub mod render;
 pub mod ruleset;
 pub mod sdnotify;
 pub mod state;

@@ -18,11 +18,10 @@ use tracing::info;
 use dockfw::control::{self, ControlError, Handles, Request, Response};
 use dockfw::daemon::{self, Channels, Config};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
-use dockfw::firewall::{Firewall, FirewallError, Iptables};
-use dockfw::installed::Installed;
-use dockfw::plan::plan;
+use dockfw::firewall::Backend;
+use dockfw::firewall::iptables::Iptables;
+use dockfw::inventory::Inventory;
 use dockfw::policy::{self, Policy, PolicyError};
-use dockfw::render;
 use dockfw::ruleset::Family;
 use dockfw::state::{DEFAULT_STATE_DIR, StateDir};
 use dockfw::status::{Status, render_text};
@@ -270,58 +269,46 @@ async fn show_plan(config: &Path) -> Result<ExitCode> {
         .await
         .context("cannot read the docker inventory")?
         .inventory;
-    let firewall = Iptables::new();
-    let mut installed = Vec::new();
-    for (family, read) in daemon::read_installed(&firewall).await {
-        let st = match read {
-            Err(FirewallError::Unavailable { family }) => {
-                println!("# {family}: disabled in this kernel, nothing to do\n");
-                continue;
-            }
-            read => read
-                .with_context(|| format!("cannot read the installed {} rules", family.as_str()))?,
-        };
-        installed.push((family, st));
-    }
-    let ruleset = plan(&policy, &inventory);
-    for (family, st) in installed {
-        let desired = ruleset.family(family);
-        let variant = firewall.variant(family).unwrap_or("unknown");
-        println!(
-            "# {} ({variant}): {} rules",
-            family.as_str(),
-            desired.rule_count()
-        );
-        print!("{}", render::rules_text(desired));
-        print_diff(desired, &st);
-    }
-    Ok(ExitCode::SUCCESS)
+    print_plan(&Iptables::new(), &policy, &inventory).await
 }
 
-fn print_diff(desired: &dockfw::ruleset::FamilyRules, installed: &Installed) {
-    match render::transaction(desired, installed) {
-        None => println!("# no changes against what is installed\n"),
-        Some(tx) => {
-            println!("# differs from what is installed ({}):", tx.changes);
-            let want = render::rules_text(desired);
-            let want: Vec<&str> = want.lines().collect();
-            for chain in desired.chains.iter().map(|c| c.name) {
-                for spec in installed.chain_rules(chain) {
-                    let line = format!("-A {chain} {spec}");
-                    if !want.contains(&line.as_str()) {
-                        println!("- {line}");
-                    }
-                }
-            }
-            for line in &want {
-                let (chain, spec) = line[3..].split_once(' ').unwrap_or(("", ""));
-                if !installed.chain_rules(chain).iter().any(|s| s == spec) {
-                    println!("+ {line}");
-                }
-            }
-            println!("# restore input it would run:\n{}", tx.text);
+/// The desired rules, then each transaction that would take the installed
+/// rules there, exactly as the daemon would run it.
+async fn print_plan<F: Backend>(
+    firewall: &F,
+    policy: &Policy,
+    inventory: &Inventory,
+) -> Result<ExitCode> {
+    let prepared = daemon::prepare(firewall, policy, inventory).await;
+    if let Some((family, e)) = prepared.observation.failed.into_iter().next() {
+        return Err(anyhow::Error::new(e))
+            .with_context(|| format!("cannot read the installed {} rules", family.as_str()));
+    }
+    for family in Family::ALL {
+        if prepared.observation.unavailable.contains(&family) {
+            println!(
+                "# {}: disabled in this kernel, nothing to do",
+                family.as_str()
+            );
+        } else {
+            let variant = firewall.variant(family).unwrap_or("unknown");
+            let rules = prepared.ruleset.family(family).rule_count();
+            println!("# {} ({variant}): {rules} rules", family.as_str());
         }
     }
+    print!("{}", firewall.render(&prepared.ruleset));
+    if prepared.transactions.is_empty() {
+        println!("# no changes against what is installed");
+    }
+    for tx in &prepared.transactions {
+        println!(
+            "# {}: differs from what is installed ({}); it would run:\n{}",
+            tx.scope(),
+            tx.changes,
+            tx.text
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn show_status(socket: &Path, json: bool) -> Result<ExitCode> {
@@ -364,25 +351,29 @@ async fn uninstall(socket: &Path) -> Result<ExitCode> {
             socket.display()
         );
     }
-    let firewall = Iptables::new();
+    remove_all(&Iptables::new()).await
+}
+
+/// Remove everything dockfw owns, transaction by transaction.
+async fn remove_all<F: Backend>(firewall: &F) -> Result<ExitCode> {
+    let observation = firewall.observe().await;
     let mut failed = false;
-    for family in Family::ALL {
-        let result = async {
-            let installed = firewall.read(family).await?;
-            match render::uninstall(&installed) {
-                Some(text) => firewall.restore(family, &text).await.map(|()| true),
-                None => Ok(false),
-            }
-        }
-        .await;
-        match result {
-            Err(FirewallError::Unavailable { .. }) => {
-                println!("{}: disabled in this kernel", family.as_str());
-            }
-            Ok(true) => println!("{}: removed dockfw's chains and jump", family.as_str()),
-            Ok(false) => println!("{}: nothing of dockfw's installed", family.as_str()),
+    for family in observation.unavailable {
+        println!("{}: disabled in this kernel", family.as_str());
+    }
+    for (family, e) in observation.failed {
+        eprintln!("dockfw: {}: {}", family.as_str(), daemon::error_chain(&e));
+        failed = true;
+    }
+    let transactions = firewall.uninstall(&observation.observed);
+    if transactions.is_empty() && !failed {
+        println!("nothing of dockfw's installed");
+    }
+    for tx in transactions {
+        match firewall.apply(&tx).await {
+            Ok(()) => println!("{}: removed dockfw's chains and jumps", tx.scope()),
             Err(e) => {
-                eprintln!("dockfw: {}: {e:#}", family.as_str());
+                eprintln!("dockfw: {}: {}", tx.scope(), daemon::error_chain(&e));
                 failed = true;
             }
         }

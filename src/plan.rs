@@ -610,7 +610,7 @@ mod tests {
         let policy = crate::policy::parse_str("", std::path::Path::new("p.toml")).unwrap();
         let ruleset = plan(&policy, &inventory);
         for family in Family::ALL {
-            let text = crate::render::rules_text(ruleset.family(family));
+            let text = crate::firewall::iptables::render::rules_text(ruleset.family(family));
             assert!(!text.contains('+') && !text.contains('"'), "{text}");
             assert!(
                 text.contains("-A DOCKFW -m conntrack --ctstate DNAT -j DOCKFW-INBOUND\n"),

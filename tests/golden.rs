@@ -8,9 +8,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use dockfw::firewall::iptables::render::rules_text;
 use dockfw::inventory::Inventory;
 use dockfw::plan::{exposures, plan};
-use dockfw::render::rules_text;
 
 fn cases() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");

@@ -7,6 +7,7 @@
 mod glob;
 mod raw;
 
+pub use crate::net::PortRange;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +16,7 @@ use serde::Serialize;
 
 pub use glob::{Glob, GlobError};
 
-use crate::ruleset::Family;
+use crate::net::Family;
 
 /// The verdict for a new inbound connection no entry matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -49,21 +50,6 @@ pub struct Entry {
     pub labels: BTreeMap<String, String>,
     /// 1-based line of the entry's table header, for "why" in status.
     pub line: usize,
-}
-
-/// An inclusive range of ports, `first <= last`, both in 1..=65535.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
-pub struct PortRange {
-    pub first: u16,
-    pub last: u16,
-}
-
-impl PortRange {
-    pub fn contains(self, port: u16) -> bool {
-        self.first <= port && port <= self.last
-    }
 }
 
 /// The `proto` key.

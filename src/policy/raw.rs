@@ -956,8 +956,8 @@ containers = []
 
     #[test]
     fn a_zero_length_network_means_anywhere_in_its_family_only() {
+        use crate::net::Family;
         use crate::policy::Sources;
-        use crate::ruleset::Family;
         let policy = valid("[[inbound.allow]]\nfrom = [\"0.0.0.0/0\", \"10.0.0.0/8\"]\n");
         assert_eq!(policy.allow[0].sources(Family::V4), Some(Sources::Anywhere));
         assert_eq!(policy.allow[0].sources(Family::V6), None);

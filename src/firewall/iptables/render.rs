@@ -9,7 +9,9 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::installed::{
+use crate::firewall::Changes;
+
+use super::installed::{
     CREATED_FORWARD_JUMP, FORWARD_JUMP, Installed, RESTORED_FORWARD_JUMP, jumps_to,
 };
 use crate::ruleset::{
@@ -75,51 +77,9 @@ pub fn rules_text(rules: &FamilyRules) -> String {
     out
 }
 
-/// What a transaction changes, for the log line and `dockfw plan`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Changes {
-    /// Rules in dockfw's chains that are new.
-    pub added: usize,
-    /// Installed rules in dockfw's chains that go away.
-    pub removed: usize,
-    /// `DOCKER-USER` did not exist and is created (with its `FORWARD` jump).
-    pub created_docker_user: bool,
-    /// `DOCKER-USER` existed but `FORWARD` no longer jumped to it.
-    pub restored_forward_jump: bool,
-    /// The `FORWARD -> DOCKER-USER` jump was not first (or not alone).
-    pub moved_forward_jump: bool,
-    /// One of dockfw's jumps was missing, duplicated or not first.
-    pub placed_jumps: bool,
-    /// The engine now jumps to a `DOCKER-USER` dockfw made; dockfw's own
-    /// `FORWARD` jump to it went.
-    pub handed_over_docker_user: bool,
-}
-
-impl std::fmt::Display for Changes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "+{} -{} rules", self.added, self.removed)?;
-        if self.created_docker_user {
-            f.write_str(", created DOCKER-USER and its FORWARD jump")?;
-        }
-        if self.restored_forward_jump {
-            f.write_str(", restored the missing FORWARD -> DOCKER-USER jump")?;
-        }
-        if self.moved_forward_jump {
-            f.write_str(", moved the FORWARD -> DOCKER-USER jump back to the top")?;
-        }
-        if self.placed_jumps {
-            f.write_str(", put dockfw's jumps first")?;
-        }
-        if self.handed_over_docker_user {
-            f.write_str(", left DOCKER-USER to the engine's own FORWARD jump")?;
-        }
-        Ok(())
-    }
-}
-
 /// An atomic restore input and a summary of what it changes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transaction {
+pub struct Restore {
     pub text: String,
     pub changes: Changes,
 }
@@ -127,7 +87,7 @@ pub struct Transaction {
 /// The restore text that takes `installed` to `desired`, or `None` when
 /// they already agree. Only dockfw's chains are declared (and so flushed);
 /// `DOCKER-USER` is declared only when it does not exist.
-pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Transaction> {
+pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Restore> {
     let mut changes = Changes::default();
     let mut head = String::from("*filter\n");
     let mut body = String::new();
@@ -168,7 +128,7 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Trans
     if body.is_empty() {
         return None;
     }
-    Some(Transaction {
+    Some(Restore {
         text: format!("{head}{body}COMMIT\n"),
         changes,
     })
@@ -300,11 +260,10 @@ fn created_chain_is_ours(installed: &Installed) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::installed::simulate;
     use super::*;
-    use crate::installed::simulate;
-    use crate::inventory::Proto;
-    use crate::policy::PortRange;
-    use crate::ruleset::{Chain, ENTRY_CHAIN, INBOUND_CHAIN, Iface};
+    use crate::net::{Iface, PortRange, Proto};
+    use crate::ruleset::{Chain, ENTRY_CHAIN, INBOUND_CHAIN};
 
     fn sample() -> FamilyRules {
         FamilyRules {

@@ -1,0 +1,244 @@
+//! The firewall edge: a [`Backend`] observes what is installed, computes the
+//! smallest atomic transaction that takes it to the desired [`Ruleset`], and
+//! applies it. One driver per folder owns its syntax, its parser of the
+//! installed state and its golden files: [`iptables`] (`iptables-restore
+//! --noflush` behind `DOCKER-USER`) and [`nftables`] (dockfw's own `inet`
+//! table).
+//!
+//! The daemon and `dockfw plan`/`uninstall` only speak [`Backend`]; the
+//! drivers share the process runner here, which runs programs from fixed
+//! system paths with one timeout for writing, running and reading.
+
+pub mod iptables;
+
+use std::future::Future;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::net::Family;
+use crate::ruleset::Ruleset;
+
+/// Where Debian installs the firewall programs. They are run from here, not
+/// found through `PATH`: whoever sets dockfw's environment must not choose
+/// what parses and writes the firewall.
+pub const SBIN: &str = "/usr/sbin";
+
+/// How long one firewall process may run before dockfw gives up on it.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What the reconcile loop needs from a firewall.
+pub trait Backend: Send + Sync + 'static {
+    /// What is installed, as the driver reads it.
+    type Observed: Send + Sync + 'static;
+
+    /// Read what is installed now. A family the kernel lacks is not an
+    /// error; a family that cannot be read is reported in [`Observation`].
+    fn observe(&self) -> impl Future<Output = Observation<Self::Observed>> + Send;
+
+    /// The transactions (one per atomic unit: a family's table, or the one
+    /// table of both) that take `observed` to `desired`; empty when nothing
+    /// differs. Pure.
+    fn transactions(&self, desired: &Ruleset, observed: &Self::Observed) -> Vec<Transaction>;
+
+    /// The desired rules in the driver's own syntax, for `dockfw plan`.
+    fn render(&self, desired: &Ruleset) -> String;
+
+    /// Apply one transaction atomically.
+    fn apply(&self, tx: &Transaction) -> impl Future<Output = Result<(), FirewallError>> + Send;
+
+    /// The transactions that remove everything dockfw owns. Pure.
+    fn uninstall(&self, observed: &Self::Observed) -> Vec<Transaction>;
+
+    /// What drives `family` now, for status: `nft`, `legacy`, `nftables`.
+    fn variant(&self, family: Family) -> Option<&'static str>;
+
+    /// Whether changes to the installed rules are announced on netlink
+    /// (nf_tables), so drift needs no polling.
+    fn announces_changes(&self) -> bool;
+}
+
+/// What one observation found: the installed state, the families the kernel
+/// does not have, and the families that could not be read.
+#[derive(Debug)]
+pub struct Observation<O> {
+    pub observed: O,
+    pub unavailable: Vec<Family>,
+    pub failed: Vec<(Family, FirewallError)>,
+}
+
+/// One atomic change and a summary of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// The family it applies to; `None` when it covers both at once.
+    pub family: Option<Family>,
+    /// The input of the driver's atomic apply (restore text, nft script).
+    pub text: String,
+    pub changes: Changes,
+}
+
+impl Transaction {
+    /// `ipv4`, `ipv6`, or `both` for the log and status.
+    pub fn scope(&self) -> &'static str {
+        self.family.map_or("both", Family::as_str)
+    }
+}
+
+/// What a transaction changes, for the log, drift reports and `dockfw plan`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Rules in dockfw's chains that are new.
+    pub added: usize,
+    /// Installed rules in dockfw's chains that go away.
+    pub removed: usize,
+    /// `DOCKER-USER` did not exist and is created (with its `FORWARD` jump).
+    pub created_docker_user: bool,
+    /// `DOCKER-USER` existed but `FORWARD` no longer jumped to it.
+    pub restored_forward_jump: bool,
+    /// The `FORWARD -> DOCKER-USER` jump was not first (or not alone).
+    pub moved_forward_jump: bool,
+    /// One of dockfw's jumps was missing, duplicated or not first.
+    pub placed_jumps: bool,
+    /// The engine now jumps to a `DOCKER-USER` dockfw made; dockfw's own
+    /// `FORWARD` jump to it went.
+    pub handed_over_docker_user: bool,
+}
+
+impl std::fmt::Display for Changes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "+{} -{} rules", self.added, self.removed)?;
+        let notes = [
+            (
+                self.created_docker_user,
+                ", created DOCKER-USER and its FORWARD jump",
+            ),
+            (
+                self.restored_forward_jump,
+                ", restored the missing FORWARD -> DOCKER-USER jump",
+            ),
+            (
+                self.moved_forward_jump,
+                ", moved the FORWARD -> DOCKER-USER jump back to the top",
+            ),
+            (self.placed_jumps, ", put dockfw's jumps first"),
+            (
+                self.handed_over_docker_user,
+                ", left DOCKER-USER to the engine's own FORWARD jump",
+            ),
+        ];
+        for (set, note) in notes {
+            if set {
+                f.write_str(note)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    #[error("cannot run {program}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} timed out after {}s", PROCESS_TIMEOUT.as_secs())]
+    Timeout { program: String },
+    #[error("{program} failed ({status}): {stderr}")]
+    Failed {
+        program: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    #[error("an iptables transaction applies to one family, not both")]
+    Scope,
+    /// The kernel has no such family (IPv6 disabled): nothing to protect.
+    #[error("{family} is disabled in this kernel")]
+    Unavailable { family: &'static str },
+}
+
+/// Run `program args`, feeding `stdin`, and return its standard output.
+/// Writing, running and reading share one timeout, so a child that stops
+/// reading cannot wedge the caller.
+pub(crate) async fn run(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Result<String, FirewallError> {
+    let spawn_err = |source| FirewallError::Spawn {
+        program: program.to_owned(),
+        source,
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(spawn_err)?;
+    let pipe = child.stdin.take();
+    let feed = async move {
+        if let (Some(text), Some(mut pipe)) = (stdin, pipe) {
+            pipe.write_all(text.as_bytes()).await?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    let both = async { tokio::join!(feed, child.wait_with_output()) };
+    let (fed, out) = tokio::time::timeout(PROCESS_TIMEOUT, both)
+        .await
+        .map_err(|_| FirewallError::Timeout {
+            program: program.to_owned(),
+        })?;
+    let out = out.map_err(spawn_err)?;
+    // A refused restore closes its stdin early: its stderr says why, the
+    // broken pipe does not.
+    if !out.status.success() {
+        return Err(FirewallError::Failed {
+            program: program.to_owned(),
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    fed.map_err(spawn_err)?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failing_child_reports_its_stderr_not_the_broken_pipe() {
+        let big = "x".repeat(1 << 20);
+        let err = run("sh", &["-c", "echo refused >&2; exit 4"], Some(&big))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, FirewallError::Failed { stderr, .. } if stderr == "refused"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn output_and_input_round_trip() {
+        let out = run("cat", &[], Some("*filter\nCOMMIT\n")).await.unwrap();
+        assert_eq!(out, "*filter\nCOMMIT\n");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_spawn_error() {
+        let err = run("/nonexistent/iptables-save", &[], None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FirewallError::Spawn { .. }), "{err}");
+    }
+}
+pub mod nftables;
