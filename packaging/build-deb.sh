@@ -5,7 +5,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 out="${1:-$root/target/debian}"
-version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -n1)"
+# The first `version = "…"` line (the package's); sed stops there itself: no `| head`,
+# which under pipefail can kill sed with SIGPIPE.
+version="$(sed -n '/^version = "\(.*\)"/{s//\1/p;q;}' "$root/Cargo.toml")"
 arch="$(dpkg --print-architecture)"
 
 cargo build --release --manifest-path "$root/Cargo.toml"

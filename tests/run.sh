@@ -3,9 +3,19 @@
 # network namespaces and runs its own dockerd).
 #
 # Steps: deps, cargo fmt --check, cargo clippy -D warnings, cargo test, cargo build
-# --release, tests/e2e.sh. Every step runs (e2e only if the build worked); the script
-# exits non-zero if any step failed.
+# --release, the package, tests/e2e.sh: the whole suite on the default engine (Debian
+# bookworm's Docker 20.10), then the E2E_CORE cases on each newer engine of E2E_ENGINES.
+# Every step runs (e2e only if the build worked; an engine's e2e only if that engine was
+# fetched); the script exits non-zero if any step failed.
 set -euo pipefail
+
+# e2e cases run on every engine (patterns as tests/e2e.sh takes them: a case runs when its
+# name contains one of them). Edit this one list to add cases. "fc_" selects every "fail
+# closed" case (case_fc_*), so a new fc_* case runs on every engine without an edit here.
+E2E_CORE="default_deny user_networks new_container jumps_restored proxy_guard docker_restart fc_"
+# Newer engines: Debian suites whose docker.io runs on bookworm (fetched with the machine's
+# own apt mirror into target/engine-SUITE): trixie = Docker 26.1, forky = Docker 28.5.
+E2E_ENGINES="trixie forky"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=tests/lab.sh
@@ -56,19 +66,48 @@ check_package() {
         grep -q " $want\$" <<<"$listing" || { echo "package lacks $want" >&2; return 1; }
     done
     dpkg-deb -f "$deb" Package Version Depends
-    dpkg-deb --ctrl-tarfile "$deb" | tar -t | grep -q conffiles || { echo "no conffiles" >&2; return 1; }
+    # The control area extracted to files, not `--ctrl-tarfile | tar -t | grep -q`: under
+    # pipefail that fails whenever a reader exits before its producer is done (SIGPIPE).
+    dpkg-deb -e "$deb" "$out/control" || return 1
+    grep -qx /etc/dockfw/policy.toml "$out/control/conffiles" ||
+        { echo "no conffiles entry for /etc/dockfw/policy.toml" >&2; return 1; }
     rm -rf "$out"
+}
+
+# engine_version DIR — the version of the dockerd the lab starts with LAB_DOCKERD_DIR=DIR
+# ("" = the installed one), e.g. 20.10.24+dfsg1.
+engine_version() {
+    local v
+    v="$(PATH="${1:+$1:}$PATH" dockerd --version)" || return 1
+    v="${v#Docker version }"
+    echo "${v%%,*}"
+}
+
+# e2e_on DIR [PATTERN…] — tests/e2e.sh against the dockerd in DIR ("" = the installed one);
+# says which engine ran, before and after (the suite's own output is long).
+e2e_on() {
+    local dir="$1" v rc=0; shift
+    v="$(engine_version "$dir")" || { echo "no dockerd${dir:+ in $dir}" >&2; return 1; }
+    echo "--- engine: Docker $v${dir:+ ($dir)}${*:+, cases: $*}"
+    LAB_DOCKERD_DIR="$dir" bash tests/e2e.sh "$@" || rc=$?
+    echo "--- engine: Docker $v: e2e exit $rc"
+    return "$rc"
 }
 
 if step build cargo build --release; then
     step package check_package || true
-    step e2e bash tests/e2e.sh || true
-    # The same suite against a current engine (Docker 26, which makes its own
-    # ip6tables DOCKER-USER), fetched from Debian trixie.
-    engine_dir="$PWD/target/engine-trixie"
-    if step fetch-engine lab_fetch_engine "$engine_dir"; then
-        step e2e-docker26 env LAB_DOCKERD_DIR="$engine_dir/usr/sbin" bash tests/e2e.sh || true
-    fi
+    step "e2e-$(. /etc/os-release; echo "${VERSION_CODENAME:-default}")-$(engine_version "" || echo unknown)" \
+        e2e_on "" || true
+    # The core cases against newer engines (26.1 and 28.5 make their own ip6tables
+    # DOCKER-USER; 28.5 adds DOCKER-FORWARD). A failed fetch skips only that engine.
+    for suite in $E2E_ENGINES; do
+        engine_dir="$PWD/target/engine-$suite"
+        if step "fetch-$suite" lab_fetch_engine "$engine_dir" "$suite"; then
+            # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
+            step "e2e-$suite-$(engine_version "$engine_dir/usr/sbin")" \
+                e2e_on "$engine_dir/usr/sbin" $E2E_CORE || true
+        fi
+    done
 else
     FAILED_STEPS+=("e2e(skipped: no build)")
 fi
