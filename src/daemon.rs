@@ -46,8 +46,6 @@ pub struct Config {
     pub policy_path: PathBuf,
     /// The Docker endpoint, shown in status.
     pub endpoint: String,
-    /// How long to wait after a trigger for more of the same burst.
-    pub debounce: Duration,
     /// How often to re-check everything with no trigger at all.
     pub resync: Duration,
     /// How often to re-check the installed rules when no netlink
@@ -64,7 +62,6 @@ impl Config {
         Config {
             policy_path,
             endpoint,
-            debounce: Duration::from_millis(100),
             resync: Duration::from_secs(10),
             drift_poll: Duration::from_millis(1500),
             watch_ruleset: false,
@@ -425,14 +422,9 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let mut next_poll = Instant::now() + self.config.drift_poll;
         loop {
             if let Some(first) = pending.take() {
-                // At start, no wait: protection first (a booting host has
-                // the engine waiting on it).
-                if first != Trigger::Start {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = tokio::time::sleep(self.config.debounce) => {}
-                    }
-                }
+                // Leading edge: no wait before the first change. Whatever
+                // arrived meanwhile (and whatever arrives while this pass
+                // runs, at the next turn) is coalesced into one pass.
                 let mut full = first.needs_inventory();
                 let mut burst = 1;
                 while let Ok(more) = triggers.try_recv() {
