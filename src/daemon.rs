@@ -29,7 +29,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::control::ReloadRequest;
 use crate::docker::{DockerSource, Engine};
-use crate::firewall::{Backend, Observation, Transaction};
+use crate::firewall::{Backend, FirewallError, Observation, Transaction};
 use crate::inventory::{Bridge, Inventory, Rejected};
 use crate::net::Family;
 use crate::nfmonitor;
@@ -308,7 +308,7 @@ pub struct Prepared<O> {
     pub ruleset: Ruleset,
     pub observation: Observation<O>,
     /// What would take the installed rules to `ruleset`; empty when in place.
-    pub transactions: Vec<Transaction>,
+    pub transactions: Result<Vec<Transaction>, FirewallError>,
 }
 
 /// Observe what is installed, plan, and compute the transactions.
@@ -555,9 +555,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             transactions,
         } = prepare(&self.firewall, &self.policy, &self.inventory).await;
         let mut firewall_failed = !observation.failed.is_empty();
-        for (family, e) in &observation.failed {
-            errors.push(format!("{}: {}", family.as_str(), error_chain(e)));
+        for (scope, e) in &observation.failed {
+            errors.push(format!("{scope}: {}", error_chain(e)));
         }
+        let transactions = transactions.unwrap_or_else(|e| {
+            firewall_failed = true;
+            errors.push(error_chain(&e));
+            Vec::new()
+        });
         self.status.ports = exposures(&self.policy, &self.inventory);
         let mut changed = Vec::new();
         for tx in transactions {
@@ -742,7 +747,6 @@ mod tests {
 
     use super::*;
     use crate::docker::{DockerError, Snapshot};
-    use crate::firewall::FirewallError;
     use crate::firewall::iptables::installed::{Installed, simulate};
     use crate::firewall::iptables::{self, Tables};
     use std::net::IpAddr;
@@ -827,8 +831,12 @@ mod tests {
             observation
         }
 
-        fn transactions(&self, desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
-            iptables::transactions(desired, observed)
+        fn transactions(
+            &self,
+            desired: &Ruleset,
+            observed: &Tables,
+        ) -> Result<Vec<Transaction>, FirewallError> {
+            Ok(iptables::transactions(desired, observed))
         }
 
         fn render(&self, desired: &Ruleset) -> String {

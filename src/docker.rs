@@ -130,6 +130,15 @@ impl BollardSource {
     pub fn socket(&self) -> &str {
         &self.socket
     }
+
+    /// The engine's firewall driver as `GET /info` reports it (`iptables`,
+    /// `nftables`, `iptables+firewalld`); `None` for engines older than 28
+    /// that do not say.
+    pub async fn firewall_driver(&self) -> Result<Option<String>, DockerError> {
+        let docker = connect(&self.socket).await?;
+        let info = docker.info().await.map_err(call("GET /info"))?;
+        Ok(info.firewall_backend.and_then(|f| f.driver))
+    }
 }
 
 impl DockerSource for BollardSource {

@@ -20,6 +20,7 @@ use dockfw::daemon::{self, Channels, Config};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
 use dockfw::firewall::Backend;
 use dockfw::firewall::iptables::Iptables;
+use dockfw::firewall::nftables::Nftables;
 use dockfw::inventory::Inventory;
 use dockfw::policy::{self, Policy, PolicyError};
 use dockfw::ruleset::Family;
@@ -42,6 +43,25 @@ struct Cli {
     command: Command,
 }
 
+/// Which firewall backend to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BackendChoice {
+    /// nftables where the engine reports its nftables firewall backend or
+    /// made no DOCKER-USER chain; iptables otherwise.
+    Auto,
+    /// `iptables-restore` behind Docker's DOCKER-USER chain.
+    Iptables,
+    /// dockfw's own `inet dockfw` table, base chains before Docker's.
+    Nftables,
+}
+
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct BackendArg {
+    /// The firewall backend.
+    #[arg(long, env = "DOCKFW_BACKEND", value_enum, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon in the foreground.
@@ -59,6 +79,8 @@ enum Command {
         /// against a second daemon are kept.
         #[arg(long, env = "DOCKFW_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Validate the policy; print every error as path:line:col: message.
     Check {
@@ -74,6 +96,8 @@ enum Command {
     Plan {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        #[command(flatten)]
+        backend: BackendArg,
     },
     /// Ask the running daemon what is exposed and why.
     Status {
@@ -93,6 +117,8 @@ enum Command {
     Uninstall {
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
+        #[command(flatten)]
+        backend: BackendArg,
     },
 }
 
@@ -130,11 +156,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 socket,
                 resync_secs,
                 state_dir,
-            } => run_daemon(config, socket, state_dir, Duration::from_secs(resync_secs)).await,
-            Command::Plan { config } => show_plan(&config).await,
+                backend,
+            } => {
+                let resync = Duration::from_secs(resync_secs);
+                run_daemon(config, socket, state_dir, resync, backend.backend).await
+            }
+            Command::Plan { config, backend } => show_plan(&config, backend.backend).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
             Command::Reload { socket } => reload(&socket).await,
-            Command::Uninstall { socket } => uninstall(&socket).await,
+            Command::Uninstall { socket, backend } => uninstall(&socket, backend.backend).await,
             Command::Check { .. } => Ok(ExitCode::SUCCESS),
         }
     })
@@ -181,12 +211,14 @@ async fn run_daemon(
     socket: PathBuf,
     state_dir: PathBuf,
     resync: Duration,
+    backend: BackendChoice,
 ) -> Result<ExitCode> {
     init_logging();
     let state = StateDir::lock(&state_dir)?;
     let start = daemon::starting_policy(&config, &state_dir);
     let endpoint = endpoint_from_env();
     let docker = Arc::new(BollardSource::new(endpoint.clone()));
+    let backend = resolve(backend, &docker).await;
     let listener = control::bind(&socket)?;
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = mpsc::channel(8);
@@ -197,7 +229,7 @@ async fn run_daemon(
     };
     let server = tokio::spawn(control::serve(listener, handles, shutdown.clone()));
     spawn_signal_handlers(reload_tx, shutdown.clone())?;
-    info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), "dockfw starting ({})", summary(&start.policy));
+    info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), ?backend, "dockfw starting ({})", summary(&start.policy));
     let channels = Channels {
         reload: reload_rx,
         status: status_tx,
@@ -207,18 +239,40 @@ async fn run_daemon(
         watch_ruleset: true,
         ..Config::new(config, endpoint)
     };
-    daemon::run(
-        settings,
-        start,
-        Some(state),
-        docker,
-        Iptables::new(),
-        channels,
-        shutdown,
-    )
-    .await;
+    let state = Some(state);
+    match backend {
+        BackendChoice::Nftables => {
+            let fw = Nftables::new();
+            daemon::run(settings, start, state, docker, fw, channels, shutdown).await;
+        }
+        _ => {
+            let fw = Iptables::new();
+            daemon::run(settings, start, state, docker, fw, channels, shutdown).await;
+        }
+    }
     let _ = server.await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `auto` made concrete: nftables where the engine reports its nftables
+/// firewall backend, or answers but made no `DOCKER-USER` chain in either
+/// iptables variant; iptables otherwise (also while the engine is not up:
+/// at boot the chains are made before it).
+async fn resolve(choice: BackendChoice, docker: &BollardSource) -> BackendChoice {
+    if choice != BackendChoice::Auto {
+        return choice;
+    }
+    match docker.firewall_driver().await {
+        Ok(Some(driver)) if driver.starts_with("nftables") => BackendChoice::Nftables,
+        Ok(_) => {
+            let installed = Iptables::new().read(Family::V4).await;
+            match installed {
+                Ok(st) if !st.has_chain("DOCKER-USER") => BackendChoice::Nftables,
+                _ => BackendChoice::Iptables,
+            }
+        }
+        Err(_) => BackendChoice::Iptables,
+    }
 }
 
 /// SIGHUP reloads the policy; SIGTERM and SIGINT stop the daemon.
@@ -261,7 +315,7 @@ fn init_logging() {
         .init();
 }
 
-async fn show_plan(config: &Path) -> Result<ExitCode> {
+async fn show_plan(config: &Path, backend: BackendChoice) -> Result<ExitCode> {
     let policy = load_policy(config)?;
     let docker = BollardSource::from_env();
     let inventory = docker
@@ -269,7 +323,10 @@ async fn show_plan(config: &Path) -> Result<ExitCode> {
         .await
         .context("cannot read the docker inventory")?
         .inventory;
-    print_plan(&Iptables::new(), &policy, &inventory).await
+    match resolve(backend, &docker).await {
+        BackendChoice::Nftables => print_plan(&Nftables::new(), &policy, &inventory).await,
+        _ => print_plan(&Iptables::new(), &policy, &inventory).await,
+    }
 }
 
 /// The desired rules, then each transaction that would take the installed
@@ -280,10 +337,11 @@ async fn print_plan<F: Backend>(
     inventory: &Inventory,
 ) -> Result<ExitCode> {
     let prepared = daemon::prepare(firewall, policy, inventory).await;
-    if let Some((family, e)) = prepared.observation.failed.into_iter().next() {
+    if let Some((scope, e)) = prepared.observation.failed.into_iter().next() {
         return Err(anyhow::Error::new(e))
-            .with_context(|| format!("cannot read the installed {} rules", family.as_str()));
+            .with_context(|| format!("cannot read the installed {scope} rules"));
     }
+    let transactions = prepared.transactions?;
     for family in Family::ALL {
         if prepared.observation.unavailable.contains(&family) {
             println!(
@@ -297,10 +355,10 @@ async fn print_plan<F: Backend>(
         }
     }
     print!("{}", firewall.render(&prepared.ruleset));
-    if prepared.transactions.is_empty() {
+    if transactions.is_empty() {
         println!("# no changes against what is installed");
     }
-    for tx in &prepared.transactions {
+    for tx in &transactions {
         println!(
             "# {}: differs from what is installed ({}); it would run:\n{}",
             tx.scope(),
@@ -340,7 +398,7 @@ async fn reload(socket: &Path) -> Result<ExitCode> {
     }
 }
 
-async fn uninstall(socket: &Path) -> Result<ExitCode> {
+async fn uninstall(socket: &Path, backend: BackendChoice) -> Result<ExitCode> {
     // Anything but "nothing answers" means a daemon may be there.
     if !matches!(
         control::request(socket, &Request::Status).await,
@@ -351,7 +409,18 @@ async fn uninstall(socket: &Path) -> Result<ExitCode> {
             socket.display()
         );
     }
-    remove_all(&Iptables::new()).await
+    // Without a choice, remove what either backend left.
+    let mut code = ExitCode::SUCCESS;
+    if backend != BackendChoice::Nftables {
+        code = remove_all(&Iptables::new()).await?;
+    }
+    // `auto` on a host without nft has no nftables table to remove.
+    let nft_present = Path::new("/usr/sbin/nft").exists();
+    let nft = backend == BackendChoice::Nftables || (backend == BackendChoice::Auto && nft_present);
+    if nft && remove_all(&Nftables::new()).await? != ExitCode::SUCCESS {
+        code = ExitCode::FAILURE;
+    }
+    Ok(code)
 }
 
 /// Remove everything dockfw owns, transaction by transaction.
@@ -361,8 +430,8 @@ async fn remove_all<F: Backend>(firewall: &F) -> Result<ExitCode> {
     for family in observation.unavailable {
         println!("{}: disabled in this kernel", family.as_str());
     }
-    for (family, e) in observation.failed {
-        eprintln!("dockfw: {}: {}", family.as_str(), daemon::error_chain(&e));
+    for (scope, e) in observation.failed {
+        eprintln!("dockfw: {scope}: {}", daemon::error_chain(&e));
         failed = true;
     }
     let transactions = firewall.uninstall(&observation.observed);

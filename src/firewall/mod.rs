@@ -10,6 +10,7 @@
 //! system paths with one timeout for writing, running and reading.
 
 pub mod iptables;
+pub mod nftables;
 
 use std::future::Future;
 use std::process::Stdio;
@@ -41,7 +42,11 @@ pub trait Backend: Send + Sync + 'static {
     /// The transactions (one per atomic unit: a family's table, or the one
     /// table of both) that take `observed` to `desired`; empty when nothing
     /// differs. Pure.
-    fn transactions(&self, desired: &Ruleset, observed: &Self::Observed) -> Vec<Transaction>;
+    fn transactions(
+        &self,
+        desired: &Ruleset,
+        observed: &Self::Observed,
+    ) -> Result<Vec<Transaction>, FirewallError>;
 
     /// The desired rules in the driver's own syntax, for `dockfw plan`.
     fn render(&self, desired: &Ruleset) -> String;
@@ -61,12 +66,12 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// What one observation found: the installed state, the families the kernel
-/// does not have, and the families that could not be read.
+/// does not have, and what could not be read (`ipv4`, `ipv6`, `table`).
 #[derive(Debug)]
 pub struct Observation<O> {
     pub observed: O,
     pub unavailable: Vec<Family>,
-    pub failed: Vec<(Family, FirewallError)>,
+    pub failed: Vec<(&'static str, FirewallError)>,
 }
 
 /// One atomic change and a summary of it.
@@ -104,6 +109,8 @@ pub struct Changes {
     /// The engine now jumps to a `DOCKER-USER` dockfw made; dockfw's own
     /// `FORWARD` jump to it went.
     pub handed_over_docker_user: bool,
+    /// Why the whole table is rewritten (nftables), e.g. `table missing`.
+    pub reason: Option<&'static str>,
 }
 
 impl std::fmt::Display for Changes {
@@ -133,6 +140,9 @@ impl std::fmt::Display for Changes {
                 f.write_str(note)?;
             }
         }
+        if let Some(reason) = self.reason {
+            write!(f, " ({reason})")?;
+        }
         Ok(())
     }
 }
@@ -155,6 +165,10 @@ pub enum FirewallError {
     },
     #[error("an iptables transaction applies to one family, not both")]
     Scope,
+    #[error("a lock of the firewall driver was poisoned")]
+    Poisoned,
+    #[error("cannot write the nftables ruleset")]
+    Render(#[source] nftables::render::RenderError),
     /// The kernel has no such family (IPv6 disabled): nothing to protect.
     #[error("{family} is disabled in this kernel")]
     Unavailable { family: &'static str },
@@ -241,4 +255,3 @@ mod tests {
         assert!(matches!(err, FirewallError::Spawn { .. }), "{err}");
     }
 }
-pub mod nftables;

@@ -234,14 +234,18 @@ impl Backend for Iptables {
             match self.read(family).await {
                 Ok(st) => observation.observed.set(family, st),
                 Err(FirewallError::Unavailable { .. }) => observation.unavailable.push(family),
-                Err(e) => observation.failed.push((family, e)),
+                Err(e) => observation.failed.push((family.as_str(), e)),
             }
         }
         observation
     }
 
-    fn transactions(&self, desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
-        transactions(desired, observed)
+    fn transactions(
+        &self,
+        desired: &Ruleset,
+        observed: &Tables,
+    ) -> Result<Vec<Transaction>, FirewallError> {
+        Ok(transactions(desired, observed))
     }
 
     fn render(&self, desired: &Ruleset) -> String {

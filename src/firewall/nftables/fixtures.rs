@@ -1,0 +1,76 @@
+//! Plans for the nftables driver's tests: those of the shared fixtures in
+//! `tests/golden/<case>/` (`policy.toml` + `inventory.json`), and synthetic
+//! ones of any size for measurements.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
+use crate::plan::plan;
+use crate::ruleset::Ruleset;
+
+/// Every `tests/golden/<case>/` directory, sorted.
+pub fn golden_cases() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(root)
+        .expect("tests/golden exists")
+        .map(|e| e.expect("readable entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty(), "no golden cases found");
+    cases
+}
+
+/// The plan of one golden case.
+pub fn planned(case: &Path) -> Ruleset {
+    let policy = crate::policy::parse(&case.join("policy.toml")).expect("valid policy");
+    let inventory = std::fs::read_to_string(case.join("inventory.json")).expect("inventory.json");
+    let inventory: Inventory = serde_json::from_str(&inventory).expect("inventory.json parses");
+    plan(&policy, &inventory)
+}
+
+const SELECTORS: &str = "[inbound]\ndefault = \"deny\"\n\
+    [[inbound.allow]]\nports = [80, 443]\n\
+    [[inbound.allow]]\nports = [5432]\nfrom = [\"192.0.2.0/24\", \"2001:db8::/64\"]\n\
+    containers = [\"db-*\"]\n";
+
+/// The plan, under a default-deny policy with a container selector, of
+/// `containers` containers with one published port each on `networks`
+/// networks: its rules grow with both.
+pub fn synthetic(containers: usize, networks: usize) -> Ruleset {
+    let policy =
+        crate::policy::parse_str(SELECTORS, Path::new("synthetic.toml")).expect("valid policy");
+    let bridges = (0..networks)
+        .map(|n| Bridge {
+            id: format!("{n:064x}"),
+            name: format!("net{n}"),
+            interface: format!("br-{n:012x}"),
+        })
+        .collect();
+    let containers = (0..containers)
+        .map(|i| Container {
+            id: format!("{i:064x}"),
+            name: format!("{}-{i}", if i % 2 == 0 { "db" } else { "web" }),
+            labels: BTreeMap::new(),
+            host_network: false,
+            attachments: vec![Attachment {
+                network: format!("net{}", i % networks),
+                ipv4: Some([172, 18, (i / 250) as u8, (i % 250 + 2) as u8].into()),
+                ipv6: Some(format!("fd00::{i:x}").parse().expect("v6")),
+            }],
+            ports: vec![PublishedPort {
+                host_ip: [0, 0, 0, 0].into(),
+                host_port: 10000 + i as u16,
+                container_port: 5432,
+                proto: Proto::Tcp,
+            }],
+        })
+        .collect();
+    let inventory = Inventory {
+        bridges,
+        containers,
+        ..Inventory::default()
+    };
+    plan(&policy, &inventory)
+}

@@ -1,0 +1,426 @@
+//! The nftables driver: dockfw's own `inet dockfw` table, for hosts where
+//! Docker itself writes nftables (Docker 29's `"firewall-backend":
+//! "nftables"` has no `DOCKER-USER`; Docker's docs ask operators to filter
+//! in a table of their own, with base chains on the same hooks at a lower
+//! priority number).
+//!
+//! What to write is decided by [`render`], whether to write it by
+//! [`installed`]; this file only runs `nft` from its fixed path: [`apply`]
+//! one transaction, [`list`] the table. It touches no other table.
+
+#[cfg(test)]
+mod fixtures;
+pub mod installed;
+pub mod render;
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use self::installed::{Applied, reason_to_apply};
+use self::render::{TABLE_FAMILY, TABLE_NAME};
+use super::{Backend, Changes, FirewallError, Observation, SBIN, Transaction, run};
+use crate::net::Family;
+use crate::ruleset::Ruleset;
+
+/// The nftables [`Backend`]: one `inet dockfw` table, rewritten whole in
+/// one transaction when the plan changed or the table drifted.
+#[derive(Debug, Default)]
+pub struct Nftables {
+    /// What was last applied and how nft listed it right after: the
+    /// reference drift is judged against.
+    applied: Mutex<Option<Applied>>,
+    /// The plan of the transaction handed out last, so that `apply` knows
+    /// which ruleset it is writing (a transaction carries only text).
+    pending: Mutex<Option<(String, Ruleset)>>,
+}
+
+impl Nftables {
+    pub fn new() -> Nftables {
+        Nftables::default()
+    }
+}
+
+/// Rules of `desired` not in `before` (per family and chain), as counts.
+fn rule_changes(desired: &Ruleset, before: Option<&Ruleset>) -> (usize, usize) {
+    let keyed = |r: &Ruleset| -> HashSet<String> {
+        Family::ALL
+            .iter()
+            .flat_map(|f| {
+                r.family(*f).chains.iter().flat_map(move |c| {
+                    c.rules
+                        .iter()
+                        .map(move |rule| format!("{f:?} {} {rule:?}", c.name))
+                })
+            })
+            .collect()
+    };
+    let want = keyed(desired);
+    let have = before.map(keyed).unwrap_or_default();
+    (
+        want.difference(&have).count(),
+        have.difference(&want).count(),
+    )
+}
+
+impl Backend for Nftables {
+    /// The table's listing; `None` when there is no table.
+    type Observed = Option<String>;
+
+    async fn observe(&self) -> Observation<Option<String>> {
+        let mut observation = Observation {
+            observed: None,
+            unavailable: Vec::new(),
+            failed: Vec::new(),
+        };
+        match list().await {
+            Ok(listing) => observation.observed = listing,
+            Err(e) => observation.failed.push(("table", e)),
+        }
+        observation
+    }
+
+    fn transactions(
+        &self,
+        desired: &Ruleset,
+        observed: &Option<String>,
+    ) -> Result<Vec<Transaction>, FirewallError> {
+        let applied = self.applied.lock().map_err(|_| FirewallError::Poisoned)?;
+        let Some(reason) = reason_to_apply(desired, applied.as_ref(), observed.as_deref()) else {
+            return Ok(Vec::new());
+        };
+        let text = render::render(desired).map_err(FirewallError::Render)?;
+        let (added, removed) = rule_changes(desired, applied.as_ref().map(Applied::ruleset));
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = Some((text.clone(), desired.clone()));
+        }
+        Ok(vec![Transaction {
+            family: None,
+            text,
+            changes: Changes {
+                added,
+                removed,
+                reason: Some(reason.as_str()),
+                ..Changes::default()
+            },
+        }])
+    }
+
+    fn render(&self, desired: &Ruleset) -> String {
+        render::render(desired).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
+        apply(&tx.text).await?;
+        let pending = self
+            .pending
+            .lock()
+            .map_err(|_| FirewallError::Poisoned)?
+            .take()
+            .filter(|(text, _)| *text == tx.text);
+        let Some((_, ruleset)) = pending else {
+            // Not a plan (an uninstall): there is nothing to keep.
+            *self.applied.lock().map_err(|_| FirewallError::Poisoned)? = None;
+            return Ok(());
+        };
+        // The reference for drift: the table as the kernel lists it now.
+        let listing = list().await?.unwrap_or_default();
+        *self.applied.lock().map_err(|_| FirewallError::Poisoned)? =
+            Some(Applied::new(ruleset, &listing));
+        Ok(())
+    }
+
+    fn uninstall(&self, observed: &Option<String>) -> Vec<Transaction> {
+        observed
+            .as_ref()
+            .map(|_| Transaction {
+                family: None,
+                text: render::uninstall_text(),
+                changes: Changes::default(),
+            })
+            .into_iter()
+            .collect()
+    }
+
+    fn variant(&self, _: Family) -> Option<&'static str> {
+        Some("nftables")
+    }
+
+    fn announces_changes(&self) -> bool {
+        true
+    }
+}
+
+/// `nft`, from its fixed path, never found through `PATH`.
+fn nft() -> String {
+    format!("{SBIN}/nft")
+}
+
+/// Apply `text` (from [`render::render`] or [`render::uninstall_text`]) as
+/// one nftables transaction: all of it, or nothing if nft or the kernel
+/// refuses any part.
+pub async fn apply(text: &str) -> Result<(), FirewallError> {
+    run(&nft(), &["-f", "-"], Some(text)).await.map(drop)
+}
+
+/// dockfw's table as `nft list` prints it, without counter values; `None`
+/// when there is no such table.
+pub async fn list() -> Result<Option<String>, FirewallError> {
+    let program = nft();
+    let table = ["-s", "list", "table", TABLE_FAMILY, TABLE_NAME];
+    match run(&program, &table, None).await {
+        Ok(listing) => Ok(Some(listing)),
+        Err(err @ FirewallError::Failed { .. }) => {
+            // nft's message for a missing table is strerror(ENOENT), in
+            // the locale's words: ask for the list of tables instead.
+            let tables = run(&program, &["list", "tables", TABLE_FAMILY], None).await?;
+            let ours = format!("table {TABLE_FAMILY} {TABLE_NAME}");
+            if tables.lines().any(|line| line.trim() == ours) {
+                Err(err)
+            } else {
+                Ok(None)
+            }
+        }
+        Err(err) => Err(err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::time::{Duration, Instant};
+
+    use super::installed::{Applied, Reason, reason_to_apply};
+    use super::render::{render, uninstall_text};
+    use super::*;
+    use crate::ruleset::Ruleset;
+
+    /// Run `test` on a thread of its own inside a fresh network namespace,
+    /// with a current-thread runtime; `nft` processes spawned from that
+    /// thread inherit its namespace. `None` (and a note) if this host
+    /// cannot.
+    fn in_private_netns<T: Send + 'static>(
+        test: impl AsyncFnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        if !Path::new(&nft()).exists() {
+            eprintln!("skipped: {} is not installed", nft());
+            return None;
+        }
+        let thread = std::thread::spawn(move || {
+            // SAFETY: plain syscall; CLONE_NEWNET moves only this thread
+            // into a new network namespace, which ends with the thread.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                let e = std::io::Error::last_os_error();
+                eprintln!("skipped: cannot create a network namespace (needs root): {e}");
+                return None;
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            Some(runtime.block_on(test()))
+        });
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    fn golden_files() -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden-nft");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root)
+            .expect("tests/golden-nft exists")
+            .map(|e| e.expect("readable entry").path())
+            .filter(|p| p.extension().is_some_and(|x| x == "nft"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no nft golden files found");
+        files
+    }
+
+    async fn apply_and_list(ruleset: &Ruleset) -> Applied {
+        apply(&render(ruleset).expect("renders"))
+            .await
+            .expect("nft applies it");
+        let listing = list().await.expect("lists").expect("the table is there");
+        Applied::new(ruleset.clone(), &listing)
+    }
+
+    #[test]
+    fn every_golden_file_is_accepted_by_nft() {
+        in_private_netns(async || {
+            for file in golden_files() {
+                let path = file.to_str().expect("utf-8 path");
+                if let Err(err) = run(&nft(), &["-c", "-f", path], None).await {
+                    panic!("{path}: {err}");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn applies_are_idempotent_and_uninstall_removes_the_table() {
+        in_private_netns(async || {
+            assert_eq!(list().await.expect("lists"), None);
+            for case in fixtures::golden_cases() {
+                let ruleset = fixtures::planned(&case);
+                let first = apply_and_list(&ruleset).await;
+                let second = apply_and_list(&ruleset).await;
+                assert_eq!(first, second, "{}: listing changed", case.display());
+                let now = list().await.expect("lists");
+                assert_eq!(
+                    reason_to_apply(&ruleset, Some(&second), now.as_deref()),
+                    None
+                );
+            }
+            apply(&uninstall_text()).await.expect("uninstalls");
+            assert_eq!(list().await.expect("lists"), None);
+            apply(&uninstall_text())
+                .await
+                .expect("uninstalling nothing is fine");
+        });
+    }
+
+    #[test]
+    fn drift_and_a_deleted_table_are_seen() {
+        in_private_netns(async || {
+            let ruleset = fixtures::planned(&fixtures::golden_cases()[0]);
+            let applied = apply_and_list(&ruleset).await;
+            apply(&format!(
+                "add rule {TABLE_FAMILY} {TABLE_NAME} inbound drop\n"
+            ))
+            .await
+            .expect("adds a rule");
+            let now = list().await.expect("lists");
+            assert_eq!(
+                reason_to_apply(&ruleset, Some(&applied), now.as_deref()),
+                Some(Reason::Drift)
+            );
+            apply(&format!("delete table {TABLE_FAMILY} {TABLE_NAME}\n"))
+                .await
+                .expect("deletes");
+            let now = list().await.expect("lists");
+            assert_eq!(
+                reason_to_apply(&ruleset, Some(&applied), now.as_deref()),
+                Some(Reason::TableMissing)
+            );
+        });
+    }
+
+    /// The kernel, not nft, refuses a jump to a base chain: the delete that
+    /// came first in the same transaction must be undone with it.
+    #[test]
+    fn a_refused_transaction_leaves_the_table_as_it_was() {
+        in_private_netns(async || {
+            let ruleset = fixtures::planned(&fixtures::golden_cases()[0]);
+            let applied = apply_and_list(&ruleset).await;
+            let refused = render(&ruleset).expect("renders").replacen(
+                "counter jump inbound",
+                "counter jump input",
+                1,
+            );
+            let err = apply(&refused).await.expect_err("the kernel refuses it");
+            assert!(
+                matches!(&err, FirewallError::Failed { stderr, .. } if stderr.contains("jump input")),
+                "{err}"
+            );
+            let now = list().await.expect("lists");
+            assert_eq!(
+                reason_to_apply(&ruleset, Some(&applied), now.as_deref()),
+                None
+            );
+        });
+    }
+
+    /// How long one apply takes, nft against iptables-nft-restore (one
+    /// restore per family, as the iptables driver runs them), for a small
+    /// and a large plan: into an empty namespace ("create") and over the
+    /// same content ("replace"), and how long reading it back takes. Prints
+    /// medians; asserts nothing about time. Run with
+    /// `cargo test --lib nftables::tests::apply_times -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a test"]
+    fn apply_times() {
+        in_private_netns(async || {
+            for (containers, networks) in [(2, 1), (2400, 4)] {
+                let ruleset = fixtures::synthetic(containers, networks);
+                let rules = ruleset.v4.rule_count() + ruleset.v6.rule_count();
+                let text = render(&ruleset).expect("renders");
+                let nft_create = median(async || {
+                    apply(&uninstall_text()).await.expect("uninstalls");
+                    timed(apply(&text)).await
+                })
+                .await;
+                let nft_replace = median(async || timed(apply(&text)).await).await;
+                let nft_list = median(async || timed(list()).await).await;
+                apply(&uninstall_text()).await.expect("uninstalls");
+
+                let families = [
+                    ("iptables-nft", iptables_text(&ruleset.v4)),
+                    ("ip6tables-nft", iptables_text(&ruleset.v6)),
+                ];
+                let restore = async || {
+                    for (tool, text) in &families {
+                        run(
+                            &format!("{SBIN}/{tool}-restore"),
+                            &["--noflush"],
+                            Some(text),
+                        )
+                        .await
+                        .expect("restores");
+                    }
+                };
+                let ipt_create = median(async || {
+                    apply(IPTABLES_NFT_TABLES).await.expect("removes them");
+                    timed(restore()).await
+                })
+                .await;
+                let ipt_replace = median(async || timed(restore()).await).await;
+                let ipt_save = median(async || {
+                    timed(async {
+                        for (tool, _) in &families {
+                            run(&format!("{SBIN}/{tool}-save"), &[], None)
+                                .await
+                                .expect("saves");
+                        }
+                    })
+                    .await
+                })
+                .await;
+                apply(IPTABLES_NFT_TABLES).await.expect("removes them");
+                println!(
+                    "{rules} plan rules: nft -f create {nft_create:?} replace {nft_replace:?}, \
+                     nft -s list {nft_list:?}; iptables-nft-restore v4+v6 create \
+                     {ipt_create:?} replace {ipt_replace:?}, iptables-nft-save v4+v6 {ipt_save:?}"
+                );
+            }
+        });
+    }
+
+    /// Removes the tables iptables-nft made, if any.
+    const IPTABLES_NFT_TABLES: &str = "table ip filter {}\ndelete table ip filter\ntable ip6 filter {}\ndelete table ip6 filter\n";
+
+    fn iptables_text(rules: &crate::ruleset::FamilyRules) -> String {
+        let mut text = String::from("*filter\n");
+        for chain in &rules.chains {
+            text.push_str(&format!(":{} - [0:0]\n", chain.name));
+        }
+        text.push_str(&crate::firewall::iptables::render::rules_text(rules));
+        text.push_str("COMMIT\n");
+        text
+    }
+
+    async fn timed<T>(work: impl Future<Output = T>) -> Duration {
+        let start = Instant::now();
+        work.await;
+        start.elapsed()
+    }
+
+    /// The median of 7 samples.
+    async fn median(mut sample: impl AsyncFnMut() -> Duration) -> Duration {
+        let mut times = Vec::with_capacity(7);
+        for _ in 0..7 {
+            times.push(sample().await);
+        }
+        times.sort();
+        times[3]
+    }
+}

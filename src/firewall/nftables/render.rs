@@ -1,0 +1,582 @@
+//! Turns a [`Ruleset`] into `nft -f` input: one transaction that replaces
+//! dockfw's whole `inet dockfw` table, and the one that removes it.
+//!
+//! Pure: it owns the nftables spelling of dockfw's chains, matches and
+//! verdicts, and refuses (with a [`RenderError`]) any rule it cannot express
+//! exactly rather than write something that means less. Running `nft` is
+//! the job of the parent module.
+//!
+//! Both families share the one `inet` table. A rule that names an address
+//! is limited to its family by that match (`ip saddr`, `ip6 daddr`); one
+//! that names none carries `meta nfproto ipv4|ipv6`, except where both
+//! families' chains begin or end with the same address-free rules: those
+//! are written once, for both. Rules of different families never match the
+//! same packet, so putting one family's rules after the other's keeps each
+//! family's order, and so its meaning.
+
+use std::fmt::Write as _;
+
+use ipnet::IpNet;
+
+use crate::inventory::Proto;
+use crate::ruleset::{
+    Conntrack, ENTRY_CHAIN, Family, INBOUND_CHAIN, PROXY_CHAIN, Rule, Ruleset, Target,
+    UNCLASSIFIED_CHAIN,
+};
+
+/// The address family of dockfw's table: `inet` holds IPv4 and IPv6.
+pub const TABLE_FAMILY: &str = "inet";
+/// dockfw's table; dockfw owns all of it and nothing outside it.
+pub const TABLE_NAME: &str = "dockfw";
+
+/// Priority of dockfw's base chains on the `forward` and `input` hooks. A
+/// lower number runs first: this is before iptables-nft's `filter` chains
+/// and Docker 29's own nftables chains (both at `filter`, 0), so a `drop`
+/// here is final, while an `accept` only ends dockfw's chain and Docker's
+/// rules still judge the packet. Docker's docs ask for `filter - 1` or
+/// lower; -10 leaves room for tools that place themselves just before
+/// Docker.
+pub const BASE_CHAIN_PRIORITY: i32 = -10;
+
+/// How one chain of the plan is written in nftables.
+struct ChainName {
+    /// The plan's (iptables-style) name, see [`crate::ruleset`].
+    plan: &'static str,
+    /// The name in dockfw's table.
+    nft: &'static str,
+    /// The hook of a base chain; `None` for a chain reached by `jump`.
+    hook: Option<&'static str>,
+}
+
+/// Every chain of the plan, in the order they are written. The plan's
+/// `DOCKFW` hangs from `DOCKER-USER` (forwarded traffic) and `DOCKFW-PROXY`
+/// from `INPUT` (what docker-proxy serves); here they are base chains.
+const CHAINS: [ChainName; 4] = [
+    ChainName {
+        plan: ENTRY_CHAIN,
+        nft: "forward",
+        hook: Some("forward"),
+    },
+    ChainName {
+        plan: INBOUND_CHAIN,
+        nft: "inbound",
+        hook: None,
+    },
+    ChainName {
+        plan: UNCLASSIFIED_CHAIN,
+        nft: "unclassified",
+        hook: None,
+    },
+    ChainName {
+        plan: PROXY_CHAIN,
+        nft: "input",
+        hook: Some("input"),
+    },
+];
+
+fn chain_name(plan: &str) -> Option<&'static ChainName> {
+    CHAINS.iter().find(|c| c.plan == plan)
+}
+
+/// A rule of the plan that nftables cannot express with the same meaning.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("chain {chain} has no nftables counterpart")]
+    UnknownChain { chain: &'static str },
+    #[error("{chain} jumps to {target}, which is not a chain nftables can jump to")]
+    Jump {
+        chain: &'static str,
+        target: &'static str,
+    },
+    #[error("{chain}: address {net} in the {family} rules")]
+    WrongFamily {
+        chain: &'static str,
+        family: &'static str,
+        net: IpNet,
+    },
+    #[error("{chain}: destination port {port} without a protocol")]
+    PortWithoutProtocol { chain: &'static str, port: u16 },
+    #[error("{chain}: original destination port without a protocol")]
+    OriginalPortWithoutProtocol { chain: &'static str },
+    #[error("{chain}: empty port range {first}-{last}")]
+    EmptyPortRange {
+        chain: &'static str,
+        first: u16,
+        last: u16,
+    },
+}
+
+/// The `nft -f` input that makes dockfw's table exactly `ruleset`, in one
+/// atomic transaction: create the table if it is missing (so that the
+/// delete cannot fail), delete it with everything in it, define it anew.
+/// `flush table` would keep chains the plan no longer has.
+pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
+    for family in Family::ALL {
+        if let Some(chain) = ruleset
+            .family(family)
+            .chains
+            .iter()
+            .find(|c| chain_name(c.name).is_none())
+        {
+            return Err(RenderError::UnknownChain { chain: chain.name });
+        }
+    }
+    let mut out = uninstall_text();
+    let _ = writeln!(out, "table {TABLE_FAMILY} {TABLE_NAME} {{");
+    for (i, chain) in CHAINS.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        chain_text(ruleset, chain, &mut out)?;
+    }
+    out.push_str("}\n");
+    Ok(out)
+}
+
+/// The `nft -f` input that removes dockfw's table if it is there, and does
+/// nothing otherwise.
+pub fn uninstall_text() -> String {
+    format!("table {TABLE_FAMILY} {TABLE_NAME} {{}}\ndelete table {TABLE_FAMILY} {TABLE_NAME}\n")
+}
+
+fn chain_text(ruleset: &Ruleset, chain: &ChainName, out: &mut String) -> Result<(), RenderError> {
+    let rules = |family: Family| {
+        ruleset
+            .family(family)
+            .chains
+            .iter()
+            .find(|c| c.name == chain.plan)
+            .map_or(&[][..], |c| c.rules.as_slice())
+    };
+    let _ = writeln!(out, "\tchain {} {{", chain.nft);
+    if let Some(hook) = chain.hook {
+        let _ = writeln!(
+            out,
+            "\t\ttype filter hook {hook} priority {BASE_CHAIN_PRIORITY}; policy accept;"
+        );
+    }
+    for (family, rule) in merged(rules(Family::V4), rules(Family::V6)) {
+        let _ = writeln!(out, "\t\t{}", rule_text(rule, family, chain)?);
+    }
+    out.push_str("\t}\n");
+    Ok(())
+}
+
+/// Both families' rules of one chain, each with the family it is limited
+/// to, or `None` for the common address-free head and tail written once.
+fn merged<'a>(v4: &'a [Rule], v6: &'a [Rule]) -> Vec<(Option<Family>, &'a Rule)> {
+    let shared = |(a, b): &(&Rule, &Rule)| a == b && a.src.is_none() && a.dst.is_none();
+    let head = v4.iter().zip(v6).take_while(shared).count();
+    let (rest4, rest6) = (&v4[head..], &v6[head..]);
+    let tail = rest4
+        .iter()
+        .rev()
+        .zip(rest6.iter().rev())
+        .take_while(shared)
+        .count();
+    let (only4, only6) = (&rest4[..rest4.len() - tail], &rest6[..rest6.len() - tail]);
+    let mut out = Vec::with_capacity(v4.len() + v6.len());
+    out.extend(v4[..head].iter().map(|r| (None, r)));
+    out.extend(only4.iter().map(|r| (Some(Family::V4), r)));
+    out.extend(only6.iter().map(|r| (Some(Family::V6), r)));
+    out.extend(rest4[rest4.len() - tail..].iter().map(|r| (None, r)));
+    out
+}
+
+/// One rule as `nft` reads it: matches, `counter`, verdict.
+fn rule_text(
+    rule: &Rule,
+    family: Option<Family>,
+    chain: &ChainName,
+) -> Result<String, RenderError> {
+    let name = chain.plan;
+    let mut out = String::new();
+    if let Some(family) = family {
+        if rule.src.is_none() && rule.dst.is_none() {
+            let _ = write!(out, "meta nfproto {} ", family.as_str());
+        }
+        for (net, dir) in [(&rule.src, "saddr"), (&rule.dst, "daddr")] {
+            if let Some(net) = net {
+                let ip = address_match(net, family, name)?;
+                let _ = write!(out, "{ip} {dir} {} ", host_or_net(net));
+            }
+        }
+    }
+    if let Some(iface) = &rule.in_iface {
+        let _ = write!(out, "iifname \"{iface}\" ");
+    }
+    if let Some(iface) = &rule.out_iface {
+        let _ = write!(out, "oifname \"{iface}\" ");
+    }
+    match (rule.proto, rule.dport) {
+        (Some(proto), Some(port)) => {
+            let _ = write!(out, "{} dport {port} ", proto.as_str());
+        }
+        (Some(proto), None) => {
+            let _ = write!(out, "meta l4proto {} ", proto.as_str());
+        }
+        (None, Some(port)) => return Err(RenderError::PortWithoutProtocol { chain: name, port }),
+        (None, None) => {}
+    }
+    if let Some(conntrack) = rule.conntrack {
+        out.push_str(&conntrack_text(conntrack, rule.proto, name)?);
+    }
+    out.push_str("counter ");
+    out.push_str(&verdict(&rule.target, chain)?);
+    Ok(out)
+}
+
+/// `ip` or `ip6` for an address of `family`.
+fn address_match(
+    net: &IpNet,
+    family: Family,
+    chain: &'static str,
+) -> Result<&'static str, RenderError> {
+    match (net, family) {
+        (IpNet::V4(_), Family::V4) => Ok("ip"),
+        (IpNet::V6(_), Family::V6) => Ok("ip6"),
+        _ => Err(RenderError::WrongFamily {
+            chain,
+            family: family.as_str(),
+            net: *net,
+        }),
+    }
+}
+
+/// A network as nft lists it: host bits cleared, a host without its length.
+fn host_or_net(net: &IpNet) -> String {
+    let net = net.trunc();
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
+fn conntrack_text(
+    conntrack: Conntrack,
+    proto: Option<Proto>,
+    chain: &'static str,
+) -> Result<String, RenderError> {
+    Ok(match conntrack {
+        Conntrack::Established => "ct state established,related ".to_owned(),
+        Conntrack::Dnat => "ct status dnat ".to_owned(),
+        Conntrack::OrigDstPort { ports, dnat } => {
+            // nft needs the protocol to read a port; iptables' port-only
+            // `--ctorigdstport` matches any protocol's tuple.
+            if proto.is_none() {
+                return Err(RenderError::OriginalPortWithoutProtocol { chain });
+            }
+            if ports.first > ports.last {
+                return Err(RenderError::EmptyPortRange {
+                    chain,
+                    first: ports.first,
+                    last: ports.last,
+                });
+            }
+            let dnat = if dnat { "ct status dnat " } else { "" };
+            if ports.first == ports.last {
+                format!("{dnat}ct original proto-dst {} ", ports.first)
+            } else {
+                format!(
+                    "{dnat}ct original proto-dst {}-{} ",
+                    ports.first, ports.last
+                )
+            }
+        }
+    })
+}
+
+/// The verdict of `target` in `chain`. Leaving a base chain is `accept`:
+/// it ends dockfw's chain on this hook and nothing more, so Docker's base
+/// chains (at higher priority numbers) still judge the packet, exactly as
+/// after iptables' `RETURN` from `DOCKER-USER`.
+fn verdict(target: &Target, chain: &ChainName) -> Result<String, RenderError> {
+    Ok(match target {
+        Target::Return if chain.hook.is_some() => "accept".to_owned(),
+        Target::Return => "return".to_owned(),
+        Target::Drop => "drop".to_owned(),
+        Target::Jump(to) => match chain_name(to) {
+            Some(ChainName {
+                nft, hook: None, ..
+            }) => format!("jump {nft}"),
+            _ => {
+                return Err(RenderError::Jump {
+                    chain: chain.plan,
+                    target: to,
+                });
+            }
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::policy::PortRange;
+    use crate::ruleset::{Chain, FamilyRules, Iface};
+
+    fn family(chains: Vec<Chain>) -> FamilyRules {
+        FamilyRules { chains }
+    }
+
+    fn chain(name: &'static str, rules: Vec<Rule>) -> Chain {
+        Chain { name, rules }
+    }
+
+    /// The rule lines of `chain` (nft name) in `render`'s output.
+    fn chain_lines(text: &str, chain: &str) -> Vec<String> {
+        let start = format!("\tchain {chain} {{");
+        text.lines()
+            .skip_while(|l| *l != start)
+            .skip(1)
+            .take_while(|l| *l != "\t}")
+            .filter(|l| !l.contains("type filter hook"))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+
+    fn v4(net: &str) -> Option<IpNet> {
+        Some(net.parse().expect("net"))
+    }
+
+    #[test]
+    fn every_match_has_its_nft_spelling() {
+        let rules = vec![
+            Rule {
+                src: v4("192.0.2.16/28"),
+                dst: v4("172.18.0.2/32"),
+                proto: Some(Proto::Tcp),
+                conntrack: Some(Conntrack::OrigDstPort {
+                    ports: PortRange {
+                        first: 8000,
+                        last: 8100,
+                    },
+                    dnat: true,
+                }),
+                ..Rule::default()
+            },
+            Rule {
+                in_iface: Iface::new("docker0").ok(),
+                out_iface: Iface::new("br-0123").ok(),
+                proto: Some(Proto::Udp),
+                conntrack: Some(Conntrack::OrigDstPort {
+                    ports: PortRange {
+                        first: 53,
+                        last: 53,
+                    },
+                    dnat: false,
+                }),
+                target: Target::Drop,
+                ..Rule::default()
+            },
+            Rule {
+                src: v4("10.1.2.3/8"),
+                proto: Some(Proto::Sctp),
+                dport: Some(9),
+                conntrack: Some(Conntrack::Dnat),
+                target: Target::Jump(UNCLASSIFIED_CHAIN),
+                ..Rule::default()
+            },
+        ];
+        let ruleset = Ruleset {
+            v4: family(vec![chain(INBOUND_CHAIN, rules)]),
+            v6: FamilyRules::default(),
+        };
+        let text = render(&ruleset).expect("renders");
+        assert_eq!(
+            chain_lines(&text, "inbound"),
+            [
+                "ip saddr 192.0.2.16/28 ip daddr 172.18.0.2 meta l4proto tcp ct status dnat \
+                 ct original proto-dst 8000-8100 counter return",
+                "meta nfproto ipv4 iifname \"docker0\" oifname \"br-0123\" meta l4proto udp \
+                 ct original proto-dst 53 counter drop",
+                "ip saddr 10.0.0.0/8 sctp dport 9 ct status dnat counter jump unclassified",
+            ]
+        );
+    }
+
+    #[test]
+    fn return_accepts_in_a_base_chain_and_returns_in_a_jumped_one() {
+        let allow = Rule {
+            conntrack: Some(Conntrack::Established),
+            ..Rule::default()
+        };
+        let ruleset = Ruleset {
+            v4: family(vec![
+                chain(ENTRY_CHAIN, vec![allow.clone()]),
+                chain(INBOUND_CHAIN, vec![allow.clone()]),
+                chain(PROXY_CHAIN, vec![allow]),
+            ]),
+            v6: FamilyRules::default(),
+        };
+        let text = render(&ruleset).expect("renders");
+        let accept = ["meta nfproto ipv4 ct state established,related counter accept"];
+        assert_eq!(chain_lines(&text, "forward"), accept);
+        assert_eq!(chain_lines(&text, "input"), accept);
+        assert_eq!(
+            chain_lines(&text, "inbound"),
+            ["meta nfproto ipv4 ct state established,related counter return"]
+        );
+        assert!(text.contains("type filter hook forward priority -10; policy accept;"));
+        assert!(text.contains("type filter hook input priority -10; policy accept;"));
+    }
+
+    /// A rule of one family only must not judge the other family: a v4
+    /// `-j DROP` without addresses becomes `meta nfproto ipv4 ... drop`.
+    #[test]
+    fn address_free_rules_are_shared_only_at_the_common_head_and_tail() {
+        let drop = Rule {
+            target: Target::Drop,
+            ..Rule::default()
+        };
+        let jump = Rule {
+            target: Target::Jump(UNCLASSIFIED_CHAIN),
+            ..Rule::default()
+        };
+        let port = |target| Rule {
+            proto: Some(Proto::Tcp),
+            dport: Some(22),
+            target,
+            ..Rule::default()
+        };
+        let ruleset = Ruleset {
+            v4: family(vec![chain(
+                INBOUND_CHAIN,
+                vec![jump.clone(), port(Target::Drop), drop.clone()],
+            )]),
+            v6: family(vec![chain(
+                INBOUND_CHAIN,
+                vec![jump, port(Target::Return), drop.clone()],
+            )]),
+        };
+        let text = render(&ruleset).expect("renders");
+        assert_eq!(
+            chain_lines(&text, "inbound"),
+            [
+                "counter jump unclassified",
+                "meta nfproto ipv4 tcp dport 22 counter drop",
+                "meta nfproto ipv6 tcp dport 22 counter return",
+                "counter drop",
+            ]
+        );
+        let only_v4 = Ruleset {
+            v4: family(vec![chain(INBOUND_CHAIN, vec![drop])]),
+            v6: FamilyRules::default(),
+        };
+        let text = render(&only_v4).expect("renders");
+        assert_eq!(
+            chain_lines(&text, "inbound"),
+            ["meta nfproto ipv4 counter drop"]
+        );
+    }
+
+    #[test]
+    fn the_transaction_creates_deletes_and_defines_the_whole_table() {
+        let text = render(&Ruleset::default()).expect("renders");
+        assert!(text.starts_with(&uninstall_text()), "{text}");
+        assert_eq!(
+            uninstall_text(),
+            "table inet dockfw {}\ndelete table inet dockfw\n"
+        );
+        for name in ["forward", "inbound", "unclassified", "input"] {
+            assert!(text.contains(&format!("\tchain {name} {{\n")), "{text}");
+        }
+    }
+
+    #[test]
+    fn what_nft_cannot_express_is_refused() {
+        let refused = |name: &'static str, rule: Rule| {
+            let ruleset = Ruleset {
+                v4: family(vec![chain(name, vec![rule])]),
+                v6: FamilyRules::default(),
+            };
+            render(&ruleset).expect_err("refused")
+        };
+        assert_eq!(
+            refused("DOCKER-USER", Rule::default()),
+            RenderError::UnknownChain {
+                chain: "DOCKER-USER"
+            }
+        );
+        for to in [ENTRY_CHAIN, PROXY_CHAIN, "DOCKER"] {
+            let jump = Rule {
+                target: Target::Jump(to),
+                ..Rule::default()
+            };
+            assert_eq!(
+                refused(INBOUND_CHAIN, jump),
+                RenderError::Jump {
+                    chain: INBOUND_CHAIN,
+                    target: to
+                }
+            );
+        }
+        let v6_in_v4 = Rule {
+            dst: Some("fd00::2/128".parse().expect("net")),
+            ..Rule::default()
+        };
+        assert!(matches!(
+            refused(ENTRY_CHAIN, v6_in_v4),
+            RenderError::WrongFamily { family: "ipv4", .. }
+        ));
+        let port_alone = Rule {
+            dport: Some(80),
+            ..Rule::default()
+        };
+        assert!(matches!(
+            refused(ENTRY_CHAIN, port_alone),
+            RenderError::PortWithoutProtocol { port: 80, .. }
+        ));
+        let original = |first, last, proto| Rule {
+            proto,
+            conntrack: Some(Conntrack::OrigDstPort {
+                ports: PortRange { first, last },
+                dnat: true,
+            }),
+            ..Rule::default()
+        };
+        assert!(matches!(
+            refused(INBOUND_CHAIN, original(80, 80, None)),
+            RenderError::OriginalPortWithoutProtocol { .. }
+        ));
+        assert!(matches!(
+            refused(INBOUND_CHAIN, original(90, 80, Some(Proto::Tcp))),
+            RenderError::EmptyPortRange {
+                first: 90,
+                last: 80,
+                ..
+            }
+        ));
+    }
+
+    /// Each `tests/golden/<case>/` plan, rendered, against
+    /// `tests/golden-nft/<case>.nft`. `UPDATE_GOLDEN=1` rewrites the files
+    /// after a deliberate change; review the diff before committing it.
+    #[test]
+    fn golden_plans_render_as_expected() {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden-nft");
+        let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+        let mut failures = Vec::new();
+        for case in super::super::fixtures::golden_cases() {
+            let name = case.file_name().expect("case name").to_string_lossy();
+            let actual = render(&super::super::fixtures::planned(&case)).expect("renders");
+            let path = out.join(format!("{name}.nft"));
+            if update {
+                std::fs::create_dir_all(&out).expect("create tests/golden-nft");
+                std::fs::write(&path, &actual).expect("write golden");
+                continue;
+            }
+            let expected = std::fs::read_to_string(&path).unwrap_or_default();
+            if expected != actual {
+                failures.push(format!(
+                    "{}:\n--- expected\n{expected}--- actual\n{actual}",
+                    path.display()
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+}
