@@ -109,6 +109,20 @@ v4_dockfw_jump_first() {
     [[ "$(lab_ns iptables -S DOCKER-USER | sed -n 2p)" == *"-j DOCKFW"* ]]
 }
 
+# The backend the daemon under test drives (DOCKFW_BACKEND, default auto =
+# iptables on these engines).
+nft_backend() { [[ "${DOCKFW_BACKEND:-}" == nftables ]]; }
+
+# True when dockfw's protection is in place: its jump first in DOCKER-USER
+# (iptables), or its table's forward chain jumping to inbound (nftables).
+protection_installed() {
+    if nft_backend; then
+        [[ "$(lab_ns nft list table inet dockfw 2>/dev/null)" == *"jump inbound"* ]]
+    else
+        v4_dockfw_jump_first
+    fi
+}
+
 # applies counter of the running daemon.
 applies() { dfw_status | jq -r '.reconcile.applies'; }
 
@@ -227,7 +241,7 @@ case_new_container_no_window() {
     [[ "$opened" == yes ]] || fail "allowed port 80 not reachable within 5 s of docker run"
     # Docker 20.10 puts a new network's ip6tables FORWARD rules (ACCEPTs included) above
     # every existing rule; the DOCKER-USER jump must be back on top by now.
-    forward_jump_first ip6tables ||
+    nft_backend || forward_jump_first ip6tables ||
         fail "after docker network create, ip6tables FORWARD no longer starts with the DOCKER-USER jump"
     expect_open a 6 80
     expect_blocked a 4 5432; expect_blocked a 6 5432
@@ -476,7 +490,7 @@ case_proxy_guard() {
     local js; js="$(dfw_status)" || fail "status failed"
     local got; got="$(jq -r '.ports[] | select(.container == "pdb" and .host_ip == "::") | .verdict' <<<"$js")"
     [[ "$got" == blocked ]] || fail "status verdict for pdb on :: is '$got', want blocked"
-    lab_ns ip6tables -S INPUT | sed -n 2p | grep -q -- '-j DOCKFW-PROXY' ||
+    nft_backend || lab_ns ip6tables -S INPUT | sed -n 2p | grep -q -- '-j DOCKFW-PROXY' ||
         fail "INPUT does not start with the jump to DOCKFW-PROXY"
 }
 
@@ -546,8 +560,8 @@ case_docker_restart() {
     lab_run late -p 5432:80 -p 443:80
     expect_blocked a 4 5432
     expect_open a 4 443
-    v4_dockfw_jump_first || fail "DOCKER-USER -> DOCKFW jump not first after the restart"
-    forward_jump_first iptables || fail "FORWARD -> DOCKER-USER jump not first after the restart"
+    protection_installed || fail "dockfw's protection not in place after the restart"
+    nft_backend || forward_jump_first iptables || fail "FORWARD -> DOCKER-USER jump not first after the restart"
 }
 
 # docker_connected true|false — what the daemon's status says.
@@ -778,7 +792,7 @@ case_fc_reboot() {
     prober_start rn4 b 4 5433
     sleep 0.3
     dockfw_spawn "$pol"
-    wait_for 10 v4_dockfw_jump_first || fail "no protection installed without an engine: $(dfw_log | tail -n 5)"
+    wait_for 10 protection_installed || fail "no protection installed without an engine: $(dfw_log | tail -n 5)"
     [[ "$(dfw_status | jq -r .reconcile.inventory)" == boot* ]] || fail "status does not say it planned for boot"
     lab_dockerd_up || fail "engine did not come back"
     lab_forwarding_on
@@ -794,7 +808,7 @@ case_fc_reboot() {
     [[ "$(lab_docker inspect -f '{{.State.Running}}' db)" == true ]] || fail "db did not come back"
     expect_open a 6 80
     # The engine adopted the DOCKER-USER chain dockfw made: one jump, the engine's.
-    wait_for 5 forward_jump_first iptables || fail "FORWARD does not start with the DOCKER-USER jump"
+    nft_backend || wait_for 5 forward_jump_first iptables || fail "FORWARD does not start with the DOCKER-USER jump"
 }
 
 # A policy with an error at start: the last good policy is enforced (kept at
@@ -809,7 +823,7 @@ default = "sometimes"
 EOF
 )"
     dockfw_spawn "$bad"
-    wait_for 10 v4_dockfw_jump_first || fail "no rules with an invalid policy at start"
+    wait_for 10 protection_installed || fail "no rules with an invalid policy at start"
     wait_for 5 dfw_status || fail "daemon not answering"
     [[ "$(dfw_status | jq -r .policy.fallback)" == *"deny all"* ]] || fail "status does not say deny all: $(dfw_status | jq -c .policy)"
     expect_blocked a 4 80; expect_blocked a 4 5432; expect_blocked a 6 80
@@ -964,6 +978,36 @@ EOF
     ((rc == 2)) || fail "a huge --resync-secs gave exit $rc (want a usage error, exit 2)"
 }
 
+# The nftables backend chosen explicitly, on an engine whose own rules are in
+# iptables: dockfw's inet table filters before them; drift (a flushed chain, a
+# deleted table) is repaired within 2 s; uninstall removes the table only.
+case_nft_backend() {
+    need_dockfw
+    lab_run web -p 80:80
+    lab_run db -p 5432:80
+    DOCKFW_BACKEND=nftables dockfw_start "$(policy_web)" || fail "daemon did not start"
+    expect_open a 4 80; expect_open a 6 80
+    expect_blocked a 4 5432; expect_blocked a 6 5432
+    [[ "$(dfw_status | jq -r .rules.ipv4.variant)" == nftables ]] || fail "status does not say nftables"
+    local save; save="$(lab_save4; lab_save6)"
+    [[ "$save" != *DOCKFW* ]] || fail "the nftables backend wrote iptables rules"
+    nft_table() { [[ "$(lab_ns nft list table inet dockfw 2>/dev/null)" == *"jump inbound"* ]]; }
+    local ms
+    lab_ns nft flush chain inet dockfw forward
+    ms="$(ms_until 2 nft_table)" || fail "flushed forward chain not repaired within 2 s"
+    echo "# measure: nftables drift repaired ${ms} ms after: nft flush chain inet dockfw forward" >&2
+    lab_ns nft delete table inet dockfw
+    ms="$(ms_until 2 nft_table)" || fail "deleted table not repaired within 2 s"
+    echo "# measure: nftables drift repaired ${ms} ms after: nft delete table inet dockfw" >&2
+    expect_blocked a 4 5432
+    (($(dfw_status | jq -r .drift.repairs) >= 2)) || fail "repairs not counted"
+    dockfw_stop
+    expect_blocked a 4 5432
+    DOCKFW_BACKEND=nftables dfw uninstall >&2 || fail "uninstall failed"
+    if lab_ns nft list table inet dockfw >/dev/null 2>&1; then fail "table left after uninstall"; fi
+    expect_open a 4 5432
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -992,6 +1036,7 @@ CASES=(
     fc_drift
     fc_policy_limits
     fc_control_flood
+    nft_backend
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).

@@ -528,7 +528,7 @@ lab_up() {
 # The dockfw CLI inside the host namespace, talking to the lab engine.
 dfw() {
     nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
-        DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" "$DOCKFW" "$@"
+        DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" DOCKFW_BACKEND="${DOCKFW_BACKEND:-auto}" "$DOCKFW" "$@"
 }
 
 # Status document of the running daemon.
@@ -567,6 +567,7 @@ dockfw_spawn() {
     rm -f "$LAB_DFW_SOCK"
     setsid nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
         DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
+        DOCKFW_BACKEND="${DOCKFW_BACKEND:-auto}" \
         "$DOCKFW" daemon --config "$policy" --socket "$LAB_DFW_SOCK" \
         >"$LAB_DFW_LOG" 2>&1 &
     LAB_DFW_PID=$!

@@ -12,7 +12,10 @@ set -euo pipefail
 # e2e cases run on every engine (patterns as tests/e2e.sh takes them: a case runs when its
 # name contains one of them). Edit this one list to add cases. "fc_" selects every "fail
 # closed" case (case_fc_*), so a new fc_* case runs on every engine without an edit here.
-E2E_CORE="default_deny user_networks new_container jumps_restored proxy_guard docker_restart fc_"
+E2E_CORE="default_deny user_networks new_container jumps_restored proxy_guard docker_restart fc_ nft_backend"
+# The cases that judge by packets and status only, run again with the nftables backend
+# (dockfw's own inet table in front of the engine's iptables rules) on the default engine.
+E2E_NFT="default_deny user_networks from_restriction new_container container_removed outbound reload status_matches idempotent proxy_guard docker_restart fc_hostile fc_status fc_selector fc_reboot fc_invalid fc_second fc_policy fc_control"
 # Newer engines: Debian suites whose docker.io runs on bookworm (fetched with the machine's
 # own apt mirror into target/engine-SUITE): trixie = Docker 26.1, forky = Docker 28.5.
 E2E_ENGINES="trixie forky"
@@ -94,6 +97,13 @@ e2e_on() {
     return "$rc"
 }
 
+# e2e_nft DIR [PATTERN…] — e2e_on with dockfw driving its nftables backend.
+e2e_nft() {
+    local DOCKFW_BACKEND=nftables
+    export DOCKFW_BACKEND
+    e2e_on "$@"
+}
+
 if step build cargo build --release; then
     step package check_package || true
     step "e2e-$(. /etc/os-release; echo "${VERSION_CODENAME:-default}")-$(engine_version "" || echo unknown)" \
@@ -108,6 +118,12 @@ if step build cargo build --release; then
                 e2e_on "$engine_dir/usr/sbin" $E2E_CORE || true
         fi
     done
+    # The nftables backend (dockfw's inet table in front of the engine's own rules):
+    # the packet and status cases, on the newest engine fetched.
+    nft_dir=""
+    [[ -x "$PWD/target/engine-forky/usr/sbin/dockerd" ]] && nft_dir="$PWD/target/engine-forky/usr/sbin"
+    # shellcheck disable=SC2086  # E2E_NFT is a list of patterns
+    step "e2e-nftables-backend-$(engine_version "$nft_dir")" e2e_nft "$nft_dir" $E2E_NFT || true
 else
     FAILED_STEPS+=("e2e(skipped: no build)")
 fi
