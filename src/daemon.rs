@@ -420,6 +420,10 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let mut pending = Some(Trigger::Start);
         let mut next_check = Instant::now() + self.config.resync;
         let mut next_poll = Instant::now() + self.config.drift_poll;
+        // The loop itself feeds systemd's watchdog, at half the interval: a
+        // wedged loop stops feeding it and systemd restarts the service.
+        let watchdog = sdnotify::watchdog_interval().map(|i| i / 2);
+        let mut next_feed = Instant::now();
         loop {
             if let Some(first) = pending.take() {
                 // Leading edge: no wait before the first change. Whatever
@@ -450,8 +454,9 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 }
                 next_poll = Instant::now() + self.config.drift_poll;
                 if first == Trigger::Start {
-                    self.ready();
+                    self.notify("READY=1");
                 }
+                self.notify(&format!("STATUS={}", self.status.summary()));
             }
             let poll = self.needs_drift_poll();
             pending = tokio::select! {
@@ -467,14 +472,20 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     Trigger::Periodic
                 }),
                 () = tokio::time::sleep_until(next_poll), if poll => Some(Trigger::DriftPoll),
+                () = tokio::time::sleep_until(next_feed), if watchdog.is_some() => {
+                    self.notify("WATCHDOG=1");
+                    next_feed = Instant::now() + watchdog.unwrap_or(Duration::MAX);
+                    None
+                }
             };
         }
     }
 
-    /// Tell systemd the first pass is done: protection is installed (or it
-    /// could not be, which status says), so the engine may start.
-    fn ready(&self) {
-        if let Err(e) = sdnotify::notify("READY=1") {
+    /// Tell systemd something: after the first pass `READY=1` (protection
+    /// is installed, or status says why not, so the engine may start),
+    /// `STATUS=` after every pass, `RELOADING=1` around a reload.
+    fn notify(&self, state: &str) {
+        if let Err(e) = sdnotify::notify(state) {
             warn!(error = %e, "cannot notify systemd");
         }
     }
@@ -488,6 +499,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// Re-read the policy (off the loop's thread); keep the old one if the
     /// new one is invalid. Returns a trigger when the policy in force changed.
     async fn reload(&mut self, reply: ReloadRequest) -> Option<Trigger> {
+        self.notify(&sdnotify::reloading());
         let path = self.config.policy_path.clone();
         let parsed = tokio::task::spawn_blocking(move || policy::parse_with_text(&path))
             .await
@@ -510,6 +522,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let changed = answer.is_ok();
         let _ = reply.send(answer);
         self.publish();
+        self.notify("READY=1");
         changed.then_some(Trigger::PolicyReloaded)
     }
 

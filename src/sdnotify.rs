@@ -8,6 +8,28 @@ use std::io;
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
+/// The watchdog interval systemd asked for (`WatchdogSec=`, passed as
+/// `WATCHDOG_USEC`), if it is meant for this process.
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    let pid_ok = std::env::var("WATCHDOG_PID")
+        .ok()
+        .is_none_or(|pid| pid.parse::<u32>().ok() == Some(std::process::id()));
+    (pid_ok && usec > 0).then(|| std::time::Duration::from_micros(usec))
+}
+
+/// `RELOADING=1` with the monotonic timestamp systemd wants next to it.
+pub fn reloading() -> String {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let usec = ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
 /// Send `state` (e.g. `READY=1`) to systemd, if it asked for notifications.
 pub fn notify(state: &str) -> io::Result<()> {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {

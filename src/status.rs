@@ -166,6 +166,37 @@ impl PortStatus {
     }
 }
 
+impl Status {
+    /// One line for systemd's `STATUS=`: what is protected and how the last
+    /// pass went, e.g. `3 containers, 7 ports (2 blocked); applied in 12 ms`.
+    pub fn summary(&self) -> String {
+        let containers: std::collections::BTreeSet<&str> =
+            self.ports.iter().map(|p| p.container.as_str()).collect();
+        let blocked = self
+            .ports
+            .iter()
+            .filter(|p| p.verdict == Verdict::Blocked)
+            .count();
+        let r = &self.reconcile;
+        let mut line = format!(
+            "{} containers with published ports, {} ports ({blocked} blocked); last pass {}",
+            containers.len(),
+            self.ports.len(),
+            r.result
+        );
+        if let Some(ms) = r.duration_ms {
+            line.push_str(&format!(" in {ms} ms"));
+        }
+        if self.policy.fallback.is_some() {
+            line.push_str("; POLICY FILE INVALID");
+        }
+        if !self.docker.connected {
+            line.push_str("; docker not connected");
+        }
+        escape(&line).into_owned()
+    }
+}
+
 /// Width of the label column of the header lines (`reconcile` plus a space).
 const LABEL_WIDTH: usize = 10;
 
@@ -534,6 +565,23 @@ warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect
                  \x20           p.toml:3:1: b\n"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn the_systemd_status_line_says_what_is_protected() {
+        let mut status = healthy();
+        status.ports[2].verdict = Verdict::Blocked;
+        assert_eq!(
+            status.summary(),
+            "3 containers with published ports, 3 ports (1 blocked); last pass applied in 23 ms"
+        );
+        status.policy.fallback = Some("deny all".into());
+        status.docker.connected = false;
+        assert!(
+            status
+                .summary()
+                .ends_with("; POLICY FILE INVALID; docker not connected")
         );
     }
 
