@@ -715,6 +715,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .to_owned();
         }
         let r = &mut self.status.reconcile;
+        let previous_error = r.error.take();
         r.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
         r.result = if firewall_failed {
             "failed"
@@ -734,8 +735,16 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 .collect();
             info!(changes = %what.join("; "), duration_ms = elapsed.as_millis() as u64, "rules updated");
         }
-        if let Some(error) = &r.error {
-            warn!(%error, "reconcile incomplete; retrying (rules in force stay, fail closed)");
+        match (&r.error, &previous_error) {
+            // Once per kind of trouble, not at every retry.
+            (Some(error), Some(before)) if error == before => {
+                debug!(%error, "reconcile still incomplete; retrying");
+            }
+            (Some(error), _) => {
+                warn!(%error, "reconcile incomplete; retrying (rules in force stay, fail closed)");
+            }
+            (None, Some(_)) => info!("reconcile complete again"),
+            (None, None) => {}
         }
         self.publish();
         if errors.is_empty() { Ok(()) } else { Err(()) }

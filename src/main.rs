@@ -81,6 +81,9 @@ enum Command {
         state_dir: PathBuf,
         #[command(flatten)]
         backend: BackendArg,
+        /// Log level (error, warn, info, debug, trace); `RUST_LOG` wins when set.
+        #[arg(long, env = "DOCKFW_LOG_LEVEL", default_value = "info")]
+        log_level: String,
     },
     /// Validate the policy; print every error as path:line:col: message.
     Check {
@@ -157,8 +160,10 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 resync_secs,
                 state_dir,
                 backend,
+                log_level,
             } => {
                 let resync = Duration::from_secs(resync_secs);
+                init_logging(&log_level);
                 run_daemon(config, socket, state_dir, resync, backend.backend).await
             }
             Command::Plan { config, backend } => show_plan(&config, backend.backend).await,
@@ -213,7 +218,6 @@ async fn run_daemon(
     resync: Duration,
     backend: BackendChoice,
 ) -> Result<ExitCode> {
-    init_logging();
     let state = StateDir::lock(&state_dir)?;
     let start = daemon::starting_policy(&config, &state_dir);
     let endpoint = endpoint_from_env();
@@ -303,16 +307,53 @@ fn spawn_signal_handlers(
     Ok(())
 }
 
-fn init_logging() {
+/// Logs go to stderr: plain text unless stderr is a terminal; when stderr
+/// is the journal (`JOURNAL_STREAM`), no timestamps of our own (the journal
+/// keeps its own) and a `<N>` syslog priority prefix per line, so that
+/// `journalctl -p warning -u dockfw` shows exactly the warnings and errors.
+/// The level comes from `RUST_LOG` if set, else `--log-level`.
+fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colour only on a terminal: the journal and log files get plain text.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        let format = tracing_subscriber::fmt::format()
+            .without_time()
+            .with_ansi(false);
+        builder.event_format(JournalPriority(format)).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Prefixes each log line with its syslog priority for journald.
+struct JournalPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for JournalPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let priority = match *event.metadata().level() {
+            tracing::Level::ERROR => 3,
+            tracing::Level::WARN => 4,
+            tracing::Level::INFO => 6,
+            _ => 7,
+        };
+        write!(writer, "<{priority}>")?;
+        self.0.format_event(ctx, writer, event)
+    }
 }
 
 async fn show_plan(config: &Path, backend: BackendChoice) -> Result<ExitCode> {
