@@ -715,6 +715,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .to_owned();
         }
         let r = &mut self.status.reconcile;
+        r.passes.observe(elapsed, !errors.is_empty());
         let previous_error = r.error.take();
         r.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
         r.result = if firewall_failed {
@@ -874,7 +875,7 @@ mod tests {
             }
             let family = tx.family.ok_or(FirewallError::Scope)?;
             let mut tables = self.tables.lock().unwrap();
-            simulate::apply(&mut tables[slot(family)], &tx.text)
+            simulate::apply_transaction(&mut tables[slot(family)], tx)
                 .map_err(|e| FirewallError::Timeout { program: e })
         }
 

@@ -25,7 +25,10 @@ use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListNetwor
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort, Rejected};
+use crate::inventory::{
+    Attachment, Bridge, Container, GatewayMode, GatewayModes, Inventory, Proto, PublishedPort,
+    Rejected,
+};
 
 /// The engine's socket when `DOCKER_HOST` does not name a Unix socket.
 pub const DEFAULT_SOCKET: &str = "/var/run/docker.sock";
@@ -38,6 +41,10 @@ const SNAPSHOT_ATTEMPTS: usize = 3;
 
 /// Network option naming the Linux bridge interface (the default `bridge` network: `docker0`).
 const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+
+/// Network options with a bridge's gateway mode per family (Docker 28 and later).
+const GATEWAY_MODE_IPV4_OPTION: &str = "com.docker.network.bridge.gateway_mode_ipv4";
+const GATEWAY_MODE_IPV6_OPTION: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 
 /// Container and network actions that can change what the firewall must allow.
 /// `rename` because `containers` selectors match names.
@@ -373,6 +380,11 @@ pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> 
         .filter_map(bridge_from)
         .collect();
     bridges.sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    let gateway_modes = networks
+        .iter()
+        .filter(|n| is_bridge(n))
+        .filter_map(gateway_modes_from)
+        .collect();
     let mut containers: Vec<Container> = containers
         .iter()
         .map(|summary| container_from(summary, &index, &mut rejected))
@@ -381,6 +393,7 @@ pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> 
     rejected.sort_by(|a, b| (&a.kind, &a.name, &a.reason).cmp(&(&b.kind, &b.name, &b.reason)));
     Inventory {
         bridges,
+        gateway_modes,
         containers,
         rejected,
     }
@@ -414,6 +427,27 @@ fn bridge_from(network: &Network) -> Option<Bridge> {
         name: name.to_string(),
         interface,
     })
+}
+
+/// A bridge's gateway modes by its name, if it sets either option; Docker
+/// refuses a value it does not know, so an odd one is kept as it is
+/// ([`GatewayMode::Other`], planned like `nat`).
+fn gateway_modes_from(network: &Network) -> Option<(String, GatewayModes)> {
+    let (_, name) = identity(network).ok()?;
+    let options = network.options.as_ref()?;
+    let mode = |option| options.get(option).cloned().map(GatewayMode::from);
+    let (ipv4, ipv6) = (
+        mode(GATEWAY_MODE_IPV4_OPTION),
+        mode(GATEWAY_MODE_IPV6_OPTION),
+    );
+    if ipv4.is_none() && ipv6.is_none() {
+        return None;
+    }
+    let modes = GatewayModes {
+        ipv4: ipv4.unwrap_or_default(),
+        ipv6: ipv6.unwrap_or_default(),
+    };
+    Some((name.to_string(), modes))
 }
 
 /// The container, with a note in `rejected` for each field left out of it.
@@ -521,8 +555,9 @@ fn address<A: FromStr>(value: Option<&str>) -> Result<Option<A>, &str> {
     }
 }
 
-/// Ports bound on the host; exposed-only ports (no `PublicPort`) are left out, and so is, with
-/// a note, a port that cannot be read.
+/// Published ports; exposed-only ports (neither `IP` nor `PublicPort`) are left out, and so is,
+/// with a note, a port that cannot be read. A binding with an `IP` but no `PublicPort` is one
+/// Docker 28 made on a `routed` network: host port 0 ([`PublishedPort::is_routed`]).
 fn published_ports(ports: &[PortSummary], reasons: &mut Vec<String>) -> Vec<PublishedPort> {
     let mut published: Vec<PublishedPort> = ports
         .iter()
@@ -535,7 +570,12 @@ fn published_ports(ports: &[PortSummary], reasons: &mut Vec<String>) -> Vec<Publ
 }
 
 fn published_port(port: &PortSummary, reasons: &mut Vec<String>) -> Option<PublishedPort> {
-    let host_port = port.public_port?;
+    let bound = port.ip.as_deref().is_some_and(|ip| !ip.is_empty());
+    let host_port = match port.public_port {
+        Some(host_port) => host_port,
+        None if bound => 0,
+        None => return None,
+    };
     let binding = format!("{host_port}->{}", port.private_port);
     let Some(proto) = proto(port.typ) else {
         reasons.push(format!("published port {binding} has no protocol"));
@@ -577,6 +617,7 @@ mod tests {
     };
 
     use super::*;
+    use crate::inventory::Family;
 
     const DEFAULT_ID: &str = "1111111111111111111111111111111111111111111111111111111111111111";
     const SHOP_ID: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -731,6 +772,64 @@ mod tests {
                 ("shop", "br-222222222222")
             ]
         );
+    }
+
+    #[test]
+    fn gateway_modes_are_read_per_family_and_unknown_ones_kept() {
+        let mut networks = networks();
+        networks.push(network(
+            &"5".repeat(64),
+            "routed",
+            "bridge",
+            &[(GATEWAY_MODE_IPV4_OPTION, "routed")],
+        ));
+        networks.push(network(
+            &"6".repeat(64),
+            "future",
+            "bridge",
+            &[
+                (GATEWAY_MODE_IPV4_OPTION, "nat-unprotected"),
+                (GATEWAY_MODE_IPV6_OPTION, "teleport"),
+            ],
+        ));
+        let inventory = inventory_from(&networks, &[]);
+        let listed: Vec<_> = inventory.gateway_modes.keys().collect();
+        assert_eq!(listed, ["future", "routed"]);
+        let mode = |network, family| inventory.gateway_mode(network, family).to_string();
+        assert_eq!(mode("routed", Family::V4), "routed");
+        assert_eq!(mode("routed", Family::V6), "nat");
+        assert_eq!(mode("future", Family::V4), "nat-unprotected");
+        assert_eq!(
+            inventory.gateway_mode("future", Family::V6),
+            &GatewayMode::Other("teleport".to_string())
+        );
+        assert_eq!(mode("shop", Family::V4), "nat");
+    }
+
+    #[test]
+    fn a_binding_without_a_host_port_is_routed_and_an_exposed_port_is_not_published() {
+        let mut web = web();
+        web.ports = Some(vec![
+            port(Some("0.0.0.0"), 80, None, PortSummaryTypeEnum::TCP),
+            port(Some("::"), 80, None, PortSummaryTypeEnum::TCP),
+            port(Some("0.0.0.0"), 80, None, PortSummaryTypeEnum::TCP),
+            port(None, 443, None, PortSummaryTypeEnum::TCP),
+            port(Some(""), 8443, None, PortSummaryTypeEnum::TCP),
+        ]);
+        let inventory = inventory_from(&networks(), &[web]);
+        let ports = &inventory.containers[0].ports;
+        let bound: Vec<_> = ports
+            .iter()
+            .map(|p| (p.host_ip.to_string(), p.is_routed(), p.addressed_port()))
+            .collect();
+        assert_eq!(
+            bound,
+            [
+                ("0.0.0.0".to_string(), true, 80),
+                ("::".to_string(), true, 80)
+            ]
+        );
+        assert_eq!(inventory.rejected, []);
     }
 
     #[test]

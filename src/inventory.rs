@@ -3,8 +3,9 @@
 //! Built by the Docker edge ([`crate::docker`]) and by test fixtures (serde);
 //! read by [`crate::plan`]. It holds no handles and does no I/O.
 
-pub use crate::net::Proto;
+pub use crate::net::{Family, Proto};
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
@@ -14,6 +15,11 @@ use serde::{Deserialize, Serialize};
 pub struct Inventory {
     /// Bridge-driver networks, with the Linux interface each one uses.
     pub bridges: Vec<Bridge>,
+    /// Docker 28's gateway modes of the bridge networks that set one, by
+    /// network name; every other network is `nat` in both families (the
+    /// only mode of older engines). See [`Inventory::gateway_mode`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gateway_modes: BTreeMap<String, GatewayModes>,
     /// Running containers.
     pub containers: Vec<Container>,
     /// What Docker reported that could not be used as given (an unreadable
@@ -21,6 +27,17 @@ pub struct Inventory {
     /// object, is still planned; what is missing fails closed.
     #[serde(default)]
     pub rejected: Vec<Rejected>,
+}
+
+impl Inventory {
+    /// How Docker connects the bridge network `network` to the host in
+    /// `family`: what it set, else `nat`.
+    pub fn gateway_mode(&self, network: &str, family: Family) -> &GatewayMode {
+        static NAT: GatewayMode = GatewayMode::Nat;
+        self.gateway_modes
+            .get(network)
+            .map_or(&NAT, |modes| modes.get(family))
+    }
 }
 
 /// One object, or one field of it, that dockfw could not use. Every string
@@ -45,6 +62,86 @@ pub struct Bridge {
     /// The Linux bridge interface: `docker0`, `br-<12 hex of id>`, or the
     /// `com.docker.network.bridge.name` option.
     pub interface: String,
+}
+
+/// A bridge network's gateway mode in each family: the network options
+/// `com.docker.network.bridge.gateway_mode_ipv4` and `..._ipv6`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayModes {
+    #[serde(default)]
+    pub ipv4: GatewayMode,
+    #[serde(default)]
+    pub ipv6: GatewayMode,
+}
+
+impl GatewayModes {
+    pub fn get(&self, family: Family) -> &GatewayMode {
+        match family {
+            Family::V4 => &self.ipv4,
+            Family::V6 => &self.ipv6,
+        }
+    }
+}
+
+/// How Docker (28 and later) connects a bridge network to the host in one
+/// address family. Written as Docker spells it (`nat-unprotected`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum GatewayMode {
+    /// Published ports are DNAT-ed from the host; Docker drops connections
+    /// routed straight to a container address. The default, and the only
+    /// mode before Docker 28.
+    #[default]
+    Nat,
+    /// As `Nat`, but Docker lets connections routed straight to a container
+    /// address reach every container port.
+    NatUnprotected,
+    /// No NAT: container addresses are routed, and a published port opens
+    /// its container port to them (`-p 8080:80` opens 80 and nothing listens
+    /// on the host; Docker reports the binding without a host port).
+    Routed,
+    /// No gateway address on the bridge; Docker allows it only on internal
+    /// networks, which publish nothing and take no traffic from outside.
+    Isolated,
+    /// A mode this dockfw does not know, as Docker wrote it. Planned like
+    /// `Nat`: allow entries with `ports` admit only DNAT-ed connections.
+    Other(String),
+}
+
+impl GatewayMode {
+    pub fn as_str(&self) -> &str {
+        match self {
+            GatewayMode::Nat => "nat",
+            GatewayMode::NatUnprotected => "nat-unprotected",
+            GatewayMode::Routed => "routed",
+            GatewayMode::Isolated => "isolated",
+            GatewayMode::Other(mode) => mode,
+        }
+    }
+}
+
+impl From<String> for GatewayMode {
+    fn from(mode: String) -> Self {
+        match mode.as_str() {
+            "nat" => GatewayMode::Nat,
+            "nat-unprotected" => GatewayMode::NatUnprotected,
+            "routed" => GatewayMode::Routed,
+            "isolated" => GatewayMode::Isolated,
+            _ => GatewayMode::Other(mode),
+        }
+    }
+}
+
+impl From<GatewayMode> for String {
+    fn from(mode: GatewayMode) -> Self {
+        mode.as_str().to_owned()
+    }
+}
+
+impl fmt::Display for GatewayMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A running container.
@@ -82,7 +179,30 @@ pub struct Attachment {
 pub struct PublishedPort {
     /// `0.0.0.0` / `::` for all addresses.
     pub host_ip: IpAddr,
+    /// `0` when Docker bound no host port, as on a network whose gateway
+    /// mode is `routed` in this family (`docker ps`: `0.0.0.0:0->80/tcp`):
+    /// see [`PublishedPort::is_routed`].
     pub host_port: u16,
     pub container_port: u16,
     pub proto: Proto,
+}
+
+impl PublishedPort {
+    /// True for a binding without a host port: nothing listens on the host
+    /// and nothing is DNAT-ed; the container port is open to connections
+    /// routed straight to the container's address (gateway mode `routed`).
+    pub fn is_routed(&self) -> bool {
+        self.host_port == 0
+    }
+
+    /// The destination port a new connection to this binding carries
+    /// before any DNAT, which a policy entry's `ports` are matched against:
+    /// the host port, or for a routed binding the container port.
+    pub fn addressed_port(&self) -> u16 {
+        if self.is_routed() {
+            self.container_port
+        } else {
+            self.host_port
+        }
+    }
 }

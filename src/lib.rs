@@ -7,14 +7,18 @@
 //! - [`policy`]: parse and validate `policy.toml` into a [`policy::Policy`].
 //! - [`inventory`]: plain data describing Docker's bridges and containers.
 //! - [`plan`]: `plan(&Policy, &Inventory) -> Ruleset`, and the per-port verdicts.
-//! - [`ruleset`]: the desired chains and rules of one address family.
+//! - [`ruleset`]: the desired chains, rules and address sets of one address
+//!   family.
+//! - [`explain`]: for one source address, which published ports it reaches and why.
 //! - [`status`]: the daemon's status document and its text rendering.
 //!
 //! The edges, each behind a small trait:
 //! - [`docker`]: the Docker source (inventory snapshots and event triggers).
 //! - [`firewall`]: the firewall backends behind one trait: `firewall::iptables`
-//!   (restore text, its parser of `iptables-save`) and `firewall::nftables`.
+//!   (restore text, ipsets, its parsers of `iptables-save` and `ipset save`) and
+//!   `firewall::nftables`.
 //! - [`nfmonitor`]: the netlink watch that reports nf_tables ruleset changes.
+//! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`control`]: the Unix-socket control protocol (server and client).
 //! - [`state`]: what survives a restart under `/var/lib/dockfw` (last good
 //!   policy, bridges last seen) and the lock against a second daemon.
@@ -24,8 +28,10 @@
 pub mod control;
 pub mod daemon;
 pub mod docker;
+pub mod explain;
 pub mod firewall;
 pub mod inventory;
+pub mod metrics;
 pub mod net;
 pub mod nfmonitor;
 pub mod plan;

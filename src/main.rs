@@ -25,7 +25,7 @@ use dockfw::inventory::Inventory;
 use dockfw::policy::{self, Policy, PolicyError};
 use dockfw::ruleset::Family;
 use dockfw::state::{DEFAULT_STATE_DIR, StateDir};
-use dockfw::status::{Status, render_text};
+use dockfw::status::{Status, escape, render_text};
 
 const DEFAULT_CONFIG: &str = "/etc/dockfw/policy.toml";
 const DEFAULT_SOCKET: &str = "/run/dockfw/dockfw.sock";
@@ -81,6 +81,10 @@ enum Command {
         state_dir: PathBuf,
         #[command(flatten)]
         backend: BackendArg,
+        /// Serve Prometheus metrics at http://ADDR/metrics (off by default),
+        /// e.g. 127.0.0.1:9469.
+        #[arg(long, env = "DOCKFW_METRICS_LISTEN")]
+        metrics_listen: Option<std::net::SocketAddr>,
         /// Log level (error, warn, info, debug, trace); `RUST_LOG` wins when set.
         #[arg(long, env = "DOCKFW_LOG_LEVEL", default_value = "info")]
         log_level: String,
@@ -101,6 +105,24 @@ enum Command {
         config: PathBuf,
         #[command(flatten)]
         backend: BackendArg,
+    },
+    /// For a source address: which published ports it can reach, and the
+    /// policy entry (or default) that decides each. Reads the policy file
+    /// and the live inventory; changes nothing.
+    Explain {
+        /// The source address, e.g. 203.0.113.9 or 2001:db8::1.
+        #[arg(long)]
+        from: std::net::IpAddr,
+        /// Only this published (host) port.
+        #[arg(long)]
+        port: Option<u16>,
+        /// Only this container.
+        container: Option<String>,
+        #[arg(long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Ask the running daemon what is exposed and why.
     Status {
@@ -161,13 +183,29 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 state_dir,
                 backend,
                 log_level,
+                metrics_listen,
             } => {
                 let resync = Duration::from_secs(resync_secs);
                 init_logging(&log_level);
-                run_daemon(config, socket, state_dir, resync, backend.backend).await
+                let daemon = DaemonArgs {
+                    config,
+                    socket,
+                    state_dir,
+                    resync,
+                    backend: backend.backend,
+                    metrics_listen,
+                };
+                run_daemon(daemon).await
             }
             Command::Plan { config, backend } => show_plan(&config, backend.backend).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
+            Command::Explain {
+                from,
+                port,
+                container,
+                config,
+                json,
+            } => explain(&config, from, port, container.as_deref(), json).await,
             Command::Reload { socket } => reload(&socket).await,
             Command::Uninstall { socket, backend } => uninstall(&socket, backend.backend).await,
             Command::Check { .. } => Ok(ExitCode::SUCCESS),
@@ -211,13 +249,25 @@ fn load_policy(config: &Path) -> Result<Policy> {
     })
 }
 
-async fn run_daemon(
+/// What `dockfw daemon` was asked to do.
+struct DaemonArgs {
     config: PathBuf,
     socket: PathBuf,
     state_dir: PathBuf,
     resync: Duration,
     backend: BackendChoice,
-) -> Result<ExitCode> {
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
+async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
+    let DaemonArgs {
+        config,
+        socket,
+        state_dir,
+        resync,
+        backend,
+        metrics_listen,
+    } = args;
     let state = StateDir::lock(&state_dir)?;
     let start = daemon::starting_policy(&config, &state_dir);
     let endpoint = endpoint_from_env();
@@ -231,6 +281,13 @@ async fn run_daemon(
         status: status_rx,
         reload: reload_tx.clone(),
     };
+    if let Some(addr) = metrics_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        let status = handles.status.clone();
+        tokio::spawn(dockfw::metrics::serve(listener, status, shutdown.clone()));
+    }
     let server = tokio::spawn(control::serve(listener, handles, shutdown.clone()));
     spawn_signal_handlers(reload_tx, shutdown.clone())?;
     info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), ?backend, "dockfw starting ({})", summary(&start.policy));
@@ -404,7 +461,52 @@ async fn print_plan<F: Backend>(
             "# {}: differs from what is installed ({}); it would run:\n{}",
             tx.scope(),
             tx.changes,
-            tx.text
+            tx.script()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn explain(
+    config: &Path,
+    from: std::net::IpAddr,
+    port: Option<u16>,
+    container: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let inventory = BollardSource::from_env()
+        .snapshot()
+        .await
+        .context("cannot read the docker inventory")?
+        .inventory;
+    let rows = dockfw::explain::explain(&policy, &inventory, from, port, container);
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).context("cannot encode")?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        println!("no published port {from} could address");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("from {from}:");
+    for r in &rows {
+        let host = if r.host_ip.contains(':') {
+            format!("[{}]:{}", r.host_ip, r.host_port)
+        } else {
+            format!("{}:{}", r.host_ip, r.host_port)
+        };
+        let verdict = if r.reachable { "reachable" } else { "blocked" };
+        println!(
+            "  {:<20} {:<22} {:<5} {:<10} {}",
+            escape(&r.container),
+            host,
+            r.proto,
+            verdict,
+            r.why
         );
     }
     Ok(ExitCode::SUCCESS)

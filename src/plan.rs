@@ -11,10 +11,11 @@
 //!                 -d <container on a refused bridge> -> DOCKFW-INBOUND
 //!                 any other DNAT-ed connection    -> DOCKFW-INBOUND
 //! DOCKFW-INBOUND  (selector denies) -> DOCKFW-UNCLASSIFIED
-//!                 deny entries                    -> DROP
-//!                 allow entries (DNAT-ed only)    -> RETURN   (default deny only)
+//!                 deny entries                    -> DROP     (selectors: -d @deny-N)
+//!                 allow entries (DNAT-ed only)    -> RETURN   (default deny only; -d @allow-N)
+//!                 -o <each routed bridge> allow entries with ports -> RETURN (idem)
 //!                 everything else                 -> DROP     (default deny only)
-//! DOCKFW-UNCLASSIFIED  -d <each known container>  -> RETURN
+//! DOCKFW-UNCLASSIFIED  -d @known (every container address) -> RETURN
 //!                 selector deny entries, any destination -> DROP
 //! DOCKFW-PROXY    established/related, from lo    -> RETURN   (jumped to from INPUT)
 //!                 -i <each known Docker bridge>   -> RETURN
@@ -25,9 +26,29 @@
 //! Docker's DNAT, i.e. the published host port. Allow entries with ports
 //! also require `--ctstate DNAT`: a connection routed straight to a
 //! container address has no published port, so only port-less entries
-//! admit it. Only entries with container selectors name container
-//! addresses, so a selector-free policy yields rules that do not grow with
-//! the number of containers.
+//! admit it.
+//!
+//! What grows with containers or sources goes into named address sets
+//! ([`AddrSet`]), never into rules: an entry with container selectors has
+//! one rule per (protocol, port range) matching the set of its selected
+//! containers' addresses (`allow-N-v4`: allow entry N, 1-based, in that
+//! family; a set with no element matches nothing, and the rule stays, so
+//! that a container coming or going changes elements only); the known
+//! container addresses are the set `known-v4`; a `from` list of more than
+//! [`MAX_LISTED_SOURCES`] networks in a family is the set `allow-N-src-v4`.
+//! Set names come only from the entry's kind, place and family. So the
+//! rules depend on the policy and the bridges, not on the containers
+//! (apart from `DOCKFW-PROXY`'s per-port rules and the addresses of
+//! containers on refused bridges).
+//!
+//! Gateway modes (Docker 28): on a bridge whose mode is `routed` in a family
+//! nothing is DNAT-ed; a published port opens its container port to
+//! connections routed straight to container addresses, and Docker reports
+//! it without a host port. There an entry's `ports` are the container port
+//! (see [`routed_rules`]); deny entries match such connections already.
+//! `nat-unprotected` changes nothing here (direct connections are judged as
+//! on `nat`), `isolated` networks publish nothing, and a mode dockfw does
+//! not know is planned like `nat`.
 //!
 //! Fail closed: an interface name from Docker reaches a rule only as an
 //! [`Iface`] (plain and literal); a DNAT-ed connection that did not come
@@ -41,11 +62,13 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::inventory::{Attachment, Container, Inventory, Proto, PublishedPort, Rejected};
+use crate::inventory::{
+    Attachment, Container, GatewayMode, Inventory, Proto, PublishedPort, Rejected,
+};
 use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
 use crate::ruleset::{
-    Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface, PROXY_CHAIN, Rule,
-    Ruleset, Target, UNCLASSIFIED_CHAIN,
+    AddrSet, Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface, PROXY_CHAIN,
+    Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
 
@@ -58,14 +81,14 @@ pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
 }
 
 fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> FamilyRules {
-    FamilyRules {
-        chains: vec![
-            entry_chain(inventory, family),
-            inbound_chain(policy, inventory, family),
-            unclassified_chain(policy, inventory, family),
-            proxy_chain(policy, inventory, family),
-        ],
-    }
+    let chains = vec![
+        entry_chain(inventory, family),
+        inbound_chain(policy, inventory, family),
+        unclassified_chain(policy, family),
+        proxy_chain(policy, inventory, family),
+    ];
+    let sets = address_sets(policy, inventory, family, &chains);
+    FamilyRules { chains, sets }
 }
 
 /// The bridges whose interface name may appear in rule text, by network
@@ -176,13 +199,14 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
             ..Rule::default()
         });
     }
-    for entry in &policy.deny {
-        rules.extend(entry_rules(entry, inventory, family, Target::Drop));
+    for (id, entry) in deny_entries(policy) {
+        rules.extend(entry_rules(id, entry, family, Target::Drop));
     }
     if policy.default == Default::Deny {
-        for entry in &policy.allow {
-            rules.extend(entry_rules(entry, inventory, family, Target::Return));
+        for (id, entry) in allow_entries(policy) {
+            rules.extend(entry_rules(id, entry, family, Target::Return));
         }
+        rules.extend(routed_rules(policy, inventory, family));
         rules.push(Rule {
             target: Target::Drop,
             ..Rule::default()
@@ -194,36 +218,63 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
     }
 }
 
+/// The allow entries with `ports` once more for each known bridge that is
+/// `routed` in `family`: the same rules, limited to connections leaving by
+/// that bridge and without the DNAT condition. Nothing is DNAT-ed there;
+/// a connection is addressed to the container port itself, which is what
+/// the entry's ports are then matched against (`-p 8080:80` on a routed
+/// network opens port 80, and Docker reports no host port). The RETURN
+/// leaves the rest to Docker, which on a routed network accepts only
+/// published container ports. Deny entries need no counterpart: they match
+/// the original destination port with or without DNAT. A bridge whose name
+/// is refused gets none (fail closed), nor does a mode dockfw does not know.
+fn routed_rules(policy: &Policy, inventory: &Inventory, family: Family) -> Vec<Rule> {
+    let routed: Vec<Iface> = known_bridges(inventory)
+        .into_iter()
+        .filter(|(network, _)| *inventory.gateway_mode(network, family) == GatewayMode::Routed)
+        .map(|(_, iface)| iface)
+        .collect();
+    let mut rules = Vec::new();
+    for (id, entry) in allow_entries(policy).filter(|(_, e)| e.ports.is_some()) {
+        let dnat_only = entry_rules(id, entry, family, Target::Return);
+        for iface in &routed {
+            rules.extend(dnat_only.iter().map(|rule| Rule {
+                out_iface: Some(iface.clone()),
+                conntrack: rule.conntrack.map(|c| match c {
+                    Conntrack::OrigDstPort { ports, .. } => {
+                        Conntrack::OrigDstPort { ports, dnat: false }
+                    }
+                    other => other,
+                }),
+                ..rule.clone()
+            }));
+        }
+    }
+    rules
+}
+
 /// Deny entries with `containers`/`labels` in `family`: they follow
 /// container addresses, so a container dockfw has not classified yet would
 /// escape them.
-fn selector_denies(policy: &Policy, family: Family) -> impl Iterator<Item = &Entry> {
-    policy
-        .deny
-        .iter()
-        .filter(move |e| e.has_selector() && e.sources(family).is_some())
+fn selector_denies(policy: &Policy, family: Family) -> impl Iterator<Item = (EntryId, &Entry)> {
+    deny_entries(policy).filter(move |(_, e)| e.has_selector() && e.sources(family).is_some())
 }
 
 /// Destinations dockfw has not classified yet (an address no container in
 /// the inventory has: a container started an instant ago, or one whose
 /// address Docker reported unreadably) get the most restrictive verdict:
 /// every selector deny entry applies to them as if it selected them. Known
-/// addresses return at once; empty when the policy has no selector denies.
-fn unclassified_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
+/// addresses (the set [`known_set`]) return at once; empty when the policy
+/// has no selector denies.
+fn unclassified_chain(policy: &Policy, family: Family) -> Chain {
     let mut rules = Vec::new();
     if selector_denies(policy, family).next().is_some() {
-        let known: BTreeSet<IpAddr> = inventory
-            .containers
-            .iter()
-            .flat_map(|c| c.attachments.iter())
-            .filter_map(|a| address_in(a, family))
-            .collect();
-        rules.extend(known.into_iter().map(|addr| Rule {
-            dst: Some(IpNet::from(addr)),
+        rules.push(Rule {
+            dst_set: Some(known_set(family)),
             ..Rule::default()
-        }));
-        for entry in selector_denies(policy, family) {
-            rules.extend(entry_rules_to(entry, family, &[None], Target::Drop));
+        });
+        for (id, entry) in selector_denies(policy, family) {
+            rules.extend(entry_rules_to(id, entry, family, None, Target::Drop));
         }
     }
     Chain {
@@ -240,7 +291,8 @@ fn unclassified_chain(policy: &Policy, inventory: &Inventory, family: Family) ->
 /// bridge named `+` makes Docker write `-i + -j RETURN` in `nat`). Rather
 /// than guess from the `nat` table, every published, non-loopback port gets
 /// the policy's verdict here too, on its own destination port; where the
-/// port is DNAT-ed these rules are simply never reached. Fail closed.
+/// port is DNAT-ed these rules are simply never reached. Fail closed. A
+/// routed binding (no host port) has nothing on the host to guard.
 fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
     let mut rules = vec![
         Rule {
@@ -262,6 +314,7 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain 
         .iter()
         .filter(|c| !c.host_network)
         .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
+        .filter(|(_, p)| !p.is_routed())
         .filter(|(_, p)| !p.host_ip.is_loopback() && family_of(p.host_ip) == family);
     for (container, port) in published {
         rules.extend(proxy_port_rules(policy, container, port, family));
@@ -286,41 +339,43 @@ fn proxy_port_rules(
     family: Family,
 ) -> Vec<Rule> {
     let dst = (!port.host_ip.is_unspecified()).then(|| IpNet::from(port.host_ip));
-    let rule = |src: Option<IpNet>, target: Target| Rule {
-        src,
-        dst,
-        proto: Some(port.proto),
-        dport: Some(port.host_port),
-        target,
-        ..Rule::default()
+    let rule = |src: &Source, target: Target| {
+        src.on(Rule {
+            dst,
+            proto: Some(port.proto),
+            dport: Some(port.host_port),
+            target,
+            ..Rule::default()
+        })
     };
     let mut rules = Vec::new();
-    for (_, sources) in matching(&policy.deny, container, port, family) {
-        rules.extend(
-            source_list(&sources)
-                .into_iter()
-                .map(|s| rule(s, Target::Drop)),
-        );
+    for (id, sources) in covering(deny_entries(policy), container, port, family) {
+        let sources = source_matches(id, &sources, family);
+        rules.extend(sources.iter().map(|s| rule(s, Target::Drop)));
     }
-    let allowed = matching(&policy.allow, container, port, family);
+    let allowed = covering(allow_entries(policy), container, port, family);
     if policy.default == Default::Deny && !allowed.iter().any(|(_, s)| *s == Sources::Anywhere) {
-        for (_, sources) in allowed {
-            rules.extend(
-                source_list(&sources)
-                    .into_iter()
-                    .map(|s| rule(s, Target::Return)),
-            );
+        for (id, sources) in allowed {
+            let sources = source_matches(id, &sources, family);
+            rules.extend(sources.iter().map(|s| rule(s, Target::Return)));
         }
-        rules.push(rule(None, Target::Drop));
+        rules.push(rule(&Source::Anywhere, Target::Drop));
     }
     rules
 }
 
-fn source_list(sources: &Sources<'_>) -> Vec<Option<IpNet>> {
-    match sources {
-        Sources::Anywhere => vec![None],
-        Sources::Nets(nets) => nets.iter().map(|n| Some(**n)).collect(),
-    }
+/// The entries that cover a published port, with their sources in
+/// `family`.
+fn covering<'a>(
+    entries: impl Iterator<Item = (EntryId, &'a Entry)>,
+    container: &Container,
+    port: &PublishedPort,
+    family: Family,
+) -> Vec<(EntryId, Sources<'a>)> {
+    entries
+        .filter(|(_, e)| applies_to(e, container, port))
+        .filter_map(|(id, e)| Some((id, e.sources(family)?)))
+        .collect()
 }
 
 /// Drop rules identical to an earlier one: they can never match anything
@@ -331,51 +386,184 @@ fn without_repeats(mut rules: Vec<Rule>) -> Vec<Rule> {
     rules
 }
 
-/// The rules one policy entry expands to: sources x destinations x
-/// (protocol, port range).
-fn entry_rules(entry: &Entry, inventory: &Inventory, family: Family, target: Target) -> Vec<Rule> {
-    let destinations: Vec<Option<IpNet>> = if entry.has_selector() {
-        selected_addresses(entry, inventory, family)
-            .into_iter()
-            .map(|a| Some(IpNet::from(a)))
-            .collect()
-    } else {
-        vec![None]
-    };
-    entry_rules_to(entry, family, &destinations, target)
+/// The rules one policy entry expands to: sources x (protocol, port
+/// range), to the set of the containers it selects, or to any destination
+/// when it has no selectors.
+fn entry_rules(id: EntryId, entry: &Entry, family: Family, target: Target) -> Vec<Rule> {
+    let selected = entry.has_selector().then(|| id.selected_set(family));
+    entry_rules_to(id, entry, family, selected, target)
 }
 
-/// An entry's rules for the given destinations (`None`: any).
+/// An entry's rules for destinations in the named set (`None`: any).
 fn entry_rules_to(
+    id: EntryId,
     entry: &Entry,
     family: Family,
-    destinations: &[Option<IpNet>],
+    dst_set: Option<String>,
     target: Target,
 ) -> Vec<Rule> {
     let Some(sources) = entry.sources(family) else {
         return Vec::new();
     };
-    let sources = source_list(&sources);
     let services = services(entry);
     let mut rules = Vec::new();
-    for src in &sources {
-        for dst in destinations {
-            for (proto, ports) in &services {
-                rules.push(Rule {
-                    src: *src,
-                    dst: *dst,
-                    proto: *proto,
-                    conntrack: ports.map(|ports| Conntrack::OrigDstPort {
-                        ports,
-                        dnat: target == Target::Return,
-                    }),
-                    target: target.clone(),
-                    ..Rule::default()
-                });
-            }
+    for src in source_matches(id, &sources, family) {
+        for (proto, ports) in &services {
+            rules.push(src.on(Rule {
+                dst_set: dst_set.clone(),
+                proto: *proto,
+                conntrack: ports.map(|ports| Conntrack::OrigDstPort {
+                    ports,
+                    dnat: target == Target::Return,
+                }),
+                target: target.clone(),
+                ..Rule::default()
+            }));
         }
     }
     rules
+}
+
+/// Most networks of one family a `from` list may have and still be written
+/// one rule per network; a longer list is one set.
+pub const MAX_LISTED_SOURCES: usize = 4;
+
+/// A policy entry by its kind and 1-based place among the entries of that
+/// kind: what its address sets are named after.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EntryId {
+    kind: &'static str,
+    number: usize,
+}
+
+impl EntryId {
+    /// The set of the addresses the entry's selectors select:
+    /// `allow-2-v4`.
+    fn selected_set(self, family: Family) -> String {
+        format!("{}-{}-{}", self.kind, self.number, family_tag(family))
+    }
+
+    /// The set of the entry's sources, when they are too many to list:
+    /// `deny-1-src-v6`.
+    fn source_set(self, family: Family) -> String {
+        format!("{}-{}-src-{}", self.kind, self.number, family_tag(family))
+    }
+}
+
+/// The set of every address a known container has: `known-v4`.
+fn known_set(family: Family) -> String {
+    format!("known-{}", family_tag(family))
+}
+
+fn family_tag(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "v4",
+        Family::V6 => "v6",
+    }
+}
+
+fn allow_entries(policy: &Policy) -> impl Iterator<Item = (EntryId, &Entry)> {
+    numbered(&policy.allow, "allow")
+}
+
+fn deny_entries(policy: &Policy) -> impl Iterator<Item = (EntryId, &Entry)> {
+    numbered(&policy.deny, "deny")
+}
+
+fn numbered<'a>(
+    entries: &'a [Entry],
+    kind: &'static str,
+) -> impl Iterator<Item = (EntryId, &'a Entry)> {
+    entries.iter().enumerate().map(move |(i, entry)| {
+        let id = EntryId {
+            kind,
+            number: i + 1,
+        };
+        (id, entry)
+    })
+}
+
+/// What one rule of an entry matches of its sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Source {
+    Anywhere,
+    Net(IpNet),
+    /// The named set of all the entry's networks in the family.
+    Set(String),
+}
+
+impl Source {
+    /// `rule`, limited to this source.
+    fn on(&self, rule: Rule) -> Rule {
+        match self {
+            Source::Anywhere => rule,
+            Source::Net(net) => Rule {
+                src: Some(*net),
+                ..rule
+            },
+            Source::Set(name) => Rule {
+                src_set: Some(name.clone()),
+                ..rule
+            },
+        }
+    }
+}
+
+/// One [`Source`] per rule: anywhere, each network of a short `from`
+/// list, or the set of a long one.
+fn source_matches(id: EntryId, sources: &Sources<'_>, family: Family) -> Vec<Source> {
+    match sources {
+        Sources::Anywhere => vec![Source::Anywhere],
+        Sources::Nets(nets) if nets.len() > MAX_LISTED_SOURCES => {
+            vec![Source::Set(id.source_set(family))]
+        }
+        Sources::Nets(nets) => nets.iter().map(|n| Source::Net(**n)).collect(),
+    }
+}
+
+/// The sets the rules of `chains` name, each with its elements now, by
+/// name. Only what a rule names is made, so a set exists exactly as long
+/// as a rule matching it does.
+fn address_sets(
+    policy: &Policy,
+    inventory: &Inventory,
+    family: Family,
+    chains: &[Chain],
+) -> Vec<AddrSet> {
+    let named: BTreeSet<&str> = chains
+        .iter()
+        .flat_map(|c| c.rules.iter())
+        .flat_map(|r| [&r.src_set, &r.dst_set])
+        .filter_map(|name| name.as_deref())
+        .collect();
+    let mut sets = Vec::new();
+    let mut add = |name: String, elements: &dyn Fn() -> Vec<IpNet>| {
+        if named.contains(name.as_str()) {
+            sets.push(AddrSet::new(name, family, elements()));
+        }
+    };
+    add(known_set(family), &|| {
+        let addresses = inventory
+            .containers
+            .iter()
+            .flat_map(|c| c.attachments.iter());
+        addresses
+            .filter_map(|a| address_in(a, family))
+            .map(IpNet::from)
+            .collect()
+    });
+    for (id, entry) in allow_entries(policy).chain(deny_entries(policy)) {
+        add(id.selected_set(family), &|| {
+            let selected = selected_addresses(entry, inventory, family);
+            selected.into_iter().map(IpNet::from).collect()
+        });
+        add(id.source_set(family), &|| match entry.sources(family) {
+            Some(Sources::Nets(nets)) => nets.into_iter().copied().collect(),
+            _ => Vec::new(),
+        });
+    }
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    sets
 }
 
 /// The (protocol, port range) pairs an entry matches; `None` is "any".
@@ -424,7 +612,11 @@ pub fn exposures(policy: &Policy, inventory: &Inventory) -> Vec<PortStatus> {
         .containers
         .iter()
         .filter(|c| !c.host_network)
-        .flat_map(|c| c.ports.iter().map(move |p| exposure(policy, c, p)))
+        .flat_map(|c| {
+            c.ports
+                .iter()
+                .map(move |p| exposure(policy, inventory, c, p))
+        })
         .collect();
     rows.sort_by(|a, b| {
         (&a.container, a.host_port, &a.proto, &a.host_ip).cmp(&(
@@ -437,13 +629,23 @@ pub fn exposures(policy: &Policy, inventory: &Inventory) -> Vec<PortStatus> {
     rows
 }
 
-fn exposure(policy: &Policy, container: &Container, port: &PublishedPort) -> PortStatus {
+fn exposure(
+    policy: &Policy,
+    inventory: &Inventory,
+    container: &Container,
+    port: &PublishedPort,
+) -> PortStatus {
     let networks: Vec<&str> = container
         .attachments
         .iter()
         .map(|a| a.network.as_str())
         .collect();
-    let (verdict, detail, why) = verdict(policy, container, port);
+    let (verdict, detail, mut why) = verdict(policy, container, port);
+    let (gateway_mode, notes) = gateway(inventory, container, port);
+    for note in notes {
+        why.push_str("; ");
+        why.push_str(&note);
+    }
     PortStatus {
         container: container.name.clone(),
         network: networks.join(","),
@@ -454,7 +656,52 @@ fn exposure(policy: &Policy, container: &Container, port: &PublishedPort) -> Por
         verdict,
         detail,
         why,
+        gateway_mode,
     }
+}
+
+/// The gateway mode a published port is reached through, as status shows
+/// it, and what it adds to the row's WHY. A binding without a host port is
+/// `routed`, and its entries were matched on the container port; one with
+/// a host port goes through a network that NATs in its family (normally
+/// the container has one). A mode dockfw does not know is named: it is
+/// planned like `nat`, so only DNAT-ed connections match entries' ports.
+fn gateway(
+    inventory: &Inventory,
+    container: &Container,
+    port: &PublishedPort,
+) -> (String, Vec<String>) {
+    let family = family_of(port.host_ip);
+    let modes: BTreeSet<&GatewayMode> = container
+        .attachments
+        .iter()
+        .map(|a| inventory.gateway_mode(&a.network, family))
+        .filter(|mode| match mode {
+            GatewayMode::Nat | GatewayMode::NatUnprotected => !port.is_routed(),
+            GatewayMode::Routed => port.is_routed(),
+            GatewayMode::Isolated => false,
+            GatewayMode::Other(_) => true,
+        })
+        .collect();
+    let mut notes = Vec::new();
+    if port.is_routed() {
+        notes.push(format!(
+            "routed: judged on container port {}",
+            port.container_port
+        ));
+    }
+    for mode in &modes {
+        if let GatewayMode::Other(name) = mode {
+            notes.push(format!("unknown gateway mode \"{name}\": planned as nat"));
+        }
+    }
+    let names: Vec<&str> = modes.iter().map(|m| m.as_str()).collect();
+    let shown = match names.as_slice() {
+        [] if port.is_routed() => GatewayMode::Routed.to_string(),
+        [] => GatewayMode::Nat.to_string(),
+        _ => names.join(","),
+    };
+    (shown, notes)
 }
 
 /// The verdict for a new connection to a published port, in words, and
@@ -554,7 +801,7 @@ fn matching<'a>(
 }
 
 /// Whether an entry's ports, protocol and selectors cover a published port.
-fn applies_to(entry: &Entry, container: &Container, port: &PublishedPort) -> bool {
+pub(crate) fn applies_to(entry: &Entry, container: &Container, port: &PublishedPort) -> bool {
     let proto_ok = match entry.proto {
         ProtoMatch::Tcp => port.proto == Proto::Tcp,
         ProtoMatch::Udp => port.proto == Proto::Udp,
@@ -563,7 +810,7 @@ fn applies_to(entry: &Entry, container: &Container, port: &PublishedPort) -> boo
     let port_ok = entry
         .ports
         .as_ref()
-        .is_none_or(|ranges| ranges.iter().any(|r| r.contains(port.host_port)));
+        .is_none_or(|ranges| ranges.iter().any(|r| r.contains(port.addressed_port())));
     proto_ok && port_ok && selects(entry, container)
 }
 
@@ -581,7 +828,7 @@ fn nets_of(matches: &[(&Entry, Sources<'_>)]) -> Vec<IpNet> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::Bridge;
+    use crate::inventory::{Bridge, GatewayModes};
 
     fn bridge(name: &str, interface: &str) -> Bridge {
         Bridge {
@@ -617,5 +864,103 @@ mod tests {
                 "every DNAT-ed connection not from a known bridge is inbound:\n{text}"
             );
         }
+    }
+
+    fn routed_inventory(ipv4: &str, ipv6: &str) -> Inventory {
+        let port = |host_ip: &str, container_port| PublishedPort {
+            host_ip: host_ip.parse().unwrap(),
+            host_port: 0,
+            container_port,
+            proto: Proto::Tcp,
+        };
+        Inventory {
+            bridges: vec![bridge("bridge", "docker0"), bridge("shop", "br-shop")],
+            gateway_modes: BTreeMap::from([(
+                "shop".to_owned(),
+                GatewayModes {
+                    ipv4: GatewayMode::from(ipv4.to_owned()),
+                    ipv6: GatewayMode::from(ipv6.to_owned()),
+                },
+            )]),
+            containers: vec![Container {
+                id: "c1".to_owned(),
+                name: "web".to_owned(),
+                labels: BTreeMap::new(),
+                host_network: false,
+                attachments: vec![Attachment {
+                    network: "shop".to_owned(),
+                    ipv4: Some("172.18.0.2".parse().unwrap()),
+                    ipv6: Some("fd00:d0c:2::2".parse().unwrap()),
+                }],
+                ports: vec![port("0.0.0.0", 80), port("0.0.0.0", 5432)],
+            }],
+            ..Inventory::default()
+        }
+    }
+
+    fn allow_80() -> Policy {
+        let text = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [80]\n";
+        crate::policy::parse_str(text, std::path::Path::new("p.toml")).unwrap()
+    }
+
+    fn chain<'a>(ruleset: &'a Ruleset, family: Family, name: &str) -> &'a [Rule] {
+        let chains = &ruleset.family(family).chains;
+        &chains.iter().find(|c| c.name == name).unwrap().rules
+    }
+
+    /// The rule that admits a connection routed to port 80 of `iface`.
+    fn routed_80(iface: &str) -> Rule {
+        Rule {
+            out_iface: Iface::new(iface).ok(),
+            proto: Some(Proto::Tcp),
+            conntrack: Some(Conntrack::OrigDstPort {
+                ports: PortRange {
+                    first: 80,
+                    last: 80,
+                },
+                dnat: false,
+            }),
+            ..Rule::default()
+        }
+    }
+
+    #[test]
+    fn a_routed_bridge_admits_allowed_ports_without_dnat_in_its_routed_family_only() {
+        let ruleset = plan(&allow_80(), &routed_inventory("routed", "nat"));
+        let inbound = chain(&ruleset, Family::V4, INBOUND_CHAIN);
+        let routed = inbound.iter().position(|r| *r == routed_80("br-shop"));
+        assert_eq!(routed, Some(inbound.len() - 2), "{inbound:?}");
+        assert!(!inbound.contains(&routed_80("docker0")));
+        assert!(!chain(&ruleset, Family::V6, INBOUND_CHAIN).contains(&routed_80("br-shop")));
+        for mode in ["nat", "nat-unprotected", "isolated", "teleport"] {
+            let ruleset = plan(&allow_80(), &routed_inventory(mode, mode));
+            let inbound = chain(&ruleset, Family::V4, INBOUND_CHAIN);
+            assert!(!inbound.contains(&routed_80("br-shop")), "{mode}");
+        }
+    }
+
+    #[test]
+    fn a_routed_port_is_judged_on_its_container_port_and_never_guarded_on_the_host() {
+        let inventory = routed_inventory("routed", "routed");
+        let rows = exposures(&allow_80(), &inventory);
+        let seen: Vec<_> = rows
+            .iter()
+            .map(|r| (r.container_port, r.verdict, r.gateway_mode.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (80, Verdict::Open, "routed"),
+                (5432, Verdict::Blocked, "routed")
+            ]
+        );
+        assert!(
+            rows[0]
+                .why
+                .ends_with("; routed: judged on container port 80")
+        );
+        let ruleset = plan(&allow_80(), &inventory);
+        let proxy = chain(&ruleset, Family::V4, PROXY_CHAIN);
+        assert!(proxy.iter().all(|r| r.dport.is_none()), "{proxy:?}");
     }
 }

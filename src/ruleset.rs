@@ -1,8 +1,16 @@
-//! The desired firewall state of one address family: dockfw's own chains and
-//! their rules, as structured data.
+//! The desired firewall state of one address family: dockfw's own chains,
+//! their rules, and the named address sets the rules match against, as
+//! structured data.
+//!
+//! What grows with containers and sources (selected containers' addresses,
+//! every known container address, long `from` lists) is elements of an
+//! [`AddrSet`], never rules: a container coming or going changes elements
+//! only, and a backend can tell that apart ([`FamilyRules::same_rules`]).
 //!
 //! Produced by [`crate::plan`], turned into text by each backend of [`crate::firewall`]. It knows
 //! nothing of processes or of what is installed now.
+
+use std::collections::BTreeSet;
 
 pub use crate::net::{Family, IFACE_MAX_LEN, Iface};
 use ipnet::IpNet;
@@ -68,17 +76,83 @@ impl Ruleset {
             Family::V6 => &self.v6,
         }
     }
+
+    /// Whether both families have the same rules and sets as `other`, the
+    /// sets' elements aside.
+    pub fn same_rules(&self, other: &Ruleset) -> bool {
+        Family::ALL
+            .iter()
+            .all(|f| self.family(*f).same_rules(other.family(*f)))
+    }
 }
 
-/// dockfw's chains for one family, entry chain first.
+/// dockfw's chains for one family, entry chain first, and the sets their
+/// rules match against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FamilyRules {
     pub chains: Vec<Chain>,
+    /// Every set a rule names, by name; no set no rule names.
+    pub sets: Vec<AddrSet>,
 }
 
 impl FamilyRules {
     pub fn rule_count(&self) -> usize {
         self.chains.iter().map(|c| c.rules.len()).sum()
+    }
+
+    pub fn set(&self, name: &str) -> Option<&AddrSet> {
+        self.sets.iter().find(|s| s.name == name)
+    }
+
+    /// Whether `other` has the same chains and rules and the same sets (by
+    /// name and family), whatever their elements: then taking one to the
+    /// other changes set elements only.
+    pub fn same_rules(&self, other: &FamilyRules) -> bool {
+        fn shape(set: &AddrSet) -> (&str, Family) {
+            (&set.name, set.family)
+        }
+        self.chains == other.chains && self.sets.iter().map(shape).eq(other.sets.iter().map(shape))
+    }
+}
+
+/// A named set of networks of one family (a host is a `/32` or `/128`),
+/// matched by [`Rule::src_set`] and [`Rule::dst_set`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddrSet {
+    /// Lowercase letters, digits and `-`, derived only from what the set is
+    /// for and its family (`known-v4`, `allow-2-v6`, `deny-1-src-v4`), so
+    /// that every plan gives the same purpose the same name; at most 18
+    /// characters (a policy has at most 20,000 entries: `allow-20000-src-v6`),
+    /// which leaves a backend room for a prefix and suffix (ipset allows 31).
+    pub name: String,
+    pub family: Family,
+    /// No element contains another, so a backend that refuses overlapping
+    /// intervals takes them as they are.
+    pub elements: BTreeSet<IpNet>,
+}
+
+impl AddrSet {
+    /// The set `name` of the given networks: host bits cleared, and those
+    /// contained in another left out (they match nothing more).
+    pub fn new(name: String, family: Family, nets: impl IntoIterator<Item = IpNet>) -> AddrSet {
+        let sorted: BTreeSet<IpNet> = nets.into_iter().map(|n| n.trunc()).collect();
+        let mut elements = BTreeSet::new();
+        let mut last: Option<IpNet> = None;
+        // Sorted by address, then prefix: a network that contains another
+        // comes before it, and CIDR networks either nest or are disjoint,
+        // so the last one kept is the only one that can contain the next.
+        for net in sorted {
+            if last.is_some_and(|l| l.contains(&net)) {
+                continue;
+            }
+            elements.insert(net);
+            last = Some(net);
+        }
+        AddrSet {
+            name,
+            family,
+            elements,
+        }
     }
 }
 
@@ -94,6 +168,10 @@ pub struct Chain {
 pub struct Rule {
     pub src: Option<IpNet>,
     pub dst: Option<IpNet>,
+    /// The source is in the named [`AddrSet`] of the rule's family.
+    pub src_set: Option<String>,
+    /// The destination is in the named [`AddrSet`] of the rule's family.
+    pub dst_set: Option<String>,
     pub in_iface: Option<Iface>,
     pub out_iface: Option<Iface>,
     pub proto: Option<Proto>,
@@ -101,6 +179,14 @@ pub struct Rule {
     pub dport: Option<u16>,
     pub conntrack: Option<Conntrack>,
     pub target: Target,
+}
+
+impl Rule {
+    /// Whether the rule matches on an address or a set of addresses, which
+    /// ties it to one family.
+    pub fn names_addresses(&self) -> bool {
+        self.src.is_some() || self.dst.is_some() || self.src_set.is_some() || self.dst_set.is_some()
+    }
 }
 
 /// The one conntrack condition a rule may carry.
@@ -125,4 +211,59 @@ pub enum Target {
     Return,
     Drop,
     Jump(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|n| n.parse().expect("net")).collect()
+    }
+
+    #[test]
+    fn set_elements_contained_in_another_are_left_out() {
+        let set = AddrSet::new(
+            "allow-1-src-v4".to_owned(),
+            Family::V4,
+            nets(&[
+                "10.1.0.0/16",
+                "10.0.0.0/8",
+                "10.0.0.0/8",
+                "192.0.2.7/32",
+                "192.0.2.6/32",
+                "192.0.2.0/29",
+                "198.51.100.0/24",
+            ]),
+        );
+        let kept: Vec<String> = set.elements.iter().map(ToString::to_string).collect();
+        assert_eq!(kept, ["10.0.0.0/8", "192.0.2.0/29", "198.51.100.0/24"]);
+    }
+
+    #[test]
+    fn only_elements_differ_when_rules_and_set_names_agree() {
+        let rules = |elements: &[&str]| FamilyRules {
+            chains: vec![Chain {
+                name: UNCLASSIFIED_CHAIN,
+                rules: vec![Rule {
+                    dst_set: Some("known-v4".to_owned()),
+                    ..Rule::default()
+                }],
+            }],
+            sets: vec![AddrSet::new(
+                "known-v4".to_owned(),
+                Family::V4,
+                nets(elements),
+            )],
+        };
+        let few = rules(&["172.17.0.2/32"]);
+        let more = rules(&["172.17.0.2/32", "172.17.0.3/32"]);
+        assert!(few.same_rules(&more) && few != more);
+        let mut renamed = more.clone();
+        renamed.sets[0].name = "known-v6".to_owned();
+        assert!(!few.same_rules(&renamed));
+        let mut dropped = more.clone();
+        dropped.chains[0].rules[0].target = Target::Drop;
+        assert!(!few.same_rules(&dropped));
+    }
 }

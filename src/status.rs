@@ -87,6 +87,9 @@ pub struct ReconcileStatus {
     /// not answer, `last known inventory` or `boot (no engine yet)`.
     #[serde(default)]
     pub inventory: String,
+    /// Pass counts and durations, for `/metrics`.
+    #[serde(default)]
+    pub passes: crate::metrics::PassCounters,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -132,6 +135,12 @@ pub struct PortStatus {
     /// Which part of the policy decided, e.g. `allow entry at line 6`.
     #[serde(default)]
     pub why: String,
+    /// How Docker connects the port's network to the host in its family
+    /// (Docker 28): `nat`, `nat-unprotected`, `routed` (no host port; the
+    /// policy is matched on the container port) or a mode dockfw does not
+    /// know, as Docker wrote it.
+    #[serde(default)]
+    pub gateway_mode: String,
 }
 
 impl Verdict {
@@ -421,6 +430,7 @@ mod tests {
             verdict,
             detail: detail.to_string(),
             why: String::new(),
+            gateway_mode: "nat".to_string(),
         }
     }
 
@@ -457,6 +467,7 @@ mod tests {
                 error: None,
                 applies: 5,
                 inventory: "engine".to_string(),
+                passes: Default::default(),
             },
             rules: RulesStatus {
                 ipv4: FamilyStatus {
@@ -620,6 +631,7 @@ no published ports
             error: Some("iptables-restore exited with status 1".to_string()),
             applies: 1,
             inventory: "engine".to_string(),
+            passes: Default::default(),
         };
         assert_eq!(
             reconcile_line(&reconcile),
@@ -648,6 +660,7 @@ no published ports
             "host_port",
             "container_port",
             "proto",
+            "gateway_mode",
         ] {
             assert!(web.get(key).is_some(), "missing port key {key}");
         }

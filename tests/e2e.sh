@@ -76,13 +76,28 @@ dockfw_traces() {
     { lab_save4; lab_save6; } | grep -c DOCKFW || true
 }
 
-# rules_mention ADDR… — number of DOCKFW rule lines naming one of the addresses.
+# dockfw's rules and set elements as installed: the DOCKFW lines of iptables-save (both
+# families) and the `add dockfw-…` lines of `ipset save`; with the nftables backend, the
+# listing of its table (sets and their elements included).
+dockfw_listing() {
+    if nft_backend; then
+        lab_ns nft list table inet dockfw 2>/dev/null || true
+    else
+        { lab_save4; lab_save6; } | grep DOCKFW || true
+        lab_ns ipset save 2>/dev/null | grep '^add dockfw-' || true
+    fi
+}
+
+# names_addr ADDR — grep -E pattern for ADDR as a whole address (`ADDR`, `ADDR/len`).
+names_addr() { printf '(^|[ {,])%s(/[0-9]+)?([ ,}]|$)' "${1//./\\.}"; }
+
+# rules_mention ADDR… — number of lines of dockfw's rules and sets naming one of the addresses.
 rules_mention() {
-    local save ip n=0
-    save="$({ lab_save4; lab_save6; } | grep DOCKFW || true)"
+    local listing ip n=0
+    listing="$(dockfw_listing)"
     for ip in "$@"; do
         [[ -n "$ip" ]] || continue
-        n=$((n + $(grep -cF -- "$ip/" <<<"$save" || true)))
+        n=$((n + $(grep -cE -- "$(names_addr "$ip")" <<<"$listing" || true)))
     done
     echo "$n"
 }
@@ -526,23 +541,49 @@ EOF
     lab_run sel-m1 -p 5432:80
     t1=$(date +%s%N)
     ip="$(lab_docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' sel-m1)"
-    wait_for 5 selector_rule_for "$ip" || fail "selector rule for $ip never appeared"
+    wait_fast 5 selector_rule_for "$ip" || fail "selector rule for $ip never appeared"
     t2=$(date +%s%N)
     for i in 1 2 3 4 5 6 7 8 9 10; do lab_run "burst-$i" -p "$((9000 + i)):80"; done
     sleep 1
     local js; js="$(dfw_status)" || fail "status failed"
     local rss; rss="$(awk '/VmRSS/ {print $2 " " $3}' "/proc/$(dfw_pid)/status")"
     echo "# measure: docker run returned after $(((t1 - t0) / 1000000)) ms;" \
-        "the selector rule was installed $(((t2 - t0) / 1000000)) ms after docker run started" >&2
+        "the selector rule was installed $(((t2 - t0) / 1000000)) ms after docker run started," \
+        "$(((t2 - t1) / 1000000)) ms after it returned" >&2
     echo "# measure: last reconcile $(jq -r .reconcile.duration_ms <<<"$js") ms," \
-        "$(jq -r .reconcile.applies <<<"$js") restore runs for 11 containers started," \
+        "$(jq -r .reconcile.applies <<<"$js") applies for 11 containers started," \
         "rules v4 $(jq -r .rules.ipv4.rules <<<"$js"), v6 $(jq -r .rules.ipv6.rules <<<"$js"); daemon RSS $rss" >&2
+    # A selected container that publishes nothing: only an address is new (set elements).
+    local a0 r0 t3 t4 t5 ip2
+    a0="$(applies)"; r0="$(dfw_status | jq -r .rules.ipv4.rules)"
+    t3=$(date +%s%N)
+    lab_run sel-m2
+    t4=$(date +%s%N)
+    ip2="$(lab_docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' sel-m2)"
+    wait_fast 5 selector_rule_for "$ip2" || fail "selector entry for $ip2 never appeared"
+    t5=$(date +%s%N)
+    sleep 1
+    echo "# measure: a selected container publishing nothing was in dockfw's rules or sets" \
+        "$(((t5 - t3) / 1000000)) ms after docker run started, $(((t5 - t4) / 1000000)) ms" \
+        "after it returned; $(($(applies) - a0)) applies, rules v4 $r0 ->" \
+        "$(dfw_status | jq -r .rules.ipv4.rules)" >&2
     expect_open a 4 5432
     expect_blocked b 4 5432
 }
 
-# True when a DOCKFW-INBOUND rule names ADDR/32.
-selector_rule_for() { local s; s="$(lab_save4)" && grep -q -- "-d $1/32" <<<"$s"; }
+# wait_fast SECS CMD… — wait_for polling every 10 ms: for measurements, where wait_for's
+# 200 ms would be the resolution of the number.
+wait_fast() {
+    local deadline=$(($(date +%s%N) + $1 * 1000000000))
+    shift
+    until "$@" >/dev/null 2>&1; do
+        (($(date +%s%N) < deadline)) || return 1
+        sleep 0.01
+    done
+}
+
+# True when one of dockfw's rules or sets names ADDR (not Docker's own DOCKER rule for it).
+selector_rule_for() { (($(rules_mention "$1") > 0)); }
 
 # dockerd restarts under a running daemon: the event stream ends, the rules stay
 # in force while the engine is away, and dockfw reconnects and resyncs.
@@ -967,7 +1008,7 @@ EOF
     # PATH does not choose the iptables programs.
     local fake="$LAB_DIR/fakebin"
     mkdir -p "$fake"
-    for i in iptables iptables-nft-save iptables-legacy-save ip6tables-nft-save; do
+    for i in iptables iptables-nft-save iptables-legacy-save ip6tables-nft-save ipset; do
         printf '#!/bin/sh\ntouch %s/ran\nexit 1\n' "$fake" >"$fake/$i"; chmod +x "$fake/$i"
     done
     nsenter --net="$LAB_NSPATH" env PATH="$fake:$PATH" DOCKER_HOST="unix://$LAB_SOCK" \
@@ -1008,6 +1049,119 @@ case_nft_backend() {
     expect_open a 4 5432
 }
 
+# Observability: `dockfw explain` agrees with the packets, and the Prometheus
+# endpoint serves what a real Prometheus text-format parser accepts.
+case_observability() {
+    need_dockfw
+    lab_run db -p 5432:80
+    lab_run web -p 80:80
+    local pol
+    pol="$(write_policy obs <<EOF
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80]
+
+[[inbound.allow]]
+ports = [5432]
+from = ["$LAB_A_IP4/32"]
+EOF
+)"
+    export DOCKFW_METRICS_LISTEN=127.0.0.1:9469
+    dockfw_start "$pol" || fail "daemon did not start"
+    local js
+    js="$(dfw explain --config "$pol" --from "$LAB_A_IP4" --port 5432 --json)" || fail "explain failed"
+    [[ "$(jq -r '.[0].reachable' <<<"$js")" == true && "$(jq -r '.[0].why' <<<"$js")" == "allow entry at line 7" ]] ||
+        fail "explain for client A: $js"
+    expect_open a 4 5432
+    js="$(dfw explain --config "$pol" --from "$LAB_B_IP4" --port 5432 --json)" || fail "explain failed"
+    [[ "$(jq -r '.[0].reachable' <<<"$js")" == false && "$(jq -r '.[0].why' <<<"$js")" == "default deny" ]] ||
+        fail "explain for client B: $js"
+    expect_blocked b 4 5432
+    local text
+    text="$(lab_ns curl -sf -m 3 http://127.0.0.1:9469/metrics)" || fail "no /metrics"
+    /usr/bin/python3 -c '
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+names = {f.name: f for f in text_string_to_metric_families(sys.stdin.read())}
+need = ["dockfw_reconcile_duration_seconds", "dockfw_applies", "dockfw_reconcile_failures",
+        "dockfw_drift_repairs", "dockfw_docker_connected", "dockfw_ports", "dockfw_rules"]
+missing = [n for n in need if n not in names]
+assert not missing, missing
+ports = {s.labels["verdict"]: s.value for s in names["dockfw_ports"].samples}
+assert ports["open"] == 2 and ports["restricted"] == 1 and ports["blocked"] == 1, ports
+assert names["dockfw_docker_connected"].samples[0].value == 1
+' <<<"$text" || fail "the metrics do not parse or are wrong: $(head -c 600 <<<"$text")"
+}
+
+# Docker 28's gateway modes, with policy_web (allow 80, 443). On a `routed` network nothing
+# is DNAT-ed: `-p 8080:80` opens container port 80 to connections routed to the container's
+# address, and the policy's ports are the container ports there, for allow and deny
+# entries alike. On `nat` nothing changes. Status shows each port's mode. Skipped before
+# Docker 28.
+case_gateway_modes() {
+    need_dockfw
+    local version; version="$(lab_docker version --format '{{.Server.Version}}')"
+    if ((${version%%.*} < 28)); then
+        echo "# skipped: gateway modes need Docker 28, the engine is $version"
+        return 0
+    fi
+    lab_net_create rnet -o com.docker.network.bridge.gateway_mode_ipv4=routed \
+        -o com.docker.network.bridge.gateway_mode_ipv6=routed
+    lab_net_create nnet
+    lab_run rweb --network rnet -p 8080:80
+    lab_docker run -d --name rdb --network rnet -p 5432:5432 "$LAB_IMAGE" \
+        /bin/httpd -f -p 5432 -h /www >/dev/null
+    lab_run nweb --network nnet -p 80:80
+    lab_run ndb --network nnet -p 5432:80
+    local rweb4 rweb6 rdb4 rdb6
+    rweb4="$(lab_cip4 rweb)"; rweb6="$(lab_cip6 rweb)"
+    rdb4="$(lab_cip4 rdb)"; rdb6="$(lab_cip6 rdb)"
+    [[ -n "$rweb6" && -n "$rdb6" ]] || fail "routed containers have no IPv6 address"
+    # Client A's default routes lead to the docker host, which routes to rnet's subnets.
+    # Without dockfw, Docker opens rdb's published container port: the path is real.
+    wait_for 3 probe a "$rdb4" 5432 || fail "lab: routed $rdb4:5432 not reachable without dockfw"
+    wait_for 3 probe6 a "$rdb6" 5432 || fail "lab: routed [$rdb6]:5432 not reachable without dockfw"
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    # routed: judged on the container port (80 allowed, 5432 denied), at the container address.
+    wait_for 3 probe a "$rweb4" 80 || fail "routed $rweb4:80 (allowed) not reachable"
+    wait_for 3 probe6 a "$rweb6" 80 || fail "routed [$rweb6]:80 (allowed) not reachable"
+    if probe a "$rdb4" 5432 1; then fail "routed $rdb4:5432 (denied) reachable"; fi
+    if probe6 a "$rdb6" 5432 1; then fail "routed [$rdb6]:5432 (denied) reachable"; fi
+    # nat: host ports, as ever (80 allowed, 5432 denied); routed -p 8080 is on no host port.
+    expect_open a 4 80; expect_open a 6 80
+    expect_blocked a 4 5432; expect_blocked a 6 5432
+    expect_blocked a 4 8080
+    # Status: CONTAINER FAMILY HOST-PORT CONTAINER-PORT GATEWAY-MODE VERDICT; a routed
+    # binding has no host port (0, as `docker ps` shows it).
+    local js rows row
+    js="$(dfw_status)" || fail "status failed"
+    rows="$(jq -r '.ports[] | [.container, (if (.host_ip | contains(":")) then 6 else 4 end),
+        .host_port, .container_port, .gateway_mode, .verdict] | map(tostring) | join(" ")' <<<"$js")"
+    for row in "rweb 4 0 80 routed open" "rweb 6 0 80 routed open" \
+        "rdb 4 0 5432 routed blocked" "rdb 6 0 5432 routed blocked" \
+        "nweb 4 80 80 nat open" "nweb 6 80 80 nat open" "ndb 4 5432 80 nat blocked"; do
+        grep -qxF -- "$row" <<<"$rows" || fail "status has no row '$row'; rows: ${rows//$'\n'/, }"
+    done
+    jq -e 'all(.ports[] | select(.container == "rweb"); .why
+        | endswith("routed: judged on container port 80"))' <<<"$js" >/dev/null ||
+        fail "status WHY of rweb does not say it is judged on container port 80"
+    # A deny entry matches routed connections on their container port too (no DNAT).
+    write_policy web >/dev/null <<'TOML'
+[inbound]
+default = "allow"
+
+[[inbound.deny]]
+ports = [80]
+TOML
+    dockfw_hup
+    wait_for 5 probe a "$rdb4" 5432 1 || fail "after SIGHUP, routed $rdb4:5432 not open within 5 s"
+    if probe a "$rweb4" 80 1; then fail "routed $rweb4:80 reachable despite deny 80"; fi
+    if probe6 a "$rweb6" 80 1; then fail "routed [$rweb6]:80 reachable despite deny 80"; fi
+    expect_blocked a 4 80; expect_open a 4 5432
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1037,6 +1191,8 @@ CASES=(
     fc_policy_limits
     fc_control_flood
     nft_backend
+    observability
+    gateway_modes
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).

@@ -1,6 +1,7 @@
 //! Golden tests of the pure core: for each `tests/golden/<case>/`, parse
-//! `policy.toml`, read `inventory.json`, plan, and compare the rendered rules
-//! of each family and the per-port verdicts with the `expected.*` files.
+//! `policy.toml`, read `inventory.json`, plan, and compare the rendered sets
+//! and rules of each family (as the iptables driver writes them) and the
+//! per-port verdicts with the `expected.*` files.
 //!
 //! Set `UPDATE_GOLDEN=1` to rewrite the expected files after a deliberate
 //! change; review the diff before committing it.
@@ -8,7 +9,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use dockfw::firewall::iptables::render::rules_text;
+use dockfw::firewall::iptables::render::{listing, rules_text};
 use dockfw::inventory::Inventory;
 use dockfw::plan::{exposures, plan};
 
@@ -72,18 +73,8 @@ fn golden_cases_match() {
     for case in cases() {
         let policy = dockfw::policy::parse(&case.join("policy.toml")).expect("valid policy");
         let ruleset = plan(&policy, &load_inventory(&case));
-        check(
-            &case,
-            "expected.v4",
-            &rules_text(&ruleset.v4),
-            &mut failures,
-        );
-        check(
-            &case,
-            "expected.v6",
-            &rules_text(&ruleset.v6),
-            &mut failures,
-        );
+        check(&case, "expected.v4", &listing(&ruleset.v4), &mut failures);
+        check(&case, "expected.v6", &listing(&ruleset.v6), &mut failures);
         check(
             &case,
             "expected.verdicts",
@@ -110,4 +101,50 @@ fn selector_free_rules_do_not_grow_with_containers() {
     }
     let (a, b) = (plan(&policy, &small), plan(&policy, &large));
     assert_eq!(a, b);
+}
+
+/// Selected containers are set elements: 5 or 500 of them give the same
+/// rules and sets, only the sets' elements differ.
+#[test]
+fn selector_rules_do_not_grow_with_containers() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/sets");
+    let policy = dockfw::policy::parse(&case.join("policy.toml")).expect("valid policy");
+    let base = load_inventory(&case);
+    let template = base
+        .containers
+        .iter()
+        .find(|c| c.name == "db-1")
+        .expect("db-1 in the case")
+        .clone();
+    let with_selected = |n: usize| {
+        let mut inventory = base.clone();
+        for i in 0..n {
+            let mut c = template.clone();
+            c.name = format!("db-clone-{i}");
+            c.id = format!("{i:064x}");
+            let attachment = &mut c.attachments[0];
+            attachment.ipv4 = Some([172, 18, (i / 250) as u8, (i % 250 + 2) as u8].into());
+            attachment.ipv6 = Some(format!("fd00:18::{i:x}").parse().expect("v6"));
+            inventory.containers.push(c);
+        }
+        inventory
+    };
+    let (few, many) = (
+        plan(&policy, &with_selected(5)),
+        plan(&policy, &with_selected(500)),
+    );
+    assert!(few.same_rules(&many), "only set elements may differ");
+    assert_eq!(rules_text(&few.v4), rules_text(&many.v4));
+    assert_eq!(rules_text(&few.v6), rules_text(&many.v6));
+    for (set, base_count) in [("allow-1-v4", 2), ("known-v4", 4), ("allow-1-v6", 2)] {
+        let count = |r: &dockfw::ruleset::Ruleset| {
+            let family = if set.ends_with("v4") { &r.v4 } else { &r.v6 };
+            family.set(set).expect("set planned").elements.len()
+        };
+        assert_eq!(
+            (count(&few), count(&many)),
+            (base_count + 5, base_count + 500),
+            "{set}"
+        );
+    }
 }

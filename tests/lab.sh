@@ -71,7 +71,8 @@ lab_pkg_installed() {
 
 # Install docker.io, iptables, … — but only run apt-get when something is missing.
 lab_install_deps() {
-    local pkgs=(docker.io iptables nftables busybox-static curl iproute2 conntrack jq xz-utils)
+    local pkgs=(docker.io iptables ipset nftables busybox-static curl iproute2 conntrack jq xz-utils
+        python3-prometheus-client)
     local missing=() p
     for p in "${pkgs[@]}"; do
         lab_pkg_installed "$p" || missing+=("$p")
@@ -645,6 +646,11 @@ lab_fw_scrub() {
         for chain in $(lab_ns "$cmd" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKFW/ {print $2}'); do
             lab_ns "$cmd" -X "$chain" || true
         done
+    done
+    # dockfw's ipsets, now that no rule names them.
+    local set
+    for set in $(lab_ns ipset list -n 2>/dev/null | grep '^dockfw-' || true); do
+        lab_ns ipset destroy "$set" || true
     done
     # v4: exactly Docker's plain FORWARD -> DOCKER-USER jump, first; Docker's DOCKER-USER.
     lab_del_rules iptables FORWARD '-j DOCKER-USER$' || true

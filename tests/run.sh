@@ -12,10 +12,10 @@ set -euo pipefail
 # e2e cases run on every engine (patterns as tests/e2e.sh takes them: a case runs when its
 # name contains one of them). Edit this one list to add cases. "fc_" selects every "fail
 # closed" case (case_fc_*), so a new fc_* case runs on every engine without an edit here.
-E2E_CORE="default_deny user_networks new_container jumps_restored proxy_guard docker_restart fc_ nft_backend"
+E2E_CORE="default_deny user_networks new_container jumps_restored proxy_guard docker_restart fc_ nft_backend gateway_modes"
 # The cases that judge by packets and status only, run again with the nftables backend
 # (dockfw's own inet table in front of the engine's iptables rules) on the default engine.
-E2E_NFT="default_deny user_networks from_restriction new_container container_removed outbound reload status_matches idempotent proxy_guard docker_restart fc_hostile fc_status fc_selector fc_reboot fc_invalid fc_second fc_policy fc_control"
+E2E_NFT="default_deny user_networks from_restriction new_container container_removed outbound reload status_matches idempotent proxy_guard docker_restart fc_hostile fc_status fc_selector fc_reboot fc_invalid fc_second fc_policy fc_control gateway_modes"
 # Newer engines: Debian suites whose docker.io runs on bookworm (fetched with the machine's
 # own apt mirror into target/engine-SUITE): trixie = Docker 26.1, forky = Docker 28.5.
 E2E_ENGINES="trixie forky"

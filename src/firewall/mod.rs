@@ -1,9 +1,10 @@
 //! The firewall edge: a [`Backend`] observes what is installed, computes the
-//! smallest atomic transaction that takes it to the desired [`Ruleset`], and
-//! applies it. One driver per folder owns its syntax, its parser of the
-//! installed state and its golden files: [`iptables`] (`iptables-restore
-//! --noflush` behind `DOCKER-USER`) and [`nftables`] (dockfw's own `inet`
-//! table).
+//! smallest transaction that takes it to the desired [`Ruleset`] (one atomic
+//! [`Step`], or a few in order where a driver keeps address sets apart from
+//! rules), and applies it. One driver per folder owns its syntax, its parser
+//! of the installed state and its golden files: [`iptables`]
+//! (`iptables-restore --noflush` behind `DOCKER-USER`, sets in ipset) and
+//! [`nftables`] (dockfw's own `inet` table, sets in it).
 //!
 //! The daemon and `dockfw plan`/`uninstall` only speak [`Backend`]; the
 //! drivers share the process runner here, which runs programs from fixed
@@ -48,10 +49,11 @@ pub trait Backend: Send + Sync + 'static {
         observed: &Self::Observed,
     ) -> Result<Vec<Transaction>, FirewallError>;
 
-    /// The desired rules in the driver's own syntax, for `dockfw plan`.
+    /// The desired sets and rules in the driver's own syntax, for `dockfw
+    /// plan`.
     fn render(&self, desired: &Ruleset) -> String;
 
-    /// Apply one transaction atomically.
+    /// Apply one transaction: its steps in order, each atomically.
     fn apply(&self, tx: &Transaction) -> impl Future<Output = Result<(), FirewallError>> + Send;
 
     /// The transactions that remove everything dockfw owns. Pure.
@@ -66,7 +68,8 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// What one observation found: the installed state, the families the kernel
-/// does not have, and what could not be read (`ipv4`, `ipv6`, `table`).
+/// does not have, and what could not be read (`ipv4`, `ipv6`, `ipset`,
+/// `table`).
 #[derive(Debug)]
 pub struct Observation<O> {
     pub observed: O,
@@ -74,20 +77,47 @@ pub struct Observation<O> {
     pub failed: Vec<(&'static str, FirewallError)>,
 }
 
-/// One atomic change and a summary of it.
+/// One change and a summary of it: one atomic step, or a few run in order
+/// when the driver keeps address sets apart from rules (ipset).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transaction {
     /// The family it applies to; `None` when it covers both at once.
     pub family: Option<Family>,
-    /// The input of the driver's atomic apply (restore text, nft script).
-    pub text: String,
+    /// What the driver runs, in order; each step is atomic on its own, and
+    /// a failed step ends the transaction.
+    pub steps: Vec<Step>,
     pub changes: Changes,
+}
+
+/// One atomic run of one of the driver's programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Address sets kept by a program of their own (`ipset restore`).
+    Sets(String),
+    /// The driver's rules (`iptables-restore --noflush` text, an nft
+    /// script).
+    Rules(String),
 }
 
 impl Transaction {
     /// `ipv4`, `ipv6`, or `both` for the log and status.
     pub fn scope(&self) -> &'static str {
         self.family.map_or("both", Family::as_str)
+    }
+
+    /// The steps' inputs, in order, for `dockfw plan`; each under a comment
+    /// naming it when there is more than one.
+    pub fn script(&self) -> String {
+        match self.steps.as_slice() {
+            [Step::Sets(text) | Step::Rules(text)] => text.clone(),
+            steps => steps
+                .iter()
+                .map(|step| match step {
+                    Step::Sets(text) => format!("# sets:\n{text}"),
+                    Step::Rules(text) => format!("# rules:\n{text}"),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -98,6 +128,10 @@ pub struct Changes {
     pub added: usize,
     /// Installed rules in dockfw's chains that go away.
     pub removed: usize,
+    /// Elements of dockfw's address sets that are new.
+    pub elements_added: usize,
+    /// Installed elements of dockfw's address sets that go away.
+    pub elements_removed: usize,
     /// `DOCKER-USER` did not exist and is created (with its `FORWARD` jump).
     pub created_docker_user: bool,
     /// `DOCKER-USER` existed but `FORWARD` no longer jumped to it.
@@ -116,6 +150,10 @@ pub struct Changes {
 impl std::fmt::Display for Changes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "+{} -{} rules", self.added, self.removed)?;
+        if self.elements_added + self.elements_removed > 0 {
+            let (added, removed) = (self.elements_added, self.elements_removed);
+            write!(f, ", +{added} -{removed} set elements")?;
+        }
         let notes = [
             (
                 self.created_docker_user,
@@ -165,6 +203,8 @@ pub enum FirewallError {
     },
     #[error("an iptables transaction applies to one family, not both")]
     Scope,
+    #[error("an nftables transaction is one nft script")]
+    NotOneScript,
     #[error("a lock of the firewall driver was poisoned")]
     Poisoned,
     #[error("cannot write the nftables ruleset")]

@@ -1,11 +1,13 @@
 //! What is installed now in one family, parsed from `iptables-save` output:
 //! in `filter`, the chains dockfw owns, Docker's `DOCKER-USER` chain and the
-//! rules that jump to them.
+//! rules that jump to them; and, read apart with `ipset save`, dockfw's
+//! ipsets of that family ([`super::sets`]).
 //!
 //! Pure: the firewall edge runs `iptables-save` and hands the text here.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::sets::SavedSet;
 use crate::ruleset::{DOCKER_USER, HOOKS, Hook, OWNED_CHAINS};
 
 /// Docker's jump from `FORWARD` to `DOCKER-USER`.
@@ -25,6 +27,9 @@ pub struct Installed {
     /// Rule specs (the text after `-A CHAIN `) of the chains that matter
     /// here: `FORWARD`, `DOCKER-USER` and dockfw's own.
     pub rules: BTreeMap<String, Vec<String>>,
+    /// dockfw's ipsets this family's transactions own, by name; not in
+    /// `iptables-save` output, the driver adds them.
+    pub sets: BTreeMap<String, SavedSet>,
 }
 
 impl Installed {
@@ -91,10 +96,11 @@ impl Installed {
         (count, rules.first().is_some_and(|s| *s == spec))
     }
 
-    /// Whether any dockfw chain or jump is present.
+    /// Whether any dockfw chain, jump or set is present.
     pub fn has_anything_owned(&self) -> bool {
         OWNED_CHAINS.iter().any(|c| self.has_chain(c))
             || HOOKS.iter().any(|h| self.hook_jumps(*h).0 > 0)
+            || !self.sets.is_empty()
     }
 }
 
@@ -115,10 +121,23 @@ pub fn jumps_to(spec: &str, chain: &str) -> bool {
 
 #[cfg(test)]
 pub mod simulate {
-    //! A tiny `iptables-restore --noflush` model over [`Installed`], so the
-    //! renderer and the reconcile loop can be tested without root.
+    //! A tiny model of `iptables-restore --noflush` and `ipset restore` over
+    //! [`Installed`], so the renderer and the reconcile loop can be tested
+    //! without root.
 
     use super::Installed;
+    use crate::firewall::{Step, Transaction};
+
+    /// Run a transaction's steps in order; the first that fails ends it.
+    pub fn apply_transaction(installed: &mut Installed, tx: &Transaction) -> Result<(), String> {
+        for step in &tx.steps {
+            match step {
+                Step::Sets(text) => apply_sets(installed, text)?,
+                Step::Rules(text) => apply(installed, text)?,
+            }
+        }
+        Ok(())
+    }
 
     /// Apply restore text the way `iptables-restore --noflush` would, for
     /// the subset of commands dockfw emits.
@@ -127,6 +146,47 @@ pub mod simulate {
             apply_line(installed, line)?;
         }
         Ok(())
+    }
+
+    /// Apply `ipset restore` text, for the subset of commands dockfw
+    /// emits; a set a rule names cannot be destroyed.
+    pub fn apply_sets(st: &mut Installed, text: &str) -> Result<(), String> {
+        for line in text.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                ["create", name, kind @ .., "-exist"] => {
+                    let kind = kind.join(" ");
+                    let set = st.sets.entry((*name).to_owned()).or_default();
+                    if !set.kind.is_empty() && set.kind != kind {
+                        return Err(format!("{name} exists with another type"));
+                    }
+                    set.kind = kind;
+                }
+                ["flush", name] => set_of(st, name)?.elements.clear(),
+                ["add", name, element] => {
+                    set_of(st, name)?.elements.insert((*element).to_owned());
+                }
+                ["swap", from, to] => {
+                    let a = set_of(st, from)?.clone();
+                    let b = set_of(st, to)?.clone();
+                    st.sets.insert((*from).to_owned(), b);
+                    st.sets.insert((*to).to_owned(), a);
+                }
+                ["destroy", name] => {
+                    let pattern = format!("--match-set {name} ");
+                    if st.rules.values().flatten().any(|r| r.contains(&pattern)) {
+                        return Err(format!("{name} is in use"));
+                    }
+                    st.sets.remove(*name).ok_or(format!("no set {name}"))?;
+                }
+                _ => return Err(format!("unknown ipset command {line}")),
+            }
+        }
+        Ok(())
+    }
+
+    fn set_of<'a>(st: &'a mut Installed, name: &str) -> Result<&'a mut super::SavedSet, String> {
+        st.sets.get_mut(name).ok_or(format!("no set {name}"))
     }
 
     fn apply_line(st: &mut Installed, line: &str) -> Result<(), String> {
@@ -149,6 +209,12 @@ pub mod simulate {
         let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
         if !st.has_chain(chain) {
             return Err(format!("no chain {chain} for {line}"));
+        }
+        let words: Vec<&str> = spec.split_whitespace().collect();
+        for pair in words.windows(2).filter(|w| w[0] == "--match-set") {
+            if matches!(cmd, "-A" | "-I") && !st.sets.contains_key(pair[1]) {
+                return Err(format!("set {} does not exist for {line}", pair[1]));
+            }
         }
         let rules = st.rules.entry(chain.to_owned()).or_default();
         match cmd {

@@ -1,16 +1,21 @@
 //! The iptables driver: reads each family's `filter` table with
 //! `iptables-save` and installs restore text with one `iptables-restore
 //! --noflush` per family, in the variant (nft or legacy) that holds
-//! Docker's chains. What to write is decided by [`render`], what is
-//! installed by [`installed`]; this file only picks the variant and pipes.
+//! Docker's chains; dockfw's address sets are ipsets, read with one `ipset
+//! save` and written with `ipset restore` around the rules' restore. What
+//! to write is decided by [`render`] and [`sets`], what is installed by
+//! [`installed`]; this file only picks the variant and pipes.
 
 pub mod installed;
 pub mod render;
+pub mod sets;
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use self::installed::Installed;
-use super::{Backend, FirewallError, Observation, SBIN, Transaction, run};
+use self::sets::SavedSet;
+use super::{Backend, FirewallError, Observation, SBIN, Step, Transaction, run};
 use crate::net::Family;
 use crate::ruleset::Ruleset;
 
@@ -162,6 +167,21 @@ impl Iptables {
     }
 }
 
+/// `ipset`, from its fixed path.
+fn ipset() -> String {
+    format!("{SBIN}/ipset")
+}
+
+/// dockfw's ipsets now; none where `ipset` is not installed (a plan that
+/// needs sets then fails at its apply, saying so).
+async fn read_sets() -> Result<BTreeMap<String, SavedSet>, FirewallError> {
+    let program = ipset();
+    if !std::path::Path::new(&program).exists() {
+        return Ok(BTreeMap::new());
+    }
+    Ok(sets::parse_save(&run(&program, &["save"], None).await?))
+}
+
 /// What is installed per family ([v4, v6]; `None` where unavailable or
 /// unreadable).
 #[derive(Debug, Clone, Default)]
@@ -177,44 +197,66 @@ impl Tables {
     }
 }
 
-/// One restore per family whose installed rules differ from `desired`.
-/// Pure; shared with test doubles that simulate restores.
+/// One transaction per family whose installed rules or sets differ from
+/// `desired`: the sets it will name, the rules' restore (only when rules
+/// or jumps differ: a container coming or going changes set elements
+/// only), then the sets' final contents and the destruction of sets no
+/// rule names any more. Pure; shared with test doubles that simulate
+/// restores.
 pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
     Family::ALL
         .into_iter()
         .filter_map(|family| {
-            let restore = render::transaction(desired.family(family), observed.get(family)?)?;
-            Some(Transaction {
+            let installed = observed.get(family)?;
+            let wanted = desired.family(family);
+            let restore = render::transaction(wanted, installed);
+            let sets = sets::update(wanted, &installed.sets, restore.is_some());
+            let mut changes = restore.as_ref().map(|r| r.changes.clone());
+            let changes = changes.get_or_insert_default();
+            changes.elements_added = sets.added;
+            changes.elements_removed = sets.removed;
+            let steps: Vec<Step> = [
+                sets.before.map(Step::Sets),
+                restore.map(|r| Step::Rules(r.text)),
+                sets.after.map(Step::Sets),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            (!steps.is_empty()).then(|| Transaction {
                 family: Some(family),
-                text: restore.text,
-                changes: restore.changes,
+                steps,
+                changes: changes.clone(),
             })
         })
         .collect()
 }
 
-/// dockfw's chains of both families as `-A CHAIN spec` lines. Pure.
+/// dockfw's sets and chains of both families ([`render::listing`]). Pure.
 pub fn render_all(desired: &Ruleset) -> String {
     Family::ALL
         .iter()
-        .map(|f| {
-            format!(
-                "# {}\n{}",
-                f.as_str(),
-                render::rules_text(desired.family(*f))
-            )
-        })
+        .map(|f| format!("# {}\n{}", f.as_str(), render::listing(desired.family(*f))))
         .collect()
 }
 
-/// One restore per family that holds anything of dockfw's. Pure.
+/// One transaction per family that holds anything of dockfw's: its rules
+/// and chains go, then its sets (in use until then). Pure.
 pub fn uninstall(observed: &Tables) -> Vec<Transaction> {
     Family::ALL
         .into_iter()
         .filter_map(|family| {
-            Some(Transaction {
+            let installed = observed.get(family)?;
+            let steps: Vec<Step> = [
+                render::uninstall(installed).map(Step::Rules),
+                sets::uninstall(&installed.sets).map(Step::Sets),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            (!steps.is_empty()).then(|| Transaction {
                 family: Some(family),
-                text: render::uninstall(observed.get(family)?)?,
+                steps,
                 changes: Default::default(),
             })
         })
@@ -230,9 +272,20 @@ impl Backend for Iptables {
             unavailable: Vec::new(),
             failed: Vec::new(),
         };
+        // Unreadable sets count as none: rewriting them is harmless, and
+        // the failure is reported.
+        let mut saved = read_sets().await.unwrap_or_else(|e| {
+            observation.failed.push(("ipset", e));
+            BTreeMap::new()
+        });
         for family in Family::ALL {
             match self.read(family).await {
-                Ok(st) => observation.observed.set(family, st),
+                Ok(mut st) => {
+                    st.sets = saved
+                        .extract_if(.., |name, _| sets::owner(name) == family)
+                        .collect();
+                    observation.observed.set(family, st);
+                }
                 Err(FirewallError::Unavailable { .. }) => observation.unavailable.push(family),
                 Err(e) => observation.failed.push((family.as_str(), e)),
             }
@@ -253,10 +306,14 @@ impl Backend for Iptables {
     }
 
     async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
-        match tx.family {
-            Some(family) => self.restore(family, &tx.text).await,
-            None => Err(FirewallError::Scope),
+        let family = tx.family.ok_or(FirewallError::Scope)?;
+        for step in &tx.steps {
+            match step {
+                Step::Sets(text) => run(&ipset(), &["restore"], Some(text)).await.map(drop)?,
+                Step::Rules(text) => self.restore(family, text).await?,
+            }
         }
+        Ok(())
     }
 
     fn uninstall(&self, observed: &Tables) -> Vec<Transaction> {
@@ -271,5 +328,168 @@ impl Backend for Iptables {
         Family::ALL
             .iter()
             .all(|f| self.cached(*f) != Some(Variant::Legacy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::installed::simulate;
+    use super::*;
+    use crate::inventory::Inventory;
+
+    const DOCKER_MADE: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+
+    const POLICY: &str = "[inbound]\ndefault = \"deny\"\n\
+        [[inbound.allow]]\nports = [5432]\ncontainers = [\"db-*\"]\n\
+        [[inbound.deny]]\ncontainers = [\"secret\"]\n";
+
+    fn ruleset(policy: &str, containers: &[&str]) -> Ruleset {
+        let policy = crate::policy::parse_str(policy, Path::new("p.toml")).expect("valid");
+        let containers: Vec<String> = containers
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                format!(
+                    r#"{{"id": "c{i}", "name": "{name}", "ports": [], "attachments": [
+                        {{"network": "bridge", "ipv4": "172.17.0.{}", "ipv6": "fd00::{}"}}]}}"#,
+                    i + 2,
+                    i + 2
+                )
+            })
+            .collect();
+        let inventory = format!(
+            r#"{{"bridges": [{{"id": "b", "name": "bridge", "interface": "docker0"}}],
+                "containers": [{}]}}"#,
+            containers.join(",")
+        );
+        let inventory: Inventory = serde_json::from_str(&inventory).expect("inventory");
+        crate::plan::plan(&policy, &inventory)
+    }
+
+    fn empty_tables() -> Tables {
+        let mut tables = Tables::default();
+        for family in Family::ALL {
+            tables.set(family, Installed::parse(DOCKER_MADE));
+        }
+        tables
+    }
+
+    /// Apply every transaction to the simulated tables; then nothing is left
+    /// to do.
+    fn converge(tables: &mut Tables, txs: &[Transaction]) {
+        for tx in txs {
+            let family = tx.family.expect("one family");
+            let mut installed = tables.get(family).expect("installed").clone();
+            simulate::apply_transaction(&mut installed, tx).expect("applies");
+            tables.set(family, installed);
+        }
+    }
+
+    fn kinds(tx: &Transaction) -> Vec<&'static str> {
+        tx.steps
+            .iter()
+            .map(|s| match s {
+                Step::Sets(_) => "sets",
+                Step::Rules(_) => "rules",
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_new_selected_container_changes_set_elements_and_no_rule() {
+        let mut tables = empty_tables();
+        let first = ruleset(POLICY, &["db-1", "web"]);
+        let txs = transactions(&first, &tables);
+        assert_eq!(
+            txs.iter().map(kinds).collect::<Vec<_>>(),
+            [["sets", "rules"], ["sets", "rules"]],
+            "the sets the rules name first"
+        );
+        converge(&mut tables, &txs);
+        assert!(transactions(&first, &tables).is_empty());
+
+        let more = ruleset(POLICY, &["db-1", "web", "db-2"]);
+        let txs = transactions(&more, &tables);
+        assert_eq!(
+            txs.iter().map(kinds).collect::<Vec<_>>(),
+            [["sets"], ["sets"]],
+            "no iptables-restore"
+        );
+        let v4 = &txs[0];
+        assert_eq!((v4.changes.added, v4.changes.removed), (0, 0));
+        assert_eq!(
+            (v4.changes.elements_added, v4.changes.elements_removed),
+            (2, 0),
+            "allow-1 and known each gain 172.17.0.4"
+        );
+        assert!(
+            v4.script()
+                .contains("add dockfw-allow-1-v4-tmp 172.17.0.4\n")
+        );
+        converge(&mut tables, &txs);
+        assert!(transactions(&more, &tables).is_empty());
+    }
+
+    #[test]
+    fn a_policy_change_writes_sets_then_rules_then_removes_what_no_rule_names() {
+        let mut tables = empty_tables();
+        let first = ruleset(POLICY, &["db-1", "secret"]);
+        let txs = transactions(&first, &tables);
+        converge(&mut tables, &txs);
+        let changed = "[inbound]\ndefault = \"deny\"\n\
+            [[inbound.allow]]\nports = [5432]\ncontainers = [\"db-*\", \"secret\"]\n\
+            [[inbound.allow]]\nports = [6379]\ncontainers = [\"cache-*\"]\n";
+        let second = ruleset(changed, &["db-1", "secret"]);
+        let txs = transactions(&second, &tables);
+        assert_eq!(kinds(&txs[0]), ["sets", "rules", "sets"]);
+        let (Step::Sets(before), Step::Sets(after)) = (&txs[0].steps[0], &txs[0].steps[2]) else {
+            panic!("sets first and last")
+        };
+        assert!(
+            before.starts_with("create dockfw-allow-2-v4 "),
+            "the new set, before a rule names it: {before}"
+        );
+        assert!(
+            after.contains("swap dockfw-allow-1-v4-tmp dockfw-allow-1-v4\n"),
+            "a set that admits more, once the rules are in: {after}"
+        );
+        assert!(after.contains("destroy dockfw-deny-1-v4\n"), "{after}");
+        assert!(after.contains("destroy dockfw-known-v4\n"), "{after}");
+        converge(&mut tables, &txs);
+        assert!(transactions(&second, &tables).is_empty());
+        let v4 = tables.get(Family::V4).expect("v4");
+        assert_eq!(
+            v4.sets.keys().collect::<Vec<_>>(),
+            ["dockfw-allow-1-v4", "dockfw-allow-2-v4"]
+        );
+    }
+
+    #[test]
+    fn uninstall_removes_the_rules_before_the_sets_they_name() {
+        let mut tables = empty_tables();
+        let planned = ruleset(POLICY, &["db-1", "secret"]);
+        let txs = transactions(&planned, &tables);
+        converge(&mut tables, &txs);
+        let txs = uninstall(&tables);
+        assert_eq!(kinds(&txs[0]), ["rules", "sets"]);
+        converge(&mut tables, &txs);
+        for family in Family::ALL {
+            assert!(!tables.get(family).expect("read").has_anything_owned());
+        }
+        assert!(uninstall(&tables).is_empty());
+    }
+
+    #[test]
+    fn sets_are_owned_by_the_family_their_name_says() {
+        let mut saved = sets::parse_save(
+            "create dockfw-known-v6 hash:net family inet6\ncreate dockfw-known-v4 hash:net family inet\n",
+        );
+        let v6: BTreeMap<String, SavedSet> = saved
+            .extract_if(.., |name, _| sets::owner(name) == Family::V6)
+            .collect();
+        assert_eq!(v6.keys().collect::<Vec<_>>(), ["dockfw-known-v6"]);
+        assert_eq!(saved.keys().collect::<Vec<_>>(), ["dockfw-known-v4"]);
     }
 }

@@ -3,8 +3,10 @@
 //! Pure functions: [`rules_text`] is the canonical listing of dockfw's chains
 //! (the same form `iptables-save` prints, so it compares with what is
 //! installed), and [`transaction`] is the smallest atomic restore input that
-//! takes the installed state to the desired one, or `None` when nothing
-//! differs. Running the restore is the firewall edge's job.
+//! takes the installed rules to the desired ones, or `None` when nothing
+//! differs. A rule matches a set by its ipset name (`-m set --match-set
+//! dockfw-known-v4 dst`); the sets themselves are [`super::sets`]' job, and
+//! running the restore is the firewall edge's.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -14,6 +16,7 @@ use crate::firewall::Changes;
 use super::installed::{
     CREATED_FORWARD_JUMP, FORWARD_JUMP, Installed, RESTORED_FORWARD_JUMP, jumps_to,
 };
+use super::sets::{self, ipset_name};
 use crate::ruleset::{
     Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, OWNED_CHAINS, Rule, Target,
 };
@@ -38,6 +41,12 @@ pub fn rule_spec(rule: &Rule) -> String {
         if let Some(port) = rule.dport {
             let _ = write!(out, "-m {} --dport {port} ", proto.as_str());
         }
+    }
+    if let Some(set) = &rule.src_set {
+        let _ = write!(out, "-m set --match-set {} src ", ipset_name(set));
+    }
+    if let Some(set) = &rule.dst_set {
+        let _ = write!(out, "-m set --match-set {} dst ", ipset_name(set));
     }
     match rule.conntrack {
         Some(Conntrack::Established) => out.push_str("-m conntrack --ctstate RELATED,ESTABLISHED "),
@@ -75,6 +84,21 @@ pub fn rules_text(rules: &FamilyRules) -> String {
         }
     }
     out
+}
+
+/// dockfw's sets, as `ipset save` lists them, then its chains as
+/// [`rules_text`]: all of one family's desired state, for `dockfw plan` and
+/// the golden files.
+pub fn listing(rules: &FamilyRules) -> String {
+    let mut out = String::new();
+    for set in &rules.sets {
+        let name = ipset_name(&set.name);
+        let _ = writeln!(out, "create {name} {}", sets::kind(set.family));
+        for element in &set.elements {
+            let _ = writeln!(out, "add {name} {}", sets::element_text(element));
+        }
+    }
+    out + &rules_text(rules)
 }
 
 /// An atomic restore input and a summary of what it changes.
@@ -305,6 +329,7 @@ mod tests {
                     ],
                 },
             ],
+            sets: Vec::new(),
         }
     }
 
@@ -324,6 +349,23 @@ mod tests {
              -A DOCKFW -o docker0 -j DOCKFW-INBOUND\n\
              -A DOCKFW-INBOUND -s 192.0.2.16/28 -d 172.17.0.2/32 -p tcp -m conntrack --ctstate DNAT --ctorigdstport 8000:8100 -j RETURN\n\
              -A DOCKFW-INBOUND -j DROP\n"
+        );
+    }
+
+    #[test]
+    fn sets_are_matched_by_ipset_name_after_the_port() {
+        let rule = Rule {
+            src_set: Some("allow-1-src-v4".to_owned()),
+            dst_set: Some("allow-1-v4".to_owned()),
+            proto: Some(Proto::Tcp),
+            dport: Some(5432),
+            conntrack: Some(Conntrack::Dnat),
+            ..Rule::default()
+        };
+        assert_eq!(
+            rule_spec(&rule),
+            "-p tcp -m tcp --dport 5432 -m set --match-set dockfw-allow-1-src-v4 src \
+             -m set --match-set dockfw-allow-1-v4 dst -m conntrack --ctstate DNAT -j RETURN"
         );
     }
 

@@ -1,5 +1,7 @@
 //! What is installed in dockfw's table, compared with what dockfw last
-//! applied: whether the table has to be written again, and why.
+//! applied: whether the table has to be written again, whether only its
+//! sets' elements have to change ([`Reason::SetElements`], [`changed_sets`]),
+//! and why.
 //!
 //! Pure. It does not parse nft's rule syntax: right after an apply, the
 //! table as `nft list` prints it is kept, normalised ([`normalise`]), as
@@ -9,7 +11,7 @@
 //! differently costs one extra apply). The limit: a change made by another
 //! program between dockfw's apply and its listing becomes the expectation.
 
-use crate::ruleset::Ruleset;
+use crate::ruleset::{AddrSet, Family, Ruleset};
 
 /// A listing of dockfw's table with what changes without a change of rules
 /// taken out: counter values, rule and chain handles, blank lines and
@@ -79,6 +81,9 @@ pub enum Reason {
     TableMissing,
     /// The table differs from its listing right after the last apply.
     Drift,
+    /// The plan differs from the one last applied in set elements only:
+    /// the rules stay, the changed sets get their new elements.
+    SetElements,
 }
 
 impl Reason {
@@ -88,12 +93,15 @@ impl Reason {
             Reason::PlanChanged => "plan changed",
             Reason::TableMissing => "table missing",
             Reason::Drift => "table changed by someone else",
+            Reason::SetElements => "set elements changed",
         }
     }
 }
 
 /// Whether, and why, `desired` has to be applied, given what was last
-/// applied and the table's listing now (`None`: there is no table).
+/// applied and the table's listing now (`None`: there is no table). Only
+/// [`Reason::SetElements`] allows less than writing the whole table: the
+/// table is as last applied, and the plan differs in set elements only.
 pub fn reason_to_apply(
     desired: &Ruleset,
     last: Option<&Applied>,
@@ -102,13 +110,43 @@ pub fn reason_to_apply(
     let Some(last) = last else {
         return Some(Reason::FirstApply);
     };
-    if last.ruleset != *desired {
+    if !last.ruleset.same_rules(desired) {
         return Some(Reason::PlanChanged);
     }
     let Some(installed) = installed else {
         return Some(Reason::TableMissing);
     };
-    (normalise(installed) != last.listing).then_some(Reason::Drift)
+    if normalise(installed) != last.listing {
+        return Some(Reason::Drift);
+    }
+    (last.ruleset != *desired).then_some(Reason::SetElements)
+}
+
+/// The sets of `desired` whose elements differ from `before`'s set of the
+/// same name (or that `before` lacks), with how many elements they gain
+/// and lose in all.
+pub fn changed_sets<'a>(
+    desired: &'a Ruleset,
+    before: Option<&Ruleset>,
+) -> (Vec<&'a AddrSet>, usize, usize) {
+    let (mut changed, mut added, mut removed) = (Vec::new(), 0, 0);
+    for family in Family::ALL {
+        for set in &desired.family(family).sets {
+            let old = before.and_then(|b| b.family(family).set(&set.name));
+            if old.is_some_and(|o| o.elements == set.elements) {
+                continue;
+            }
+            let had = old.map(|o| &o.elements);
+            added += set
+                .elements
+                .iter()
+                .filter(|e| had.is_none_or(|h| !h.contains(*e)))
+                .count();
+            removed += had.map_or(0, |h| h.difference(&set.elements).count());
+            changed.push(set);
+        }
+    }
+    (changed, added, removed)
 }
 
 #[cfg(test)]
@@ -148,6 +186,7 @@ mod tests {
                     ..Rule::default()
                 }],
             }],
+            sets: Vec::new(),
         };
         Ruleset {
             v4: family.clone(),
@@ -197,6 +236,52 @@ mod tests {
         let desired = ruleset(Target::Return);
         let last = Applied::new(desired.clone(), STATELESS);
         assert_eq!(reason_to_apply(&desired, Some(&last), Some(LISTED)), None);
+    }
+
+    fn with_known(elements: &[&str]) -> Ruleset {
+        let mut desired = ruleset(Target::Return);
+        desired.v4.chains[0].rules[0].dst_set = Some("known-v4".to_owned());
+        let nets = elements.iter().map(|e| e.parse().expect("net"));
+        desired.v4.sets = vec![AddrSet::new("known-v4".to_owned(), Family::V4, nets)];
+        desired
+    }
+
+    #[test]
+    fn only_set_elements_differ_needs_only_the_elements() {
+        let last = Applied::new(with_known(&["172.17.0.2/32"]), STATELESS);
+        let more = with_known(&["172.17.0.2/32", "172.17.0.3/32"]);
+        assert_eq!(
+            reason_to_apply(&more, Some(&last), Some(STATELESS)),
+            Some(Reason::SetElements)
+        );
+        let (changed, added, removed) = changed_sets(&more, Some(last.ruleset()));
+        assert_eq!(
+            changed.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            ["known-v4"]
+        );
+        assert_eq!((added, removed), (1, 0));
+        let flushed = "table inet dockfw {\n\tchain forward {\n\t}\n}\n";
+        assert_eq!(
+            reason_to_apply(&more, Some(&last), Some(flushed)),
+            Some(Reason::Drift),
+            "a drifted table is written whole"
+        );
+        assert_eq!(
+            reason_to_apply(&more, Some(&last), None),
+            Some(Reason::TableMissing)
+        );
+        let mut other_rule = more.clone();
+        other_rule.v4.chains[0].rules[0].target = Target::Drop;
+        assert_eq!(
+            reason_to_apply(&other_rule, Some(&last), Some(STATELESS)),
+            Some(Reason::PlanChanged)
+        );
+        let mut renamed = more;
+        renamed.v4.sets[0].name = "known-v6".to_owned();
+        assert_eq!(
+            reason_to_apply(&renamed, Some(&last), Some(STATELESS)),
+            Some(Reason::PlanChanged)
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! in a table of their own, with base chains on the same hooks at a lower
 //! priority number).
 //!
-//! What to write is decided by [`render`], whether to write it by
+//! What to write is decided by [`render`], whether to write it (the whole
+//! table, or only the elements of its sets when nothing else changed) by
 //! [`installed`]; this file only runs `nft` from its fixed path: [`apply`]
 //! one transaction, [`list`] the table. It touches no other table.
 
@@ -16,14 +17,16 @@ pub mod render;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use self::installed::{Applied, reason_to_apply};
+use self::installed::{Applied, Reason, changed_sets, reason_to_apply};
 use self::render::{TABLE_FAMILY, TABLE_NAME};
-use super::{Backend, Changes, FirewallError, Observation, SBIN, Transaction, run};
+use super::{Backend, Changes, FirewallError, Observation, SBIN, Step, Transaction, run};
 use crate::net::Family;
 use crate::ruleset::Ruleset;
 
 /// The nftables [`Backend`]: one `inet dockfw` table, rewritten whole in
-/// one transaction when the plan changed or the table drifted.
+/// one transaction when the plan's rules changed or the table drifted; when
+/// only set elements changed, one transaction gives those sets their new
+/// elements and leaves the rules alone.
 #[derive(Debug, Default)]
 pub struct Nftables {
     /// What was last applied and how nft listed it right after: the
@@ -88,17 +91,25 @@ impl Backend for Nftables {
         let Some(reason) = reason_to_apply(desired, applied.as_ref(), observed.as_deref()) else {
             return Ok(Vec::new());
         };
-        let text = render::render(desired).map_err(FirewallError::Render)?;
-        let (added, removed) = rule_changes(desired, applied.as_ref().map(Applied::ruleset));
+        let before = applied.as_ref().map(Applied::ruleset);
+        let (changed, elements_added, elements_removed) = changed_sets(desired, before);
+        let (text, (added, removed)) = if reason == Reason::SetElements {
+            (render::elements_text(&changed), (0, 0))
+        } else {
+            let text = render::render(desired).map_err(FirewallError::Render)?;
+            (text, rule_changes(desired, before))
+        };
         if let Ok(mut pending) = self.pending.lock() {
             *pending = Some((text.clone(), desired.clone()));
         }
         Ok(vec![Transaction {
             family: None,
-            text,
+            steps: vec![Step::Rules(text)],
             changes: Changes {
                 added,
                 removed,
+                elements_added,
+                elements_removed,
                 reason: Some(reason.as_str()),
                 ..Changes::default()
             },
@@ -110,13 +121,16 @@ impl Backend for Nftables {
     }
 
     async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
-        apply(&tx.text).await?;
+        let [Step::Rules(script)] = tx.steps.as_slice() else {
+            return Err(FirewallError::NotOneScript);
+        };
+        apply(script).await?;
         let pending = self
             .pending
             .lock()
             .map_err(|_| FirewallError::Poisoned)?
             .take()
-            .filter(|(text, _)| *text == tx.text);
+            .filter(|(text, _)| text == script);
         let Some((_, ruleset)) = pending else {
             // Not a plan (an uninstall): there is nothing to keep.
             *self.applied.lock().map_err(|_| FirewallError::Poisoned)? = None;
@@ -134,7 +148,7 @@ impl Backend for Nftables {
             .as_ref()
             .map(|_| Transaction {
                 family: None,
-                text: render::uninstall_text(),
+                steps: vec![Step::Rules(render::uninstall_text())],
                 changes: Changes::default(),
             })
             .into_iter()
@@ -305,6 +319,54 @@ mod tests {
         });
     }
 
+    /// A container coming or going changes set elements only: one
+    /// transaction gives the changed sets their elements, and leaves the
+    /// table exactly as writing it whole would.
+    #[test]
+    fn only_set_elements_are_written_when_only_they_differ() {
+        in_private_netns(async || {
+            let case = fixtures::golden_cases()
+                .into_iter()
+                .find(|c| c.ends_with("sets"))
+                .expect("the sets case");
+            let base = fixtures::planned(&case);
+            let fw = Nftables::new();
+            let apply_all = async |desired: &Ruleset| {
+                let now = list().await.expect("lists");
+                let txs = fw.transactions(desired, &now).expect("plans");
+                for tx in &txs {
+                    fw.apply(tx).await.expect("applies");
+                }
+                txs
+            };
+            apply_all(&base).await;
+            let mut more = base.clone();
+            let selected = more.v4.sets.iter_mut().find(|s| s.name == "allow-1-v4");
+            let selected = selected.expect("allow-1-v4");
+            selected
+                .elements
+                .insert("172.17.0.9/32".parse().expect("net"));
+            let txs = apply_all(&more).await;
+            assert_eq!(txs.len(), 1);
+            assert_eq!(txs[0].changes.reason, Some("set elements changed"));
+            assert_eq!(
+                txs[0].script(),
+                "flush set inet dockfw allow_1_v4\n\
+                 add element inet dockfw allow_1_v4 { 172.17.0.2, 172.17.0.3, 172.17.0.9 }\n"
+            );
+            assert!(apply_all(&more).await.is_empty(), "in place");
+            let by_elements = list().await.expect("lists").expect("table");
+            apply(&render(&more).expect("renders"))
+                .await
+                .expect("applies");
+            let whole = list().await.expect("lists").expect("table");
+            assert_eq!(
+                installed::normalise(&by_elements),
+                installed::normalise(&whole)
+            );
+        });
+    }
+
     /// The kernel, not nft, refuses a jump to a base chain: the delete that
     /// came first in the same transaction must be undone with it.
     #[test]
@@ -357,6 +419,18 @@ mod tests {
                     ("iptables-nft", iptables_text(&ruleset.v4)),
                     ("ip6tables-nft", iptables_text(&ruleset.v6)),
                 ];
+                // The ipsets the rules name, made once: what is timed is
+                // the rules' restore.
+                let ipsets = format!("{SBIN}/ipset");
+                for rules in [&ruleset.v4, &ruleset.v6] {
+                    let none = Default::default();
+                    let sets = crate::firewall::iptables::sets::update(rules, &none, false);
+                    if let Some(text) = sets.before {
+                        run(&ipsets, &["restore"], Some(&text))
+                            .await
+                            .expect("ipset restores");
+                    }
+                }
                 let restore = async || {
                     for (tool, text) in &families {
                         run(
@@ -386,6 +460,9 @@ mod tests {
                 })
                 .await;
                 apply(IPTABLES_NFT_TABLES).await.expect("removes them");
+                run(&ipsets, &["destroy"], None)
+                    .await
+                    .expect("destroys the ipsets");
                 println!(
                     "{rules} plan rules: nft -f create {nft_create:?} replace {nft_replace:?}, \
                      nft -s list {nft_list:?}; iptables-nft-restore v4+v6 create \

@@ -1,5 +1,6 @@
 //! Turns a [`Ruleset`] into `nft -f` input: one transaction that replaces
-//! dockfw's whole `inet dockfw` table, and the one that removes it.
+//! dockfw's whole `inet dockfw` table ([`render`]), one that only gives its
+//! sets new elements ([`elements_text`]), and the one that removes it.
 //!
 //! Pure: it owns the nftables spelling of dockfw's chains, matches and
 //! verdicts, and refuses (with a [`RenderError`]) any rule it cannot express
@@ -12,7 +13,10 @@
 //! families' chains begin or end with the same address-free rules: those
 //! are written once, for both. Rules of different families never match the
 //! same packet, so putting one family's rules after the other's keeps each
-//! family's order, and so its meaning.
+//! family's order, and so its meaning. The plan's sets are named sets of
+//! the table (`known-v4` is `known_v4`, with `flags interval` so that
+//! networks and hosts mix), each of one family, matched as
+//! `ip daddr @known_v4`.
 
 use std::fmt::Write as _;
 
@@ -20,7 +24,7 @@ use ipnet::IpNet;
 
 use crate::inventory::Proto;
 use crate::ruleset::{
-    Conntrack, ENTRY_CHAIN, Family, INBOUND_CHAIN, PROXY_CHAIN, Rule, Ruleset, Target,
+    AddrSet, Conntrack, ENTRY_CHAIN, Family, INBOUND_CHAIN, PROXY_CHAIN, Rule, Ruleset, Target,
     UNCLASSIFIED_CHAIN,
 };
 
@@ -104,6 +108,19 @@ pub enum RenderError {
         first: u16,
         last: u16,
     },
+    #[error("{chain}: no set {set} in the {family} rules")]
+    UnknownSet {
+        chain: &'static str,
+        family: &'static str,
+        set: String,
+    },
+    #[error("set {set}: not of the {family} rules it is in, or holds another family's address")]
+    SetFamily { set: String, family: &'static str },
+}
+
+/// The name in dockfw's table of the plan's set `name`: `known_v4`.
+pub fn set_name(name: &str) -> String {
+    name.replace('-', "_")
 }
 
 /// The `nft -f` input that makes dockfw's table exactly `ruleset`, in one
@@ -123,6 +140,12 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
     }
     let mut out = uninstall_text();
     let _ = writeln!(out, "table {TABLE_FAMILY} {TABLE_NAME} {{");
+    for family in Family::ALL {
+        for set in &ruleset.family(family).sets {
+            set_text(set, family, &mut out)?;
+            out.push('\n');
+        }
+    }
     for (i, chain) in CHAINS.iter().enumerate() {
         if i > 0 {
             out.push('\n');
@@ -131,6 +154,56 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
     }
     out.push_str("}\n");
     Ok(out)
+}
+
+/// The `nft -f` input that gives each of `sets` exactly its elements, in
+/// one transaction that leaves every rule as it is.
+pub fn elements_text(sets: &[&AddrSet]) -> String {
+    let mut out = String::new();
+    for set in sets {
+        let name = set_name(&set.name);
+        let _ = writeln!(out, "flush set {TABLE_FAMILY} {TABLE_NAME} {name}");
+        if !set.elements.is_empty() {
+            let elements = elements_list(set);
+            let _ = writeln!(
+                out,
+                "add element {TABLE_FAMILY} {TABLE_NAME} {name} {{ {elements} }}"
+            );
+        }
+    }
+    out
+}
+
+/// One named set of the table, in `family`'s rules.
+fn set_text(set: &AddrSet, family: Family, out: &mut String) -> Result<(), RenderError> {
+    let of_family = |net: &IpNet| {
+        matches!(
+            (net, family),
+            (IpNet::V4(_), Family::V4) | (IpNet::V6(_), Family::V6)
+        )
+    };
+    if set.family != family || !set.elements.iter().all(of_family) {
+        return Err(RenderError::SetFamily {
+            set: set.name.clone(),
+            family: family.as_str(),
+        });
+    }
+    let kind = match family {
+        Family::V4 => "ipv4_addr",
+        Family::V6 => "ipv6_addr",
+    };
+    let _ = writeln!(out, "\tset {} {{", set_name(&set.name));
+    let _ = writeln!(out, "\t\ttype {kind}\n\t\tflags interval");
+    if !set.elements.is_empty() {
+        let _ = writeln!(out, "\t\telements = {{ {} }}", elements_list(set));
+    }
+    out.push_str("\t}\n");
+    Ok(())
+}
+
+fn elements_list(set: &AddrSet) -> String {
+    let elements: Vec<String> = set.elements.iter().map(host_or_net).collect();
+    elements.join(", ")
 }
 
 /// The `nft -f` input that removes dockfw's table if it is there, and does
@@ -156,7 +229,7 @@ fn chain_text(ruleset: &Ruleset, chain: &ChainName, out: &mut String) -> Result<
         );
     }
     for (family, rule) in merged(rules(Family::V4), rules(Family::V6)) {
-        let _ = writeln!(out, "\t\t{}", rule_text(rule, family, chain)?);
+        let _ = writeln!(out, "\t\t{}", rule_text(ruleset, rule, family, chain)?);
     }
     out.push_str("\t}\n");
     Ok(())
@@ -165,7 +238,7 @@ fn chain_text(ruleset: &Ruleset, chain: &ChainName, out: &mut String) -> Result<
 /// Both families' rules of one chain, each with the family it is limited
 /// to, or `None` for the common address-free head and tail written once.
 fn merged<'a>(v4: &'a [Rule], v6: &'a [Rule]) -> Vec<(Option<Family>, &'a Rule)> {
-    let shared = |(a, b): &(&Rule, &Rule)| a == b && a.src.is_none() && a.dst.is_none();
+    let shared = |(a, b): &(&Rule, &Rule)| a == b && !a.names_addresses();
     let head = v4.iter().zip(v6).take_while(shared).count();
     let (rest4, rest6) = (&v4[head..], &v6[head..]);
     let tail = rest4
@@ -185,6 +258,7 @@ fn merged<'a>(v4: &'a [Rule], v6: &'a [Rule]) -> Vec<(Option<Family>, &'a Rule)>
 
 /// One rule as `nft` reads it: matches, `counter`, verdict.
 fn rule_text(
+    ruleset: &Ruleset,
     rule: &Rule,
     family: Option<Family>,
     chain: &ChainName,
@@ -192,7 +266,7 @@ fn rule_text(
     let name = chain.plan;
     let mut out = String::new();
     if let Some(family) = family {
-        if rule.src.is_none() && rule.dst.is_none() {
+        if !rule.names_addresses() {
             let _ = write!(out, "meta nfproto {} ", family.as_str());
         }
         for (net, dir) in [(&rule.src, "saddr"), (&rule.dst, "daddr")] {
@@ -200,6 +274,21 @@ fn rule_text(
                 let ip = address_match(net, family, name)?;
                 let _ = write!(out, "{ip} {dir} {} ", host_or_net(net));
             }
+        }
+        for (set, dir) in [(&rule.src_set, "saddr"), (&rule.dst_set, "daddr")] {
+            let Some(set) = set else { continue };
+            if ruleset.family(family).set(set).is_none() {
+                return Err(RenderError::UnknownSet {
+                    chain: name,
+                    family: family.as_str(),
+                    set: set.clone(),
+                });
+            }
+            let ip = match family {
+                Family::V4 => "ip",
+                Family::V6 => "ip6",
+            };
+            let _ = write!(out, "{ip} {dir} @{} ", set_name(set));
         }
     }
     if let Some(iface) = &rule.in_iface {
@@ -319,7 +408,10 @@ mod tests {
     use crate::ruleset::{Chain, FamilyRules, Iface};
 
     fn family(chains: Vec<Chain>) -> FamilyRules {
-        FamilyRules { chains }
+        FamilyRules {
+            chains,
+            sets: Vec::new(),
+        }
     }
 
     fn chain(name: &'static str, rules: Vec<Rule>) -> Chain {
@@ -495,6 +587,33 @@ mod tests {
             };
             render(&ruleset).expect_err("refused")
         };
+        let unknown_set = Rule {
+            dst_set: Some("known-v4".to_owned()),
+            ..Rule::default()
+        };
+        assert_eq!(
+            refused(UNCLASSIFIED_CHAIN, unknown_set),
+            RenderError::UnknownSet {
+                chain: UNCLASSIFIED_CHAIN,
+                family: "ipv4",
+                set: "known-v4".to_owned()
+            }
+        );
+        let v6_set = Ruleset {
+            v4: FamilyRules {
+                chains: Vec::new(),
+                sets: vec![AddrSet::new(
+                    "known-v4".to_owned(),
+                    Family::V4,
+                    v4("fd00::2/128"),
+                )],
+            },
+            v6: FamilyRules::default(),
+        };
+        assert!(matches!(
+            render(&v6_set),
+            Err(RenderError::SetFamily { family: "ipv4", .. })
+        ));
         assert_eq!(
             refused("DOCKER-USER", Rule::default()),
             RenderError::UnknownChain {

@@ -1,0 +1,187 @@
+//! `dockfw explain`: for one source address, which published ports it can
+//! reach and which policy entry (or default) decides each; the question an
+//! operator asks before and after every policy change.
+//!
+//! Pure: it reads the same [`Policy`] and [`Inventory`] the planner does and
+//! decides with the planner's own matching ([`crate::plan::applies_to`]), so
+//! the answer is what the rules do: a matching deny beats any allow; else
+//! `default = "allow"` lets it in; else an allow entry must cover it.
+
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::inventory::{Container, Inventory, PublishedPort};
+use crate::net::Family;
+use crate::plan::applies_to;
+use crate::policy::{Default, Entry, Policy, Sources};
+
+/// The answer for one published port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    pub container: String,
+    pub host_ip: String,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: String,
+    /// Whether a new connection from the source gets through dockfw.
+    pub reachable: bool,
+    /// What decided, e.g. `deny entry at line 9`, `default deny`.
+    pub why: String,
+}
+
+/// Every published port of running containers (only `container`'s, if
+/// given; only `port`, if given) that `from` could address, with dockfw's
+/// verdict for a new connection from it.
+pub fn explain(
+    policy: &Policy,
+    inventory: &Inventory,
+    from: IpAddr,
+    port: Option<u16>,
+    container: Option<&str>,
+) -> Vec<Explanation> {
+    let mut rows: Vec<Explanation> = inventory
+        .containers
+        .iter()
+        .filter(|c| !c.host_network && container.is_none_or(|name| c.name == name))
+        .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
+        .filter(|(_, p)| port.is_none_or(|port| p.addressed_port() == port))
+        .filter(|(_, p)| p.host_ip.is_ipv4() == from.is_ipv4())
+        .map(|(c, p)| {
+            let (reachable, why) = decide(policy, c, p, from);
+            Explanation {
+                container: c.name.clone(),
+                host_ip: p.host_ip.to_string(),
+                host_port: p.host_port,
+                container_port: p.container_port,
+                proto: p.proto.as_str().to_owned(),
+                reachable,
+                why,
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        (&a.container, a.host_port, &a.proto).cmp(&(&b.container, b.host_port, &b.proto))
+    });
+    rows
+}
+
+fn decide(
+    policy: &Policy,
+    container: &Container,
+    port: &PublishedPort,
+    from: IpAddr,
+) -> (bool, String) {
+    if port.host_ip.is_loopback() {
+        return (from.is_loopback(), "bound to loopback".to_owned());
+    }
+    let covers = |e: &&Entry| applies_to(e, container, port) && admits(e, from);
+    if let Some(deny) = policy.deny.iter().find(covers) {
+        return (false, format!("deny entry at line {}", deny.line));
+    }
+    if policy.default == Default::Allow {
+        return (true, "default allow".to_owned());
+    }
+    match policy.allow.iter().find(covers) {
+        Some(allow) => (true, format!("allow entry at line {}", allow.line)),
+        None => (false, "default deny".to_owned()),
+    }
+}
+
+/// Whether an entry's `from` includes the address.
+fn admits(entry: &Entry, from: IpAddr) -> bool {
+    let family = if from.is_ipv4() {
+        Family::V4
+    } else {
+        Family::V6
+    };
+    match entry.sources(family) {
+        None => false,
+        Some(Sources::Anywhere) => true,
+        Some(Sources::Nets(nets)) => nets.iter().any(|n| n.contains(&from)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::Attachment;
+    use crate::net::Proto;
+
+    fn container(name: &str, ports: &[(u16, &str)]) -> Container {
+        Container {
+            id: name.into(),
+            name: name.into(),
+            labels: std::collections::BTreeMap::new(),
+            host_network: false,
+            attachments: vec![Attachment {
+                network: "bridge".into(),
+                ipv4: Some("172.17.0.2".parse().unwrap()),
+                ipv6: None,
+            }],
+            ports: ports
+                .iter()
+                .map(|(p, ip)| PublishedPort {
+                    host_ip: ip.parse().unwrap(),
+                    host_port: *p,
+                    container_port: 80,
+                    proto: Proto::Tcp,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_port_names_the_entry_that_decides_it() {
+        let policy = crate::policy::parse_str(
+            "[inbound]\ndefault = \"deny\"\n\n[[inbound.allow]]\nports = [80]\n\n\
+             [[inbound.allow]]\nports = [5432]\nfrom = [\"192.0.2.0/24\"]\n\n\
+             [[inbound.deny]]\nports = [80]\nfrom = [\"192.0.2.66\"]\n",
+            std::path::Path::new("p.toml"),
+        )
+        .unwrap();
+        let inventory = Inventory {
+            containers: vec![
+                container("web", &[(80, "0.0.0.0"), (80, "::")]),
+                container("db", &[(5432, "0.0.0.0"), (6379, "127.0.0.1")]),
+            ],
+            ..Inventory::default()
+        };
+        let from: IpAddr = "192.0.2.7".parse().unwrap();
+        let got: Vec<(String, u16, bool, String)> = explain(&policy, &inventory, from, None, None)
+            .into_iter()
+            .map(|e| (e.container, e.host_port, e.reachable, e.why))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("db".into(), 5432, true, "allow entry at line 7".into()),
+                ("db".into(), 6379, false, "bound to loopback".into()),
+                ("web".into(), 80, true, "allow entry at line 4".into()),
+            ]
+        );
+        let denied = explain(
+            &policy,
+            &inventory,
+            "192.0.2.66".parse().unwrap(),
+            Some(80),
+            Some("web"),
+        );
+        assert_eq!(denied.len(), 1);
+        assert_eq!(
+            (denied[0].reachable, denied[0].why.as_str()),
+            (false, "deny entry at line 11")
+        );
+        let outside = explain(
+            &policy,
+            &inventory,
+            "203.0.113.9".parse().unwrap(),
+            Some(5432),
+            None,
+        );
+        assert_eq!(
+            (outside[0].reachable, outside[0].why.as_str()),
+            (false, "default deny")
+        );
+    }
+}

@@ -1,0 +1,492 @@
+//! dockfw's address sets as ipsets: their names, the parser of `ipset save`,
+//! and the `ipset restore` text that takes the installed sets of one family
+//! to the desired ones.
+//!
+//! Pure: the parent module runs `ipset`. A set is never edited element by
+//! element: it is filled under a temporary name and swapped in (`swap`, one
+//! kernel operation), so a rule never sees it half-filled. One swap per set
+//! is atomic, a change of several sets or of sets and rules is not; so
+//! every changed set first passes through the stricter of its old and new
+//! contents (the union for a set whose rules drop, the common part for one
+//! whose rules admit), all of those swaps before any that loosens, and
+//! when the rules change too, they change in between. The verdict of
+//! dockfw's chains only tightens as a drop set grows or an admit set
+//! shrinks, so no moment admits what neither the old nor the new plan
+//! admits. Sets no rule names any more are destroyed last.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::net::Family;
+use crate::ruleset::{AddrSet, FamilyRules, Target};
+
+/// What every ipset of dockfw's is named with first; no other set is read
+/// or written.
+pub const PREFIX: &str = "dockfw-";
+
+/// The suffix of the name a set is filled under before it is swapped in.
+const TEMPORARY: &str = "-tmp";
+
+/// The family whose transactions own the ipset `name`: by the plan's
+/// name (`…-v6`, `…-v6-tmp`), so that each of dockfw's ipsets belongs to
+/// exactly one family whatever its header says.
+pub fn owner(name: &str) -> Family {
+    let plain = name.strip_suffix(TEMPORARY).unwrap_or(name);
+    if plain.ends_with("-v6") {
+        Family::V6
+    } else {
+        Family::V4
+    }
+}
+
+/// The ipset of the plan's set `name`: `dockfw-known-v4`.
+pub fn ipset_name(name: &str) -> String {
+    format!("{PREFIX}{name}")
+}
+
+/// The type and family of the ipsets dockfw makes, as `ipset save` prints
+/// them after the name.
+pub fn kind(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "hash:net family inet",
+        Family::V6 => "hash:net family inet6",
+    }
+}
+
+/// One element as `ipset save` prints it: a host without its length.
+pub fn element_text(net: &IpNet) -> String {
+    if net.prefix_len() == net.max_prefix_len() {
+        net.addr().to_string()
+    } else {
+        net.to_string()
+    }
+}
+
+/// One of dockfw's ipsets as `ipset save` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavedSet {
+    /// Type and family (`hash:net family inet`), without the options
+    /// dockfw leaves to their defaults.
+    pub kind: String,
+    /// Each `add` line's text after the set's name, as ipset prints it
+    /// (`172.17.0.2`, `10.0.0.0/8`; options such as `timeout 5` included).
+    pub elements: BTreeSet<String>,
+}
+
+/// dockfw's ipsets (named `dockfw-…`) in `ipset save` output, by name;
+/// every other line is skipped.
+pub fn parse_save(save: &str) -> BTreeMap<String, SavedSet> {
+    let mut sets: BTreeMap<String, SavedSet> = BTreeMap::new();
+    for line in save.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(command), Some(name)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if !name.starts_with(PREFIX) {
+            continue;
+        }
+        match command {
+            "create" => {
+                let kind = match words.collect::<Vec<_>>().as_slice() {
+                    [kind, "family", family, ..] => format!("{kind} family {family}"),
+                    [kind, ..] => (*kind).to_owned(),
+                    [] => String::new(),
+                };
+                sets.entry(name.to_owned()).or_default().kind = kind;
+            }
+            "add" => {
+                let element = words.collect::<Vec<_>>().join(" ");
+                sets.entry(name.to_owned())
+                    .or_default()
+                    .elements
+                    .insert(element);
+            }
+            _ => {}
+        }
+    }
+    sets
+}
+
+/// The `ipset restore` inputs that take the installed sets of one family to
+/// `desired`'s, and what they change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetUpdate {
+    /// Run before the rules: makes and fills the sets they will name, and
+    /// every swap that tightens (with no rules step, all the swaps).
+    pub before: Option<String>,
+    /// Run after the rules: the swaps that loosen, and the destruction of
+    /// sets no rule names any more.
+    pub after: Option<String>,
+    pub added: usize,
+    pub removed: usize,
+}
+
+/// What takes `installed` (dockfw's ipsets of this family) to `desired`'s
+/// sets; `rules_change` says whether a rules step runs between the two.
+pub fn update(
+    desired: &FamilyRules,
+    installed: &BTreeMap<String, SavedSet>,
+    rules_change: bool,
+) -> SetUpdate {
+    let mut out = SetUpdate::default();
+    let (mut tighten, mut loosen, mut destroy) = (String::new(), String::new(), String::new());
+    let mut kept = BTreeSet::new();
+    for set in &desired.sets {
+        let name = ipset_name(&set.name);
+        kept.insert(name.clone());
+        let want: BTreeSet<String> = set.elements.iter().map(element_text).collect();
+        let have = installed.get(&name);
+        let same_kind = have.is_some_and(|h| h.kind == kind(set.family));
+        if same_kind && have.is_some_and(|h| h.elements == want) {
+            continue;
+        }
+        let had = have.map(|h| &h.elements);
+        out.added += want
+            .iter()
+            .filter(|e| had.is_none_or(|h| !h.contains(*e)))
+            .count();
+        out.removed += had.map_or(0, |h| h.difference(&want).count());
+        kept.insert(format!("{name}{TEMPORARY}"));
+        if have.is_some() && !same_kind {
+            // Made by someone else with another type: swap would refuse it.
+            let _ = writeln!(tighten, "destroy {name}");
+        }
+        match had.filter(|_| same_kind) {
+            Some(had) => {
+                let interim = stricter(had, &want, drops(desired, set));
+                if interim != *had {
+                    replace(&mut tighten, set, &name, &interim);
+                }
+                if interim != want {
+                    replace(&mut loosen, set, &name, &want);
+                }
+            }
+            // New: no rule in place names it yet.
+            None => replace(&mut tighten, set, &name, &want),
+        }
+    }
+    for name in installed.keys().filter(|n| !kept.contains(*n)) {
+        let _ = writeln!(destroy, "destroy {name}");
+    }
+    let (before, after) = if rules_change {
+        (tighten, loosen + &destroy)
+    } else {
+        (tighten + &loosen, destroy)
+    };
+    out.before = (!before.is_empty()).then_some(before);
+    out.after = (!after.is_empty()).then_some(after);
+    out
+}
+
+/// The `ipset restore` input that destroys every one of `installed`; run
+/// after the rules naming them are gone (a set in use cannot be destroyed).
+pub fn uninstall(installed: &BTreeMap<String, SavedSet>) -> Option<String> {
+    let text: String = installed
+        .keys()
+        .map(|name| format!("destroy {name}\n"))
+        .collect();
+    (!text.is_empty()).then_some(text)
+}
+
+/// Whether a rule naming `set` drops or judges rather than admits: more
+/// elements are then the stricter contents.
+fn drops(desired: &FamilyRules, set: &AddrSet) -> bool {
+    let names = |rule: &crate::ruleset::Rule| {
+        [&rule.src_set, &rule.dst_set]
+            .into_iter()
+            .any(|n| n.as_deref() == Some(set.name.as_str()))
+    };
+    desired
+        .chains
+        .iter()
+        .flat_map(|c| c.rules.iter())
+        .any(|rule| names(rule) && rule.target != Target::Return)
+}
+
+/// The contents that admit no more than either `had` or `want` would: both
+/// together where a match drops, only what both have where it admits. Of
+/// what was installed only plain elements are kept.
+fn stricter(had: &BTreeSet<String>, want: &BTreeSet<String>, drops: bool) -> BTreeSet<String> {
+    let plain = |e: &&String| e.parse::<IpNet>().is_ok() || e.parse::<IpAddr>().is_ok();
+    if drops {
+        had.iter().filter(plain).chain(want).cloned().collect()
+    } else {
+        had.intersection(want).cloned().collect()
+    }
+}
+
+/// `name` with exactly `elements`, in one swap: made if missing, filled
+/// under the temporary name (emptied first, should one be left over), and
+/// swapped in.
+fn replace(out: &mut String, set: &AddrSet, name: &str, elements: &BTreeSet<String>) {
+    let kind = kind(set.family);
+    let temporary = format!("{name}{TEMPORARY}");
+    let _ = writeln!(out, "create {name} {kind} -exist");
+    let _ = writeln!(out, "create {temporary} {kind} -exist");
+    let _ = writeln!(out, "flush {temporary}");
+    for element in elements {
+        let _ = writeln!(out, "add {temporary} {element}");
+    }
+    let _ = writeln!(out, "swap {temporary} {name}");
+    let _ = writeln!(out, "destroy {temporary}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ruleset::{Chain, INBOUND_CHAIN, Rule, UNCLASSIFIED_CHAIN};
+
+    const SAVE: &str = "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1
+add f2b-sshd 203.0.113.9
+create dockfw-known-v4 hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x96854638
+add dockfw-known-v4 172.17.0.3
+add dockfw-known-v4 172.17.0.2
+create dockfw-allow-1-src-v6 hash:net family inet6 hashsize 1024 maxelem 65536
+add dockfw-allow-1-src-v6 2001:db8::/64
+create dockfw-odd list:set size 8
+";
+
+    fn set(name: &str, family: Family, elements: &[&str]) -> AddrSet {
+        let nets = elements.iter().map(|e| e.parse().expect("net"));
+        AddrSet::new(name.to_owned(), family, nets)
+    }
+
+    /// Rules naming `known-v4` (admits) and `deny-1-v4` (drops).
+    fn rules(known: &[&str], denied: &[&str]) -> FamilyRules {
+        FamilyRules {
+            chains: vec![
+                Chain {
+                    name: INBOUND_CHAIN,
+                    rules: vec![Rule {
+                        dst_set: Some("deny-1-v4".to_owned()),
+                        target: Target::Drop,
+                        ..Rule::default()
+                    }],
+                },
+                Chain {
+                    name: UNCLASSIFIED_CHAIN,
+                    rules: vec![Rule {
+                        dst_set: Some("known-v4".to_owned()),
+                        ..Rule::default()
+                    }],
+                },
+            ],
+            sets: vec![
+                set("deny-1-v4", Family::V4, denied),
+                set("known-v4", Family::V4, known),
+            ],
+        }
+    }
+
+    fn saved(rules: &FamilyRules) -> BTreeMap<String, SavedSet> {
+        let text: String = rules
+            .sets
+            .iter()
+            .map(|s| {
+                let name = ipset_name(&s.name);
+                let mut out = format!("create {name} {} hashsize 1024\n", kind(s.family));
+                for e in &s.elements {
+                    out.push_str(&format!("add {name} {}\n", element_text(e)));
+                }
+                out
+            })
+            .collect();
+        parse_save(&text)
+    }
+
+    #[test]
+    fn ipset_save_is_parsed_for_dockfws_sets_only() {
+        let sets = parse_save(SAVE);
+        assert_eq!(
+            sets.keys().collect::<Vec<_>>(),
+            ["dockfw-allow-1-src-v6", "dockfw-known-v4", "dockfw-odd"]
+        );
+        let known = &sets["dockfw-known-v4"];
+        assert_eq!(known.kind, "hash:net family inet");
+        assert_eq!(
+            known.elements.iter().collect::<Vec<_>>(),
+            ["172.17.0.2", "172.17.0.3"]
+        );
+        assert_eq!(sets["dockfw-allow-1-src-v6"].kind, "hash:net family inet6");
+        assert_eq!(sets["dockfw-odd"].kind, "list:set");
+        let owners: Vec<Family> = sets.keys().map(|n| owner(n)).collect();
+        assert_eq!(owners, [Family::V6, Family::V4, Family::V4]);
+        assert_eq!(owner("dockfw-deny-2-src-v6-tmp"), Family::V6);
+    }
+
+    #[test]
+    fn elements_are_written_as_ipset_prints_them() {
+        let host: IpNet = "172.17.0.2/32".parse().unwrap();
+        let net: IpNet = "2001:db8::/64".parse().unwrap();
+        assert_eq!(element_text(&host), "172.17.0.2");
+        assert_eq!(element_text(&net), "2001:db8::/64");
+    }
+
+    #[test]
+    fn sets_in_place_need_nothing() {
+        let desired = rules(&["172.17.0.2/32"], &[]);
+        assert_eq!(
+            update(&desired, &saved(&desired), false),
+            SetUpdate::default()
+        );
+    }
+
+    #[test]
+    fn a_new_element_is_one_swap_of_the_whole_set() {
+        let before = rules(&["172.17.0.2/32"], &[]);
+        let desired = rules(&["172.17.0.2/32", "172.17.0.3/32"], &[]);
+        let up = update(&desired, &saved(&before), false);
+        assert_eq!(
+            up.before.as_deref(),
+            Some(
+                "create dockfw-known-v4 hash:net family inet -exist\n\
+                 create dockfw-known-v4-tmp hash:net family inet -exist\n\
+                 flush dockfw-known-v4-tmp\n\
+                 add dockfw-known-v4-tmp 172.17.0.2\n\
+                 add dockfw-known-v4-tmp 172.17.0.3\n\
+                 swap dockfw-known-v4-tmp dockfw-known-v4\n\
+                 destroy dockfw-known-v4-tmp\n"
+            )
+        );
+        assert_eq!((up.after, up.added, up.removed), (None, 1, 0));
+    }
+
+    #[test]
+    fn with_a_rules_change_the_sets_are_stricter_until_the_rules_are_in() {
+        let before = rules(&["172.17.0.2/32", "172.17.0.3/32"], &["172.17.0.2/32"]);
+        let desired = rules(&["172.17.0.3/32", "172.17.0.4/32"], &["172.17.0.4/32"]);
+        let up = update(&desired, &saved(&before), true);
+        let before_step = up.before.expect("before the rules");
+        let after_step = up.after.expect("after the rules");
+        let elements = |text: &str, set: &str| -> Vec<String> {
+            let prefix = format!("add {set}-tmp ");
+            text.lines()
+                .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+                .collect()
+        };
+        assert_eq!(
+            elements(&before_step, "dockfw-known-v4"),
+            ["172.17.0.3"],
+            "an admitting set holds only what both plans admit"
+        );
+        assert_eq!(
+            elements(&before_step, "dockfw-deny-1-v4"),
+            ["172.17.0.2", "172.17.0.4"],
+            "a dropping set holds what either plan drops"
+        );
+        assert_eq!(
+            elements(&after_step, "dockfw-known-v4"),
+            ["172.17.0.3", "172.17.0.4"]
+        );
+        assert_eq!(elements(&after_step, "dockfw-deny-1-v4"), ["172.17.0.4"]);
+        assert_eq!((up.added, up.removed), (2, 2));
+    }
+
+    /// The sets swapped in by `text`, in order, each with its elements.
+    fn swaps(text: &str) -> Vec<(String, Vec<String>)> {
+        let (mut out, mut filling) = (Vec::new(), Vec::new());
+        for words in text
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        {
+            match words.as_slice() {
+                ["add", _, element] => filling.push((*element).to_owned()),
+                ["swap", _, set] => out.push(((*set).to_owned(), std::mem::take(&mut filling))),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_swap_that_tightens_comes_before_any_that_loosens() {
+        let before = rules(&["172.17.0.2/32", "172.17.0.3/32"], &["172.17.0.2/32"]);
+        let desired = rules(&["172.17.0.3/32", "172.17.0.4/32"], &["172.17.0.4/32"]);
+        let up = update(&desired, &saved(&before), false);
+        assert_eq!(up.after, None, "no rules step: one ipset restore");
+        let owned = |set: &str, elements: &[&str]| {
+            let elements = elements.iter().map(|e| (*e).to_owned()).collect();
+            (set.to_owned(), elements)
+        };
+        assert_eq!(
+            swaps(&up.before.expect("sets change")),
+            [
+                owned("dockfw-deny-1-v4", &["172.17.0.2", "172.17.0.4"]),
+                owned("dockfw-known-v4", &["172.17.0.3"]),
+                owned("dockfw-deny-1-v4", &["172.17.0.4"]),
+                owned("dockfw-known-v4", &["172.17.0.3", "172.17.0.4"]),
+            ]
+        );
+        let grown = rules(&["172.17.0.2/32", "172.17.0.3/32", "172.17.0.9/32"], &[]);
+        let old = rules(&["172.17.0.2/32"], &["172.17.0.2/32"]);
+        let up = update(&grown, &saved(&old), false);
+        assert_eq!(
+            swaps(&up.before.expect("sets change")),
+            [
+                owned("dockfw-deny-1-v4", &[]),
+                owned(
+                    "dockfw-known-v4",
+                    &["172.17.0.2", "172.17.0.3", "172.17.0.9"]
+                ),
+            ],
+            "what only grows or only shrinks is swapped once"
+        );
+    }
+
+    #[test]
+    fn sets_no_rule_names_are_destroyed_after_the_rules() {
+        let installed = parse_save(SAVE);
+        let desired = FamilyRules::default();
+        let up = update(&desired, &installed, true);
+        assert_eq!(up.before, None);
+        assert_eq!(
+            up.after.as_deref(),
+            Some("destroy dockfw-allow-1-src-v6\ndestroy dockfw-known-v4\ndestroy dockfw-odd\n")
+        );
+        assert_eq!(uninstall(&installed), up.after);
+        assert_eq!(uninstall(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn a_set_of_another_type_under_dockfws_name_is_made_anew() {
+        let desired = rules(&["172.17.0.2/32"], &[]);
+        let mut installed = saved(&desired);
+        installed.get_mut("dockfw-known-v4").unwrap().kind = "hash:ip family inet".to_owned();
+        let up = update(&desired, &installed, false);
+        let text = up.before.expect("made anew");
+        assert!(
+            text.starts_with("destroy dockfw-known-v4\ncreate dockfw-known-v4 "),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_leftover_temporary_set_is_reused_not_destroyed_twice() {
+        let before = rules(&["172.17.0.2/32"], &[]);
+        let mut installed = saved(&before);
+        installed.insert(
+            "dockfw-known-v4-tmp".to_owned(),
+            SavedSet {
+                kind: kind(Family::V4).to_owned(),
+                elements: ["10.9.9.9".to_owned()].into(),
+            },
+        );
+        let desired = rules(&["172.17.0.3/32"], &[]);
+        let up = update(&desired, &installed, false);
+        assert!(
+            up.before
+                .expect("swap")
+                .contains("flush dockfw-known-v4-tmp\n")
+        );
+        assert_eq!(up.after, None, "the swap's own destroy removes it");
+        let same = update(&before, &installed, false);
+        assert_eq!(
+            same.after.as_deref(),
+            Some("destroy dockfw-known-v4-tmp\n"),
+            "left over beside a set in place: destroyed"
+        );
+    }
+}

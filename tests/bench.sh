@@ -1,0 +1,492 @@
+#!/usr/bin/env bash
+# tests/bench.sh — benchmarks of dockfw against the real (namespaced) lab engine.
+#
+# Usage: sudo tests/bench.sh [NAME…]
+#   NAME: selector_latency  burst_cpu  conn_rate  idle      (default: all four, in that order)
+#
+# It prints distributions and figures, never a verdict on time: each result is a line
+# `# bench: NAME …` naming the exact command and parameters, and a summary block at the end.
+# A benchmark that could not measure says `# bench: NAME: not measured: why` (exit status 1).
+#
+# Env:  BENCH_N=30            selector_latency: containers started one after another
+#       BENCH_BURST=30        burst_cpu: containers started in parallel
+#       BENCH_CONN_SECS=10    conn_rate: seconds per load run
+#       BENCH_CONN_C=8        conn_rate: ab concurrency
+#       BENCH_CONN_ROUNDS=2   conn_rate: rounds (a b c, then c b a, …) to balance drift
+#       BENCH_CONN_RULES=1000 conn_rate (c): non-matching allow entries before the match
+#       BENCH_IDLE_SECS=30    idle: sampling window
+#       DOCKFW_RESYNC_SECS    the daemon's periodic full check; 10 here (the daemon's
+#                             default), not the 2 s tests/e2e.sh uses
+#       DOCKFW=path           the binary (default target/release/dockfw; never built here)
+#
+# The lab comes up once (tests/lab.sh) and is torn down on exit; between benchmarks
+# lab_reset removes dockfw, its rules and every container. Traffic only flows between
+# the lab's own namespaces (client A 198.51.100.2 -> docker host 198.51.100.1).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+export DOCKFW_RESYNC_SECS="${DOCKFW_RESYNC_SECS:-10}"
+# shellcheck source=tests/lab.sh
+. "$HERE/lab.sh"
+
+BENCH_N="${BENCH_N:-30}"
+BENCH_BURST="${BENCH_BURST:-30}"
+BENCH_CONN_SECS="${BENCH_CONN_SECS:-10}"
+BENCH_CONN_C="${BENCH_CONN_C:-8}"
+BENCH_CONN_ROUNDS="${BENCH_CONN_ROUNDS:-2}"
+BENCH_CONN_RULES="${BENCH_CONN_RULES:-1000}"
+BENCH_IDLE_SECS="${BENCH_IDLE_SECS:-30}"
+BENCHES=(selector_latency burst_cpu conn_rate idle)
+BENCH_SUMMARY=""          # file collecting every `# bench:` line (mktemp)
+BENCH_HZ="$(getconf CLK_TCK)"
+
+# ---------------------------------------------------------------------------
+# Helpers
+# ---------------------------------------------------------------------------
+
+# bench_out TEXT… — one result line, on stdout and into the summary.
+bench_out() {
+    echo "# bench: $*"
+    echo "# bench: $*" >>"$BENCH_SUMMARY"
+}
+
+# Microseconds since the epoch.
+now_us() { local t="${EPOCHREALTIME//[.,]/}"; echo "$t"; }
+
+# us_to_ms US — "12.3" (one decimal).
+us_to_ms() { awk -v u="$1" 'BEGIN { printf "%.1f", u / 1000 }'; }
+
+# dist V… — "n=N p50=… p90=… p99=… max=…" (nearest rank; values as given, one decimal).
+dist() {
+    (($# > 0)) || { echo "n=0"; return 0; }
+    printf '%s\n' "$@" | sort -g | awk '
+        { v[NR] = $1 }
+        function rank(q,  r) { r = int(q * NR); if (r < q * NR) r++; if (r < 1) r = 1; return v[r] }
+        END { printf "n=%d p50=%.1f p90=%.1f p99=%.1f max=%.1f", NR, rank(0.5), rank(0.9), rank(0.99), v[NR] }'
+}
+
+# Client A's namespace path; nsenter --net is cheaper than `ip netns exec` (no /sys
+# remount), which keeps the probe loop tight.
+client_a_net() { echo "/var/run/netns/$LAB_NS_A"; }
+
+# fast_probe PORT — one HTTP GET from client A to the docker host's PORT, 50 ms to connect.
+fast_probe() {
+    nsenter --net="$(client_a_net)" curl -sf -o /dev/null --connect-timeout 0.05 -m 1 \
+        "http://$LAB_A_GW4:$1/" 2>/dev/null
+}
+
+# wait_open PORT T0_US — probe back to back until PORT answers (5 s after T0 at most).
+# Prints "US ATTEMPTS" (US from T0 to the first success) or "timeout ATTEMPTS".
+wait_open() {
+    local port="$1" t0="$2" n=0 now deadline=$(($2 + 5000000))
+    while true; do
+        n=$((n + 1))
+        if fast_probe "$port"; then
+            now="$(now_us)"
+            echo "$((now - t0)) $n"
+            return 0
+        fi
+        now="$(now_us)"
+        if ((now >= deadline)); then
+            echo "timeout $n"
+            return 0
+        fi
+    done
+}
+
+# cpu_ticks PID — utime+stime+cutime+cstime (clock ticks) of PID from /proc/PID/stat.
+cpu_ticks() {
+    local s f
+    s="$(cat "/proc/$1/stat")" || return 1
+    s="${s##*) }"        # fields after "pid (comm) ": state is f[0], utime f[11] … cstime f[14]
+    read -ra f <<<"$s"
+    echo $((f[11] + f[12] + f[13] + f[14]))
+}
+
+ticks_to_ms() { echo $(($1 * 1000 / BENCH_HZ)); }
+
+# rss_kb PID — VmRSS in kB.
+rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
+
+# The daemon's pid, checked to be dockfw itself (setsid/nsenter/env all exec).
+bench_dfw_pid() {
+    local pid; pid="$(dfw_pid)" || return 1
+    [[ "$(cat "/proc/$pid/comm" 2>/dev/null)" == dockfw ]] || {
+        lab_log "pid $pid is $(cat "/proc/$pid/comm" 2>/dev/null), not dockfw"; return 1; }
+    echo "$pid"
+}
+
+dfw_applies() { dfw_status | jq -r '.reconcile.applies'; }
+
+# wait_quiet SECS LIMIT — until the daemon's applies counter has not moved for SECS
+# (polled every 0.2 s), LIMIT s at most. 0 when quiet.
+wait_quiet() {
+    local quiet_us=$(($1 * 1000000)) deadline=$(($(now_us) + $2 * 1000000)) a last changed now
+    last="$(dfw_applies)" || return 1
+    changed="$(now_us)"
+    while true; do
+        sleep 0.2
+        now="$(now_us)"
+        a="$(dfw_applies)" || return 1
+        if [[ "$a" != "$last" ]]; then last="$a"; changed="$now"; fi
+        ((now - changed >= quiet_us)) && return 0
+        ((now < deadline)) || return 1
+    done
+}
+
+# Stop the daemon and remove its rules, keeping the containers.
+dockfw_off() {
+    dockfw_stop
+    timeout 20 nsenter --net="$LAB_NSPATH" "$DOCKFW" uninstall >/dev/null 2>&1 || true
+    lab_fw_scrub
+    rm -rf "${DOCKFW_STATE_DIR:?}"
+}
+
+# bench_dockfw_start POLICY — dockfw_start, noting the running binary's sha256 (read from
+# /proc/PID/exe: right even if target/release/dockfw is rebuilt meanwhile) and the backend
+# it installed (`table inet dockfw` in nft, a DOCKFW jump in iptables).
+bench_dockfw_start() {
+    dockfw_start "$1" || return 1
+    local pid; pid="$(bench_dfw_pid)" || return 1
+    local backend=""
+    if lab_ns nft list table inet dockfw >/dev/null 2>&1; then backend="nftables"; fi
+    if [[ "$(lab_save4)" == *"-j DOCKFW"* ]]; then backend="${backend:+$backend+}iptables"; fi
+    echo "$(sha256sum "/proc/$pid/exe" | cut -c1-16) (backend ${backend:-none found})" >>"$LAB_DIR/bench-shas"
+}
+
+bench_policy() { local p="$LAB_DIR/bench-$1.toml"; cat >"$p"; echo "$p"; }
+
+# not_measured NAME WHY — record that a benchmark produced no figure, and why.
+not_measured() {
+    bench_out "$1: not measured: $2"
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# 1. selector_latency
+# ---------------------------------------------------------------------------
+
+# latency_series LABEL — BENCH_N times: rm the previous sel-*, pause 0.5 s, docker run
+# sel-$i -p 5432:80, then probe from client A until 5432 answers. Prints the result line.
+latency_series() {
+    local label="$1" i prev="" t_start t_ret r att samples=() runs=() atts=() tmo=0
+    for ((i = 1; i <= BENCH_N; i++)); do
+        if [[ -n "$prev" ]]; then
+            lab_docker rm -f "$prev" >/dev/null
+        fi
+        sleep 0.5     # the previous removal's reconcile is over before the next run
+        t_start="$(now_us)"
+        lab_run "sel-$i" -p 5432:80
+        t_ret="$(now_us)"
+        read -r r att < <(wait_open 5432 "$t_ret")
+        runs+=("$(us_to_ms $((t_ret - t_start)))")
+        atts+=("$att")
+        if [[ "$r" == timeout ]]; then
+            tmo=$((tmo + 1))
+        else
+            samples+=("$(us_to_ms "$r")")
+        fi
+        prev="sel-$i"
+    done
+    [[ -z "$prev" ]] || lab_docker rm -f "$prev" >/dev/null
+    bench_out "selector_latency $label: ms from \`docker run -d --name sel-\$i -p 5432:80 $LAB_IMAGE\` returning" \
+        "to the first HTTP 200 from client A (curl --connect-timeout 0.05 -m 1, back to back, 5 s bound)," \
+        "N=$BENCH_N: $(dist "${samples[@]}") timeouts=$tmo"
+    bench_out "selector_latency $label: samples ms: ${samples[*]}"
+    bench_out "selector_latency $label: probe attempts per sample: ${atts[*]}"
+    bench_out "selector_latency $label: docker run itself, ms: $(dist "${runs[@]}")"
+}
+
+bench_selector_latency() {
+    local pol
+    pol="$(bench_policy selector <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [5432]
+containers = ["sel-*"]
+EOF
+)"
+    latency_series "baseline (no dockfw)"
+    bench_dockfw_start "$pol" || { not_measured selector_latency "dockfw did not start"; return 1; }
+    wait_quiet 1 20 || true
+    latency_series "dockfw (default deny; allow ports=[5432] containers=[\"sel-*\"])"
+    bench_out "selector_latency dockfw: applies after $BENCH_N rounds: $(dfw_applies)"
+}
+
+# ---------------------------------------------------------------------------
+# 2. burst_cpu
+# ---------------------------------------------------------------------------
+
+bench_burst_cpu() {
+    local n="$BENCH_BURST" pol pid c0 c1 a0 a1 t0 t1 t2 i pids=() fails=0 opened
+    pol="$(bench_policy burst <<EOF
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = ["10001-$((10000 + n))"]
+containers = ["burst-*"]
+EOF
+)"
+    bench_dockfw_start "$pol" || { not_measured burst_cpu "dockfw did not start"; return 1; }
+    wait_quiet 2 20 || true
+    pid="$(bench_dfw_pid)" || { not_measured burst_cpu "no dockfw pid"; return 1; }
+    c0="$(cpu_ticks "$pid")"; a0="$(dfw_applies)"
+    t0="$(now_us)"
+    for ((i = 1; i <= n; i++)); do
+        lab_run "burst-$i" -p "$((10000 + i)):80" &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || fails=$((fails + 1)); done
+    t1="$(now_us)"
+    # Settled: every burst container shown open, then no apply for 3 s (60 s at most).
+    local deadline=$((t1 + 60000000))
+    while true; do
+        opened="$(dfw_status | jq '[.ports[] | select(.container | startswith("burst-"))
+            | select(.verdict == "open") | .container] | unique | length')"
+        ((opened >= n - fails)) && break
+        (($(now_us) < deadline)) || break
+        sleep 0.2
+    done
+    wait_quiet 3 60 || true
+    t2="$(now_us)"
+    c1="$(cpu_ticks "$pid")"; a1="$(dfw_applies)"
+    local ms=$(( $(ticks_to_ms $((c1 - c0))) ))
+    local ok=$((n - fails))
+    local okport=no
+    if wait_for 3 fast_probe 10001; then okport=yes; fi
+    bench_out "burst_cpu: $n parallel \`docker run -d --name burst-\$i -p \$((10000+i)):80 $LAB_IMAGE\`" \
+        "(policy: default deny; allow ports=[\"10001-$((10000 + n))\"] containers=[\"burst-*\"]; resync ${DOCKFW_RESYNC_SECS} s):" \
+        "$ok started, $fails failed; all runs returned after $(us_to_ms $((t1 - t0))) ms;" \
+        "settled (all shown open + 3 s without apply) after $(us_to_ms $((t2 - t0))) ms; $opened shown open; port 10001 open from A: $okport"
+    bench_out "burst_cpu: dockfw CPU (utime+stime+cutime+cstime, ${BENCH_HZ} Hz ticks) over that window:" \
+        "$ms ms total, $(awk -v m="$ms" -v n="$ok" 'BEGIN { printf "%.1f", (n ? m / n : 0) }') ms per container;" \
+        "applies $a0 -> $a1 ($((a1 - a0)) for $ok containers)"
+}
+
+# ---------------------------------------------------------------------------
+# 3. conn_rate
+# ---------------------------------------------------------------------------
+
+CONN_URL=""
+
+# ab_run LABEL — BENCH_CONN_SECS of ab from client A (new connection per request).
+# Prints "RPS COMPLETE FAILED NON2XX".
+ab_run() {
+    local out rps done_ failed non2xx
+    lab_ns conntrack -F >/dev/null 2>&1 || true
+    # -t implies -n 50000; the -n after it lifts that cap so -t alone ends the run.
+    out="$(nsenter --net="$(client_a_net)" ab -q -r -s 5 -c "$BENCH_CONN_C" \
+        -t "$BENCH_CONN_SECS" -n 10000000 "$CONN_URL" 2>&1)" || true
+    rps="$(awk -F': *' '/^Requests per second/ { split($2, a, " "); print a[1] }' <<<"$out")"
+    done_="$(awk -F': *' '/^Complete requests/ { print $2 }' <<<"$out")"
+    failed="$(awk -F': *' '/^Failed requests/ { print $2 }' <<<"$out")"
+    non2xx="$(awk -F': *' '/^Non-2xx responses/ { print $2 }' <<<"$out")"
+    if [[ -z "$rps" ]]; then
+        lab_log "ab gave no rate: $(tail -n 5 <<<"$out")"
+        echo "- - - -"
+        return 0
+    fi
+    echo "$rps ${done_:-?} ${failed:-0} ${non2xx:-0}"
+}
+
+bench_conn_rate() {
+    lab_pkg_installed apache2-utils || {
+        lab_log "installing apache2-utils (ab)"
+        apt-get -o DPkg::Lock::Timeout=300 update >/dev/null &&
+            DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y apache2-utils >/dev/null
+    } || { not_measured conn_rate "apache2-utils (ab) could not be installed"; return 1; }
+    CONN_URL="http://$LAB_A_GW4:80/"
+    lab_run web -p 80:80
+    wait_for 5 fast_probe 80 || { not_measured conn_rate "web:80 not reachable without dockfw"; return 1; }
+    local small big i x y rules="-" order_ok="-"
+    small="$(bench_policy small <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80]
+EOF
+)"
+    big="$LAB_DIR/bench-big.toml"
+    {
+        printf '[inbound]\ndefault = "deny"\n\n'
+        # 10.0.0.1 … : never client A (198.51.100.2), so every new connection walks them all.
+        for ((i = 0; i < BENCH_CONN_RULES; i++)); do
+            x=$((i / 250)); y=$((i % 250 + 1))
+            printf '[[inbound.allow]]\nports = [5432]\nfrom = ["10.%d.%d.%d/32"]\n\n' $((x / 256)) $((x % 256)) "$y"
+        done
+        printf '[[inbound.allow]]\nports = [80]\n'
+    } >"$big"
+    "$DOCKFW" check --config "$big" >/dev/null 2>&1 ||
+        { not_measured conn_rate "the $BENCH_CONN_RULES-entry policy does not check: $("$DOCKFW" check --config "$big" 2>&1 | head -n 3)"; return 1; }
+
+    declare -A sum=() cnt=() runs=()
+    local r order cfg res rps comp failed non2xx
+    for ((r = 1; r <= BENCH_CONN_ROUNDS; r++)); do
+        if ((r % 2 == 1)); then order="a b c"; else order="c b a"; fi
+        for cfg in $order; do
+            case "$cfg" in
+                a) dockfw_off ;;
+                b) dockfw_off; bench_dockfw_start "$small" || { not_measured conn_rate "dockfw (small) did not start"; return 1; } ;;
+                c)
+                    dockfw_off
+                    bench_dockfw_start "$big" || { not_measured conn_rate "dockfw (big) did not start"; return 1; }
+                    rules="$(lab_save4 | grep -c '^-A DOCKFW-INBOUND .*--ctorigdstport 5432' || true)"
+                    # The 80 allow must come after every 5432 rule in DOCKFW-INBOUND.
+                    order_ok="$(lab_save4 | awk '/^-A DOCKFW-INBOUND / { n++
+                        if ($0 ~ /--ctorigdstport 5432/) last5432 = n
+                        if ($0 ~ /--ctorigdstport 80( |$)/ && !first80) first80 = n }
+                        END { print (first80 > last5432 ? "yes" : "no") }')"
+                    ;;
+            esac
+            wait_for 5 fast_probe 80 || { not_measured conn_rate "web:80 not reachable in config $cfg"; return 1; }
+            res="$(ab_run "$cfg")"
+            read -r rps comp failed non2xx <<<"$res"
+            runs[$cfg]="${runs[$cfg]:-}${runs[$cfg]:+ }$rps"
+            if [[ "$rps" != - ]]; then
+                sum[$cfg]="$(awk -v a="${sum[$cfg]:-0}" -v b="$rps" 'BEGIN { print a + b }')"
+                cnt[$cfg]=$((${cnt[$cfg]:-0} + 1))
+            fi
+            bench_out "conn_rate run $r config $cfg: \`ab -q -r -s 5 -c $BENCH_CONN_C -t $BENCH_CONN_SECS -n 10000000 $CONN_URL\`" \
+                "from client A: $rps req/s, complete=$comp failed=$failed non2xx=$non2xx"
+        done
+    done
+    dockfw_off
+    local mean_a=""
+    [[ -n "${cnt[a]:-}" ]] && mean_a="$(awk -v s="${sum[a]}" -v n="${cnt[a]}" 'BEGIN { printf "%.2f", s / n }')"
+    local desc mean ratio
+    for cfg in a b c; do
+        case "$cfg" in
+            a) desc="(a) no dockfw (Docker's rules only)" ;;
+            b) desc="(b) dockfw, default deny + allow ports=[80]" ;;
+            c) desc="(c) dockfw, default deny + $BENCH_CONN_RULES allow entries ports=[5432] from=[10.x.y.z/32] (not client A) before allow ports=[80]; $rules v4 DOCKFW-INBOUND rules on 5432, 80-allow after them: $order_ok" ;;
+        esac
+        if [[ -n "${cnt[$cfg]:-}" ]]; then
+            mean="$(awk -v s="${sum[$cfg]}" -v n="${cnt[$cfg]}" 'BEGIN { printf "%.2f", s / n }')"
+            ratio="-"
+            [[ -n "$mean_a" ]] && ratio="$(awk -v m="$mean" -v a="$mean_a" 'BEGIN { printf "%.3f", m / a }')"
+            bench_out "conn_rate $desc: mean $mean req/s over ${cnt[$cfg]} runs (${runs[$cfg]}); ratio to (a) $ratio"
+        else
+            bench_out "conn_rate $desc: not measured: ab gave no rate"
+        fi
+    done
+}
+
+# ---------------------------------------------------------------------------
+# 4. idle
+# ---------------------------------------------------------------------------
+
+bench_idle() {
+    local pol pid c0 c1 a0 a1 t0 t1 i rss first="" last="" max=0 min=""
+    pol="$(bench_policy idle <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80]
+
+[[inbound.allow]]
+ports = [5432]
+containers = ["idle-*"]
+EOF
+)"
+    lab_run idle-web -p 80:80
+    lab_run idle-db -p 5432:80
+    lab_run idle-alt -p 8080:80
+    bench_dockfw_start "$pol" || { not_measured idle "dockfw did not start"; return 1; }
+    wait_quiet 3 30 || true
+    pid="$(bench_dfw_pid)" || { not_measured idle "no dockfw pid"; return 1; }
+    c0="$(cpu_ticks "$pid")"; a0="$(dfw_applies)"; t0="$(now_us)"
+    for ((i = 0; i <= BENCH_IDLE_SECS; i++)); do
+        rss="$(rss_kb "$pid")"
+        [[ -n "$first" ]] || first="$rss"
+        last="$rss"
+        if ((rss > max)); then max="$rss"; fi
+        if [[ -z "$min" ]] || ((rss < min)); then min="$rss"; fi
+        ((i == BENCH_IDLE_SECS)) || sleep 1
+    done
+    t1="$(now_us)"
+    c1="$(cpu_ticks "$pid")"; a1="$(dfw_applies)"
+    local ms; ms="$(ticks_to_ms $((c1 - c0)))"
+    bench_out "idle: 3 containers (idle-web -p 80:80, idle-db -p 5432:80, idle-alt -p 8080:80)," \
+        "policy default deny + allow 80 + allow 5432 containers=[\"idle-*\"], resync ${DOCKFW_RESYNC_SECS} s," \
+        "after 3 s without apply; window $(us_to_ms $((t1 - t0))) ms:" \
+        "VmRSS kB first=$first last=$last min=$min max=$max (sampled every 1 s);" \
+        "CPU (utime+stime+cutime+cstime) $ms ms = $(awk -v m="$ms" -v w=$((t1 - t0)) 'BEGIN { printf "%.2f", m * 1000 / w * 100 }') %;" \
+        "applies $a0 -> $a1"
+}
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+
+run_bench() {
+    local name="$1" log="$LAB_DIR/bench-$1.log" t0 rc=0 la0
+    lab_reset >"$log" 2>&1 || true
+    rm -f "$LAB_DIR/bench-shas"
+    la0="$(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "## $name" >&2
+    t0="$SECONDS"
+    # A subshell, so a failing step ends this benchmark only; results go out as they come.
+    # Not under `||`: bash would ignore set -e inside the subshell then.
+    set +e
+    (set -euo pipefail; "bench_$name") 2>>"$log"
+    rc=$?
+    set -e
+    if ((rc != 0)); then
+        grep -q "^# bench: $name: not measured" "$BENCH_SUMMARY" ||
+            bench_out "$name: not measured: failed (exit $rc); log tail: $(tail -n 3 "$log" | tr '\n' ' ')"
+        BENCH_FAILED=$((BENCH_FAILED + 1))
+    fi
+    # Context: other work on the machine (load) and the daemon binary(ies) that ran.
+    bench_out "$name: took $((SECONDS - t0)) s; load average (1/5/15 min) before $la0, after" \
+        "$(cut -d' ' -f1-3 /proc/loadavg); dockfw binary sha256: $(sort -u "$LAB_DIR/bench-shas" 2>/dev/null | paste -sd, -)"
+    lab_reset >>"$log" 2>&1 || true
+}
+
+main() {
+    [[ "$(id -u)" == 0 ]] || { echo "bench.sh must run as root" >&2; exit 2; }
+    local names=("$@") n b found
+    ((${#names[@]} > 0)) || names=("${BENCHES[@]}")
+    for n in "${names[@]}"; do
+        found=no
+        for b in "${BENCHES[@]}"; do [[ "$n" == "$b" ]] && found=yes; done
+        [[ "$found" == yes ]] || { echo "unknown benchmark '$n' (one of: ${BENCHES[*]})" >&2; exit 2; }
+    done
+    # The binary is built elsewhere (cargo build --release); wait for it, never build it.
+    local i
+    for ((i = 0; i < 60; i++)); do
+        [[ ! -x "$DOCKFW" ]] || break
+        ((i > 0)) || lab_log "waiting for $DOCKFW"
+        sleep 10
+    done
+    [[ -x "$DOCKFW" ]] || { echo "no dockfw binary at $DOCKFW" >&2; exit 2; }
+    lab_install_deps
+    BENCH_SUMMARY="$(mktemp /tmp/dockfw-bench.XXXXXX)"
+    trap 'lab_down; rm -f "$BENCH_SUMMARY"' EXIT
+    trap 'exit 130' INT TERM
+    local t0=$SECONDS start
+    start="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    lab_up
+    local engine
+    engine="$(lab_docker version --format '{{.Server.Version}} (API {{.Server.APIVersion}})' 2>/dev/null || echo '?')"
+    BENCH_FAILED=0
+    for n in "${names[@]}"; do
+        run_bench "$n"
+    done
+    echo
+    echo "=== dockfw bench summary ==="
+    echo "# started $start, total $((SECONDS - t0)) s (lab up included)"
+    echo "# machine: $(nproc) CPUs, kernel $(uname -r), $(awk '/MemTotal/ { print $2 " kB RAM" }' /proc/meminfo)"
+    echo "# engine: Docker $engine; $(iptables -V); ab: $(ab -V 2>/dev/null | head -n 1 || echo 'not installed')"
+    echo "# dockfw: $DOCKFW (at the end: $(stat -c '%y' "$DOCKFW" | cut -d. -f1), sha256 $(sha256sum "$DOCKFW" | cut -c1-16)); DOCKFW_RESYNC_SECS=$DOCKFW_RESYNC_SECS"
+    cat "$BENCH_SUMMARY"
+    ((BENCH_FAILED == 0))
+}
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi
