@@ -29,16 +29,17 @@ use tracing::{debug, error, info, warn};
 
 use crate::control::ReloadRequest;
 use crate::docker::{DockerSource, Engine};
+use crate::drops::DropTotals;
 use crate::firewall::{Backend, FirewallError, Observation, Transaction};
 use crate::inventory::{Bridge, Inventory, Rejected};
 use crate::net::Family;
 use crate::nfmonitor;
-use crate::plan::{exposures, plan, rejected_bridges};
+use crate::plan::{exposures, plan, rejected_bridges, with_drop_logging};
 use crate::policy::{self, Policy};
-use crate::ruleset::Ruleset;
+use crate::ruleset::{Origin, Ruleset};
 use crate::sdnotify;
 use crate::state::{self, StateDir};
-use crate::status::{FamilyStatus, RejectedStatus, Status};
+use crate::status::{EntryDrops, FamilyStatus, RejectedStatus, Status};
 
 /// Settings of one daemon run.
 #[derive(Debug, Clone)]
@@ -55,6 +56,9 @@ pub struct Config {
     /// Watch nf_tables on netlink for ruleset changes (the real daemon;
     /// tests with a fake firewall do not).
     pub watch_ruleset: bool,
+    /// Log each drop to the kernel log, rate-limited, prefixed with the
+    /// entry behind it (`dockfw deny@33 `): `--log-drops`.
+    pub log_drops: bool,
 }
 
 impl Config {
@@ -65,6 +69,7 @@ impl Config {
             resync: Duration::from_secs(10),
             drift_poll: Duration::from_millis(1500),
             watch_ruleset: false,
+            log_drops: false,
         }
     }
 }
@@ -120,7 +125,16 @@ pub struct StartPolicy {
 /// The policy at `path`; if it does not validate, the last good one kept in
 /// `state_dir`; if there is none, deny all inbound. Never "no policy".
 pub fn starting_policy(path: &Path, state_dir: &Path) -> StartPolicy {
-    let errors = match policy::parse_with_text(path) {
+    starting_policy_from(policy::parse_with_text(path), state_dir)
+}
+
+/// [`starting_policy`] for a policy already read and validated (e.g. from
+/// standard input by `dockfw check -`).
+pub fn starting_policy_from(
+    parsed: Result<(Policy, String), policy::PolicyError>,
+    state_dir: &Path,
+) -> StartPolicy {
+    let errors = match parsed {
         Ok((policy, text)) => {
             return StartPolicy {
                 policy,
@@ -140,7 +154,7 @@ pub fn starting_policy(path: &Path, state_dir: &Path) -> StartPolicy {
         ),
         None => (
             policy::deny_all(),
-            "no last good policy is kept: enforcing deny all inbound to containers".to_owned(),
+            "enforcing deny all inbound to containers (no last good policy is kept)".to_owned(),
         ),
     };
     StartPolicy {
@@ -317,8 +331,12 @@ pub async fn prepare<F: Backend>(
     policy: &Policy,
     inventory: &Inventory,
 ) -> Prepared<F::Observed> {
+    prepare_planned(firewall, plan(policy, inventory)).await
+}
+
+/// [`prepare`] for a plan already made (e.g. with drops logged).
+pub async fn prepare_planned<F: Backend>(firewall: &F, ruleset: Ruleset) -> Prepared<F::Observed> {
     let observation = firewall.observe().await;
-    let ruleset = plan(policy, inventory);
     let transactions = firewall.transactions(&ruleset, &observation.observed);
     Prepared {
         ruleset,
@@ -363,6 +381,8 @@ struct Reconciler<D, F> {
     in_place: Option<Ruleset>,
     /// Set by the netlink watch while it runs; without it, drift is polled.
     monitored: Arc<AtomicBool>,
+    /// Drops per entry since the start, across rewrites of the rules.
+    drops: DropTotals,
     status: Status,
     /// Publishes `status` to the control socket after every change.
     status_tx: watch::Sender<Status>,
@@ -383,6 +403,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         status.policy.path = config.policy_path.display().to_string();
         status.docker.endpoint = config.endpoint.clone();
         status.reconcile.result = "pending".to_owned();
+        status.drops.since = Some(now_rfc3339());
         let mut this = Reconciler {
             config,
             policy: start.policy,
@@ -393,6 +414,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             saved_bridges,
             in_place: None,
             monitored: Arc::new(AtomicBool::new(false)),
+            drops: DropTotals::default(),
             status,
             status_tx,
             retry: Backoff::new(Duration::from_millis(500), DOCKER_BACKOFF_MAX),
@@ -562,11 +584,17 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 }
             }
         }
+        let mut planned = plan(&self.policy, &self.inventory);
+        if self.config.log_drops {
+            planned = with_drop_logging(planned);
+        }
         let Prepared {
             ruleset,
             observation,
             transactions,
-        } = prepare(&self.firewall, &self.policy, &self.inventory).await;
+        } = prepare_planned(&self.firewall, planned).await;
+        let counters = self.firewall.drop_counters(&observation.observed);
+        self.drops.observe(counters);
         let mut firewall_failed = !observation.failed.is_empty();
         for (scope, e) in &observation.failed {
             errors.push(format!("{scope}: {}", error_chain(e)));
@@ -600,6 +628,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         if !firewall_failed {
             self.in_place = Some(ruleset);
         }
+        self.note_drops();
         self.finish(started, changed, errors, firewall_failed)
     }
 
@@ -654,11 +683,31 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         self.inventory = inventory;
     }
 
+    /// The running drop totals, for status.
+    fn note_drops(&mut self) {
+        self.status.drops.entries = self
+            .drops
+            .totals()
+            .into_iter()
+            .map(|(origin, dropped)| EntryDrops {
+                entry: origin.label(),
+                line: match origin {
+                    Origin::Deny { line } | Origin::Allow { line } => Some(line),
+                    Origin::DefaultDeny => None,
+                },
+                dropped,
+            })
+            .collect();
+    }
+
     /// Apply one transaction; count it, and count it as a repair when the
     /// plan is the one already found in place before.
     async fn apply(&mut self, tx: &Transaction, desired: &Ruleset) -> Result<(), String> {
         self.firewall.apply(tx).await.map_err(|e| error_chain(&e))?;
         self.status.reconcile.applies += 1;
+        if tx.changes.rewrote_rules {
+            self.drops.rewritten(tx.family);
+        }
         let scope = tx.scope();
         if self.in_place.as_ref() == Some(desired) {
             let found = format!("{scope}: {}", tx.changes);
@@ -883,6 +932,10 @@ mod tests {
             iptables::uninstall(observed)
         }
 
+        fn drop_counters(&self, observed: &Tables) -> Vec<crate::firewall::DropCounter> {
+            iptables::drop_counters(observed)
+        }
+
         fn variant(&self, _: Family) -> Option<&'static str> {
             Some("fake")
         }
@@ -1084,7 +1137,7 @@ mod tests {
         );
         assert_eq!(
             v4.chain_rules("DOCKFW-INBOUND").last().map(String::as_str),
-            Some("-j DROP")
+            Some("-m comment --comment \"dockfw default\" -j DROP")
         );
         h.docker.down.store(false, Ordering::SeqCst);
         settle(3.0).await;
@@ -1109,6 +1162,50 @@ mod tests {
         assert!(found.starts_with("ipv4: +"), "{found}");
         let v4 = h.firewall.tables.lock().unwrap()[0].clone();
         assert_eq!(v4.hook_jumps(crate::ruleset::HOOKS[0]), (1, true));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn drops_keep_counting_across_a_rewrite_of_the_rules() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        settle(1.0).await;
+        let default_drop = || {
+            (
+                "DOCKFW-INBOUND".to_owned(),
+                "-m comment --comment \"dockfw default\" -j DROP".to_owned(),
+            )
+        };
+        let count = |packets| {
+            let mut tables = h.firewall.tables.lock().unwrap();
+            let packets_of = &mut tables[0].packets;
+            assert!(packets_of.contains_key(&default_drop()) || packets_of.is_empty());
+            packets_of.insert(default_drop(), packets);
+        };
+        let dropped = || {
+            let drops = h.status.borrow().drops.clone();
+            assert!(drops.since.is_some());
+            drops
+                .entries
+                .iter()
+                .find(|e| e.entry == "default")
+                .map(|e| e.dropped)
+        };
+        count(5);
+        settle(11.0).await;
+        assert_eq!(dropped(), Some(5), "read at the periodic pass");
+        // A new bridge re-declares the chains: their counters start at 0.
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .bridges
+            .push(bridge("br-0123456789ab"));
+        h.events.send("network create".into()).await.unwrap();
+        settle(1.0).await;
+        let v4 = h.firewall.tables.lock().unwrap()[0].clone();
+        assert!(v4.packets.is_empty(), "the rewrite reset the counters");
+        count(2);
+        settle(11.0).await;
+        assert_eq!(dropped(), Some(7), "5 before the rewrite, 2 after");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1203,7 +1300,8 @@ mod tests {
             });
         settle(1.0).await;
         let tables = h.firewall.tables.lock().unwrap().clone();
-        let drop = "-p tcp -m tcp --dport 5432 -j DROP".to_owned();
+        let drop =
+            "-p tcp -m tcp --dport 5432 -m comment --comment \"dockfw default\" -j DROP".to_owned();
         // Whether the port is DNAT-ed (FORWARD) or ends at docker-proxy
         // (INPUT) is not guessed from the nat table: both are judged.
         assert!(tables[0].chain_rules("DOCKFW-PROXY").contains(&drop));
@@ -1281,7 +1379,8 @@ mod tests {
         let v4 = h.firewall.tables.lock().unwrap()[0].clone();
         assert!(
             !v4.chain_rules("DOCKFW-INBOUND")
-                .contains(&"-j DROP".to_owned()),
+                .iter()
+                .any(|r| r.ends_with("-j DROP")),
             "default allow now"
         );
 

@@ -11,6 +11,8 @@
 //!   family.
 //! - [`explain`]: for one source address, which published ports it reaches and why.
 //! - [`status`]: the daemon's status document and its text rendering.
+//! - [`drops`]: running totals of dropped connections per policy entry,
+//!   across the rewrites that reset the firewall's counters.
 //!
 //! The edges, each behind a small trait:
 //! - [`docker`]: the Docker source (inventory snapshots and event triggers).
@@ -28,6 +30,7 @@
 pub mod control;
 pub mod daemon;
 pub mod docker;
+pub mod drops;
 pub mod explain;
 pub mod firewall;
 pub mod inventory;

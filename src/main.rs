@@ -2,14 +2,14 @@
 //! policy, show the plan, ask the daemon for status or a reload, and
 //! uninstall dockfw's rules.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,7 @@ use dockfw::firewall::iptables::Iptables;
 use dockfw::firewall::nftables::Nftables;
 use dockfw::inventory::Inventory;
 use dockfw::policy::{self, Policy, PolicyError};
-use dockfw::ruleset::Family;
+use dockfw::ruleset::{Family, Ruleset};
 use dockfw::state::{DEFAULT_STATE_DIR, StateDir};
 use dockfw::status::{Status, escape, render_text};
 
@@ -33,10 +33,30 @@ const DEFAULT_SOCKET: &str = "/run/dockfw/dockfw.sock";
 /// Exit status when the daemon is not running (for `status`, `reload`).
 const EXIT_NOT_RUNNING: u8 = 3;
 
+/// `--config -`: the policy is read from standard input.
+const STDIN_CONFIG: &str = "-";
+/// What messages name as the path of a policy read from standard input.
+const STDIN_LABEL: &str = "<stdin>";
+
+/// `dockfw --version`: the package version and the commit it was built
+/// from (`build.rs`; "unknown" outside a git checkout).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("DOCKFW_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
-    version,
-    about = "Docker-aware host firewall: keeps a minimal rule set behind DOCKER-USER"
+    version = VERSION,
+    about = "Docker-aware host firewall: keeps a minimal rule set behind DOCKER-USER",
+    long_about = "Docker-aware host firewall. dockfw watches the Docker Engine API, reads a \
+declarative policy (/etc/dockfw/policy.toml) and keeps a minimal rule set in its own chains \
+behind one jump at the top of DOCKER-USER (and one in INPUT, for the ports docker-proxy \
+serves), or in its own nftables table, so that published container ports obey the policy \
+instead of being open to the internet. `dockfw status` asks the running daemon what is \
+exposed and why."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -66,8 +86,10 @@ struct BackendArg {
 enum Command {
     /// Run the daemon in the foreground.
     Daemon {
+        /// The policy file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The daemon's control socket.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
         /// Seconds between full checks when nothing triggers a reconcile
@@ -85,14 +107,28 @@ enum Command {
         /// e.g. 127.0.0.1:9469.
         #[arg(long, env = "DOCKFW_METRICS_LISTEN")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Log each dropped new connection to the kernel log (rate-limited,
+        /// 10/min per rule), prefixed with the deciding entry, e.g.
+        /// `dockfw deny@33` (`journalctl -k`). Off by default.
+        #[arg(long, env = "DOCKFW_LOG_DROPS", value_parser = clap::builder::FalseyValueParser::new())]
+        log_drops: bool,
         /// Log level (error, warn, info, debug, trace); `RUST_LOG` wins when set.
         #[arg(long, env = "DOCKFW_LOG_LEVEL", default_value = "info")]
         log_level: String,
     },
     /// Validate the policy; print every error as path:line:col: message.
+    ///
+    /// Exit 0 with a summary when the policy is valid; exit 1 with every
+    /// error, and what the daemon enforces instead (the last good policy, or
+    /// deny all), when it is not.
     Check {
+        /// The policy file; `-` reads it from standard input (errors then
+        /// name `<stdin>`), e.g. for a configuration manager's validate hook.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        /// The same as --config: `dockfw check -`, `dockfw check FILE`.
+        #[arg(value_name = "CONFIG", conflicts_with = "config")]
+        file: Option<PathBuf>,
         /// The daemon's state directory, to say what it would enforce
         /// instead of an invalid policy.
         #[arg(long, env = "DOCKFW_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
@@ -101,10 +137,16 @@ enum Command {
     /// Print the rules dockfw would install now and how they differ from
     /// what is installed; applies nothing.
     Plan {
+        /// The policy file; `-` reads it from standard input.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         #[command(flatten)]
         backend: BackendArg,
+        /// Print the plan as JSON: per family the rules as rendered lines,
+        /// and each transaction with its scope, a summary of its changes
+        /// and its text.
+        #[arg(long)]
+        json: bool,
     },
     /// For a source address: which published ports it can reach, and the
     /// policy entry (or default) that decides each. Reads the policy file
@@ -118,6 +160,7 @@ enum Command {
         port: Option<u16>,
         /// Only this container.
         container: Option<String>,
+        /// The policy file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print JSON.
@@ -126,6 +169,7 @@ enum Command {
     },
     /// Ask the running daemon what is exposed and why.
     Status {
+        /// The daemon's control socket.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
         /// Print the status document as JSON.
@@ -134,17 +178,33 @@ enum Command {
     },
     /// Ask the running daemon to re-read its policy.
     Reload {
+        /// The daemon's control socket.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
     },
     /// Remove every rule and chain dockfw owns, in both families. Refuses
     /// while the daemon answers on its socket (it would put them back).
     Uninstall {
+        /// The daemon's control socket.
         #[arg(long, default_value = DEFAULT_SOCKET)]
         socket: PathBuf,
         #[command(flatten)]
         backend: BackendArg,
     },
+    // The two hidden commands below are for packaging (build-deb.sh). The
+    // pages and completions are generated by the very binary that is
+    // shipped, from its clap definition, so they cannot drift from it. A
+    // build.rs could not do the same without compiling the CLI a second
+    // time apart from the library its defaults come from (DEFAULT_STATE_DIR,
+    // …), and would run on every build; this costs two small crates in the
+    // binary and two lines in build-deb.sh.
+    /// Write the manual pages (dockfw.1 and one per command) into DIR.
+    #[command(hide = true)]
+    GenerateMan { dir: PathBuf },
+    /// Write the bash, zsh and fish completions (dockfw.bash, _dockfw,
+    /// dockfw.fish) into DIR.
+    #[command(hide = true)]
+    GenerateCompletions { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -166,8 +226,17 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> Result<ExitCode> {
-    if let Command::Check { config, state_dir } = &command {
-        return Ok(check(config, state_dir));
+    match &command {
+        Command::Check {
+            config,
+            file,
+            state_dir,
+        } => return Ok(check(file.as_deref().unwrap_or(config), state_dir)),
+        Command::GenerateMan { dir } => return generate_man(dir).map(|()| ExitCode::SUCCESS),
+        Command::GenerateCompletions { dir } => {
+            return generate_completions(dir).map(|()| ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -184,6 +253,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 backend,
                 log_level,
                 metrics_listen,
+                log_drops,
             } => {
                 let resync = Duration::from_secs(resync_secs);
                 init_logging(&log_level);
@@ -194,10 +264,15 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                     resync,
                     backend: backend.backend,
                     metrics_listen,
+                    log_drops,
                 };
                 run_daemon(daemon).await
             }
-            Command::Plan { config, backend } => show_plan(&config, backend.backend).await,
+            Command::Plan {
+                config,
+                backend,
+                json,
+            } => show_plan(&config, backend.backend, json).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
             Command::Explain {
                 from,
@@ -208,9 +283,111 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             } => explain(&config, from, port, container.as_deref(), json).await,
             Command::Reload { socket } => reload(&socket).await,
             Command::Uninstall { socket, backend } => uninstall(&socket, backend.backend).await,
-            Command::Check { .. } => Ok(ExitCode::SUCCESS),
+            Command::Check { .. }
+            | Command::GenerateMan { .. }
+            | Command::GenerateCompletions { .. } => Ok(ExitCode::SUCCESS),
         }
     })
+}
+
+/// The documented command: the CLI without its hidden commands, which
+/// the completions would offer otherwise (clap_complete lists hidden
+/// subcommands; clap cannot remove one, so this is a copy without them).
+fn documented_command() -> clap::Command {
+    let cli = Cli::command();
+    let visible: Vec<clap::Command> = cli
+        .get_subcommands()
+        .filter(|c| !c.is_hide_set())
+        .cloned()
+        .collect();
+    let mut cmd = clap::Command::new("dockfw")
+        .version(VERSION)
+        .about(cli.get_about().cloned().unwrap_or_default())
+        .long_about(cli.get_long_about().cloned().unwrap_or_default())
+        .subcommand_required(true)
+        .disable_help_subcommand(true)
+        .subcommands(visible);
+    cmd.build();
+    cmd
+}
+
+/// The roff of the main page's own sections, after clap's.
+const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
+.TP
+0
+success; for \fBcheck\fR, the policy is valid
+.TP
+1
+an error; for \fBcheck\fR, the policy is invalid
+.TP
+2
+a usage error
+.TP
+3
+\fBstatus\fR, \fBreload\fR: the daemon is not running
+.SH ENVIRONMENT
+.TP
+\fBDOCKER_HOST\fR
+the Docker Engine API (\fBunix://\fR\fIPATH\fR); default /var/run/docker.sock
+.TP
+\fBDOCKFW_BACKEND\fR, \fBDOCKFW_RESYNC_SECS\fR, \fBDOCKFW_STATE_DIR\fR, \fBDOCKFW_METRICS_LISTEN\fR, \fBDOCKFW_LOG_LEVEL\fR
+defaults for the options of the same names
+.TP
+\fBRUST_LOG\fR
+the daemon's log filter; wins over \fB\-\-log\-level\fR
+.SH FILES
+.TP
+/etc/dockfw/policy.toml
+the policy (version 1; the installed example is commented)
+.TP
+/run/dockfw/dockfw.sock
+the daemon's control socket (group \fBdockfw\fR may ask for status)
+.TP
+/var/lib/dockfw
+the last good policy, the bridges last seen, the lock against a second daemon
+.SH "SEE ALSO"
+\fBiptables\fR(8), \fBnft\fR(8), \fBipset\fR(8), \fBdockerd\fR(8),
+/usr/share/doc/dockfw/README.md
+"#;
+
+/// `dockfw generate-man DIR`: dockfw.1, with exit status, environment and
+/// files, and dockfw-COMMAND.1 for each command.
+fn generate_man(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let cmd = documented_command();
+    let write = |name: String, page: Vec<u8>| {
+        let path = dir.join(name);
+        std::fs::write(&path, page).with_context(|| format!("cannot write {}", path.display()))
+    };
+    for sub in cmd.get_subcommands() {
+        let man = clap_mangen::Man::new(sub.clone()).source(format!("dockfw {VERSION}"));
+        let mut page = Vec::new();
+        man.render(&mut page).context("cannot render a page")?;
+        write(man.get_filename(), page)?;
+    }
+    let man = clap_mangen::Man::new(cmd.clone());
+    let mut page = Vec::new();
+    man.render_title(&mut page)?;
+    man.render_name_section(&mut page)?;
+    man.render_synopsis_section(&mut page)?;
+    man.render_description_section(&mut page)?;
+    man.render_options_section(&mut page)?;
+    man.render_subcommands_section(&mut page)?;
+    page.extend_from_slice(MAN_EXTRA.as_bytes());
+    man.render_version_section(&mut page)?;
+    write(man.get_filename(), page)
+}
+
+/// `dockfw generate-completions DIR`: dockfw.bash, _dockfw, dockfw.fish.
+fn generate_completions(dir: &Path) -> Result<()> {
+    use clap_complete::Shell;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
+        let mut cmd = documented_command();
+        clap_complete::generate_to(shell, &mut cmd, "dockfw", dir)
+            .with_context(|| format!("cannot write the {shell} completions"))?;
+    }
+    Ok(())
 }
 
 fn summary(policy: &Policy) -> String {
@@ -225,25 +402,52 @@ fn summary(policy: &Policy) -> String {
 /// Exit 0 for a valid policy; otherwise every error, what the daemon
 /// enforces instead, and exit 1.
 fn check(config: &Path, state_dir: &Path) -> ExitCode {
-    let start = daemon::starting_policy(config, state_dir);
+    let parsed = read_policy(config, std::io::stdin().lock());
+    let start = daemon::starting_policy_from(parsed, state_dir);
+    let label = config_label(config).display();
     match (&start.fallback, &start.errors) {
         (Some(fallback), Some(errors)) => {
             eprintln!("{errors}");
-            eprintln!(
-                "dockfw: {} is INVALID; the daemon {fallback}",
-                config.display()
-            );
+            eprintln!("dockfw: {label} is INVALID; the daemon would be {fallback}");
             ExitCode::FAILURE
         }
         _ => {
-            println!("{}: ok ({})", config.display(), summary(&start.policy));
+            println!("{label}: ok ({})", summary(&start.policy));
             ExitCode::SUCCESS
         }
     }
 }
 
+/// The path messages name for `config`: `<stdin>` for `-`.
+fn config_label(config: &Path) -> &Path {
+    if config.as_os_str() == STDIN_CONFIG {
+        Path::new(STDIN_LABEL)
+    } else {
+        config
+    }
+}
+
+/// Read and validate the policy at `config`, or from `stdin` when `config`
+/// is `-` (a file named `-` is `./-`); also the text read.
+fn read_policy(config: &Path, mut stdin: impl Read) -> Result<(Policy, String), PolicyError> {
+    if config.as_os_str() != STDIN_CONFIG {
+        return policy::parse_with_text(config);
+    }
+    let label = Path::new(STDIN_LABEL);
+    let mut text = String::new();
+    stdin
+        .read_to_string(&mut text)
+        .map_err(|source| PolicyError::Read {
+            path: label.to_owned(),
+            source,
+        })?;
+    let policy = policy::parse_str(&text, label)?;
+    Ok((policy, text))
+}
+
 fn load_policy(config: &Path) -> Result<Policy> {
-    policy::parse(config).map_err(|e| match e {
+    let parsed = read_policy(config, std::io::stdin().lock()).map(|(policy, _)| policy);
+    parsed.map_err(|e| match e {
         PolicyError::Invalid(_) => anyhow::anyhow!("invalid policy, nothing changed:\n{e}"),
         other => anyhow::Error::new(other),
     })
@@ -257,6 +461,7 @@ struct DaemonArgs {
     resync: Duration,
     backend: BackendChoice,
     metrics_listen: Option<std::net::SocketAddr>,
+    log_drops: bool,
 }
 
 async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
@@ -267,6 +472,7 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         resync,
         backend,
         metrics_listen,
+        log_drops,
     } = args;
     let state = StateDir::lock(&state_dir)?;
     let start = daemon::starting_policy(&config, &state_dir);
@@ -298,6 +504,7 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     let settings = Config {
         resync,
         watch_ruleset: true,
+        log_drops,
         ..Config::new(config, endpoint)
     };
     let state = Some(state);
@@ -413,7 +620,7 @@ where
     }
 }
 
-async fn show_plan(config: &Path, backend: BackendChoice) -> Result<ExitCode> {
+async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<ExitCode> {
     let policy = load_policy(config)?;
     let docker = BollardSource::from_env();
     let inventory = docker
@@ -422,17 +629,109 @@ async fn show_plan(config: &Path, backend: BackendChoice) -> Result<ExitCode> {
         .context("cannot read the docker inventory")?
         .inventory;
     match resolve(backend, &docker).await {
-        BackendChoice::Nftables => print_plan(&Nftables::new(), &policy, &inventory).await,
-        _ => print_plan(&Iptables::new(), &policy, &inventory).await,
+        BackendChoice::Nftables => print_plan(&Nftables::new(), &policy, &inventory, json).await,
+        _ => print_plan(&Iptables::new(), &policy, &inventory, json).await,
     }
+}
+
+/// A backend's rendering of one family's part of the plan, for `plan --json`.
+trait FamilyRender: Backend {
+    /// `iptables`, `nftables`.
+    const NAME: &'static str;
+    fn render_family(&self, desired: &Ruleset, family: Family) -> String;
+}
+
+impl FamilyRender for Iptables {
+    const NAME: &'static str = "iptables";
+    /// The family's ipsets and chains, as `plan` prints them under `# ipv4`.
+    fn render_family(&self, desired: &Ruleset, family: Family) -> String {
+        dockfw::firewall::iptables::render::listing(desired.family(family))
+    }
+}
+
+impl FamilyRender for Nftables {
+    const NAME: &'static str = "nftables";
+    /// The `inet dockfw` table with only this family's sets and rules
+    /// (both families share the one table), without the preamble that
+    /// replaces the table.
+    fn render_family(&self, desired: &Ruleset, family: Family) -> String {
+        let only = match family {
+            Family::V4 => Ruleset {
+                v4: desired.v4.clone(),
+                ..Ruleset::default()
+            },
+            Family::V6 => Ruleset {
+                v6: desired.v6.clone(),
+                ..Ruleset::default()
+            },
+        };
+        let text = self.render(&only);
+        let preamble = dockfw::firewall::nftables::render::uninstall_text();
+        match text.strip_prefix(&preamble) {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        }
+    }
+}
+
+/// `dockfw plan --json`: per family whether the kernel has it, what drives
+/// it, and its rules as rendered lines; then each transaction with its
+/// scope, its changes and its text (what would run, in order).
+fn plan_json<F: FamilyRender>(
+    firewall: &F,
+    ruleset: &Ruleset,
+    unavailable: &[Family],
+    transactions: &[dockfw::firewall::Transaction],
+) -> serde_json::Value {
+    let families: Vec<serde_json::Value> = Family::ALL
+        .into_iter()
+        .map(|family| {
+            let available = !unavailable.contains(&family);
+            let rules: Vec<String> = firewall
+                .render_family(ruleset, family)
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            serde_json::json!({
+                "family": family.as_str(),
+                "available": available,
+                "variant": if available { firewall.variant(family) } else { None },
+                "rule_count": ruleset.family(family).rule_count(),
+                "rules": rules,
+            })
+        })
+        .collect();
+    let transactions: Vec<serde_json::Value> = transactions
+        .iter()
+        .map(|tx| {
+            let c = &tx.changes;
+            serde_json::json!({
+                "scope": tx.scope(),
+                "changes": {
+                    "summary": c.to_string(),
+                    "rules_added": c.added,
+                    "rules_removed": c.removed,
+                    "elements_added": c.elements_added,
+                    "elements_removed": c.elements_removed,
+                },
+                "text": tx.script(),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "backend": F::NAME,
+        "families": families,
+        "transactions": transactions,
+    })
 }
 
 /// The desired rules, then each transaction that would take the installed
 /// rules there, exactly as the daemon would run it.
-async fn print_plan<F: Backend>(
+async fn print_plan<F: FamilyRender>(
     firewall: &F,
     policy: &Policy,
     inventory: &Inventory,
+    json: bool,
 ) -> Result<ExitCode> {
     let prepared = daemon::prepare(firewall, policy, inventory).await;
     if let Some((scope, e)) = prepared.observation.failed.into_iter().next() {
@@ -440,6 +739,13 @@ async fn print_plan<F: Backend>(
             .with_context(|| format!("cannot read the installed {scope} rules"));
     }
     let transactions = prepared.transactions?;
+    if json {
+        let unavailable = &prepared.observation.unavailable;
+        let doc = plan_json(firewall, &prepared.ruleset, unavailable, &transactions);
+        let text = serde_json::to_string_pretty(&doc).context("cannot encode the plan")?;
+        println!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
     for family in Family::ALL {
         if prepared.observation.unavailable.contains(&family) {
             println!(
@@ -595,4 +901,185 @@ async fn remove_all<F: Backend>(firewall: &F) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use dockfw::firewall::{Changes, Step, Transaction};
+
+    use super::*;
+
+    const VALID: &str = "[inbound]\ndefault = \"deny\"\n\n[[inbound.allow]]\nports = [80]\n";
+    const INVALID: &str = "[inbound]\ndefault = \"maybe\"\n\n[[inbound.allow]]\nports = [0]\n";
+
+    /// A fresh, empty directory under the system's temporary one.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dockfw-main-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+        documented_command().debug_assert();
+    }
+
+    #[test]
+    fn version_names_the_commit() {
+        let prefix = concat!(env!("CARGO_PKG_VERSION"), " (");
+        assert!(VERSION.starts_with(prefix), "{VERSION}");
+        assert!(VERSION.ends_with(')'), "{VERSION}");
+        let commit = &VERSION[prefix.len()..VERSION.len() - 1];
+        assert!(
+            commit == "unknown" || commit.chars().all(|c| c.is_ascii_hexdigit()),
+            "{VERSION}"
+        );
+    }
+
+    fn check_config(args: &[&str]) -> PathBuf {
+        let cli = Cli::try_parse_from(args).unwrap();
+        match cli.command {
+            Command::Check { config, file, .. } => file.unwrap_or(config),
+            _ => panic!("not check"),
+        }
+    }
+
+    #[test]
+    fn check_takes_the_policy_as_option_or_argument() {
+        assert_eq!(
+            check_config(&["dockfw", "check"]),
+            Path::new(DEFAULT_CONFIG)
+        );
+        assert_eq!(check_config(&["dockfw", "check", "-"]), Path::new("-"));
+        assert_eq!(
+            check_config(&["dockfw", "check", "--config", "-"]),
+            Path::new("-")
+        );
+        assert_eq!(
+            check_config(&["dockfw", "check", "/tmp/p.toml"]),
+            Path::new("/tmp/p.toml")
+        );
+        assert!(Cli::try_parse_from(["dockfw", "check", "--config", "a", "b"]).is_err());
+    }
+
+    #[test]
+    fn stdin_policy_is_labelled_stdin() {
+        assert_eq!(config_label(Path::new("-")), Path::new("<stdin>"));
+        assert_eq!(config_label(Path::new("./-")), Path::new("./-"));
+        let (policy, text) = read_policy(Path::new("-"), Cursor::new(VALID)).unwrap();
+        assert_eq!(text, VALID);
+        assert_eq!(policy.allow.len(), 1);
+        let err = read_policy(Path::new("-"), Cursor::new(INVALID)).unwrap_err();
+        let lines: Vec<String> = err.to_string().lines().map(str::to_owned).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        for line in &lines {
+            assert!(line.starts_with("<stdin>:"), "{line}");
+        }
+        // Not UTF-8: a read error naming <stdin>, not a panic.
+        let err = read_policy(Path::new("-"), Cursor::new(vec![0xff, 0xfe])).unwrap_err();
+        assert!(err.to_string().contains("<stdin>"), "{err}");
+    }
+
+    #[test]
+    fn a_path_is_read_from_the_file_not_stdin() {
+        let dir = scratch("file");
+        let path = dir.join("policy.toml");
+        std::fs::write(&path, INVALID).unwrap();
+        let err = read_policy(&path, Cursor::new(VALID)).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!("{}:", path.display())),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn check_of_stdin_falls_back_like_a_file() {
+        let dir = scratch("fallback");
+        let parsed = read_policy(Path::new("-"), Cursor::new(INVALID));
+        let start = daemon::starting_policy_from(parsed, &dir);
+        assert!(start.errors.unwrap().starts_with("<stdin>:"));
+        assert!(start.fallback.unwrap().contains("deny all"));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn man_pages_and_completions_document_the_visible_commands() {
+        let dir = scratch("docs");
+        generate_man(&dir.join("man")).unwrap();
+        generate_completions(&dir.join("comp")).unwrap();
+        let page = std::fs::read_to_string(dir.join("man/dockfw.1")).unwrap();
+        for section in ["SYNOPSIS", "\"EXIT STATUS\"", "FILES", "\"SEE ALSO\""] {
+            assert!(page.contains(&format!(".SH {section}")), "{section}");
+        }
+        assert!(page.contains(VERSION));
+        let visible = [
+            "daemon",
+            "check",
+            "plan",
+            "explain",
+            "status",
+            "reload",
+            "uninstall",
+        ];
+        for name in visible {
+            assert!(dir.join(format!("man/dockfw-{name}.1")).exists(), "{name}");
+        }
+        for file in ["comp/dockfw.bash", "comp/_dockfw", "comp/dockfw.fish"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            assert!(text.contains("uninstall"), "{file}");
+            assert!(
+                !text.contains("generate-"),
+                "{file} offers a hidden command"
+            );
+        }
+        let names: Vec<String> = std::fs::read_dir(dir.join("man"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), visible.len() + 1, "{names:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn plan_json_lists_families_and_transactions() {
+        let tx = Transaction {
+            family: Some(Family::V6),
+            steps: vec![
+                Step::Sets("create s hash:net family inet6\n".to_owned()),
+                Step::Rules("*filter\nCOMMIT\n".to_owned()),
+            ],
+            changes: Changes {
+                added: 3,
+                elements_added: 2,
+                ..Changes::default()
+            },
+        };
+        let doc = plan_json(&Iptables::new(), &Ruleset::default(), &[Family::V4], &[tx]);
+        assert_eq!(doc["backend"], "iptables");
+        assert_eq!(doc["families"][0]["family"], "ipv4");
+        assert_eq!(doc["families"][0]["available"], false);
+        assert_eq!(doc["families"][1]["family"], "ipv6");
+        assert_eq!(doc["families"][1]["available"], true);
+        assert_eq!(doc["families"][1]["rule_count"], 0);
+        assert!(doc["families"][1]["rules"].is_array());
+        let t = &doc["transactions"][0];
+        assert_eq!(t["scope"], "ipv6");
+        assert_eq!(t["changes"]["summary"], "+3 -0 rules, +2 -0 set elements");
+        assert_eq!(t["changes"]["rules_added"], 3);
+        assert_eq!(t["changes"]["elements_added"], 2);
+        assert_eq!(
+            t["text"],
+            "# sets:\ncreate s hash:net family inet6\n# rules:\n*filter\nCOMMIT\n"
+        );
+        let nft = plan_json(&Nftables::new(), &Ruleset::default(), &[], &[]);
+        assert_eq!(nft["backend"], "nftables");
+        let first = nft["families"][0]["rules"][0].as_str().unwrap_or_default();
+        assert!(first.starts_with("table inet dockfw"), "{nft}");
+        assert_eq!(nft["transactions"], serde_json::json!([]));
+    }
 }

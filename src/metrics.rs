@@ -153,6 +153,19 @@ pub fn render(status: &Status) -> String {
         "Rules dockfw keeps installed, per family.",
         &rules,
     );
+    // Labels are `deny@N` or `default`: fixed words and numbers only.
+    let drops: Vec<(String, String)> = status
+        .drops
+        .entries
+        .iter()
+        .map(|e| (format!("{{entry=\"{}\"}}", e.entry), e.dropped.to_string()))
+        .collect();
+    metric(
+        "dockfw_dropped_connections_total",
+        "counter",
+        "New connections dropped since the daemon started, per policy entry (deny@LINE, default).",
+        &drops,
+    );
     metric(
         "dockfw_rejected_objects",
         "gauge",
@@ -224,6 +237,13 @@ mod tests {
         assert!(text.contains("dockfw_reconcile_duration_seconds_bucket{le=\"0.05\"} 3\n"));
         assert!(text.contains("dockfw_reconcile_duration_seconds_bucket{le=\"+Inf\"} 4\n"));
         assert!(text.contains("dockfw_reconcile_failures_total 1\n"));
+        status.drops.entries = vec![crate::status::EntryDrops {
+            entry: "deny@3".into(),
+            line: Some(3),
+            dropped: 7,
+        }];
+        let text = render(&status);
+        assert!(text.contains("dockfw_dropped_connections_total{entry=\"deny@3\"} 7\n"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap_or_default();
             assert!(name.starts_with("dockfw_"), "{line}");

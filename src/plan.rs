@@ -41,6 +41,12 @@
 //! (apart from `DOCKFW-PROXY`'s per-port rules and the addresses of
 //! containers on refused bridges).
 //!
+//! Every rule an entry or the default deny makes carries its [`Origin`]
+//! (the entry's kind and line), which the backends write as a comment, so
+//! that the firewall's counters map back to the policy; two entries'
+//! identical rules are one rule, the first entry's. [`with_drop_logging`]
+//! is the separate pass that puts a log rule before each drop.
+//!
 //! Gateway modes (Docker 28): on a bridge whose mode is `routed` in a family
 //! nothing is DNAT-ed; a published port opens its container port to
 //! connections routed straight to container addresses, and Docker reports
@@ -67,8 +73,8 @@ use crate::inventory::{
 };
 use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
 use crate::ruleset::{
-    AddrSet, Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface, PROXY_CHAIN,
-    Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    AddrSet, Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface, Origin,
+    PROXY_CHAIN, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
 
@@ -89,6 +95,28 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     ];
     let sets = address_sets(policy, inventory, family, &chains);
     FamilyRules { chains, sets }
+}
+
+/// `ruleset` with a rate-limited log rule (same matches, same origin, target
+/// [`Target::Log`]) before each drop, so that the kernel log names the
+/// entry behind every dropped connection: `dockfw --log-drops`. Pure.
+pub fn with_drop_logging(mut ruleset: Ruleset) -> Ruleset {
+    for family in [&mut ruleset.v4, &mut ruleset.v6] {
+        for chain in &mut family.chains {
+            let mut rules = Vec::with_capacity(chain.rules.len() * 2);
+            for rule in chain.rules.drain(..) {
+                if rule.target == Target::Drop {
+                    rules.push(Rule {
+                        target: Target::Log,
+                        ..rule.clone()
+                    });
+                }
+                rules.push(rule);
+            }
+            chain.rules = rules;
+        }
+    }
+    ruleset
 }
 
 /// The bridges whose interface name may appear in rule text, by network
@@ -209,6 +237,7 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
         rules.extend(routed_rules(policy, inventory, family));
         rules.push(Rule {
             target: Target::Drop,
+            origin: Some(Origin::DefaultDeny),
             ..Rule::default()
         });
     }
@@ -339,27 +368,28 @@ fn proxy_port_rules(
     family: Family,
 ) -> Vec<Rule> {
     let dst = (!port.host_ip.is_unspecified()).then(|| IpNet::from(port.host_ip));
-    let rule = |src: &Source, target: Target| {
+    let rule = |src: &Source, target: Target, origin: Origin| {
         src.on(Rule {
             dst,
             proto: Some(port.proto),
             dport: Some(port.host_port),
             target,
+            origin: Some(origin),
             ..Rule::default()
         })
     };
     let mut rules = Vec::new();
     for (id, sources) in covering(deny_entries(policy), container, port, family) {
         let sources = source_matches(id, &sources, family);
-        rules.extend(sources.iter().map(|s| rule(s, Target::Drop)));
+        rules.extend(sources.iter().map(|s| rule(s, Target::Drop, id.origin())));
     }
     let allowed = covering(allow_entries(policy), container, port, family);
     if policy.default == Default::Deny && !allowed.iter().any(|(_, s)| *s == Sources::Anywhere) {
         for (id, sources) in allowed {
             let sources = source_matches(id, &sources, family);
-            rules.extend(sources.iter().map(|s| rule(s, Target::Return)));
+            rules.extend(sources.iter().map(|s| rule(s, Target::Return, id.origin())));
         }
-        rules.push(rule(&Source::Anywhere, Target::Drop));
+        rules.push(rule(&Source::Anywhere, Target::Drop, Origin::DefaultDeny));
     }
     rules
 }
@@ -378,11 +408,17 @@ fn covering<'a>(
         .collect()
 }
 
-/// Drop rules identical to an earlier one: they can never match anything
-/// the earlier one did not already decide.
+/// Drop rules that match what an earlier one does: they can never match
+/// anything the earlier one did not already decide (whatever entry they
+/// came from; the earlier one's origin is the one that counts).
 fn without_repeats(mut rules: Vec<Rule>) -> Vec<Rule> {
     let mut seen = HashSet::with_capacity(rules.len());
-    rules.retain(|rule| seen.insert(rule.clone()));
+    rules.retain(|rule| {
+        seen.insert(Rule {
+            origin: None,
+            ..rule.clone()
+        })
+    });
     rules
 }
 
@@ -417,6 +453,7 @@ fn entry_rules_to(
                     dnat: target == Target::Return,
                 }),
                 target: target.clone(),
+                origin: Some(id.origin()),
                 ..Rule::default()
             }));
         }
@@ -434,9 +471,19 @@ pub const MAX_LISTED_SOURCES: usize = 4;
 struct EntryId {
     kind: &'static str,
     number: usize,
+    /// The line of the entry's table header in the policy.
+    line: usize,
 }
 
 impl EntryId {
+    /// The entry as the origin of its rules.
+    fn origin(self) -> Origin {
+        match self.kind {
+            "deny" => Origin::Deny { line: self.line },
+            _ => Origin::Allow { line: self.line },
+        }
+    }
+
     /// The set of the addresses the entry's selectors select:
     /// `allow-2-v4`.
     fn selected_set(self, family: Family) -> String {
@@ -478,6 +525,7 @@ fn numbered<'a>(
         let id = EntryId {
             kind,
             number: i + 1,
+            line: entry.line,
         };
         (id, entry)
     })
@@ -839,6 +887,53 @@ mod tests {
     }
 
     #[test]
+    fn drop_rules_carry_their_entry_and_logging_precedes_each_drop() {
+        let text = "[inbound]\ndefault = \"deny\"\n\
+            [[inbound.allow]]\nports = [80]\n\
+            [[inbound.deny]]\nports = [5432]\n\
+            [[inbound.deny]]\nports = [5432]\n";
+        let policy = crate::policy::parse_str(text, std::path::Path::new("p.toml")).unwrap();
+        let inventory = Inventory {
+            bridges: vec![bridge("bridge", "docker0")],
+            ..Inventory::default()
+        };
+        let ruleset = plan(&policy, &inventory);
+        let inbound = chain(&ruleset, Family::V4, INBOUND_CHAIN);
+        let origins: Vec<_> = inbound
+            .iter()
+            .map(|r| (r.target.clone(), r.origin))
+            .collect();
+        assert_eq!(
+            origins,
+            [
+                (Target::Drop, Some(Origin::Deny { line: 5 })),
+                (Target::Return, Some(Origin::Allow { line: 3 })),
+                (Target::Drop, Some(Origin::DefaultDeny)),
+            ],
+            "the repeated deny entry adds no rule; the first one's origin counts"
+        );
+        let logged = with_drop_logging(ruleset.clone());
+        let inbound = chain(&logged, Family::V4, INBOUND_CHAIN);
+        let targets: Vec<_> = inbound.iter().map(|r| r.target.clone()).collect();
+        assert_eq!(
+            targets,
+            [
+                Target::Log,
+                Target::Drop,
+                Target::Return,
+                Target::Log,
+                Target::Drop
+            ]
+        );
+        assert_eq!(inbound[0].origin, inbound[1].origin);
+        assert_eq!(
+            chain(&logged, Family::V4, ENTRY_CHAIN),
+            chain(&ruleset, Family::V4, ENTRY_CHAIN),
+            "no drop, no log"
+        );
+    }
+
+    #[test]
     fn hostile_bridge_names_are_rejected_and_never_rendered() {
         let inventory = Inventory {
             bridges: vec![
@@ -858,7 +953,11 @@ mod tests {
         let ruleset = plan(&policy, &inventory);
         for family in Family::ALL {
             let text = crate::firewall::iptables::render::rules_text(ruleset.family(family));
-            assert!(!text.contains('+') && !text.contains('"'), "{text}");
+            let docker_text = text.replace("\"dockfw default\"", "");
+            assert!(
+                !docker_text.contains('+') && !docker_text.contains('"'),
+                "{text}"
+            );
             assert!(
                 text.contains("-A DOCKFW -m conntrack --ctstate DNAT -j DOCKFW-INBOUND\n"),
                 "every DNAT-ed connection not from a known bridge is inbound:\n{text}"
@@ -920,6 +1019,7 @@ mod tests {
                 },
                 dnat: false,
             }),
+            origin: Some(Origin::Allow { line: 3 }),
             ..Rule::default()
         }
     }

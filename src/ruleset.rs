@@ -179,6 +179,70 @@ pub struct Rule {
     pub dport: Option<u16>,
     pub conntrack: Option<Conntrack>,
     pub target: Target,
+    /// What part of the policy the rule comes from; carried into the
+    /// rule's text as a comment, so that the firewall's counters map back.
+    pub origin: Option<Origin>,
+}
+
+/// The part of the policy a rule carries out. Its text ([`Origin::label`])
+/// is built from fixed words and numbers only, never from a string Docker
+/// reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Origin {
+    /// The deny entry whose table header is on this line of the policy.
+    Deny { line: usize },
+    /// The allow entry whose table header is on this line of the policy.
+    Allow { line: usize },
+    /// `default = "deny"`: what no entry admits.
+    DefaultDeny,
+}
+
+/// How many drops a minute `--log-drops` logs per rule, after a burst of
+/// five (both backends' default burst).
+pub const LOG_LIMIT_PER_MINUTE: u32 = 10;
+
+/// What every origin comment starts with.
+pub const ORIGIN_PREFIX: &str = "dockfw ";
+
+impl Origin {
+    /// `deny@33`, `allow@7`, `default`: the name the counters and metrics
+    /// use.
+    pub fn label(self) -> String {
+        match self {
+            Origin::Deny { line } => format!("deny@{line}"),
+            Origin::Allow { line } => format!("allow@{line}"),
+            Origin::DefaultDeny => "default".to_owned(),
+        }
+    }
+
+    /// The rule comment: `dockfw deny@33`.
+    pub fn comment(self) -> String {
+        format!("{ORIGIN_PREFIX}{}", self.label())
+    }
+
+    /// The prefix of a logged drop, `dockfw deny@33 `: short enough for
+    /// iptables' 29 characters whatever the line.
+    pub fn log_prefix(self) -> String {
+        format!("{} ", self.comment())
+    }
+
+    /// The origin a rule comment names, if it is one of dockfw's.
+    pub fn from_comment(comment: &str) -> Option<Origin> {
+        let label = comment.strip_prefix(ORIGIN_PREFIX)?;
+        if label == "default" {
+            return Some(Origin::DefaultDeny);
+        }
+        let (kind, line) = label.split_once('@')?;
+        if !line.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let line = line.parse().ok()?;
+        match kind {
+            "deny" => Some(Origin::Deny { line }),
+            "allow" => Some(Origin::Allow { line }),
+            _ => None,
+        }
+    }
 }
 
 impl Rule {
@@ -211,11 +275,35 @@ pub enum Target {
     Return,
     Drop,
     Jump(&'static str),
+    /// Log the packet (rate-limited, prefixed with the rule's origin) and
+    /// go on to the next rule.
+    Log,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origin_comments_read_back_and_nothing_else_does() {
+        for origin in [
+            Origin::Deny { line: 33 },
+            Origin::Allow { line: 7 },
+            Origin::DefaultDeny,
+        ] {
+            assert_eq!(Origin::from_comment(&origin.comment()), Some(origin));
+        }
+        assert_eq!(Origin::Deny { line: 33 }.log_prefix(), "dockfw deny@33 ");
+        for other in [
+            "dockfw",
+            "dockfw-restored",
+            "dockfw deny@",
+            "dockfw deny@+3",
+            "x deny@3",
+        ] {
+            assert_eq!(Origin::from_comment(other), None, "{other}");
+        }
+    }
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().expect("net")).collect()

@@ -23,6 +23,34 @@ pub struct Status {
     /// Repairs of dockfw's rules after something else changed them.
     #[serde(default)]
     pub drift: DriftStatus,
+    /// New connections dockfw's rules dropped, per policy entry.
+    #[serde(default)]
+    pub drops: DropsStatus,
+}
+
+/// New connections dropped since the daemon started, per policy entry, from
+/// the drop rules' counters (read at every reconcile pass). Per entry
+/// only: the rules match an entry's ports, not each published port, so a
+/// port's own count cannot be read from them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DropsStatus {
+    /// RFC 3339 time counting began: the daemon's start.
+    pub since: Option<String>,
+    /// One per entry (and the default) with drop rules installed, in the
+    /// order deny entries, default.
+    pub entries: Vec<EntryDrops>,
+}
+
+/// What one policy entry's drop rules dropped.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EntryDrops {
+    /// `deny@33` (the deny entry at line 33) or `default` (default deny):
+    /// the label in rule comments, log prefixes and metrics.
+    pub entry: String,
+    /// The entry's line in the policy; none for the default.
+    pub line: Option<usize>,
+    /// New connections (packets of its drop rules) dropped.
+    pub dropped: u64,
 }
 
 /// One object, or field, from Docker that dockfw did not use as given.
@@ -278,6 +306,9 @@ fn header_lines(status: &Status) -> Vec<(&'static str, String)> {
     if status.drift.repairs > 0 {
         lines.push(("drift", drift_line(&status.drift)));
     }
+    if let Some(line) = drops_line(&status.drops) {
+        lines.push(("drops", line));
+    }
     lines
         .into_iter()
         .map(|(label, line)| (label, escape(&line).into_owned()))
@@ -291,6 +322,46 @@ fn drift_line(drift: &DriftStatus) -> String {
         line.push_str(&format!(", last {at}: {found}"));
     }
     line
+}
+
+/// `1,204 by deny entry at line 33, 17 by default deny (new connections
+/// since 10:02 UTC)`; nothing when no drop rule is installed.
+fn drops_line(drops: &DropsStatus) -> Option<String> {
+    if drops.entries.is_empty() {
+        return None;
+    }
+    let counts: Vec<String> = drops
+        .entries
+        .iter()
+        .map(|e| {
+            let what = match e.line {
+                Some(line) => format!("deny entry at line {line}"),
+                None => "default deny".to_owned(),
+            };
+            format!("{} by {what}", thousands(e.dropped))
+        })
+        .collect();
+    // `2026-11-30T10:02:33Z` -> `10:02 UTC`.
+    let since = drops
+        .since
+        .as_deref()
+        .and_then(|at| at.get(11..16))
+        .map(|hm| format!(" since {hm} UTC"))
+        .unwrap_or_default();
+    Some(format!("{} (new connections{since})", counts.join(", ")))
+}
+
+/// `1204` -> `1,204`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 fn policy_line(policy: &PolicyStatus) -> String {
@@ -493,6 +564,7 @@ mod tests {
             host_network: vec![],
             rejected: vec![],
             drift: DriftStatus::default(),
+            drops: DropsStatus::default(),
         }
     }
 
@@ -638,6 +710,42 @@ no published ports
             "2026-11-30T09:12:04Z, failed in 4 ms: iptables-restore exited with status 1 \
              (1 apply since start)"
         );
+    }
+
+    #[test]
+    fn drops_are_shown_per_entry_since_the_start() {
+        let mut status = healthy();
+        assert!(!render_text(&status).contains("drops"), "none installed");
+        status.drops = DropsStatus {
+            since: Some("2026-11-30T10:02:33Z".to_string()),
+            entries: vec![
+                EntryDrops {
+                    entry: "deny@33".to_string(),
+                    line: Some(33),
+                    dropped: 1204,
+                },
+                EntryDrops {
+                    entry: "default".to_string(),
+                    line: None,
+                    dropped: 17,
+                },
+            ],
+        };
+        assert!(
+            render_text(&status).contains(
+                "\ndrops     1,204 by deny entry at line 33, 17 by default deny \
+                 (new connections since 10:02 UTC)\n"
+            ),
+            "{}",
+            render_text(&status)
+        );
+        assert_eq!(
+            [0, 999, 1000, 1234567].map(thousands),
+            ["0", "999", "1,000", "1,234,567"]
+        );
+        let json = serde_json::to_value(&status).expect("serializes");
+        assert_eq!(json["drops"]["entries"][0]["entry"], "deny@33");
+        assert_eq!(json["drops"]["entries"][0]["dropped"], 1204);
     }
 
     #[test]

@@ -61,11 +61,17 @@ step test cargo test || true
 check_package() {
     local out deb listing
     out="$(mktemp -d)"
+    # build-deb.sh needs dpkg-dev (dpkg-shlibdeps); lintian judges the result. Installed
+    # here, not in lab_install_deps: only this step needs them.
+    pkg_tool dpkg-shlibdeps dpkg-dev && pkg_tool lintian lintian || return 1
     deb="$(bash packaging/build-deb.sh "$out")" || return 1
     listing="$(dpkg-deb -c "$deb")" || return 1
     local want
     for want in ./usr/bin/dockfw ./etc/dockfw/policy.toml ./lib/systemd/system/dockfw.service \
-        ./usr/share/doc/dockfw/README.md; do
+        ./usr/share/doc/dockfw/README.md ./usr/share/doc/dockfw/copyright \
+        ./usr/share/doc/dockfw/changelog.gz ./usr/share/man/man1/dockfw.1.gz \
+        ./usr/share/bash-completion/completions/dockfw ./usr/share/zsh/vendor-completions/_dockfw \
+        ./usr/share/fish/vendor_completions.d/dockfw.fish; do
         grep -q " $want\$" <<<"$listing" || { echo "package lacks $want" >&2; return 1; }
     done
     dpkg-deb -f "$deb" Package Version Depends
@@ -74,7 +80,18 @@ check_package() {
     dpkg-deb -e "$deb" "$out/control" || return 1
     grep -qx /etc/dockfw/policy.toml "$out/control/conffiles" ||
         { echo "no conffiles entry for /etc/dockfw/policy.toml" >&2; return 1; }
+    # No lintian error or warning; an override must be in the package, with its reason.
+    lintian --fail-on error,warning "$deb" || { echo "lintian: $deb is not clean" >&2; return 1; }
     rm -rf "$out"
+}
+
+# pkg_tool CMD PACKAGE — install PACKAGE (apt) unless CMD is there; refresh the lists once
+# if the install fails on stale or missing ones.
+pkg_tool() {
+    command -v "$1" >/dev/null && return 0
+    local apt=(apt-get -o DPkg::Lock::Timeout=300)
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y "$2" ||
+        { "${apt[@]}" update && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y "$2"; }
 }
 
 # engine_version DIR — the version of the dockerd the lab starts with LAB_DOCKERD_DIR=DIR

@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::net::Family;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{Origin, Ruleset};
 
 /// Where Debian installs the firewall programs. They are run from here, not
 /// found through `PATH`: whoever sets dockfw's environment must not choose
@@ -58,6 +58,10 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The transactions that remove everything dockfw owns. Pure.
     fn uninstall(&self, observed: &Self::Observed) -> Vec<Transaction>;
+
+    /// The counters of dockfw's drop rules that carry an [`Origin`], as
+    /// observed. Pure.
+    fn drop_counters(&self, observed: &Self::Observed) -> Vec<DropCounter>;
 
     /// What drives `family` now, for status: `nft`, `legacy`, `nftables`.
     fn variant(&self, family: Family) -> Option<&'static str>;
@@ -145,6 +149,25 @@ pub struct Changes {
     pub handed_over_docker_user: bool,
     /// Why the whole table is rewritten (nftables), e.g. `table missing`.
     pub reason: Option<&'static str>,
+    /// dockfw's rules are written anew: their counters start again at zero.
+    pub rewrote_rules: bool,
+}
+
+/// The packet counter of one of dockfw's drop rules, as the firewall keeps
+/// it: every packet a drop rule counts is a new connection refused, since
+/// replies return before any drop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropCounter {
+    /// Where the rule is written: its family's transaction, or `None` where
+    /// one transaction writes both families (nftables); see
+    /// [`Transaction::family`].
+    pub scope: Option<Family>,
+    /// The rule as the driver lists it, counters aside: which rule it is,
+    /// from one read to the next.
+    pub rule: String,
+    pub origin: Origin,
+    /// Packets dropped since the rule was written.
+    pub packets: u64,
 }
 
 impl std::fmt::Display for Changes {

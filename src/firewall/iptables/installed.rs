@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::sets::SavedSet;
-use crate::ruleset::{DOCKER_USER, HOOKS, Hook, OWNED_CHAINS};
+use crate::ruleset::{DOCKER_USER, HOOKS, Hook, OWNED_CHAINS, Origin};
 
 /// Docker's jump from `FORWARD` to `DOCKER-USER`.
 pub const FORWARD_JUMP: &str = "-j DOCKER-USER";
@@ -30,6 +30,9 @@ pub struct Installed {
     /// dockfw's ipsets this family's transactions own, by name; not in
     /// `iptables-save` output, the driver adds them.
     pub sets: BTreeMap<String, SavedSet>,
+    /// The packet counter (`iptables-save -c`) of each rule of dockfw's
+    /// own chains that has one, by chain and rule spec.
+    pub packets: BTreeMap<(String, String), u64>,
 }
 
 impl Installed {
@@ -47,8 +50,14 @@ impl Installed {
                 if let Some(name) = decl.split_whitespace().next() {
                     installed.chains.insert(name.to_owned());
                 }
-            } else if let Some(rest) = line.strip_prefix("-A ") {
+            } else if let Some((packets, rest)) = counted_rule(line) {
                 let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
+                if let Some(packets) = packets
+                    && OWNED_CHAINS.contains(&chain)
+                {
+                    let key = (chain.to_owned(), spec.to_owned());
+                    installed.packets.insert(key, packets);
+                }
                 if is_tracked(chain) {
                     installed
                         .rules
@@ -96,11 +105,45 @@ impl Installed {
         (count, rules.first().is_some_and(|s| *s == spec))
     }
 
+    /// The counters of dockfw's drop rules that name their origin.
+    pub fn drop_counters(&self) -> Vec<(String, Origin, u64)> {
+        self.packets
+            .iter()
+            .filter(|((_, spec), _)| spec.ends_with(" -j DROP") || spec == "-j DROP")
+            .filter_map(|((chain, spec), packets)| {
+                let origin = Origin::from_comment(comment(spec)?)?;
+                Some((format!("{chain} {spec}"), origin, *packets))
+            })
+            .collect()
+    }
+
     /// Whether any dockfw chain, jump or set is present.
     pub fn has_anything_owned(&self) -> bool {
         OWNED_CHAINS.iter().any(|c| self.has_chain(c))
             || HOOKS.iter().any(|h| self.hook_jumps(*h).0 > 0)
             || !self.sets.is_empty()
+    }
+}
+
+/// A rule line, `-A CHAIN spec` or with `iptables-save -c`'s counters in
+/// front, `[packets:bytes] -A CHAIN spec`: the packets, if given, and
+/// `CHAIN spec`.
+fn counted_rule(line: &str) -> Option<(Option<u64>, &str)> {
+    if let Some(rest) = line.strip_prefix("-A ") {
+        return Some((None, rest));
+    }
+    let (counters, rest) = line.strip_prefix('[')?.split_once("] -A ")?;
+    let (packets, _bytes) = counters.split_once(':')?;
+    Some((packets.parse().ok(), rest))
+}
+
+/// The text of a rule's `--comment`, as iptables-save writes it: one word,
+/// or in double quotes (dockfw's comments hold no quote or backslash).
+fn comment(spec: &str) -> Option<&str> {
+    let (_, after) = spec.split_once("-m comment --comment ")?;
+    match after.strip_prefix('"') {
+        Some(quoted) => quoted.split_once('"').map(|(text, _)| text),
+        None => after.split_whitespace().next(),
     }
 }
 
@@ -197,6 +240,7 @@ pub mod simulate {
             let name = decl.split_whitespace().next().ok_or("empty chain line")?;
             st.chains.insert(name.to_owned());
             st.rules.insert(name.to_owned(), Vec::new());
+            st.packets.retain(|(chain, _), _| chain != name);
             return Ok(());
         }
         if let Some(name) = line.strip_prefix("-N ") {
@@ -231,7 +275,10 @@ pub mod simulate {
                     .ok_or(format!("no rule {line}"))?;
                 rules.remove(i);
             }
-            "-F" => rules.clear(),
+            "-F" => {
+                rules.clear();
+                st.packets.retain(|(c, _), _| c != chain);
+            }
             "-X" => {
                 st.rules.remove(chain);
                 st.chains.remove(chain);
@@ -280,6 +327,39 @@ COMMIT
         assert_eq!(st.forward_jumps(), (vec!["-j DOCKER-USER"], true));
         assert_eq!(st.hook_jumps(HOOKS[0]), (1, true));
         assert!(st.has_anything_owned());
+    }
+
+    #[test]
+    fn drop_counters_of_dockfw_chains_are_read_by_origin() {
+        let save = "*filter\n:INPUT ACCEPT [0:0]\n:DOCKFW-INBOUND - [0:0]\n:DOCKFW-PROXY - [0:0]\n\
+            [7:420] -A INPUT -m comment --comment \"dockfw deny@3\" -j DROP\n\
+            [2:120] -A DOCKFW-INBOUND -p tcp -m conntrack --ctorigdstport 5432 -m limit --limit 10/min -m comment --comment \"dockfw deny@3\" -j LOG --log-prefix \"dockfw deny@3 \"\n\
+            [3:180] -A DOCKFW-INBOUND -p tcp -m conntrack --ctorigdstport 5432 -m comment --comment \"dockfw deny@3\" -j DROP\n\
+            [9:540] -A DOCKFW-INBOUND -p tcp -m conntrack --ctstate DNAT --ctorigdstport 80 -m comment --comment \"dockfw allow@6\" -j RETURN\n\
+            [1204:72240] -A DOCKFW-INBOUND -m comment --comment \"dockfw default\" -j DROP\n\
+            [5:300] -A DOCKFW-PROXY -m comment --comment someone-else -j DROP\n\
+            [4:240] -A DOCKFW-PROXY -p tcp -m tcp --dport 5432 -m comment --comment \"dockfw deny@3\" -j DROP\n\
+            COMMIT\n";
+        let st = Installed::parse(save);
+        assert_eq!(
+            st.chain_rules("DOCKFW-INBOUND").last().map(String::as_str),
+            Some("-m comment --comment \"dockfw default\" -j DROP"),
+            "the counters are not part of the spec"
+        );
+        let counted: Vec<(Origin, u64)> = st
+            .drop_counters()
+            .into_iter()
+            .map(|(_, origin, packets)| (origin, packets))
+            .collect();
+        assert_eq!(
+            counted,
+            [
+                (Origin::DefaultDeny, 1204),
+                (Origin::Deny { line: 3 }, 3),
+                (Origin::Deny { line: 3 }, 4),
+            ],
+            "drop rules of dockfw's chains only, by chain and spec"
+        );
     }
 
     #[test]

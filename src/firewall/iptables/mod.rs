@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use self::installed::Installed;
 use self::sets::SavedSet;
-use super::{Backend, FirewallError, Observation, SBIN, Step, Transaction, run};
+use super::{Backend, DropCounter, FirewallError, Observation, SBIN, Step, Transaction, run};
 use crate::net::Family;
 use crate::ruleset::Ruleset;
 
@@ -79,8 +79,9 @@ impl Iptables {
     }
 
     async fn save(&self, family: Family, variant: Variant) -> Result<Installed, FirewallError> {
-        // All tables in one run: `filter` for the chains, `nat` for DNAT.
-        let out = run(&variant.program(family, "save"), &[], None).await?;
+        // All tables in one run: `filter` for the chains, `nat` for DNAT;
+        // with each rule's counters, for the drops.
+        let out = run(&variant.program(family, "save"), &["-c"], None).await?;
         Ok(Installed::parse(&out))
     }
 
@@ -232,6 +233,25 @@ pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
         .collect()
 }
 
+/// The counters of dockfw's drop rules in both families. Pure.
+pub fn drop_counters(observed: &Tables) -> Vec<DropCounter> {
+    Family::ALL
+        .into_iter()
+        .filter_map(|family| Some((family, observed.get(family)?)))
+        .flat_map(|(family, installed)| {
+            installed
+                .drop_counters()
+                .into_iter()
+                .map(move |(rule, origin, packets)| DropCounter {
+                    scope: Some(family),
+                    rule,
+                    origin,
+                    packets,
+                })
+        })
+        .collect()
+}
+
 /// dockfw's sets and chains of both families ([`render::listing`]). Pure.
 pub fn render_all(desired: &Ruleset) -> String {
     Family::ALL
@@ -318,6 +338,10 @@ impl Backend for Iptables {
 
     fn uninstall(&self, observed: &Tables) -> Vec<Transaction> {
         uninstall(observed)
+    }
+
+    fn drop_counters(&self, observed: &Tables) -> Vec<DropCounter> {
+        drop_counters(observed)
     }
 
     fn variant(&self, family: Family) -> Option<&'static str> {

@@ -18,7 +18,8 @@ use super::installed::{
 };
 use super::sets::{self, ipset_name};
 use crate::ruleset::{
-    Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, OWNED_CHAINS, Rule, Target,
+    Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, LOG_LIMIT_PER_MINUTE,
+    ORIGIN_PREFIX, OWNED_CHAINS, Rule, Target,
 };
 
 /// One rule as `iptables-save` prints it, without `-A CHAIN`.
@@ -65,11 +66,25 @@ pub fn rule_spec(rule: &Rule) -> String {
         }
         None => {}
     }
+    if rule.target == Target::Log {
+        let _ = write!(out, "-m limit --limit {LOG_LIMIT_PER_MINUTE}/min ");
+    }
+    // Fixed words and numbers only ([`Origin`]); quoted as iptables-save
+    // quotes a comment with a space.
+    if let Some(origin) = rule.origin {
+        let _ = write!(out, "-m comment --comment \"{}\" ", origin.comment());
+    }
     match &rule.target {
         Target::Return => out.push_str("-j RETURN"),
         Target::Drop => out.push_str("-j DROP"),
         Target::Jump(chain) => {
             let _ = write!(out, "-j {chain}");
+        }
+        Target::Log => {
+            let prefix = rule
+                .origin
+                .map_or_else(|| ORIGIN_PREFIX.to_owned(), |origin| origin.log_prefix());
+            let _ = write!(out, "-j LOG --log-prefix \"{prefix}\"");
         }
     }
     out
@@ -129,6 +144,7 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Resto
         .map(|chain| (chain.name, chain.rules.iter().map(rule_spec).collect()))
         .collect();
     if chains_differ(&wanted, installed) {
+        changes.rewrote_rules = true;
         count_rule_changes(&wanted, installed, &mut changes);
         for (name, specs) in &wanted {
             let _ = writeln!(head, ":{name} - [0:0]");
@@ -349,6 +365,37 @@ mod tests {
              -A DOCKFW -o docker0 -j DOCKFW-INBOUND\n\
              -A DOCKFW-INBOUND -s 192.0.2.16/28 -d 172.17.0.2/32 -p tcp -m conntrack --ctstate DNAT --ctorigdstport 8000:8100 -j RETURN\n\
              -A DOCKFW-INBOUND -j DROP\n"
+        );
+    }
+
+    #[test]
+    fn origins_are_comments_and_a_logged_drop_is_rate_limited_with_its_prefix() {
+        let drop = Rule {
+            proto: Some(Proto::Tcp),
+            conntrack: Some(Conntrack::OrigDstPort {
+                ports: PortRange {
+                    first: 5432,
+                    last: 5432,
+                },
+                dnat: false,
+            }),
+            target: Target::Drop,
+            origin: Some(crate::ruleset::Origin::Deny { line: 33 }),
+            ..Rule::default()
+        };
+        let log = Rule {
+            target: Target::Log,
+            ..drop.clone()
+        };
+        // As iptables-save prints them (the burst of 5 is its default).
+        assert_eq!(
+            rule_spec(&drop),
+            "-p tcp -m conntrack --ctorigdstport 5432 -m comment --comment \"dockfw deny@33\" -j DROP"
+        );
+        assert_eq!(
+            rule_spec(&log),
+            "-p tcp -m conntrack --ctorigdstport 5432 -m limit --limit 10/min \
+             -m comment --comment \"dockfw deny@33\" -j LOG --log-prefix \"dockfw deny@33 \""
         );
     }
 

@@ -11,7 +11,7 @@
 //! differently costs one extra apply). The limit: a change made by another
 //! program between dockfw's apply and its listing becomes the expectation.
 
-use crate::ruleset::{AddrSet, Family, Ruleset};
+use crate::ruleset::{AddrSet, Family, Origin, Ruleset};
 
 /// A listing of dockfw's table with what changes without a change of rules
 /// taken out: counter values, rule and chain handles, blank lines and
@@ -45,6 +45,38 @@ fn without_state(mut words: Vec<&str>) -> Vec<&str> {
         i += 1;
     }
     words
+}
+
+/// The counters of the drop rules in a listing of dockfw's table (as `nft
+/// list table` prints it, with counter values) that name their origin in
+/// a comment: each rule as `chain rule` with its state taken out, its
+/// origin and its packets.
+pub fn drop_counters(listing: &str) -> Vec<(String, Origin, u64)> {
+    let mut chain = "";
+    let mut counted = Vec::new();
+    for line in listing.lines() {
+        let line = line.split(" # handle ").next().unwrap_or_default().trim();
+        if let Some(name) = line.strip_prefix("chain ") {
+            chain = name.split_whitespace().next().unwrap_or_default();
+            continue;
+        }
+        let Some((rule, comment)) = line.rsplit_once(" comment \"") else {
+            continue;
+        };
+        let Some(origin) = comment.strip_suffix('"').and_then(Origin::from_comment) else {
+            continue;
+        };
+        let words: Vec<&str> = rule.split_whitespace().collect();
+        let packets = words.windows(6).find_map(|w| match w {
+            ["counter", "packets", packets, "bytes", _, "drop"] => packets.parse().ok(),
+            _ => None,
+        });
+        if let Some(packets) = packets {
+            let rule = without_state(line.split_whitespace().collect()).join(" ");
+            counted.push((format!("{chain} {rule}"), origin, packets));
+        }
+    }
+    counted
 }
 
 /// What dockfw last applied, and how nft listed the table right after.
@@ -192,6 +224,44 @@ mod tests {
             v4: family.clone(),
             v6: family,
         }
+    }
+
+    #[test]
+    fn drop_counters_are_read_by_origin_from_a_listing() {
+        let listing = "table inet dockfw { # handle 7
+\tchain inbound { # handle 2
+\t\tmeta l4proto tcp ct original proto-dst 5432 limit rate 10/minute counter packets 2 bytes 120 log prefix \"dockfw deny@3 \" comment \"dockfw deny@3\" # handle 9
+\t\tmeta l4proto tcp ct original proto-dst 5432 counter packets 3 bytes 180 drop comment \"dockfw deny@3\" # handle 10
+\t\tmeta l4proto tcp ct status dnat ct original proto-dst 80 counter packets 9 bytes 540 return comment \"dockfw allow@6\"
+\t\tcounter packets 1204 bytes 72240 drop comment \"dockfw default\"
+\t\tcounter packets 5 bytes 300 drop comment \"someone else\"
+\t}
+\tchain input {
+\t\tmeta l4proto tcp tcp dport 5432 counter packets 4 bytes 240 drop comment \"dockfw deny@3\"
+\t}
+}
+";
+        assert_eq!(
+            drop_counters(listing),
+            [
+                (
+                    "inbound meta l4proto tcp ct original proto-dst 5432 counter drop comment \"dockfw deny@3\"".to_owned(),
+                    Origin::Deny { line: 3 },
+                    3
+                ),
+                (
+                    "inbound counter drop comment \"dockfw default\"".to_owned(),
+                    Origin::DefaultDeny,
+                    1204
+                ),
+                (
+                    "input meta l4proto tcp tcp dport 5432 counter drop comment \"dockfw deny@3\"".to_owned(),
+                    Origin::Deny { line: 3 },
+                    4
+                ),
+            ]
+        );
+        assert!(drop_counters(STATELESS).is_empty());
     }
 
     #[test]

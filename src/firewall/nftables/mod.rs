@@ -19,7 +19,9 @@ use std::sync::Mutex;
 
 use self::installed::{Applied, Reason, changed_sets, reason_to_apply};
 use self::render::{TABLE_FAMILY, TABLE_NAME};
-use super::{Backend, Changes, FirewallError, Observation, SBIN, Step, Transaction, run};
+use super::{
+    Backend, Changes, DropCounter, FirewallError, Observation, SBIN, Step, Transaction, run,
+};
 use crate::net::Family;
 use crate::ruleset::Ruleset;
 
@@ -111,6 +113,7 @@ impl Backend for Nftables {
                 elements_added,
                 elements_removed,
                 reason: Some(reason.as_str()),
+                rewrote_rules: reason != Reason::SetElements,
                 ..Changes::default()
             },
         }])
@@ -155,6 +158,19 @@ impl Backend for Nftables {
             .collect()
     }
 
+    fn drop_counters(&self, observed: &Option<String>) -> Vec<DropCounter> {
+        let listing = observed.as_deref().unwrap_or_default();
+        installed::drop_counters(listing)
+            .into_iter()
+            .map(|(rule, origin, packets)| DropCounter {
+                scope: None,
+                rule,
+                origin,
+                packets,
+            })
+            .collect()
+    }
+
     fn variant(&self, _: Family) -> Option<&'static str> {
         Some("nftables")
     }
@@ -176,11 +192,12 @@ pub async fn apply(text: &str) -> Result<(), FirewallError> {
     run(&nft(), &["-f", "-"], Some(text)).await.map(drop)
 }
 
-/// dockfw's table as `nft list` prints it, without counter values; `None`
+/// dockfw's table as `nft list` prints it, with counter values (for the
+/// drops; [`installed::normalise`] takes them out to judge drift); `None`
 /// when there is no such table.
 pub async fn list() -> Result<Option<String>, FirewallError> {
     let program = nft();
-    let table = ["-s", "list", "table", TABLE_FAMILY, TABLE_NAME];
+    let table = ["list", "table", TABLE_FAMILY, TABLE_NAME];
     match run(&program, &table, None).await {
         Ok(listing) => Ok(Some(listing)),
         Err(err @ FirewallError::Failed { .. }) => {
@@ -290,6 +307,26 @@ mod tests {
             apply(&uninstall_text())
                 .await
                 .expect("uninstalling nothing is fine");
+        });
+    }
+
+    /// With `--log-drops`, each golden plan's table is accepted, lists the
+    /// same after a second apply, and its counters are read by origin.
+    #[test]
+    fn logged_drops_are_accepted_and_their_counters_read() {
+        in_private_netns(async || {
+            for case in fixtures::golden_cases() {
+                let ruleset = crate::plan::with_drop_logging(fixtures::planned(&case));
+                let first = apply_and_list(&ruleset).await;
+                let second = apply_and_list(&ruleset).await;
+                assert_eq!(first, second, "{}: listing changed", case.display());
+                let listing = list().await.expect("lists").expect("table");
+                let drops = listing.matches(" drop comment \"dockfw ").count();
+                let logs = listing.matches(" log prefix \"dockfw ").count();
+                assert!(drops > 0 && logs == drops, "{listing}");
+                let counted = Nftables::new().drop_counters(&Some(listing));
+                assert_eq!(counted.len(), drops, "{}", case.display());
+            }
         });
     }
 

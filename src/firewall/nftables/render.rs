@@ -24,8 +24,8 @@ use ipnet::IpNet;
 
 use crate::inventory::Proto;
 use crate::ruleset::{
-    AddrSet, Conntrack, ENTRY_CHAIN, Family, INBOUND_CHAIN, PROXY_CHAIN, Rule, Ruleset, Target,
-    UNCLASSIFIED_CHAIN,
+    AddrSet, Conntrack, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE, ORIGIN_PREFIX,
+    PROXY_CHAIN, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 
 /// The address family of dockfw's table: `inet` holds IPv4 and IPv6.
@@ -310,8 +310,15 @@ fn rule_text(
     if let Some(conntrack) = rule.conntrack {
         out.push_str(&conntrack_text(conntrack, rule.proto, name)?);
     }
+    if rule.target == Target::Log {
+        let _ = write!(out, "limit rate {LOG_LIMIT_PER_MINUTE}/minute ");
+    }
     out.push_str("counter ");
-    out.push_str(&verdict(&rule.target, chain)?);
+    out.push_str(&verdict(rule, chain)?);
+    // Fixed words and numbers only ([`Origin`]).
+    if let Some(origin) = rule.origin {
+        let _ = write!(out, " comment \"{}\"", origin.comment());
+    }
     Ok(out)
 }
 
@@ -380,8 +387,14 @@ fn conntrack_text(
 /// it ends dockfw's chain on this hook and nothing more, so Docker's base
 /// chains (at higher priority numbers) still judge the packet, exactly as
 /// after iptables' `RETURN` from `DOCKER-USER`.
-fn verdict(target: &Target, chain: &ChainName) -> Result<String, RenderError> {
-    Ok(match target {
+fn verdict(rule: &Rule, chain: &ChainName) -> Result<String, RenderError> {
+    Ok(match &rule.target {
+        Target::Log => {
+            let prefix = rule
+                .origin
+                .map_or_else(|| ORIGIN_PREFIX.to_owned(), |origin| origin.log_prefix());
+            format!("log prefix \"{prefix}\"")
+        }
         Target::Return if chain.hook.is_some() => "accept".to_owned(),
         Target::Return => "return".to_owned(),
         Target::Drop => "drop".to_owned(),
