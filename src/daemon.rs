@@ -104,8 +104,17 @@ pub enum Trigger {
 impl Trigger {
     /// Whether the engine must be asked again, or what is installed is all
     /// that may have changed.
+    ///
+    /// The first pass (`Start`) asks the engine nothing: it installs
+    /// protection from the policy and the saved bridges, then the daemon
+    /// reports ready. At boot the engine is ordered after dockfw, and a
+    /// socket-activated `docker.socket` would hold any call until it times
+    /// out. The subscription that follows at once brings the full pass.
     fn needs_inventory(&self) -> bool {
-        !matches!(self, Trigger::RulesetChanged | Trigger::DriftPoll)
+        !matches!(
+            self,
+            Trigger::Start | Trigger::RulesetChanged | Trigger::DriftPoll
+        )
     }
 }
 
@@ -316,6 +325,15 @@ async fn watch_ruleset(
     }
 }
 
+/// Longest pass during which the watchdog is still fed.
+const MAX_FED_PASS: Duration = Duration::from_secs(120);
+
+fn feed_watchdog() {
+    if let Err(e) = sdnotify::notify("WATCHDOG=1") {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}
+
 /// One plan against what is installed: the step the reconcile loop and
 /// `dockfw plan` share.
 pub struct Prepared<O> {
@@ -453,16 +471,36 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 // runs, at the next turn) is coalesced into one pass.
                 let mut full = first.needs_inventory();
                 let mut burst = 1;
-                while let Ok(more) = triggers.try_recv() {
+                // The start pass stays engine-free: what queued meanwhile
+                // (the subscription) is the next pass.
+                while first != Trigger::Start
+                    && let Ok(more) = triggers.try_recv()
+                {
                     full |= more.needs_inventory();
                     burst += 1;
                 }
                 debug!(trigger = ?first, burst, full, "reconcile triggered");
                 // A reconcile in flight is dropped on shutdown: its restore
                 // is one atomic transaction, so it lands whole or not at all.
-                let outcome = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    outcome = self.reconcile(full) => outcome,
+                // The watchdog is fed while a pass waits on the engine or a
+                // firewall program (each bounded by its own timeout), but not
+                // past MAX_FED_PASS: a pass stuck longer gets us restarted.
+                let started = Instant::now();
+                let outcome = {
+                    let pass = self.reconcile(full);
+                    tokio::pin!(pass);
+                    loop {
+                        tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            outcome = &mut pass => break outcome,
+                            () = tokio::time::sleep_until(next_feed), if watchdog.is_some() => {
+                                if started.elapsed() < MAX_FED_PASS {
+                                    feed_watchdog();
+                                }
+                                next_feed = Instant::now() + watchdog.unwrap_or(Duration::MAX);
+                            }
+                        }
+                    }
                 };
                 // The full check is due `resync` after the last full pass;
                 // a failure of any pass brings a full retry forward.
@@ -495,7 +533,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 }),
                 () = tokio::time::sleep_until(next_poll), if poll => Some(Trigger::DriftPoll),
                 () = tokio::time::sleep_until(next_feed), if watchdog.is_some() => {
-                    self.notify("WATCHDOG=1");
+                    feed_watchdog();
                     next_feed = Instant::now() + watchdog.unwrap_or(Duration::MAX);
                     None
                 }
@@ -829,6 +867,8 @@ mod tests {
     struct FakeDocker {
         inventory: Mutex<Inventory>,
         down: AtomicBool,
+        /// Snapshots never complete (docker.socket held at boot).
+        hang: AtomicBool,
         snapshots: AtomicUsize,
         /// Events the test injects; the first `events()` call takes it.
         events: Mutex<Option<mpsc::Receiver<String>>>,
@@ -837,6 +877,10 @@ mod tests {
     impl DockerSource for FakeDocker {
         async fn snapshot(&self) -> Result<Snapshot, DockerError> {
             self.snapshots.fetch_add(1, Ordering::SeqCst);
+            if self.hang.load(Ordering::SeqCst) {
+                // An engine that never answers (socket-activated, waiting for us).
+                std::future::pending::<()>().await;
+            }
             if self.down.load(Ordering::SeqCst) {
                 return Err(DockerError::MissingVersion {
                     field: "fake engine is down",
@@ -977,6 +1021,7 @@ mod tests {
                 ..Inventory::default()
             }),
             down: AtomicBool::new(false),
+            hang: AtomicBool::new(false),
             snapshots: AtomicUsize::new(0),
             events: Mutex::new(Some(events_rx)),
         });
@@ -1067,6 +1112,21 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_first_pass_protects_before_asking_the_engine_anything() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        h.docker.hang.store(true, Ordering::SeqCst);
+        settle(1.0).await;
+        assert_eq!(
+            h.restores(),
+            2,
+            "protected although the engine never answers"
+        );
+        let st = h.status.borrow().clone();
+        assert!(st.reconcile.inventory.starts_with("boot"), "{st:?}");
+        assert_eq!(st.reconcile.result, "applied");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_burst_of_events_is_one_reconcile() {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         settle(1.0).await;
@@ -1108,12 +1168,14 @@ mod tests {
                 .unwrap()
                 .contains("fake-restore")
         );
-        // attempts at ~0.1 s, then after 0.5 s, 1 s, 2 s of backoff
+        // The start pass asks no engine; the subscription's pass snapshots
+        // at once, then retries follow after 1 s and 2 s of backoff (the
+        // 0.5 s step went to the start pass).
         settle(3.6).await;
         assert_eq!(
             h.snapshots(),
-            4,
-            "retried at 0.5 s, 1 s and 2 s backoff, not in a tight loop"
+            3,
+            "retried with backoff, not in a tight loop"
         );
         h.firewall.failing.store(false, Ordering::SeqCst);
         settle(5.0).await;

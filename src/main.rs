@@ -530,16 +530,20 @@ async fn resolve(choice: BackendChoice, docker: &BollardSource) -> BackendChoice
     if choice != BackendChoice::Auto {
         return choice;
     }
-    match docker.firewall_driver().await {
-        Ok(Some(driver)) if driver.starts_with("nftables") => BackendChoice::Nftables,
-        Ok(_) => {
-            let installed = Iptables::new().read(Family::V4).await;
-            match installed {
-                Ok(st) if !st.has_chain("DOCKER-USER") => BackendChoice::Nftables,
-                _ => BackendChoice::Iptables,
-            }
-        }
-        Err(_) => BackendChoice::Iptables,
+    // Briefly: at boot the engine waits for dockfw, and a socket-activated
+    // docker.socket would hold the call until bollard's own timeout.
+    let driver = match tokio::time::timeout(Duration::from_secs(2), docker.firewall_driver()).await
+    {
+        Ok(Ok(driver)) => driver,
+        // No answer (yet): the engine is not up, as at boot.
+        _ => return BackendChoice::Iptables,
+    };
+    if driver.as_deref().is_some_and(|d| d.starts_with("nftables")) {
+        return BackendChoice::Nftables;
+    }
+    match Iptables::new().read(Family::V4).await {
+        Ok(st) if !st.has_chain("DOCKER-USER") => BackendChoice::Nftables,
+        _ => BackendChoice::Iptables,
     }
 }
 

@@ -535,11 +535,13 @@ dfw() {
 # Status document of the running daemon.
 dfw_status() { "$DOCKFW" status --socket "$LAB_DFW_SOCK" --json; }
 
-# True once the daemon finished a reconcile (applied or unchanged).
+# True once the daemon finished a reconcile (applied or unchanged) from the engine's
+# inventory (its first pass, before it asks the engine anything, plans from the policy
+# and the saved bridges alone).
 dfw_settled() {
     local r
-    r="$(dfw_status 2>/dev/null | jq -r '.reconcile.result')" || return 1
-    [[ "$r" == applied || "$r" == unchanged ]]
+    r="$(dfw_status 2>/dev/null | jq -r '"\(.reconcile.result) \(.reconcile.inventory)"')" || return 1
+    [[ "$r" == "applied engine" || "$r" == "unchanged engine" ]]
 }
 
 # dockfw_start POLICY — start the daemon in the background; wait until it has reconciled.
