@@ -3,8 +3,9 @@
 # network namespaces and runs its own dockerd).
 #
 # Steps: deps, cargo fmt --check, cargo clippy -D warnings, cargo test, cargo build
-# --release, the package, tests/e2e.sh: the whole suite on the default engine (Debian
-# bookworm's Docker 20.10), then the E2E_CORE cases on each newer engine of E2E_ENGINES.
+# --release, the package, the package under a real systemd (tests/systemd.sh),
+# tests/e2e.sh: the whole suite on the default engine (Debian bookworm's Docker 20.10),
+# then the E2E_CORE cases on each newer engine of E2E_ENGINES.
 # Every step runs (e2e only if the build worked; an engine's e2e only if that engine was
 # fetched); the script exits non-zero if any step failed.
 set -euo pipefail
@@ -123,6 +124,8 @@ e2e_nft() {
 
 if step build cargo build --release; then
     step package check_package || true
+    # The unit and the .deb under a real systemd as PID 1 (a bookworm container).
+    step systemd bash tests/systemd.sh || true
     step "e2e-$(. /etc/os-release; echo "${VERSION_CODENAME:-default}")-$(engine_version "" || echo unknown)" \
         e2e_on "" || true
     # The core cases against newer engines (26.1 and 28.5 make their own ip6tables
