@@ -216,19 +216,12 @@ pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
             let changes = changes.get_or_insert_default();
             changes.elements_added = sets.added;
             changes.elements_removed = sets.removed;
-            let steps: Vec<Step> = [
+            let steps = [
                 sets.before.map(Step::Sets),
                 restore.map(|r| Step::Rules(r.text)),
                 sets.after.map(Step::Sets),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            (!steps.is_empty()).then(|| Transaction {
-                family: Some(family),
-                steps,
-                changes: changes.clone(),
-            })
+            ];
+            family_transaction(family, steps, changes.clone())
         })
         .collect()
 }
@@ -260,6 +253,21 @@ pub fn render_all(desired: &Ruleset) -> String {
         .collect()
 }
 
+/// A transaction of `family` from the steps that have something to run, in
+/// order; `None` when none has.
+fn family_transaction<const N: usize>(
+    family: Family,
+    steps: [Option<Step>; N],
+    changes: super::Changes,
+) -> Option<Transaction> {
+    let steps: Vec<Step> = steps.into_iter().flatten().collect();
+    (!steps.is_empty()).then_some(Transaction {
+        family: Some(family),
+        steps,
+        changes,
+    })
+}
+
 /// One transaction per family that holds anything of dockfw's: its rules
 /// and chains go, then its sets (in use until then). Pure.
 pub fn uninstall(observed: &Tables) -> Vec<Transaction> {
@@ -267,18 +275,11 @@ pub fn uninstall(observed: &Tables) -> Vec<Transaction> {
         .into_iter()
         .filter_map(|family| {
             let installed = observed.get(family)?;
-            let steps: Vec<Step> = [
+            let steps = [
                 render::uninstall(installed).map(Step::Rules),
                 sets::uninstall(&installed.sets).map(Step::Sets),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
-            (!steps.is_empty()).then(|| Transaction {
-                family: Some(family),
-                steps,
-                changes: Default::default(),
-            })
+            ];
+            family_transaction(family, steps, Default::default())
         })
         .collect()
 }
