@@ -53,12 +53,24 @@ pub struct Config {
     /// notification covers them (iptables-legacy, or no monitor): the
     /// bound on how long drift goes unrepaired there.
     pub drift_poll: Duration,
-    /// Watch nf_tables on netlink for ruleset changes (the real daemon;
-    /// tests with a fake firewall do not).
-    pub watch_ruleset: bool,
+    /// How changes to the installed rules are noticed.
+    pub ruleset_watch: RulesetWatch,
     /// Log each drop to the kernel log, rate-limited, prefixed with the
     /// entry behind it (`dockfw deny@33 `): `--log-drops`.
     pub log_drops: bool,
+}
+
+/// How the daemon learns that the installed rules changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RulesetWatch {
+    /// Not at all: they are read again every `drift_poll`.
+    Off,
+    /// nf_tables changes on netlink (the real daemon); where that cannot be
+    /// set up, or the backend's rules are not in nf_tables, polled.
+    Netlink,
+    /// Nothing changes them but the daemon (tests' fake firewalls): as if
+    /// watched, with no watch.
+    Assumed,
 }
 
 impl Config {
@@ -68,7 +80,7 @@ impl Config {
             endpoint,
             resync: Duration::from_secs(10),
             drift_poll: Duration::from_millis(1500),
-            watch_ruleset: false,
+            ruleset_watch: RulesetWatch::Off,
             log_drops: false,
         }
     }
@@ -115,6 +127,14 @@ impl Trigger {
             self,
             Trigger::Start | Trigger::RulesetChanged | Trigger::DriftPoll
         )
+    }
+
+    /// Whether what is installed must be read. A Docker event changes what
+    /// runs, not the installed rules: where changes to those are announced
+    /// (their own trigger), the pass writes what changed in the sets from
+    /// the plan in place, without reading anything first.
+    fn needs_observation(&self) -> bool {
+        !matches!(self, Trigger::DockerEvent(_))
     }
 }
 
@@ -230,8 +250,9 @@ pub async fn run<D: DockerSource, F: Backend>(
         trigger_tx.clone(),
         shutdown.clone(),
     ));
-    let monitored = Arc::new(AtomicBool::new(false));
-    if config.watch_ruleset {
+    let assumed = config.ruleset_watch == RulesetWatch::Assumed;
+    let monitored = Arc::new(AtomicBool::new(assumed));
+    if config.ruleset_watch == RulesetWatch::Netlink {
         tracker.spawn(watch_ruleset(
             trigger_tx,
             monitored.clone(),
@@ -397,6 +418,8 @@ struct Reconciler<D, F> {
     /// The plan last found in place: re-applying the same plan means
     /// something else changed dockfw's rules (drift).
     in_place: Option<Ruleset>,
+    /// The families the kernel lacked at the last observation.
+    unavailable: Vec<Family>,
     /// Set by the netlink watch while it runs; without it, drift is polled.
     monitored: Arc<AtomicBool>,
     /// Drops per entry since the start, across rewrites of the rules.
@@ -431,6 +454,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             inventory: boot_inventory(saved_bridges.clone()),
             saved_bridges,
             in_place: None,
+            unavailable: Vec::new(),
             monitored: Arc::new(AtomicBool::new(false)),
             drops: DropTotals::default(),
             status,
@@ -470,6 +494,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 // arrived meanwhile (and whatever arrives while this pass
                 // runs, at the next turn) is coalesced into one pass.
                 let mut full = first.needs_inventory();
+                let mut observe = first.needs_observation();
                 let mut burst = 1;
                 // The start pass stays engine-free: what queued meanwhile
                 // (the subscription) is the next pass.
@@ -477,9 +502,10 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     && let Ok(more) = triggers.try_recv()
                 {
                     full |= more.needs_inventory();
+                    observe |= more.needs_observation();
                     burst += 1;
                 }
-                debug!(trigger = ?first, burst, full, "reconcile triggered");
+                debug!(trigger = ?first, burst, full, observe, "reconcile triggered");
                 // A reconcile in flight is dropped on shutdown: its restore
                 // is one atomic transaction, so it lands whole or not at all.
                 // The watchdog is fed while a pass waits on the engine or a
@@ -487,7 +513,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 // past MAX_FED_PASS: a pass stuck longer gets us restarted.
                 let started = Instant::now();
                 let outcome = {
-                    let pass = self.reconcile(full);
+                    let pass = self.reconcile(full, observe);
                     tokio::pin!(pass);
                     loop {
                         tokio::select! {
@@ -603,11 +629,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         p.fallback = None;
     }
 
-    /// One pass: (when `full`) a fresh inventory from the engine, then per
-    /// family a read and at most one restore. `Err` means something failed
-    /// and a retry is due; the rules are applied from the best inventory at
-    /// hand even when the engine does not answer.
-    async fn reconcile(&mut self, full: bool) -> Result<(), ()> {
+    /// One pass: (when `full`) a fresh inventory from the engine; then, if
+    /// the plan differs from the one in place in set elements only, those
+    /// are written at once; then (when `observe`, or when nothing announces
+    /// changes to the installed rules, or when the fast path does not
+    /// apply) per family a read and at most one restore. `Err` means
+    /// something failed and a retry is due; the rules are applied from the
+    /// best inventory at hand even when the engine does not answer.
+    async fn reconcile(&mut self, full: bool, observe: bool) -> Result<(), ()> {
         let started = Instant::now();
         self.status.reconcile.last_at = Some(now_rfc3339());
         let mut errors = Vec::new();
@@ -626,6 +655,15 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         if self.config.log_drops {
             planned = with_drop_logging(planned);
         }
+        self.status.ports = exposures(&self.policy, &self.inventory);
+        let mut changed = Vec::new();
+        let observe = observe || self.needs_drift_poll();
+        match self.elements_only(&planned, &mut changed).await {
+            Ok(true) if !observe => return self.finish(started, changed, errors, false),
+            Ok(_) => {}
+            // The observing pass below takes over from what is installed.
+            Err(e) => errors.push(e),
+        }
         let Prepared {
             ruleset,
             observation,
@@ -633,6 +671,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         } = prepare_planned(&self.firewall, planned).await;
         let counters = self.firewall.drop_counters(&observation.observed);
         self.drops.observe(counters);
+        self.unavailable.clone_from(&observation.unavailable);
         let mut firewall_failed = !observation.failed.is_empty();
         for (scope, e) in &observation.failed {
             errors.push(format!("{scope}: {}", error_chain(e)));
@@ -642,8 +681,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             errors.push(error_chain(&e));
             Vec::new()
         });
-        self.status.ports = exposures(&self.policy, &self.inventory);
-        let mut changed = Vec::new();
         for tx in transactions {
             match self.apply(&tx, &ruleset).await {
                 Ok(()) => changed.push(tx),
@@ -668,6 +705,37 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         }
         self.note_drops();
         self.finish(started, changed, errors, firewall_failed)
+    }
+
+    /// The fast path: when `planned` differs from the plan in place in set
+    /// elements only, write those (recorded in `changed`) and take
+    /// `planned` as in place. `Ok(false)` when there is no plan in place or
+    /// the rules differ: a pass that observes decides.
+    async fn elements_only(
+        &mut self,
+        planned: &Ruleset,
+        changed: &mut Vec<Transaction>,
+    ) -> Result<bool, String> {
+        let Some(in_place) = &self.in_place else {
+            return Ok(false);
+        };
+        let families: Vec<Family> = Family::ALL
+            .into_iter()
+            .filter(|f| !self.unavailable.contains(f))
+            .collect();
+        let Some(transactions) = self.firewall.element_update(planned, in_place, &families) else {
+            return Ok(false);
+        };
+        for tx in transactions {
+            if let Err(e) = self.apply(&tx, planned).await {
+                // What is installed is no longer known: observe from now on.
+                self.in_place = None;
+                return Err(format!("{}: {e}", tx.scope()));
+            }
+            changed.push(tx);
+        }
+        self.in_place = Some(planned.clone());
+        Ok(true)
     }
 
     /// Take a fresh inventory as the basis of plans; note what was refused
@@ -915,6 +983,8 @@ mod tests {
         /// Behave like a kernel booted with IPv6 disabled.
         no_ipv6: AtomicBool,
         restores: AtomicUsize,
+        /// Observations made (each a read of every family).
+        observations: AtomicUsize,
     }
 
     fn slot(family: Family) -> usize {
@@ -929,6 +999,7 @@ mod tests {
         type Observed = Tables;
 
         async fn observe(&self) -> Observation<Tables> {
+            self.observations.fetch_add(1, Ordering::SeqCst);
             let tables = self.tables.lock().unwrap().clone();
             let mut observation = Observation {
                 observed: Tables::default(),
@@ -953,6 +1024,15 @@ mod tests {
             observed: &Tables,
         ) -> Result<Vec<Transaction>, FirewallError> {
             Ok(iptables::transactions(desired, observed))
+        }
+
+        fn element_update(
+            &self,
+            desired: &Ruleset,
+            in_place: &Ruleset,
+            families: &[Family],
+        ) -> Option<Vec<Transaction>> {
+            iptables::element_update(desired, in_place, families)
         }
 
         fn render(&self, desired: &Ruleset) -> String {
@@ -984,8 +1064,10 @@ mod tests {
             Some("fake")
         }
 
+        /// Like iptables-nft: whether changes are watched is the
+        /// harness's `ruleset_watch`.
         fn announces_changes(&self) -> bool {
-            false
+            true
         }
     }
 
@@ -1014,6 +1096,13 @@ mod tests {
     }
 
     fn start_with(policy_path: PathBuf, drift_poll: Duration) -> Harness {
+        start_config(Config {
+            drift_poll,
+            ..Config::new(policy_path, "unix:///fake.sock".into())
+        })
+    }
+
+    fn start_config(config: Config) -> Harness {
         let (events, events_rx) = mpsc::channel(256);
         let docker = Arc::new(FakeDocker {
             inventory: Mutex::new(Inventory {
@@ -1035,6 +1124,7 @@ mod tests {
             failing: AtomicBool::new(false),
             no_ipv6: AtomicBool::new(false),
             restores: AtomicUsize::new(0),
+            observations: AtomicUsize::new(0),
         });
         let (reload, reload_rx) = mpsc::channel(4);
         let (status_tx, status) = watch::channel(Status::default());
@@ -1051,10 +1141,7 @@ mod tests {
             errors: None,
         };
         let task = tokio::spawn(run(
-            Config {
-                drift_poll,
-                ..Config::new(policy_path, "unix:///fake.sock".into())
-            },
+            config,
             start,
             None,
             docker.clone(),
@@ -1082,6 +1169,9 @@ mod tests {
         }
         fn restores(&self) -> usize {
             self.firewall.restores.load(Ordering::SeqCst)
+        }
+        fn observations(&self) -> usize {
+            self.firewall.observations.load(Ordering::SeqCst)
         }
         fn result(&self) -> String {
             self.status.borrow().reconcile.result.clone()
@@ -1457,6 +1547,100 @@ mod tests {
         let st = h.status.borrow().clone();
         assert_eq!(st.policy.default, "allow");
         assert_eq!(st.policy.last_error.as_deref(), Some(err.as_str()));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn selected(name: &str, ipv4: &str) -> Container {
+        Container {
+            id: format!("{name}-id"),
+            name: name.into(),
+            labels: std::collections::BTreeMap::new(),
+            host_network: false,
+            attachments: vec![Attachment {
+                network: "docker0".into(),
+                ipv4: Some(ipv4.parse().unwrap()),
+                ipv6: None,
+            }],
+            ports: vec![PublishedPort {
+                host_ip: "0.0.0.0".parse().unwrap(),
+                host_port: 5432,
+                container_port: 80,
+                proto: Proto::Tcp,
+            }],
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_coming_or_going_is_one_set_write_with_nothing_read_first() {
+        let dir = std::env::temp_dir().join(format!("dockfw-fast-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policy.toml");
+        let policy = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [5432]\ncontainers = [\"sel-*\"]\n";
+        std::fs::write(&path, policy).unwrap();
+        let h = start_config(Config {
+            ruleset_watch: RulesetWatch::Assumed,
+            drift_poll: Duration::from_secs(3600),
+            ..Config::new(path, "unix:///fake.sock".into())
+        });
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .containers
+            .push(selected("sel-0", "172.17.0.9"));
+        let (tx, rx) = oneshot::channel();
+        h.reload.send(tx).await.unwrap();
+        assert!(rx.await.unwrap().is_ok());
+        settle(1.0).await;
+        let (observed, restores) = (h.observations(), h.restores());
+        let set = |h: &Harness| {
+            let tables = h.firewall.tables.lock().unwrap().clone();
+            tables[0]
+                .sets
+                .get("dockfw-allow-1-v4")
+                .map(|s| s.elements.clone())
+                .unwrap_or_default()
+        };
+        assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.9"]);
+
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .containers
+            .push(selected("sel-1", "172.17.0.10"));
+        h.events.send("container start sel-1".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(set(&h).len(), 2, "the new address is in the set");
+        assert_eq!(h.observations(), observed, "nothing was read first");
+        assert_eq!(h.restores(), restores + 1, "one write, of the set");
+        assert_eq!(h.result(), "applied");
+
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .containers
+            .retain(|c| c.name != "sel-0");
+        h.events.send("container die sel-0".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.10"]);
+        assert_eq!(h.observations(), observed);
+
+        // A trigger that is not the engine's reads what is installed, and
+        // repairs a set changed behind the daemon's back.
+        h.firewall.tables.lock().unwrap()[0]
+            .sets
+            .get_mut("dockfw-allow-1-v4")
+            .unwrap()
+            .elements
+            .insert("203.0.113.7".into());
+        let (tx, rx) = oneshot::channel();
+        h.reload.send(tx).await.unwrap();
+        assert!(rx.await.unwrap().is_ok());
+        settle(1.0).await;
+        assert!(h.observations() > observed);
+        assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.10"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

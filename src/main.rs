@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use dockfw::control::{self, ControlError, Handles, Request, Response};
-use dockfw::daemon::{self, Channels, Config};
+use dockfw::daemon::{self, Channels, Config, RulesetWatch};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
 use dockfw::firewall::Backend;
 use dockfw::firewall::iptables::Iptables;
@@ -503,7 +503,7 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     };
     let settings = Config {
         resync,
-        watch_ruleset: true,
+        ruleset_watch: RulesetWatch::Netlink,
         log_drops,
         ..Config::new(config, endpoint)
     };

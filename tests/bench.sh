@@ -75,23 +75,14 @@ fast_probe() {
         "http://$LAB_A_GW4:$1/" 2>/dev/null
 }
 
-# wait_open PORT T0_US — probe back to back until PORT answers (5 s after T0 at most).
-# Prints "US ATTEMPTS" (US from T0 to the first success) or "timeout ATTEMPTS".
-wait_open() {
-    local port="$1" t0="$2" n=0 now deadline=$(($2 + 5000000))
-    while true; do
-        n=$((n + 1))
-        if fast_probe "$port"; then
-            now="$(now_us)"
-            echo "$((now - t0)) $n"
-            return 0
-        fi
-        now="$(now_us)"
-        if ((now >= deadline)); then
-            echo "timeout $n"
-            return 0
-        fi
-    done
+# first_open_start PORT OUT — start tests/first_open.py in client A's namespace, in the
+# background: a new connection to PORT every 2 ms (each closed after 300 ms unanswered)
+# until one answers HTTP 200, 8 s at most; OUT gets "EPOCH_US STARTED" or "timeout N".
+# 2 ms is the resolution: a dropped SYN is not retried for a second, so each probe is a
+# new connection rather than a wait on one.
+first_open_start() {
+    nsenter --net="$(client_a_net)" python3 "$HERE/first_open.py" "$LAB_A_GW4" "$1" 8 2 >"$2" 2>&1 &
+    FIRST_OPEN_PID=$!
 }
 
 # cpu_ticks PID — utime+stime+cutime+cstime (clock ticks) of PID from /proc/PID/stat.
@@ -166,34 +157,39 @@ not_measured() {
 # 1. selector_latency
 # ---------------------------------------------------------------------------
 
-# latency_series LABEL — BENCH_N times: rm the previous sel-*, pause 0.5 s, docker run
-# sel-$i -p 5432:80, then probe from client A until 5432 answers. Prints the result line.
+# latency_series LABEL — BENCH_N times: rm the previous sel-*, pause 0.5 s, start the
+# prober, docker run sel-$i -p 5432:80, and take the time from `docker run` returning to
+# the start of the first connection that got HTTP 200 (negative: open before the CLI
+# returned). Prints the result line.
 latency_series() {
     local label="$1" i prev="" t_start t_ret r att samples=() runs=() atts=() tmo=0
+    local out="$LAB_DIR/first-open.out"
     for ((i = 1; i <= BENCH_N; i++)); do
         if [[ -n "$prev" ]]; then
             lab_docker rm -f "$prev" >/dev/null
         fi
         sleep 0.5     # the previous removal's reconcile is over before the next run
+        first_open_start 5432 "$out"
+        sleep 0.1     # the prober is running (python's start) before the run begins
         t_start="$(now_us)"
         lab_run "sel-$i" -p 5432:80
         t_ret="$(now_us)"
-        read -r r att < <(wait_open 5432 "$t_ret")
+        wait "$FIRST_OPEN_PID" || true
+        read -r r att <"$out" || { r=timeout; att="?"; }
         runs+=("$(us_to_ms $((t_ret - t_start)))")
         atts+=("$att")
-        if [[ "$r" == timeout ]]; then
+        if [[ "$r" == timeout || ! "$r" =~ ^[0-9]+$ ]]; then
             tmo=$((tmo + 1))
         else
-            samples+=("$(us_to_ms "$r")")
+            samples+=("$(us_to_ms $((r - t_ret)))")
         fi
         prev="sel-$i"
     done
     [[ -z "$prev" ]] || lab_docker rm -f "$prev" >/dev/null
     bench_out "selector_latency $label: ms from \`docker run -d --name sel-\$i -p 5432:80 $LAB_IMAGE\` returning" \
-        "to the first HTTP 200 from client A (curl --connect-timeout 0.05 -m 1, back to back, 5 s bound)," \
-        "N=$BENCH_N: $(dist "${samples[@]}") timeouts=$tmo"
+        "to the start of the first connection from client A that got HTTP 200 (tests/first_open.py:" \
+        "a new connection every 2 ms), N=$BENCH_N: $(dist "${samples[@]}") timeouts=$tmo"
     bench_out "selector_latency $label: samples ms: ${samples[*]}"
-    bench_out "selector_latency $label: probe attempts per sample: ${atts[*]}"
     bench_out "selector_latency $label: docker run itself, ms: $(dist "${runs[@]}")"
 }
 

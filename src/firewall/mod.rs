@@ -49,6 +49,24 @@ pub trait Backend: Send + Sync + 'static {
         observed: &Self::Observed,
     ) -> Result<Vec<Transaction>, FirewallError>;
 
+    /// The transactions that take the sets of `in_place` (the ruleset this
+    /// process last applied, or found installed, in full) to `desired`'s,
+    /// written from the two plans alone, with nothing read from the
+    /// kernel; `None` when the rules differ and only a pass that observes
+    /// may change them. Empty when nothing differs. Only the families in
+    /// `families` are written. Pure.
+    ///
+    /// This is the fast path of a container coming or going: a set element
+    /// added or removed, with no `*-save` or `nft list` first. Drift in
+    /// between is not missed: rules changed by someone else are announced
+    /// (or polled) and checked by an observing pass right after.
+    fn element_update(
+        &self,
+        desired: &Ruleset,
+        in_place: &Ruleset,
+        families: &[Family],
+    ) -> Option<Vec<Transaction>>;
+
     /// The desired sets and rules in the driver's own syntax, for `dockfw
     /// plan`.
     fn render(&self, desired: &Ruleset) -> String;

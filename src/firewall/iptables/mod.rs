@@ -79,9 +79,14 @@ impl Iptables {
     }
 
     async fn save(&self, family: Family, variant: Variant) -> Result<Installed, FirewallError> {
-        // All tables in one run: `filter` for the chains, `nat` for DNAT;
+        // The filter table only, where every chain dockfw reads lives;
         // with each rule's counters, for the drops.
-        let out = run(&variant.program(family, "save"), &["-c"], None).await?;
+        let out = run(
+            &variant.program(family, "save"),
+            &["-c", "-t", "filter"],
+            None,
+        )
+        .await?;
         Ok(Installed::parse(&out))
     }
 
@@ -226,6 +231,49 @@ pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
         .collect()
 }
 
+/// The set-only transactions from `in_place` to `desired` in `families`,
+/// when the rules of both are the same (see [`Backend::element_update`]):
+/// each changed set is swapped, as [`sets::update`] writes it for sets
+/// installed exactly as `in_place` has them. Pure.
+pub fn element_update(
+    desired: &Ruleset,
+    in_place: &Ruleset,
+    families: &[Family],
+) -> Option<Vec<Transaction>> {
+    if !desired.same_rules(in_place) {
+        return None;
+    }
+    let transactions = families
+        .iter()
+        .filter_map(|&family| {
+            let (wanted, had) = (desired.family(family), in_place.family(family));
+            if wanted.sets == had.sets {
+                return None;
+            }
+            let installed = had
+                .sets
+                .iter()
+                .map(|set| {
+                    let saved = SavedSet {
+                        kind: sets::kind(family).to_owned(),
+                        elements: set.elements.iter().map(sets::element_text).collect(),
+                    };
+                    (sets::ipset_name(&set.name), saved)
+                })
+                .collect();
+            let update = sets::update(wanted, &installed, false);
+            let changes = super::Changes {
+                elements_added: update.added,
+                elements_removed: update.removed,
+                ..Default::default()
+            };
+            let steps = [update.before.map(Step::Sets), update.after.map(Step::Sets)];
+            family_transaction(family, steps, changes)
+        })
+        .collect();
+    Some(transactions)
+}
+
 /// The counters of dockfw's drop rules in both families. Pure.
 pub fn drop_counters(observed: &Tables) -> Vec<DropCounter> {
     Family::ALL
@@ -293,14 +341,18 @@ impl Backend for Iptables {
             unavailable: Vec::new(),
             failed: Vec::new(),
         };
+        // The three reads are independent: run at once, a pass waits for
+        // the slowest rather than for the sum.
+        let (saved, v4, v6) =
+            tokio::join!(read_sets(), self.read(Family::V4), self.read(Family::V6));
         // Unreadable sets count as none: rewriting them is harmless, and
         // the failure is reported.
-        let mut saved = read_sets().await.unwrap_or_else(|e| {
+        let mut saved = saved.unwrap_or_else(|e| {
             observation.failed.push(("ipset", e));
             BTreeMap::new()
         });
-        for family in Family::ALL {
-            match self.read(family).await {
+        for (family, read) in [(Family::V4, v4), (Family::V6, v6)] {
+            match read {
                 Ok(mut st) => {
                     st.sets = saved
                         .extract_if(.., |name, _| sets::owner(name) == family)
@@ -320,6 +372,15 @@ impl Backend for Iptables {
         observed: &Tables,
     ) -> Result<Vec<Transaction>, FirewallError> {
         Ok(transactions(desired, observed))
+    }
+
+    fn element_update(
+        &self,
+        desired: &Ruleset,
+        in_place: &Ruleset,
+        families: &[Family],
+    ) -> Option<Vec<Transaction>> {
+        element_update(desired, in_place, families)
     }
 
     fn render(&self, desired: &Ruleset) -> String {
@@ -455,6 +516,33 @@ mod tests {
         );
         converge(&mut tables, &txs);
         assert!(transactions(&more, &tables).is_empty());
+    }
+
+    #[test]
+    fn the_fast_path_writes_from_the_plan_in_place_what_an_observing_pass_would() {
+        let mut tables = empty_tables();
+        let first = ruleset(POLICY, &["db-1", "web"]);
+        let txs = transactions(&first, &tables);
+        converge(&mut tables, &txs);
+        let more = ruleset(POLICY, &["db-1", "web", "db-2"]);
+        let fast = element_update(&more, &first, &Family::ALL).expect("rules are the same");
+        assert_eq!(fast, transactions(&more, &tables), "as if observed");
+        assert_eq!(
+            fast.iter().map(kinds).collect::<Vec<_>>(),
+            [["sets"], ["sets"]]
+        );
+        let v4_only = element_update(&more, &first, &[Family::V4]).expect("same rules");
+        assert_eq!(v4_only.len(), 1);
+        assert_eq!(v4_only[0].family, Some(Family::V4));
+        converge(&mut tables, &fast);
+        assert!(transactions(&more, &tables).is_empty());
+        assert_eq!(element_update(&more, &more, &Family::ALL), Some(Vec::new()));
+        let other_policy = ruleset("[inbound]\ndefault = \"deny\"\n", &["db-1"]);
+        assert_eq!(
+            element_update(&other_policy, &more, &Family::ALL),
+            None,
+            "the rules differ: only an observing pass may change them"
+        );
     }
 
     #[test]

@@ -43,6 +43,41 @@ impl Nftables {
     pub fn new() -> Nftables {
         Nftables::default()
     }
+
+    /// The one script that takes the table from `before` to `desired` for
+    /// `reason`: the changed sets' elements only ([`Reason::SetElements`]),
+    /// or the whole table. Kept as pending, so that its apply records what
+    /// it installed.
+    fn transaction(
+        &self,
+        reason: Reason,
+        desired: &Ruleset,
+        before: Option<&Ruleset>,
+    ) -> Result<Transaction, FirewallError> {
+        let (changed, elements_added, elements_removed) = changed_sets(desired, before);
+        let (text, (added, removed)) = if reason == Reason::SetElements {
+            (render::elements_text(&changed), (0, 0))
+        } else {
+            let text = render::render(desired).map_err(FirewallError::Render)?;
+            (text, rule_changes(desired, before))
+        };
+        if let Ok(mut pending) = self.pending.lock() {
+            *pending = Some((text.clone(), desired.clone()));
+        }
+        Ok(Transaction {
+            family: None,
+            steps: vec![Step::Rules(text)],
+            changes: Changes {
+                added,
+                removed,
+                elements_added,
+                elements_removed,
+                reason: Some(reason.as_str()),
+                rewrote_rules: reason != Reason::SetElements,
+                ..Changes::default()
+            },
+        })
+    }
 }
 
 /// Rules of `desired` not in `before` (per family and chain), as counts.
@@ -94,29 +129,30 @@ impl Backend for Nftables {
             return Ok(Vec::new());
         };
         let before = applied.as_ref().map(Applied::ruleset);
-        let (changed, elements_added, elements_removed) = changed_sets(desired, before);
-        let (text, (added, removed)) = if reason == Reason::SetElements {
-            (render::elements_text(&changed), (0, 0))
-        } else {
-            let text = render::render(desired).map_err(FirewallError::Render)?;
-            (text, rule_changes(desired, before))
-        };
-        if let Ok(mut pending) = self.pending.lock() {
-            *pending = Some((text.clone(), desired.clone()));
+        Ok(vec![self.transaction(reason, desired, before)?])
+    }
+
+    fn element_update(
+        &self,
+        desired: &Ruleset,
+        in_place: &Ruleset,
+        _families: &[Family],
+    ) -> Option<Vec<Transaction>> {
+        if !desired.same_rules(in_place) {
+            return None;
         }
-        Ok(vec![Transaction {
-            family: None,
-            steps: vec![Step::Rules(text)],
-            changes: Changes {
-                added,
-                removed,
-                elements_added,
-                elements_removed,
-                reason: Some(reason.as_str()),
-                rewrote_rules: reason != Reason::SetElements,
-                ..Changes::default()
-            },
-        }])
+        let applied = self.applied.lock().ok()?;
+        // Only from the table this process applied last: its listing is
+        // the reference the next observing pass compares with.
+        if applied.as_ref().map(Applied::ruleset) != Some(in_place) {
+            return None;
+        }
+        if desired == in_place {
+            return Some(Vec::new());
+        }
+        self.transaction(Reason::SetElements, desired, Some(in_place))
+            .ok()
+            .map(|tx| vec![tx])
     }
 
     fn render(&self, desired: &Ruleset) -> String {
