@@ -1452,12 +1452,20 @@ mod tests {
             });
         settle(1.0).await;
         let tables = h.firewall.tables.lock().unwrap().clone();
-        let drop =
-            "-p tcp -m tcp --dport 5432 -m comment --comment \"dockfw default\" -j DROP".to_owned();
         // Whether the port is DNAT-ed (FORWARD) or ends at docker-proxy
         // (INPUT) is not guessed from the nat table: both are judged.
-        assert!(tables[0].chain_rules("DOCKFW-PROXY").contains(&drop));
-        assert!(tables[1].chain_rules("DOCKFW-PROXY").contains(&drop));
+        for (table, family) in tables.iter().zip(["v4", "v6"]) {
+            let guard = format!("dockfw-guard-tcp-{family}");
+            let drop = format!(
+                "-p tcp -m set --match-set {guard} dst -m comment --comment \"dockfw default\" -j DROP"
+            );
+            assert!(
+                table.chain_rules("DOCKFW-PROXY").contains(&drop),
+                "{family}"
+            );
+            let ports = &table.sets.get(&guard).expect("guard set").elements;
+            assert_eq!(ports.iter().collect::<Vec<_>>(), ["5432"], "{family}");
+        }
     }
 
     #[test]

@@ -19,7 +19,10 @@
 //!                 selector deny entries, any destination -> DROP
 //! DOCKFW-PROXY    established/related, from lo    -> RETURN   (jumped to from INPUT)
 //!                 -i <each known Docker bridge>   -> RETURN
-//!                 per port docker-proxy serves: the same verdict, on --dport
+//!                 per port published on one address: the same verdict, on -d and --dport
+//!                 deny entries   -p P -m set deny-N-P  -> DROP     (ports published on every address)
+//!                 allow entries  -p P -m set allow-N-P -> RETURN   (default deny only)
+//!                 -p P -m set guard-P (every such port) -> DROP    (default deny only)
 //! ```
 //!
 //! Ports are matched with `--ctorigdstport`, the destination port before
@@ -35,11 +38,14 @@
 //! family; a set with no element matches nothing, and the rule stays, so
 //! that a container coming or going changes elements only); the known
 //! container addresses are the set `known-v4`; a `from` list of more than
-//! [`MAX_LISTED_SOURCES`] networks in a family is the set `allow-N-src-v4`.
-//! Set names come only from the entry's kind, place and family. So the
-//! rules depend on the policy and the bridges, not on the containers
-//! (apart from `DOCKFW-PROXY`'s per-port rules and the addresses of
-//! containers on refused bridges).
+//! [`MAX_LISTED_SOURCES`] networks in a family is the set `allow-N-src-v4`;
+//! the host ports docker-proxy may serve are port sets ([`PortSet`]):
+//! `allow-N-tcp-v4` for those entry N covers, `guard-tcp-v4` for all of
+//! them. Set names come only from the entry's kind, place, protocol and
+//! family. So the rules depend on the policy and the bridges, not on the
+//! containers (apart from ports published on one address, and the
+//! addresses of containers on refused bridges, which keep rules of their
+//! own).
 //!
 //! Every rule an entry or the default deny makes carries its [`Origin`]
 //! (the entry's kind and line), which the backends write as a comment, so
@@ -74,7 +80,7 @@ use crate::inventory::{
 use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
 use crate::ruleset::{
     AddrSet, Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface, Origin,
-    PROXY_CHAIN, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
 
@@ -87,14 +93,19 @@ pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
 }
 
 fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> FamilyRules {
+    let (proxy, port_sets) = proxy_chain(policy, inventory, family);
     let chains = vec![
         entry_chain(inventory, family),
         inbound_chain(policy, inventory, family),
         unclassified_chain(policy, family),
-        proxy_chain(policy, inventory, family),
+        proxy,
     ];
     let sets = address_sets(policy, inventory, family, &chains);
-    FamilyRules { chains, sets }
+    FamilyRules {
+        chains,
+        sets,
+        port_sets,
+    }
 }
 
 /// `ruleset` with a rate-limited log rule (same matches, same origin, target
@@ -322,7 +333,17 @@ fn unclassified_chain(policy: &Policy, family: Family) -> Chain {
 /// the policy's verdict here too, on its own destination port; where the
 /// port is DNAT-ed these rules are simply never reached. Fail closed. A
 /// routed binding (no host port) has nothing on the host to guard.
-fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain {
+///
+/// A port published on every address (the usual `-p 5432:80`) is an element
+/// of port sets, so that a container coming or going changes elements only:
+/// per protocol an entry matches, `deny-N-tcp-v4` holds the ports deny
+/// entry N covers and `allow-N-tcp-v4` those allow entry N covers, each
+/// matched by one rule per source, and under default deny `guard-tcp-v4`
+/// holds them all, dropped last. A port is in the sets of exactly the
+/// entries that cover it, so it meets the same rules in the same order as
+/// a rule per port would give it. A port published on one address keeps
+/// rules of its own (matching that address), which are few.
+fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain, Vec<PortSet>) {
     let mut rules = vec![
         Rule {
             conntrack: Some(Conntrack::Established),
@@ -338,19 +359,93 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chain 
         in_iface: Some(iface),
         ..Rule::default()
     }));
-    let published = inventory
+    let published: Vec<(&Container, &PublishedPort)> = inventory
         .containers
         .iter()
         .filter(|c| !c.host_network)
         .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
         .filter(|(_, p)| !p.is_routed())
-        .filter(|(_, p)| !p.host_ip.is_loopback() && family_of(p.host_ip) == family);
-    for (container, port) in published {
+        .filter(|(_, p)| !p.host_ip.is_loopback() && family_of(p.host_ip) == family)
+        .collect();
+    let (everywhere, one_address): (Vec<_>, Vec<_>) = published
+        .into_iter()
+        .partition(|(_, p)| p.host_ip.is_unspecified());
+    for (container, port) in one_address {
         rules.extend(proxy_port_rules(policy, container, port, family));
     }
-    Chain {
+    let mut sets = Vec::new();
+    let mut entry_rules = |id: EntryId, entry: &Entry, target: Target, rules: &mut Vec<Rule>| {
+        let Some(sources) = entry.sources(family) else {
+            return;
+        };
+        for &proto in entry_protos(entry) {
+            let set = PortSet {
+                name: id.port_set(proto, family),
+                family,
+                proto,
+                ports: everywhere
+                    .iter()
+                    .filter(|(c, p)| p.proto == proto && applies_to(entry, c, p))
+                    .map(|(_, p)| p.host_port)
+                    .collect(),
+            };
+            for source in source_matches(id, &sources, family) {
+                rules.push(source.on(Rule {
+                    proto: Some(proto),
+                    dport_set: Some(set.name.clone()),
+                    target: target.clone(),
+                    origin: Some(id.origin()),
+                    ..Rule::default()
+                }));
+            }
+            sets.push(set);
+        }
+    };
+    for (id, entry) in deny_entries(policy) {
+        entry_rules(id, entry, Target::Drop, &mut rules);
+    }
+    if policy.default == Default::Deny {
+        for (id, entry) in allow_entries(policy) {
+            entry_rules(id, entry, Target::Return, &mut rules);
+        }
+        for proto in ALL_PROTOS {
+            let set = PortSet {
+                name: format!("guard-{}-{}", proto.as_str(), family_tag(family)),
+                family,
+                proto,
+                ports: everywhere
+                    .iter()
+                    .filter(|(_, p)| p.proto == proto)
+                    .map(|(_, p)| p.host_port)
+                    .collect(),
+            };
+            rules.push(Rule {
+                proto: Some(proto),
+                dport_set: Some(set.name.clone()),
+                target: Target::Drop,
+                origin: Some(Origin::DefaultDeny),
+                ..Rule::default()
+            });
+            sets.push(set);
+        }
+    }
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let chain = Chain {
         name: PROXY_CHAIN,
         rules: without_repeats(rules),
+    };
+    (chain, sets)
+}
+
+/// Every protocol Docker publishes, in the order rules are written.
+const ALL_PROTOS: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Sctp];
+
+/// The protocols an entry matches.
+fn entry_protos(entry: &Entry) -> &'static [Proto] {
+    match entry.proto {
+        ProtoMatch::Tcp => &[Proto::Tcp],
+        ProtoMatch::Udp => &[Proto::Udp],
+        ProtoMatch::Any => &ALL_PROTOS,
     }
 }
 
@@ -488,6 +583,18 @@ impl EntryId {
     /// `allow-2-v4`.
     fn selected_set(self, family: Family) -> String {
         format!("{}-{}-{}", self.kind, self.number, family_tag(family))
+    }
+
+    /// The set of the host ports (published on every address) of one
+    /// protocol the entry covers: `allow-2-tcp-v4`.
+    fn port_set(self, proto: Proto, family: Family) -> String {
+        format!(
+            "{}-{}-{}-{}",
+            self.kind,
+            self.number,
+            proto.as_str(),
+            family_tag(family)
+        )
     }
 
     /// The set of the entry's sources, when they are too many to list:

@@ -3,9 +3,10 @@
 //! structured data.
 //!
 //! What grows with containers and sources (selected containers' addresses,
-//! every known container address, long `from` lists) is elements of an
-//! [`AddrSet`], never rules: a container coming or going changes elements
-//! only, and a backend can tell that apart ([`FamilyRules::same_rules`]).
+//! every known container address, long `from` lists, the host ports
+//! docker-proxy may serve) is elements of an [`AddrSet`] or a [`PortSet`],
+//! never rules: a container coming or going changes elements only, and a
+//! backend can tell that apart ([`FamilyRules::same_rules`]).
 //!
 //! Produced by [`crate::plan`], turned into text by each backend of [`crate::firewall`]. It knows
 //! nothing of processes or of what is installed now.
@@ -91,8 +92,10 @@ impl Ruleset {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FamilyRules {
     pub chains: Vec<Chain>,
-    /// Every set a rule names, by name; no set no rule names.
+    /// Every address set a rule names, by name; no set no rule names.
     pub sets: Vec<AddrSet>,
+    /// Every port set a rule names, by name; no set no rule names.
+    pub port_sets: Vec<PortSet>,
 }
 
 impl FamilyRules {
@@ -104,6 +107,10 @@ impl FamilyRules {
         self.sets.iter().find(|s| s.name == name)
     }
 
+    pub fn port_set(&self, name: &str) -> Option<&PortSet> {
+        self.port_sets.iter().find(|s| s.name == name)
+    }
+
     /// Whether `other` has the same chains and rules and the same sets (by
     /// name and family), whatever their elements: then taking one to the
     /// other changes set elements only.
@@ -111,7 +118,12 @@ impl FamilyRules {
         fn shape(set: &AddrSet) -> (&str, Family) {
             (&set.name, set.family)
         }
-        self.chains == other.chains && self.sets.iter().map(shape).eq(other.sets.iter().map(shape))
+        fn port_shape(set: &PortSet) -> (&str, Family, Proto) {
+            (&set.name, set.family, set.proto)
+        }
+        self.chains == other.chains
+            && self.sets.iter().map(shape).eq(other.sets.iter().map(shape))
+            && (self.port_sets.iter().map(port_shape)).eq(other.port_sets.iter().map(port_shape))
     }
 }
 
@@ -156,6 +168,19 @@ impl AddrSet {
     }
 }
 
+/// A named set of destination ports of one protocol, for the rules of one
+/// family, matched by [`Rule::dport_set`] (with [`Rule::proto`]): the host
+/// ports docker-proxy may serve that a policy entry covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSet {
+    /// As [`AddrSet::name`], with the protocol in it: `allow-2-tcp-v4`,
+    /// `guard-udp-v6`; at most 20 characters (`allow-20000-sctp-v6`).
+    pub name: String,
+    pub family: Family,
+    pub proto: Proto,
+    pub ports: BTreeSet<u16>,
+}
+
 /// One chain dockfw owns and all of its rules, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
@@ -172,6 +197,9 @@ pub struct Rule {
     pub src_set: Option<String>,
     /// The destination is in the named [`AddrSet`] of the rule's family.
     pub dst_set: Option<String>,
+    /// The packet's own destination port is in the named [`PortSet`] of the
+    /// rule's family; needs `proto`, the set's.
+    pub dport_set: Option<String>,
     pub in_iface: Option<Iface>,
     pub out_iface: Option<Iface>,
     pub proto: Option<Proto>,
@@ -250,6 +278,12 @@ impl Rule {
     /// ties it to one family.
     pub fn names_addresses(&self) -> bool {
         self.src.is_some() || self.dst.is_some() || self.src_set.is_some() || self.dst_set.is_some()
+    }
+
+    /// Whether the rule belongs to one family: it names an address, or a
+    /// set of that family's ports.
+    pub fn of_one_family(&self) -> bool {
+        self.names_addresses() || self.dport_set.is_some()
     }
 }
 
@@ -343,6 +377,7 @@ mod tests {
                 Family::V4,
                 nets(elements),
             )],
+            port_sets: Vec::new(),
         };
         let few = rules(&["172.17.0.2/32"]);
         let more = rules(&["172.17.0.2/32", "172.17.0.3/32"]);

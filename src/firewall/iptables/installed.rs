@@ -198,7 +198,7 @@ pub mod simulate {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
                 ["create", name, kind @ .., "-exist"] => {
-                    let kind = kind.join(" ");
+                    let kind = super::super::sets::saved_kind(kind);
                     let set = st.sets.entry((*name).to_owned()).or_default();
                     if !set.kind.is_empty() && set.kind != kind {
                         return Err(format!("{name} exists with another type"));

@@ -247,18 +247,17 @@ pub fn element_update(
         .iter()
         .filter_map(|&family| {
             let (wanted, had) = (desired.family(family), in_place.family(family));
-            if wanted.sets == had.sets {
+            if wanted.sets == had.sets && wanted.port_sets == had.port_sets {
                 return None;
             }
-            let installed = had
-                .sets
-                .iter()
+            let installed = sets::wanted(had)
+                .into_iter()
                 .map(|set| {
                     let saved = SavedSet {
-                        kind: sets::kind(family).to_owned(),
-                        elements: set.elements.iter().map(sets::element_text).collect(),
+                        kind: set.kind.to_owned(),
+                        elements: set.elements,
                     };
-                    (sets::ipset_name(&set.name), saved)
+                    (set.name, saved)
                 })
                 .collect();
             let update = sets::update(wanted, &installed, false);
@@ -575,7 +574,16 @@ mod tests {
         let v4 = tables.get(Family::V4).expect("v4");
         assert_eq!(
             v4.sets.keys().collect::<Vec<_>>(),
-            ["dockfw-allow-1-v4", "dockfw-allow-2-v4"]
+            [
+                "dockfw-allow-1-tcp-v4",
+                "dockfw-allow-1-v4",
+                "dockfw-allow-2-tcp-v4",
+                "dockfw-allow-2-v4",
+                "dockfw-guard-sctp-v4",
+                "dockfw-guard-tcp-v4",
+                "dockfw-guard-udp-v4"
+            ],
+            "address sets, and the port sets of the host ports each entry covers"
         );
     }
 

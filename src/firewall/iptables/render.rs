@@ -49,6 +49,9 @@ pub fn rule_spec(rule: &Rule) -> String {
     if let Some(set) = &rule.dst_set {
         let _ = write!(out, "-m set --match-set {} dst ", ipset_name(set));
     }
+    if let Some(set) = &rule.dport_set {
+        let _ = write!(out, "-m set --match-set {} dst ", ipset_name(set));
+    }
     match rule.conntrack {
         Some(Conntrack::Established) => out.push_str("-m conntrack --ctstate RELATED,ESTABLISHED "),
         Some(Conntrack::Dnat) => out.push_str("-m conntrack --ctstate DNAT "),
@@ -106,11 +109,11 @@ pub fn rules_text(rules: &FamilyRules) -> String {
 /// the golden files.
 pub fn listing(rules: &FamilyRules) -> String {
     let mut out = String::new();
-    for set in &rules.sets {
-        let name = ipset_name(&set.name);
-        let _ = writeln!(out, "create {name} {}", sets::kind(set.family));
+    for set in sets::wanted(rules) {
+        let name = &set.name;
+        let _ = writeln!(out, "create {name} {}", set.create);
         for element in &set.elements {
-            let _ = writeln!(out, "add {name} {}", sets::element_text(element));
+            let _ = writeln!(out, "add {name} {element}");
         }
     }
     out + &rules_text(rules)
@@ -346,6 +349,7 @@ mod tests {
                 },
             ],
             sets: Vec::new(),
+            port_sets: Vec::new(),
         }
     }
 

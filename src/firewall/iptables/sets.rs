@@ -1,6 +1,6 @@
-//! dockfw's address sets as ipsets: their names, the parser of `ipset save`,
-//! and the `ipset restore` text that takes the installed sets of one family
-//! to the desired ones.
+//! dockfw's address and port sets as ipsets (`hash:net`, `bitmap:port`):
+//! their names, the parser of `ipset save`, and the `ipset restore` text
+//! that takes the installed sets of one family to the desired ones.
 //!
 //! Pure: the parent module runs `ipset`. A set is never edited element by
 //! element: it is filled under a temporary name and swapped in (`swap`, one
@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::net::Family;
-use crate::ruleset::{AddrSet, FamilyRules, Target};
+use crate::ruleset::{FamilyRules, Target};
 
 /// What every ipset of dockfw's is named with first; no other set is read
 /// or written.
@@ -56,12 +56,64 @@ pub fn kind(family: Family) -> &'static str {
     }
 }
 
+/// How `ipset save` prints the type of the ipset of a port set (its
+/// `range` option aside).
+pub const PORT_KIND: &str = "bitmap:port";
+
+/// One of the plan's sets as the ipset dockfw makes of it: address sets
+/// are `hash:net`, port sets `bitmap:port` over every port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wanted {
+    /// The ipset's name (`dockfw-known-v4`).
+    pub name: String,
+    /// Its type as `ipset save` prints it, compared with what is installed.
+    pub kind: &'static str,
+    /// What `create` takes after the name.
+    pub create: &'static str,
+    /// Elements as `ipset save` prints them.
+    pub elements: BTreeSet<String>,
+    /// Whether a rule naming it drops or judges rather than admits: more
+    /// elements are then the stricter contents.
+    pub drops: bool,
+}
+
+/// Every set of `rules`, address sets then port sets, as ipsets.
+pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
+    let addresses = rules.sets.iter().map(|set| Wanted {
+        name: ipset_name(&set.name),
+        kind: kind(set.family),
+        create: kind(set.family),
+        elements: set.elements.iter().map(element_text).collect(),
+        drops: drops(rules, &set.name),
+    });
+    let ports = rules.port_sets.iter().map(|set| Wanted {
+        name: ipset_name(&set.name),
+        kind: PORT_KIND,
+        create: "bitmap:port range 0-65535",
+        elements: set.ports.iter().map(u16::to_string).collect(),
+        drops: drops(rules, &set.name),
+    });
+    addresses.chain(ports).collect()
+}
+
 /// One element as `ipset save` prints it: a host without its length.
 pub fn element_text(net: &IpNet) -> String {
     if net.prefix_len() == net.max_prefix_len() {
         net.addr().to_string()
     } else {
         net.to_string()
+    }
+}
+
+/// The type of a set from the words after its name in `create`: the type,
+/// and its family where it has one (`hash:net family inet`), without the
+/// options dockfw leaves to their defaults or always gives the same
+/// (`bitmap:port`'s range).
+pub fn saved_kind(words: &[&str]) -> String {
+    match words {
+        [kind, "family", family, ..] => format!("{kind} family {family}"),
+        [kind, ..] => (*kind).to_owned(),
+        [] => String::new(),
     }
 }
 
@@ -90,11 +142,7 @@ pub fn parse_save(save: &str) -> BTreeMap<String, SavedSet> {
         }
         match command {
             "create" => {
-                let kind = match words.collect::<Vec<_>>().as_slice() {
-                    [kind, "family", family, ..] => format!("{kind} family {family}"),
-                    [kind, ..] => (*kind).to_owned(),
-                    [] => String::new(),
-                };
+                let kind = saved_kind(&words.collect::<Vec<_>>());
                 sets.entry(name.to_owned()).or_default().kind = kind;
             }
             "add" => {
@@ -134,13 +182,13 @@ pub fn update(
     let mut out = SetUpdate::default();
     let (mut tighten, mut loosen, mut destroy) = (String::new(), String::new(), String::new());
     let mut kept = BTreeSet::new();
-    for set in &desired.sets {
-        let name = ipset_name(&set.name);
+    for set in wanted(desired) {
+        let name = set.name.clone();
         kept.insert(name.clone());
-        let want: BTreeSet<String> = set.elements.iter().map(element_text).collect();
+        let want = &set.elements;
         let have = installed.get(&name);
-        let same_kind = have.is_some_and(|h| h.kind == kind(set.family));
-        if same_kind && have.is_some_and(|h| h.elements == want) {
+        let same_kind = have.is_some_and(|h| h.kind == set.kind);
+        if same_kind && have.is_some_and(|h| h.elements == *want) {
             continue;
         }
         let had = have.map(|h| &h.elements);
@@ -148,7 +196,7 @@ pub fn update(
             .iter()
             .filter(|e| had.is_none_or(|h| !h.contains(*e)))
             .count();
-        out.removed += had.map_or(0, |h| h.difference(&want).count());
+        out.removed += had.map_or(0, |h| h.difference(want).count());
         kept.insert(format!("{name}{TEMPORARY}"));
         if have.is_some() && !same_kind {
             // Made by someone else with another type: swap would refuse it.
@@ -156,16 +204,16 @@ pub fn update(
         }
         match had.filter(|_| same_kind) {
             Some(had) => {
-                let interim = stricter(had, &want, drops(desired, set));
+                let interim = stricter(had, want, set.drops);
                 if interim != *had {
-                    replace(&mut tighten, set, &name, &interim);
+                    replace(&mut tighten, &set, &interim);
                 }
-                if interim != want {
-                    replace(&mut loosen, set, &name, &want);
+                if interim != *want {
+                    replace(&mut loosen, &set, want);
                 }
             }
             // New: no rule in place names it yet.
-            None => replace(&mut tighten, set, &name, &want),
+            None => replace(&mut tighten, &set, want),
         }
     }
     for name in installed.keys().filter(|n| !kept.contains(*n)) {
@@ -191,13 +239,13 @@ pub fn uninstall(installed: &BTreeMap<String, SavedSet>) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// Whether a rule naming `set` drops or judges rather than admits: more
-/// elements are then the stricter contents.
-fn drops(desired: &FamilyRules, set: &AddrSet) -> bool {
+/// Whether a rule naming the set `set` drops or judges rather than admits:
+/// more elements are then the stricter contents.
+fn drops(desired: &FamilyRules, set: &str) -> bool {
     let names = |rule: &crate::ruleset::Rule| {
-        [&rule.src_set, &rule.dst_set]
+        [&rule.src_set, &rule.dst_set, &rule.dport_set]
             .into_iter()
-            .any(|n| n.as_deref() == Some(set.name.as_str()))
+            .any(|n| n.as_deref() == Some(set))
     };
     desired
         .chains
@@ -210,7 +258,9 @@ fn drops(desired: &FamilyRules, set: &AddrSet) -> bool {
 /// together where a match drops, only what both have where it admits. Of
 /// what was installed only plain elements are kept.
 fn stricter(had: &BTreeSet<String>, want: &BTreeSet<String>, drops: bool) -> BTreeSet<String> {
-    let plain = |e: &&String| e.parse::<IpNet>().is_ok() || e.parse::<IpAddr>().is_ok();
+    let plain = |e: &&String| {
+        e.parse::<IpNet>().is_ok() || e.parse::<IpAddr>().is_ok() || e.parse::<u16>().is_ok()
+    };
     if drops {
         had.iter().filter(plain).chain(want).cloned().collect()
     } else {
@@ -221,8 +271,8 @@ fn stricter(had: &BTreeSet<String>, want: &BTreeSet<String>, drops: bool) -> BTr
 /// `name` with exactly `elements`, in one swap: made if missing, filled
 /// under the temporary name (emptied first, should one be left over), and
 /// swapped in.
-fn replace(out: &mut String, set: &AddrSet, name: &str, elements: &BTreeSet<String>) {
-    let kind = kind(set.family);
+fn replace(out: &mut String, set: &Wanted, elements: &BTreeSet<String>) {
+    let (name, kind) = (&set.name, set.create);
     let temporary = format!("{name}{TEMPORARY}");
     let _ = writeln!(out, "create {name} {kind} -exist");
     let _ = writeln!(out, "create {temporary} {kind} -exist");
@@ -237,7 +287,7 @@ fn replace(out: &mut String, set: &AddrSet, name: &str, elements: &BTreeSet<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ruleset::{Chain, INBOUND_CHAIN, Rule, UNCLASSIFIED_CHAIN};
+    use crate::ruleset::{AddrSet, Chain, INBOUND_CHAIN, Rule, UNCLASSIFIED_CHAIN};
 
     const SAVE: &str = "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1
 add f2b-sshd 203.0.113.9
@@ -278,6 +328,7 @@ create dockfw-odd list:set size 8
                 set("deny-1-v4", Family::V4, denied),
                 set("known-v4", Family::V4, known),
             ],
+            port_sets: Vec::new(),
         }
     }
 

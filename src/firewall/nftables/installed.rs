@@ -11,7 +11,9 @@
 //! differently costs one extra apply). The limit: a change made by another
 //! program between dockfw's apply and its listing becomes the expectation.
 
-use crate::ruleset::{AddrSet, Family, Origin, Ruleset};
+use std::collections::BTreeSet;
+
+use crate::ruleset::{AddrSet, Family, Origin, PortSet, Ruleset};
 
 /// A listing of dockfw's table with what changes without a change of rules
 /// taken out: counter values, rule and chain handles, blank lines and
@@ -155,30 +157,55 @@ pub fn reason_to_apply(
 }
 
 /// The sets of `desired` whose elements differ from `before`'s set of the
-/// same name (or that `before` lacks), with how many elements they gain
-/// and lose in all.
-pub fn changed_sets<'a>(
-    desired: &'a Ruleset,
-    before: Option<&Ruleset>,
-) -> (Vec<&'a AddrSet>, usize, usize) {
-    let (mut changed, mut added, mut removed) = (Vec::new(), 0, 0);
+/// same name (or that `before` lacks), address sets and port sets, with
+/// how many elements they gain and lose in all.
+pub fn changed_sets<'a>(desired: &'a Ruleset, before: Option<&Ruleset>) -> ChangedSets<'a> {
+    let mut out = ChangedSets::default();
     for family in Family::ALL {
-        for set in &desired.family(family).sets {
+        let rules = desired.family(family);
+        for set in &rules.sets {
             let old = before.and_then(|b| b.family(family).set(&set.name));
-            if old.is_some_and(|o| o.elements == set.elements) {
-                continue;
-            }
             let had = old.map(|o| &o.elements);
-            added += set
-                .elements
-                .iter()
-                .filter(|e| had.is_none_or(|h| !h.contains(*e)))
-                .count();
-            removed += had.map_or(0, |h| h.difference(&set.elements).count());
-            changed.push(set);
+            if count(&set.elements, had, &mut out.added, &mut out.removed) {
+                out.sets.push(set);
+            }
+        }
+        for set in &rules.port_sets {
+            let old = before.and_then(|b| b.family(family).port_set(&set.name));
+            let had = old.map(|o| &o.ports);
+            if count(&set.ports, had, &mut out.added, &mut out.removed) {
+                out.port_sets.push(set);
+            }
         }
     }
-    (changed, added, removed)
+    out
+}
+
+/// Count what `want` gains and loses against `had`; whether it differs.
+fn count<T: Ord>(
+    want: &BTreeSet<T>,
+    had: Option<&BTreeSet<T>>,
+    added: &mut usize,
+    removed: &mut usize,
+) -> bool {
+    if had == Some(want) {
+        return false;
+    }
+    *added += want
+        .iter()
+        .filter(|e| had.is_none_or(|h| !h.contains(*e)))
+        .count();
+    *removed += had.map_or(0, |h| h.difference(want).count());
+    true
+}
+
+/// What [`changed_sets`] finds.
+#[derive(Debug, Default)]
+pub struct ChangedSets<'a> {
+    pub sets: Vec<&'a AddrSet>,
+    pub port_sets: Vec<&'a PortSet>,
+    pub added: usize,
+    pub removed: usize,
 }
 
 #[cfg(test)]
@@ -219,6 +246,7 @@ mod tests {
                 }],
             }],
             sets: Vec::new(),
+            port_sets: Vec::new(),
         };
         Ruleset {
             v4: family.clone(),
@@ -324,12 +352,13 @@ mod tests {
             reason_to_apply(&more, Some(&last), Some(STATELESS)),
             Some(Reason::SetElements)
         );
-        let (changed, added, removed) = changed_sets(&more, Some(last.ruleset()));
+        let changed = changed_sets(&more, Some(last.ruleset()));
         assert_eq!(
-            changed.iter().map(|s| &s.name).collect::<Vec<_>>(),
+            changed.sets.iter().map(|s| &s.name).collect::<Vec<_>>(),
             ["known-v4"]
         );
-        assert_eq!((added, removed), (1, 0));
+        assert!(changed.port_sets.is_empty());
+        assert_eq!((changed.added, changed.removed), (1, 0));
         let flushed = "table inet dockfw {\n\tchain forward {\n\t}\n}\n";
         assert_eq!(
             reason_to_apply(&more, Some(&last), Some(flushed)),

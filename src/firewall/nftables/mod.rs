@@ -54,9 +54,13 @@ impl Nftables {
         desired: &Ruleset,
         before: Option<&Ruleset>,
     ) -> Result<Transaction, FirewallError> {
-        let (changed, elements_added, elements_removed) = changed_sets(desired, before);
+        let changed = changed_sets(desired, before);
+        let (elements_added, elements_removed) = (changed.added, changed.removed);
         let (text, (added, removed)) = if reason == Reason::SetElements {
-            (render::elements_text(&changed), (0, 0))
+            (
+                render::elements_text(&changed.sets, &changed.port_sets),
+                (0, 0),
+            )
         } else {
             let text = render::render(desired).map_err(FirewallError::Render)?;
             (text, rule_changes(desired, before))

@@ -25,7 +25,7 @@ use ipnet::IpNet;
 use crate::inventory::Proto;
 use crate::ruleset::{
     AddrSet, Conntrack, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE, ORIGIN_PREFIX,
-    PROXY_CHAIN, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 
 /// The address family of dockfw's table: `inet` holds IPv4 and IPv6.
@@ -108,7 +108,9 @@ pub enum RenderError {
         first: u16,
         last: u16,
     },
-    #[error("{chain}: no set {set} in the {family} rules")]
+    #[error("{chain}: a rule matching a port set must be of one family")]
+    PortSetOfNoFamily { chain: &'static str },
+    #[error("{chain}: no set {set} (of the rule's protocol) in the {family} rules")]
     UnknownSet {
         chain: &'static str,
         family: &'static str,
@@ -145,6 +147,10 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
             set_text(set, family, &mut out)?;
             out.push('\n');
         }
+        for set in &ruleset.family(family).port_sets {
+            port_set_text(set, family, &mut out)?;
+            out.push('\n');
+        }
     }
     for (i, chain) in CHAINS.iter().enumerate() {
         if i > 0 {
@@ -156,15 +162,18 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
     Ok(out)
 }
 
-/// The `nft -f` input that gives each of `sets` exactly its elements, in
-/// one transaction that leaves every rule as it is.
-pub fn elements_text(sets: &[&AddrSet]) -> String {
+/// The `nft -f` input that gives each of `sets` and `port_sets` exactly
+/// its elements, in one transaction that leaves every rule as it is.
+pub fn elements_text(sets: &[&AddrSet], port_sets: &[&PortSet]) -> String {
     let mut out = String::new();
-    for set in sets {
-        let name = set_name(&set.name);
+    let lists = sets
+        .iter()
+        .map(|set| (&set.name, elements_list(set)))
+        .chain(port_sets.iter().map(|set| (&set.name, ports_list(set))));
+    for (name, elements) in lists {
+        let name = set_name(name);
         let _ = writeln!(out, "flush set {TABLE_FAMILY} {TABLE_NAME} {name}");
-        if !set.elements.is_empty() {
-            let elements = elements_list(set);
+        if !elements.is_empty() {
             let _ = writeln!(
                 out,
                 "add element {TABLE_FAMILY} {TABLE_NAME} {name} {{ {elements} }}"
@@ -172,6 +181,28 @@ pub fn elements_text(sets: &[&AddrSet]) -> String {
         }
     }
     out
+}
+
+/// One named set of ports of the table, in `family`'s rules.
+fn port_set_text(set: &PortSet, family: Family, out: &mut String) -> Result<(), RenderError> {
+    if set.family != family {
+        return Err(RenderError::SetFamily {
+            set: set.name.clone(),
+            family: family.as_str(),
+        });
+    }
+    let _ = writeln!(out, "\tset {} {{", set_name(&set.name));
+    let _ = writeln!(out, "\t\ttype inet_service");
+    if !set.ports.is_empty() {
+        let _ = writeln!(out, "\t\telements = {{ {} }}", ports_list(set));
+    }
+    out.push_str("\t}\n");
+    Ok(())
+}
+
+fn ports_list(set: &PortSet) -> String {
+    let ports: Vec<String> = set.ports.iter().map(u16::to_string).collect();
+    ports.join(", ")
 }
 
 /// One named set of the table, in `family`'s rules.
@@ -238,7 +269,7 @@ fn chain_text(ruleset: &Ruleset, chain: &ChainName, out: &mut String) -> Result<
 /// Both families' rules of one chain, each with the family it is limited
 /// to, or `None` for the common address-free head and tail written once.
 fn merged<'a>(v4: &'a [Rule], v6: &'a [Rule]) -> Vec<(Option<Family>, &'a Rule)> {
-    let shared = |(a, b): &(&Rule, &Rule)| a == b && !a.names_addresses();
+    let shared = |(a, b): &(&Rule, &Rule)| a == b && !a.of_one_family();
     let head = v4.iter().zip(v6).take_while(shared).count();
     let (rest4, rest6) = (&v4[head..], &v6[head..]);
     let tail = rest4
@@ -297,7 +328,26 @@ fn rule_text(
     if let Some(iface) = &rule.out_iface {
         let _ = write!(out, "oifname \"{iface}\" ");
     }
+    if let Some(set) = &rule.dport_set {
+        let Some(family) = family else {
+            return Err(RenderError::PortSetOfNoFamily { chain: name });
+        };
+        let known = ruleset.family(family).port_set(set);
+        match (known, rule.proto) {
+            (Some(known), Some(proto)) if known.proto == proto && rule.dport.is_none() => {
+                let _ = write!(out, "{} dport @{} ", proto.as_str(), set_name(set));
+            }
+            _ => {
+                return Err(RenderError::UnknownSet {
+                    chain: name,
+                    family: family.as_str(),
+                    set: set.clone(),
+                });
+            }
+        }
+    }
     match (rule.proto, rule.dport) {
+        _ if rule.dport_set.is_some() => {}
         (Some(proto), Some(port)) => {
             let _ = write!(out, "{} dport {port} ", proto.as_str());
         }
@@ -424,6 +474,7 @@ mod tests {
         FamilyRules {
             chains,
             sets: Vec::new(),
+            port_sets: Vec::new(),
         }
     }
 
@@ -620,6 +671,7 @@ mod tests {
                     Family::V4,
                     v4("fd00::2/128"),
                 )],
+                port_sets: Vec::new(),
             },
             v6: FamilyRules::default(),
         };
