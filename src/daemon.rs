@@ -111,6 +111,9 @@ pub enum Trigger {
     RulesetChanged,
     /// The periodic check where no notification covers the rules.
     DriftPoll,
+    /// The periodic check of sets no notification covers (ipsets), where
+    /// the rules are announced: a pass only if they differ.
+    SetsPoll,
 }
 
 impl Trigger {
@@ -125,7 +128,7 @@ impl Trigger {
     fn needs_inventory(&self) -> bool {
         !matches!(
             self,
-            Trigger::Start | Trigger::RulesetChanged | Trigger::DriftPoll
+            Trigger::Start | Trigger::RulesetChanged | Trigger::DriftPoll | Trigger::SetsPoll
         )
     }
 
@@ -489,6 +492,15 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let watchdog = sdnotify::watchdog_interval().map(|i| i / 2);
         let mut next_feed = Instant::now();
         loop {
+            // The sets poll is one `ipset save`; a pass only when it differs
+            // (or when something else is queued anyway).
+            if pending == Some(Trigger::SetsPoll)
+                && triggers.is_empty()
+                && !self.sets_drifted().await
+            {
+                pending = None;
+                next_poll = Instant::now() + self.config.drift_poll;
+            }
             if let Some(first) = pending.take() {
                 // Leading edge: no wait before the first change. Whatever
                 // arrived meanwhile (and whatever arrives while this pass
@@ -544,7 +556,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 }
                 self.notify(&format!("STATUS={}", self.status.summary()));
             }
-            let poll = self.needs_drift_poll();
+            let rules_poll = self.needs_drift_poll();
+            let poll = rules_poll || self.polls_sets();
             pending = tokio::select! {
                 () = shutdown.cancelled() => return,
                 Some(trigger) = triggers.recv() => Some(trigger),
@@ -557,7 +570,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 } else {
                     Trigger::Periodic
                 }),
-                () = tokio::time::sleep_until(next_poll), if poll => Some(Trigger::DriftPoll),
+                () = tokio::time::sleep_until(next_poll), if poll => Some(if rules_poll {
+                    Trigger::DriftPoll
+                } else {
+                    Trigger::SetsPoll
+                }),
                 () = tokio::time::sleep_until(next_feed), if watchdog.is_some() => {
                     feed_watchdog();
                     next_feed = Instant::now() + watchdog.unwrap_or(Duration::MAX);
@@ -580,6 +597,31 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// or Docker's chains live in iptables-legacy.
     fn needs_drift_poll(&self) -> bool {
         !self.monitored.load(Ordering::SeqCst) || !self.firewall.announces_changes()
+    }
+
+    /// Whether the plan in place has sets whose changes nothing announces
+    /// (ipsets), so that they are polled even where the rules are watched.
+    fn polls_sets(&self) -> bool {
+        self.in_place
+            .as_ref()
+            .is_some_and(|r| self.firewall.has_unannounced_sets(r))
+    }
+
+    /// Whether the unannounced sets differ from the plan in place.
+    async fn sets_drifted(&self) -> bool {
+        let Some(in_place) = &self.in_place else {
+            return true;
+        };
+        self.firewall
+            .sets_drifted(in_place, &self.available_families())
+            .await
+    }
+
+    fn available_families(&self) -> Vec<Family> {
+        Family::ALL
+            .into_iter()
+            .filter(|f| !self.unavailable.contains(f))
+            .collect()
     }
 
     /// Re-read the policy (off the loop's thread); keep the old one if the
@@ -719,10 +761,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let Some(in_place) = &self.in_place else {
             return Ok(false);
         };
-        let families: Vec<Family> = Family::ALL
-            .into_iter()
-            .filter(|f| !self.unavailable.contains(f))
-            .collect();
+        let families = self.available_families();
         let Some(transactions) = self.firewall.element_update(planned, in_place, &families) else {
             return Ok(false);
         };
@@ -985,6 +1024,8 @@ mod tests {
         restores: AtomicUsize,
         /// Observations made (each a read of every family).
         observations: AtomicUsize,
+        /// Polls of the sets alone.
+        set_reads: AtomicUsize,
     }
 
     fn slot(family: Family) -> usize {
@@ -1037,6 +1078,17 @@ mod tests {
 
         fn render(&self, desired: &Ruleset) -> String {
             iptables::render_all(desired)
+        }
+
+        fn has_unannounced_sets(&self, in_place: &Ruleset) -> bool {
+            iptables::has_sets(in_place)
+        }
+
+        async fn sets_drifted(&self, in_place: &Ruleset, families: &[Family]) -> bool {
+            self.set_reads.fetch_add(1, Ordering::SeqCst);
+            let tables = self.tables.lock().unwrap().clone();
+            let installed = tables.iter().flat_map(|t| t.sets.clone()).collect();
+            iptables::sets_differ(in_place, families, &installed)
         }
 
         async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
@@ -1125,6 +1177,7 @@ mod tests {
             no_ipv6: AtomicBool::new(false),
             restores: AtomicUsize::new(0),
             observations: AtomicUsize::new(0),
+            set_reads: AtomicUsize::new(0),
         });
         let (reload, reload_rx) = mpsc::channel(4);
         let (status_tx, status) = watch::channel(Status::default());
@@ -1649,6 +1702,50 @@ mod tests {
         settle(1.0).await;
         assert!(h.observations() > observed);
         assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.10"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sets_nothing_announces_are_polled_and_repaired_without_reading_the_rules() {
+        let dir = std::env::temp_dir().join(format!("dockfw-setspoll-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policy.toml");
+        let policy = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [5432]\ncontainers = [\"sel-*\"]\n";
+        std::fs::write(&path, policy).unwrap();
+        let h = start_config(Config {
+            ruleset_watch: RulesetWatch::Assumed,
+            drift_poll: Duration::from_millis(1500),
+            ..Config::new(path, "unix:///fake.sock".into())
+        });
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .containers
+            .push(selected("sel-0", "172.17.0.9"));
+        let (tx, rx) = oneshot::channel();
+        h.reload.send(tx).await.unwrap();
+        assert!(rx.await.unwrap().is_ok());
+        settle(1.0).await;
+        let observed = h.observations();
+        let reads = h.firewall.set_reads.load(Ordering::SeqCst);
+        settle(5.0).await;
+        assert!(
+            h.firewall.set_reads.load(Ordering::SeqCst) >= reads + 3,
+            "polled"
+        );
+        assert_eq!(h.observations(), observed, "sets as planned: no pass");
+
+        h.firewall.tables.lock().unwrap()[0]
+            .sets
+            .get_mut("dockfw-allow-1-v4")
+            .unwrap()
+            .elements
+            .clear();
+        settle(2.0).await;
+        let set = h.firewall.tables.lock().unwrap()[0].sets["dockfw-allow-1-v4"].clone();
+        assert_eq!(set.elements.into_iter().collect::<Vec<_>>(), ["172.17.0.9"]);
+        assert_eq!(h.status.borrow().drift.repairs, 1, "counted as a repair");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

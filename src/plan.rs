@@ -19,10 +19,9 @@
 //!                 selector deny entries, any destination -> DROP
 //! DOCKFW-PROXY    established/related, from lo    -> RETURN   (jumped to from INPUT)
 //!                 -i <each known Docker bridge>   -> RETURN
-//!                 per port published on one address: the same verdict, on -d and --dport
-//!                 deny entries   -p P -m set deny-N-P  -> DROP     (ports published on every address)
-//!                 allow entries  -p P -m set allow-N-P -> RETURN   (default deny only)
-//!                 -p P -m set guard-P (every such port) -> DROP    (default deny only)
+//!                 per port a deny entry or an allow entry with `from` covers, or
+//!                 published on one address: the same verdict, on (-d and) --dport
+//!                 -p P -m set guard-P (every other port no entry admits) -> DROP (default deny)
 //! ```
 //!
 //! Ports are matched with `--ctorigdstport`, the destination port before
@@ -39,13 +38,13 @@
 //! that a container coming or going changes elements only); the known
 //! container addresses are the set `known-v4`; a `from` list of more than
 //! [`MAX_LISTED_SOURCES`] networks in a family is the set `allow-N-src-v4`;
-//! the host ports docker-proxy may serve are port sets ([`PortSet`]):
-//! `allow-N-tcp-v4` for those entry N covers, `guard-tcp-v4` for all of
-//! them. Set names come only from the entry's kind, place, protocol and
-//! family. So the rules depend on the policy and the bridges, not on the
-//! containers (apart from ports published on one address, and the
-//! addresses of containers on refused bridges, which keep rules of their
-//! own).
+//! the host ports docker-proxy may serve that no entry covers are the port
+//! set ([`PortSet`]) `guard-tcp-v4`. Set names come only from the entry's
+//! kind, place and family (and a guard set's protocol). So the rules depend
+//! on the policy and the bridges, not on the containers (apart from the
+//! host ports a deny entry or an allow entry with `from` covers, ports
+//! published on one address, and the addresses of containers on refused
+//! bridges, which keep rules of their own).
 //!
 //! Every rule an entry or the default deny makes carries its [`Origin`]
 //! (the entry's kind and line), which the backends write as a comment, so
@@ -334,15 +333,15 @@ fn unclassified_chain(policy: &Policy, family: Family) -> Chain {
 /// port is DNAT-ed these rules are simply never reached. Fail closed. A
 /// routed binding (no host port) has nothing on the host to guard.
 ///
-/// A port published on every address (the usual `-p 5432:80`) is an element
-/// of port sets, so that a container coming or going changes elements only:
-/// per protocol an entry matches, `deny-N-tcp-v4` holds the ports deny
-/// entry N covers and `allow-N-tcp-v4` those allow entry N covers, each
-/// matched by one rule per source, and under default deny `guard-tcp-v4`
-/// holds them all, dropped last. A port is in the sets of exactly the
-/// entries that cover it, so it meets the same rules in the same order as
-/// a rule per port would give it. A port published on one address keeps
-/// rules of its own (matching that address), which are few.
+/// A port published on every address (the usual `-p 5432:80`) that no
+/// entry covers is, under default deny, an element of the port set
+/// `guard-tcp-v4` (per protocol), dropped by one rule; one that an entry
+/// admits from anywhere (and no deny entry covers) needs nothing. Only a
+/// port that a deny entry, or an allow entry limited by `from`, covers
+/// keeps rules of its own, as does a port published on one address. So a
+/// container coming or going with ports the policy only names in `allow`
+/// entries without `from` changes set elements only. Each port meets the
+/// same verdict as with a rule per port.
 fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain, Vec<PortSet>) {
     let mut rules = vec![
         Rule {
@@ -359,65 +358,33 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
         in_iface: Some(iface),
         ..Rule::default()
     }));
-    let published: Vec<(&Container, &PublishedPort)> = inventory
+    let published = inventory
         .containers
         .iter()
         .filter(|c| !c.host_network)
         .flat_map(|c| c.ports.iter().map(move |p| (c, p)))
         .filter(|(_, p)| !p.is_routed())
-        .filter(|(_, p)| !p.host_ip.is_loopback() && family_of(p.host_ip) == family)
-        .collect();
-    let (everywhere, one_address): (Vec<_>, Vec<_>) = published
-        .into_iter()
-        .partition(|(_, p)| p.host_ip.is_unspecified());
-    for (container, port) in one_address {
-        rules.extend(proxy_port_rules(policy, container, port, family));
+        .filter(|(_, p)| !p.host_ip.is_loopback() && family_of(p.host_ip) == family);
+    let guarded = policy.default == Default::Deny;
+    let mut guard: BTreeMap<Proto, BTreeSet<u16>> = BTreeMap::new();
+    for (container, port) in published {
+        let plain = port.host_ip.is_unspecified()
+            && covering(deny_entries(policy), container, port, family).is_empty();
+        let allowed = covering(allow_entries(policy), container, port, family);
+        if plain && allowed.is_empty() && guarded {
+            guard.entry(port.proto).or_default().insert(port.host_port);
+        } else if !(plain && allowed.iter().any(|(_, s)| *s == Sources::Anywhere)) {
+            rules.extend(proxy_port_rules(policy, container, port, family));
+        }
     }
     let mut sets = Vec::new();
-    let mut entry_rules = |id: EntryId, entry: &Entry, target: Target, rules: &mut Vec<Rule>| {
-        let Some(sources) = entry.sources(family) else {
-            return;
-        };
-        for &proto in entry_protos(entry) {
-            let set = PortSet {
-                name: id.port_set(proto, family),
-                family,
-                proto,
-                ports: everywhere
-                    .iter()
-                    .filter(|(c, p)| p.proto == proto && applies_to(entry, c, p))
-                    .map(|(_, p)| p.host_port)
-                    .collect(),
-            };
-            for source in source_matches(id, &sources, family) {
-                rules.push(source.on(Rule {
-                    proto: Some(proto),
-                    dport_set: Some(set.name.clone()),
-                    target: target.clone(),
-                    origin: Some(id.origin()),
-                    ..Rule::default()
-                }));
-            }
-            sets.push(set);
-        }
-    };
-    for (id, entry) in deny_entries(policy) {
-        entry_rules(id, entry, Target::Drop, &mut rules);
-    }
-    if policy.default == Default::Deny {
-        for (id, entry) in allow_entries(policy) {
-            entry_rules(id, entry, Target::Return, &mut rules);
-        }
+    if guarded {
         for proto in ALL_PROTOS {
             let set = PortSet {
                 name: format!("guard-{}-{}", proto.as_str(), family_tag(family)),
                 family,
                 proto,
-                ports: everywhere
-                    .iter()
-                    .filter(|(_, p)| p.proto == proto)
-                    .map(|(_, p)| p.host_port)
-                    .collect(),
+                ports: guard.remove(&proto).unwrap_or_default(),
             };
             rules.push(Rule {
                 proto: Some(proto),
@@ -429,7 +396,6 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
             sets.push(set);
         }
     }
-    sets.sort_by(|a, b| a.name.cmp(&b.name));
     let chain = Chain {
         name: PROXY_CHAIN,
         rules: without_repeats(rules),
@@ -439,15 +405,6 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
 
 /// Every protocol Docker publishes, in the order rules are written.
 const ALL_PROTOS: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Sctp];
-
-/// The protocols an entry matches.
-fn entry_protos(entry: &Entry) -> &'static [Proto] {
-    match entry.proto {
-        ProtoMatch::Tcp => &[Proto::Tcp],
-        ProtoMatch::Udp => &[Proto::Udp],
-        ProtoMatch::Any => &ALL_PROTOS,
-    }
-}
 
 fn family_of(ip: IpAddr) -> Family {
     match ip {
@@ -583,18 +540,6 @@ impl EntryId {
     /// `allow-2-v4`.
     fn selected_set(self, family: Family) -> String {
         format!("{}-{}-{}", self.kind, self.number, family_tag(family))
-    }
-
-    /// The set of the host ports (published on every address) of one
-    /// protocol the entry covers: `allow-2-tcp-v4`.
-    fn port_set(self, proto: Proto, family: Family) -> String {
-        format!(
-            "{}-{}-{}-{}",
-            self.kind,
-            self.number,
-            proto.as_str(),
-            family_tag(family)
-        )
     }
 
     /// The set of the entry's sources, when they are too many to list:

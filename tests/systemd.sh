@@ -5,15 +5,20 @@
 # tests/systemd.sh — the unit and the Debian package under a real systemd as PID 1.
 #
 # Boots a Debian bookworm root (debootstrap, cached in target/systemd-root) with
-# systemd-nspawn in its own network namespace (its firewall is not the host's), installs
+# systemd-nspawn in a network namespace of its own (its firewall is not the host's),
+# reachable from a client namespace over a veth pair, and emptied like a power cycle
+# empties a host's before every boot; installs
 # the .deb packaging/build-deb.sh makes, and checks what an operator relies on: Type=notify
 # readiness without an engine, STATUS=, reload (good and refused), the watchdog, stop
 # leaving the rules, a broken policy at start, journal priorities and no colour codes,
 # both iptables variants with ipset and the nftables backend inside the unit's sandbox,
 # the exposure score of `systemd-analyze security`, a power cycle with the unit enabled,
 # then the same with a real engine (the host's docker.io binaries and Debian's own
-# docker.socket/docker.service/containerd.service units, a --restart always container),
-# an upgrade keeping the edited policy, remove (rules gone, Docker's stay) and purge.
+# docker.socket/docker.service/containerd.service units, a --restart always container)
+# under a prober: from the client, new TCP connections to a denied and an allowed published
+# port, from before the power-off until the container is back and judged; none to the
+# denied port may succeed, the allowed one must answer again. Then an upgrade keeping the
+# edited policy, remove (rules gone, Docker's stay) and purge.
 #
 # Usage: sudo tests/systemd.sh            (root; installs debootstrap and systemd-container)
 # Env:   SYSTEMD_ROOT=DIR      the cached root (default target/systemd-root)
@@ -24,8 +29,8 @@
 # "# TODO" marks a check of a known open problem (reported, not failing); "# SKIP" one
 # that cannot run here (no docker.io or busybox-static on the machine).
 # Debugging: `. tests/systemd.sh; boot; ct systemctl status dockfw; …; cleanup`.
-# Everything but the cached root is removed at exit (the container is powered off, its
-# overlay unmounted). Every wait is bounded.
+# Everything but the cached root is removed at exit (the prober stopped, the container
+# powered off, its overlay unmounted, both namespaces deleted). Every wait is bounded.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -49,6 +54,14 @@ CT_PID=""         # the container's PID 1, as the host sees it
 # runc gives each container a session keyring; systemd-nspawn's own filter refuses the
 # keyring calls unless told.
 NSPAWN_EXTRA=(--system-call-filter="add_key keyctl request_key")
+# The container's network namespace and a client's, named after this run (other runs'
+# namespaces are never touched), joined by a veth pair: host0 in the container's, client0
+# in the client's. 198.18.0.0/15 (benchmarking) is used nowhere else on this machine.
+NS_HOST="dfwsd-h-$$"
+NS_CLIENT="dfwsd-c-$$"
+HOST_IP=198.18.0.1
+CLIENT_IP=198.18.0.2
+NETNS_MADE=()     # the namespaces this run created (cleanup deletes these only)
 T0=$SECONDS
 
 log() { printf '[systemd %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -63,6 +76,11 @@ host_deps() {
     command -v systemd-nspawn >/dev/null || want+=(systemd-container)
     # packaging/build-deb.sh runs dpkg-shlibdeps.
     [[ -n "${SYSTEMD_DEB:-}" ]] || command -v dpkg-shlibdeps >/dev/null || want+=(dpkg-dev)
+    # The client's prober; emptying the container's namespace between boots.
+    command -v curl >/dev/null || want+=(curl)
+    command -v iptables-legacy >/dev/null || want+=(iptables)
+    command -v nft >/dev/null || want+=(nftables)
+    command -v ipset >/dev/null || want+=(ipset)
     ((${#want[@]} == 0)) && return 0
     log "installing ${want[*]}"
     timeout 300 "${apt[@]}" update -qq
@@ -131,13 +149,71 @@ wait_booted() {
     return 1
 }
 
-# Start the container on MERGED. A fresh network namespace each time: its tables are
-# empty, as after a power cycle.
+# The two namespaces and the veth between them; the client reaches the container at
+# HOST_IP (the published ports are DNAT-ed and forwarded there, as from a real network).
+make_netns() {
+    local ns
+    for ns in "$NS_HOST" "$NS_CLIENT"; do
+        [[ ! -e "/run/netns/$ns" ]] || { log "/run/netns/$ns exists already"; return 1; }
+        ip netns add "$ns"
+        NETNS_MADE+=("$ns")
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$NS_HOST" link add host0 type veth peer name client0 netns "$NS_CLIENT"
+    ip -n "$NS_HOST" addr add "$HOST_IP/24" dev host0
+    ip -n "$NS_CLIENT" addr add "$CLIENT_IP/24" dev client0
+    ip -n "$NS_HOST" link set host0 up
+    ip -n "$NS_CLIENT" link set client0 up
+}
+
+# hostns CMD… — run CMD (a host binary) in the container's network namespace. nsenter
+# --net, not `ip netns exec`, which remounts /sys.
+hostns() { timeout 20 nsenter --net="/run/netns/$NS_HOST" "$@"; }
+
+# The container's network namespace outlives it (the client's veth stays plugged in), so
+# what a power cycle empties is emptied here, with the container down, before every
+# boot: every table of iptables-nft, ip6tables-nft, iptables-legacy and ip6tables-legacy
+# (rules, chains, policies), the nftables ruleset, the ipsets (once no rule uses them),
+# the links the engine made (docker0, veths), conntrack and IP forwarding. Fails if a
+# rule, table or set is left. (What fails on the way, e.g. a table that is not there, is
+# ignored: what counts is what is left.)
+wipe_netns() {
+    local v t c link left
+    for v in iptables ip6tables; do
+        for t in filter nat mangle raw security; do
+            hostns "$v-nft" -t "$t" -F 2>/dev/null || true
+            hostns "$v-nft" -t "$t" -X 2>/dev/null || true
+        done
+        # Legacy: only the tables the kernel has in this namespace (listing one loads it).
+        for t in $(hostns cat "/proc/net/${v/iptables/ip}_tables_names" 2>/dev/null || true); do
+            hostns "$v-legacy" -t "$t" -F || true
+            hostns "$v-legacy" -t "$t" -X || true
+            for c in $(hostns "$v-legacy" -t "$t" -S | awk '$1 == "-P" { print $2 }' || true); do
+                hostns "$v-legacy" -t "$t" -P "$c" ACCEPT || true
+            done
+        done
+    done
+    hostns nft flush ruleset || true
+    hostns ipset destroy 2>/dev/null || true
+    hostns conntrack -F >/dev/null 2>&1 || true
+    hostns sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0 || true
+    for link in $(ip -n "$NS_HOST" -o link show | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+        [[ "$link" == lo || "$link" == host0 ]] || ip -n "$NS_HOST" link del "$link" 2>/dev/null || true
+    done
+    left="$(hostns nft list ruleset; hostns ipset list -n
+        for v in iptables ip6tables; do hostns "$v-legacy-save" | grep -E '^-|^:.* DROP|^:[^ ]+ - ' || true; done)"
+    [[ -z "$left" ]] || { log "the container's namespace is not empty after the wipe: $left"; return 1; }
+}
+
+# Start the container on MERGED, in NS_HOST, emptied first: its tables are empty, as
+# after a power cycle.
 start_container() {
-    # --private-network: its own network namespace, so its firewall is not the host's.
+    wipe_netns || return 1
+    # --network-namespace-path: a network namespace of its own, so its firewall is not
+    # the host's (implies a private network: CAP_NET_ADMIN stays in the container).
     # --register=no --keep-unit: there is no systemd on the machine itself.
-    systemd-nspawn -D "$MERGED" --boot --register=no --keep-unit --private-network \
-        --console=read-only --bind-ro="$RUN/debs:/mnt/debs" "${NSPAWN_EXTRA[@]}" >>"$RUN/console.log" 2>&1 </dev/null &
+    systemd-nspawn -D "$MERGED" --boot --register=no --keep-unit \
+        --network-namespace-path="/run/netns/$NS_HOST" --console=read-only --bind-ro="$RUN/debs:/mnt/debs" "${NSPAWN_EXTRA[@]}" >>"$RUN/console.log" 2>&1 </dev/null &
     NSPAWN_PID=$!
     CT_PID=""
     wait_booted 90
@@ -169,16 +245,19 @@ boot() {
     # way back systemd-nspawn refuses to clean up its propagation directory when the
     # host's /run is no tmpfs, and exits.
     mount -t overlay overlay -o "lowerdir=$ROOT,upperdir=$RUN/upper,workdir=$RUN/work" "$MERGED"
+    make_netns
     start_container
 }
 
 cleanup() {
-    local rc=$?
+    local rc=$? ns
     set +e
+    boot_prober_stop
     stop_container
     if [[ -n "$MERGED" ]] && mountpoint -q "$MERGED"; then
         umount "$MERGED" || umount -l "$MERGED"
     fi
+    for ns in "${NETNS_MADE[@]}"; do timeout 10 ip netns del "$ns" || log "could not delete netns $ns"; done
     [[ -n "$RUN" ]] && rm -rf "$RUN"
     log "done in $((SECONDS - T0)) s"
     exit "$rc"
@@ -592,23 +671,121 @@ EOF2
     ct systemctl enable --now containerd.service docker.socket docker.service >/dev/null 2>&1 ||
         fail "the engine did not start: $(ct systemctl status --no-pager docker containerd | tail -20)" || return 1
     ct docker import /root/img.tar dfwtest:1 >/dev/null || fail "docker import failed" || return 1
-    local out; out="$(ct docker run -d --restart always --name web -p 8080:80 -p 5432:81 dfwtest:1 \
+    # Both published ports lead to the one server (the policy speaks host ports): were
+    # 5432 let through, it would answer like 8080 does, not just reset the connection.
+    local out; out="$(ct docker run -d --restart always --name web -p 8080:80 -p 5432:80 dfwtest:1 \
         /bin/busybox httpd -f -p 80 -h /www 2>&1)" || fail "docker run: $out" || return 1
     wait_until 15 eval '[[ "$(port_verdict 0.0.0.0:5432)" == blocked ]]' ||
         fail "5432 not blocked: $(ct dockfw status)" || return 1
     [[ "$(port_verdict 0.0.0.0:8080)" == open ]] || fail "8080 not open: $(ct dockfw status)"
 }
 
+# ---------------------------------------------------------------------------
+# The prober: from the client namespace, new TCP connections to the container's published
+# ports, one after another, through the whole power cycle.
+# ---------------------------------------------------------------------------
+
+PROBE_BLOCKED=5432      # web's ports: 5432 the policy denies, 8080 it allows
+PROBE_OPEN=8080
+PROBE_MAX_S=120         # bounds per port: seconds, attempts
+PROBE_MAX=3000
+PROBE_DIR=""            # one file per port: "MICROSECONDS CURL_RC TIME_CONNECT" per attempt
+PROBE_PIDS=()
+# When (µs since the epoch): poweroff asked, powered off, booted, web running, 5432
+# blocked by dockfw status.
+T_OFF="" T_DOWN="" T_UP="" T_WEB="" T_BLOCKED=""
+
+now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
+
+# client CMD… — run CMD (a host binary) in the client namespace.
+client() { nsenter --net="/run/netns/$NS_CLIENT" "$@"; }
+
+# answers PORT — one new connection from the client to HOST_IP:PORT gets an HTTP answer.
+answers() { timeout 5 client curl -s -o /dev/null --connect-timeout 0.5 -m 2 "http://$HOST_IP:$1/"; }
+
+# probe_loop PORT — one new connection at a time (each curl its own source port, a new
+# SYN, given up after 0.2 s: a dropped SYN is only resent after a second, so a longer wait
+# measures the timeout, not the firewall) until PROBE_DIR/stop appears, PROBE_MAX_S pass
+# or PROBE_MAX attempts are made; PROBE_DIR/PORT.end says which ("stopped" or "bound").
+# TIME_CONNECT is curl's: 0 unless the TCP handshake completed.
+probe_loop() {
+    local port="$1" out="$PROBE_DIR/$1" end=$((SECONDS + PROBE_MAX_S)) n=0 t tc rc
+    while [[ ! -e "$PROBE_DIR/stop" ]]; do
+        ((n < PROBE_MAX && SECONDS < end)) || { echo bound >"$out.end"; return 0; }
+        t="$(now_us)"
+        rc=0
+        tc="$(client curl -s -o /dev/null -w '%{time_connect}' --connect-timeout 0.2 -m 1 \
+            "http://$HOST_IP:$port/")" || rc=$?
+        echo "$t $rc ${tc:-0}" >>"$out"
+        n=$((n + 1))
+        sleep 0.05
+    done
+    echo stopped >"$out.end"
+}
+
+boot_prober_start() {
+    PROBE_DIR="$RUN/prober"
+    rm -rf "$PROBE_DIR"
+    mkdir -p "$PROBE_DIR"
+    local port
+    for port in "$PROBE_BLOCKED" "$PROBE_OPEN"; do
+        : >"$PROBE_DIR/$port"
+        probe_loop "$port" &
+        PROBE_PIDS+=($!)
+    done
+}
+
+# Stop the probe loops (bounded: each ends within its current attempt, at most 1 s).
+boot_prober_stop() {
+    [[ -n "$PROBE_DIR" && -d "$PROBE_DIR" ]] && touch "$PROBE_DIR/stop"
+    local pid i
+    for pid in "${PROBE_PIDS[@]}"; do
+        for ((i = 0; i < 25; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null || true
+    done
+    PROBE_PIDS=()
+}
+
+# probe_stats PORT — "ATTEMPTS CONNECTED ANSWERED_BEFORE ANSWERED_AFTER LAST_BEFORE
+# FIRST_AFTER FIRST_CONNECTED": connections made (handshake completed, whatever came
+# next), HTTP answers to attempts started before the container was powered off (T_DOWN)
+# and after; times in seconds since poweroff was asked (T_OFF), "-" for none.
+probe_stats() {
+    awk -v off="$T_OFF" -v down="$T_DOWN" '
+        function rel(t) { return sprintf("%+.1f", (t - off) / 1e6) }
+        { n++ }
+        $3 + 0 > 0 { c++; if (fc == "") fc = rel($1) }
+        $2 == 0 && $1 < down { b++; lb = rel($1) }
+        $2 == 0 && $1 >= down { a++; if (fa == "") fa = rel($1) }
+        END { printf "%d %d %d %d %s %s %s\n", n, c, b, a, (lb == "" ? "-" : lb), (fa == "" ? "-" : fa), (fc == "" ? "-" : fc) }
+    ' "$PROBE_DIR/$1"
+}
+
+# rel_s T — T (µs) in seconds since T_OFF.
+rel_s() { awk -v t="$1" -v off="$T_OFF" 'BEGIN { printf "%+.1f", (t - off) / 1e6 }'; }
+
 # Boot with dockfw, docker.socket, docker.service and a --restart always container all
 # enabled: docker.service starts only once dockfw is ready; the container comes back
-# judged by the policy.
+# judged by the policy. A prober in the client namespace runs from before the power-off
+# (t_engine_prober judges what it saw).
 DOCKER_WAITED=""
 READY_AFTER=""
 t_engine_boot() {
+    # The path first: from the client, the allowed port answers and the denied one does
+    # not, through the container's namespace (else the prober would prove nothing).
+    wait_until 10 answers "$PROBE_OPEN" ||
+        fail "the client gets no answer from $HOST_IP:$PROBE_OPEN: $(ct docker ps; ct iptables -t nat -S DOCKER)" || return 1
+    ! answers "$PROBE_BLOCKED" || fail "$HOST_IP:$PROBE_BLOCKED answers before the power cycle" || return 1
+    boot_prober_start
+    T_OFF="$(now_us)"
     stop_container
+    T_DOWN="$(now_us)"
     start_container || fail "the container did not come back" || return 1
+    T_UP="$(now_us)"
     wait_until 60 eval '[[ "$(ct docker inspect -f "{{.State.Running}}" web 2>/dev/null)" == true ]]' ||
         fail "web did not come back: $(ct systemctl status --no-pager docker | tail -5)" || return 1
+    T_WEB="$(now_us)"
     local ready engine started
     ready="$(ct systemctl show -p ActiveEnterTimestampMonotonic --value dockfw)"
     started="$(ct systemctl show -p InactiveExitTimestampMonotonic --value dockfw)"
@@ -620,8 +797,41 @@ t_engine_boot() {
     echo "# boot: dockfw ready (rules in place) $READY_AFTER s after it started; dockerd started after $DOCKER_WAITED s"
     wait_until 15 eval '[[ "$(port_verdict 0.0.0.0:5432)" == blocked ]]' ||
         fail "5432 not blocked after boot: $(ct dockfw status)" || return 1
+    T_BLOCKED="$(now_us)"
     [[ "$(port_verdict 0.0.0.0:8080)" == open ]] || fail "8080 not open after boot" || return 1
     protected || fail "rules: $(rules)"
+}
+
+# What the prober saw of t_engine_boot's power cycle, from before the power-off until web
+# runs again, dockfw status says 5432 is blocked, and 8080 has answered after the boot
+# (waited for here, at most 30 s): (a) no connection to 5432 was ever made (not even a
+# handshake), and (b) 8080 answered after the boot, so the path and the prober worked and
+# (a) is not vacuous.
+t_engine_prober() {
+    [[ -n "$PROBE_DIR" ]] || fail "no prober ran (the boot check stopped before it)" || return 1
+    local -a st
+    if [[ -n "$T_BLOCKED" ]]; then
+        wait_until 30 eval 'read -r -a st < <(probe_stats "$PROBE_OPEN"); ((st[3] > 0))' || true
+    fi
+    boot_prober_stop
+    local -a b o
+    read -r -a b < <(probe_stats "$PROBE_BLOCKED")
+    read -r -a o < <(probe_stats "$PROBE_OPEN")
+    echo "# boot prober: $PROBE_BLOCKED (denied): ${b[1]} of ${b[0]} connections made;" \
+        "$PROBE_OPEN (allowed): ${o[0]} attempts, ${o[2]} answered before the power-off (last at ${o[4]} s)," \
+        "${o[3]} after the boot (first at ${o[5]} s); powered off at $(rel_s "$T_DOWN") s," \
+        "booted ${T_UP:+$(rel_s "$T_UP") s}${T_UP:-never}, web running ${T_WEB:+$(rel_s "$T_WEB") s}${T_WEB:-never}," \
+        "$PROBE_BLOCKED blocked in status ${T_BLOCKED:+$(rel_s "$T_BLOCKED") s}${T_BLOCKED:-never}"
+    ((b[1] == 0)) || fail "${b[1]} connections to $PROBE_BLOCKED were made, the first at ${b[6]} s:" \
+        "$(awk '$3 + 0 > 0' "$PROBE_DIR/$PROBE_BLOCKED" | head -3)" || return 1
+    [[ -n "$T_BLOCKED" ]] || fail "the boot check did not see web back and 5432 blocked" || return 1
+    ((o[3] > 0)) || fail "$PROBE_OPEN never answered after the boot" || return 1
+    # Both loops ran to the end (not to their bounds): the whole power cycle is covered.
+    local port
+    for port in "$PROBE_BLOCKED" "$PROBE_OPEN"; do
+        [[ "$(cat "$PROBE_DIR/$port.end" 2>/dev/null)" == stopped ]] ||
+            fail "the $port prober stopped at its bound ($PROBE_MAX_S s, $PROBE_MAX attempts) before the end" || return 1
+    done
 }
 
 # Debian's docker.socket (docker-ce has one too) holds /run/docker.sock from early boot.
@@ -745,6 +955,8 @@ main() {
         if [[ -z "$no_engine" ]]; then
             check "engine: Debian's docker units start; a published port is judged by the policy" t_engine_install
             check "engine: boot with everything enabled: dockerd after dockfw is ready, container judged" t_engine_boot
+            check "engine: power cycle under a prober from a client: no connection to $PROBE_BLOCKED, $PROBE_OPEN answers again" \
+                t_engine_prober
             check "engine: boot with docker.socket: first rules and dockerd within 10 s of dockfw's start" \
                 t_engine_boot_delay
             check "engine: a hung dockerd (30 s) does not get dockfw killed by its watchdog (10 s)" \

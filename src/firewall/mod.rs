@@ -87,6 +87,20 @@ pub trait Backend: Send + Sync + 'static {
     /// Whether changes to the installed rules are announced on netlink
     /// (nf_tables), so drift needs no polling.
     fn announces_changes(&self) -> bool;
+
+    /// Whether the driver keeps, for `in_place`, state that nf_tables does
+    /// not announce changes to even where it announces the rules' (ipsets):
+    /// then [`Backend::sets_drifted`] is polled.
+    fn has_unannounced_sets(&self, in_place: &Ruleset) -> bool;
+
+    /// Whether the unannounced sets of `families` differ from `in_place`'s
+    /// (one cheap read; a read that fails counts as a difference, so that
+    /// an observing pass reports it).
+    fn sets_drifted(
+        &self,
+        in_place: &Ruleset,
+        families: &[Family],
+    ) -> impl Future<Output = bool> + Send;
 }
 
 /// What one observation found: the installed state, the families the kernel

@@ -273,6 +273,31 @@ pub fn element_update(
     Some(transactions)
 }
 
+/// Whether `ruleset` has any set, which ipset holds. Pure.
+pub fn has_sets(ruleset: &Ruleset) -> bool {
+    Family::ALL.into_iter().any(|f| {
+        let rules = ruleset.family(f);
+        !rules.sets.is_empty() || !rules.port_sets.is_empty()
+    })
+}
+
+/// Whether the ipsets `installed` (all of dockfw's, both families) differ
+/// from the sets of `in_place` in `families`: one missing, of another type,
+/// or with other elements. Pure.
+pub fn sets_differ(
+    in_place: &Ruleset,
+    families: &[Family],
+    installed: &BTreeMap<String, SavedSet>,
+) -> bool {
+    families.iter().any(|&family| {
+        sets::wanted(in_place.family(family)).iter().any(|want| {
+            installed
+                .get(&want.name)
+                .is_none_or(|have| have.kind != want.kind || have.elements != want.elements)
+        })
+    })
+}
+
 /// The counters of dockfw's drop rules in both families. Pure.
 pub fn drop_counters(observed: &Tables) -> Vec<DropCounter> {
     Family::ALL
@@ -407,6 +432,17 @@ impl Backend for Iptables {
 
     fn variant(&self, family: Family) -> Option<&'static str> {
         self.variant_of(family)
+    }
+
+    fn has_unannounced_sets(&self, in_place: &Ruleset) -> bool {
+        has_sets(in_place)
+    }
+
+    async fn sets_drifted(&self, in_place: &Ruleset, families: &[Family]) -> bool {
+        match read_sets().await {
+            Ok(installed) => sets_differ(in_place, families, &installed),
+            Err(_) => true,
+        }
     }
 
     fn announces_changes(&self) -> bool {
@@ -575,15 +611,13 @@ mod tests {
         assert_eq!(
             v4.sets.keys().collect::<Vec<_>>(),
             [
-                "dockfw-allow-1-tcp-v4",
                 "dockfw-allow-1-v4",
-                "dockfw-allow-2-tcp-v4",
                 "dockfw-allow-2-v4",
                 "dockfw-guard-sctp-v4",
                 "dockfw-guard-tcp-v4",
                 "dockfw-guard-udp-v4"
             ],
-            "address sets, and the port sets of the host ports each entry covers"
+            "address sets, and the guard sets of host ports no entry covers"
         );
     }
 

@@ -218,6 +218,15 @@ impl Backend for Nftables {
     fn announces_changes(&self) -> bool {
         true
     }
+
+    /// Its sets are in the table, announced like its rules.
+    fn has_unannounced_sets(&self, _: &Ruleset) -> bool {
+        false
+    }
+
+    async fn sets_drifted(&self, _: &Ruleset, _: &[Family]) -> bool {
+        false
+    }
 }
 
 /// `nft`, from its fixed path, never found through `PATH`.
