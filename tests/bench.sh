@@ -76,14 +76,22 @@ fast_probe() {
 }
 
 # first_open_start PORT OUT — start tests/first_open.py in client A's namespace, in the
-# background: a new connection to PORT every 2 ms (each closed after 300 ms unanswered)
-# until one answers HTTP 200, 8 s at most; OUT gets "EPOCH_US STARTED" or "timeout N".
+# background, waiting; first_open_go starts it: a new connection to PORT every 2 ms (each
+# closed after 300 ms unanswered) until one answers HTTP 200, 8 s at most; OUT gets
+# "EPOCH_US STARTED" or "timeout N".
 # 2 ms is the resolution: a dropped SYN is not retried for a second, so each probe is a
 # new connection rather than a wait on one.
 first_open_start() {
-    nsenter --net="$(client_a_net)" python3 "$HERE/first_open.py" "$LAB_A_GW4" "$1" 8 2 >"$2" 2>&1 &
+    FIRST_OPEN_WAIT=1 nsenter --net="$(client_a_net)" python3 "$HERE/first_open.py" \
+        "$LAB_A_GW4" "$1" 8 2 >"$2" 2>"$2.err" &
     FIRST_OPEN_PID=$!
+    # Started and waiting for SIGUSR1 (1 s at most).
+    local i
+    for ((i = 0; i < 100; i++)); do [[ -s "$2.err" ]] && return 0; sleep 0.01; done
 }
+
+# first_open_go — the prober starts probing now (nsenter execs: the pid is python's).
+first_open_go() { kill -USR1 "$FIRST_OPEN_PID"; }
 
 # cpu_ticks PID — utime+stime+cutime+cstime (clock ticks) of PID from /proc/PID/stat.
 cpu_ticks() {
@@ -157,10 +165,9 @@ not_measured() {
 # 1. selector_latency
 # ---------------------------------------------------------------------------
 
-# latency_series LABEL — BENCH_N times: rm the previous sel-*, pause 0.5 s, start the
-# prober, docker run sel-$i -p 5432:80, and take the time from `docker run` returning to
-# the start of the first connection that got HTTP 200 (negative: open before the CLI
-# returned). Prints the result line.
+# latency_series LABEL — BENCH_N times: rm the previous sel-*, pause 0.5 s, docker run
+# sel-$i -p 5432:80, start probing the moment it returns, and take the time from then to
+# the start of the first connection that got HTTP 200. Prints the result line.
 latency_series() {
     local label="$1" i prev="" t_start t_ret r att samples=() runs=() atts=() tmo=0
     local out="$LAB_DIR/first-open.out"
@@ -170,10 +177,10 @@ latency_series() {
         fi
         sleep 0.5     # the previous removal's reconcile is over before the next run
         first_open_start 5432 "$out"
-        sleep 0.1     # the prober is running (python's start) before the run begins
         t_start="$(now_us)"
         lab_run "sel-$i" -p 5432:80
         t_ret="$(now_us)"
+        first_open_go
         wait "$FIRST_OPEN_PID" || true
         read -r r att <"$out" || { r=timeout; att="?"; }
         runs+=("$(us_to_ms $((t_ret - t_start)))")
@@ -187,8 +194,8 @@ latency_series() {
     done
     [[ -z "$prev" ]] || lab_docker rm -f "$prev" >/dev/null
     bench_out "selector_latency $label: ms from \`docker run -d --name sel-\$i -p 5432:80 $LAB_IMAGE\` returning" \
-        "to the start of the first connection from client A that got HTTP 200 (tests/first_open.py:" \
-        "a new connection every 2 ms), N=$BENCH_N: $(dist "${samples[@]}") timeouts=$tmo"
+        "to the start of the first connection from client A that got HTTP 200 (tests/first_open.py, probing from" \
+        "the moment docker run returns, a new connection every 2 ms), N=$BENCH_N: $(dist "${samples[@]}") timeouts=$tmo"
     bench_out "selector_latency $label: samples ms: ${samples[*]}"
     bench_out "selector_latency $label: docker run itself, ms: $(dist "${runs[@]}")"
 }
