@@ -4,10 +4,15 @@
 //! interval.
 //!
 //! It owns one `NETLINK_NETFILTER` socket subscribed to the
-//! `NFNLGRP_NFTABLES` multicast group, the stream `nft monitor` prints. It
-//! parses nothing: a message means "a change happened", and the daemon
-//! re-reads the installed rules. Changes made through `iptables-nft` and
-//! `nft` are seen (dockfw's own restores and Docker's writes included; a
+//! `NFNLGRP_NFTABLES` multicast group, the stream `nft monitor` prints. Of
+//! each message it reads only the table and chain it names
+//! ([`concerns_dockfw`]): a change to the `filter` table's `FORWARD`,
+//! `INPUT`, `DOCKER-USER` or `DOCKFW…` chains, or to dockfw's own `dockfw`
+//! table, means "re-read the installed rules"; Docker's own chains
+//! (`DOCKER`, `nat`, the isolation chains), which it rewrites on every
+//! container start, are none of dockfw's business and wake nothing. A
+//! message it cannot read counts as a change. Changes made through
+//! `iptables-nft` and `nft` are seen (dockfw's own restores included; a
 //! reconcile that finds nothing to do applies nothing, so the echo stops
 //! there). Reading the rules (`iptables-save`, `nft list`) is silent.
 //! `iptables-legacy` never passes through nf_tables and is not seen at all:
@@ -153,7 +158,8 @@ fn drain(socket: BorrowedFd<'_>) -> Result<bool, MonitorError> {
             )
         };
         if n >= 0 {
-            seen = true;
+            let len = usize::try_from(n).unwrap_or(0).min(chunk.len());
+            seen |= concerns_dockfw(&chunk[..len]);
             continue;
         }
         let e = io::Error::last_os_error();
@@ -164,6 +170,103 @@ fn drain(socket: BorrowedFd<'_>) -> Result<bool, MonitorError> {
             _ => return Err(MonitorError::Receive { source: e }),
         }
     }
+}
+
+/// nfnetlink's subsystem of nf_tables, the high byte of a message's type.
+const NFNL_SUBSYS_NFTABLES: u16 = 10;
+/// nf_tables message types (the low byte), from `linux/netfilter/nf_tables.h`.
+const NFT_MSG_NEWTABLE: u16 = 0;
+const NFT_MSG_DELTABLE: u16 = 2;
+const NFT_MSG_NEWCHAIN: u16 = 3;
+const NFT_MSG_DELCHAIN: u16 = 5;
+const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
+const NFT_MSG_NEWGEN: u16 = 15;
+/// The first attribute of every object message is its table's name; a
+/// chain message names the chain in attribute 3, a rule message in 2.
+const ATTR_TABLE: u16 = 1;
+const ATTR_RULE_CHAIN: u16 = 2;
+const ATTR_CHAIN_NAME: u16 = 3;
+
+/// The chains of iptables-nft's `filter` table whose changes dockfw must
+/// see: its jumps' parents and its own chains.
+fn watched_chain(name: &[u8]) -> bool {
+    matches!(name, b"FORWARD" | b"INPUT" | b"DOCKER-USER") || name.starts_with(b"DOCKFW")
+}
+
+/// Whether a datagram from the nf_tables group may concern dockfw's rules:
+/// any change to its `dockfw` table, a change to a watched chain of a
+/// `filter` table (or to such a table as a whole), and anything it cannot
+/// read. Docker's own chains and tables, and the end-of-transaction
+/// (`NEWGEN`) markers, do not. Pure.
+pub fn concerns_dockfw(datagram: &[u8]) -> bool {
+    let mut rest = datagram;
+    let mut any = false;
+    while rest.len() >= 16 {
+        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
+        // A message cut short by the read buffer is read as far as it goes.
+        let message = &rest[..len.clamp(16, rest.len())];
+        any = true;
+        if message_concerns_dockfw(kind, &message[16..]) {
+            return true;
+        }
+        let step = (len + 3) & !3;
+        if step < 16 || step >= rest.len() {
+            break;
+        }
+        rest = &rest[step..];
+    }
+    // Nothing readable: count it as a change.
+    !any
+}
+
+fn message_concerns_dockfw(kind: u16, body: &[u8]) -> bool {
+    if kind >> 8 != NFNL_SUBSYS_NFTABLES {
+        return true;
+    }
+    let kind = kind & 0xff;
+    if kind == NFT_MSG_NEWGEN {
+        return false;
+    }
+    // After the 4-byte nfgenmsg (family, version, resource id): attributes.
+    let Some(attributes) = body.get(4..) else {
+        return true;
+    };
+    let table = attribute(attributes, ATTR_TABLE);
+    match table {
+        Some(b"dockfw") => true,
+        Some(b"filter") => {
+            let chain = match kind {
+                NFT_MSG_NEWTABLE | NFT_MSG_DELTABLE => return true,
+                NFT_MSG_NEWCHAIN | NFT_MSG_DELCHAIN => attribute(attributes, ATTR_CHAIN_NAME),
+                NFT_MSG_NEWRULE | NFT_MSG_DELRULE => attribute(attributes, ATTR_RULE_CHAIN),
+                // Sets, objects, flowtables of the filter table: not dockfw's.
+                _ => return false,
+            };
+            chain.is_none_or(watched_chain)
+        }
+        // Another table (nat, Docker's or firewalld's own): not dockfw's.
+        Some(_) => false,
+        None => true,
+    }
+}
+
+/// The payload of the first attribute of `kind` (a name: without its NUL).
+fn attribute(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
+    while attributes.len() >= 4 {
+        let len = u16::from_ne_bytes([attributes[0], attributes[1]]) as usize;
+        let typ = u16::from_ne_bytes([attributes[2], attributes[3]]) & 0x3fff;
+        if len < 4 {
+            return None;
+        }
+        let payload = attributes.get(4..len)?;
+        if typ == kind {
+            return Some(payload.split(|b| *b == 0).next().unwrap_or(payload));
+        }
+        attributes = attributes.get((len + 3) & !3..)?;
+    }
+    None
 }
 
 fn open() -> io::Result<OwnedFd> {
@@ -324,6 +427,88 @@ mod tests {
             .is_err()
     }
 
+    /// One nf_tables message as the kernel sends it: header, nfgenmsg, and
+    /// string attributes.
+    fn message(kind: u16, attributes: &[(u16, &str)]) -> Vec<u8> {
+        let mut body = vec![libc::NFPROTO_IPV4 as u8, 0, 0, 0];
+        for (typ, value) in attributes {
+            let payload = [value.as_bytes(), &[0]].concat();
+            body.extend(((payload.len() + 4) as u16).to_ne_bytes());
+            body.extend(typ.to_ne_bytes());
+            body.extend(&payload);
+            while body.len() % 4 != 0 {
+                body.push(0);
+            }
+        }
+        let mut out = ((body.len() + 16) as u32).to_ne_bytes().to_vec();
+        out.extend(((NFNL_SUBSYS_NFTABLES << 8) | kind).to_ne_bytes());
+        out.extend([0u8; 10]);
+        out.extend(body);
+        out
+    }
+
+    #[test]
+    fn only_changes_to_dockfws_chains_and_table_concern_it() {
+        let rule = |table, chain| message(NFT_MSG_NEWRULE, &[(1, table), (2, chain)]);
+        let chain = |kind, table, name| message(kind, &[(1, table), (2, "7"), (3, name)]);
+        for yes in [
+            rule("filter", "DOCKER-USER"),
+            rule("filter", "FORWARD"),
+            rule("filter", "INPUT"),
+            rule("filter", "DOCKFW-INBOUND"),
+            message(NFT_MSG_DELRULE, &[(1, "filter"), (2, "DOCKFW")]),
+            chain(NFT_MSG_DELCHAIN, "filter", "DOCKER-USER"),
+            message(NFT_MSG_DELTABLE, &[(1, "filter")]),
+            rule("dockfw", "forward"),
+            message(12, &[(1, "dockfw"), (2, "guard_tcp_v4")]),
+            message(NFT_MSG_DELTABLE, &[(1, "dockfw")]),
+            message(NFT_MSG_NEWRULE, &[]),
+            vec![1, 2, 3],
+        ] {
+            assert!(concerns_dockfw(&yes), "{yes:?}");
+        }
+        for no in [
+            rule("filter", "DOCKER"),
+            rule("filter", "DOCKER-ISOLATION-STAGE-1"),
+            rule("nat", "DOCKER"),
+            rule("nat", "POSTROUTING"),
+            chain(NFT_MSG_NEWCHAIN, "filter", "DOCKER-FORWARD"),
+            message(NFT_MSG_NEWGEN, &[(1, "4711")]),
+            rule("docker-bridges", "filter-forward"),
+        ] {
+            assert!(!concerns_dockfw(&no), "{no:?}");
+        }
+        let both = [rule("nat", "DOCKER"), rule("filter", "FORWARD")].concat();
+        assert!(
+            concerns_dockfw(&both),
+            "the second message of a datagram counts"
+        );
+    }
+
+    #[test]
+    fn changes_to_dockers_chains_wake_nothing() {
+        in_private_netns(&[IPTABLES_NFT], || {
+            runtime().block_on(async {
+                // The tables and their base chains exist, as on a Docker host.
+                run(IPTABLES_NFT, &["-w", "-N", "DOCKER"]);
+                run(IPTABLES_NFT, &["-w", "-t", "nat", "-N", "DOCKER"]);
+                let mut monitor = subscribe().expect("subscribe");
+                run(IPTABLES_NFT, &["-w", "-A", "DOCKER", "-j", "RETURN"]);
+                run(IPTABLES_NFT, &["-w", "-N", "DOCKER-ISOLATION-STAGE-1"]);
+                run(
+                    IPTABLES_NFT,
+                    &["-w", "-t", "nat", "-A", "DOCKER", "-j", "RETURN"],
+                );
+                assert!(
+                    stays_quiet(&mut monitor).await,
+                    "woke for Docker's own chains"
+                );
+                run(IPTABLES_NFT, &["-w", "-I", "FORWARD", "-j", "DOCKER"]);
+                assert!(arrives(&mut monitor).await, "a change to FORWARD not seen");
+            })
+        });
+    }
+
     #[test]
     fn subscribing_outside_a_runtime_is_an_error_not_a_panic() {
         assert!(matches!(subscribe(), Err(MonitorError::NoRuntime)));
@@ -334,7 +519,7 @@ mod tests {
         in_private_netns(&[NFT], || {
             runtime().block_on(async {
                 let mut monitor = subscribe().expect("subscribe");
-                nft("add table inet dockfw_monitor_test\n");
+                nft("add table inet dockfw\n");
                 assert!(arrives(&mut monitor).await, "no change seen");
             })
         });
@@ -356,9 +541,9 @@ mod tests {
         in_private_netns(&[NFT], || {
             runtime().block_on(async {
                 let mut monitor = subscribe().expect("subscribe");
-                nft("add table inet dockfw_monitor_test\n");
-                nft("add chain inet dockfw_monitor_test input\n");
-                nft("add rule inet dockfw_monitor_test input tcp dport 9 drop\n");
+                nft("add table inet dockfw\n");
+                nft("add chain inet dockfw input\n");
+                nft("add rule inet dockfw input tcp dport 9 drop\n");
                 assert!(arrives(&mut monitor).await, "no change seen");
                 assert!(!left_queued(&monitor), "burst not drained");
                 assert!(stays_quiet(&mut monitor).await, "woke twice for one burst");
@@ -374,12 +559,11 @@ mod tests {
                 let socket = monitor.socket.get_ref().as_fd();
                 // The kernel rounds this up to its minimum, a few KiB.
                 set_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, 1).expect("shrink");
-                let mut script = "add table inet dockfw_monitor_test\n\
-                                  add chain inet dockfw_monitor_test input\n"
+                let mut script = "add table inet dockfw\n\
+                                  add chain inet dockfw input\n"
                     .to_owned();
                 for port in 1..=500 {
-                    script +=
-                        &format!("add rule inet dockfw_monitor_test input tcp dport {port} drop\n");
+                    script += &format!("add rule inet dockfw input tcp dport {port} drop\n");
                 }
                 nft(&script);
                 assert!(arrives(&mut monitor).await, "overflow not seen as a change");
