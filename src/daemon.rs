@@ -36,10 +36,10 @@ use crate::net::Family;
 use crate::nfmonitor;
 use crate::plan::{exposures, plan, rejected_bridges, with_drop_logging};
 use crate::policy::{self, Policy};
-use crate::ruleset::{Origin, Ruleset};
+use crate::ruleset::{DROP_CHAIN, Origin, Ruleset};
 use crate::sdnotify;
 use crate::state::{self, StateDir};
-use crate::status::{EntryDrops, FamilyStatus, RejectedStatus, Status};
+use crate::status::{EntryDrops, FamilyStatus, PortDrops, RejectedStatus, Status};
 
 /// Settings of one daemon run.
 #[derive(Debug, Clone)]
@@ -751,8 +751,12 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
 
     /// The fast path: when `planned` differs from the plan in place in set
     /// elements only, write those (recorded in `changed`) and take
-    /// `planned` as in place. `Ok(false)` when there is no plan in place or
-    /// the rules differ: a pass that observes decides.
+    /// `planned` as in place. `DOCKFW-DROP`, whose counting rules follow
+    /// published ports, does not hold this up: the elements are written
+    /// first, with the counting chain as it is, and `Ok(false)` leaves its
+    /// update to the observing pass that follows. `Ok(false)` too when there
+    /// is no plan in place or other rules differ: a pass that observes
+    /// decides.
     async fn elements_only(
         &mut self,
         planned: &Ruleset,
@@ -762,19 +766,21 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             return Ok(false);
         };
         let families = self.available_families();
-        let Some(transactions) = self.firewall.element_update(planned, in_place, &families) else {
+        let lagging = planned.with_chain_of(in_place, DROP_CHAIN);
+        let Some(transactions) = self.firewall.element_update(&lagging, in_place, &families) else {
             return Ok(false);
         };
         for tx in transactions {
-            if let Err(e) = self.apply(&tx, planned).await {
+            if let Err(e) = self.apply(&tx, &lagging).await {
                 // What is installed is no longer known: observe from now on.
                 self.in_place = None;
                 return Err(format!("{}: {e}", tx.scope()));
             }
             changed.push(tx);
         }
-        self.in_place = Some(planned.clone());
-        Ok(true)
+        let complete = lagging == *planned;
+        self.in_place = Some(lagging);
+        Ok(complete)
     }
 
     /// Take a fresh inventory as the basis of plans; note what was refused
@@ -830,19 +836,28 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
 
     /// The running drop totals, for status.
     fn note_drops(&mut self) {
-        self.status.drops.entries = self
-            .drops
-            .totals()
-            .into_iter()
-            .map(|(origin, dropped)| EntryDrops {
-                entry: origin.label(),
-                line: match origin {
-                    Origin::Deny { line } | Origin::Allow { line } => Some(line),
-                    Origin::DefaultDeny => None,
-                },
+        let (mut entries, mut ports) = (Vec::new(), Vec::new());
+        for (origin, dropped) in self.drops.totals() {
+            let (entry, line) = match origin {
+                Origin::Port { proto, port } => {
+                    ports.push(PortDrops {
+                        proto: proto.as_str().to_owned(),
+                        port,
+                        dropped,
+                    });
+                    continue;
+                }
+                Origin::Deny { line } | Origin::Allow { line } => (origin.label(), Some(line)),
+                Origin::DefaultDeny => (origin.label(), None),
+            };
+            entries.push(EntryDrops {
+                entry,
+                line,
                 dropped,
-            })
-            .collect();
+            });
+        }
+        self.status.drops.entries = entries;
+        self.status.drops.ports = ports;
     }
 
     /// Apply one transaction; count it, and count it as a repair when the
@@ -1342,7 +1357,7 @@ mod tests {
         );
         assert_eq!(
             v4.chain_rules("DOCKFW-INBOUND").last().map(String::as_str),
-            Some("-m comment --comment \"dockfw default\" -j DROP")
+            Some("-m comment --comment \"dockfw default\" -j DOCKFW-DROP")
         );
         h.docker.down.store(false, Ordering::SeqCst);
         settle(3.0).await;
@@ -1510,7 +1525,14 @@ mod tests {
         for (table, family) in tables.iter().zip(["v4", "v6"]) {
             let guard = format!("dockfw-guard-tcp-{family}");
             let drop = format!(
-                "-p tcp -m set --match-set {guard} dst -m comment --comment \"dockfw default\" -j DROP"
+                "-p tcp -m set --match-set {guard} dst -m comment --comment \"dockfw default\" -j DOCKFW-DROP"
+            );
+            let counted = "-p tcp -m conntrack --ctorigdstport 5432 -m comment --comment \"dockfw port tcp/5432\" -j DROP";
+            assert!(
+                table
+                    .chain_rules("DOCKFW-DROP")
+                    .contains(&counted.to_owned()),
+                "{family}: the port's drops are counted"
             );
             assert!(
                 table.chain_rules("DOCKFW-PROXY").contains(&drop),
@@ -1688,6 +1710,25 @@ mod tests {
         assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.10"]);
         assert_eq!(h.observations(), observed);
 
+        // A new published port: the set first, then (read, then restored)
+        // the counting rule of the port, with no repair counted.
+        let mut other = selected("sel-2", "172.17.0.11");
+        other.ports[0].host_port = 8080;
+        h.docker.inventory.lock().unwrap().containers.push(other);
+        h.events.send("container start sel-2".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(set(&h).len(), 2);
+        assert_eq!(
+            h.observations(),
+            observed + 1,
+            "one read, after the set write"
+        );
+        let v4 = h.firewall.tables.lock().unwrap()[0].clone();
+        let counted = "-p tcp -m conntrack --ctorigdstport 8080 -m comment --comment \"dockfw port tcp/8080\" -j DROP";
+        assert!(v4.chain_rules("DOCKFW-DROP").contains(&counted.to_owned()));
+        assert_eq!(h.status.borrow().drift.repairs, 0);
+        let observed = h.observations();
+
         // A trigger that is not the engine's reads what is installed, and
         // repairs a set changed behind the daemon's back.
         h.firewall.tables.lock().unwrap()[0]
@@ -1701,7 +1742,8 @@ mod tests {
         assert!(rx.await.unwrap().is_ok());
         settle(1.0).await;
         assert!(h.observations() > observed);
-        assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.10"]);
+        assert_eq!(set(&h).len(), 2, "the address 203.0.113.7 is gone again");
+        assert!(!set(&h).contains("203.0.113.7"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -166,6 +166,22 @@ pub fn render(status: &Status) -> String {
         "New connections dropped since the daemon started, per policy entry (deny@LINE, default).",
         &drops,
     );
+    // Labels are a protocol name and a number.
+    let port_drops: Vec<(String, String)> = status
+        .drops
+        .ports
+        .iter()
+        .map(|p| {
+            let labels = format!("{{proto=\"{}\",port=\"{}\"}}", p.proto, p.port);
+            (labels, p.dropped.to_string())
+        })
+        .collect();
+    metric(
+        "dockfw_port_dropped_connections_total",
+        "counter",
+        "New connections dropped since the daemon started, per published port (both families).",
+        &port_drops,
+    );
     metric(
         "dockfw_rejected_objects",
         "gauge",
@@ -242,8 +258,16 @@ mod tests {
             line: Some(3),
             dropped: 7,
         }];
+        status.drops.ports = vec![crate::status::PortDrops {
+            proto: "tcp".into(),
+            port: 5432,
+            dropped: 9,
+        }];
         let text = render(&status);
         assert!(text.contains("dockfw_dropped_connections_total{entry=\"deny@3\"} 7\n"));
+        assert!(
+            text.contains("dockfw_port_dropped_connections_total{proto=\"tcp\",port=\"5432\"} 9\n")
+        );
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let name = line.split(['{', ' ']).next().unwrap_or_default();
             assert!(name.starts_with("dockfw_"), "{line}");

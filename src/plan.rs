@@ -78,8 +78,8 @@ use crate::inventory::{
 };
 use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
 use crate::ruleset::{
-    AddrSet, Chain, Conntrack, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface, Origin,
-    PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    AddrSet, Chain, Conntrack, DROP_CHAIN, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface,
+    Origin, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
 
@@ -93,12 +93,19 @@ pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
 
 fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> FamilyRules {
     let (proxy, port_sets) = proxy_chain(policy, inventory, family);
-    let chains = vec![
+    let mut chains = vec![
         entry_chain(inventory, family),
         inbound_chain(policy, inventory, family),
         unclassified_chain(policy, family),
         proxy,
     ];
+    // Every drop passes the counting chain, which drops.
+    for rule in chains.iter_mut().flat_map(|c| c.rules.iter_mut()) {
+        if rule.target == Target::Drop {
+            rule.target = Target::Jump(DROP_CHAIN);
+        }
+    }
+    chains.push(drop_chain(inventory, family));
     let sets = address_sets(policy, inventory, family, &chains);
     FamilyRules {
         chains,
@@ -107,15 +114,55 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     }
 }
 
+/// `DOCKFW-DROP`: per published port of `family` (protocol and the port a
+/// connection to it carries before DNAT: the host port, or on a routed
+/// network the container port), a drop that counts it; then a drop for
+/// anything else. Only connections being dropped come here, so its length
+/// costs nothing to any other.
+fn drop_chain(inventory: &Inventory, family: Family) -> Chain {
+    let ports: BTreeSet<(Proto, u16)> = inventory
+        .containers
+        .iter()
+        .filter(|c| !c.host_network)
+        .flat_map(|c| c.ports.iter())
+        .filter(|p| !p.host_ip.is_loopback() && family_of(p.host_ip) == family)
+        .map(|p| (p.proto, p.addressed_port()))
+        .collect();
+    let mut rules: Vec<Rule> = ports
+        .into_iter()
+        .map(|(proto, port)| Rule {
+            proto: Some(proto),
+            conntrack: Some(Conntrack::OrigDstPort {
+                ports: PortRange {
+                    first: port,
+                    last: port,
+                },
+                dnat: false,
+            }),
+            target: Target::Drop,
+            origin: Some(Origin::Port { proto, port }),
+            ..Rule::default()
+        })
+        .collect();
+    rules.push(Rule {
+        target: Target::Drop,
+        ..Rule::default()
+    });
+    Chain {
+        name: DROP_CHAIN,
+        rules,
+    }
+}
+
 /// `ruleset` with a rate-limited log rule (same matches, same origin, target
 /// [`Target::Log`]) before each drop, so that the kernel log names the
 /// entry behind every dropped connection: `dockfw --log-drops`. Pure.
 pub fn with_drop_logging(mut ruleset: Ruleset) -> Ruleset {
     for family in [&mut ruleset.v4, &mut ruleset.v6] {
-        for chain in &mut family.chains {
+        for chain in family.chains.iter_mut().filter(|c| c.name != DROP_CHAIN) {
             let mut rules = Vec::with_capacity(chain.rules.len() * 2);
             for rule in chain.rules.drain(..) {
-                if rule.target == Target::Drop {
+                if rule.target == Target::Jump(DROP_CHAIN) {
                     rules.push(Rule {
                         target: Target::Log,
                         ..rule.clone()
@@ -958,9 +1005,9 @@ mod tests {
         assert_eq!(
             origins,
             [
-                (Target::Drop, Some(Origin::Deny { line: 5 })),
+                (Target::Jump(DROP_CHAIN), Some(Origin::Deny { line: 5 })),
                 (Target::Return, Some(Origin::Allow { line: 3 })),
-                (Target::Drop, Some(Origin::DefaultDeny)),
+                (Target::Jump(DROP_CHAIN), Some(Origin::DefaultDeny)),
             ],
             "the repeated deny entry adds no rule; the first one's origin counts"
         );
@@ -971,11 +1018,16 @@ mod tests {
             targets,
             [
                 Target::Log,
-                Target::Drop,
+                Target::Jump(DROP_CHAIN),
                 Target::Return,
                 Target::Log,
-                Target::Drop
+                Target::Jump(DROP_CHAIN)
             ]
+        );
+        assert_eq!(
+            chain(&logged, Family::V4, DROP_CHAIN),
+            chain(&ruleset, Family::V4, DROP_CHAIN),
+            "the counting drops are not logged again"
         );
         assert_eq!(inbound[0].origin, inbound[1].origin);
         assert_eq!(

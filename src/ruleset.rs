@@ -29,10 +29,20 @@ pub const UNCLASSIFIED_CHAIN: &str = "DOCKFW-UNCLASSIFIED";
 /// (INPUT, not FORWARD) are judged: ports published on an address family
 /// the container has no address in.
 pub const PROXY_CHAIN: &str = "DOCKFW-PROXY";
+/// Where every drop ends, forwarded or to docker-proxy: one counting rule
+/// per published port (so drops are read per port too), then a drop.
+/// Only connections being dropped walk it.
+pub const DROP_CHAIN: &str = "DOCKFW-DROP";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
 /// Every chain dockfw owns, in creation order.
-pub const OWNED_CHAINS: [&str; 4] = [ENTRY_CHAIN, INBOUND_CHAIN, UNCLASSIFIED_CHAIN, PROXY_CHAIN];
+pub const OWNED_CHAINS: [&str; 5] = [
+    DROP_CHAIN,
+    ENTRY_CHAIN,
+    INBOUND_CHAIN,
+    UNCLASSIFIED_CHAIN,
+    PROXY_CHAIN,
+];
 
 /// A jump dockfw keeps as the first rule of a chain it does not own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +78,27 @@ impl Hook {
 pub struct Ruleset {
     pub v4: FamilyRules,
     pub v6: FamilyRules,
+}
+
+impl Ruleset {
+    /// This ruleset with `other`'s chain `name` (none if `other` has none)
+    /// in both families: what is in place after only this ruleset's other
+    /// parts were written.
+    pub fn with_chain_of(&self, other: &Ruleset, name: &str) -> Ruleset {
+        let mut out = self.clone();
+        for (mine, theirs) in [(&mut out.v4, &other.v4), (&mut out.v6, &other.v6)] {
+            let chain = theirs.chains.iter().find(|c| c.name == name).cloned();
+            match (mine.chains.iter().position(|c| c.name == name), chain) {
+                (Some(i), Some(chain)) => mine.chains[i] = chain,
+                (Some(i), None) => {
+                    mine.chains.remove(i);
+                }
+                (None, Some(chain)) => mine.chains.push(chain),
+                (None, None) => {}
+            }
+        }
+        out
+    }
 }
 
 impl Ruleset {
@@ -223,6 +254,9 @@ pub enum Origin {
     Allow { line: usize },
     /// `default = "deny"`: what no entry admits.
     DefaultDeny,
+    /// The counting drop of one published port in [`DROP_CHAIN`]: every
+    /// drop of a connection to it, whatever entry decided it.
+    Port { proto: Proto, port: u16 },
 }
 
 /// How many drops a minute `--log-drops` logs per rule, after a burst of
@@ -240,6 +274,7 @@ impl Origin {
             Origin::Deny { line } => format!("deny@{line}"),
             Origin::Allow { line } => format!("allow@{line}"),
             Origin::DefaultDeny => "default".to_owned(),
+            Origin::Port { proto, port } => format!("port {}/{port}", proto.as_str()),
         }
     }
 
@@ -249,7 +284,8 @@ impl Origin {
     }
 
     /// The prefix of a logged drop, `dockfw deny@33 `: short enough for
-    /// iptables' 29 characters whatever the line.
+    /// iptables' 29 characters whatever the line (`dockfw port sctp/65535 `
+    /// is 23).
     pub fn log_prefix(self) -> String {
         format!("{} ", self.comment())
     }
@@ -259,6 +295,22 @@ impl Origin {
         let label = comment.strip_prefix(ORIGIN_PREFIX)?;
         if label == "default" {
             return Some(Origin::DefaultDeny);
+        }
+        if let Some(port) = label.strip_prefix("port ") {
+            let (proto, port) = port.split_once('/')?;
+            let proto = match proto {
+                "tcp" => Proto::Tcp,
+                "udp" => Proto::Udp,
+                "sctp" => Proto::Sctp,
+                _ => return None,
+            };
+            if !port.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            return Some(Origin::Port {
+                proto,
+                port: port.parse().ok()?,
+            });
         }
         let (kind, line) = label.split_once('@')?;
         if !line.bytes().all(|b| b.is_ascii_digit()) {
@@ -324,6 +376,10 @@ mod tests {
             Origin::Deny { line: 33 },
             Origin::Allow { line: 7 },
             Origin::DefaultDeny,
+            Origin::Port {
+                proto: Proto::Udp,
+                port: 53,
+            },
         ] {
             assert_eq!(Origin::from_comment(&origin.comment()), Some(origin));
         }
@@ -334,6 +390,10 @@ mod tests {
             "dockfw deny@",
             "dockfw deny@+3",
             "x deny@3",
+            "dockfw port tcp/",
+            "dockfw port tcp/+1",
+            "dockfw port icmp/1",
+            "dockfw port tcp/70000",
         ] {
             assert_eq!(Origin::from_comment(other), None, "{other}");
         }

@@ -28,10 +28,10 @@ pub struct Status {
     pub drops: DropsStatus,
 }
 
-/// New connections dropped since the daemon started, per policy entry, from
-/// the drop rules' counters (read at every reconcile pass). Per entry
-/// only: the rules match an entry's ports, not each published port, so a
-/// port's own count cannot be read from them.
+/// New connections dropped since the daemon started, per policy entry and
+/// per published port, from the firewall's counters (read at every
+/// observing pass): each entry's drop rules count per entry, and every drop
+/// then passes `DOCKFW-DROP`, whose rules count per published port.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DropsStatus {
     /// RFC 3339 time counting began: the daemon's start.
@@ -39,6 +39,20 @@ pub struct DropsStatus {
     /// One per entry (and the default) with drop rules installed, in the
     /// order deny entries, default.
     pub entries: Vec<EntryDrops>,
+    /// One per published port (protocol and port, both families together)
+    /// that had a counting rule since the start, by port.
+    #[serde(default)]
+    pub ports: Vec<PortDrops>,
+}
+
+/// What was dropped on its way to one published port.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortDrops {
+    /// `tcp`, `udp` or `sctp`.
+    pub proto: String,
+    /// The published host port (the container port on a routed network).
+    pub port: u16,
+    pub dropped: u64,
 }
 
 /// What one policy entry's drop rules dropped.
@@ -309,6 +323,9 @@ fn header_lines(status: &Status) -> Vec<(&'static str, String)> {
     if let Some(line) = drops_line(&status.drops) {
         lines.push(("drops", line));
     }
+    if let Some(line) = port_drops_line(&status.drops) {
+        lines.push(("", line));
+    }
     lines
         .into_iter()
         .map(|(label, line)| (label, escape(&line).into_owned()))
@@ -349,6 +366,18 @@ fn drops_line(drops: &DropsStatus) -> Option<String> {
         .map(|hm| format!(" since {hm} UTC"))
         .unwrap_or_default();
     Some(format!("{} (new connections{since})", counts.join(", ")))
+}
+
+/// `by port: 1,204 to tcp/5432, 3 to udp/53`; nothing when no port had a
+/// drop.
+fn port_drops_line(drops: &DropsStatus) -> Option<String> {
+    let counts: Vec<String> = drops
+        .ports
+        .iter()
+        .filter(|p| p.dropped > 0)
+        .map(|p| format!("{} to {}/{}", thousands(p.dropped), p.proto, p.port))
+        .collect();
+    (!counts.is_empty()).then(|| format!("by port: {}", counts.join(", ")))
 }
 
 /// `1204` -> `1,204`.
@@ -730,11 +759,23 @@ no published ports
                     dropped: 17,
                 },
             ],
+            ports: vec![
+                PortDrops {
+                    proto: "tcp".to_string(),
+                    port: 5432,
+                    dropped: 1220,
+                },
+                PortDrops {
+                    proto: "udp".to_string(),
+                    port: 53,
+                    dropped: 0,
+                },
+            ],
         };
         assert!(
             render_text(&status).contains(
                 "\ndrops     1,204 by deny entry at line 33, 17 by default deny \
-                 (new connections since 10:02 UTC)\n"
+                 (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432\n"
             ),
             "{}",
             render_text(&status)
@@ -746,6 +787,8 @@ no published ports
         let json = serde_json::to_value(&status).expect("serializes");
         assert_eq!(json["drops"]["entries"][0]["entry"], "deny@33");
         assert_eq!(json["drops"]["entries"][0]["dropped"], 1204);
+        assert_eq!(json["drops"]["ports"][0]["port"], 5432);
+        assert_eq!(json["drops"]["ports"][0]["dropped"], 1220);
     }
 
     #[test]

@@ -1232,9 +1232,19 @@ dropped_at_least() {
     [[ -n "$n" ]] && ((n >= $2))
 }
 
-# Drops are counted per policy entry, from the rules' counters: three connections from
-# client A to a denied port are dropped, and status (JSON and text) and /metrics count them
-# against the deny entry, since the daemon's start.
+# port_dropped_at_least PROTO/PORT N — status counts at least N drops to that published port.
+port_dropped_at_least() {
+    local n
+    n="$(dfw_status | jq -r --arg p "${1%/*}" --argjson n "${1#*/}" \
+        '.drops.ports[] | select(.proto == $p and .port == $n) | .dropped')" || return 1
+    [[ -n "$n" ]] && ((n >= $2))
+}
+
+# Drops are counted per policy entry and per published port, from the rules' counters:
+# connections from client A to a denied port are dropped, and status (JSON and text) and
+# /metrics count them against the deny entry and the port, since the daemon's start; a
+# port published after the start (another container) is counted on its own, both
+# families, on the forwarded path (DNAT) and to docker-proxy alike.
 case_drops_counted() {
     need_dockfw
     lab_run db -p 5432:80
@@ -1249,9 +1259,28 @@ case_drops_counted() {
     text="$("$DOCKFW" status --socket "$LAB_DFW_SOCK")" || fail "status failed"
     grep -Eq '^drops +[0-9,]+ by deny entry at line 4 \(new connections since [0-9]{2}:[0-9]{2} UTC\)$' <<<"$text" ||
         fail "the text status does not show the drops: $text"
+    wait_for 15 port_dropped_at_least tcp/5432 3 ||
+        fail "status does not count 3 drops to tcp/5432: $(dfw_status | jq -c .drops)"
+    text="$("$DOCKFW" status --socket "$LAB_DFW_SOCK")" || fail "status failed"
+    grep -Eq '^ +by port: [0-9,]+ to tcp/5432$' <<<"$text" ||
+        fail "the text status does not show the drops per port: $text"
     text="$(lab_ns curl -sf -m 3 http://127.0.0.1:9469/metrics)" || fail "no /metrics"
     grep -Eq '^dockfw_dropped_connections_total\{entry="deny@4"\} ([3-9]|[1-9][0-9]+)$' <<<"$text" ||
         fail "no drop count in the metrics: $(grep dropped <<<"$text")"
+    grep -Eq '^dockfw_port_dropped_connections_total\{proto="tcp",port="5432"\} ([3-9]|[1-9][0-9]+)$' <<<"$text" ||
+        fail "no per-port drop count in the metrics: $(grep dropped <<<"$text")"
+    # A port published after the start, by a container that runs already when the policy
+    # that denies it is loaded: IPv4 and IPv6, two each.
+    lab_run cache -p 6380:80
+    printf '[inbound]\ndefault = "allow"\n\n[[inbound.deny]]\nports = [5432, 6380]\n' >"$pol"
+    "$DOCKFW" reload --socket "$LAB_DFW_SOCK" >/dev/null || fail "reload refused"
+    # The reload answers before its pass: wait for status to judge the port.
+    wait_for 10 eval '[[ "$(dfw_status | jq -r "[.ports[] | select(.host_port == 6380) | .verdict] | unique | join(\",\")")" == blocked ]]' ||
+        fail "6380 not judged blocked after the reload: $(dfw_status | jq -c .ports)"
+    for i in 1 2; do expect_blocked a 4 6380; expect_blocked b 6 6380; done
+    wait_for 15 port_dropped_at_least tcp/6380 4 ||
+        fail "status does not count 4 drops to tcp/6380: $(dfw_status | jq -c .drops)"
+    port_dropped_at_least tcp/5432 3 || fail "the count of tcp/5432 went back"
 }
 
 # With DOCKFW_LOG_DROPS=1 each drop is logged, rate-limited, with a prefix naming the entry

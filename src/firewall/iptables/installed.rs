@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::sets::SavedSet;
-use crate::ruleset::{DOCKER_USER, HOOKS, Hook, OWNED_CHAINS, Origin};
+use crate::ruleset::{DOCKER_USER, DROP_CHAIN, HOOKS, Hook, OWNED_CHAINS, Origin};
 
 /// Docker's jump from `FORWARD` to `DOCKER-USER`.
 pub const FORWARD_JUMP: &str = "-j DOCKER-USER";
@@ -109,7 +109,12 @@ impl Installed {
     pub fn drop_counters(&self) -> Vec<(String, Origin, u64)> {
         self.packets
             .iter()
-            .filter(|((_, spec), _)| spec.ends_with(" -j DROP") || spec == "-j DROP")
+            .filter(|((_, spec), _)| {
+                let drops = [" -j DROP".to_owned(), format!(" -j {DROP_CHAIN}")];
+                drops
+                    .iter()
+                    .any(|d| spec.ends_with(d.as_str()) || spec == d.trim_start())
+            })
             .filter_map(|((chain, spec), packets)| {
                 let origin = Origin::from_comment(comment(spec)?)?;
                 Some((format!("{chain} {spec}"), origin, *packets))

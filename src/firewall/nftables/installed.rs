@@ -69,10 +69,23 @@ pub fn drop_counters(listing: &str) -> Vec<(String, Origin, u64)> {
             continue;
         };
         let words: Vec<&str> = rule.split_whitespace().collect();
-        let packets = words.windows(6).find_map(|w| match w {
-            ["counter", "packets", packets, "bytes", _, "drop"] => packets.parse().ok(),
+        let dropped = |w: &[&str]| match w {
+            ["counter", "packets", packets, "bytes", _, "drop"]
+            | [
+                "counter",
+                "packets",
+                packets,
+                "bytes",
+                _,
+                "jump",
+                DROP_CHAIN_NAME,
+            ] => packets.parse::<u64>().ok(),
             _ => None,
-        });
+        };
+        let packets = words
+            .windows(6)
+            .find_map(dropped)
+            .or_else(|| words.windows(7).find_map(dropped));
         if let Some(packets) = packets {
             let rule = without_state(line.split_whitespace().collect()).join(" ");
             counted.push((format!("{chain} {rule}"), origin, packets));
@@ -80,6 +93,10 @@ pub fn drop_counters(listing: &str) -> Vec<(String, Origin, u64)> {
     }
     counted
 }
+
+/// The nft name of the plan's [`crate::ruleset::DROP_CHAIN`], where every
+/// drop ends: a rule jumping there drops.
+pub const DROP_CHAIN_NAME: &str = "dropped";
 
 /// What dockfw last applied, and how nft listed the table right after.
 #[derive(Debug, Clone, PartialEq, Eq)]

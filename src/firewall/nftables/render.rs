@@ -24,8 +24,8 @@ use ipnet::IpNet;
 
 use crate::inventory::Proto;
 use crate::ruleset::{
-    AddrSet, Conntrack, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE, ORIGIN_PREFIX,
-    PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    AddrSet, Conntrack, DROP_CHAIN, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE,
+    ORIGIN_PREFIX, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 
 /// The address family of dockfw's table: `inet` holds IPv4 and IPv6.
@@ -55,7 +55,7 @@ struct ChainName {
 /// Every chain of the plan, in the order they are written. The plan's
 /// `DOCKFW` hangs from `DOCKER-USER` (forwarded traffic) and `DOCKFW-PROXY`
 /// from `INPUT` (what docker-proxy serves); here they are base chains.
-const CHAINS: [ChainName; 4] = [
+const CHAINS: [ChainName; 5] = [
     ChainName {
         plan: ENTRY_CHAIN,
         nft: "forward",
@@ -75,6 +75,11 @@ const CHAINS: [ChainName; 4] = [
         plan: PROXY_CHAIN,
         nft: "input",
         hook: Some("input"),
+    },
+    ChainName {
+        plan: DROP_CHAIN,
+        nft: super::installed::DROP_CHAIN_NAME,
+        hook: None,
     },
 ];
 
