@@ -12,8 +12,9 @@
 #       BENCH_BURST=30        burst_cpu: containers started in parallel
 #       BENCH_CONN_SECS=10    conn_rate: seconds per load run
 #       BENCH_CONN_C=8        conn_rate: ab concurrency
-#       BENCH_CONN_ROUNDS=2   conn_rate: rounds (a b c, then c b a, …) to balance drift
-#       BENCH_CONN_RULES=1000 conn_rate (c): non-matching allow entries before the match
+#       BENCH_CONN_ROUNDS=2   conn_rate: rounds (a b c d, then d c b a, …) to balance drift
+#       BENCH_CONN_RULES=1000 conn_rate (c): non-matching allow entries before the match;
+#                             (d): sources of one entry, as a set
 #       BENCH_IDLE_SECS=30    idle: sampling window
 #       DOCKFW_RESYNC_SECS    the daemon's periodic full check; 10 here (the daemon's
 #                             default), not the 2 s tests/e2e.sh uses
@@ -304,7 +305,7 @@ bench_conn_rate() {
     CONN_URL="http://$LAB_A_GW4:80/"
     lab_run web -p 80:80
     wait_for 5 fast_probe 80 || { not_measured conn_rate "web:80 not reachable without dockfw"; return 1; }
-    local small big i x y rules="-" order_ok="-"
+    local small big sets i x y rules="-" order_ok="-" elements="-"
     small="$(bench_policy small <<'EOF'
 [inbound]
 default = "deny"
@@ -325,11 +326,24 @@ EOF
     } >"$big"
     "$DOCKFW" check --config "$big" >/dev/null 2>&1 ||
         { not_measured conn_rate "the $BENCH_CONN_RULES-entry policy does not check: $("$DOCKFW" check --config "$big" 2>&1 | head -n 3)"; return 1; }
+    # (d) the same number of sources as one entry's `from` list (a set), client A's
+    # network last, and the container chosen by a selector (a set too).
+    sets="$LAB_DIR/bench-sets.toml"
+    {
+        printf '[inbound]\ndefault = "deny"\n\n[[inbound.allow]]\nports = [80]\ncontainers = ["web*"]\nfrom = ['
+        for ((i = 0; i < BENCH_CONN_RULES - 1; i++)); do
+            x=$((i / 250)); y=$((i % 250 + 1))
+            printf '"10.%d.%d.%d/32", ' $((x / 256)) $((x % 256)) "$y"
+        done
+        printf '"198.51.100.0/24"]\n'
+    } >"$sets"
+    "$DOCKFW" check --config "$sets" >/dev/null 2>&1 ||
+        { not_measured conn_rate "the $BENCH_CONN_RULES-source policy does not check"; return 1; }
 
     declare -A sum=() cnt=() runs=()
     local r order cfg res rps comp failed non2xx
     for ((r = 1; r <= BENCH_CONN_ROUNDS; r++)); do
-        if ((r % 2 == 1)); then order="a b c"; else order="c b a"; fi
+        if ((r % 2 == 1)); then order="a b c d"; else order="d c b a"; fi
         for cfg in $order; do
             case "$cfg" in
                 a) dockfw_off ;;
@@ -343,6 +357,11 @@ EOF
                         if ($0 ~ /--ctorigdstport 5432/) last5432 = n
                         if ($0 ~ /--ctorigdstport 80( |$)/ && !first80) first80 = n }
                         END { print (first80 > last5432 ? "yes" : "no") }')"
+                    ;;
+                d)
+                    dockfw_off
+                    bench_dockfw_start "$sets" || { not_measured conn_rate "dockfw (sets) did not start"; return 1; }
+                    elements="$(lab_ns ipset list dockfw-allow-1-src-v4 | grep -c '^[0-9]' || true)"
                     ;;
             esac
             wait_for 5 fast_probe 80 || { not_measured conn_rate "web:80 not reachable in config $cfg"; return 1; }
@@ -361,11 +380,12 @@ EOF
     local mean_a=""
     [[ -n "${cnt[a]:-}" ]] && mean_a="$(awk -v s="${sum[a]}" -v n="${cnt[a]}" 'BEGIN { printf "%.2f", s / n }')"
     local desc mean ratio
-    for cfg in a b c; do
+    for cfg in a b c d; do
         case "$cfg" in
             a) desc="(a) no dockfw (Docker's rules only)" ;;
             b) desc="(b) dockfw, default deny + allow ports=[80]" ;;
             c) desc="(c) dockfw, default deny + $BENCH_CONN_RULES allow entries ports=[5432] from=[10.x.y.z/32] (not client A) before allow ports=[80]; $rules v4 DOCKFW-INBOUND rules on 5432, 80-allow after them: $order_ok" ;;
+            d) desc="(d) dockfw, default deny + one allow entry ports=[80] containers=[\"web*\"] from=[$((BENCH_CONN_RULES - 1)) x 10.x.y.z/32, 198.51.100.0/24]: a source set of $elements elements and a selector set, one rule" ;;
         esac
         if [[ -n "${cnt[$cfg]:-}" ]]; then
             mean="$(awk -v s="${sum[$cfg]}" -v n="${cnt[$cfg]}" 'BEGIN { printf "%.2f", s / n }')"
