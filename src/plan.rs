@@ -11,18 +11,23 @@
 //!                 -d <container on a refused bridge> -> DOCKFW-INBOUND
 //!                 any other DNAT-ed connection    -> DOCKFW-INBOUND
 //! DOCKFW-INBOUND  (selector denies) -> DOCKFW-UNCLASSIFIED
-//!                 deny entries                    -> DROP     (selectors: -d @deny-N)
+//!                 deny entries                    -> DROP*    (selectors: -d @deny-N)
 //!                 allow entries (DNAT-ed only)    -> RETURN   (default deny only; -d @allow-N)
 //!                 -o <each routed bridge> allow entries with ports -> RETURN (idem)
-//!                 everything else                 -> DROP     (default deny only)
+//!                 everything else                 -> DROP*    (default deny only)
 //! DOCKFW-UNCLASSIFIED  -d @known (every container address) -> RETURN
-//!                 selector deny entries, any destination -> DROP
+//!                 selector deny entries, any destination -> DROP*
 //! DOCKFW-PROXY    established/related, from lo    -> RETURN   (jumped to from INPUT)
 //!                 -i <each known Docker bridge>   -> RETURN
 //!                 per port a deny entry or an allow entry with `from` covers, or
 //!                 published on one address: the same verdict, on (-d and) --dport
-//!                 -p P -m set guard-P (every other port no entry admits) -> DROP (default deny)
+//!                 -p P -m set guard-P (every other port no entry admits) -> DROP* (default deny)
+//! DOCKFW-DROP     per published port: -p P --ctorigdstport N -> DROP (counted per port)
+//!                 anything else                   -> DROP
 //! ```
+//!
+//! `DROP*` is a jump to `DOCKFW-DROP`: the entry's rule counts the drop for
+//! the entry, the counting chain for the port.
 //!
 //! Ports are matched with `--ctorigdstport`, the destination port before
 //! Docker's DNAT, i.e. the published host port. Allow entries with ports
