@@ -210,10 +210,11 @@ wipe_netns() {
 start_container() {
     wipe_netns || return 1
     # --network-namespace-path: a network namespace of its own, so its firewall is not
-    # the host's (implies a private network: CAP_NET_ADMIN stays in the container).
+    # the host's. Unlike --private-network it does not keep CAP_NET_ADMIN nor leave
+    # /proc/sys/net writable: asked for, so the container gets what --private-network gave.
     # --register=no --keep-unit: there is no systemd on the machine itself.
-    systemd-nspawn -D "$MERGED" --boot --register=no --keep-unit \
-        --network-namespace-path="/run/netns/$NS_HOST" --console=read-only --bind-ro="$RUN/debs:/mnt/debs" "${NSPAWN_EXTRA[@]}" >>"$RUN/console.log" 2>&1 </dev/null &
+    SYSTEMD_NSPAWN_API_VFS_WRITABLE=network systemd-nspawn -D "$MERGED" --boot --register=no --keep-unit \
+        --network-namespace-path="/run/netns/$NS_HOST" --capability=CAP_NET_ADMIN --console=read-only --bind-ro="$RUN/debs:/mnt/debs" "${NSPAWN_EXTRA[@]}" >>"$RUN/console.log" 2>&1 </dev/null &
     NSPAWN_PID=$!
     CT_PID=""
     wait_booted 90
@@ -489,7 +490,7 @@ t_broken_boot() {
     is_active || fail "not active (no state)" || return 1
     wait_until 5 jgrep "$c" "deny all" -p err || fail "the log does not say deny all: $(jsince "$c")" || return 1
     local r; r="$(rules)"
-    grep -qE -- '^-A DOCKFW-INBOUND .*-j DROP' <<<"$r" && ! grep -qE -- '--ctorigdstport .*-j RETURN' <<<"$r" ||
+    grep -qE -- '^-A DOCKFW-INBOUND .*-j (DROP|DOCKFW-DROP)$' <<<"$r" && ! grep -qE -- '--ctorigdstport .*-j RETURN' <<<"$r" ||
         fail "not deny all: $r" || return 1
     write_policy <<<"$POLICY_8080"
     ct systemctl restart dockfw || fail "restart with the good policy failed" || return 1
@@ -697,11 +698,11 @@ T_OFF="" T_DOWN="" T_UP="" T_WEB="" T_BLOCKED=""
 
 now_us() { echo "${EPOCHREALTIME/[.,]/}"; }
 
-# client CMD… — run CMD (a host binary) in the client namespace.
-client() { nsenter --net="/run/netns/$NS_CLIENT" "$@"; }
+# client CMD… — run CMD (a host binary) in the client namespace, for at most 10 s.
+client() { timeout 10 nsenter --net="/run/netns/$NS_CLIENT" "$@"; }
 
 # answers PORT — one new connection from the client to HOST_IP:PORT gets an HTTP answer.
-answers() { timeout 5 client curl -s -o /dev/null --connect-timeout 0.5 -m 2 "http://$HOST_IP:$1/"; }
+answers() { client curl -s -o /dev/null --connect-timeout 0.5 -m 2 "http://$HOST_IP:$1/"; }
 
 # probe_loop PORT — one new connection at a time (each curl its own source port, a new
 # SYN, given up after 0.2 s: a dropped SYN is only resent after a second, so a longer wait
@@ -853,6 +854,13 @@ t_engine_hang() {
     ct systemctl daemon-reload
     ct systemctl restart dockfw || fail "restart failed" || return 1
     local pid dpid; pid="$(main_pid)"; dpid="$(ct systemctl show -p MainPID --value docker)"
+    # Not `kill -STOP 0` (no dockerd): that stops this shell's own group, for good.
+    if ((dpid == 0)); then
+        ct rm -f "$WATCHDOG_DROPIN"
+        ct systemctl daemon-reload
+        fail "dockerd is not running"
+        return 1
+    fi
     ct sh -c "kill -STOP $dpid"
     sleep 30
     ct sh -c "kill -CONT $dpid"
