@@ -749,9 +749,11 @@ boot_prober_stop() {
 }
 
 # probe_stats PORT — "ATTEMPTS CONNECTED ANSWERED_BEFORE ANSWERED_AFTER LAST_BEFORE
-# FIRST_AFTER FIRST_CONNECTED": connections made (handshake completed, whatever came
-# next), HTTP answers to attempts started before the container was powered off (T_DOWN)
-# and after; times in seconds since poweroff was asked (T_OFF), "-" for none.
+# FIRST_AFTER FIRST_CONNECTED REFUSED TIMED_OUT": connections made (handshake completed,
+# whatever came next), HTTP answers to attempts started before the container was powered
+# off (T_DOWN) and after, times in seconds since poweroff was asked (T_OFF), "-" for
+# none; then the attempts reset (the namespace answered: nothing listens, no rule drops)
+# and those that timed out (dropped, or nothing there to answer).
 probe_stats() {
     awk -v off="$T_OFF" -v down="$T_DOWN" '
         function rel(t) { return sprintf("%+.1f", (t - off) / 1e6) }
@@ -759,12 +761,18 @@ probe_stats() {
         $3 + 0 > 0 { c++; if (fc == "") fc = rel($1) }
         $2 == 0 && $1 < down { b++; lb = rel($1) }
         $2 == 0 && $1 >= down { a++; if (fa == "") fa = rel($1) }
-        END { printf "%d %d %d %d %s %s %s\n", n, c, b, a, (lb == "" ? "-" : lb), (fa == "" ? "-" : fa), (fc == "" ? "-" : fc) }
+        $2 == 7 { r++ }
+        $2 == 28 { t++ }
+        END { printf "%d %d %d %d %s %s %s %d %d\n", n, c, b, a, (lb == "" ? "-" : lb), (fa == "" ? "-" : fa),
+            (fc == "" ? "-" : fc), r, t }
     ' "$PROBE_DIR/$1"
 }
 
-# rel_s T — T (µs) in seconds since T_OFF.
-rel_s() { awk -v t="$1" -v off="$T_OFF" 'BEGIN { printf "%+.1f", (t - off) / 1e6 }'; }
+# rel_s T — T (µs) in seconds since T_OFF ("never" if T is empty).
+rel_s() {
+    [[ -n "$1" ]] || { echo never; return; }
+    awk -v t="$1" -v off="$T_OFF" 'BEGIN { printf "%+.1f s", (t - off) / 1e6 }'
+}
 
 # Boot with dockfw, docker.socket, docker.service and a --restart always container all
 # enabled: docker.service starts only once dockfw is ready; the container comes back
@@ -818,11 +826,11 @@ t_engine_prober() {
     local -a b o
     read -r -a b < <(probe_stats "$PROBE_BLOCKED")
     read -r -a o < <(probe_stats "$PROBE_OPEN")
-    echo "# boot prober: $PROBE_BLOCKED (denied): ${b[1]} of ${b[0]} connections made;" \
-        "$PROBE_OPEN (allowed): ${o[0]} attempts, ${o[2]} answered before the power-off (last at ${o[4]} s)," \
-        "${o[3]} after the boot (first at ${o[5]} s); powered off at $(rel_s "$T_DOWN") s," \
-        "booted ${T_UP:+$(rel_s "$T_UP") s}${T_UP:-never}, web running ${T_WEB:+$(rel_s "$T_WEB") s}${T_WEB:-never}," \
-        "$PROBE_BLOCKED blocked in status ${T_BLOCKED:+$(rel_s "$T_BLOCKED") s}${T_BLOCKED:-never}"
+    echo "# boot prober: $PROBE_BLOCKED (denied): ${b[1]} of ${b[0]} connections made" \
+        "(${b[7]} reset, ${b[8]} timed out); $PROBE_OPEN (allowed): ${o[0]} attempts, ${o[2]} answered" \
+        "before the power-off (last at ${o[4]} s), ${o[3]} after the boot (first at ${o[5]} s);" \
+        "poweroff asked at 0 s, off $(rel_s "$T_DOWN"), booted $(rel_s "$T_UP"), web running $(rel_s "$T_WEB")," \
+        "$PROBE_BLOCKED blocked in status $(rel_s "$T_BLOCKED")"
     ((b[1] == 0)) || fail "${b[1]} connections to $PROBE_BLOCKED were made, the first at ${b[6]} s:" \
         "$(awk '$3 + 0 > 0' "$PROBE_DIR/$PROBE_BLOCKED" | head -3)" || return 1
     [[ -n "$T_BLOCKED" ]] || fail "the boot check did not see web back and 5432 blocked" || return 1
