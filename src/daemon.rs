@@ -95,6 +95,23 @@ pub struct Channels {
     pub status: watch::Sender<Status>,
 }
 
+/// How far the fast path took a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fast {
+    /// Not at all: the rules differ, or nothing is known to be in place.
+    No,
+    /// Set elements written; the counting chain `DOCKFW-DROP` lags.
+    Partial,
+    /// Everything planned is in place.
+    Complete,
+}
+
+/// How long a new published port may wait for its counting rule after the
+/// fast path let its container in: a burst of starts pays one rewrite of
+/// the rules per this much time, not one per port. Its drops meanwhile are
+/// dropped all the same and counted for their entry.
+const COUNTING_DELAY: Duration = Duration::from_secs(2);
+
 /// Why a reconcile runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
@@ -114,6 +131,8 @@ pub enum Trigger {
     /// The periodic check of sets no notification covers (ipsets), where
     /// the rules are announced: a pass only if they differ.
     SetsPoll,
+    /// The counting chain lags the plan (see [`COUNTING_DELAY`]).
+    CountingDue,
 }
 
 impl Trigger {
@@ -128,7 +147,11 @@ impl Trigger {
     fn needs_inventory(&self) -> bool {
         !matches!(
             self,
-            Trigger::Start | Trigger::RulesetChanged | Trigger::DriftPoll | Trigger::SetsPoll
+            Trigger::Start
+                | Trigger::RulesetChanged
+                | Trigger::DriftPoll
+                | Trigger::SetsPoll
+                | Trigger::CountingDue
         )
     }
 
@@ -423,6 +446,9 @@ struct Reconciler<D, F> {
     in_place: Option<Ruleset>,
     /// The families the kernel lacked at the last observation.
     unavailable: Vec<Family>,
+    /// When the fast path left `DOCKFW-DROP` behind the plan (a new
+    /// published port has no counting rule yet): when to catch up.
+    counting_due: Option<Instant>,
     /// Set by the netlink watch while it runs; without it, drift is polled.
     monitored: Arc<AtomicBool>,
     /// Drops per entry since the start, across rewrites of the rules.
@@ -458,6 +484,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             saved_bridges,
             in_place: None,
             unavailable: Vec::new(),
+            counting_due: None,
             monitored: Arc::new(AtomicBool::new(false)),
             drops: DropTotals::default(),
             status,
@@ -570,6 +597,9 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 } else {
                     Trigger::Periodic
                 }),
+                () = tokio::time::sleep_until(self.counting_due.unwrap_or(next_check)), if self.counting_due.is_some() => {
+                    Some(Trigger::CountingDue)
+                }
                 () = tokio::time::sleep_until(next_poll), if poll => Some(if rules_poll {
                     Trigger::DriftPoll
                 } else {
@@ -701,7 +731,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
         match self.elements_only(&planned, &mut changed).await {
-            Ok(true) if !observe => return self.finish(started, changed, errors, false),
+            Ok(Fast::Complete) if !observe => return self.finish(started, changed, errors, false),
+            Ok(Fast::Partial) if !observe => {
+                // The counting chain follows within COUNTING_DELAY; within a
+                // burst, once for all of it.
+                self.counting_due
+                    .get_or_insert_with(|| Instant::now() + COUNTING_DELAY);
+                return self.finish(started, changed, errors, false);
+            }
             Ok(_) => {}
             // The observing pass below takes over from what is installed.
             Err(e) => errors.push(e),
@@ -744,6 +781,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         }
         if !firewall_failed {
             self.in_place = Some(ruleset);
+            self.counting_due = None;
         }
         self.note_drops();
         self.finish(started, changed, errors, firewall_failed)
@@ -753,22 +791,21 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// elements only, write those (recorded in `changed`) and take
     /// `planned` as in place. `DOCKFW-DROP`, whose counting rules follow
     /// published ports, does not hold this up: the elements are written
-    /// first, with the counting chain as it is, and `Ok(false)` leaves its
-    /// update to the observing pass that follows. `Ok(false)` too when there
-    /// is no plan in place or other rules differ: a pass that observes
-    /// decides.
+    /// with the counting chain as it is, and [`Fast::Partial`] leaves the
+    /// chain to an observing pass. [`Fast::No`] when there is no plan in
+    /// place or other rules differ: a pass that observes decides.
     async fn elements_only(
         &mut self,
         planned: &Ruleset,
         changed: &mut Vec<Transaction>,
-    ) -> Result<bool, String> {
+    ) -> Result<Fast, String> {
         let Some(in_place) = &self.in_place else {
-            return Ok(false);
+            return Ok(Fast::No);
         };
         let families = self.available_families();
         let lagging = planned.with_chain_of(in_place, DROP_CHAIN);
         let Some(transactions) = self.firewall.element_update(&lagging, in_place, &families) else {
-            return Ok(false);
+            return Ok(Fast::No);
         };
         for tx in transactions {
             if let Err(e) = self.apply(&tx, &lagging).await {
@@ -778,9 +815,13 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             }
             changed.push(tx);
         }
-        let complete = lagging == *planned;
+        let fast = if lagging == *planned {
+            Fast::Complete
+        } else {
+            Fast::Partial
+        };
         self.in_place = Some(lagging);
-        Ok(complete)
+        Ok(fast)
     }
 
     /// Take a fresh inventory as the basis of plans; note what was refused
@@ -1710,22 +1751,30 @@ mod tests {
         assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.10"]);
         assert_eq!(h.observations(), observed);
 
-        // A new published port: the set first, then (read, then restored)
-        // the counting rule of the port, with no repair counted.
+        // A new published port: the set at once, the counting rule of the
+        // port within COUNTING_DELAY (read, then restored), with no repair
+        // counted.
         let mut other = selected("sel-2", "172.17.0.11");
         other.ports[0].host_port = 8080;
         h.docker.inventory.lock().unwrap().containers.push(other);
         h.events.send("container start sel-2".into()).await.unwrap();
-        settle(1.0).await;
+        settle(0.5).await;
         assert_eq!(set(&h).len(), 2);
+        assert_eq!(h.observations(), observed, "nothing read yet");
+        let counted = "-p tcp -m conntrack --ctorigdstport 8080 -m comment --comment \"dockfw port tcp/8080\" -j DROP".to_owned();
+        let counting = |h: &Harness| {
+            h.firewall.tables.lock().unwrap()[0]
+                .chain_rules("DOCKFW-DROP")
+                .to_vec()
+        };
+        assert!(!counting(&h).contains(&counted));
+        settle(2.0).await;
         assert_eq!(
             h.observations(),
             observed + 1,
-            "one read, after the set write"
+            "one read, then the counting rule"
         );
-        let v4 = h.firewall.tables.lock().unwrap()[0].clone();
-        let counted = "-p tcp -m conntrack --ctorigdstport 8080 -m comment --comment \"dockfw port tcp/8080\" -j DROP";
-        assert!(v4.chain_rules("DOCKFW-DROP").contains(&counted.to_owned()));
+        assert!(counting(&h).contains(&counted));
         assert_eq!(h.status.borrow().drift.repairs, 0);
         let observed = h.observations();
 

@@ -1,9 +1,10 @@
 //! The Docker edge: complete inventory snapshots and event triggers.
 //!
 //! [`DockerSource`] is the small trait the daemon uses; [`BollardSource`] implements it over the
-//! engine's Unix socket. Every call connects afresh and negotiates the API version, so an engine
-//! that was down, restarted or upgraded is simply picked up by the next call; nothing here retries
-//! or sleeps, that is the daemon's job. The bollard-model-to-[`Inventory`] mapping is pure
+//! engine's Unix socket. A snapshot reuses the client of the last one that worked; after any
+//! failed call the next one connects afresh and negotiates the API version, so an engine that was
+//! down, restarted or upgraded is simply picked up; nothing here retries or sleeps, that is the
+//! daemon's job. The bollard-model-to-[`Inventory`] mapping is pure
 //! ([`inventory_from`]) and tested without an engine. What Docker reports about its objects is
 //! untrusted input: it is mapped per object and per field, and one odd object never stops the
 //! others (what cannot be read is left out with a note in [`Inventory::rejected`]); only an
@@ -14,6 +15,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
@@ -114,6 +116,11 @@ fn endpoint_from(docker_host: Option<&str>) -> String {
 pub struct BollardSource {
     /// Path of the engine's Unix socket.
     socket: String,
+    /// The client of the last snapshot that worked, its API version
+    /// negotiated: the next snapshot reuses it (no new negotiation, and
+    /// bollard keeps its connections). Dropped at the first failed call, so
+    /// a restarted or upgraded engine is negotiated with anew.
+    client: Arc<Mutex<Option<Docker>>>,
 }
 
 impl BollardSource {
@@ -125,7 +132,10 @@ impl BollardSource {
             .strip_prefix("unix://")
             .unwrap_or(&socket)
             .to_string();
-        BollardSource { socket }
+        BollardSource {
+            socket,
+            client: Arc::default(),
+        }
     }
 
     /// A source for [`endpoint_from_env`].
@@ -150,11 +160,29 @@ impl BollardSource {
 
 impl DockerSource for BollardSource {
     async fn snapshot(&self) -> Result<Snapshot, DockerError> {
-        let docker = connect(&self.socket).await?;
-        let version = docker.version().await.map_err(call("GET /version"))?;
-        let engine = engine_from(&version)?;
-        let inventory = consistent_inventory(|| list(&docker)).await?;
-        Ok(Snapshot { engine, inventory })
+        let cached = self.client.lock().ok().and_then(|c| c.clone());
+        // A kept client that fails (the engine restarted: its connections
+        // are gone) gets one fresh try at once, not a failed pass.
+        let taken = match cached {
+            Some(docker) => match snapshot_with(&docker).await {
+                Ok(snapshot) => Ok((snapshot, docker)),
+                Err(_) => self.fresh_snapshot().await,
+            },
+            None => self.fresh_snapshot().await,
+        };
+        let (snapshot, docker) = match taken {
+            Ok(taken) => taken,
+            Err(e) => {
+                if let Ok(mut client) = self.client.lock() {
+                    *client = None;
+                }
+                return Err(e);
+            }
+        };
+        if let Ok(mut client) = self.client.lock() {
+            *client = Some(docker);
+        }
+        Ok(snapshot)
     }
 
     fn events(&self) -> BoxStream<'static, Result<String, DockerError>> {
@@ -175,6 +203,22 @@ impl DockerSource for BollardSource {
             .try_filter_map(|event| async move { Ok(trigger_from(&event)) })
             .boxed()
     }
+}
+
+impl BollardSource {
+    /// A snapshot over a new, negotiated client.
+    async fn fresh_snapshot(&self) -> Result<(Snapshot, Docker), DockerError> {
+        let docker = connect(&self.socket).await?;
+        Ok((snapshot_with(&docker).await?, docker))
+    }
+}
+
+/// The engine's version and a consistent inventory, over `docker`.
+async fn snapshot_with(docker: &Docker) -> Result<Snapshot, DockerError> {
+    let version = docker.version().await.map_err(call("GET /version"))?;
+    let engine = engine_from(&version)?;
+    let inventory = consistent_inventory(|| list(docker)).await?;
+    Ok(Snapshot { engine, inventory })
 }
 
 /// One listing: containers first, then networks of every driver (see [`inventory_from`]).
