@@ -1154,10 +1154,19 @@ mod tests {
                     program: "fake-restore".into(),
                 });
             }
-            let family = tx.family.ok_or(FirewallError::Scope)?;
             let mut tables = self.tables.lock().unwrap();
-            simulate::apply_transaction(&mut tables[slot(family)], tx)
-                .map_err(|e| FirewallError::Timeout { program: e })
+            let parts = match tx.family {
+                Some(family) => vec![(family, tx.clone())],
+                None => Family::ALL
+                    .into_iter()
+                    .zip(simulate::by_family(tx))
+                    .collect(),
+            };
+            for (family, tx) in parts {
+                simulate::apply_transaction(&mut tables[slot(family)], &tx)
+                    .map_err(|e| FirewallError::Timeout { program: e })?;
+            }
+            Ok(())
         }
 
         fn uninstall(&self, observed: &Tables) -> Vec<Transaction> {
@@ -1566,7 +1575,7 @@ mod tests {
         for (table, family) in tables.iter().zip(["v4", "v6"]) {
             let guard = format!("dockfw-guard-tcp-{family}");
             let drop = format!(
-                "-p tcp -m set --match-set {guard} dst -m comment --comment \"dockfw default\" -j DOCKFW-DROP"
+                "-p tcp -m set --match-set {guard} dst,dst -m comment --comment \"dockfw default\" -j DOCKFW-DROP"
             );
             let counted = "-p tcp -m conntrack --ctorigdstport 5432 -m comment --comment \"dockfw port tcp/5432\" -j DROP";
             assert!(
@@ -1580,7 +1589,11 @@ mod tests {
                 "{family}"
             );
             let ports = &table.sets.get(&guard).expect("guard set").elements;
-            assert_eq!(ports.iter().collect::<Vec<_>>(), ["5432"], "{family}");
+            let halves = match family {
+                "v4" => ["0.0.0.0/1,tcp:5432", "128.0.0.0/1,tcp:5432"],
+                _ => ["8000::/1,tcp:5432", "::/1,tcp:5432"],
+            };
+            assert_eq!(ports.iter().collect::<Vec<_>>(), halves, "{family}");
         }
     }
 

@@ -967,7 +967,7 @@ idle_cpu() {
     echo "# measure: idle CPU over 10 s ($1): $(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz / 10 * 100 }') %" >&2
 }
 
-guard_holds() { lab_ns ipset test dockfw-guard-tcp-v4 "$1" >/dev/null 2>&1; }
+guard_holds() { lab_ns ipset test dockfw-guard-tcp-v4 "198.51.100.1,tcp:$1" >/dev/null 2>&1; }
 
 # Drift: what a firewalld reload or a hand edit does is repaired within 2 s, in
 # both families; other tools' rules in DOCKER-USER stay.

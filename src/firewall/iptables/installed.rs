@@ -176,6 +176,30 @@ pub mod simulate {
     use super::Installed;
     use crate::firewall::{Step, Transaction};
 
+    /// A sets-only transaction of both families (`family: None`) as the
+    /// part of each family: each `ipset restore` line goes to the family
+    /// whose set it names (see `sets::owner`).
+    pub fn by_family(tx: &Transaction) -> [Transaction; 2] {
+        let mut parts = [String::new(), String::new()];
+        for step in &tx.steps {
+            let (crate::firewall::Step::Sets(text) | crate::firewall::Step::Rules(text)) = step;
+            for line in text.lines() {
+                let name = line.split_whitespace().nth(1).unwrap_or_default();
+                let slot = match crate::firewall::iptables::sets::owner(name) {
+                    crate::net::Family::V4 => 0,
+                    crate::net::Family::V6 => 1,
+                };
+                parts[slot].push_str(line);
+                parts[slot].push('\n');
+            }
+        }
+        parts.map(|text| Transaction {
+            family: None,
+            steps: vec![crate::firewall::Step::Sets(text)],
+            changes: tx.changes.clone(),
+        })
+    }
+
     /// Run a transaction's steps in order; the first that fails ends it.
     pub fn apply_transaction(installed: &mut Installed, tx: &Transaction) -> Result<(), String> {
         for step in &tx.steps {

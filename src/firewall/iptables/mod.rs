@@ -231,10 +231,12 @@ pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
         .collect()
 }
 
-/// The set-only transactions from `in_place` to `desired` in `families`,
+/// The set-only transaction from `in_place` to `desired` in `families`,
 /// when the rules of both are the same (see [`Backend::element_update`]):
 /// each changed set is swapped, as [`sets::update`] writes it for sets
-/// installed exactly as `in_place` has them. Pure.
+/// installed exactly as `in_place` has them; both families' sets in one
+/// `ipset restore` (ipset has no families; the transaction's scope is
+/// `both`). Pure.
 pub fn element_update(
     desired: &Ruleset,
     in_place: &Ruleset,
@@ -243,34 +245,36 @@ pub fn element_update(
     if !desired.same_rules(in_place) {
         return None;
     }
-    let transactions = families
-        .iter()
-        .filter_map(|&family| {
-            let (wanted, had) = (desired.family(family), in_place.family(family));
-            if wanted.sets == had.sets && wanted.port_sets == had.port_sets {
-                return None;
-            }
-            let installed = sets::wanted(had)
-                .into_iter()
-                .map(|set| {
-                    let saved = SavedSet {
-                        kind: set.kind.to_owned(),
-                        elements: set.elements,
-                    };
-                    (set.name, saved)
-                })
-                .collect();
-            let update = sets::update(wanted, &installed, false);
-            let changes = super::Changes {
-                elements_added: update.added,
-                elements_removed: update.removed,
-                ..Default::default()
-            };
-            let steps = [update.before.map(Step::Sets), update.after.map(Step::Sets)];
-            family_transaction(family, steps, changes)
-        })
-        .collect();
-    Some(transactions)
+    let mut text = String::new();
+    let mut changes = super::Changes::default();
+    for &family in families {
+        let (wanted, had) = (desired.family(family), in_place.family(family));
+        if wanted.sets == had.sets && wanted.port_sets == had.port_sets {
+            continue;
+        }
+        let installed = sets::wanted(had)
+            .into_iter()
+            .map(|set| {
+                let saved = SavedSet {
+                    kind: set.kind.to_owned(),
+                    elements: set.elements,
+                };
+                (set.name, saved)
+            })
+            .collect();
+        let update = sets::update(wanted, &installed, false);
+        changes.elements_added += update.added;
+        changes.elements_removed += update.removed;
+        // With the rules unchanged, everything is in `before`; `after`
+        // destroys sets no rule names, of which there are none.
+        text.extend(update.before.into_iter().chain(update.after));
+    }
+    let transaction = (!text.is_empty()).then(|| Transaction {
+        family: None,
+        steps: vec![Step::Sets(text)],
+        changes,
+    });
+    Some(transaction.into_iter().collect())
 }
 
 /// Whether `ruleset` has any set, which ipset holds. Pure.
@@ -411,12 +415,16 @@ impl Backend for Iptables {
         render_all(desired)
     }
 
+    /// A transaction of one family, or (sets only, which ipset keeps
+    /// without families) of both.
     async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
-        let family = tx.family.ok_or(FirewallError::Scope)?;
         for step in &tx.steps {
             match step {
                 Step::Sets(text) => run(&ipset(), &["restore"], Some(text)).await.map(drop)?,
-                Step::Rules(text) => self.restore(family, text).await?,
+                Step::Rules(text) => {
+                    let family = tx.family.ok_or(FirewallError::Scope)?;
+                    self.restore(family, text).await?
+                }
             }
         }
         Ok(())
@@ -501,10 +509,18 @@ mod tests {
     /// to do.
     fn converge(tables: &mut Tables, txs: &[Transaction]) {
         for tx in txs {
-            let family = tx.family.expect("one family");
-            let mut installed = tables.get(family).expect("installed").clone();
-            simulate::apply_transaction(&mut installed, tx).expect("applies");
-            tables.set(family, installed);
+            let parts = match tx.family {
+                Some(family) => vec![(family, tx.clone())],
+                None => Family::ALL
+                    .into_iter()
+                    .zip(simulate::by_family(tx))
+                    .collect(),
+            };
+            for (family, tx) in parts {
+                let mut installed = tables.get(family).expect("installed").clone();
+                simulate::apply_transaction(&mut installed, &tx).expect("applies");
+                tables.set(family, installed);
+            }
         }
     }
 
@@ -561,14 +577,19 @@ mod tests {
         converge(&mut tables, &txs);
         let more = ruleset(POLICY, &["db-1", "web", "db-2"]);
         let fast = element_update(&more, &first, &Family::ALL).expect("rules are the same");
-        assert_eq!(fast, transactions(&more, &tables), "as if observed");
-        assert_eq!(
-            fast.iter().map(kinds).collect::<Vec<_>>(),
-            [["sets"], ["sets"]]
-        );
+        let observed = transactions(&more, &tables);
+        let scripts: String = observed.iter().map(Transaction::script).collect();
+        assert_eq!(fast.len(), 1, "one ipset restore for both families");
+        assert_eq!(fast[0].script(), scripts, "as if observed");
+        assert_eq!(kinds(&fast[0]), ["sets"]);
+        assert_eq!(fast[0].family, None);
         let v4_only = element_update(&more, &first, &[Family::V4]).expect("same rules");
         assert_eq!(v4_only.len(), 1);
-        assert_eq!(v4_only[0].family, Some(Family::V4));
+        assert!(
+            !v4_only[0].script().contains("-v6"),
+            "{}",
+            v4_only[0].script()
+        );
         converge(&mut tables, &fast);
         assert!(transactions(&more, &tables).is_empty());
         assert_eq!(element_update(&more, &more, &Family::ALL), Some(Vec::new()));

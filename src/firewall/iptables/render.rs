@@ -50,7 +50,8 @@ pub fn rule_spec(rule: &Rule) -> String {
         let _ = write!(out, "-m set --match-set {} dst ", ipset_name(set));
     }
     if let Some(set) = &rule.dport_set {
-        let _ = write!(out, "-m set --match-set {} dst ", ipset_name(set));
+        // Any address of the family, and the destination port.
+        let _ = write!(out, "-m set --match-set {} dst,dst ", ipset_name(set));
     }
     match rule.conntrack {
         Some(Conntrack::Established) => out.push_str("-m conntrack --ctstate RELATED,ESTABLISHED "),

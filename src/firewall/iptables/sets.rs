@@ -1,4 +1,4 @@
-//! dockfw's address and port sets as ipsets (`hash:net`, `bitmap:port`):
+//! dockfw's address and port sets as ipsets (`hash:net`, `hash:net,port`):
 //! their names, the parser of `ipset save`, and the `ipset restore` text
 //! that takes the installed sets of one family to the desired ones.
 //!
@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::net::Family;
+use crate::net::{Family, Proto};
 use crate::ruleset::{FamilyRules, Target};
 
 /// What every ipset of dockfw's is named with first; no other set is read
@@ -56,12 +56,30 @@ pub fn kind(family: Family) -> &'static str {
     }
 }
 
-/// How `ipset save` prints the type of the ipset of a port set (its
-/// `range` option aside).
-pub const PORT_KIND: &str = "bitmap:port";
+/// The type and family of the ipset of a port set, as `ipset save` prints
+/// them: `hash:net,port`, each port with both halves of the family's
+/// addresses (a zero-length prefix is refused), matched `dst,dst`. Listing
+/// it costs what it holds; a `bitmap:port` over every port would be
+/// scanned whole at every `ipset save`.
+pub fn port_kind(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "hash:net,port family inet",
+        Family::V6 => "hash:net,port family inet6",
+    }
+}
+
+/// The elements of the ipset of a port set holding `port` of `proto`, as
+/// `ipset save` prints them: every address of the family, and the port.
+pub fn port_elements(family: Family, proto: Proto, port: u16) -> [String; 2] {
+    let halves = match family {
+        Family::V4 => ["0.0.0.0/1", "128.0.0.0/1"],
+        Family::V6 => ["::/1", "8000::/1"],
+    };
+    halves.map(|half| format!("{half},{}:{port}", proto.as_str()))
+}
 
 /// One of the plan's sets as the ipset dockfw makes of it: address sets
-/// are `hash:net`, port sets `bitmap:port` over every port.
+/// are `hash:net`, port sets `hash:net,port` ([`port_kind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
     /// The ipset's name (`dockfw-known-v4`).
@@ -88,9 +106,11 @@ pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
     });
     let ports = rules.port_sets.iter().map(|set| Wanted {
         name: ipset_name(&set.name),
-        kind: PORT_KIND,
-        create: "bitmap:port range 0-65535",
-        elements: set.ports.iter().map(u16::to_string).collect(),
+        kind: port_kind(set.family),
+        create: port_kind(set.family),
+        elements: (set.ports.iter())
+            .flat_map(|port| port_elements(set.family, set.proto, *port))
+            .collect(),
         drops: drops(rules, &set.name),
     });
     addresses.chain(ports).collect()
@@ -107,8 +127,7 @@ pub fn element_text(net: &IpNet) -> String {
 
 /// The type of a set from the words after its name in `create`: the type,
 /// and its family where it has one (`hash:net family inet`), without the
-/// options dockfw leaves to their defaults or always gives the same
-/// (`bitmap:port`'s range).
+/// options dockfw leaves to their defaults.
 pub fn saved_kind(words: &[&str]) -> String {
     match words {
         [kind, "family", family, ..] => format!("{kind} family {family}"),
@@ -259,7 +278,17 @@ fn drops(desired: &FamilyRules, set: &str) -> bool {
 /// what was installed only plain elements are kept.
 fn stricter(had: &BTreeSet<String>, want: &BTreeSet<String>, drops: bool) -> BTreeSet<String> {
     let plain = |e: &&String| {
-        e.parse::<IpNet>().is_ok() || e.parse::<IpAddr>().is_ok() || e.parse::<u16>().is_ok()
+        let net = |n: &str| n.parse::<IpNet>().is_ok() || n.parse::<IpAddr>().is_ok();
+        match e.split_once(',') {
+            // A port set's `net,proto:port`.
+            Some((n, port)) => {
+                net(n)
+                    && port
+                        .split_once(':')
+                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            }
+            None => net(e),
+        }
     };
     if drops {
         had.iter().filter(plain).chain(want).cloned().collect()
