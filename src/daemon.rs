@@ -278,16 +278,19 @@ pub async fn run<D: DockerSource, F: Backend>(
     ));
     let assumed = config.ruleset_watch == RulesetWatch::Assumed;
     let monitored = Arc::new(AtomicBool::new(assumed));
+    let dirty = Arc::new(AtomicBool::new(false));
     if config.ruleset_watch == RulesetWatch::Netlink {
         tracker.spawn(watch_ruleset(
             trigger_tx,
             monitored.clone(),
+            dirty.clone(),
             shutdown.clone(),
         ));
     }
     tracker.close();
     let mut reconciler = Reconciler::new(config, start, state, docker, firewall, channels.status);
     reconciler.monitored = monitored;
+    reconciler.ruleset_dirty = dirty;
     reconciler
         .run(trigger_rx, channels.reload, shutdown.clone())
         .await;
@@ -348,6 +351,7 @@ async fn watch_events<D: DockerSource>(
 async fn watch_ruleset(
     triggers: mpsc::Sender<Trigger>,
     monitored: Arc<AtomicBool>,
+    dirty: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
     let mut monitor = match nfmonitor::subscribe() {
@@ -368,6 +372,7 @@ async fn watch_ruleset(
             monitored.store(false, Ordering::SeqCst);
             return;
         }
+        dirty.store(true, Ordering::SeqCst);
         let _ = triggers.try_send(Trigger::RulesetChanged);
     }
 }
@@ -451,6 +456,10 @@ struct Reconciler<D, F> {
     counting_due: Option<Instant>,
     /// Set by the netlink watch while it runs; without it, drift is polled.
     monitored: Arc<AtomicBool>,
+    /// Set by the netlink watch at every change it reports, before its
+    /// trigger (which a full channel may drop): the next pass reads the
+    /// firewall whatever triggered it.
+    ruleset_dirty: Arc<AtomicBool>,
     /// Drops per entry since the start, across rewrites of the rules.
     drops: DropTotals,
     status: Status,
@@ -486,6 +495,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             unavailable: Vec::new(),
             counting_due: None,
             monitored: Arc::new(AtomicBool::new(false)),
+            ruleset_dirty: Arc::new(AtomicBool::new(false)),
             drops: DropTotals::default(),
             status,
             status_tx,
@@ -519,15 +529,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let watchdog = sdnotify::watchdog_interval().map(|i| i / 2);
         let mut next_feed = Instant::now();
         loop {
-            // The sets poll is one `ipset save`; a pass only when it differs
-            // (or when something else is queued anyway).
-            if pending == Some(Trigger::SetsPoll)
-                && triggers.is_empty()
-                && !self.sets_drifted().await
-            {
-                pending = None;
-                next_poll = Instant::now() + self.config.drift_poll;
-            }
             if let Some(first) = pending.take() {
                 // Leading edge: no wait before the first change. Whatever
                 // arrived meanwhile (and whatever arrives while this pass
@@ -544,6 +545,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     observe |= more.needs_observation();
                     burst += 1;
                 }
+                // A change announced while the channel was full is not lost.
+                observe |= self.ruleset_dirty.swap(false, Ordering::SeqCst);
+                // The sets poll alone is one `ipset save`: a pass only if
+                // the sets differ.
+                let sets_check = first == Trigger::SetsPoll && burst == 1;
                 debug!(trigger = ?first, burst, full, observe, "reconcile triggered");
                 // A reconcile in flight is dropped on shutdown: its restore
                 // is one atomic transaction, so it lands whole or not at all.
@@ -552,7 +558,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 // past MAX_FED_PASS: a pass stuck longer gets us restarted.
                 let started = Instant::now();
                 let outcome = {
-                    let pass = self.reconcile(full, observe);
+                    let pass = self.reconcile(full, observe, sets_check);
                     tokio::pin!(pass);
                     loop {
                         tokio::select! {
@@ -567,17 +573,26 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                         }
                     }
                 };
-                // The full check is due `resync` after the last full pass;
-                // a failure of any pass brings a full retry forward.
+                // The full check is due `resync` after the last full pass that
+                // read the firewall, the drift poll `drift_poll` after the last
+                // read (passes of the fast path read nothing: however many
+                // there are, they never hold these off); a failure of any
+                // pass brings a full retry forward.
                 match outcome {
-                    Ok(()) if full => {
-                        self.retry.reset();
-                        next_check = Instant::now() + self.config.resync;
+                    Ok(observed) => {
+                        if observed && full {
+                            self.retry.reset();
+                            next_check = Instant::now() + self.config.resync;
+                        }
+                        if observed || sets_check {
+                            next_poll = Instant::now() + self.config.drift_poll;
+                        }
                     }
-                    Ok(()) => {}
-                    Err(()) => next_check = Instant::now() + self.retry.next_delay(),
+                    Err(()) => {
+                        next_check = Instant::now() + self.retry.next_delay();
+                        next_poll = Instant::now() + self.config.drift_poll;
+                    }
                 }
-                next_poll = Instant::now() + self.config.drift_poll;
                 if first == Trigger::Start {
                     self.notify("READY=1");
                 }
@@ -708,7 +723,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// apply) per family a read and at most one restore. `Err` means
     /// something failed and a retry is due; the rules are applied from the
     /// best inventory at hand even when the engine does not answer.
-    async fn reconcile(&mut self, full: bool, observe: bool) -> Result<(), ()> {
+    ///
+    /// `Ok(true)` when the pass read the firewall; `Ok(false)` when it did
+    /// not (the fast path, or a `sets_check` that found the sets as
+    /// planned, which does nothing else).
+    async fn reconcile(&mut self, full: bool, observe: bool, sets_check: bool) -> Result<bool, ()> {
+        if sets_check && !self.sets_drifted().await {
+            return Ok(false);
+        }
         let started = Instant::now();
         self.status.reconcile.last_at = Some(now_rfc3339());
         let mut errors = Vec::new();
@@ -731,13 +753,15 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
         match self.elements_only(&planned, &mut changed).await {
-            Ok(Fast::Complete) if !observe => return self.finish(started, changed, errors, false),
+            Ok(Fast::Complete) if !observe => {
+                return self.finish(started, changed, errors, false).map(|()| false);
+            }
             Ok(Fast::Partial) if !observe => {
                 // The counting chain follows within COUNTING_DELAY; within a
                 // burst, once for all of it.
                 self.counting_due
                     .get_or_insert_with(|| Instant::now() + COUNTING_DELAY);
-                return self.finish(started, changed, errors, false);
+                return self.finish(started, changed, errors, false).map(|()| false);
             }
             Ok(_) => {}
             // The observing pass below takes over from what is installed.
@@ -779,12 +803,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 }
             };
         }
-        if !firewall_failed {
-            self.in_place = Some(ruleset);
-            self.counting_due = None;
-        }
+        // What is installed is known only after a pass that wrote all of
+        // it; after a failure, the next passes read it first. The retry
+        // (a reading pass) writes the counting chain too.
+        self.in_place = (!firewall_failed).then_some(ruleset);
+        self.counting_due = None;
         self.note_drops();
         self.finish(started, changed, errors, firewall_failed)
+            .map(|()| true)
     }
 
     /// The fast path: when `planned` differs from the plan in place in set

@@ -6,11 +6,12 @@
 //! It owns one `NETLINK_NETFILTER` socket subscribed to the
 //! `NFNLGRP_NFTABLES` multicast group, the stream `nft monitor` prints. Of
 //! each message it reads only the table and chain it names
-//! ([`concerns_dockfw`]): a change to the `filter` table's `FORWARD`,
-//! `INPUT`, `DOCKER-USER` or `DOCKFW…` chains, or to dockfw's own `dockfw`
-//! table, means "re-read the installed rules"; Docker's own chains
-//! (`DOCKER`, `nat`, the isolation chains), which it rewrites on every
-//! container start, are none of dockfw's business and wake nothing. A
+//! ([`concerns_dockfw`]): a change to the rules of the `filter` table's
+//! `FORWARD`, `INPUT`, `DOCKER-USER` or `DOCKFW…` chains, any chain of
+//! `filter` made, renamed or deleted, or any change to dockfw's own
+//! `dockfw` table, means "re-read the installed rules"; rules in Docker's
+//! own chains (`DOCKER`, `nat`, the isolation chains), which it rewrites on
+//! every container start, are none of dockfw's business and wake nothing. A
 //! message it cannot read counts as a change. Changes made through
 //! `iptables-nft` and `nft` are seen (dockfw's own restores included; a
 //! reconcile that finds nothing to do applies nothing, so the echo stops
@@ -37,9 +38,11 @@ const GROUP: libc::c_int = libc::NFNLGRP_NFTABLES;
 /// counts as a change like any message.
 const RECEIVE_BUFFER: libc::c_int = 1 << 20;
 
-/// How much of each message is read. Nothing is parsed, and the kernel
-/// discards the rest of a longer message, so a small buffer is enough.
-const READ_CHUNK: usize = 512;
+/// How much of each datagram is read: the kernel packs a transaction's
+/// messages into datagrams of up to a page or so; one longer than this
+/// (read with `MSG_TRUNC`, which reports the real length) counts as a
+/// change, unread.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Why the watch could not be set up, or stopped working.
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +147,7 @@ impl NfMonitor {
 /// Read every queued message without blocking. True if there was at least
 /// one, or the queue had overflowed.
 fn drain(socket: BorrowedFd<'_>) -> Result<bool, MonitorError> {
-    let mut chunk = [0u8; READ_CHUNK];
+    let mut chunk = vec![0u8; READ_CHUNK];
     let mut seen = false;
     loop {
         // SAFETY: `chunk` is writable for `chunk.len()` bytes for the whole
@@ -154,12 +157,13 @@ fn drain(socket: BorrowedFd<'_>) -> Result<bool, MonitorError> {
                 socket.as_raw_fd(),
                 chunk.as_mut_ptr().cast(),
                 chunk.len(),
-                libc::MSG_DONTWAIT,
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
             )
         };
         if n >= 0 {
-            let len = usize::try_from(n).unwrap_or(0).min(chunk.len());
-            seen |= concerns_dockfw(&chunk[..len]);
+            let len = usize::try_from(n).unwrap_or(usize::MAX);
+            // Cut short: what was not read may concern dockfw.
+            seen |= len > chunk.len() || concerns_dockfw(&chunk[..len]);
             continue;
         }
         let e = io::Error::last_os_error();
@@ -183,10 +187,9 @@ const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_NEWGEN: u16 = 15;
 /// The first attribute of every object message is its table's name; a
-/// chain message names the chain in attribute 3, a rule message in 2.
+/// rule message names its chain in attribute 2.
 const ATTR_TABLE: u16 = 1;
 const ATTR_RULE_CHAIN: u16 = 2;
-const ATTR_CHAIN_NAME: u16 = 3;
 
 /// The chains of iptables-nft's `filter` table whose changes dockfw must
 /// see: its jumps' parents and its own chains.
@@ -238,8 +241,11 @@ fn message_concerns_dockfw(kind: u16, body: &[u8]) -> bool {
         Some(b"dockfw") => true,
         Some(b"filter") => {
             let chain = match kind {
-                NFT_MSG_NEWTABLE | NFT_MSG_DELTABLE => return true,
-                NFT_MSG_NEWCHAIN | NFT_MSG_DELCHAIN => attribute(attributes, ATTR_CHAIN_NAME),
+                // Rare, and a rename names only the new name: any chain
+                // made, renamed or deleted counts.
+                NFT_MSG_NEWTABLE | NFT_MSG_DELTABLE | NFT_MSG_NEWCHAIN | NFT_MSG_DELCHAIN => {
+                    return true;
+                }
                 NFT_MSG_NEWRULE | NFT_MSG_DELRULE => attribute(attributes, ATTR_RULE_CHAIN),
                 // Sets, objects, flowtables of the filter table: not dockfw's.
                 _ => return false,
@@ -472,7 +478,6 @@ mod tests {
             rule("filter", "DOCKER-ISOLATION-STAGE-1"),
             rule("nat", "DOCKER"),
             rule("nat", "POSTROUTING"),
-            chain(NFT_MSG_NEWCHAIN, "filter", "DOCKER-FORWARD"),
             message(NFT_MSG_NEWGEN, &[(1, "4711")]),
             rule("docker-bridges", "filter-forward"),
         ] {
@@ -482,6 +487,16 @@ mod tests {
         assert!(
             concerns_dockfw(&both),
             "the second message of a datagram counts"
+        );
+        // A datagram of many messages (the kernel packs a transaction's):
+        // one that concerns dockfw far past the first 512 bytes counts.
+        let mut long: Vec<u8> = (0..20).flat_map(|_| rule("filter", "DOCKER")).collect();
+        assert!(long.len() > 512 && !concerns_dockfw(&long));
+        long.extend(rule("filter", "DOCKER-USER"));
+        assert!(concerns_dockfw(&long));
+        assert!(
+            concerns_dockfw(&chain(NFT_MSG_NEWCHAIN, "filter", "RENAMED")),
+            "a rename names only the new name: any chain change counts"
         );
     }
 
@@ -494,7 +509,6 @@ mod tests {
                 run(IPTABLES_NFT, &["-w", "-t", "nat", "-N", "DOCKER"]);
                 let mut monitor = subscribe().expect("subscribe");
                 run(IPTABLES_NFT, &["-w", "-A", "DOCKER", "-j", "RETURN"]);
-                run(IPTABLES_NFT, &["-w", "-N", "DOCKER-ISOLATION-STAGE-1"]);
                 run(
                     IPTABLES_NFT,
                     &["-w", "-t", "nat", "-A", "DOCKER", "-j", "RETURN"],
