@@ -753,14 +753,13 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
         match self.elements_only(&planned, &mut changed).await {
-            Ok(Fast::Complete) if !observe => {
-                return self.finish(started, changed, errors, false).map(|()| false);
-            }
-            Ok(Fast::Partial) if !observe => {
-                // The counting chain follows within COUNTING_DELAY; within a
-                // burst, once for all of it.
-                self.counting_due
-                    .get_or_insert_with(|| Instant::now() + COUNTING_DELAY);
+            Ok(fast @ (Fast::Complete | Fast::Partial)) if !observe => {
+                if fast == Fast::Partial {
+                    // The counting chain follows within COUNTING_DELAY;
+                    // within a burst, once for all of it.
+                    self.counting_due
+                        .get_or_insert_with(|| Instant::now() + COUNTING_DELAY);
+                }
                 return self.finish(started, changed, errors, false).map(|()| false);
             }
             Ok(_) => {}
@@ -1181,14 +1180,7 @@ mod tests {
                 });
             }
             let mut tables = self.tables.lock().unwrap();
-            let parts = match tx.family {
-                Some(family) => vec![(family, tx.clone())],
-                None => Family::ALL
-                    .into_iter()
-                    .zip(simulate::by_family(tx))
-                    .collect(),
-            };
-            for (family, tx) in parts {
+            for (family, tx) in simulate::per_family(tx) {
                 simulate::apply_transaction(&mut tables[slot(family)], &tx)
                     .map_err(|e| FirewallError::Timeout { program: e })?;
             }
@@ -1733,16 +1725,18 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_container_coming_or_going_is_one_set_write_with_nothing_read_first() {
-        let dir = std::env::temp_dir().join(format!("dockfw-fast-{}", std::process::id()));
+    /// A daemon whose rules are taken as watched, with the policy "allow
+    /// 5432 to sel-*" reloaded from a file in its own directory (returned,
+    /// for removal) and container sel-0 (172.17.0.9) in place.
+    async fn selector_harness(tag: &str, drift_poll: Duration) -> (Harness, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("dockfw-{tag}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("policy.toml");
         let policy = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [5432]\ncontainers = [\"sel-*\"]\n";
         std::fs::write(&path, policy).unwrap();
         let h = start_config(Config {
             ruleset_watch: RulesetWatch::Assumed,
-            drift_poll: Duration::from_secs(3600),
+            drift_poll,
             ..Config::new(path, "unix:///fake.sock".into())
         });
         h.docker
@@ -1755,6 +1749,12 @@ mod tests {
         h.reload.send(tx).await.unwrap();
         assert!(rx.await.unwrap().is_ok());
         settle(1.0).await;
+        (h, dir)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_coming_or_going_is_one_set_write_with_nothing_read_first() {
+        let (h, dir) = selector_harness("fast", Duration::from_secs(3600)).await;
         let (observed, restores) = (h.observations(), h.restores());
         let set = |h: &Harness| {
             let tables = h.firewall.tables.lock().unwrap().clone();
@@ -1837,26 +1837,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sets_nothing_announces_are_polled_and_repaired_without_reading_the_rules() {
-        let dir = std::env::temp_dir().join(format!("dockfw-setspoll-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("policy.toml");
-        let policy = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [5432]\ncontainers = [\"sel-*\"]\n";
-        std::fs::write(&path, policy).unwrap();
-        let h = start_config(Config {
-            ruleset_watch: RulesetWatch::Assumed,
-            drift_poll: Duration::from_millis(1500),
-            ..Config::new(path, "unix:///fake.sock".into())
-        });
-        h.docker
-            .inventory
-            .lock()
-            .unwrap()
-            .containers
-            .push(selected("sel-0", "172.17.0.9"));
-        let (tx, rx) = oneshot::channel();
-        h.reload.send(tx).await.unwrap();
-        assert!(rx.await.unwrap().is_ok());
-        settle(1.0).await;
+        let (h, dir) = selector_harness("setspoll", Duration::from_millis(1500)).await;
         let observed = h.observations();
         let reads = h.firewall.set_reads.load(Ordering::SeqCst);
         settle(5.0).await;

@@ -176,28 +176,40 @@ pub mod simulate {
     use super::Installed;
     use crate::firewall::{Step, Transaction};
 
-    /// A sets-only transaction of both families (`family: None`) as the
-    /// part of each family: each `ipset restore` line goes to the family
-    /// whose set it names (see `sets::owner`).
-    pub fn by_family(tx: &Transaction) -> [Transaction; 2] {
+    /// A transaction as the part of each family it writes: itself for a
+    /// transaction of one family; for a sets-only one of both (`family:
+    /// None`), each `ipset restore` line goes to the family whose set it
+    /// names (see `sets::owner`).
+    pub fn per_family(tx: &Transaction) -> Vec<(crate::net::Family, Transaction)> {
+        use crate::net::Family;
+        if let Some(family) = tx.family {
+            return vec![(family, tx.clone())];
+        }
         let mut parts = [String::new(), String::new()];
         for step in &tx.steps {
             let (crate::firewall::Step::Sets(text) | crate::firewall::Step::Rules(text)) = step;
             for line in text.lines() {
                 let name = line.split_whitespace().nth(1).unwrap_or_default();
                 let slot = match crate::firewall::iptables::sets::owner(name) {
-                    crate::net::Family::V4 => 0,
-                    crate::net::Family::V6 => 1,
+                    Family::V4 => 0,
+                    Family::V6 => 1,
                 };
                 parts[slot].push_str(line);
                 parts[slot].push('\n');
             }
         }
-        parts.map(|text| Transaction {
-            family: None,
-            steps: vec![crate::firewall::Step::Sets(text)],
-            changes: tx.changes.clone(),
-        })
+        Family::ALL
+            .into_iter()
+            .zip(parts)
+            .map(|(family, text)| {
+                let part = Transaction {
+                    family: None,
+                    steps: vec![crate::firewall::Step::Sets(text)],
+                    changes: tx.changes.clone(),
+                };
+                (family, part)
+            })
+            .collect()
     }
 
     /// Run a transaction's steps in order; the first that fails ends it.

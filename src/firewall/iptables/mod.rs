@@ -509,14 +509,7 @@ mod tests {
     /// to do.
     fn converge(tables: &mut Tables, txs: &[Transaction]) {
         for tx in txs {
-            let parts = match tx.family {
-                Some(family) => vec![(family, tx.clone())],
-                None => Family::ALL
-                    .into_iter()
-                    .zip(simulate::by_family(tx))
-                    .collect(),
-            };
-            for (family, tx) in parts {
+            for (family, tx) in simulate::per_family(tx) {
                 let mut installed = tables.get(family).expect("installed").clone();
                 simulate::apply_transaction(&mut installed, &tx).expect("applies");
                 tables.set(family, installed);

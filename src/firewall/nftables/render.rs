@@ -196,13 +196,19 @@ fn port_set_text(set: &PortSet, family: Family, out: &mut String) -> Result<(), 
             family: family.as_str(),
         });
     }
-    let _ = writeln!(out, "\tset {} {{", set_name(&set.name));
-    let _ = writeln!(out, "\t\ttype inet_service");
-    if !set.ports.is_empty() {
-        let _ = writeln!(out, "\t\telements = {{ {} }}", ports_list(set));
+    set_block(&set.name, "type inet_service", &ports_list(set), out);
+    Ok(())
+}
+
+/// `set NAME { HEADER; elements = { … } }` as nft lists it, the elements
+/// line only when there are any.
+fn set_block(name: &str, header: &str, elements: &str, out: &mut String) {
+    let _ = writeln!(out, "\tset {} {{", set_name(name));
+    let _ = writeln!(out, "\t\t{header}");
+    if !elements.is_empty() {
+        let _ = writeln!(out, "\t\telements = {{ {elements} }}");
     }
     out.push_str("\t}\n");
-    Ok(())
 }
 
 fn ports_list(set: &PortSet) -> String {
@@ -228,12 +234,8 @@ fn set_text(set: &AddrSet, family: Family, out: &mut String) -> Result<(), Rende
         Family::V4 => "ipv4_addr",
         Family::V6 => "ipv6_addr",
     };
-    let _ = writeln!(out, "\tset {} {{", set_name(&set.name));
-    let _ = writeln!(out, "\t\ttype {kind}\n\t\tflags interval");
-    if !set.elements.is_empty() {
-        let _ = writeln!(out, "\t\telements = {{ {} }}", elements_list(set));
-    }
-    out.push_str("\t}\n");
+    let header = format!("type {kind}\n\t\tflags interval");
+    set_block(&set.name, &header, &elements_list(set), out);
     Ok(())
 }
 
