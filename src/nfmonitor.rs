@@ -13,9 +13,11 @@
 //! own chains (`DOCKER`, `nat`, the isolation chains), which it rewrites on
 //! every container start, are none of dockfw's business and wake nothing. A
 //! message it cannot read counts as a change. Changes made through
-//! `iptables-nft` and `nft` are seen (dockfw's own restores included; a
-//! reconcile that finds nothing to do applies nothing, so the echo stops
-//! there). Reading the rules (`iptables-save`, `nft list`) is silent.
+//! `iptables-nft` and `nft` are seen, except dockfw's own: every
+//! transaction ends with a `NEWGEN` message naming the process that
+//! committed it, and a transaction committed by a writer dockfw started
+//! ([`expect_own_write`]) is its own echo, already known, and wakes
+//! nothing. Reading the rules (`iptables-save`, `nft list`) is silent.
 //! `iptables-legacy` never passes through nf_tables and is not seen at all:
 //! the daemon keeps its periodic resync for that.
 //!
@@ -27,6 +29,8 @@
 use std::io;
 use std::mem;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use tokio::io::unix::AsyncFd;
 
@@ -43,6 +47,42 @@ const RECEIVE_BUFFER: libc::c_int = 1 << 20;
 /// (read with `MSG_TRUNC`, which reports the real length) counts as a
 /// change, unread.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How long a change to dockfw's rules may wait for the `NEWGEN` that
+/// ends its transaction (the kernel sends it right after) before it counts
+/// as a change whoever made it.
+const GENERATION_WAIT: Duration = Duration::from_millis(50);
+
+/// The writers dockfw started ([`expect_own_write`]) whose transaction has
+/// not been seen yet, with when they started.
+static OWN_WRITERS: Mutex<Vec<(u32, Instant)>> = Mutex::new(Vec::new());
+
+/// How long a started writer is remembered: longer than any write runs
+/// (the process timeout is 20 s), short enough that its pid is not reused.
+const OWN_WRITER_MEMORY: Duration = Duration::from_secs(30);
+
+/// Note that the process `pid`, started by dockfw, is about to write
+/// dockfw's rules: the transaction it commits is dockfw's own, and is not
+/// reported as a change. Call it after spawning and before handing the
+/// writer its input, so that the note is there before the commit.
+pub fn expect_own_write(pid: u32) {
+    if let Ok(mut writers) = OWN_WRITERS.lock() {
+        let now = Instant::now();
+        writers.retain(|(_, since)| now.duration_since(*since) < OWN_WRITER_MEMORY);
+        writers.push((pid, now));
+    }
+}
+
+/// Whether `pid` is a writer dockfw started; it is forgotten, as each
+/// writer commits one transaction.
+fn own_write(pid: u32) -> bool {
+    let Ok(mut writers) = OWN_WRITERS.lock() else {
+        return false;
+    };
+    let before = writers.len();
+    writers.retain(|(p, _)| *p != pid);
+    writers.len() != before
+}
 
 /// Why the watch could not be set up, or stopped working.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +118,9 @@ pub struct NfMonitor {
     /// The netlink socket, registered with the runtime so that
     /// [`NfMonitor::changed`] sleeps until the kernel queues a message.
     socket: AsyncFd<OwnedFd>,
+    /// A change that concerns dockfw was read, and not yet the `NEWGEN`
+    /// that says who made it.
+    unclaimed: bool,
 }
 
 /// Open a netlink socket on the caller's network namespace and subscribe it
@@ -115,7 +158,10 @@ pub fn subscribe() -> Result<NfMonitor, MonitorError> {
     let socket = unsafe { AsyncFd::register(socket) }.map_err(|e| MonitorError::Register {
         source: e.into_parts().1,
     })?;
-    Ok(NfMonitor { socket })
+    Ok(NfMonitor {
+        socket,
+        unclaimed: false,
+    })
 }
 
 impl NfMonitor {
@@ -128,12 +174,21 @@ impl NfMonitor {
     /// for the next call.
     pub async fn changed(&mut self) -> Result<(), MonitorError> {
         loop {
-            let mut ready = self
-                .socket
-                .readable()
-                .await
-                .map_err(|source| MonitorError::Wait { source })?;
-            let seen = drain(ready.get_inner().as_fd())?;
+            let ready = if self.unclaimed {
+                // A change whose transaction's end has not come: give it a
+                // moment, then count it whoever made it.
+                match tokio::time::timeout(GENERATION_WAIT, self.socket.readable()).await {
+                    Ok(ready) => ready,
+                    Err(_) => {
+                        self.unclaimed = false;
+                        return Ok(());
+                    }
+                }
+            } else {
+                self.socket.readable().await
+            };
+            let mut ready = ready.map_err(|source| MonitorError::Wait { source })?;
+            let seen = drain(ready.get_inner().as_fd(), &mut self.unclaimed)?;
             // `drain` stopped at EAGAIN. A message queued since then carries a
             // newer readiness event, which this does not clear.
             ready.clear_ready();
@@ -144,9 +199,11 @@ impl NfMonitor {
     }
 }
 
-/// Read every queued message without blocking. True if there was at least
-/// one, or the queue had overflowed.
-fn drain(socket: BorrowedFd<'_>) -> Result<bool, MonitorError> {
+/// Read every queued message without blocking. True if one of them is a
+/// change that concerns dockfw made by someone else ([`scan`]), or the
+/// queue had overflowed. `unclaimed` carries a change whose `NEWGEN` is
+/// still to come from one call to the next.
+fn drain(socket: BorrowedFd<'_>, unclaimed: &mut bool) -> Result<bool, MonitorError> {
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut seen = false;
     loop {
@@ -163,7 +220,7 @@ fn drain(socket: BorrowedFd<'_>) -> Result<bool, MonitorError> {
         if n >= 0 {
             let len = usize::try_from(n).unwrap_or(usize::MAX);
             // Cut short: what was not read may concern dockfw.
-            seen |= len > chunk.len() || concerns_dockfw(&chunk[..len]);
+            seen |= len > chunk.len() || scan(&chunk[..len], unclaimed, &mut own_write);
             continue;
         }
         let e = io::Error::last_os_error();
@@ -186,6 +243,9 @@ const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_DELRULE: u16 = 8;
 const NFT_MSG_NEWGEN: u16 = 15;
+/// `NEWGEN`'s attribute with the pid of the process that committed the
+/// transaction (big-endian u32).
+const ATTR_GEN_PROC_PID: u16 = 2;
 /// The first attribute of every object message is its table's name; a
 /// rule message names its chain in attribute 2.
 const ATTR_TABLE: u16 = 1;
@@ -200,19 +260,43 @@ fn watched_chain(name: &[u8]) -> bool {
 /// Whether a datagram from the nf_tables group may concern dockfw's rules:
 /// any change to its `dockfw` table, a change to a watched chain of a
 /// `filter` table (or to such a table as a whole), and anything it cannot
-/// read. Docker's own chains and tables, and the end-of-transaction
-/// (`NEWGEN`) markers, do not. Pure.
+/// read, whoever made it. Docker's own chains and tables, and the
+/// end-of-transaction (`NEWGEN`) markers, do not. Pure.
 pub fn concerns_dockfw(datagram: &[u8]) -> bool {
+    let mut unclaimed = false;
+    scan(datagram, &mut unclaimed, &mut |_| false) || unclaimed
+}
+
+/// Read a datagram's messages in order: a change that concerns dockfw
+/// ([`concerns_dockfw`]) sets `unclaimed`; the `NEWGEN` that ends its
+/// transaction settles it: a change by someone else (`own` says no to the
+/// committing pid) makes the result true, dockfw's own is forgotten. A
+/// message from outside nf_tables, or a datagram with nothing readable,
+/// makes it true at once. Pure but for what `own` does.
+fn scan(datagram: &[u8], unclaimed: &mut bool, own: &mut impl FnMut(u32) -> bool) -> bool {
     let mut rest = datagram;
     let mut any = false;
+    let mut foreign = false;
     while rest.len() >= 16 {
         let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let kind = u16::from_ne_bytes([rest[4], rest[5]]);
         // A message cut short by the read buffer is read as far as it goes.
         let message = &rest[..len.clamp(16, rest.len())];
+        let body = &message[16..];
         any = true;
-        if message_concerns_dockfw(kind, &message[16..]) {
-            return true;
+        if kind >> 8 == NFNL_SUBSYS_NFTABLES && kind & 0xff == NFT_MSG_NEWGEN {
+            if std::mem::take(unclaimed) {
+                let pid = body
+                    .get(4..)
+                    .and_then(|attributes| attribute_raw(attributes, ATTR_GEN_PROC_PID))
+                    .and_then(|p| <[u8; 4]>::try_from(p).ok())
+                    .map(u32::from_be_bytes);
+                foreign |= !pid.is_some_and(&mut *own);
+            }
+        } else if kind >> 8 != NFNL_SUBSYS_NFTABLES {
+            foreign = true;
+        } else if message_concerns_dockfw(kind, body) {
+            *unclaimed = true;
         }
         let step = (len + 3) & !3;
         if step < 16 || step >= rest.len() {
@@ -221,7 +305,7 @@ pub fn concerns_dockfw(datagram: &[u8]) -> bool {
         rest = &rest[step..];
     }
     // Nothing readable: count it as a change.
-    !any
+    foreign || !any
 }
 
 fn message_concerns_dockfw(kind: u16, body: &[u8]) -> bool {
@@ -259,7 +343,13 @@ fn message_concerns_dockfw(kind: u16, body: &[u8]) -> bool {
 }
 
 /// The payload of the first attribute of `kind` (a name: without its NUL).
-fn attribute(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
+fn attribute(attributes: &[u8], kind: u16) -> Option<&[u8]> {
+    let payload = attribute_raw(attributes, kind)?;
+    Some(payload.split(|b| *b == 0).next().unwrap_or(payload))
+}
+
+/// The whole payload of the first attribute of `kind`.
+fn attribute_raw(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
     while attributes.len() >= 4 {
         let len = u16::from_ne_bytes([attributes[0], attributes[1]]) as usize;
         let typ = u16::from_ne_bytes([attributes[2], attributes[3]]) & 0x3fff;
@@ -268,7 +358,7 @@ fn attribute(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
         }
         let payload = attributes.get(4..len)?;
         if typ == kind {
-            return Some(payload.split(|b| *b == 0).next().unwrap_or(payload));
+            return Some(payload);
         }
         attributes = attributes.get((len + 3) & !3..)?;
     }
@@ -424,7 +514,8 @@ mod tests {
 
     /// Whether a message is still waiting in the socket, unread.
     fn left_queued(monitor: &NfMonitor) -> bool {
-        drain(monitor.socket.get_ref().as_fd()).expect("drain")
+        let mut unclaimed = false;
+        drain(monitor.socket.get_ref().as_fd(), &mut unclaimed).expect("drain") || unclaimed
     }
 
     async fn stays_quiet(monitor: &mut NfMonitor) -> bool {
@@ -436,12 +527,20 @@ mod tests {
     /// One nf_tables message as the kernel sends it: header, nfgenmsg, and
     /// string attributes.
     fn message(kind: u16, attributes: &[(u16, &str)]) -> Vec<u8> {
+        let attributes: Vec<(u16, Vec<u8>)> = attributes
+            .iter()
+            .map(|(typ, value)| (*typ, [value.as_bytes(), &[0]].concat()))
+            .collect();
+        message_raw(kind, &attributes)
+    }
+
+    /// The same with attribute payloads as given.
+    fn message_raw(kind: u16, attributes: &[(u16, Vec<u8>)]) -> Vec<u8> {
         let mut body = vec![libc::NFPROTO_IPV4 as u8, 0, 0, 0];
-        for (typ, value) in attributes {
-            let payload = [value.as_bytes(), &[0]].concat();
+        for (typ, payload) in attributes {
             body.extend(((payload.len() + 4) as u16).to_ne_bytes());
             body.extend(typ.to_ne_bytes());
-            body.extend(&payload);
+            body.extend(payload);
             while body.len() % 4 != 0 {
                 body.push(0);
             }
@@ -498,6 +597,70 @@ mod tests {
             concerns_dockfw(&chain(NFT_MSG_NEWCHAIN, "filter", "RENAMED")),
             "a rename names only the new name: any chain change counts"
         );
+    }
+
+    /// The end of a transaction committed by `pid`, as the kernel sends it.
+    fn newgen(pid: u32) -> Vec<u8> {
+        message_raw(
+            NFT_MSG_NEWGEN,
+            &[
+                (1, 7u32.to_be_bytes().to_vec()),
+                (ATTR_GEN_PROC_PID, pid.to_be_bytes().to_vec()),
+                (3, b"nft\0".to_vec()),
+            ],
+        )
+    }
+
+    #[test]
+    fn dockfws_own_transactions_are_not_changes() {
+        let ours = |pid: u32| pid == 42;
+        let change = message(NFT_MSG_NEWRULE, &[(1, "dockfw"), (2, "forward")]);
+        let mut unclaimed = false;
+        assert!(!scan(&[change.clone(), newgen(42)].concat(), &mut unclaimed, &mut { ours }));
+        assert!(!unclaimed, "settled by its NEWGEN");
+        assert!(
+            scan(&[change.clone(), newgen(7)].concat(), &mut unclaimed, &mut { ours }),
+            "someone else's change to dockfw's table"
+        );
+        // The NEWGEN may come in the next datagram.
+        assert!(!scan(&change, &mut unclaimed, &mut { ours }));
+        assert!(unclaimed, "waits for its NEWGEN");
+        assert!(!scan(&newgen(42), &mut unclaimed, &mut { ours }));
+        assert!(!unclaimed);
+        assert!(!scan(&change, &mut unclaimed, &mut { ours }));
+        assert!(scan(&newgen(7), &mut unclaimed, &mut { ours }));
+        // A transaction that touched nothing of dockfw's is not a change,
+        // whoever made it; one whose NEWGEN names no pid is someone else's.
+        let docker = message(NFT_MSG_NEWRULE, &[(1, "filter"), (2, "DOCKER")]);
+        assert!(!scan(&[docker, newgen(7)].concat(), &mut unclaimed, &mut { ours }));
+        let anonymous = message(NFT_MSG_NEWGEN, &[(1, "4711")]);
+        assert!(scan(&[change, anonymous].concat(), &mut unclaimed, &mut { ours }));
+        assert!(!unclaimed);
+    }
+
+    #[test]
+    fn a_write_by_a_process_dockfw_started_wakes_nothing() {
+        in_private_netns(&[NFT], || {
+            runtime().block_on(async {
+                nft("add table inet dockfw\n");
+                let mut monitor = subscribe().expect("subscribe");
+                let mut child = Command::new(NFT)
+                    .args(["-f", "-"])
+                    .stdin(Stdio::piped())
+                    .spawn()
+                    .expect("spawn nft");
+                expect_own_write(child.id());
+                let mut stdin = child.stdin.take().expect("nft stdin");
+                stdin
+                    .write_all(b"add chain inet dockfw input\n")
+                    .expect("write to nft");
+                drop(stdin);
+                assert!(child.wait().expect("wait for nft").success(), "nft failed");
+                assert!(stays_quiet(&mut monitor).await, "woke for its own write");
+                nft("add chain inet dockfw forward\n");
+                assert!(arrives(&mut monitor).await, "someone else's write not seen");
+            })
+        });
     }
 
     #[test]

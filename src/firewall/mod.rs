@@ -293,6 +293,12 @@ pub(crate) async fn run(
         .kill_on_drop(true)
         .spawn()
         .map_err(spawn_err)?;
+    // A writer: the transaction it commits is dockfw's own, not drift.
+    if stdin.is_some()
+        && let Some(pid) = child.id()
+    {
+        crate::nfmonitor::expect_own_write(pid);
+    }
     let pipe = child.stdin.take();
     let feed = async move {
         if let (Some(text), Some(mut pipe)) = (stdin, pipe) {
