@@ -616,10 +616,18 @@ mod tests {
         let ours = |pid: u32| pid == 42;
         let change = message(NFT_MSG_NEWRULE, &[(1, "dockfw"), (2, "forward")]);
         let mut unclaimed = false;
-        assert!(!scan(&[change.clone(), newgen(42)].concat(), &mut unclaimed, &mut { ours }));
+        assert!(!scan(
+            &[change.clone(), newgen(42)].concat(),
+            &mut unclaimed,
+            &mut { ours }
+        ));
         assert!(!unclaimed, "settled by its NEWGEN");
         assert!(
-            scan(&[change.clone(), newgen(7)].concat(), &mut unclaimed, &mut { ours }),
+            scan(
+                &[change.clone(), newgen(7)].concat(),
+                &mut unclaimed,
+                &mut { ours }
+            ),
             "someone else's change to dockfw's table"
         );
         // The NEWGEN may come in the next datagram.
@@ -632,9 +640,13 @@ mod tests {
         // A transaction that touched nothing of dockfw's is not a change,
         // whoever made it; one whose NEWGEN names no pid is someone else's.
         let docker = message(NFT_MSG_NEWRULE, &[(1, "filter"), (2, "DOCKER")]);
-        assert!(!scan(&[docker, newgen(7)].concat(), &mut unclaimed, &mut { ours }));
+        assert!(!scan(&[docker, newgen(7)].concat(), &mut unclaimed, &mut {
+            ours
+        }));
         let anonymous = message(NFT_MSG_NEWGEN, &[(1, "4711")]);
-        assert!(scan(&[change, anonymous].concat(), &mut unclaimed, &mut { ours }));
+        assert!(scan(&[change, anonymous].concat(), &mut unclaimed, &mut {
+            ours
+        }));
         assert!(!unclaimed);
     }
 

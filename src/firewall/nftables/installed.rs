@@ -3,24 +3,38 @@
 //! sets' elements have to change ([`Reason::SetElements`], [`changed_sets`]),
 //! and why.
 //!
-//! Pure. It does not parse nft's rule syntax: right after an apply, the
-//! table as `nft list` prints it is kept, normalised ([`normalise`]), as
-//! the expected listing ([`Applied`]); any later listing that differs is
-//! drift. So the comparison is exact, needs no model of how nft prints a
-//! rule, and follows nft across versions (a new nft that prints a rule
-//! differently costs one extra apply). The limit: a change made by another
-//! program between dockfw's apply and its listing becomes the expectation.
+//! Pure. It does not parse nft's rule syntax: right after an apply of the
+//! whole table, the table as `nft list` prints it is kept, normalised and
+//! without its sets' elements ([`normalise`]), as the expected listing
+//! ([`Applied`]); any later listing that differs is drift. So the
+//! comparison is exact, needs no model of how nft prints a rule, and
+//! follows nft across versions (a new nft that prints a rule differently
+//! costs one extra apply). The limit: a change made by another program
+//! between dockfw's apply and its listing becomes the expectation. Set
+//! elements, which change with every container, are read from the listing
+//! ([`listed_elements`]) and compared, as addresses and ports, with the
+//! plan last written, so that writing new elements needs no listing.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 
+use ipnet::IpNet;
+
+use super::render::set_name;
 use crate::ruleset::{AddrSet, Family, Origin, PortSet, Ruleset};
 
 /// A listing of dockfw's table with what changes without a change of rules
-/// taken out: counter values, rule and chain handles, blank lines and
-/// indentation. One line per statement, single spaces between words.
+/// taken out: counter values, rule and chain handles, set elements, blank
+/// lines and indentation. One line per statement, single spaces between
+/// words.
 pub fn normalise(listing: &str) -> String {
     let mut out = String::with_capacity(listing.len());
+    let mut in_elements = false;
     for line in listing.lines() {
+        if in_elements || line.trim_start().starts_with("elements = {") {
+            in_elements = !line.trim_end().ends_with('}');
+            continue;
+        }
         let words = without_state(line.split_whitespace().collect());
         if words.is_empty() {
             continue;
@@ -29,6 +43,93 @@ pub fn normalise(listing: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The elements of each set of a listing of dockfw's table that has any,
+/// by the set's nft name, each in [`canonical`] form.
+pub fn listed_elements(listing: &str) -> BTreeMap<String, BTreeSet<String>> {
+    let mut sets = BTreeMap::new();
+    let mut set = "";
+    let mut elements: Option<BTreeSet<String>> = None;
+    for line in listing.lines() {
+        let line = line.trim();
+        if elements.is_none() {
+            if let Some(name) = line.strip_prefix("set ") {
+                set = name.split_whitespace().next().unwrap_or_default();
+                continue;
+            }
+            let Some(rest) = line.strip_prefix("elements = {") else {
+                continue;
+            };
+            elements = Some(BTreeSet::new());
+            collect_elements(rest, set, &mut elements, &mut sets);
+        } else {
+            collect_elements(line, set, &mut elements, &mut sets);
+        }
+    }
+    sets
+}
+
+/// Add the elements on one line of an `elements = { … }` block; at its
+/// closing brace, file them under `set`.
+fn collect_elements(
+    line: &str,
+    set: &str,
+    elements: &mut Option<BTreeSet<String>>,
+    sets: &mut BTreeMap<String, BTreeSet<String>>,
+) {
+    let (items, closed) = match line.split_once('}') {
+        Some((items, _)) => (items, true),
+        None => (line, false),
+    };
+    if let Some(elements) = elements.as_mut() {
+        elements.extend(
+            items
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(canonical),
+        );
+    }
+    if closed && let Some(done) = elements.take() {
+        sets.insert(set.to_owned(), done);
+    }
+}
+
+/// One set element as text that compares equal however it is spelled: a
+/// network (an address is its /32 or /128) with its host bits cleared, a
+/// port as a number; anything else as it is.
+fn canonical(item: &str) -> String {
+    if let Ok(net) = item.parse::<IpNet>() {
+        return net.trunc().to_string();
+    }
+    if let Ok(addr) = item.parse::<IpAddr>() {
+        return IpNet::from(addr).to_string();
+    }
+    item.to_owned()
+}
+
+/// The elements `ruleset` gives its non-empty sets, as
+/// [`listed_elements`] reads them from a listing.
+pub fn planned_elements(ruleset: &Ruleset) -> BTreeMap<String, BTreeSet<String>> {
+    let mut sets = BTreeMap::new();
+    for family in Family::ALL {
+        let rules = ruleset.family(family);
+        for set in &rules.sets {
+            let elements: BTreeSet<String> =
+                set.elements.iter().map(|e| e.trunc().to_string()).collect();
+            if !elements.is_empty() {
+                sets.insert(set_name(&set.name), elements);
+            }
+        }
+        for set in &rules.port_sets {
+            let ports: BTreeSet<String> = set.ports.iter().map(u16::to_string).collect();
+            if !ports.is_empty() {
+                sets.insert(set_name(&set.name), ports);
+            }
+        }
+    }
+    sets
 }
 
 /// `words` without `packets N bytes M` after `counter` and without a
@@ -98,20 +199,32 @@ pub fn drop_counters(listing: &str) -> Vec<(String, Origin, u64)> {
 /// drop ends: a rule jumping there drops.
 pub const DROP_CHAIN_NAME: &str = "dropped";
 
-/// What dockfw last applied, and how nft listed the table right after.
+/// What dockfw last applied, and how nft listed the table right after the
+/// last apply of the whole table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     ruleset: Ruleset,
-    /// The normalised listing taken right after the apply.
+    /// The normalised listing (no elements) taken right after the last
+    /// apply of the whole table.
     listing: String,
 }
 
 impl Applied {
-    /// `ruleset` was applied and then the table was listed as `listing`.
+    /// `ruleset` was applied whole and then the table was listed as
+    /// `listing`.
     pub fn new(ruleset: Ruleset, listing: &str) -> Applied {
         Applied {
             ruleset,
             listing: normalise(listing),
+        }
+    }
+
+    /// The sets were given `ruleset`'s elements ([`Reason::SetElements`]):
+    /// the rest of the table, and so its listing, is as it was.
+    pub fn with_elements_of(&self, ruleset: Ruleset) -> Applied {
+        Applied {
+            ruleset,
+            listing: self.listing.clone(),
         }
     }
 
@@ -167,7 +280,9 @@ pub fn reason_to_apply(
     let Some(installed) = installed else {
         return Some(Reason::TableMissing);
     };
-    if normalise(installed) != last.listing {
+    if normalise(installed) != last.listing
+        || listed_elements(installed) != planned_elements(&last.ruleset)
+    {
         return Some(Reason::Drift);
     }
     (last.ruleset != *desired).then_some(Reason::SetElements)
@@ -361,13 +476,82 @@ mod tests {
         desired
     }
 
+    /// [`STATELESS`] with the set `known_v4` holding `elements` (as nft
+    /// lists them, one or two to a line).
+    fn listed_with_known(elements: &[&str]) -> String {
+        let block = if elements.is_empty() {
+            String::new()
+        } else {
+            let lines: Vec<String> = elements.chunks(2).map(|c| c.join(", ")).collect();
+            format!("\t\telements = {{ {} }}\n", lines.join(",\n\t\t\t     "))
+        };
+        STATELESS.replacen(
+            "table inet dockfw {\n",
+            &format!(
+                "table inet dockfw {{ # handle 3\n\tset known_v4 {{ # handle 4\n\t\ttype ipv4_addr\n\t\tflags interval\n{block}\t}}\n\n"
+            ),
+            1,
+        )
+    }
+
+    #[test]
+    fn elements_are_read_from_a_listing_as_addresses_and_ports() {
+        let listing = listed_with_known(&["172.17.0.2", "10.0.0.0/8", "172.17.0.3"]);
+        let read = listed_elements(&listing);
+        let want: BTreeSet<String> = ["10.0.0.0/8", "172.17.0.2/32", "172.17.0.3/32"]
+            .map(str::to_owned)
+            .into();
+        assert_eq!(read.get("known_v4"), Some(&want));
+        assert_eq!(read.len(), 1);
+        assert_eq!(normalise(&listing), normalise(&listed_with_known(&[])));
+        // One line, ports, an IPv6 address spelled otherwise than Rust does.
+        let one = "\tset guard_tcp_v4 {\n\t\ttype inet_service\n\t\telements = { 22, 80 }\n\t}\n\
+                   \tset from_v6 {\n\t\ttype ipv6_addr\n\t\tflags interval\n\t\telements = { ::1.2.3.4, fd00::/64 }\n\t}\n";
+        let read = listed_elements(one);
+        assert_eq!(read["guard_tcp_v4"], ["22", "80"].map(str::to_owned).into());
+        assert_eq!(
+            read["from_v6"],
+            ["::102:304/128", "fd00::/64"].map(str::to_owned).into()
+        );
+        assert_eq!(
+            normalise(one)
+                .lines()
+                .filter(|l| l.contains("elements"))
+                .count(),
+            0
+        );
+    }
+
     #[test]
     fn only_set_elements_differ_needs_only_the_elements() {
-        let last = Applied::new(with_known(&["172.17.0.2/32"]), STATELESS);
+        let listed = listed_with_known(&["172.17.0.2"]);
+        let last = Applied::new(with_known(&["172.17.0.2/32"]), &listed);
+        assert_eq!(
+            reason_to_apply(&with_known(&["172.17.0.2/32"]), Some(&last), Some(&listed)),
+            None
+        );
         let more = with_known(&["172.17.0.2/32", "172.17.0.3/32"]);
         assert_eq!(
-            reason_to_apply(&more, Some(&last), Some(STATELESS)),
+            reason_to_apply(&more, Some(&last), Some(&listed)),
             Some(Reason::SetElements)
+        );
+        // Written with no listing after: the next listing has the new
+        // elements, and is as expected.
+        let written = last.with_elements_of(more.clone());
+        let relisted = listed_with_known(&["172.17.0.2", "172.17.0.3"]);
+        assert_eq!(
+            reason_to_apply(&more, Some(&written), Some(&relisted)),
+            None
+        );
+        // An element taken out, or one added, by someone else is drift.
+        assert_eq!(
+            reason_to_apply(&more, Some(&written), Some(&listed)),
+            Some(Reason::Drift)
+        );
+        let added = listed_with_known(&["172.17.0.2", "172.17.0.3", "192.0.2.1"]);
+        assert_eq!(
+            reason_to_apply(&more, Some(&written), Some(&added)),
+            Some(Reason::Drift)
         );
         let changed = changed_sets(&more, Some(last.ruleset()));
         assert_eq!(
@@ -389,13 +573,13 @@ mod tests {
         let mut other_rule = more.clone();
         other_rule.v4.chains[0].rules[0].target = Target::Drop;
         assert_eq!(
-            reason_to_apply(&other_rule, Some(&last), Some(STATELESS)),
+            reason_to_apply(&other_rule, Some(&last), Some(&listed)),
             Some(Reason::PlanChanged)
         );
         let mut renamed = more;
         renamed.v4.sets[0].name = "known-v6".to_owned();
         assert_eq!(
-            reason_to_apply(&renamed, Some(&last), Some(STATELESS)),
+            reason_to_apply(&renamed, Some(&last), Some(&listed)),
             Some(Reason::PlanChanged)
         );
     }

@@ -35,8 +35,17 @@ pub struct Nftables {
     /// reference drift is judged against.
     applied: Mutex<Option<Applied>>,
     /// The plan of the transaction handed out last, so that `apply` knows
-    /// which ruleset it is writing (a transaction carries only text).
-    pending: Mutex<Option<(String, Ruleset)>>,
+    /// which ruleset it is writing (a transaction carries only text), and
+    /// whether it writes only set elements.
+    pending: Mutex<Option<Pending>>,
+}
+
+/// A transaction handed out and not yet applied.
+#[derive(Debug)]
+struct Pending {
+    text: String,
+    ruleset: Ruleset,
+    elements_only: bool,
 }
 
 impl Nftables {
@@ -66,7 +75,11 @@ impl Nftables {
             (text, rule_changes(desired, before))
         };
         if let Ok(mut pending) = self.pending.lock() {
-            *pending = Some((text.clone(), desired.clone()));
+            *pending = Some(Pending {
+                text: text.clone(),
+                ruleset: desired.clone(),
+                elements_only: reason == Reason::SetElements,
+            });
         }
         Ok(Transaction {
             family: None,
@@ -173,12 +186,27 @@ impl Backend for Nftables {
             .lock()
             .map_err(|_| FirewallError::Poisoned)?
             .take()
-            .filter(|(text, _)| text == script);
-        let Some((_, ruleset)) = pending else {
+            .filter(|p| p.text == *script);
+        let Some(Pending {
+            ruleset,
+            elements_only,
+            ..
+        }) = pending
+        else {
             // Not a plan (an uninstall): there is nothing to keep.
             *self.applied.lock().map_err(|_| FirewallError::Poisoned)? = None;
             return Ok(());
         };
+        if elements_only {
+            // The rules are as listed after the last whole apply; the sets
+            // now hold exactly the plan's elements (flushed and filled in
+            // the one transaction). Nothing to read back.
+            let mut applied = self.applied.lock().map_err(|_| FirewallError::Poisoned)?;
+            if let Some(last) = applied.as_ref() {
+                *applied = Some(last.with_elements_of(ruleset));
+                return Ok(());
+            }
+        }
         // The reference for drift: the table as the kernel lists it now.
         let listing = list().await?.unwrap_or_default();
         *self.applied.lock().map_err(|_| FirewallError::Poisoned)? =
@@ -453,6 +481,21 @@ mod tests {
                 installed::normalise(&by_elements),
                 installed::normalise(&whole)
             );
+            assert_eq!(
+                installed::listed_elements(&by_elements),
+                installed::listed_elements(&whole)
+            );
+            // An element taken out by someone else, after an element-only
+            // write that read nothing back, is drift.
+            apply_all(&base).await;
+            apply_all(&more).await;
+            apply("delete element inet dockfw allow_1_v4 { 172.17.0.9 }\n")
+                .await
+                .expect("deletes");
+            let txs = apply_all(&more).await;
+            assert_eq!(txs.len(), 1);
+            assert_eq!(txs[0].changes.reason, Some("table changed by someone else"));
+            assert!(apply_all(&more).await.is_empty(), "repaired");
         });
     }
 
