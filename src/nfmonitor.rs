@@ -131,7 +131,7 @@ pub fn subscribe() -> Result<NfMonitor, MonitorError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(MonitorError::NoRuntime);
     }
-    let socket = open().map_err(|source| MonitorError::Open { source })?;
+    let socket = open(true).map_err(|source| MonitorError::Open { source })?;
     bind(socket.as_fd()).map_err(|source| MonitorError::Bind { source })?;
     set_option(
         socket.as_fd(),
@@ -365,12 +365,14 @@ fn attribute_raw(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
     None
 }
 
-fn open() -> io::Result<OwnedFd> {
+/// A `NETLINK_NETFILTER` socket, non-blocking or not.
+pub(crate) fn open(nonblocking: bool) -> io::Result<OwnedFd> {
+    let mode = if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: plain syscall with constant arguments; no memory is passed.
     let fd = unsafe {
         libc::socket(
             libc::AF_NETLINK,
-            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            libc::SOCK_RAW | mode | libc::SOCK_CLOEXEC,
             libc::NETLINK_NETFILTER,
         )
     };
@@ -383,7 +385,7 @@ fn open() -> io::Result<OwnedFd> {
 
 /// Bind with a kernel-assigned port id and no legacy group mask: groups are
 /// joined with `NETLINK_ADD_MEMBERSHIP`.
-fn bind(socket: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn bind(socket: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: all-zero is a valid `sockaddr_nl` (port id 0: kernel picks).
     let mut address: libc::sockaddr_nl = unsafe { mem::zeroed() };
     address.nl_family = libc::AF_NETLINK as libc::sa_family_t;

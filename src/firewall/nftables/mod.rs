@@ -12,6 +12,7 @@
 #[cfg(test)]
 mod fixtures;
 pub mod installed;
+pub mod netlink;
 pub mod render;
 
 use std::collections::HashSet;
@@ -45,7 +46,9 @@ pub struct Nftables {
 struct Pending {
     text: String,
     ruleset: Ruleset,
-    elements_only: bool,
+    /// For a transaction that writes only set elements: the plan whose
+    /// elements the sets hold now.
+    elements_from: Option<Ruleset>,
 }
 
 impl Nftables {
@@ -78,7 +81,7 @@ impl Nftables {
             *pending = Some(Pending {
                 text: text.clone(),
                 ruleset: desired.clone(),
-                elements_only: reason == Reason::SetElements,
+                elements_from: before.filter(|_| reason == Reason::SetElements).cloned(),
             });
         }
         Ok(Transaction {
@@ -95,6 +98,25 @@ impl Nftables {
             },
         })
     }
+}
+
+impl Nftables {
+    /// The sets now hold exactly `ruleset`'s elements; the rules are as
+    /// listed after the last whole apply. Nothing to read back.
+    fn elements_written(&self, ruleset: Ruleset) -> Result<(), FirewallError> {
+        let mut applied = self.applied.lock().map_err(|_| FirewallError::Poisoned)?;
+        *applied = applied.as_ref().map(|last| last.with_elements_of(ruleset));
+        Ok(())
+    }
+}
+
+/// Write the element changes from `before` to `desired` over netlink, off
+/// the runtime's threads (a blocking exchange of well under a millisecond).
+async fn write_elements(desired: &Ruleset, before: &Ruleset) -> Result<(), netlink::NetlinkError> {
+    let changes = netlink::changes(desired, before)?;
+    tokio::task::spawn_blocking(move || netlink::write(&changes))
+        .await
+        .map_err(|e| netlink::NetlinkError::Socket(std::io::Error::other(e.to_string())))?
 }
 
 /// Rules of `desired` not in `before` (per family and chain), as counts.
@@ -180,16 +202,33 @@ impl Backend for Nftables {
         let [Step::Rules(script)] = tx.steps.as_slice() else {
             return Err(FirewallError::NotOneScript);
         };
-        apply(script).await?;
         let pending = self
             .pending
             .lock()
             .map_err(|_| FirewallError::Poisoned)?
             .take()
             .filter(|p| p.text == *script);
+        if let Some(Pending {
+            ruleset,
+            elements_from: Some(before),
+            ..
+        }) = &pending
+        {
+            // Only elements change: straight to the kernel, with nft's
+            // script (which gives the sets exactly their elements whatever
+            // happened) as the way back.
+            match write_elements(ruleset, before).await {
+                Ok(()) => return self.elements_written(ruleset.clone()),
+                Err(e) => tracing::warn!(
+                    error = ?e,
+                    "cannot write set elements over netlink; writing them with nft"
+                ),
+            }
+        }
+        apply(script).await?;
         let Some(Pending {
             ruleset,
-            elements_only,
+            elements_from,
             ..
         }) = pending
         else {
@@ -197,15 +236,8 @@ impl Backend for Nftables {
             *self.applied.lock().map_err(|_| FirewallError::Poisoned)? = None;
             return Ok(());
         };
-        if elements_only {
-            // The rules are as listed after the last whole apply; the sets
-            // now hold exactly the plan's elements (flushed and filled in
-            // the one transaction). Nothing to read back.
-            let mut applied = self.applied.lock().map_err(|_| FirewallError::Poisoned)?;
-            if let Some(last) = applied.as_ref() {
-                *applied = Some(last.with_elements_of(ruleset));
-                return Ok(());
-            }
+        if elements_from.is_some() {
+            return self.elements_written(ruleset);
         }
         // The reference for drift: the table as the kernel lists it now.
         let listing = list().await?.unwrap_or_default();
@@ -496,6 +528,58 @@ mod tests {
             assert_eq!(txs.len(), 1);
             assert_eq!(txs[0].changes.reason, Some("table changed by someone else"));
             assert!(apply_all(&more).await.is_empty(), "repaired");
+        });
+    }
+
+    /// Elements written over netlink are what nft lists, adjacent hosts
+    /// and removals included; a batch naming a set the table lacks is
+    /// refused whole.
+    #[test]
+    fn set_elements_are_written_over_netlink() {
+        in_private_netns(async || {
+            let case = fixtures::golden_cases()
+                .into_iter()
+                .find(|c| c.ends_with("sets"))
+                .expect("the sets case");
+            let base = fixtures::planned(&case);
+            apply(&render(&base).expect("renders"))
+                .await
+                .expect("applies");
+            let mut more = base.clone();
+            let selected = more.v4.sets.iter_mut().find(|s| s.name == "allow-1-v4");
+            let selected = selected.expect("allow-1-v4");
+            let first = *selected.elements.iter().next().expect("an element");
+            selected.elements.remove(&first);
+            for host in ["172.17.0.9/32", "172.17.0.10/32", "10.9.0.0/16"] {
+                selected.elements.insert(host.parse().expect("net"));
+            }
+            if let Some(ports) = more.v4.port_sets.first_mut() {
+                ports.ports.insert(8443);
+            }
+            let changes = netlink::changes(&more, &base).expect("changes");
+            netlink::write(&changes).expect("written");
+            let listed = list().await.expect("lists").expect("table");
+            assert_eq!(
+                installed::listed_elements(&listed),
+                installed::planned_elements(&more)
+            );
+            // And back.
+            netlink::write(&netlink::changes(&base, &more).expect("changes")).expect("written");
+            let listed = list().await.expect("lists").expect("table");
+            assert_eq!(
+                installed::listed_elements(&listed),
+                installed::planned_elements(&base)
+            );
+            let mut missing = changes.clone();
+            missing[0].set = "no_such_set".to_owned();
+            missing.extend(changes);
+            assert!(netlink::write(&missing).is_err(), "refused");
+            let listed = list().await.expect("lists").expect("table");
+            assert_eq!(
+                installed::listed_elements(&listed),
+                installed::planned_elements(&base),
+                "nothing of a refused batch is written"
+            );
         });
     }
 
