@@ -125,6 +125,27 @@ pub fn element_text(net: &IpNet) -> String {
     }
 }
 
+/// A saved element spelled as [`element_text`] spells it: ipset prints an
+/// IPv4-compatible IPv6 address as `::1.2.3.4`, Rust as `::102:304`. The
+/// part after a comma (`,tcp:80`) stays as it is; what is no address too.
+fn canonical(element: &str) -> String {
+    let (address, rest) = match element.split_once(',') {
+        Some((address, rest)) => (address, Some(rest)),
+        None => (element, None),
+    };
+    let net = address
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| address.parse::<std::net::IpAddr>().ok().map(IpNet::from));
+    let Some(net) = net else {
+        return element.to_owned();
+    };
+    match rest {
+        Some(rest) => format!("{},{rest}", element_text(&net)),
+        None => element_text(&net),
+    }
+}
+
 /// The type of a set from the words after its name in `create`: the type,
 /// and its family where it has one (`hash:net family inet`), without the
 /// options dockfw leaves to their defaults.
@@ -165,7 +186,7 @@ pub fn parse_save(save: &str) -> BTreeMap<String, SavedSet> {
                 sets.entry(name.to_owned()).or_default().kind = kind;
             }
             "add" => {
-                let element = words.collect::<Vec<_>>().join(" ");
+                let element = canonical(&words.collect::<Vec<_>>().join(" "));
                 sets.entry(name.to_owned())
                     .or_default()
                     .elements
@@ -403,6 +424,25 @@ create dockfw-odd list:set size 8
         let net: IpNet = "2001:db8::/64".parse().unwrap();
         assert_eq!(element_text(&host), "172.17.0.2");
         assert_eq!(element_text(&net), "2001:db8::/64");
+    }
+
+    #[test]
+    fn saved_elements_are_read_as_they_are_written() {
+        let save = "create dockfw-allow-1-src-v6 hash:net family inet6\n\
+                    add dockfw-allow-1-src-v6 ::1.2.3.4\n\
+                    add dockfw-allow-1-src-v6 2001:db8::/64\n\
+                    create dockfw-guard-tcp-v6 hash:net,port family inet6\n\
+                    add dockfw-guard-tcp-v6 ::/1,tcp:80\n";
+        let sets = parse_save(save);
+        let compat: IpNet = "::1.2.3.4/128".parse().unwrap();
+        assert_eq!(
+            sets["dockfw-allow-1-src-v6"].elements,
+            [element_text(&compat), "2001:db8::/64".to_owned()].into()
+        );
+        assert_eq!(
+            sets["dockfw-guard-tcp-v6"].elements,
+            ["::/1,tcp:80".to_owned()].into()
+        );
     }
 
     #[test]
