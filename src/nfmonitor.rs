@@ -57,20 +57,38 @@ const GENERATION_WAIT: Duration = Duration::from_millis(50);
 /// not been seen yet, with when they started.
 static OWN_WRITERS: Mutex<Vec<(u32, Instant)>> = Mutex::new(Vec::new());
 
-/// How long a started writer is remembered: longer than any write runs
-/// (the process timeout is 20 s), short enough that its pid is not reused.
-const OWN_WRITER_MEMORY: Duration = Duration::from_secs(30);
+/// How long a started writer is remembered if its transaction is not seen
+/// (it failed, or wrote nothing of dockfw's): its `NEWGEN` is queued
+/// before it exits, and read within milliseconds; short, so that its pid
+/// is not reused by someone else's writer meanwhile.
+const OWN_WRITER_MEMORY: Duration = Duration::from_secs(5);
+
+/// The initial pid namespace (`PROC_PID_INIT_INO`): `NEWGEN` names pids as
+/// that namespace numbers them.
+const INITIAL_PID_NAMESPACE: &str = "pid:[4026531836]";
 
 /// Note that the process `pid`, started by dockfw, is about to write
 /// dockfw's rules: the transaction it commits is dockfw's own, and is not
 /// reported as a change. Call it after spawning and before handing the
 /// writer its input, so that the note is there before the commit.
 pub fn expect_own_write(pid: u32) {
+    // In a pid namespace of its own dockfw's pids are not the kernel's:
+    // then every transaction counts, dockfw's own included.
+    let initial = std::fs::read_link("/proc/self/ns/pid")
+        .is_ok_and(|ns| ns.as_os_str() == INITIAL_PID_NAMESPACE);
+    if !initial {
+        return;
+    }
     if let Ok(mut writers) = OWN_WRITERS.lock() {
         let now = Instant::now();
         writers.retain(|(_, since)| now.duration_since(*since) < OWN_WRITER_MEMORY);
         writers.push((pid, now));
     }
+}
+
+/// The writer `pid` failed: what it may have committed is not dockfw's.
+pub fn forget_own_write(pid: u32) {
+    own_write(pid);
 }
 
 /// Whether `pid` is a writer dockfw started; it is forgotten, as each

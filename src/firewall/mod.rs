@@ -293,10 +293,12 @@ pub(crate) async fn run(
         .kill_on_drop(true)
         .spawn()
         .map_err(spawn_err)?;
-    // A writer: the transaction it commits is dockfw's own, not drift.
-    if stdin.is_some()
-        && let Some(pid) = child.id()
-    {
+    // A writer through nf_tables (not ipset, which nf_tables does not
+    // announce): the transaction it commits is dockfw's own, not drift.
+    let writer = child
+        .id()
+        .filter(|_| stdin.is_some() && !program.ends_with("/ipset"));
+    if let Some(pid) = writer {
         crate::nfmonitor::expect_own_write(pid);
     }
     let pipe = child.stdin.take();
@@ -316,6 +318,9 @@ pub(crate) async fn run(
     // A refused restore closes its stdin early: its stderr says why, the
     // broken pipe does not.
     if !out.status.success() {
+        if let Some(pid) = writer {
+            crate::nfmonitor::forget_own_write(pid);
+        }
         return Err(FirewallError::Failed {
             program: program.to_owned(),
             status: out.status,

@@ -38,9 +38,15 @@ const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
 const NLA_F_NESTED: u16 = 0x8000;
 const NFPROTO_INET: u8 = 1;
 
-/// At most this many elements change in one batch; more (a first fill of
-/// a long `from` list) is left to the script.
-const MAX_ELEMENTS: usize = 4096;
+/// At most this many elements change in one batch (about 75 KB of IPv6
+/// intervals, well inside a netlink socket's default send buffer); more (a
+/// first fill of a long `from` list) is left to the script.
+const MAX_ELEMENTS: usize = 1024;
+
+/// At most this many elements go in one message: a netlink attribute's
+/// length is 16 bits, and an IPv6 interval takes 72 bytes of the element
+/// list (two elements), so 256 of them stay far below it.
+const ELEMENTS_PER_MESSAGE: usize = 256;
 
 /// Why a batch was not written; the caller falls back to the script.
 #[derive(Debug, thiserror::Error)]
@@ -168,31 +174,30 @@ pub fn batch(changes: &[SetChange], seq: u32) -> (Vec<u8>, usize) {
             (NFT_MSG_DELSETELEM, &change.remove),
             (NFT_MSG_NEWSETELEM, &change.add),
         ] {
-            if keys.is_empty() {
-                continue;
-            }
-            seq = seq.wrapping_add(1);
-            acks += 1;
-            let mut body = vec![NFPROTO_INET, 0, 0, 0];
-            attribute(NFTA_SET_ELEM_LIST_TABLE, &c_string(TABLE_NAME), &mut body);
-            attribute(NFTA_SET_ELEM_LIST_SET, &c_string(&change.set), &mut body);
-            let mut list = Vec::new();
-            for key in keys {
-                match key {
-                    Key::Value(value) => element(value, false, &mut list),
-                    Key::Interval { start, end } => {
-                        element(start, false, &mut list);
-                        element(end, true, &mut list);
+            for keys in keys.chunks(ELEMENTS_PER_MESSAGE) {
+                seq = seq.wrapping_add(1);
+                acks += 1;
+                let mut body = vec![NFPROTO_INET, 0, 0, 0];
+                attribute(NFTA_SET_ELEM_LIST_TABLE, &c_string(TABLE_NAME), &mut body);
+                attribute(NFTA_SET_ELEM_LIST_SET, &c_string(&change.set), &mut body);
+                let mut list = Vec::new();
+                for key in keys {
+                    match key {
+                        Key::Value(value) => element(value, false, &mut list),
+                        Key::Interval { start, end } => {
+                            element(start, false, &mut list);
+                            element(end, true, &mut list);
+                        }
                     }
                 }
+                attribute(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, &list, &mut body);
+                let mut flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK;
+                if kind == NFT_MSG_NEWSETELEM {
+                    flags |= libc::NLM_F_CREATE;
+                }
+                let kind = (NFNL_SUBSYS_NFTABLES << 8) | kind;
+                message(kind, flags as u16, seq, &body, &mut out);
             }
-            attribute(NFTA_SET_ELEM_LIST_ELEMENTS | NLA_F_NESTED, &list, &mut body);
-            let mut flags = libc::NLM_F_REQUEST | libc::NLM_F_ACK;
-            if kind == NFT_MSG_NEWSETELEM {
-                flags |= libc::NLM_F_CREATE;
-            }
-            let kind = (NFNL_SUBSYS_NFTABLES << 8) | kind;
-            message(kind, flags as u16, seq, &body, &mut out);
         }
     }
     marker(NFNL_MSG_BATCH_END, seq.wrapping_add(1), &mut out);
@@ -272,16 +277,43 @@ pub fn write(changes: &[SetChange]) -> Result<(), NetlinkError> {
     if rc < 0 {
         return Err(NetlinkError::Socket(io::Error::last_os_error()));
     }
-    let (bytes, mut acks) = batch(changes, 1);
+    // Error acknowledgements carry only the header of the refused message,
+    // not all of it. Best effort: without it they are longer, no less true.
+    let one: libc::c_int = 1;
+    // SAFETY: `one` is a `c_int` that outlives the call, and the length
+    // passed is its size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_NETLINK,
+            libc::NETLINK_CAP_ACK,
+            (&raw const one).cast(),
+            mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    let (bytes, acks) = batch(changes, 1);
     // The kernel commits within this send, on this thread: the NEWGEN
     // names this thread's id.
     // SAFETY: plain syscall, no arguments.
-    let tid = unsafe { libc::gettid() };
-    crate::nfmonitor::expect_own_write(u32::try_from(tid).unwrap_or_default());
+    let tid = u32::try_from(unsafe { libc::gettid() }).unwrap_or_default();
+    crate::nfmonitor::expect_own_write(tid);
+    let result = exchange(&socket, &bytes, acks);
+    if result.is_err() {
+        // Whatever it committed, if anything, is not to pass for dockfw's.
+        crate::nfmonitor::forget_own_write(tid);
+    }
+    result
+}
+
+/// Send `bytes` and wait for `acks` acknowledgements, each a success.
+fn exchange(socket: &impl AsRawFd, bytes: &[u8], mut acks: usize) -> Result<(), NetlinkError> {
     // SAFETY: `bytes` is readable for its length for the whole call.
     let sent = unsafe { libc::send(socket.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
-    if sent < 0 || usize::try_from(sent).ok() != Some(bytes.len()) {
+    if sent < 0 {
         return Err(NetlinkError::Socket(io::Error::last_os_error()));
+    }
+    if usize::try_from(sent).ok() != Some(bytes.len()) {
+        return Err(NetlinkError::Socket(io::Error::other("batch sent in part")));
     }
     let mut buffer = vec![0u8; 8192];
     while acks > 0 {
@@ -297,11 +329,13 @@ pub fn write(changes: &[SetChange]) -> Result<(), NetlinkError> {
         let Ok(n) = usize::try_from(n) else {
             return Err(NetlinkError::Socket(io::Error::last_os_error()));
         };
-        for error in acknowledgements(&buffer[..n]) {
+        for error in acknowledgements(&buffer[..n.min(buffer.len())]) {
             if error != 0 {
-                return Err(NetlinkError::Refused(io::Error::from_raw_os_error(-error)));
+                return Err(NetlinkError::Refused(io::Error::from_raw_os_error(
+                    error.saturating_neg(),
+                )));
             }
-            acks -= 1;
+            acks = acks.saturating_sub(1);
         }
     }
     Ok(())
@@ -416,6 +450,33 @@ mod tests {
                 NFNL_MSG_BATCH_END
             ]
         );
+    }
+
+    #[test]
+    fn a_long_change_is_split_so_no_attribute_overflows() {
+        let hosts: Vec<String> = (1..=MAX_ELEMENTS)
+            .map(|i| format!("fd00::{i:x}/128"))
+            .collect();
+        let mut after = Ruleset::default();
+        let nets = hosts.iter().map(|h| h.parse::<IpNet>().expect("net"));
+        after.v6.sets = vec![AddrSet::new("allow-1-v6".to_owned(), Family::V6, nets)];
+        let mut before = after.clone();
+        before.v6.sets[0].elements.clear();
+        let (bytes, acks) = batch(&changes(&after, &before).expect("changes"), 1);
+        assert_eq!(acks, MAX_ELEMENTS.div_ceil(ELEMENTS_PER_MESSAGE));
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let len = u32::from_ne_bytes(rest[..4].try_into().expect("4")) as usize;
+            assert!(len < 65_000, "a message of {len} bytes");
+            rest = &rest[len..];
+        }
+        after.v6.sets[0]
+            .elements
+            .insert("fd01::1/128".parse().expect("net"));
+        assert!(matches!(
+            changes(&after, &before),
+            Err(NetlinkError::TooMany { .. })
+        ));
     }
 
     #[test]
