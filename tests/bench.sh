@@ -163,6 +163,14 @@ bench_dockfw_start() {
     echo "$(sha256sum "/proc/$pid/exe" | cut -c1-16) (backend ${backend:-none found})" >>"$LAB_DIR/bench-shas"
 }
 
+# bench_nft — whether the running dockfw uses its nftables table (the nftables backend).
+bench_nft() { lab_ns nft list table inet dockfw >/dev/null 2>&1; }
+
+# bench_nft_inbound — the rules of chain inbound of dockfw's nftables table, one a line.
+bench_nft_inbound() {
+    lab_ns nft list chain inet dockfw inbound | awk '/^[[:space:]]*(chain|type|policy|})/ { next } NF { print }'
+}
+
 bench_policy() { local p="$LAB_DIR/bench-$1.toml"; cat >"$p"; echo "$p"; }
 
 # not_measured NAME WHY — record that a benchmark produced no figure, and why.
@@ -361,17 +369,31 @@ EOF
                 c)
                     dockfw_off
                     bench_dockfw_start "$big" || { not_measured conn_rate "dockfw (big) did not start"; return 1; }
-                    rules="$(lab_save4 | grep -c '^-A DOCKFW-INBOUND .*--ctorigdstport 5432' || true)"
-                    # The 80 allow must come after every 5432 rule in DOCKFW-INBOUND.
-                    order_ok="$(lab_save4 | awk '/^-A DOCKFW-INBOUND / { n++
-                        if ($0 ~ /--ctorigdstport 5432/) last5432 = n
-                        if ($0 ~ /--ctorigdstport 80( |$)/ && !first80) first80 = n }
-                        END { print (first80 > last5432 ? "yes" : "no") }')"
+                    if bench_nft; then
+                        # The same shape in dockfw's own table: chain inbound.
+                        rules="$(bench_nft_inbound | grep -c 'proto-dst 5432' || true)"
+                        order_ok="$(bench_nft_inbound | awk '{ n++
+                            if ($0 ~ /proto-dst 5432/) last5432 = n
+                            if ($0 ~ /proto-dst 80( |$)/ && !first80) first80 = n }
+                            END { print (first80 > last5432 ? "yes" : "no") }')"
+                    else
+                        rules="$(lab_save4 | grep -c '^-A DOCKFW-INBOUND .*--ctorigdstport 5432' || true)"
+                        # The 80 allow must come after every 5432 rule in DOCKFW-INBOUND.
+                        order_ok="$(lab_save4 | awk '/^-A DOCKFW-INBOUND / { n++
+                            if ($0 ~ /--ctorigdstport 5432/) last5432 = n
+                            if ($0 ~ /--ctorigdstport 80( |$)/ && !first80) first80 = n }
+                            END { print (first80 > last5432 ? "yes" : "no") }')"
+                    fi
                     ;;
                 d)
                     dockfw_off
                     bench_dockfw_start "$sets" || { not_measured conn_rate "dockfw (sets) did not start"; return 1; }
-                    elements="$(lab_ns ipset list dockfw-allow-1-src-v4 | grep -c '^[0-9]' || true)"
+                    if bench_nft; then
+                        elements="$(lab_ns nft list set inet dockfw allow_1_src_v4 | tr ',{}' '\n\n\n' |
+                            grep -cE '^[[:space:]]*[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+' || true)"
+                    else
+                        elements="$(lab_ns ipset list dockfw-allow-1-src-v4 | grep -c '^[0-9]' || true)"
+                    fi
                     ;;
             esac
             wait_for 5 fast_probe 80 || { not_measured conn_rate "web:80 not reachable in config $cfg"; return 1; }
