@@ -422,7 +422,7 @@ pub(crate) fn bind(socket: BorrowedFd<'_>) -> io::Result<()> {
     Ok(())
 }
 
-fn set_option(
+pub(crate) fn set_option(
     socket: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,

@@ -468,17 +468,22 @@ mod tests {
         });
     }
 
+    /// The plan of the golden case with sets.
+    fn sets_case() -> Ruleset {
+        let case = fixtures::golden_cases()
+            .into_iter()
+            .find(|c| c.ends_with("sets"))
+            .expect("the sets case");
+        fixtures::planned(&case)
+    }
+
     /// A container coming or going changes set elements only: one
     /// transaction gives the changed sets their elements, and leaves the
     /// table exactly as writing it whole would.
     #[test]
     fn only_set_elements_are_written_when_only_they_differ() {
         in_private_netns(async || {
-            let case = fixtures::golden_cases()
-                .into_iter()
-                .find(|c| c.ends_with("sets"))
-                .expect("the sets case");
-            let base = fixtures::planned(&case);
+            let base = sets_case();
             let fw = Nftables::new();
             let apply_all = async |desired: &Ruleset| {
                 let now = list().await.expect("lists");
@@ -537,11 +542,7 @@ mod tests {
     #[test]
     fn set_elements_are_written_over_netlink() {
         in_private_netns(async || {
-            let case = fixtures::golden_cases()
-                .into_iter()
-                .find(|c| c.ends_with("sets"))
-                .expect("the sets case");
-            let base = fixtures::planned(&case);
+            let base = sets_case();
             apply(&render(&base).expect("renders"))
                 .await
                 .expect("applies");

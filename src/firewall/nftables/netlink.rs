@@ -279,18 +279,8 @@ pub fn write(changes: &[SetChange]) -> Result<(), NetlinkError> {
     }
     // Error acknowledgements carry only the header of the refused message,
     // not all of it. Best effort: without it they are longer, no less true.
-    let one: libc::c_int = 1;
-    // SAFETY: `one` is a `c_int` that outlives the call, and the length
-    // passed is its size.
-    unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_NETLINK,
-            libc::NETLINK_CAP_ACK,
-            (&raw const one).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let _ =
+        crate::nfmonitor::set_option(socket.as_fd(), libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1);
     let (bytes, acks) = batch(changes, 1);
     // The kernel commits within this send, on this thread: the NEWGEN
     // names this thread's id.
