@@ -136,8 +136,15 @@ v4_dockfw_jump_first() {
 }
 
 # The backend the daemon under test drives (DOCKFW_BACKEND, default auto =
-# iptables on these engines).
-nft_backend() { [[ "${DOCKFW_BACKEND:-}" == nftables ]]; }
+# iptables on these engines, nftables beside an engine in its nftables mode, Docker 29's
+# LAB_DOCKERD_FIREWALL=nftables).
+nft_backend() {
+    [[ "${DOCKFW_BACKEND:-auto}" == nftables ]] ||
+        [[ "${DOCKFW_BACKEND:-auto}" == auto && "${LAB_DOCKERD_FIREWALL:-}" == nftables ]]
+}
+
+# engine_nft — the lab engine runs in its nftables mode (Docker 29): no DOCKER-USER.
+engine_nft() { [[ "${LAB_DOCKERD_FIREWALL:-}" == nftables ]]; }
 
 # True when dockfw's protection is in place: its jump first in DOCKER-USER
 # (iptables), or its table's forward chain jumping to inbound (nftables).
@@ -741,6 +748,7 @@ time.sleep(30)
 # policy anyway, and everything else keeps being reconciled.
 case_fc_hostile_names() {
     need_dockfw
+    ! engine_nft || skip "Docker 29 in its nftables mode cannot create bridges named '+', 'dfwt+' or 'a\"b' (its own nft script fails); this case runs on its iptables mode"
     lab_run web -p 80:80
     lab_net_create hplus -o com.docker.network.bridge.name=+ || fail "network with bridge '+' refused"
     lab_net_create hpfx -o com.docker.network.bridge.name=dfwt+ || fail "network with bridge 'dfwt+' refused"
@@ -1191,12 +1199,21 @@ case_gateway_modes() {
     js="$(dfw_status)" || fail "status failed"
     rows="$(jq -r '.ports[] | [.container, (if (.host_ip | contains(":")) then 6 else 4 end),
         .host_port, .container_port, .gateway_mode, .verdict] | map(tostring) | join(" ")' <<<"$js")"
-    for row in "rweb 4 0 80 routed open" "rweb 6 0 80 routed open" \
-        "rdb 4 0 5432 routed blocked" "rdb 6 0 5432 routed blocked" \
-        "nweb 4 80 80 nat open" "nweb 6 80 80 nat open" "ndb 4 5432 80 nat blocked"; do
+    local want=("nweb 4 80 80 nat open" "nweb 6 80 80 nat open" "ndb 4 5432 80 nat blocked")
+    # Docker 29 lists no binding without a host port in GET /containers/json (only
+    # inspect has them), so status has no routed rows there (see the README's limits).
+    local routed_rows=yes
+    if (($(engine_major) >= 29)); then
+        routed_rows=no
+        echo "# note: Docker $version lists no routed bindings; status rows of rweb/rdb not checked" >&2
+        [[ "$rows" != *routed* ]] || fail "Docker $version listed a routed binding after all: update this case and the README"
+    fi
+    [[ "$routed_rows" == no ]] || want+=("rweb 4 0 80 routed open" "rweb 6 0 80 routed open"
+        "rdb 4 0 5432 routed blocked" "rdb 6 0 5432 routed blocked")
+    for row in "${want[@]}"; do
         grep -qxF -- "$row" <<<"$rows" || fail "status has no row '$row'; rows: ${rows//$'\n'/, }"
     done
-    jq -e 'all(.ports[] | select(.container == "rweb"); .why
+    [[ "$routed_rows" == no ]] || jq -e '[.ports[] | select(.container == "rweb")] | length > 0 and all(.why
         | endswith("routed: judged on container port 80"))' <<<"$js" >/dev/null ||
         fail "status WHY of rweb does not say it is judged on container port 80"
     # A deny entry matches routed connections on their container port too (no DNAT).

@@ -20,6 +20,9 @@
 #   lab_engine_stop         stop dockerd as a shutdown would (containers stay defined)
 #   lab_tables_wipe         firewall tables, bridges, veths, ip_forward as after a reboot
 #   lab_fetch_engine DIR SUITE   another engine from Debian SUITE (trixie 26.1, forky 28.5)
+#   lab_engine_extract ARCHIVE SHA256 DIR   an engine archive (Docker 29.7.2) into DIR/bin
+#   LAB_DOCKERD_DIR=DIR         the lab's dockerd (and what it starts) from DIR, first on PATH
+#   LAB_DOCKERD_FIREWALL=nftables   that engine in its nftables mode (Docker 29)
 #
 # Addresses (documentation / ULA ranges only; nothing ever leaves the namespaces):
 #   host ns  vha 198.51.100.1/24 fd10:a::1/64   <->  client A eth0 198.51.100.2 fd10:a::2
@@ -400,6 +403,29 @@ lab_fetch_engine() {
     "$dir/usr/sbin/dockerd" --version
 }
 
+# lab_engine_extract ARCHIVE SHA256 DIR — an engine archive of ../shared/engines (see
+# ENGINES.md there: Docker 29.7.2 with its own containerd and runc in bin/) extracted into
+# DIR, after its SHA256 is checked; DIR/bin is then a LAB_DOCKERD_DIR. Kept in DIR for
+# the next run (DIR/.sha256 names what it holds). Prints the engine's `dockerd --version`.
+lab_engine_extract() {
+    local archive="$1" sum="$2" dir="$3"
+    if [[ -x "$dir/bin/dockerd" && "$(cat "$dir/.sha256" 2>/dev/null)" == "$sum" ]]; then
+        "$dir/bin/dockerd" --version
+        return 0
+    fi
+    [[ -f "$archive" ]] || { lab_log "no engine archive $archive"; return 1; }
+    sha256sum -c --quiet - <<<"$sum  $archive" ||
+        { lab_log "SHA256 mismatch for $archive (want $sum)"; return 1; }
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    # The archive holds one top directory (docker-29.7.2/bin/…).
+    tar -xJf "$archive" -C "$dir" --strip-components=1 || return 1
+    [[ -x "$dir/bin/dockerd" && -x "$dir/bin/containerd" && -x "$dir/bin/runc" ]] ||
+        { lab_log "$archive has no bin/dockerd, bin/containerd and bin/runc"; return 1; }
+    echo "$sum" >"$dir/.sha256"
+    "$dir/bin/dockerd" --version
+}
+
 # ---------------------------------------------------------------------------
 # Bring-up
 # ---------------------------------------------------------------------------
@@ -447,20 +473,33 @@ lab_forwarding_on() {
 
 # Write the engine config and start dockerd inside the host namespace.
 lab_dockerd_up() {
-    local d="$LAB_DIR"
+    local d="$LAB_DIR" firewall=""
     mkdir -p "$d/data" "$d/exec"
-    cat >"$d/daemon.json" <<'EOF'
+    # LAB_DOCKERD_FIREWALL=nftables: Docker 29's nftables mode (no DOCKER-USER anywhere).
+    # That dockerd does not switch net.ipv4.ip_forward on itself and refuses to start
+    # without it, so it is set here first (as a host configured for it would boot).
+    case "${LAB_DOCKERD_FIREWALL:-}" in
+        "") ;;
+        nftables)
+            firewall=$',\n  "firewall-backend": "nftables"'
+            lab_ns sysctl -qw net.ipv4.ip_forward=1 || return 1
+            ;;
+        *) lab_log "LAB_DOCKERD_FIREWALL: want nftables or nothing, got '$LAB_DOCKERD_FIREWALL'"; return 1 ;;
+    esac
+    cat >"$d/daemon.json" <<EOF
 {
   "ipv6": true,
   "fixed-cidr-v6": "fd00:d0c:1::/64",
   "experimental": true,
-  "ip6tables": true
+  "ip6tables": true$firewall
 }
 EOF
     # setsid: own process group, so teardown can signal dockerd and only dockerd's group.
     # nsenter --net (not `ip netns exec`): the latter remounts /sys and breaks cgroups.
     # LAB_DOCKERD_DIR: a directory with another engine's dockerd and docker-proxy
-    # (tests/run.sh uses Debian trixie's docker.io 26 there), found first on PATH.
+    # (tests/run.sh uses Debian trixie's docker.io 26 there), found first on PATH; for
+    # Docker 29.7.2 (lab_engine_extract) its bin/, whose containerd and runc dockerd
+    # then starts too.
     PATH="${LAB_DOCKERD_DIR:+$LAB_DOCKERD_DIR:}$PATH" setsid nsenter --net="$LAB_NSPATH" dockerd \
         --data-root "$d/data" --exec-root "$d/exec" \
         -H "unix://$LAB_SOCK" --pidfile "$d/dockerd.pid" \
@@ -496,8 +535,15 @@ lab_image_up() {
 }
 
 # Snapshot what Docker alone made, before dockfw ever runs (for uninstall/scrub checks).
+# An engine in its nftables mode (Docker 29) makes no DOCKER-USER: the v4 baseline is then
+# empty and baseline.v4.has-docker-user says no.
 lab_baseline() {
-    lab_ns iptables -S DOCKER-USER >"$LAB_DIR/baseline.v4.docker-user"
+    if lab_ns iptables -S DOCKER-USER >"$LAB_DIR/baseline.v4.docker-user" 2>/dev/null; then
+        echo yes >"$LAB_DIR/baseline.v4.has-docker-user"
+    else
+        : >"$LAB_DIR/baseline.v4.docker-user"
+        echo no >"$LAB_DIR/baseline.v4.has-docker-user"
+    fi
     lab_ns iptables -S FORWARD >"$LAB_DIR/baseline.v4.forward"
     lab_ns ip6tables -S FORWARD >"$LAB_DIR/baseline.v6.forward"
     if lab_ns ip6tables -S DOCKER-USER >/dev/null 2>&1; then
@@ -655,13 +701,19 @@ lab_fw_scrub() {
         lab_ns ipset destroy "$set" || true
     done
     # v4: exactly Docker's plain FORWARD -> DOCKER-USER jump, first; Docker's DOCKER-USER.
+    # An engine without one (Docker 29's nftables mode): none, as the engine left it.
     lab_del_rules iptables FORWARD '-j DOCKER-USER$' || true
-    lab_ns iptables -I FORWARD 1 -j DOCKER-USER
-    lab_ns iptables -F DOCKER-USER
-    local rule
-    while read -r rule; do
-        eval "lab_ns iptables $rule"
-    done < <(grep '^-A ' "$LAB_DIR/baseline.v4.docker-user")
+    if [[ "$(cat "$LAB_DIR/baseline.v4.has-docker-user")" == yes ]]; then
+        lab_ns iptables -I FORWARD 1 -j DOCKER-USER
+        lab_ns iptables -F DOCKER-USER
+        local rule
+        while read -r rule; do
+            eval "lab_ns iptables $rule"
+        done < <(grep '^-A ' "$LAB_DIR/baseline.v4.docker-user")
+    else
+        lab_ns iptables -F DOCKER-USER 2>/dev/null || true
+        lab_ns iptables -X DOCKER-USER 2>/dev/null || true
+    fi
     # v6: Docker 20.10 makes no DOCKER-USER; remove the one dockfw made.
     if [[ "$(cat "$LAB_DIR/baseline.v6.has-docker-user")" == no ]]; then
         lab_del_rules ip6tables FORWARD '-j DOCKER-USER$' || true
@@ -685,6 +737,14 @@ lab_docker_clean() {
 lab_reset() {
     dockfw_stop
     prober_kill_all
+    # A case that failed while the engine was stopped (fc_reboot) left it down: start it
+    # again, or every case after it fails for that.
+    if [[ -n "$LAB_SOCK" ]] && ! lab_docker version >/dev/null 2>&1; then
+        lab_log "the lab engine does not answer; starting it again"
+        lab_engine_stop
+        lab_dockerd_up || return 1
+        lab_forwarding_on
+    fi
     local pid
     if [[ -s "$LAB_DIR/client-httpd.pids" ]]; then
         while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$LAB_DIR/client-httpd.pids"

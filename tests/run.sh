@@ -6,7 +6,10 @@
 # --release, the package, the package under a real systemd (tests/systemd.sh),
 # tests/e2e.sh: the whole suite on the default engine (Debian bookworm's Docker 20.10),
 # then the E2E_CORE cases on each newer engine of E2E_ENGINES, then the whole suite again
-# with the nftables backend on the newest engine.
+# with the nftables backend on the newest engine; then, when the lab's shared files are
+# beside the clone (../shared/engines, as in CI), Docker 29.7.2: the E2E_CORE cases in
+# its iptables mode and the whole suite in its nftables mode (dockfw's `auto` choosing its
+# nftables backend there). A plain clone says that step is skipped, and why.
 # Every step runs (e2e only if the build worked; an engine's e2e only if that engine was
 # fetched); the script exits non-zero if any step failed.
 set -euo pipefail
@@ -21,6 +24,12 @@ E2E_CORE="default_deny user_networks new_container jumps_restored proxy_guard do
 # Newer engines: Debian suites whose docker.io runs on bookworm (fetched with the machine's
 # own apt mirror into target/engine-SUITE): trixie = Docker 26.1, forky = Docker 28.5.
 E2E_ENGINES="trixie forky"
+# Docker 29.7.2, built from source (not in any reachable Debian suite): an archive in
+# ENGINES_DIR (CI: ../shared/engines beside the clone; see ENGINES.md there), checked
+# against this SHA256 (the one ENGINES.md gives) before it is extracted into target/.
+ENGINES_DIR="${ENGINES_DIR:-../shared/engines}"
+ENGINE29_ARCHIVE="docker-29.7.2.tar.xz"
+ENGINE29_SHA256="9079055ffc9bf2bedc44753d3fc58f1e472706ee3286905a04fd002e2ae99ef8"
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # shellcheck source=tests/lab.sh
@@ -116,6 +125,15 @@ e2e_on() {
     return "$rc"
 }
 
+# e2e_engine_nft DIR [PATTERN…] — e2e_on with the engine in its nftables mode (Docker 29)
+# and dockfw's backend left to `auto` (which must choose nftables there).
+e2e_engine_nft() {
+    local LAB_DOCKERD_FIREWALL=nftables DOCKFW_BACKEND=auto
+    export LAB_DOCKERD_FIREWALL DOCKFW_BACKEND
+    echo "--- engine firewall mode: nftables (\"firewall-backend\": \"nftables\")"
+    e2e_on "$@"
+}
+
 # e2e_nft DIR [PATTERN…] — e2e_on with dockfw driving its nftables backend.
 e2e_nft() {
     local DOCKFW_BACKEND=nftables
@@ -144,6 +162,22 @@ if step build cargo build --release; then
     nft_dir=""
     [[ -x "$PWD/target/engine-forky/usr/sbin/dockerd" ]] && nft_dir="$PWD/target/engine-forky/usr/sbin"
     step "e2e-nftables-backend-$(engine_version "$nft_dir")" e2e_nft "$nft_dir" || true
+    # Docker 29.7.2: the core cases in its iptables mode (DOCKER-USER as before), the whole
+    # suite in its nftables mode (no DOCKER-USER; the cases that cannot apply there say
+    # SKIP with their reason).
+    engines="$(cd "$ENGINES_DIR" 2>/dev/null && pwd)" || engines=""
+    if [[ -n "$engines" && -f "$engines/$ENGINE29_ARCHIVE" ]]; then
+        engine29="$PWD/target/engine-29.7.2"
+        if step "extract-29.7.2" lab_engine_extract "$engines/$ENGINE29_ARCHIVE" \
+            "$ENGINE29_SHA256" "$engine29"; then
+            # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
+            step "e2e-29.7.2-iptables-mode" e2e_on "$engine29/bin" $E2E_CORE || true
+            step "e2e-29.7.2-nftables-mode" e2e_engine_nft "$engine29/bin" || true
+        fi
+    else
+        echo "=== SKIP e2e on Docker 29.7.2: no $ENGINES_DIR/$ENGINE29_ARCHIVE (CI has ../shared beside the clone; set ENGINES_DIR)"
+        STEP_TIMES+=("e2e-29.7.2 SKIP: no $ENGINES_DIR/$ENGINE29_ARCHIVE")
+    fi
 else
     FAILED_STEPS+=("e2e(skipped: no build)")
 fi
