@@ -112,6 +112,16 @@ enum Fast {
 /// dropped all the same and counted for their entry.
 const COUNTING_DELAY: Duration = Duration::from_secs(2);
 
+/// How long a pass triggered by `network connect` events alone waits for
+/// the `container start` that follows them when a container starts (Docker
+/// announces a start as the connect of each of its networks, then the start,
+/// about 10 ms later; until then the container is not listed). Both are then
+/// one pass, and the start does not wait for a whole pass of the connect
+/// first. A connect with no start after it (`docker network connect` of a
+/// running container) is this much later, no more; nothing is opened
+/// meanwhile that the rules in place do not open already.
+const CONNECT_HOLD: Duration = Duration::from_millis(50);
+
 /// Why a reconcile runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
@@ -161,6 +171,12 @@ impl Trigger {
     /// the plan in place, without reading anything first.
     fn needs_observation(&self) -> bool {
         !matches!(self, Trigger::DockerEvent(_))
+    }
+
+    /// A `network connect` event: at a container's start it comes before
+    /// the `container start` (see [`CONNECT_HOLD`]).
+    fn precedes_a_start(&self) -> bool {
+        matches!(self, Trigger::DockerEvent(e) if e.starts_with("network connect "))
     }
 }
 
@@ -536,6 +552,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 let mut full = first.needs_inventory();
                 let mut observe = first.needs_observation();
                 let mut burst = 1;
+                let mut connects_only = first.precedes_a_start();
                 // The start pass stays engine-free: what queued meanwhile
                 // (the subscription) is the next pass.
                 while first != Trigger::Start
@@ -543,6 +560,20 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 {
                     full |= more.needs_inventory();
                     observe |= more.needs_observation();
+                    connects_only &= more.precedes_a_start();
+                    burst += 1;
+                }
+                // Connects alone: the start that follows them is this pass too.
+                let hold = Instant::now() + CONNECT_HOLD;
+                while connects_only {
+                    let more = tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        more = tokio::time::timeout_at(hold, triggers.recv()) => more,
+                    };
+                    let Ok(Some(more)) = more else { break };
+                    full |= more.needs_inventory();
+                    observe |= more.needs_observation();
+                    connects_only = more.precedes_a_start();
                     burst += 1;
                 }
                 // A change announced while the channel was full is not lost.
@@ -1377,6 +1408,36 @@ mod tests {
             v4.chain_rules("DOCKFW")
                 .contains(&"-o br-0123456789ab -j DOCKFW-INBOUND".to_owned())
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connect_and_the_start_after_it_are_one_pass() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        settle(1.0).await;
+        let before = h.snapshots();
+        // `docker run`: the connect, then the start 10 ms later.
+        h.events
+            .send("network connect bridge container 0123456789ab".into())
+            .await
+            .unwrap();
+        settle(0.01).await;
+        h.events.send("container start web".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(h.snapshots() - before, 1, "connect + start, one snapshot");
+        // A connect no start follows (of a running container) still makes
+        // its pass, within the hold.
+        let before = h.snapshots();
+        h.events
+            .send("network connect other container 0123456789ab".into())
+            .await
+            .unwrap();
+        settle(0.2).await;
+        assert_eq!(h.snapshots() - before, 1, "a lone connect is one pass");
+        // Any other event is not held: a start alone is one pass at once.
+        let before = h.snapshots();
+        h.events.send("container start db".into()).await.unwrap();
+        settle(0.001).await;
+        assert_eq!(h.snapshots() - before, 1, "a start is not held");
     }
 
     #[tokio::test(start_paused = true)]
