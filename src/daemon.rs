@@ -58,6 +58,8 @@ pub struct Config {
     /// Log each drop to the kernel log, rate-limited, prefixed with the
     /// entry behind it (`dockfw deny@33 `): `--log-drops`.
     pub log_drops: bool,
+    /// The backend driven and why, for status (the daemon does not choose).
+    pub backend: Option<crate::choice::Chosen>,
 }
 
 /// How the daemon learns that the installed rules changed.
@@ -82,6 +84,7 @@ impl Config {
             drift_poll: Duration::from_millis(1500),
             ruleset_watch: RulesetWatch::Off,
             log_drops: false,
+            backend: None,
         }
     }
 }
@@ -499,6 +502,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         status.docker.endpoint = config.endpoint.clone();
         status.reconcile.result = "pending".to_owned();
         status.drops.since = Some(now_rfc3339());
+        status.backend.clone_from(&config.backend);
         let mut this = Reconciler {
             config,
             policy: start.policy,

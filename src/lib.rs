@@ -23,10 +23,13 @@
 //! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`control`]: the Unix-socket control protocol (server and client).
 //! - [`state`]: what survives a restart under `/var/lib/dockfw` (last good
-//!   policy, bridges last seen) and the lock against a second daemon.
+//!   policy, bridges last seen, the engine's firewall last seen) and the lock
+//!   against a second daemon.
+//! - [`choice`]: which backend the daemon drives and why (pure).
 //! - [`sdnotify`]: readiness for systemd (`Type=notify`).
 //! - [`daemon`]: the reconcile loop tying the edges to the core.
 
+pub mod choice;
 pub mod control;
 pub mod daemon;
 pub mod docker;

@@ -13,8 +13,9 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
+use dockfw::choice::{BackendKind, Chosen, EngineFirewall, Requested, choose};
 use dockfw::control::{self, ControlError, Handles, Request, Response};
 use dockfw::daemon::{self, Channels, Config, RulesetWatch};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
@@ -478,7 +479,20 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     let start = daemon::starting_policy(&config, &state_dir);
     let endpoint = endpoint_from_env();
     let docker = Arc::new(BollardSource::new(endpoint.clone()));
-    let backend = resolve(backend, &docker).await;
+    let remembered = dockfw::state::engine_firewall(&state_dir);
+    let (chosen, engine_now) = resolve(backend, &docker, remembered).await;
+    match engine_now {
+        Some(now) => remember_engine_firewall(&state_dir, now, &chosen),
+        // Auto at boot: what the engine uses is kept once it answers.
+        None if backend == BackendChoice::Auto => {
+            tokio::spawn(learn_engine_firewall(
+                Arc::clone(&docker),
+                state_dir.clone(),
+                chosen.clone(),
+            ));
+        }
+        None => {}
+    }
     let listener = control::bind(&socket)?;
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = mpsc::channel(8);
@@ -496,7 +510,7 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     }
     let server = tokio::spawn(control::serve(listener, handles, shutdown.clone()));
     spawn_signal_handlers(reload_tx, shutdown.clone())?;
-    info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), ?backend, "dockfw starting ({})", summary(&start.policy));
+    info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), backend = %chosen.backend, why = %chosen.why, "dockfw starting ({})", summary(&start.policy));
     let channels = Channels {
         reload: reload_rx,
         status: status_tx,
@@ -505,11 +519,12 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         resync,
         ruleset_watch: RulesetWatch::Netlink,
         log_drops,
+        backend: Some(chosen.clone()),
         ..Config::new(config, endpoint)
     };
     let state = Some(state);
-    match backend {
-        BackendChoice::Nftables => {
+    match chosen.backend {
+        BackendKind::Nftables => {
             let fw = Nftables::new();
             daemon::run(settings, start, state, docker, fw, channels, shutdown).await;
         }
@@ -522,28 +537,72 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `auto` made concrete: nftables where the engine reports its nftables
-/// firewall backend, or answers but made no `DOCKER-USER` chain in either
-/// iptables variant; iptables otherwise (also while the engine is not up:
-/// at boot the chains are made before it).
-async fn resolve(choice: BackendChoice, docker: &BollardSource) -> BackendChoice {
-    if choice != BackendChoice::Auto {
-        return choice;
-    }
+/// The backend to drive and why (see [`dockfw::choice::choose`]), and what
+/// the engine's firewall is when `auto` asked it and it answered.
+async fn resolve(
+    choice: BackendChoice,
+    docker: &BollardSource,
+    remembered: Option<BackendKind>,
+) -> (Chosen, Option<EngineFirewall>) {
+    let requested = match choice {
+        BackendChoice::Auto => Requested::Auto,
+        BackendChoice::Iptables => Requested::Explicit(BackendKind::Iptables),
+        BackendChoice::Nftables => Requested::Explicit(BackendKind::Nftables),
+    };
+    let now = match requested {
+        Requested::Auto => engine_firewall(docker).await,
+        Requested::Explicit(_) => None,
+    };
+    (choose(requested, now, remembered), now)
+}
+
+/// What the engine's firewall is: nftables where it reports its nftables
+/// firewall driver (`GET /info`, Docker 28+), or answers but made no
+/// `DOCKER-USER` chain in either iptables variant; iptables otherwise.
+/// `None` while it does not answer (at boot it starts after dockfw).
+async fn engine_firewall(docker: &BollardSource) -> Option<EngineFirewall> {
     // Briefly: at boot the engine waits for dockfw, and a socket-activated
     // docker.socket would hold the call until bollard's own timeout.
     let driver = match tokio::time::timeout(Duration::from_secs(2), docker.firewall_driver()).await
     {
         Ok(Ok(driver)) => driver,
-        // No answer (yet): the engine is not up, as at boot.
-        _ => return BackendChoice::Iptables,
+        _ => return None,
     };
     if driver.as_deref().is_some_and(|d| d.starts_with("nftables")) {
-        return BackendChoice::Nftables;
+        return Some(EngineFirewall::ReportsNftables);
     }
     match Iptables::new().read(Family::V4).await {
-        Ok(st) if !st.has_chain("DOCKER-USER") => BackendChoice::Nftables,
-        _ => BackendChoice::Iptables,
+        Ok(st) if !st.has_chain("DOCKER-USER") => Some(EngineFirewall::NoDockerUser),
+        _ => Some(EngineFirewall::Iptables),
+    }
+}
+
+/// Keep what goes with the engine's firewall for `auto` at the next boot
+/// (this daemon holds the state directory's lock); say so when it is not
+/// the backend this daemon drives.
+fn remember_engine_firewall(state_dir: &Path, now: EngineFirewall, chosen: &Chosen) {
+    if let Err(e) = dockfw::state::save_engine_firewall(state_dir, now.backend()) {
+        warn!(error = %daemon::error_chain(&e), "cannot keep the engine's firewall for the next boot");
+    }
+    if now.backend() != chosen.backend {
+        warn!(
+            engine = %now.backend(),
+            driving = %chosen.backend,
+            why = %chosen.why,
+            "the engine's firewall is not the backend dockfw drives; restart dockfw to follow it (the next boot does)"
+        );
+    }
+}
+
+/// `auto` chose without the engine (at boot): once it answers, keep what
+/// its firewall is for the next boot (and warn if it is not what runs).
+async fn learn_engine_firewall(docker: Arc<BollardSource>, state_dir: PathBuf, chosen: Chosen) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(now) = engine_firewall(&docker).await {
+            remember_engine_firewall(&state_dir, now, &chosen);
+            return;
+        }
     }
 }
 
@@ -632,8 +691,11 @@ async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<
         .await
         .context("cannot read the docker inventory")?
         .inventory;
-    match resolve(backend, &docker).await {
-        BackendChoice::Nftables => print_plan(&Nftables::new(), &policy, &inventory, json).await,
+    let state_dir = std::env::var_os("DOCKFW_STATE_DIR")
+        .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
+    let remembered = dockfw::state::engine_firewall(&state_dir);
+    match resolve(backend, &docker, remembered).await.0.backend {
+        BackendKind::Nftables => print_plan(&Nftables::new(), &policy, &inventory, json).await,
         _ => print_plan(&Iptables::new(), &policy, &inventory, json).await,
     }
 }

@@ -1,6 +1,8 @@
 //! What dockfw keeps across restarts under its state directory
 //! (`/var/lib/dockfw`): the last policy that validated, the Docker bridges
-//! it last saw, and the lock that keeps a second daemon out.
+//! it last saw, the firewall backend that went with the engine when last
+//! seen (`auto` at boot follows it), and the lock that keeps a second
+//! daemon out.
 //!
 //! Those two files let dockfw protect a booting host before the engine
 //! exists (see `daemon`): a typo in the policy falls back to the last good
@@ -14,6 +16,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::choice::BackendKind;
 use crate::inventory::Bridge;
 
 /// Where the state lives unless `--state-dir` says otherwise.
@@ -21,6 +24,7 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/dockfw";
 const LOCK_FILE: &str = "lock";
 const LAST_GOOD_POLICY: &str = "last-good-policy.toml";
 const BRIDGES: &str = "bridges.json";
+const ENGINE_FIREWALL: &str = "engine-firewall";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -124,6 +128,22 @@ pub fn last_good_policy(dir: &Path) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// Keep the backend that goes with the engine's firewall as it answered
+/// (`nftables` for Docker 29's nftables mode) in the state directory `dir`,
+/// for `auto` at the next boot. Only the daemon that holds the lock
+/// ([`StateDir::lock`]) writes it; the write is atomic.
+pub fn save_engine_firewall(dir: &Path, kind: BackendKind) -> Result<(), StateError> {
+    write_atomic(&dir.join(ENGINE_FIREWALL), format!("{kind}\n").as_bytes())
+}
+
+/// The backend that went with the engine when last seen (see
+/// [`save_engine_firewall`]); `None` when none was kept or the file
+/// holds anything else. Read without the lock (`plan`, `uninstall`).
+pub fn engine_firewall(dir: &Path) -> Option<BackendKind> {
+    let text = fs::read_to_string(dir.join(ENGINE_FIREWALL)).ok()?;
+    BackendKind::parse(&text)
+}
+
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StateError> {
     let write_error = |source| StateError::Write {
         path: path.to_owned(),
@@ -182,6 +202,19 @@ mod tests {
         let path = last_good_policy(&dir).expect("kept");
         assert_eq!(fs::read_to_string(path).unwrap(), "[inbound]\n");
         assert_eq!(state.bridges(), bridges);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_engine_firewall_survives_a_restart_and_garbage_is_none() {
+        let dir = temp_dir("engine-firewall");
+        let state = StateDir::lock(&dir).unwrap();
+        assert_eq!(engine_firewall(&dir), None);
+        save_engine_firewall(&dir, BackendKind::Nftables).unwrap();
+        drop(state);
+        assert_eq!(engine_firewall(&dir), Some(BackendKind::Nftables));
+        fs::write(dir.join(ENGINE_FIREWALL), "nft; drop\n").unwrap();
+        assert_eq!(engine_firewall(&dir), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

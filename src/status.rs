@@ -26,6 +26,9 @@ pub struct Status {
     /// New connections dockfw's rules dropped, per policy entry.
     #[serde(default)]
     pub drops: DropsStatus,
+    /// The firewall backend the daemon drives and why (`auto`'s choice).
+    #[serde(default)]
+    pub backend: Option<crate::choice::Chosen>,
 }
 
 /// New connections dropped since the daemon started, per policy entry and
@@ -314,6 +317,12 @@ fn header_lines(status: &Status) -> Vec<(&'static str, String)> {
         lines.push(("", format!("{what}: {}", errors.next().unwrap_or_default())));
         lines.extend(errors.map(|line| ("", format!("  {line}"))));
     }
+    if let Some(chosen) = &status.backend {
+        lines.push((
+            "backend",
+            format!("{} ({})", chosen.backend, escape(&chosen.why)),
+        ));
+    }
     lines.push(("docker", docker_line(&status.docker)));
     lines.push(("reconcile", reconcile_line(&status.reconcile)));
     lines.push(("rules", rules_line(&status.rules)));
@@ -594,7 +603,31 @@ mod tests {
             rejected: vec![],
             drift: DriftStatus::default(),
             drops: DropsStatus::default(),
+            backend: None,
         }
+    }
+
+    #[test]
+    fn the_backend_and_why_are_a_line_before_docker() {
+        let mut status = healthy();
+        status.backend = Some(crate::choice::Chosen {
+            backend: crate::choice::BackendKind::Nftables,
+            why: "auto: the engine reports its nftables firewall\x1b[2J".to_string(),
+        });
+        let text = render_text(&status);
+        assert!(
+            text.contains(
+                "\nbackend   nftables (auto: the engine reports its nftables firewall\\u{1b}[2J)\n\
+                 docker    connected"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["backend"]["backend"], "nftables");
+        assert_eq!(
+            json["backend"]["why"],
+            "auto: the engine reports its nftables firewall\x1b[2J"
+        );
     }
 
     #[test]

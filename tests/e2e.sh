@@ -860,6 +860,15 @@ case_fc_reboot() {
     dockfw_spawn "$pol"
     wait_for 10 protection_installed || fail "no protection installed without an engine: $(dfw_log | tail -n 5)"
     [[ "$(dfw_status | jq -r .reconcile.inventory)" == boot* ]] || fail "status does not say it planned for boot"
+    # Beside an engine in its nftables mode, `auto` follows what the engine used when last
+    # seen (kept in the state directory), before the engine answers; status says so.
+    if engine_nft; then
+        local why; why="$(dfw_status | jq -r '"\(.backend.backend) \(.backend.why)"')"
+        [[ "$why" == "nftables auto: the engine did not answer at start; it used nftables when last seen"* ]] ||
+            fail "status does not say nftables, chosen from the state directory: $why"
+        "$DOCKFW" status --socket "$LAB_DFW_SOCK" | grep -q '^backend *nftables (auto: the engine did not answer' ||
+            fail "the text status has no backend line naming nftables and why"
+    fi
     lab_dockerd_up || fail "engine did not come back"
     lab_forwarding_on
     wait_for 30 reach a 4 80 1 || fail "allowed port 80 not reachable 30 s after the engine started"
