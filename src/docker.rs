@@ -1215,6 +1215,82 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_version_is_asked_once_per_client_and_again_after_a_subscription() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        // A fake engine on a Unix socket: HTTP/1.1 with keep-alive, counting the
+        // requests to GET /version.
+        let dir = std::env::temp_dir().join(format!("dockfw-fake-engine-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let versions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&versions);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counted = Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                            match conn.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                        let (status, body) = if path.ends_with("/version") {
+                            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            ("200 OK", r#"{"Version":"29.7.2","ApiVersion":"1.55"}"#)
+                        } else if path.contains("/containers/json") || path.contains("/networks") {
+                            ("200 OK", "[]")
+                        } else {
+                            // /events: never answered here; the subscription fails.
+                            ("404 Not Found", r#"{"message":"no"}"#)
+                        };
+                        let reply = format!(
+                            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                             Content-Length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if conn.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let asked = || versions.load(std::sync::atomic::Ordering::SeqCst);
+        let source = BollardSource::new(socket.to_str().unwrap());
+        let first = source.snapshot().await.expect("first snapshot");
+        assert_eq!(first.engine.version, "29.7.2");
+        let fresh = asked();
+        assert!(fresh >= 1, "a new client asks the version");
+        for _ in 0..3 {
+            let again = source.snapshot().await.expect("kept client");
+            assert_eq!(again.engine, first.engine);
+        }
+        assert_eq!(asked(), fresh, "the kept client does not ask again");
+        // A (re)subscription, as after an engine restart: the next snapshot asks anew.
+        let events: Vec<_> = source.events().collect().await;
+        assert!(events.iter().all(Result::is_err), "{events:?}");
+        let before = asked();
+        source.snapshot().await.expect("after the subscription");
+        assert_eq!(
+            asked() - before,
+            fresh,
+            "a fresh client asks the version again"
+        );
+        source.snapshot().await.expect("kept again");
+        assert_eq!(asked() - before, fresh, "and is kept again");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
     async fn engine_down_is_an_error_not_a_panic() {
         let source = BollardSource::new("/nonexistent/dockfw/docker.sock");
         let error = source.snapshot().await.expect_err("no engine");
