@@ -19,6 +19,9 @@
 #       DOCKFW_RESYNC_SECS    the daemon's periodic full check; 10 here (the daemon's
 #                             default), not the 2 s tests/e2e.sh uses
 #       DOCKFW=path           the binary (default target/release/dockfw; never built here)
+#       LAB_DOCKERD_DIR, LAB_DOCKERD_FIREWALL   the lab's engine (see tests/lab.sh), e.g.
+#                             target/engine-29.7.2/bin and nftables for Docker 29's
+#                             nftables mode (BENCHMARKS.md, selector_latency on 28.5/29.7.2)
 #
 # The lab comes up once (tests/lab.sh) and is torn down on exit; between benchmarks
 # lab_reset removes dockfw, its rules and every container. Traffic only flows between
