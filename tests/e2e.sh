@@ -1331,6 +1331,45 @@ case_drops_logged() {
     wait_for 5 logged || fail "no kernel log line with the prefix 'dockfw deny@4 '"
 }
 
+# A first boot with no state directory beside Docker 29 in its nftables mode: `auto` can
+# neither ask the engine nor remember it, so dockfw boots on iptables (its own DOCKER-USER
+# and jump, which filter beside Docker's nftables tables: a prober running from before
+# connects 0 times to the denied port); once the engine answers, dockfw keeps "nftables"
+# in the state directory (the next boot's choice, fc_reboot) and warns that it drives
+# the other backend. Skipped on engines whose firewall is iptables (nothing to learn).
+case_fc_boot_backend_learned() {
+    need_dockfw
+    engine_nft || skip "needs an engine in its nftables mode (Docker 29, LAB_DOCKERD_FIREWALL=nftables)"
+    lab_run db --restart always -p 5432:80 || fail "db did not start"
+    wait_for 5 reach a 4 5432 || fail "lab: 5432 not reachable without dockfw (nothing to test)"
+    wait_for 5 reach a 6 5432 || fail "lab: 5432 not reachable over IPv6 without dockfw (nothing to test)"
+    lab_engine_stop || fail "engine did not stop"
+    lab_tables_wipe || fail "cannot wipe the tables"
+    rm -rf "${DOCKFW_STATE_DIR:?}"
+    prober_start l4 a 4 5432 || fail "prober did not start"
+    prober_start l6 a 6 5432 || fail "prober did not start"
+    sleep 0.3
+    dockfw_spawn "$(policy_web)"
+    wait_for 10 v4_dockfw_jump_first || fail "no iptables protection at boot: $(dfw_log | tail -n 5)"
+    local js; js="$(dfw_status)" || fail "status failed"
+    [[ "$(jq -r '"\(.backend.backend) \(.backend.why)"' <<<"$js")" == "iptables auto: the engine did not answer at start and was never seen before" ]] ||
+        fail "status does not say iptables, never seen: $(jq -c .backend <<<"$js")"
+    lab_dockerd_up || fail "engine did not come back"
+    lab_forwarding_on || fail "cannot turn forwarding on"
+    wait_for 10 docker_connected true || fail "dockfw did not connect to the engine"
+    wait_for 10 eval '[[ "$(cat "$DOCKFW_STATE_DIR/engine-firewall" 2>/dev/null)" == nftables ]]' ||
+        fail "the state directory does not keep nftables once the engine answered"
+    wait_for 5 eval 'dfw_log | grep -q "is not the backend dockfw drives"' ||
+        fail "no warning that the engine's firewall is not the backend dockfw drives"
+    wait_for 30 eval '[[ "$(lab_docker inspect -f "{{.State.Running}}" db)" == true ]]' || fail "db did not come back"
+    sleep 2
+    local c c6; c="$(prober_stop l4)" || fail "no prober counts"; c6="$(prober_stop l6)" || fail "no prober counts"
+    echo "# measure: first boot on iptables beside Docker 29 nftables mode: attempts/successes to 5432/v4 $c, 5432/v6 $c6" >&2
+    [[ "${c#* }" == 0 && "${c6#* }" == 0 ]] || fail "the denied port was reached during the boot (v4 $c, v6 $c6)"
+    ((${c% *} > 10 && ${c6% *} > 10)) || fail "the probers made only ${c% *} and ${c6% *} attempts"
+    expect_blocked a 4 5432; expect_blocked a 6 5432
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1364,6 +1403,7 @@ CASES=(
     gateway_modes
     drops_counted
     drops_logged
+    fc_boot_backend_learned
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
