@@ -1454,6 +1454,64 @@ case_drops_logged() {
     open_after_uninstall "a" "4" 5432
 }
 
+# UDP with real datagrams: a UDP echo server (tests/udp_echo.c) in two containers, one
+# published on a port the policy allows for udp, one on a port it allows for tcp only.
+# Without dockfw both echo, from both clients over IPv4 and IPv6; with it, only the
+# allowed one does; after `dockfw uninstall` both echo again.
+case_udp() {
+    need_dockfw
+    lab_docker run -d --name uok -p 5353:7/udp "$LAB_IMAGE" /bin/udp_echo 7 >/dev/null ||
+        fail "cannot start the udp echo container uok"
+    lab_docker run -d --name uno -p 5354:7/udp "$LAB_IMAGE" /bin/udp_echo 7 >/dev/null ||
+        fail "cannot start the udp echo container uno"
+    ! dfw_pid >/dev/null || fail "a daemon is running"
+    udp_expect_echo "a b" "4 6" 5353 5354
+    local pol
+    pol="$(write_policy udp <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [5353]
+proto = "udp"
+
+[[inbound.allow]]
+ports = [5354]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    udp_expect_echo "a b" "4 6" 5353
+    local c f
+    for c in a b; do
+        for f in 4 6; do udp_expect_blocked "$c" "$f" 5354; done
+    done
+    dockfw_stop
+    dfw uninstall >&2 || fail "dockfw uninstall failed"
+    udp_expect_echo "a b" "4 6" 5353 5354
+}
+
+# udp_expect_echo CLIENTS FAMS PORT… — a datagram from each client over each family to the
+# docker host's PORT comes back (retried for up to 3 s: rules may be settling).
+udp_expect_echo() {
+    local clients="$1" fams="$2" c f p
+    shift 2
+    for p in "$@"; do
+        for c in $clients; do
+            for f in $fams; do
+                wait_for 3 eval '[[ "$(udp_try "$c" "$(host_addr "$c" "$f")" "$p" 1)" == echo ]]' ||
+                    fail "udp port $p (IPv$f): no echo for client $c ($(udp_try "$c" "$(host_addr "$c" "$f")" "$p" 1))"
+            done
+        done
+    done
+}
+
+# udp_expect_blocked CLIENT FAM PORT — a datagram gets nothing back within 1 s: no echo and
+# no ICMP error (which would mean it got through to something that refused it).
+udp_expect_blocked() {
+    local got; got="$(udp_try "$1" "$(host_addr "$1" "$2")" "$3" 1)"
+    [[ "$got" == silent ]] || fail "udp port $3 (IPv$2) should be blocked for client $1, got: $got"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1487,6 +1545,7 @@ CASES=(
     gateway_modes
     drops_counted
     drops_logged
+    udp
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).

@@ -11,6 +11,7 @@
 #   tcp_try CLIENT ADDR PORT [CONNECT_TIMEOUT]  one connection: http|open|refused|timeout
 #   probe CLIENT ADDR PORT [CONNECT_TIMEOUT]   0 if an HTTP GET from CLIENT succeeds (IPv4)
 #   probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT]  same over IPv6
+#   udp_try CLIENT ADDR PORT [TIMEOUT]          one datagram to a UDP echo: echo|refused|silent
 #   dockfw_start POLICY     start the daemon in the host namespace, wait until it reconciled
 #   dockfw_stop             SIGTERM the daemon (rules stay installed)
 #   dfw ARGS…               the dockfw CLI inside the host namespace (DOCKER_HOST set)
@@ -72,8 +73,9 @@ lab_pkg_installed() {
 
 # Install docker.io, iptables, … — but only run apt-get when something is missing.
 lab_install_deps() {
+    # gcc and libc6-dev: lab_image_up compiles tests/udp_echo.c statically.
     local pkgs=(docker.io iptables ipset nftables busybox-static curl iproute2 conntrack jq xz-utils
-        python3-prometheus-client)
+        python3-prometheus-client gcc libc6-dev)
     local missing=() p
     for p in "${pkgs[@]}"; do
         lab_pkg_installed "$p" || missing+=("$p")
@@ -161,6 +163,32 @@ probe() { [[ "$(tcp_try "$@")" == http ]]; }
 
 # probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT] — same over IPv6 (ADDR without brackets).
 probe6() { [[ "$(tcp_try "$@")" == http ]]; }
+
+# udp_try CLIENT ADDR PORT [TIMEOUT] — one datagram from client a|b (a fresh socket, so a
+# fresh source port and a new conntrack entry) to ADDR:PORT, where tests/udp_echo.c echoes;
+# prints what came back within TIMEOUT seconds (default 1):
+#   echo     the datagram came back unchanged
+#   refused  an ICMP port unreachable (the datagram got through; nothing listens)
+#   silent   nothing: dropped (or lost)
+udp_try() {
+    local ns; ns="$(lab_client_ns "$1")"
+    ip netns exec "$ns" /usr/bin/python3 -I -c '
+import os, socket, sys
+addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.settimeout(timeout)
+token = os.urandom(8).hex().encode()
+try:
+    s.connect((addr, port))
+    s.send(token)
+    print("echo" if s.recv(64) == token else "other")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("silent")
+' "$2" "$3" "${4:-1}"
+}
 
 # Container's IPv4 / IPv6 address (on its first network).
 # shellcheck disable=SC2016  # Go templates, not shell expansions
@@ -508,6 +536,9 @@ lab_image_up() {
                       false env id hostname netstat ping ping6 route; do
             ln -sf busybox "$root/bin/$applet"
         done
+        # A UDP echo server (busybox-static has none): /bin/udp_echo PORT.
+        cc -static -O2 -o "$root/bin/udp_echo" "$LAB_REPO/tests/udp_echo.c" ||
+            { lab_log "cannot build tests/udp_echo.c (cc -static; gcc, libc6-dev)"; return 1; }
         echo "dockfw-test ok" >"$root/www/index.html"
         echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
         tar -C "$root" -cf "$tar" .
