@@ -867,7 +867,8 @@ case_fc_hostile_names() {
     expect_blocked a 4 8080
     wait_for 5 reach a 4 443 1 || fail "allowed 443 of a new container not reachable within 5 s"
     [[ "$(dfw_status | jq -r .reconcile.result)" != failed ]] || fail "reconcile failed: $(dfw_status | jq -r .reconcile.error)"
-    open_after_uninstall "a" "4" 5432 5433 5434 8080
+    open_after_uninstall "a b" "4" 5432 5433 5434 8080
+    open_without_dockfw "a" "6" 5432 5433 5434
 }
 
 # A network name with escape sequences and a newline cannot forge status rows.
