@@ -8,8 +8,10 @@
 #   lab_docker ARGS…        docker CLI against the lab engine
 #   lab_ns CMD…             run CMD in the docker-host network namespace
 #   lab_client a|b CMD…     run CMD in client A's / client B's namespace
+#   tcp_try CLIENT ADDR PORT [CONNECT_TIMEOUT]  one connection: http|open|refused|timeout
 #   probe CLIENT ADDR PORT [CONNECT_TIMEOUT]   0 if an HTTP GET from CLIENT succeeds (IPv4)
 #   probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT]  same over IPv6
+#   udp_try CLIENT ADDR PORT [TIMEOUT]          one datagram to a UDP echo: echo|refused|silent
 #   dockfw_start POLICY     start the daemon in the host namespace, wait until it reconciled
 #   dockfw_stop             SIGTERM the daemon (rules stay installed)
 #   dfw ARGS…               the dockfw CLI inside the host namespace (DOCKER_HOST set)
@@ -74,8 +76,9 @@ lab_pkg_installed() {
 
 # Install docker.io, iptables, … — but only run apt-get when something is missing.
 lab_install_deps() {
+    # gcc and libc6-dev: lab_image_up compiles tests/udp_echo.c statically.
     local pkgs=(docker.io iptables ipset nftables busybox-static curl iproute2 conntrack jq xz-utils
-        python3-prometheus-client)
+        python3-prometheus-client gcc libc6-dev)
     local missing=() p
     for p in "${pkgs[@]}"; do
         lab_pkg_installed "$p" || missing+=("$p")
@@ -134,18 +137,60 @@ lab_docker() { docker -H "unix://$LAB_SOCK" "$@"; }
 lab_save4() { lab_ns iptables-save -t filter | grep -v '^[#:]' ; }
 lab_save6() { lab_ns ip6tables-save -t filter | grep -v '^[#:]' ; }
 
-# probe CLIENT ADDR PORT [CONNECT_TIMEOUT] — 0 if HTTP GET http://ADDR:PORT/ works from CLIENT.
-probe() {
-    local ns; ns="$(lab_client_ns "$1")"
-    ip netns exec "$ns" curl -sf -o /dev/null --connect-timeout "${4:-2}" -m 3 \
-        "http://$2:$3/" 2>/dev/null
+# tcp_try CLIENT ADDR PORT [CONNECT_TIMEOUT] — one new TCP connection from client a|b to
+# ADDR:PORT (an IPv6 ADDR without brackets) and an HTTP GET on it; prints what happened:
+#   http     the handshake completed and an HTTP 2xx answer came
+#   open     the handshake completed, no 2xx answer (another service, a reset after it, …)
+#   refused  no handshake, the SYN was answered: a reset (nothing listens) or an ICMP error
+#            (curl exit 7). Under a drop policy this means the SYN got through.
+#   timeout  no handshake and no answer within CONNECT_TIMEOUT (default 2 s): dropped
+#   error:N  anything else (curl exit N without a handshake)
+# The handshake is curl's %{time_connect}: 0 unless the TCP handshake completed.
+tcp_try() {
+    local ns url tc rc=0
+    ns="$(lab_client_ns "$1")"
+    if [[ "$2" == *:* ]]; then url="http://[$2]:$3/"; else url="http://$2:$3/"; fi
+    tc="$(ip netns exec "$ns" curl -g -sf -o /dev/null -w '%{time_connect}' \
+        --connect-timeout "${4:-2}" -m "$(awk -v t="${4:-2}" 'BEGIN { print t + 1 }')" \
+        "$url" 2>/dev/null)" || rc=$?
+    if [[ -n "$tc" && "$tc" != 0.000000 ]]; then
+        if ((rc == 0)); then echo http; else echo open; fi
+    else
+        case "$rc" in 7) echo refused ;; 28) echo timeout ;; *) echo "error:$rc" ;; esac
+    fi
 }
 
+# probe CLIENT ADDR PORT [CONNECT_TIMEOUT] — 0 if HTTP GET http://ADDR:PORT/ works from CLIENT
+# (a handshake and a 2xx answer: the service is reachable).
+probe() { [[ "$(tcp_try "$@")" == http ]]; }
+
 # probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT] — same over IPv6 (ADDR without brackets).
-probe6() {
+probe6() { [[ "$(tcp_try "$@")" == http ]]; }
+
+# udp_try CLIENT ADDR PORT [TIMEOUT] — one datagram from client a|b (a fresh socket, so a
+# fresh source port and a new conntrack entry) to ADDR:PORT, where tests/udp_echo.c echoes;
+# prints what came back within TIMEOUT seconds (default 1):
+#   echo     the datagram came back unchanged
+#   refused  an ICMP port unreachable (the datagram got through; nothing listens)
+#   silent   nothing: dropped (or lost)
+udp_try() {
     local ns; ns="$(lab_client_ns "$1")"
-    ip netns exec "$ns" curl -g -sf -o /dev/null --connect-timeout "${4:-2}" -m 3 \
-        "http://[$2]:$3/" 2>/dev/null
+    ip netns exec "$ns" /usr/bin/python3 -I -c '
+import os, socket, sys
+addr, port, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+s = socket.socket(fam, socket.SOCK_DGRAM)
+s.settimeout(timeout)
+token = os.urandom(8).hex().encode()
+try:
+    s.connect((addr, port))
+    s.send(token)
+    print("echo" if s.recv(64) == token else "other")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("silent")
+' "$2" "$3" "${4:-1}"
 }
 
 # Container's IPv4 / IPv6 address (on its first network).
@@ -214,8 +259,10 @@ lab_proc_start() {
 # host's address for that client and family 4|6 (A: LAB_A_GW4/6, B: LAB_B_GW4/6) on PORT,
 # again and again: curl in the client namespace (as `probe`) with a 0.3 s connect timeout,
 # 1 s in all, then a 0.05 s pause. Stops by itself after 120 s or 2000 attempts. One line
-# per attempt in $LAB_DIR/prober-NAME.log: "MS ok" (an HTTP response, as `probe`) or
-# "MS no", MS = the attempt's start in Unix milliseconds. Its pid and start time go to
+# per attempt in $LAB_DIR/prober-NAME.log: "MS ok" (the TCP handshake completed, whatever
+# came next: a connection was made), "MS rst" (no handshake, the SYN was answered with a
+# reset or an ICMP error) or "MS no" (no answer: dropped), MS = the attempt's start in Unix
+# milliseconds. Only "ok" counts as a success. Its pid and start time go to
 # $LAB_DIR/prober-NAME.pid; lab_reset and lab_down stop every prober. Restarting a NAME
 # stops the old loop and starts a new log.
 prober_start() {
@@ -235,9 +282,13 @@ prober_start() {
         for ((i = 0; i < 2000; i++)); do
             t="${EPOCHREALTIME//[.,]/}"; t=$((t / 1000))
             ((t < deadline)) || break
-            if ip netns exec "$ns" curl -g -sf -o /dev/null --connect-timeout 0.3 -m 1 \
-                "http://$addr:$port/"; then
+            rc=0
+            tc="$(ip netns exec "$ns" curl -g -s -o /dev/null -w '%{time_connect}' \
+                --connect-timeout 0.3 -m 1 "http://$addr:$port/")" || rc=$?
+            if [[ -n "$tc" && "$tc" != 0.000000 ]]; then
                 echo "$t ok" >>"$log"
+            elif ((rc == 7)); then
+                echo "$t rst" >>"$log"
             else
                 echo "$t no" >>"$log"
             fi
@@ -524,6 +575,9 @@ lab_image_up() {
                       false env id hostname netstat ping ping6 route; do
             ln -sf busybox "$root/bin/$applet"
         done
+        # A UDP echo server (busybox-static has none): /bin/udp_echo PORT.
+        cc -static -O2 -o "$root/bin/udp_echo" "$LAB_REPO/tests/udp_echo.c" ||
+            { lab_log "cannot build tests/udp_echo.c (cc -static; gcc, libc6-dev)"; return 1; }
         echo "dockfw-test ok" >"$root/www/index.html"
         echo "root:x:0:0:root:/:/bin/sh" >"$root/etc/passwd"
         tar -C "$root" -cf "$tar" .

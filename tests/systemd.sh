@@ -301,8 +301,13 @@ todo() {
     fi
 }
 
-# skip NAME REASON — a check that cannot run here (TAP "SKIP").
-skip() { echo "ok - $1 # SKIP $2"; }
+# skip NAME REASON — a check that cannot run here (TAP "SKIP"), counted as skipped, not
+# passed; with SYSTEMD_NO_SKIP=1 (tests/run.sh) a skip fails the script.
+SKIPPED=()
+skip() {
+    echo "ok - $1 # SKIP $2"
+    SKIPPED+=("$1")
+}
 
 # wait_until SECS CMD… — poll CMD every 0.5 s until it succeeds or SECS pass.
 wait_until() {
@@ -986,9 +991,13 @@ main() {
         check "apt purge: policy, /var/lib/dockfw and the enable link gone" t_purge
     fi
 
-    echo "# ${#PASSED[@]} passed, ${#FAILED[@]} failed, ${#TODOS[@]} known open (TODO); exposure ${EXPOSURE:-?}; $((SECONDS - T0)) s"
+    echo "# ${#PASSED[@]} passed, ${#FAILED[@]} failed, ${#SKIPPED[@]} skipped, ${#TODOS[@]} known open (TODO); exposure ${EXPOSURE:-?}; $((SECONDS - T0)) s"
     if ((${#FAILED[@]} > 0)); then
         printf '# failed: %s\n' "${FAILED[@]}"
+        exit 1
+    fi
+    if ((${#SKIPPED[@]} > 0)) && [[ "${SYSTEMD_NO_SKIP:-0}" == 1 ]]; then
+        printf '# skipped with SYSTEMD_NO_SKIP=1: %s\n' "${SKIPPED[@]}"
         exit 1
     fi
 }
