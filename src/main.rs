@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use dockfw::control::{self, ControlError, Handles, Request, Response};
+use dockfw::control::{self, ControlError, Request, Response};
 use dockfw::daemon::{self, Channels, Config, RulesetWatch};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
+use dockfw::endpoints::Endpoints;
 use dockfw::firewall::Backend;
 use dockfw::firewall::iptables::Iptables;
 use dockfw::firewall::nftables::Nftables;
@@ -479,22 +480,21 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     let endpoint = endpoint_from_env();
     let docker = Arc::new(BollardSource::new(endpoint.clone()));
     let backend = resolve(backend, &docker).await;
-    let listener = control::bind(&socket)?;
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = mpsc::channel(8);
     let (status_tx, status_rx) = watch::channel(Status::default());
-    let handles = Handles {
-        status: status_rx,
-        reload: reload_tx.clone(),
+    // The control socket and the metrics start after the first pass and
+    // retry in the background: the firewall never waits for them.
+    let endpoints = Endpoints {
+        socket: socket.clone(),
+        metrics: metrics_listen,
     };
-    if let Some(addr) = metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        let status = handles.status.clone();
-        tokio::spawn(dockfw::metrics::serve(listener, status, shutdown.clone()));
-    }
-    let server = tokio::spawn(control::serve(listener, handles, shutdown.clone()));
+    let server = tokio::spawn(dockfw::endpoints::run(
+        endpoints,
+        status_rx,
+        reload_tx.clone(),
+        shutdown.clone(),
+    ));
     spawn_signal_handlers(reload_tx, shutdown.clone())?;
     info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), ?backend, "dockfw starting ({})", summary(&start.policy));
     let channels = Channels {

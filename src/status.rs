@@ -26,6 +26,46 @@ pub struct Status {
     /// New connections dockfw's rules dropped, per policy entry.
     #[serde(default)]
     pub drops: DropsStatus,
+    /// The optional endpoints (control socket, metrics) and whether they
+    /// serve; a failing one is retried, the firewall never waits for it.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointStatus>,
+}
+
+/// One optional endpoint of the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    /// `control` (the socket `dockfw status` asks) or `metrics`.
+    pub name: String,
+    /// The socket's path, or the metrics' `ADDR:PORT`.
+    pub address: String,
+    pub state: EndpointState,
+    /// Why the last bind failed, while `failing`.
+    pub error: Option<String>,
+    /// Binds that failed since the daemon started.
+    pub failures: u64,
+}
+
+/// Where an optional endpoint is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointState {
+    /// Not bound yet: endpoints start after the first pass.
+    #[default]
+    Waiting,
+    Listening,
+    /// The last bind failed; retried with backoff.
+    Failing,
+}
+
+impl EndpointStatus {
+    pub fn waiting(name: &str, address: String) -> Self {
+        EndpointStatus {
+            name: name.to_owned(),
+            address,
+            ..EndpointStatus::default()
+        }
+    }
 }
 
 /// New connections dropped since the daemon started, per policy entry and
@@ -326,10 +366,35 @@ fn header_lines(status: &Status) -> Vec<(&'static str, String)> {
     if let Some(line) = port_drops_line(&status.drops) {
         lines.push(("", line));
     }
+    if let Some(line) = endpoints_line(&status.endpoints) {
+        lines.push(("endpoints", line));
+    }
     lines
         .into_iter()
         .map(|(label, line)| (label, escape(&line).into_owned()))
         .collect()
+}
+
+/// `control /run/dockfw/dockfw.sock listening; metrics 0.0.0.0:9469
+/// FAILING (3 binds failed, retrying): cannot listen on ...`.
+fn endpoints_line(endpoints: &[EndpointStatus]) -> Option<String> {
+    let each: Vec<String> = endpoints
+        .iter()
+        .map(|e| {
+            let state = match e.state {
+                EndpointState::Waiting => "waiting for the first pass".to_owned(),
+                EndpointState::Listening => "listening".to_owned(),
+                EndpointState::Failing => format!(
+                    "FAILING ({} bind{} failed, retrying): {}",
+                    e.failures,
+                    if e.failures == 1 { "" } else { "s" },
+                    e.error.as_deref().unwrap_or("unknown error")
+                ),
+            };
+            format!("{} {} {state}", e.name, e.address)
+        })
+        .collect();
+    (!each.is_empty()).then(|| each.join("; "))
 }
 
 fn drift_line(drift: &DriftStatus) -> String {
@@ -594,6 +659,7 @@ mod tests {
             rejected: vec![],
             drift: DriftStatus::default(),
             drops: DropsStatus::default(),
+            endpoints: vec![],
         }
     }
 
@@ -662,6 +728,34 @@ warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect
             text.contains("rejected: network \"\\u{1b}]0;pwned\\u{7}\": bridge interface name")
         );
         assert!(text.contains("container \"h\\rx\""));
+    }
+
+    #[test]
+    fn a_failing_endpoint_is_shown_with_why_and_how_often() {
+        let mut status = healthy();
+        status.endpoints = vec![
+            EndpointStatus {
+                state: EndpointState::Listening,
+                ..EndpointStatus::waiting("control", "/run/dockfw/dockfw.sock".into())
+            },
+            EndpointStatus {
+                state: EndpointState::Failing,
+                error: Some("cannot listen on 0.0.0.0:9469: Address in use".into()),
+                failures: 3,
+                ..EndpointStatus::waiting("metrics", "0.0.0.0:9469".into())
+            },
+        ];
+        let text = render_text(&status);
+        assert!(
+            text.contains(
+                "endpoints control /run/dockfw/dockfw.sock listening; metrics 0.0.0.0:9469 \
+                 FAILING (3 binds failed, retrying): cannot listen on 0.0.0.0:9469: Address in use\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).expect("json");
+        assert_eq!(json["endpoints"][1]["state"], "failing");
+        assert_eq!(json["endpoints"][1]["failures"], 3);
     }
 
     #[test]

@@ -1305,6 +1305,64 @@ case_drops_logged() {
     wait_for 5 logged || fail "no kernel log line with the prefix 'dockfw deny@4 '"
 }
 
+# handshake CLIENT ADDR PORT — exit 0 when a TCP handshake with ADDR:PORT completes from
+# CLIENT's namespace within 1 s (a reset or a timeout is no handshake).
+handshake() {
+    ip netns exec "$(lab_client_ns "$1")" /usr/bin/python3 -c '
+import socket, sys
+socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+' "$2" "$3" 2>/dev/null
+}
+
+# metrics_endpoint FIELD — the metrics endpoint's FIELD in the daemon's status.
+metrics_endpoint() { dfw_status | jq -r ".endpoints[] | select(.name == \"metrics\") | .$1"; }
+
+# The firewall never depends on an optional part: with --metrics-listen on a port another
+# process holds, and then on an address the host does not have, the daemon still protects
+# (the denied port, open without dockfw, takes no handshake), status reports metrics as
+# failing, and once the port is free the metrics answer within the retry time.
+case_fc_metrics_port_taken() {
+    need_dockfw
+    lab_run db -p 5432:80 || fail "cannot start db"
+    wait_for 5 handshake a "$LAB_A_GW4" 5432 || fail "lab: 5432 takes no handshake without dockfw"
+    local holder
+    # nsenter execs python3: $! is the holder itself.
+    nsenter --net="$LAB_NSPATH" /usr/bin/python3 -c '
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 9470))
+s.listen()
+time.sleep(120)
+' &
+    holder=$!
+    # shellcheck disable=SC2064 # this holder's pid
+    trap "kill $holder 2>/dev/null || true" EXIT
+    wait_for 5 eval 'lab_ns ss -Hltn "sport = :9470" | grep -q LISTEN' || fail "the holder does not listen"
+    DOCKFW_METRICS_LISTEN=127.0.0.1:9470 dockfw_start "$(policy_web)" ||
+        fail "daemon did not start with its metrics port taken"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 (denied) takes a handshake"; fi
+    [[ "$(metrics_endpoint state)" == failing ]] || fail "status: $(dfw_status | jq -c .endpoints)"
+    [[ "$(metrics_endpoint error)" == *"in use"* ]] || fail "no reason: $(dfw_status | jq -c .endpoints)"
+    local text; text="$("$DOCKFW" status --socket "$LAB_DFW_SOCK")" || fail "dockfw status failed"
+    [[ "$text" == *"metrics 127.0.0.1:9470 FAILING"* ]] || fail "the text status does not say so: $text"
+    grep -q 'endpoint unavailable' "$LAB_DFW_LOG" || fail "nothing logged"
+    kill "$holder" || fail "cannot stop the holder"
+    wait "$holder" 2>/dev/null || true
+    # Retries are at most 8 s apart.
+    wait_for 12 lab_ns curl -sf -m 2 -o /dev/null http://127.0.0.1:9470/metrics ||
+        fail "metrics do not answer once the port is free"
+    [[ "$(metrics_endpoint state)" == listening ]] || fail "status: $(dfw_status | jq -c .endpoints)"
+    dockfw_stop
+    # An address the host does not have (as at boot before it comes up): the same.
+    dfw uninstall >&2 || fail "uninstall failed"
+    wait_for 5 handshake a "$LAB_A_GW4" 5432 || fail "5432 takes no handshake after uninstall"
+    DOCKFW_METRICS_LISTEN=192.0.2.99:9471 dockfw_start "$(policy_web)" ||
+        fail "daemon did not start with its metrics address absent"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 (denied) takes a handshake"; fi
+    [[ "$(metrics_endpoint state)" == failing && "$(metrics_endpoint error)" == *"192.0.2.99:9471"* ]] ||
+        fail "status: $(dfw_status | jq -c .endpoints)"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1338,6 +1396,7 @@ CASES=(
     gateway_modes
     drops_counted
     drops_logged
+    fc_metrics_port_taken
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
