@@ -321,21 +321,57 @@ pub fn render_text(status: &Status) -> String {
 }
 
 /// `text` with every control character (ESC, newline, carriage return, ...)
-/// written as a visible escape, so that a name Docker reports cannot move
-/// the cursor, recolour the terminal or forge table rows.
+/// and every invisible format character (bidi overrides and isolates, zero
+/// widths, the line and paragraph separators: see [`is_format`]) written
+/// as a visible escape (`\u{202e}`), so that a name Docker reports cannot
+/// move the cursor, recolour the terminal, forge table rows or reorder what
+/// the reader sees.
 pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    let hidden = |c: char| c.is_control() || is_format(c);
+    if !text.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if hidden(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Unicode general category Cf (format: bidi embeddings, overrides and
+/// isolates U+202A–U+202E and U+2066–U+2069, marks U+200E/U+200F and
+/// U+061C, zero widths, the BOM, tag characters, ...; as of Unicode 16),
+/// plus the line and paragraph separators U+2028/U+2029 (Zl, Zp), which
+/// some terminals and viewers break lines at.
+pub fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 /// The labelled lines above the table; an empty label continues the line above.
@@ -756,6 +792,40 @@ warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect
         let json = serde_json::to_value(&status).expect("json");
         assert_eq!(json["endpoints"][1]["state"], "failing");
         assert_eq!(json["endpoints"][1]["failures"], 3);
+    }
+
+    #[test]
+    fn bidi_and_other_format_characters_in_docker_names_are_shown_escaped() {
+        let mut status = healthy();
+        // Renders as "web" then, right to left, a forged "22:0.0.0.0".
+        status.ports[0].container = "web\u{202E}22:0.0.0.0\u{202C}".to_string();
+        status.ports[1].network = "shop\u{2066}x\u{2069}\u{200E}\u{200F}\u{061C}".to_string();
+        status.host_network = vec!["zero\u{200B}width\u{FEFF}\u{2028}sep".to_string()];
+        status.rejected = vec![RejectedStatus {
+            kind: "network".into(),
+            name: "tag\u{E0041}\u{00AD}".into(),
+            reason: "refused".into(),
+        }];
+        let text = render_text(&status);
+        for c in text.chars() {
+            assert!(!is_format(c), "raw U+{:04X} in:\n{text}", u32::from(c));
+        }
+        assert!(text.contains("web\\u{202e}22:0.0.0.0\\u{202c}"), "{text}");
+        assert!(
+            text.contains("shop\\u{2066}x\\u{2069}\\u{200e}\\u{200f}\\u{61c}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zero\\u{200b}width\\u{feff}\\u{2028}sep"),
+            "{text}"
+        );
+        assert!(text.contains("tag\\u{e0041}\\u{ad}"), "{text}");
+        // Letters of every script stay as they are.
+        assert_eq!(
+            escape("caf\u{e9}-\u{5e9}\u{5dc}\u{5d5}\u{5dd}-\u{65e5}"),
+            "caf\u{e9}-\u{5e9}\u{5dc}\u{5d5}\u{5dd}-\u{65e5}"
+        );
+        assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]

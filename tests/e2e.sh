@@ -1363,6 +1363,26 @@ time.sleep(120)
         fail "status: $(dfw_status | jq -c .endpoints)"
 }
 
+# A bidi override (U+202E) in a network name cannot reorder what `dockfw status` shows: it
+# is printed escaped, never raw.
+case_fc_status_bidi() {
+    need_dockfw
+    local rlo=$'\xe2\x80\xae'
+    local net="bidi${rlo}22:0.0.0.0"
+    if lab_docker network create "$net" >/dev/null 2>&1; then
+        lab_run bidi --network "$net" -p 8080:80 || fail "cannot start a container on the bidi network"
+    else
+        # An engine that refuses such names: the bridge name option carries it into
+        # `rejected` instead.
+        lab_net_create bidinet -o "com.docker.network.bridge.name=b${rlo}x" ||
+            fail "the engine accepts neither a network name nor a bridge name with U+202E"
+    fi
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    local out; out="$(dfw status --socket "$LAB_DFW_SOCK")" || fail "status failed"
+    [[ "$out" != *"$rlo"* ]] || fail "status printed a raw U+202E"
+    grep -qF '\u{202e}' <<<"$out" || fail "the override is not shown escaped: $out"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1397,6 +1417,7 @@ CASES=(
     drops_counted
     drops_logged
     fc_metrics_port_taken
+    fc_status_bidi
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
