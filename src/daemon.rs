@@ -183,6 +183,41 @@ pub fn starting_policy(path: &Path, state_dir: &Path) -> StartPolicy {
     starting_policy_from(policy::parse_with_text(path), state_dir)
 }
 
+/// How long the daemon waits at start for the policy file to be read: a
+/// FIFO or a hung mount must not hold up protection.
+pub const START_READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// [`starting_policy`], the file read off the runtime's threads and waited
+/// for at most `limit`: a read that has not finished by then (a FIFO with
+/// no writer, a hung mount) is a policy that could not be read, so the last
+/// good one, or deny all, is enforced; a reload reads the file again.
+pub async fn starting_policy_within(path: &Path, state_dir: &Path, limit: Duration) -> StartPolicy {
+    let file = path.to_owned();
+    let read = tokio::task::spawn_blocking(move || policy::parse_with_text(&file));
+    let parsed = match tokio::time::timeout(limit, read).await {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(joined)) => Err(unreadable(path, std::io::Error::other(joined.to_string()))),
+        Err(_) => {
+            let slow = format!(
+                "the read did not finish within {} (a FIFO, a hung mount?)",
+                humantime::format_duration(limit)
+            );
+            Err(unreadable(
+                path,
+                std::io::Error::new(std::io::ErrorKind::TimedOut, slow),
+            ))
+        }
+    };
+    starting_policy_from(parsed, state_dir)
+}
+
+fn unreadable(path: &Path, source: std::io::Error) -> policy::PolicyError {
+    policy::PolicyError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// [`starting_policy`] for a policy already read and validated (e.g. from
 /// standard input by `dockfw check -`).
 pub fn starting_policy_from(
@@ -297,6 +332,78 @@ pub async fn run<D: DockerSource, F: Backend>(
     shutdown.cancel();
     tracker.wait().await;
     info!("stopped; installed rules stay in force");
+}
+
+/// A policy file read and validated, or why not.
+type PolicyRead = Result<(Policy, String), policy::PolicyError>;
+
+/// Most reload requests waiting for the read after the one in flight; more
+/// are answered at once that a reload is already waiting.
+const MAX_QUEUED_RELOADS: usize = 64;
+
+/// The policy reads of reloads, off the loop: a read that blocks (a FIFO,
+/// a hung mount) holds its requests, never the loop, which keeps repairing
+/// and feeding the watchdog meanwhile.
+#[derive(Debug, Default)]
+struct PolicyReads {
+    /// The read in flight, on a blocking thread.
+    in_flight: Option<tokio::task::JoinHandle<PolicyRead>>,
+    /// The requests the read in flight answers.
+    answering: Vec<ReloadRequest>,
+    /// Requests made after it started: they get a read of their own, so
+    /// that each sees the file as it was when asked.
+    queued: Vec<ReloadRequest>,
+}
+
+impl PolicyReads {
+    /// Take a reload request; true when it started a read.
+    fn request(&mut self, reply: ReloadRequest, path: &Path) -> bool {
+        if self.in_flight.is_none() {
+            self.answering.push(reply);
+            self.start(path);
+            return true;
+        }
+        if self.queued.len() >= MAX_QUEUED_RELOADS {
+            let _ = reply.send(Err("a reload is already waiting for the policy file".into()));
+        } else {
+            self.queued.push(reply);
+        }
+        false
+    }
+
+    fn start(&mut self, path: &Path) {
+        let path = path.to_owned();
+        debug!(path = %path.display(), "reading the policy");
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            policy::parse_with_text(&path)
+        }));
+    }
+
+    /// The result of the read in flight; never, while there is none.
+    async fn done(&mut self) -> PolicyRead {
+        let Some(read) = &mut self.in_flight else {
+            return std::future::pending().await;
+        };
+        let joined = read.await;
+        self.in_flight = None;
+        joined.unwrap_or_else(|e| {
+            Err(policy::PolicyError::Read {
+                path: PathBuf::from("policy"),
+                source: std::io::Error::other(format!("policy reader failed: {e}")),
+            })
+        })
+    }
+
+    /// The requests the finished read answers; starts the next read for
+    /// those queued meanwhile.
+    fn finish(&mut self, path: &Path) -> Vec<ReloadRequest> {
+        let answered = std::mem::take(&mut self.answering);
+        if !self.queued.is_empty() {
+            self.answering = std::mem::take(&mut self.queued);
+            self.start(path);
+        }
+        answered
+    }
 }
 
 /// How long re-subscribing waits at most: a booting host's engine should
@@ -528,6 +635,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         // wedged loop stops feeding it and systemd restarts the service.
         let watchdog = sdnotify::watchdog_interval().map(|i| i / 2);
         let mut next_feed = Instant::now();
+        let mut reads = PolicyReads::default();
         loop {
             if let Some(first) = pending.take() {
                 // Leading edge: no wait before the first change. Whatever
@@ -603,10 +711,16 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             pending = tokio::select! {
                 () = shutdown.cancelled() => return,
                 Some(trigger) = triggers.recv() => Some(trigger),
-                Some(reply) = reloads.recv() => tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    trigger = self.reload(reply) => trigger,
-                },
+                Some(reply) = reloads.recv() => {
+                    if reads.request(reply, &self.config.policy_path) {
+                        self.notify(&sdnotify::reloading());
+                    }
+                    None
+                }
+                parsed = reads.done() => {
+                    let replies = reads.finish(&self.config.policy_path);
+                    self.reload(parsed, replies)
+                }
                 () = tokio::time::sleep_until(next_check) => Some(if self.status.reconcile.error.is_some() {
                     Trigger::Retry
                 } else {
@@ -669,15 +783,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .collect()
     }
 
-    /// Re-read the policy (off the loop's thread); keep the old one if the
-    /// new one is invalid. Returns a trigger when the policy in force changed.
-    async fn reload(&mut self, reply: ReloadRequest) -> Option<Trigger> {
-        self.notify(&sdnotify::reloading());
-        let path = self.config.policy_path.clone();
-        let parsed = tokio::task::spawn_blocking(move || policy::parse_with_text(&path))
-            .await
-            .map_err(|e| format!("policy reader failed: {e}"))
-            .and_then(|parsed| parsed.map_err(|e| error_chain(&e)));
+    /// Apply a policy read for the reload requests in `replies` (the old
+    /// one stays if the new one is invalid) and answer them. Returns a
+    /// trigger when the policy in force changed.
+    fn reload(&mut self, parsed: PolicyRead, replies: Vec<ReloadRequest>) -> Option<Trigger> {
+        let parsed = parsed.map_err(|e| error_chain(&e));
         let path = self.config.policy_path.display().to_string();
         let answer = match parsed {
             Ok((policy, text)) => {
@@ -693,7 +803,9 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             }
         };
         let changed = answer.is_ok();
-        let _ = reply.send(answer);
+        for reply in replies {
+            let _ = reply.send(answer.clone());
+        }
         self.publish();
         self.notify("READY=1");
         changed.then_some(Trigger::PolicyReloaded)
@@ -1613,6 +1725,81 @@ mod tests {
             };
             assert_eq!(ports.iter().collect::<Vec<_>>(), halves, "{family}");
         }
+    }
+
+    /// A FIFO at a fresh path: reading it blocks until someone writes.
+    fn fifo(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dockfw-fifo-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policy.toml");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo keeps no pointer.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+        path
+    }
+
+    /// Ends the read blocked on `fifo` with `text`, from a thread of its own.
+    fn feed(fifo: &Path, text: &'static str) -> std::thread::JoinHandle<()> {
+        let fifo = fifo.to_owned();
+        std::thread::spawn(move || std::fs::write(&fifo, text).unwrap())
+    }
+
+    // Real time: a blocking read keeps tokio's paused clock from advancing.
+    #[tokio::test]
+    async fn a_reload_whose_read_blocks_leaves_the_loop_repairing_drift() {
+        let path = fifo("reload");
+        let h = start_with(path.clone(), Duration::from_millis(100));
+        settle(0.5).await;
+        let (tx, mut rx) = oneshot::channel();
+        h.reload.send(tx).await.unwrap();
+        settle(0.3).await;
+        simulate::apply(
+            &mut h.firewall.tables.lock().unwrap()[0],
+            "-F DOCKER-USER\n-F DOCKFW-INBOUND\n",
+        )
+        .unwrap();
+        let mut status = h.status.clone();
+        let repaired = tokio::time::timeout(
+            Duration::from_secs(5),
+            status.wait_for(|s| s.drift.repairs >= 1),
+        )
+        .await
+        .is_ok();
+        let answered_early = rx.try_recv().is_ok();
+        // Unblock the read whatever happened, so that the test ends.
+        feed(&path, "[inbound]\ndefault = \"allow\"\n")
+            .join()
+            .unwrap();
+        assert!(
+            repaired,
+            "drift was not repaired while the policy read blocked"
+        );
+        assert!(
+            !answered_early,
+            "the reload answered before its read finished"
+        );
+        let answer = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert!(matches!(answer, Ok(Ok(Ok(_)))), "{answer:?}");
+        settle(0.2).await;
+        assert_eq!(h.status.borrow().policy.default, "allow");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_policy_read_that_blocks_at_start_gives_deny_all_in_bounded_time() {
+        let path = fifo("start");
+        let state = path.with_file_name("state");
+        let started = Instant::now();
+        let start = starting_policy_within(&path, &state, Duration::from_millis(200)).await;
+        let waited = started.elapsed();
+        feed(&path, "").join().unwrap();
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+        assert_eq!(start.policy, policy::deny_all());
+        assert!(start.fallback.unwrap_or_default().contains("deny all"));
+        let errors = start.errors.unwrap_or_default();
+        assert!(errors.contains("did not finish within 200ms"), "{errors}");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]

@@ -476,7 +476,7 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         log_drops,
     } = args;
     let state = StateDir::lock(&state_dir)?;
-    let start = daemon::starting_policy(&config, &state_dir);
+    let start = daemon::starting_policy_within(&config, &state_dir, daemon::START_READ_LIMIT).await;
     let endpoint = endpoint_from_env();
     let docker = Arc::new(BollardSource::new(endpoint.clone()));
     let backend = resolve(backend, &docker).await;
