@@ -30,6 +30,26 @@ pub struct Status {
     /// serve; a failing one is retried, the firewall never waits for it.
     #[serde(default)]
     pub endpoints: Vec<EndpointStatus>,
+    /// What [`Status::bounded`] left out to keep the document within
+    /// [`MAX_DOCUMENT_BYTES`]; all zero when nothing was.
+    #[serde(default)]
+    pub omitted: Omitted,
+}
+
+/// Entries left out of a status document too large to send whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Omitted {
+    pub ports: usize,
+    pub host_network: usize,
+    pub rejected: usize,
+    /// Entries of `drops.ports`.
+    pub port_drops: usize,
+}
+
+impl Omitted {
+    fn any(&self) -> bool {
+        *self != Omitted::default()
+    }
 }
 
 /// One optional endpoint of the daemon.
@@ -288,6 +308,110 @@ impl Status {
     }
 }
 
+/// The largest status document sent whole (one JSON line on the control
+/// socket); the client reads no more.
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+/// Longest Docker-supplied name or text kept in a status document, in
+/// characters; the rest is cut and replaced by a marker (`…+N`).
+pub const MAX_NAME_CHARS: usize = 256;
+/// Longest error text kept in a status document, in characters.
+const MAX_ERROR_CHARS: usize = 64 * 1024;
+/// How [`MAX_DOCUMENT_BYTES`] is shared by the lists that grow with the
+/// engine (serialized bytes); the rest (a few error texts of at most
+/// [`MAX_ERROR_CHARS`], counters) fits in what is left.
+const PORTS_BUDGET: usize = 10 * 1024 * 1024;
+const PORT_DROPS_BUDGET: usize = 2 * 1024 * 1024;
+const HOST_NETWORK_BUDGET: usize = 1024 * 1024;
+const REJECTED_BUDGET: usize = 1024 * 1024;
+
+/// `text` cut to `max` characters, the cut marked `…+N` (N characters cut).
+pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((at, _)) => {
+            let cut = text[at..].chars().count();
+            std::borrow::Cow::Owned(format!("{}…+{cut}", &text[..at]))
+        }
+    }
+}
+
+fn shorten_in_place(text: &mut String, max: usize) {
+    if let std::borrow::Cow::Owned(short) = shorten(text, max) {
+        *text = short;
+    }
+}
+
+/// The entries of `list` whose JSON fits in `budget` bytes, in order; the
+/// number left out.
+fn within_budget<T: Serialize>(list: &mut Vec<T>, budget: usize) -> usize {
+    let mut used = 0;
+    let kept = list
+        .iter()
+        .take_while(|entry| {
+            used += serde_json::to_vec(entry).map_or(usize::MAX / 2, |json| json.len() + 1);
+            used <= budget
+        })
+        .count();
+    let omitted = list.len() - kept;
+    list.truncate(kept);
+    omitted
+}
+
+impl Status {
+    /// This status made to fit [`MAX_DOCUMENT_BYTES`]: every name and text
+    /// Docker supplied cut to [`MAX_NAME_CHARS`], error texts to 64 Ki
+    /// characters, and the lists that grow with the engine cut to their
+    /// share, what was left out counted in `omitted`.
+    pub fn bounded(&self) -> Status {
+        let mut status = self.clone();
+        for port in &mut status.ports {
+            for text in [
+                &mut port.container,
+                &mut port.network,
+                &mut port.host_ip,
+                &mut port.proto,
+                &mut port.detail,
+                &mut port.why,
+                &mut port.gateway_mode,
+            ] {
+                shorten_in_place(text, MAX_NAME_CHARS);
+            }
+        }
+        for name in &mut status.host_network {
+            shorten_in_place(name, MAX_NAME_CHARS);
+        }
+        for r in &mut status.rejected {
+            shorten_in_place(&mut r.kind, MAX_NAME_CHARS);
+            shorten_in_place(&mut r.name, MAX_NAME_CHARS);
+            shorten_in_place(&mut r.reason, MAX_NAME_CHARS);
+        }
+        for p in &mut status.drops.ports {
+            shorten_in_place(&mut p.proto, MAX_NAME_CHARS);
+        }
+        for text in [
+            status.policy.last_error.as_mut(),
+            status.policy.fallback.as_mut(),
+            status.docker.last_error.as_mut(),
+            status.docker.version.as_mut(),
+            status.docker.api_version.as_mut(),
+            status.reconcile.error.as_mut(),
+            status.drift.last_found.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            shorten_in_place(text, MAX_ERROR_CHARS);
+        }
+        status.omitted = Omitted {
+            ports: within_budget(&mut status.ports, PORTS_BUDGET),
+            host_network: within_budget(&mut status.host_network, HOST_NETWORK_BUDGET),
+            rejected: within_budget(&mut status.rejected, REJECTED_BUDGET),
+            port_drops: within_budget(&mut status.drops.ports, PORT_DROPS_BUDGET),
+        };
+        status
+    }
+}
+
 /// Width of the label column of the header lines (`reconcile` plus a space).
 const LABEL_WIDTH: usize = 10;
 
@@ -300,6 +424,9 @@ pub fn render_text(status: &Status) -> String {
     }
     out.push('\n');
     out.push_str(&ports_table(&status.ports));
+    if status.omitted.any() {
+        out.push_str(&omitted_line(&status.omitted));
+    }
     if !status.host_network.is_empty() || !status.rejected.is_empty() {
         out.push('\n');
     }
@@ -318,6 +445,25 @@ pub fn render_text(status: &Status) -> String {
         ));
     }
     out
+}
+
+/// What a status too large to send whole left out, in words.
+fn omitted_line(omitted: &Omitted) -> String {
+    let parts: Vec<String> = [
+        (omitted.ports, "port rows"),
+        (omitted.host_network, "host-network containers"),
+        (omitted.rejected, "rejected objects"),
+        (omitted.port_drops, "per-port drop counts"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{} {what}", thousands(*n as u64)))
+    .collect();
+    format!(
+        "… not shown (the status document is bounded to {} MiB): {}\n",
+        MAX_DOCUMENT_BYTES / (1024 * 1024),
+        parts.join(", ")
+    )
 }
 
 /// `text` with every control character (ESC, newline, carriage return, ...)
@@ -585,10 +731,14 @@ fn ports_table(ports: &[PortStatus]) -> String {
     rows.iter().map(|row| table_line(row, &widths)).collect()
 }
 
+/// Longest container or network name in the table, in characters; the
+/// rest is cut, marked `…+N` (`--json` has up to [`MAX_NAME_CHARS`]).
+const TABLE_NAME_CHARS: usize = 64;
+
 fn port_row(port: &PortStatus) -> [String; 7] {
     [
-        port.container.clone(),
-        port.network.clone(),
+        shorten(&port.container, TABLE_NAME_CHARS).into_owned(),
+        shorten(&port.network, TABLE_NAME_CHARS).into_owned(),
         port.host_addr(),
         port.container_port.to_string(),
         port.proto.clone(),
@@ -696,6 +846,7 @@ mod tests {
             drift: DriftStatus::default(),
             drops: DropsStatus::default(),
             endpoints: vec![],
+            omitted: Omitted::default(),
         }
     }
 
@@ -960,6 +1111,66 @@ no published ports
         let row = port("web", "::", 80, Verdict::Open, "");
         assert_eq!(row.host_addr(), "[::]:80");
         assert_eq!(port_row(&row)[5], "open");
+    }
+
+    #[test]
+    fn names_are_cut_with_a_marker_counting_what_was_cut() {
+        assert_eq!(shorten("short", 8), "short");
+        assert_eq!(shorten("exactly8", 8), "exactly8");
+        assert_eq!(shorten("ninechars", 8), "ninechar…+1");
+        assert_eq!(shorten("\u{e9}\u{e9}\u{e9}\u{e9}", 2), "\u{e9}\u{e9}…+2");
+        let mut status = healthy();
+        status.ports[0].container = "c".repeat(1000);
+        let text = render_text(&status);
+        let expected = format!("{}…+936 ", "c".repeat(64));
+        assert!(text.contains(&expected), "{text}");
+        let bounded = status.bounded();
+        assert_eq!(
+            bounded.ports[0].container,
+            format!("{}…+744", "c".repeat(MAX_NAME_CHARS))
+        );
+        assert_eq!(bounded.omitted, Omitted::default());
+        assert!(!render_text(&bounded).contains("not shown"));
+    }
+
+    #[test]
+    fn a_status_far_over_the_bound_is_cut_to_it_and_says_what_it_left_out() {
+        // 4,000 ports of containers with 300-character names of control
+        // characters (6 bytes each in JSON): about 30 MB unbounded.
+        let long = "\u{1b}".repeat(300);
+        let mut status = healthy();
+        status.ports = (0..4_000u32)
+            .map(|i| PortStatus {
+                container: format!("{long}{i}"),
+                network: long.clone(),
+                why: long.clone(),
+                ..port("x", "0.0.0.0", (i % 65535) as u16, Verdict::Blocked, &long)
+            })
+            .collect();
+        status.host_network = vec![long.clone(); 2_000];
+        status.rejected = vec![
+            RejectedStatus {
+                kind: "network".into(),
+                name: long.clone(),
+                reason: long.clone(),
+            };
+            2_000
+        ];
+        status.drops.ports = vec![PortDrops::default(); 100_000];
+        status.policy.last_error = Some("e".repeat(10_000_000));
+        let bounded = status.bounded();
+        let json = serde_json::to_vec(&bounded).expect("json");
+        assert!(json.len() < MAX_DOCUMENT_BYTES, "{} bytes", json.len());
+        let o = &bounded.omitted;
+        assert!(serde_json::to_vec(&status).expect("json").len() > 2 * MAX_DOCUMENT_BYTES);
+        assert_eq!(o.ports + bounded.ports.len(), 4_000);
+        assert!(
+            o.ports > 0 && o.host_network > 0 && o.rejected > 0 && o.port_drops > 0,
+            "{o:?}"
+        );
+        let text = render_text(&bounded);
+        assert!(text.contains("… not shown (the status document is bounded to 16 MiB): "));
+        assert!(text.contains(&format!("{} port rows", thousands(o.ports as u64))));
     }
 
     #[test]
