@@ -39,7 +39,8 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// One status entry per endpoint, all waiting for the first pass.
+    /// One status entry per endpoint, all waiting for the first pass: the
+    /// control socket at index 0, the metrics at 1.
     fn waiting(&self) -> Vec<EndpointStatus> {
         let mut all = vec![EndpointStatus::waiting(
             "control",
@@ -166,7 +167,8 @@ impl Bound {
     }
 
     fn entry(&self) -> EndpointStatus {
-        self.states.borrow()[self.index].clone()
+        let all = self.states.borrow();
+        all.get(self.index).cloned().unwrap_or_default()
     }
 }
 
