@@ -166,7 +166,7 @@ impl Trigger {
 
 /// The policy the daemon starts with, and, when the file did not validate,
 /// what it enforces instead and why.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StartPolicy {
     pub policy: Policy,
     /// The text that validated, kept as the last good policy.
@@ -175,7 +175,14 @@ pub struct StartPolicy {
     pub fallback: Option<String>,
     /// The file's errors, when it was refused.
     pub errors: Option<String>,
+    /// A read of the file that had not finished in time: the loop applies
+    /// its result, as a reload's, when it ends.
+    pub unfinished: Option<UnfinishedRead>,
 }
+
+/// A policy read still running on a blocking thread.
+#[derive(Debug)]
+pub struct UnfinishedRead(tokio::task::JoinHandle<PolicyRead>);
 
 /// The policy at `path`; if it does not validate, the last good one kept in
 /// `state_dir`; if there is none, deny all inbound. Never "no policy".
@@ -190,22 +197,27 @@ pub const START_READ_LIMIT: Duration = Duration::from_secs(2);
 /// [`starting_policy`], the file read off the runtime's threads and waited
 /// for at most `limit`: a read that has not finished by then (a FIFO with
 /// no writer, a hung mount) is a policy that could not be read, so the last
-/// good one, or deny all, is enforced; a reload reads the file again.
+/// good one, or deny all, is enforced; the read goes on, and the loop
+/// applies its result when it ends ([`StartPolicy::unfinished`]).
 pub async fn starting_policy_within(path: &Path, state_dir: &Path, limit: Duration) -> StartPolicy {
     let file = path.to_owned();
-    let read = tokio::task::spawn_blocking(move || policy::parse_with_text(&file));
-    let parsed = match tokio::time::timeout(limit, read).await {
+    let mut read = tokio::task::spawn_blocking(move || policy::parse_with_text(&file));
+    let parsed = match tokio::time::timeout(limit, &mut read).await {
         Ok(Ok(parsed)) => parsed,
         Ok(Err(joined)) => Err(unreadable(path, std::io::Error::other(joined.to_string()))),
         Err(_) => {
             let slow = format!(
-                "the read did not finish within {} (a FIFO, a hung mount?)",
+                "the read did not finish within {} (a FIFO, a hung mount?); \
+                 it is applied if it ends",
                 humantime::format_duration(limit)
             );
-            Err(unreadable(
+            let error = unreadable(
                 path,
                 std::io::Error::new(std::io::ErrorKind::TimedOut, slow),
-            ))
+            );
+            let mut start = starting_policy_from(Err(error), state_dir);
+            start.unfinished = Some(UnfinishedRead(read));
+            return start;
         }
     };
     starting_policy_from(parsed, state_dir)
@@ -231,6 +243,7 @@ pub fn starting_policy_from(
                 text: Some(text),
                 fallback: None,
                 errors: None,
+                unfinished: None,
             };
         }
         Err(e) => error_chain(&e),
@@ -252,6 +265,7 @@ pub fn starting_policy_from(
         text: None,
         fallback: Some(fallback),
         errors: Some(errors),
+        unfinished: None,
     }
 }
 
@@ -573,6 +587,9 @@ struct Reconciler<D, F> {
     /// Publishes `status` to the control socket after every change.
     status_tx: watch::Sender<Status>,
     retry: Backoff,
+    /// The start's policy read, if it had not finished in time; taken by
+    /// `run`, which applies it when it ends.
+    unfinished_read: Option<UnfinishedRead>,
 }
 
 impl<D: DockerSource, F: Backend> Reconciler<D, F> {
@@ -607,6 +624,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             status,
             status_tx,
             retry: Backoff::new(Duration::from_millis(500), DOCKER_BACKOFF_MAX),
+            unfinished_read: start.unfinished,
         };
         this.note_policy_loaded(start.text.as_deref());
         if let Some(fallback) = start.fallback {
@@ -635,7 +653,10 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         // wedged loop stops feeding it and systemd restarts the service.
         let watchdog = sdnotify::watchdog_interval().map(|i| i / 2);
         let mut next_feed = Instant::now();
-        let mut reads = PolicyReads::default();
+        let mut reads = PolicyReads {
+            in_flight: self.unfinished_read.take().map(|read| read.0),
+            ..PolicyReads::default()
+        };
         loop {
             if let Some(first) = pending.take() {
                 // Leading edge: no wait before the first change. Whatever
@@ -1387,6 +1408,7 @@ mod tests {
             text: None,
             fallback: None,
             errors: None,
+            unfinished: None,
         };
         let task = tokio::spawn(run(
             config,
@@ -1787,18 +1809,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_policy_read_that_blocks_at_start_gives_deny_all_in_bounded_time() {
+    async fn a_policy_read_that_blocks_at_start_gives_deny_all_in_bounded_time_then_its_result() {
         let path = fifo("start");
         let state = path.with_file_name("state");
         let started = Instant::now();
         let start = starting_policy_within(&path, &state, Duration::from_millis(200)).await;
         let waited = started.elapsed();
-        feed(&path, "").join().unwrap();
+        feed(&path, "[inbound]\ndefault = \"allow\"\n")
+            .join()
+            .unwrap();
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
         assert_eq!(start.policy, policy::deny_all());
         assert!(start.fallback.unwrap_or_default().contains("deny all"));
         let errors = start.errors.unwrap_or_default();
         assert!(errors.contains("did not finish within 200ms"), "{errors}");
+        // The read went on; its result is there for the loop to apply.
+        let read = start.unfinished.expect("the unfinished read is handed on");
+        let (late, _) = read.0.await.expect("joined").expect("the policy validates");
+        assert_eq!(late.default, Default::Allow);
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 

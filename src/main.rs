@@ -244,7 +244,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         match command {
             Command::Daemon {
                 config,
@@ -288,7 +288,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             | Command::GenerateMan { .. }
             | Command::GenerateCompletions { .. } => Ok(ExitCode::SUCCESS),
         }
-    })
+    });
+    // A policy read blocked on a FIFO or a hung mount never ends: do not
+    // wait for it to exit (dropping the runtime would, for ever).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
 }
 
 /// The documented command: the CLI without its hidden commands, which

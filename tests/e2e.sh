@@ -1383,6 +1383,51 @@ case_fc_status_bidi() {
     grep -qF '\u{202e}' <<<"$out" || fail "the override is not shown escaped: $out"
 }
 
+# A policy path whose read blocks (a FIFO with no writer, as on a hung mount) neither keeps
+# dockfw from protecting at start (deny all, no last good policy kept) nor stalls the loop:
+# drift is repaired while the read blocks (and a SIGHUP waits behind it), the policy
+# applies once the read ends, and SIGTERM stops the daemon while a read blocks.
+case_fc_policy_fifo() {
+    need_dockfw
+    lab_run web -p 80:80 || fail "cannot start web"
+    lab_run db -p 5432:80 || fail "cannot start db"
+    wait_for 5 handshake a "$LAB_A_GW4" 80 || fail "lab: 80 takes no handshake without dockfw"
+    wait_for 5 handshake a "$LAB_A_GW4" 5432 || fail "lab: 5432 takes no handshake without dockfw"
+    local fifo="$LAB_DIR/fifo-policy.toml" web
+    web="$(policy_web)" || fail "no policy"
+    rm -f "$fifo"
+    mkfifo "$fifo" || fail "mkfifo"
+    dockfw_start "$fifo" || fail "daemon did not start with a policy path that blocks"
+    [[ "$(dfw_status | jq -r .policy.fallback)" == *"deny all"* ]] ||
+        fail "no deny-all fallback: $(dfw_status | jq -c .policy)"
+    [[ "$(dfw_status | jq -r .policy.last_error)" == *"did not finish"* ]] ||
+        fail "status does not say why: $(dfw_status | jq -c .policy)"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 takes a handshake under deny all"; fi
+    if handshake a "$LAB_A_GW4" 80; then fail "80 takes a handshake under deny all"; fi
+    # A reload asked for while the read blocks, then drift: repaired all the same.
+    kill -HUP "$(dfw_pid)" || fail "cannot send SIGHUP"
+    sleep 0.5
+    local repairs; repairs="$(dfw_status | jq -r .drift.repairs)" || fail "no status"
+    if lab_ns nft list table inet dockfw >/dev/null 2>&1; then
+        lab_ns nft flush chain inet dockfw forward || fail "cannot flush the nft chain"
+    else
+        lab_ns iptables -F DOCKER-USER || fail "cannot flush DOCKER-USER"
+    fi
+    wait_for 5 eval '(($(dfw_status | jq -r .drift.repairs) > repairs))' ||
+        fail "drift not repaired while the reload's read blocks"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 takes a handshake after the repair"; fi
+    # The read ends: the policy applies (80 allowed, 5432 denied).
+    timeout 5 sh -c 'cat "$1" >"$2"' sh "$web" "$fifo" || fail "nobody reads the FIFO"
+    web_policy_in_force() { [[ "$(dfw_status | jq -r '"\(.policy.allow_entries) \(.policy.fallback)"')" == "1 null" ]]; }
+    wait_for 10 web_policy_in_force ||
+        fail "the reload did not apply: $(dfw_status | jq -c .policy)"
+    wait_for 5 handshake a "$LAB_A_GW4" 80 || fail "80 (now allowed) takes no handshake"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 (denied) takes a handshake"; fi
+    # The SIGHUP's own read now blocks on the FIFO: SIGTERM is still prompt.
+    local pid; pid="$(dfw_pid)" || fail "the daemon died"
+    term_and_wait "$pid" 3 || fail "SIGTERM did not stop the daemon within 3 s while a policy read blocks"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1418,6 +1463,7 @@ CASES=(
     drops_logged
     fc_metrics_port_taken
     fc_status_bidi
+    fc_policy_fifo
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
