@@ -517,7 +517,7 @@ mod tests {
     #[tokio::test]
     async fn a_scrape_waits_behind_slow_clients_holding_every_place_and_is_answered() {
         let limits = Limits {
-            header_timeout: Duration::from_millis(800),
+            header_timeout: Duration::from_millis(1500),
             ..Limits::default()
         };
         let server = server(limits).await;
