@@ -13,7 +13,7 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{error, info};
 
 use dockfw::control::{self, ControlError, Request, Response};
 use dockfw::daemon::{self, Channels, Config, RulesetWatch};
@@ -25,7 +25,7 @@ use dockfw::firewall::nftables::Nftables;
 use dockfw::inventory::Inventory;
 use dockfw::policy::{self, Policy, PolicyError};
 use dockfw::ruleset::{Family, Ruleset};
-use dockfw::state::{DEFAULT_STATE_DIR, StateDir};
+use dockfw::state::{DEFAULT_STATE_DIR, StateDir, StateError};
 use dockfw::status::{Status, escape, render_text};
 
 const DEFAULT_CONFIG: &str = "/etc/dockfw/policy.toml";
@@ -479,7 +479,7 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         metrics_listen,
         log_drops,
     } = args;
-    let state = StateDir::lock(&state_dir)?;
+    let state = lock_state_dir(&state_dir)?;
     let start = daemon::starting_policy_within(&config, &state_dir, daemon::START_READ_LIMIT).await;
     let endpoint = endpoint_from_env();
     let docker = Arc::new(BollardSource::new(endpoint.clone()));
@@ -499,7 +499,11 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         reload_tx.clone(),
         shutdown.clone(),
     ));
-    spawn_signal_handlers(reload_tx, shutdown.clone())?;
+    if let Err(e) = spawn_signal_handlers(reload_tx, shutdown.clone()) {
+        // Protection does not wait for it: SIGTERM then ends the process as
+        // by default (the rules stay), SIGHUP is lost; `dockfw reload` works.
+        error!("{e:#}; running without signal handlers");
+    }
     info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), ?backend, "dockfw starting ({})", summary(&start.policy));
     let channels = Channels {
         reload: reload_rx,
@@ -511,7 +515,6 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         log_drops,
         ..Config::new(config, endpoint)
     };
-    let state = Some(state);
     match backend {
         BackendChoice::Nftables => {
             let fw = Nftables::new();
@@ -524,6 +527,24 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     }
     let _ = server.await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The state directory, locked; refused when another daemon holds it. A
+/// directory that cannot be used otherwise (a read-only or full disk at
+/// boot) does not stop protection: the daemon runs without it, loudly.
+fn lock_state_dir(dir: &Path) -> Result<Option<StateDir>> {
+    match StateDir::lock(dir) {
+        Ok(state) => Ok(Some(state)),
+        Err(e @ StateError::AlreadyRunning { .. }) => Err(e.into()),
+        Err(e) => {
+            error!(
+                error = %daemon::error_chain(&e),
+                "STATE DIRECTORY UNUSABLE: protecting without it (no last good policy kept, \
+                 no bridges remembered for the next boot, no lock against a second daemon)"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// `auto` made concrete: nftables where the engine reports its nftables

@@ -1428,6 +1428,20 @@ case_fc_policy_fifo() {
     term_and_wait "$pid" 3 || fail "SIGTERM did not stop the daemon within 3 s while a policy read blocks"
 }
 
+# A state directory that cannot be used (here a path that is a file; at boot a read-only or
+# full disk) does not keep dockfw from protecting: it runs without it, and says so.
+case_fc_state_dir_unusable() {
+    need_dockfw
+    lab_run db -p 5432:80 || fail "cannot start db"
+    wait_for 5 handshake a "$LAB_A_GW4" 5432 || fail "lab: 5432 takes no handshake without dockfw"
+    local file="$LAB_DIR/state-is-a-file"
+    echo "not a directory" >"$file" || fail "cannot write $file"
+    DOCKFW_STATE_DIR="$file" dockfw_start "$(policy_web)" ||
+        fail "daemon did not start with an unusable state directory"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 (denied) takes a handshake"; fi
+    grep -q 'STATE DIRECTORY UNUSABLE' "$LAB_DFW_LOG" || fail "the log does not say so"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1464,6 +1478,7 @@ CASES=(
     fc_metrics_port_taken
     fc_status_bidi
     fc_policy_fifo
+    fc_state_dir_unusable
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
