@@ -49,8 +49,9 @@ use crate::status::Status;
 
 /// Longest request line the server reads; anything longer is refused.
 pub const MAX_REQUEST_BYTES: u64 = 64 * 1024;
-/// Longest response line the client reads (a status with many ports is big).
-const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// Longest response line the client reads: the daemon bounds its status
+/// document below this ([`Status::bounded`]), with room for the envelope.
+const MAX_RESPONSE_BYTES: u64 = crate::status::MAX_DOCUMENT_BYTES as u64 + 64 * 1024;
 /// How long a client may hold a connection before its request line is in;
 /// short, because until then it holds one of the [`Limits`] places.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -546,7 +547,8 @@ async fn read_request(read: impl AsyncRead + Unpin) -> Result<Request, String> {
 
 async fn dispatch(request: Request, uid: Option<u32>, handles: &Handles) -> Response {
     match request {
-        Request::Status => Response::Status(Box::new(handles.status.borrow().clone())),
+        // Bounded: a document over the client's limit would reach no one.
+        Request::Status => Response::Status(Box::new(handles.status.borrow().bounded())),
         Request::Reload if !uid.is_some_and(may_reload) => {
             Response::Error("reload requires root".to_string())
         }
@@ -802,6 +804,41 @@ mod tests {
             .await
             .expect("status");
         assert_eq!(response, Response::Status(Box::new(sample_status())));
+    }
+
+    #[tokio::test]
+    async fn a_status_over_the_size_bound_still_reaches_the_client_bounded() {
+        let running = start("huge-status");
+        let mut status = sample_status();
+        // 20,000 ports of 1,000-character names: about 50 MB as JSON.
+        status.ports = (0..20_000u16)
+            .map(|port| crate::status::PortStatus {
+                container: format!("{}{port}", "n".repeat(1000)),
+                network: "m".repeat(1000),
+                host_ip: "0.0.0.0".into(),
+                host_port: port,
+                container_port: 80,
+                proto: "tcp".into(),
+                verdict: crate::status::Verdict::Blocked,
+                detail: "d".repeat(1000),
+                why: "w".repeat(1000),
+                gateway_mode: String::new(),
+            })
+            .collect();
+        running.status.send_replace(status.clone());
+        let response = request(&running.path, &Request::Status)
+            .await
+            .expect("status");
+        let Response::Status(got) = response else {
+            panic!("not a status: {response:?}");
+        };
+        assert_eq!(*got, status.bounded());
+        assert!(got.omitted.ports > 0, "nothing left out");
+        assert!(
+            got.ports[0].container.ends_with("…+745"),
+            "{}",
+            got.ports[0].container
+        );
     }
 
     #[tokio::test]

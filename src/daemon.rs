@@ -185,7 +185,7 @@ impl Trigger {
 
 /// The policy the daemon starts with, and, when the file did not validate,
 /// what it enforces instead and why.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct StartPolicy {
     pub policy: Policy,
     /// The text that validated, kept as the last good policy.
@@ -194,12 +194,59 @@ pub struct StartPolicy {
     pub fallback: Option<String>,
     /// The file's errors, when it was refused.
     pub errors: Option<String>,
+    /// A read of the file that had not finished in time: the loop applies
+    /// its result, as a reload's, when it ends.
+    pub unfinished: Option<UnfinishedRead>,
 }
+
+/// A policy read still running on a blocking thread.
+#[derive(Debug)]
+pub struct UnfinishedRead(tokio::task::JoinHandle<PolicyRead>);
 
 /// The policy at `path`; if it does not validate, the last good one kept in
 /// `state_dir`; if there is none, deny all inbound. Never "no policy".
 pub fn starting_policy(path: &Path, state_dir: &Path) -> StartPolicy {
     starting_policy_from(policy::parse_with_text(path), state_dir)
+}
+
+/// How long the daemon waits at start for the policy file to be read: a
+/// FIFO or a hung mount must not hold up protection.
+pub const START_READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// [`starting_policy`], the file read off the runtime's threads and waited
+/// for at most `limit`: a read that has not finished by then (a FIFO with
+/// no writer, a hung mount) is a policy that could not be read, so the last
+/// good one, or deny all, is enforced; the read goes on, and the loop
+/// applies its result when it ends ([`StartPolicy::unfinished`]).
+pub async fn starting_policy_within(path: &Path, state_dir: &Path, limit: Duration) -> StartPolicy {
+    let file = path.to_owned();
+    let mut read = tokio::task::spawn_blocking(move || policy::parse_with_text(&file));
+    let parsed = match tokio::time::timeout(limit, &mut read).await {
+        Ok(Ok(parsed)) => parsed,
+        Ok(Err(joined)) => Err(unreadable(path, std::io::Error::other(joined.to_string()))),
+        Err(_) => {
+            let slow = format!(
+                "the read did not finish within {} (a FIFO, a hung mount?); \
+                 it is applied if it ends",
+                humantime::format_duration(limit)
+            );
+            let error = unreadable(
+                path,
+                std::io::Error::new(std::io::ErrorKind::TimedOut, slow),
+            );
+            let mut start = starting_policy_from(Err(error), state_dir);
+            start.unfinished = Some(UnfinishedRead(read));
+            return start;
+        }
+    };
+    starting_policy_from(parsed, state_dir)
+}
+
+fn unreadable(path: &Path, source: std::io::Error) -> policy::PolicyError {
+    policy::PolicyError::Read {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// [`starting_policy`] for a policy already read and validated (e.g. from
@@ -215,6 +262,7 @@ pub fn starting_policy_from(
                 text: Some(text),
                 fallback: None,
                 errors: None,
+                unfinished: None,
             };
         }
         Err(e) => error_chain(&e),
@@ -236,6 +284,7 @@ pub fn starting_policy_from(
         text: None,
         fallback: Some(fallback),
         errors: Some(errors),
+        unfinished: None,
     }
 }
 
@@ -316,6 +365,78 @@ pub async fn run<D: DockerSource, F: Backend>(
     shutdown.cancel();
     tracker.wait().await;
     info!("stopped; installed rules stay in force");
+}
+
+/// A policy file read and validated, or why not.
+type PolicyRead = Result<(Policy, String), policy::PolicyError>;
+
+/// Most reload requests waiting for the read after the one in flight; more
+/// are answered at once that a reload is already waiting.
+const MAX_QUEUED_RELOADS: usize = 64;
+
+/// The policy reads of reloads, off the loop: a read that blocks (a FIFO,
+/// a hung mount) holds its requests, never the loop, which keeps repairing
+/// and feeding the watchdog meanwhile.
+#[derive(Debug, Default)]
+struct PolicyReads {
+    /// The read in flight, on a blocking thread.
+    in_flight: Option<tokio::task::JoinHandle<PolicyRead>>,
+    /// The requests the read in flight answers.
+    answering: Vec<ReloadRequest>,
+    /// Requests made after it started: they get a read of their own, so
+    /// that each sees the file as it was when asked.
+    queued: Vec<ReloadRequest>,
+}
+
+impl PolicyReads {
+    /// Take a reload request; true when it started a read.
+    fn request(&mut self, reply: ReloadRequest, path: &Path) -> bool {
+        if self.in_flight.is_none() {
+            self.answering.push(reply);
+            self.start(path);
+            return true;
+        }
+        if self.queued.len() >= MAX_QUEUED_RELOADS {
+            let _ = reply.send(Err("a reload is already waiting for the policy file".into()));
+        } else {
+            self.queued.push(reply);
+        }
+        false
+    }
+
+    fn start(&mut self, path: &Path) {
+        let path = path.to_owned();
+        debug!(path = %path.display(), "reading the policy");
+        self.in_flight = Some(tokio::task::spawn_blocking(move || {
+            policy::parse_with_text(&path)
+        }));
+    }
+
+    /// The result of the read in flight; never, while there is none.
+    async fn done(&mut self) -> PolicyRead {
+        let Some(read) = &mut self.in_flight else {
+            return std::future::pending().await;
+        };
+        let joined = read.await;
+        self.in_flight = None;
+        joined.unwrap_or_else(|e| {
+            Err(policy::PolicyError::Read {
+                path: PathBuf::from("policy"),
+                source: std::io::Error::other(format!("policy reader failed: {e}")),
+            })
+        })
+    }
+
+    /// The requests the finished read answers; starts the next read for
+    /// those queued meanwhile.
+    fn finish(&mut self, path: &Path) -> Vec<ReloadRequest> {
+        let answered = std::mem::take(&mut self.answering);
+        if !self.queued.is_empty() {
+            self.answering = std::mem::take(&mut self.queued);
+            self.start(path);
+        }
+        answered
+    }
 }
 
 /// How long re-subscribing waits at most: a booting host's engine should
@@ -485,6 +606,9 @@ struct Reconciler<D, F> {
     /// Publishes `status` to the control socket after every change.
     status_tx: watch::Sender<Status>,
     retry: Backoff,
+    /// The start's policy read, if it had not finished in time; taken by
+    /// `run`, which applies it when it ends.
+    unfinished_read: Option<UnfinishedRead>,
 }
 
 impl<D: DockerSource, F: Backend> Reconciler<D, F> {
@@ -520,6 +644,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             status,
             status_tx,
             retry: Backoff::new(Duration::from_millis(500), DOCKER_BACKOFF_MAX),
+            unfinished_read: start.unfinished,
         };
         this.note_policy_loaded(start.text.as_deref());
         if let Some(fallback) = start.fallback {
@@ -548,6 +673,10 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         // wedged loop stops feeding it and systemd restarts the service.
         let watchdog = sdnotify::watchdog_interval().map(|i| i / 2);
         let mut next_feed = Instant::now();
+        let mut reads = PolicyReads {
+            in_flight: self.unfinished_read.take().map(|read| read.0),
+            ..PolicyReads::default()
+        };
         loop {
             if let Some(first) = pending.take() {
                 // Leading edge: no wait before the first change. Whatever
@@ -638,10 +767,16 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             pending = tokio::select! {
                 () = shutdown.cancelled() => return,
                 Some(trigger) = triggers.recv() => Some(trigger),
-                Some(reply) = reloads.recv() => tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    trigger = self.reload(reply) => trigger,
-                },
+                Some(reply) = reloads.recv() => {
+                    if reads.request(reply, &self.config.policy_path) {
+                        self.notify(&sdnotify::reloading());
+                    }
+                    None
+                }
+                parsed = reads.done() => {
+                    let replies = reads.finish(&self.config.policy_path);
+                    self.reload(parsed, replies)
+                }
                 () = tokio::time::sleep_until(next_check) => Some(if self.status.reconcile.error.is_some() {
                     Trigger::Retry
                 } else {
@@ -704,15 +839,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .collect()
     }
 
-    /// Re-read the policy (off the loop's thread); keep the old one if the
-    /// new one is invalid. Returns a trigger when the policy in force changed.
-    async fn reload(&mut self, reply: ReloadRequest) -> Option<Trigger> {
-        self.notify(&sdnotify::reloading());
-        let path = self.config.policy_path.clone();
-        let parsed = tokio::task::spawn_blocking(move || policy::parse_with_text(&path))
-            .await
-            .map_err(|e| format!("policy reader failed: {e}"))
-            .and_then(|parsed| parsed.map_err(|e| error_chain(&e)));
+    /// Apply a policy read for the reload requests in `replies` (the old
+    /// one stays if the new one is invalid) and answer them. Returns a
+    /// trigger when the policy in force changed.
+    fn reload(&mut self, parsed: PolicyRead, replies: Vec<ReloadRequest>) -> Option<Trigger> {
+        let parsed = parsed.map_err(|e| error_chain(&e));
         let path = self.config.policy_path.display().to_string();
         let answer = match parsed {
             Ok((policy, text)) => {
@@ -728,7 +859,9 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             }
         };
         let changed = answer.is_ok();
-        let _ = reply.send(answer);
+        for reply in replies {
+            let _ = reply.send(answer.clone());
+        }
         self.publish();
         self.notify("READY=1");
         changed.then_some(Trigger::PolicyReloaded)
@@ -1310,6 +1443,7 @@ mod tests {
             text: None,
             fallback: None,
             errors: None,
+            unfinished: None,
         };
         let task = tokio::spawn(run(
             config,
@@ -1678,6 +1812,87 @@ mod tests {
             };
             assert_eq!(ports.iter().collect::<Vec<_>>(), halves, "{family}");
         }
+    }
+
+    /// A FIFO at a fresh path: reading it blocks until someone writes.
+    fn fifo(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("dockfw-fifo-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("policy.toml");
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo keeps no pointer.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+        path
+    }
+
+    /// Ends the read blocked on `fifo` with `text`, from a thread of its own.
+    fn feed(fifo: &Path, text: &'static str) -> std::thread::JoinHandle<()> {
+        let fifo = fifo.to_owned();
+        std::thread::spawn(move || std::fs::write(&fifo, text).unwrap())
+    }
+
+    // Real time: a blocking read keeps tokio's paused clock from advancing.
+    #[tokio::test]
+    async fn a_reload_whose_read_blocks_leaves_the_loop_repairing_drift() {
+        let path = fifo("reload");
+        let h = start_with(path.clone(), Duration::from_millis(100));
+        settle(0.5).await;
+        let (tx, mut rx) = oneshot::channel();
+        h.reload.send(tx).await.unwrap();
+        settle(0.3).await;
+        simulate::apply(
+            &mut h.firewall.tables.lock().unwrap()[0],
+            "-F DOCKER-USER\n-F DOCKFW-INBOUND\n",
+        )
+        .unwrap();
+        let mut status = h.status.clone();
+        let repaired = tokio::time::timeout(
+            Duration::from_secs(5),
+            status.wait_for(|s| s.drift.repairs >= 1),
+        )
+        .await
+        .is_ok();
+        let answered_early = rx.try_recv().is_ok();
+        // Unblock the read whatever happened, so that the test ends.
+        feed(&path, "[inbound]\ndefault = \"allow\"\n")
+            .join()
+            .unwrap();
+        assert!(
+            repaired,
+            "drift was not repaired while the policy read blocked"
+        );
+        assert!(
+            !answered_early,
+            "the reload answered before its read finished"
+        );
+        let answer = tokio::time::timeout(Duration::from_secs(5), rx).await;
+        assert!(matches!(answer, Ok(Ok(Ok(_)))), "{answer:?}");
+        settle(0.2).await;
+        assert_eq!(h.status.borrow().policy.default, "allow");
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_policy_read_that_blocks_at_start_gives_deny_all_in_bounded_time_then_its_result() {
+        let path = fifo("start");
+        let state = path.with_file_name("state");
+        let started = Instant::now();
+        let start = starting_policy_within(&path, &state, Duration::from_millis(200)).await;
+        let waited = started.elapsed();
+        feed(&path, "[inbound]\ndefault = \"allow\"\n")
+            .join()
+            .unwrap();
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+        assert_eq!(start.policy, policy::deny_all());
+        assert!(start.fallback.unwrap_or_default().contains("deny all"));
+        let errors = start.errors.unwrap_or_default();
+        assert!(errors.contains("did not finish within 200ms"), "{errors}");
+        // The read went on; its result is there for the loop to apply.
+        let read = start.unfinished.expect("the unfinished read is handed on");
+        let (late, _) = read.0.await.expect("joined").expect("the policy validates");
+        assert_eq!(late.default, Default::Allow);
+        std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 
     #[test]

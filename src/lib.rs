@@ -22,6 +22,9 @@
 //! - [`nfmonitor`]: the netlink watch that reports nf_tables ruleset changes.
 //! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`control`]: the Unix-socket control protocol (server and client).
+//! - [`endpoints`]: starts the control socket and the metrics after the
+//!   first pass, retries their binds and reports them; never a condition
+//!   of protection.
 //! - [`state`]: what survives a restart under `/var/lib/dockfw` (last good
 //!   policy, bridges last seen, the engine's firewall last seen) and the lock
 //!   against a second daemon.
@@ -34,6 +37,7 @@ pub mod control;
 pub mod daemon;
 pub mod docker;
 pub mod drops;
+pub mod endpoints;
 pub mod explain;
 pub mod firewall;
 pub mod inventory;

@@ -13,19 +13,20 @@ use clap::{CommandFactory as _, Parser, Subcommand};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use dockfw::choice::{BackendKind, Chosen, EngineFirewall, Requested, choose};
-use dockfw::control::{self, ControlError, Handles, Request, Response};
+use dockfw::control::{self, ControlError, Request, Response};
 use dockfw::daemon::{self, Channels, Config, RulesetWatch};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
+use dockfw::endpoints::Endpoints;
 use dockfw::firewall::Backend;
 use dockfw::firewall::iptables::Iptables;
 use dockfw::firewall::nftables::Nftables;
 use dockfw::inventory::Inventory;
 use dockfw::policy::{self, Policy, PolicyError};
 use dockfw::ruleset::{Family, Ruleset};
-use dockfw::state::{DEFAULT_STATE_DIR, StateDir};
+use dockfw::state::{DEFAULT_STATE_DIR, StateDir, StateError};
 use dockfw::status::{Status, escape, render_text};
 
 const DEFAULT_CONFIG: &str = "/etc/dockfw/policy.toml";
@@ -244,7 +245,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(async move {
+    let outcome = runtime.block_on(async move {
         match command {
             Command::Daemon {
                 config,
@@ -288,7 +289,11 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             | Command::GenerateMan { .. }
             | Command::GenerateCompletions { .. } => Ok(ExitCode::SUCCESS),
         }
-    })
+    });
+    // A policy read blocked on a FIFO or a hung mount never ends: do not
+    // wait for it to exit (dropping the runtime would, for ever).
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
 }
 
 /// The documented command: the CLI without its hidden commands, which
@@ -475,8 +480,8 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         metrics_listen,
         log_drops,
     } = args;
-    let state = StateDir::lock(&state_dir)?;
-    let start = daemon::starting_policy(&config, &state_dir);
+    let state = lock_state_dir(&state_dir)?;
+    let start = daemon::starting_policy_within(&config, &state_dir, daemon::START_READ_LIMIT).await;
     let endpoint = endpoint_from_env();
     let docker = Arc::new(BollardSource::new(endpoint.clone()));
     let remembered = dockfw::state::engine_firewall(&state_dir);
@@ -493,23 +498,26 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         }
         None => {}
     }
-    let listener = control::bind(&socket)?;
     let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = mpsc::channel(8);
     let (status_tx, status_rx) = watch::channel(Status::default());
-    let handles = Handles {
-        status: status_rx,
-        reload: reload_tx.clone(),
+    // The control socket and the metrics start after the first pass and
+    // retry in the background: the firewall never waits for them.
+    let endpoints = Endpoints {
+        socket: socket.clone(),
+        metrics: metrics_listen,
     };
-    if let Some(addr) = metrics_listen {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
-        let status = handles.status.clone();
-        tokio::spawn(dockfw::metrics::serve(listener, status, shutdown.clone()));
+    let server = tokio::spawn(dockfw::endpoints::run(
+        endpoints,
+        status_rx,
+        reload_tx.clone(),
+        shutdown.clone(),
+    ));
+    if let Err(e) = spawn_signal_handlers(reload_tx, shutdown.clone()) {
+        // Protection does not wait for it: SIGTERM then ends the process as
+        // by default (the rules stay), SIGHUP is lost; `dockfw reload` works.
+        error!("{e:#}; running without signal handlers");
     }
-    let server = tokio::spawn(control::serve(listener, handles, shutdown.clone()));
-    spawn_signal_handlers(reload_tx, shutdown.clone())?;
     info!(policy = %config.display(), %endpoint, socket = %socket.display(), state = %state_dir.display(), backend = %chosen.backend, why = %chosen.why, "dockfw starting ({})", summary(&start.policy));
     let channels = Channels {
         reload: reload_rx,
@@ -522,7 +530,6 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         backend: Some(chosen.clone()),
         ..Config::new(config, endpoint)
     };
-    let state = Some(state);
     match chosen.backend {
         BackendKind::Nftables => {
             let fw = Nftables::new();
@@ -535,6 +542,24 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     }
     let _ = server.await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The state directory, locked; refused when another daemon holds it. A
+/// directory that cannot be used otherwise (a read-only or full disk at
+/// boot) does not stop protection: the daemon runs without it, loudly.
+fn lock_state_dir(dir: &Path) -> Result<Option<StateDir>> {
+    match StateDir::lock(dir) {
+        Ok(state) => Ok(Some(state)),
+        Err(e @ StateError::AlreadyRunning { .. }) => Err(e.into()),
+        Err(e) => {
+            error!(
+                error = %daemon::error_chain(&e),
+                "STATE DIRECTORY UNUSABLE: protecting without it (no last good policy kept, \
+                 no bridges remembered for the next boot, no lock against a second daemon)"
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// The backend to drive and why (see [`dockfw::choice::choose`]), and what

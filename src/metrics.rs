@@ -2,27 +2,78 @@
 //! daemon's [`Status`] in the Prometheus text exposition format, served to
 //! whoever scrapes it; nothing is pushed anywhere.
 //!
-//! [`render`] is pure (the status document in, the text out); [`serve`] is
-//! a minimal HTTP/1.0 responder for `GET /metrics` on a TCP listener, with
-//! the same connection caps and timeouts spirit as the control socket: one
-//! request, one answer, close.
+//! [`render`] is pure (the status document in, the text out); [`serve`]
+//! answers `GET` and `HEAD` of `/metrics` (any query string) with hyper's
+//! HTTP/1 server, one request per connection. A connection must send its
+//! request head within [`Limits::header_timeout`]; at most
+//! [`Limits::serving`] are answered at once, up to [`Limits::queued`] more
+//! wait for a place (a flood of slow clients delays a scrape, it does not
+//! shut it out), and one peer address holds at most [`Limits::per_peer`]
+//! of those places. Only a connection over a bound is closed unanswered.
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{ALLOW, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::status::{Status, Verdict};
 
 /// Upper bounds (seconds) of the reconcile-duration histogram's buckets.
 pub const DURATION_BUCKETS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
-/// Most scrapes answered at once; more wait for a slot.
-const MAX_CONNECTIONS: usize = 16;
-/// How long a scraper may take to send its request or take the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// The Prometheus text format's media type.
+const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The longest request head read (hyper's least is 8 KiB); a scrape's is a
+/// few hundred bytes.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// How long the accept loop pauses after a failed accept (out of
+/// descriptors and the like) rather than spin on it.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// How many scrapes are answered, and wait, at once, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections answered at once.
+    pub serving: usize,
+    /// Connections waiting for one of those places; more are closed.
+    pub queued: usize,
+    /// Places (answered or waiting) one peer address may hold.
+    pub per_peer: usize,
+    /// How long a connection may take to send its request head.
+    pub header_timeout: Duration,
+    /// How long a connection may wait for a place.
+    pub queue_timeout: Duration,
+    /// How long one connection may last once answered (a reader that does
+    /// not take the answer).
+    pub answer_timeout: Duration,
+}
+
+impl Default for Limits {
+    /// 16 answered and 64 waiting: at most 80 descriptors; Prometheus'
+    /// default scrape timeout (10 s) covers a wait behind one round of
+    /// slow clients.
+    fn default() -> Self {
+        Limits {
+            serving: 16,
+            queued: 64,
+            per_peer: 8,
+            header_timeout: Duration::from_secs(3),
+            queue_timeout: Duration::from_secs(8),
+            answer_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Counts of reconcile passes, kept in the status document for `/metrics`.
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -191,53 +242,333 @@ pub fn render(status: &Status) -> String {
     out
 }
 
-/// Answer `GET /metrics` from the latest status until `shutdown`.
+/// [`serve_with`] the default [`Limits`].
 pub async fn serve(
     listener: TcpListener,
     status: watch::Receiver<Status>,
     shutdown: CancellationToken,
 ) {
-    // Bounds the scrapes answered at once; a flood waits, it never piles up.
-    let slots = std::sync::Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    serve_with(listener, status, shutdown, Limits::default()).await;
+}
+
+/// Answer `/metrics` from the latest status until `shutdown`, within `limits`.
+pub async fn serve_with(
+    listener: TcpListener,
+    status: watch::Receiver<Status>,
+    shutdown: CancellationToken,
+    limits: Limits,
+) {
+    let admission = Arc::new(Admission::new(limits));
+    let tracker = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
+            () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((stream, _)) = accepted else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "metrics: accept failed");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(ACCEPT_PAUSE) => continue,
+                }
+            }
+        };
+        // Over a bound: dropped, so closed at once.
+        let Some(place) = admission.admit(peer.ip()) else {
+            tracing::debug!(%peer, "metrics: too many connections, closing");
             continue;
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            continue; // dropped: closed at once
-        };
-        let body = render(&status.borrow());
-        tokio::spawn(async move {
-            let _permit = permit;
-            let _ = tokio::time::timeout(IO_TIMEOUT, answer(stream, body)).await;
+        let status = status.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = answer(stream, status, place, limits) => {}
+            }
         });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// Wait for a place to answer, then answer one request on `stream`.
+async fn answer(stream: TcpStream, status: watch::Receiver<Status>, place: Place, limits: Limits) {
+    let serving = Arc::clone(&place.admission.serving);
+    let Ok(Ok(_serving)) =
+        tokio::time::timeout(limits.queue_timeout, serving.acquire_owned()).await
+    else {
+        return; // waited too long: closed
+    };
+    let service = hyper::service::service_fn(move |request| {
+        let response = respond(&request, &status.borrow());
+        async move { Ok::<_, Infallible>(response) }
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(false);
+    let connection = http.serve_connection(TokioIo::new(stream), service);
+    match tokio::time::timeout(limits.answer_timeout, connection).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::debug!(%error, "metrics: connection ended"),
+        Err(_) => tracing::debug!("metrics: connection took too long, closed"),
     }
 }
 
-async fn answer(mut stream: tokio::net::TcpStream, body: String) -> std::io::Result<()> {
-    let mut request = [0u8; 1024];
-    let n = stream.read(&mut request).await?;
-    let line = String::from_utf8_lossy(&request[..n]);
-    let response = if line.starts_with("GET /metrics ") || line.starts_with("GET /metrics\r") {
-        format!(
-            "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
+/// The answer to one request: the metrics for `GET`/`HEAD /metrics`
+/// (whatever the query), 405 for another method there, 404 elsewhere.
+fn respond<B>(request: &Request<B>, status: &Status) -> Response<Full<Bytes>> {
+    let builder = Response::builder();
+    let response = if request.uri().path() != "/metrics" {
+        builder.status(StatusCode::NOT_FOUND).body(Full::default())
+    } else if request.method() == Method::GET || request.method() == Method::HEAD {
+        // hyper sends no body for HEAD, and the length of GET's.
+        builder
+            .header(CONTENT_TYPE, CONTENT_TYPE_TEXT)
+            .body(Full::new(Bytes::from(render(status))))
     } else {
-        "HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_owned()
+        builder
+            .status(StatusCode::METHOD_NOT_ALLOWED)
+            .header(ALLOW, "GET, HEAD")
+            .body(Full::default())
     };
-    stream.write_all(response.as_bytes()).await?;
-    stream.shutdown().await
+    response.unwrap_or_else(|_| Response::new(Full::default()))
+}
+
+/// Which accepted connections get a place (answered, or waiting for that).
+#[derive(Debug)]
+struct Admission {
+    limits: Limits,
+    /// Places to be answered in, [`Limits::serving`] of them; a connection
+    /// holds one while hyper serves it. Fair: the first to wait is the
+    /// first served.
+    serving: Arc<Semaphore>,
+    /// Places held (answered or waiting), in all and per peer address; a
+    /// std mutex, only held to change a count (never across an await), as
+    /// [`Place`]'s `Drop` gives its place back.
+    held: Mutex<Held>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    by_peer: HashMap<IpAddr, usize>,
+}
+
+impl Admission {
+    fn new(limits: Limits) -> Self {
+        Admission {
+            limits,
+            serving: Arc::new(Semaphore::new(limits.serving)),
+            held: Mutex::new(Held::default()),
+        }
+    }
+
+    /// A place for one more connection from `peer`, or `None` over a bound.
+    fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Place> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let of_peer = held.by_peer.get(&peer).copied().unwrap_or(0);
+        if held.total >= self.limits.serving + self.limits.queued || of_peer >= self.limits.per_peer
+        {
+            return None;
+        }
+        held.total += 1;
+        held.by_peer.insert(peer, of_peer + 1);
+        Some(Place {
+            admission: Arc::clone(self),
+            peer,
+        })
+    }
+}
+
+/// One connection's place; given back when dropped, however it ends.
+#[derive(Debug)]
+struct Place {
+    /// The counts this place is part of; shared so `Drop` can give it back.
+    admission: Arc<Admission>,
+    peer: IpAddr,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut held = self
+            .admission
+            .held
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        held.total -= 1;
+        if let Some(n) = held.by_peer.get_mut(&self.peer) {
+            *n -= 1;
+            if *n == 0 {
+                held.by_peer.remove(&self.peer);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A metrics server on 127.0.0.1 with `limits`, stopped on drop.
+    struct Server {
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            self.shutdown.cancel();
+        }
+    }
+
+    async fn server(limits: Limits) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut status = Status::default();
+        status
+            .reconcile
+            .passes
+            .observe(Duration::from_millis(3), false);
+        let (_tx, rx) = watch::channel(status);
+        let shutdown = CancellationToken::new();
+        tokio::spawn(serve_with(listener, rx, shutdown.clone(), limits));
+        // The sender may go: the receiver keeps the last status.
+        Server { addr, shutdown }
+    }
+
+    /// A connection to `to` from `from` (any 127.0.0.0/8 address).
+    async fn connect(from: &str, to: SocketAddr) -> TcpStream {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        let from: IpAddr = from.parse().expect("address");
+        socket.bind(SocketAddr::new(from, 0)).expect("bind source");
+        socket.connect(to).await.expect("connect")
+    }
+
+    /// Sends `parts` with a pause between them; returns all that came back.
+    async fn exchange(from: &str, to: SocketAddr, parts: &[&str]) -> String {
+        let mut stream = connect(from, to).await;
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            stream.write_all(part.as_bytes()).await.expect("write");
+        }
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer));
+        read.await.expect("answered in time").expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    fn scrape(path: &str) -> String {
+        format!("GET {path} HTTP/1.1\r\nHost: dockfw\r\nAccept: text/plain\r\n\r\n")
+    }
+
+    #[tokio::test]
+    async fn a_query_string_head_and_a_split_request_line_are_answered() {
+        let server = server(Limits::default()).await;
+        let with_query = exchange("127.0.0.1", server.addr, &[&scrape("/metrics?x=1&y=2")]).await;
+        assert!(
+            with_query.starts_with("HTTP/1.1 200 OK\r\n"),
+            "{with_query}"
+        );
+        assert!(
+            with_query.contains("dockfw_reconcile_passes_total 1\n"),
+            "{with_query}"
+        );
+        assert!(
+            with_query.contains("text/plain; version=0.0.4"),
+            "{with_query}"
+        );
+        let head = exchange(
+            "127.0.0.1",
+            server.addr,
+            &["HEAD /metrics HTTP/1.1\r\nHost: dockfw\r\n\r\n"],
+        )
+        .await;
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.ends_with("\r\n\r\n"), "HEAD got a body: {head}");
+        let split = exchange(
+            "127.0.0.1",
+            server.addr,
+            &["GET /met", "rics HTTP/1.1\r\nHo", "st: dockfw\r\n\r\n"],
+        )
+        .await;
+        assert!(split.starts_with("HTTP/1.1 200 OK\r\n"), "{split}");
+        let old = exchange("127.0.0.1", server.addr, &["GET /metrics HTTP/1.0\r\n\r\n"]).await;
+        assert!(old.starts_with("HTTP/1.0 200 OK\r\n"), "{old}");
+        let elsewhere = exchange("127.0.0.1", server.addr, &[&scrape("/")]).await;
+        assert!(elsewhere.starts_with("HTTP/1.1 404"), "{elsewhere}");
+        let post = exchange(
+            "127.0.0.1",
+            server.addr,
+            &["POST /metrics HTTP/1.1\r\nHost: d\r\nContent-Length: 0\r\n\r\n"],
+        )
+        .await;
+        assert!(post.starts_with("HTTP/1.1 405"), "{post}");
+    }
+
+    #[tokio::test]
+    async fn a_scrape_waits_behind_slow_clients_holding_every_place_and_is_answered() {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(1500),
+            ..Limits::default()
+        };
+        let server = server(limits).await;
+        // One more slow client than there are places, each from its own
+        // address (so no per-peer cap applies): half send half a request
+        // line, half nothing at all.
+        let mut slow = Vec::new();
+        for i in 0..=limits.serving {
+            let mut stream = connect(&format!("127.0.0.{}", 10 + i), server.addr).await;
+            if i % 2 == 0 {
+                stream.write_all(b"GET /metr").await.expect("write");
+            }
+            slow.push(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = tokio::time::Instant::now();
+        let answer = exchange("127.0.0.1", server.addr, &[&scrape("/metrics")]).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(500),
+            "answered before a place was free: the slow clients held none"
+        );
+        // The slow clients were closed by the header timeout.
+        for mut stream in slow {
+            let mut rest = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest));
+            assert!(read.await.is_ok(), "a slow client is still connected");
+        }
+    }
+
+    #[tokio::test]
+    async fn one_peer_holds_at_most_its_share_and_others_are_answered_at_once() {
+        let server = server(Limits::default()).await;
+        let mut held = Vec::new();
+        for _ in 0..Limits::default().per_peer {
+            let mut stream = connect("127.0.0.2", server.addr).await;
+            stream.write_all(b"GET /").await.expect("write");
+            held.push(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Over its share: closed at once, unanswered.
+        let mut over = connect("127.0.0.2", server.addr).await;
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(1), over.read_to_end(&mut answer));
+        assert!(read.await.is_ok(), "over the cap, yet kept open");
+        assert!(answer.is_empty());
+        let started = tokio::time::Instant::now();
+        let scrape = exchange("127.0.0.1", server.addr, &[&scrape("/metrics")]).await;
+        assert!(scrape.starts_with("HTTP/1.1 200 OK\r\n"), "{scrape}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative_and_names_follow_conventions() {

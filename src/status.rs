@@ -29,6 +29,66 @@ pub struct Status {
     /// The firewall backend the daemon drives and why (`auto`'s choice).
     #[serde(default)]
     pub backend: Option<crate::choice::Chosen>,
+    /// The optional endpoints (control socket, metrics) and whether they
+    /// serve; a failing one is retried, the firewall never waits for it.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointStatus>,
+    /// What [`Status::bounded`] left out to keep the document within
+    /// [`MAX_DOCUMENT_BYTES`]; all zero when nothing was.
+    #[serde(default)]
+    pub omitted: Omitted,
+}
+
+/// Entries left out of a status document too large to send whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Omitted {
+    pub ports: usize,
+    pub host_network: usize,
+    pub rejected: usize,
+    /// Entries of `drops.ports`.
+    pub port_drops: usize,
+}
+
+impl Omitted {
+    fn any(&self) -> bool {
+        *self != Omitted::default()
+    }
+}
+
+/// One optional endpoint of the daemon.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    /// `control` (the socket `dockfw status` asks) or `metrics`.
+    pub name: String,
+    /// The socket's path, or the metrics' `ADDR:PORT`.
+    pub address: String,
+    pub state: EndpointState,
+    /// Why the last bind failed, while `failing`.
+    pub error: Option<String>,
+    /// Binds that failed since the daemon started.
+    pub failures: u64,
+}
+
+/// Where an optional endpoint is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointState {
+    /// Not bound yet: endpoints start after the first pass.
+    #[default]
+    Waiting,
+    Listening,
+    /// The last bind failed; retried with backoff.
+    Failing,
+}
+
+impl EndpointStatus {
+    pub fn waiting(name: &str, address: String) -> Self {
+        EndpointStatus {
+            name: name.to_owned(),
+            address,
+            ..EndpointStatus::default()
+        }
+    }
 }
 
 /// New connections dropped since the daemon started, per policy entry and
@@ -251,6 +311,110 @@ impl Status {
     }
 }
 
+/// The largest status document sent whole (one JSON line on the control
+/// socket); the client reads no more.
+pub const MAX_DOCUMENT_BYTES: usize = 16 * 1024 * 1024;
+/// Longest Docker-supplied name or text kept in a status document, in
+/// characters; the rest is cut and replaced by a marker (`…+N`).
+pub const MAX_NAME_CHARS: usize = 256;
+/// Longest error text kept in a status document, in characters.
+const MAX_ERROR_CHARS: usize = 64 * 1024;
+/// How [`MAX_DOCUMENT_BYTES`] is shared by the lists that grow with the
+/// engine (serialized bytes); the rest (a few error texts of at most
+/// [`MAX_ERROR_CHARS`], counters) fits in what is left.
+const PORTS_BUDGET: usize = 10 * 1024 * 1024;
+const PORT_DROPS_BUDGET: usize = 2 * 1024 * 1024;
+const HOST_NETWORK_BUDGET: usize = 1024 * 1024;
+const REJECTED_BUDGET: usize = 1024 * 1024;
+
+/// `text` cut to `max` characters, the cut marked `…+N` (N characters cut).
+pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => std::borrow::Cow::Borrowed(text),
+        Some((at, _)) => {
+            let cut = text[at..].chars().count();
+            std::borrow::Cow::Owned(format!("{}…+{cut}", &text[..at]))
+        }
+    }
+}
+
+fn shorten_in_place(text: &mut String, max: usize) {
+    if let std::borrow::Cow::Owned(short) = shorten(text, max) {
+        *text = short;
+    }
+}
+
+/// The entries of `list` whose JSON fits in `budget` bytes, in order; the
+/// number left out.
+fn within_budget<T: Serialize>(list: &mut Vec<T>, budget: usize) -> usize {
+    let mut used = 0;
+    let kept = list
+        .iter()
+        .take_while(|entry| {
+            used += serde_json::to_vec(entry).map_or(usize::MAX / 2, |json| json.len() + 1);
+            used <= budget
+        })
+        .count();
+    let omitted = list.len() - kept;
+    list.truncate(kept);
+    omitted
+}
+
+impl Status {
+    /// This status made to fit [`MAX_DOCUMENT_BYTES`]: every name and text
+    /// Docker supplied cut to [`MAX_NAME_CHARS`], error texts to 64 Ki
+    /// characters, and the lists that grow with the engine cut to their
+    /// share, what was left out counted in `omitted`.
+    pub fn bounded(&self) -> Status {
+        let mut status = self.clone();
+        for port in &mut status.ports {
+            for text in [
+                &mut port.container,
+                &mut port.network,
+                &mut port.host_ip,
+                &mut port.proto,
+                &mut port.detail,
+                &mut port.why,
+                &mut port.gateway_mode,
+            ] {
+                shorten_in_place(text, MAX_NAME_CHARS);
+            }
+        }
+        for name in &mut status.host_network {
+            shorten_in_place(name, MAX_NAME_CHARS);
+        }
+        for r in &mut status.rejected {
+            shorten_in_place(&mut r.kind, MAX_NAME_CHARS);
+            shorten_in_place(&mut r.name, MAX_NAME_CHARS);
+            shorten_in_place(&mut r.reason, MAX_NAME_CHARS);
+        }
+        for p in &mut status.drops.ports {
+            shorten_in_place(&mut p.proto, MAX_NAME_CHARS);
+        }
+        for text in [
+            status.policy.last_error.as_mut(),
+            status.policy.fallback.as_mut(),
+            status.docker.last_error.as_mut(),
+            status.docker.version.as_mut(),
+            status.docker.api_version.as_mut(),
+            status.reconcile.error.as_mut(),
+            status.drift.last_found.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            shorten_in_place(text, MAX_ERROR_CHARS);
+        }
+        status.omitted = Omitted {
+            ports: within_budget(&mut status.ports, PORTS_BUDGET),
+            host_network: within_budget(&mut status.host_network, HOST_NETWORK_BUDGET),
+            rejected: within_budget(&mut status.rejected, REJECTED_BUDGET),
+            port_drops: within_budget(&mut status.drops.ports, PORT_DROPS_BUDGET),
+        };
+        status
+    }
+}
+
 /// Width of the label column of the header lines (`reconcile` plus a space).
 const LABEL_WIDTH: usize = 10;
 
@@ -263,6 +427,9 @@ pub fn render_text(status: &Status) -> String {
     }
     out.push('\n');
     out.push_str(&ports_table(&status.ports));
+    if status.omitted.any() {
+        out.push_str(&omitted_line(&status.omitted));
+    }
     if !status.host_network.is_empty() || !status.rejected.is_empty() {
         out.push('\n');
     }
@@ -283,22 +450,77 @@ pub fn render_text(status: &Status) -> String {
     out
 }
 
+/// What a status too large to send whole left out, in words.
+fn omitted_line(omitted: &Omitted) -> String {
+    let parts: Vec<String> = [
+        (omitted.ports, "port rows"),
+        (omitted.host_network, "host-network containers"),
+        (omitted.rejected, "rejected objects"),
+        (omitted.port_drops, "per-port drop counts"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{} {what}", thousands(*n as u64)))
+    .collect();
+    format!(
+        "… not shown (the status document is bounded to {} MiB): {}\n",
+        MAX_DOCUMENT_BYTES / (1024 * 1024),
+        parts.join(", ")
+    )
+}
+
 /// `text` with every control character (ESC, newline, carriage return, ...)
-/// written as a visible escape, so that a name Docker reports cannot move
-/// the cursor, recolour the terminal or forge table rows.
+/// and every invisible format character (bidi overrides and isolates, zero
+/// widths, the line and paragraph separators: see [`is_format`]) written
+/// as a visible escape (`\u{202e}`), so that a name Docker reports cannot
+/// move the cursor, recolour the terminal, forge table rows or reorder what
+/// the reader sees.
 pub fn escape(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    let hidden = |c: char| c.is_control() || is_format(c);
+    if !text.chars().any(hidden) {
         return std::borrow::Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        if c.is_control() {
+        if hidden(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// Unicode general category Cf (format: bidi embeddings, overrides and
+/// isolates U+202A–U+202E and U+2066–U+2069, marks U+200E/U+200F and
+/// U+061C, zero widths, the BOM, tag characters, ...; as of Unicode 16),
+/// plus the line and paragraph separators U+2028/U+2029 (Zl, Zp), which
+/// some terminals and viewers break lines at.
+pub fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061C}'
+            | '\u{06DD}'
+            | '\u{070F}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08E2}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
+    )
 }
 
 /// The labelled lines above the table; an empty label continues the line above.
@@ -335,10 +557,35 @@ fn header_lines(status: &Status) -> Vec<(&'static str, String)> {
     if let Some(line) = port_drops_line(&status.drops) {
         lines.push(("", line));
     }
+    if let Some(line) = endpoints_line(&status.endpoints) {
+        lines.push(("endpoints", line));
+    }
     lines
         .into_iter()
         .map(|(label, line)| (label, escape(&line).into_owned()))
         .collect()
+}
+
+/// `control /run/dockfw/dockfw.sock listening; metrics 0.0.0.0:9469
+/// FAILING (3 binds failed, retrying): cannot listen on ...`.
+fn endpoints_line(endpoints: &[EndpointStatus]) -> Option<String> {
+    let each: Vec<String> = endpoints
+        .iter()
+        .map(|e| {
+            let state = match e.state {
+                EndpointState::Waiting => "waiting for the first pass".to_owned(),
+                EndpointState::Listening => "listening".to_owned(),
+                EndpointState::Failing => format!(
+                    "FAILING ({} bind{} failed, retrying): {}",
+                    e.failures,
+                    if e.failures == 1 { "" } else { "s" },
+                    e.error.as_deref().unwrap_or("unknown error")
+                ),
+            };
+            format!("{} {} {state}", e.name, e.address)
+        })
+        .collect();
+    (!each.is_empty()).then(|| each.join("; "))
 }
 
 fn drift_line(drift: &DriftStatus) -> String {
@@ -493,10 +740,14 @@ fn ports_table(ports: &[PortStatus]) -> String {
     rows.iter().map(|row| table_line(row, &widths)).collect()
 }
 
+/// Longest container or network name in the table, in characters; the
+/// rest is cut, marked `…+N` (`--json` has up to [`MAX_NAME_CHARS`]).
+const TABLE_NAME_CHARS: usize = 64;
+
 fn port_row(port: &PortStatus) -> [String; 7] {
     [
-        port.container.clone(),
-        port.network.clone(),
+        shorten(&port.container, TABLE_NAME_CHARS).into_owned(),
+        shorten(&port.network, TABLE_NAME_CHARS).into_owned(),
         port.host_addr(),
         port.container_port.to_string(),
         port.proto.clone(),
@@ -604,6 +855,8 @@ mod tests {
             drift: DriftStatus::default(),
             drops: DropsStatus::default(),
             backend: None,
+            endpoints: vec![],
+            omitted: Omitted::default(),
         }
     }
 
@@ -695,6 +948,68 @@ warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect
             text.contains("rejected: network \"\\u{1b}]0;pwned\\u{7}\": bridge interface name")
         );
         assert!(text.contains("container \"h\\rx\""));
+    }
+
+    #[test]
+    fn a_failing_endpoint_is_shown_with_why_and_how_often() {
+        let mut status = healthy();
+        status.endpoints = vec![
+            EndpointStatus {
+                state: EndpointState::Listening,
+                ..EndpointStatus::waiting("control", "/run/dockfw/dockfw.sock".into())
+            },
+            EndpointStatus {
+                state: EndpointState::Failing,
+                error: Some("cannot listen on 0.0.0.0:9469: Address in use".into()),
+                failures: 3,
+                ..EndpointStatus::waiting("metrics", "0.0.0.0:9469".into())
+            },
+        ];
+        let text = render_text(&status);
+        assert!(
+            text.contains(
+                "endpoints control /run/dockfw/dockfw.sock listening; metrics 0.0.0.0:9469 \
+                 FAILING (3 binds failed, retrying): cannot listen on 0.0.0.0:9469: Address in use\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).expect("json");
+        assert_eq!(json["endpoints"][1]["state"], "failing");
+        assert_eq!(json["endpoints"][1]["failures"], 3);
+    }
+
+    #[test]
+    fn bidi_and_other_format_characters_in_docker_names_are_shown_escaped() {
+        let mut status = healthy();
+        // Renders as "web" then, right to left, a forged "22:0.0.0.0".
+        status.ports[0].container = "web\u{202E}22:0.0.0.0\u{202C}".to_string();
+        status.ports[1].network = "shop\u{2066}x\u{2069}\u{200E}\u{200F}\u{061C}".to_string();
+        status.host_network = vec!["zero\u{200B}width\u{FEFF}\u{2028}sep".to_string()];
+        status.rejected = vec![RejectedStatus {
+            kind: "network".into(),
+            name: "tag\u{E0041}\u{00AD}".into(),
+            reason: "refused".into(),
+        }];
+        let text = render_text(&status);
+        for c in text.chars() {
+            assert!(!is_format(c), "raw U+{:04X} in:\n{text}", u32::from(c));
+        }
+        assert!(text.contains("web\\u{202e}22:0.0.0.0\\u{202c}"), "{text}");
+        assert!(
+            text.contains("shop\\u{2066}x\\u{2069}\\u{200e}\\u{200f}\\u{61c}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("zero\\u{200b}width\\u{feff}\\u{2028}sep"),
+            "{text}"
+        );
+        assert!(text.contains("tag\\u{e0041}\\u{ad}"), "{text}");
+        // Letters of every script stay as they are.
+        assert_eq!(
+            escape("caf\u{e9}-\u{5e9}\u{5dc}\u{5d5}\u{5dd}-\u{65e5}"),
+            "caf\u{e9}-\u{5e9}\u{5dc}\u{5d5}\u{5dd}-\u{65e5}"
+        );
+        assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]
@@ -829,6 +1144,66 @@ no published ports
         let row = port("web", "::", 80, Verdict::Open, "");
         assert_eq!(row.host_addr(), "[::]:80");
         assert_eq!(port_row(&row)[5], "open");
+    }
+
+    #[test]
+    fn names_are_cut_with_a_marker_counting_what_was_cut() {
+        assert_eq!(shorten("short", 8), "short");
+        assert_eq!(shorten("exactly8", 8), "exactly8");
+        assert_eq!(shorten("ninechars", 8), "ninechar…+1");
+        assert_eq!(shorten("\u{e9}\u{e9}\u{e9}\u{e9}", 2), "\u{e9}\u{e9}…+2");
+        let mut status = healthy();
+        status.ports[0].container = "c".repeat(1000);
+        let text = render_text(&status);
+        let expected = format!("{}…+936 ", "c".repeat(64));
+        assert!(text.contains(&expected), "{text}");
+        let bounded = status.bounded();
+        assert_eq!(
+            bounded.ports[0].container,
+            format!("{}…+744", "c".repeat(MAX_NAME_CHARS))
+        );
+        assert_eq!(bounded.omitted, Omitted::default());
+        assert!(!render_text(&bounded).contains("not shown"));
+    }
+
+    #[test]
+    fn a_status_far_over_the_bound_is_cut_to_it_and_says_what_it_left_out() {
+        // 4,000 ports of containers with 300-character names of control
+        // characters (6 bytes each in JSON): about 30 MB unbounded.
+        let long = "\u{1b}".repeat(300);
+        let mut status = healthy();
+        status.ports = (0..4_000u32)
+            .map(|i| PortStatus {
+                container: format!("{long}{i}"),
+                network: long.clone(),
+                why: long.clone(),
+                ..port("x", "0.0.0.0", (i % 65535) as u16, Verdict::Blocked, &long)
+            })
+            .collect();
+        status.host_network = vec![long.clone(); 2_000];
+        status.rejected = vec![
+            RejectedStatus {
+                kind: "network".into(),
+                name: long.clone(),
+                reason: long.clone(),
+            };
+            2_000
+        ];
+        status.drops.ports = vec![PortDrops::default(); 100_000];
+        status.policy.last_error = Some("e".repeat(10_000_000));
+        let bounded = status.bounded();
+        let json = serde_json::to_vec(&bounded).expect("json");
+        assert!(json.len() < MAX_DOCUMENT_BYTES, "{} bytes", json.len());
+        let o = &bounded.omitted;
+        assert!(serde_json::to_vec(&status).expect("json").len() > 2 * MAX_DOCUMENT_BYTES);
+        assert_eq!(o.ports + bounded.ports.len(), 4_000);
+        assert!(
+            o.ports > 0 && o.host_network > 0 && o.rejected > 0 && o.port_drops > 0,
+            "{o:?}"
+        );
+        let text = render_text(&bounded);
+        assert!(text.contains("… not shown (the status document is bounded to 16 MiB): "));
+        assert!(text.contains(&format!("{} port rows", thousands(o.ports as u64))));
     }
 
     #[test]

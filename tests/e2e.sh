@@ -1578,6 +1578,143 @@ case_fc_boot_backend_learned() {
     expect_blocked a 4 5432; expect_blocked a 6 5432
 }
 
+# handshake CLIENT ADDR PORT — exit 0 when a TCP handshake with ADDR:PORT completes from
+# CLIENT's namespace within 1 s (a reset or a timeout is no handshake).
+handshake() {
+    ip netns exec "$(lab_client_ns "$1")" /usr/bin/python3 -c '
+import socket, sys
+socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=1).close()
+' "$2" "$3" 2>/dev/null
+}
+
+# metrics_endpoint FIELD — the metrics endpoint's FIELD in the daemon's status.
+metrics_endpoint() { dfw_status | jq -r ".endpoints[] | select(.name == \"metrics\") | .$1"; }
+
+# The firewall never depends on an optional part: with --metrics-listen on a port another
+# process holds, and then on an address the host does not have, the daemon still protects
+# (the denied port, open without dockfw, takes no handshake), status reports metrics as
+# failing, and once the port is free the metrics answer within the retry time.
+case_fc_metrics_port_taken() {
+    need_dockfw
+    lab_run db -p 5432:80 || fail "cannot start db"
+    wait_for 5 handshake a "$LAB_A_GW4" 5432 || fail "lab: 5432 takes no handshake without dockfw"
+    local holder
+    # nsenter execs python3: $! is the holder itself.
+    nsenter --net="$LAB_NSPATH" /usr/bin/python3 -c '
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 9470))
+s.listen()
+time.sleep(120)
+' &
+    holder=$!
+    # shellcheck disable=SC2064 # this holder's pid
+    trap "kill $holder 2>/dev/null || true" EXIT
+    wait_for 5 eval 'lab_ns ss -Hltn "sport = :9470" | grep -q LISTEN' || fail "the holder does not listen"
+    DOCKFW_METRICS_LISTEN=127.0.0.1:9470 dockfw_start "$(policy_web)" ||
+        fail "daemon did not start with its metrics port taken"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 (denied) takes a handshake"; fi
+    [[ "$(metrics_endpoint state)" == failing ]] || fail "status: $(dfw_status | jq -c .endpoints)"
+    [[ "$(metrics_endpoint error)" == *"in use"* ]] || fail "no reason: $(dfw_status | jq -c .endpoints)"
+    local text; text="$("$DOCKFW" status --socket "$LAB_DFW_SOCK")" || fail "dockfw status failed"
+    [[ "$text" == *"metrics 127.0.0.1:9470 FAILING"* ]] || fail "the text status does not say so: $text"
+    grep -q 'endpoint unavailable' "$LAB_DFW_LOG" || fail "nothing logged"
+    kill "$holder" || fail "cannot stop the holder"
+    wait "$holder" 2>/dev/null || true
+    # Retries are at most 8 s apart.
+    wait_for 12 lab_ns curl -sf -m 2 -o /dev/null http://127.0.0.1:9470/metrics ||
+        fail "metrics do not answer once the port is free"
+    [[ "$(metrics_endpoint state)" == listening ]] || fail "status: $(dfw_status | jq -c .endpoints)"
+    dockfw_stop
+    # An address the host does not have (as at boot before it comes up): the same.
+    dfw uninstall >&2 || fail "uninstall failed"
+    wait_for 5 handshake a "$LAB_A_GW4" 5432 || fail "5432 takes no handshake after uninstall"
+    DOCKFW_METRICS_LISTEN=192.0.2.99:9471 dockfw_start "$(policy_web)" ||
+        fail "daemon did not start with its metrics address absent"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 (denied) takes a handshake"; fi
+    [[ "$(metrics_endpoint state)" == failing && "$(metrics_endpoint error)" == *"192.0.2.99:9471"* ]] ||
+        fail "status: $(dfw_status | jq -c .endpoints)"
+}
+
+# A bidi override (U+202E) in a network name cannot reorder what `dockfw status` shows: it
+# is printed escaped, never raw.
+case_fc_status_bidi() {
+    need_dockfw
+    local rlo=$'\xe2\x80\xae'
+    local net="bidi${rlo}22:0.0.0.0"
+    if lab_docker network create "$net" >/dev/null 2>&1; then
+        lab_run bidi --network "$net" -p 8080:80 || fail "cannot start a container on the bidi network"
+    else
+        # An engine that refuses such names: the bridge name option carries it into
+        # `rejected` instead.
+        lab_net_create bidinet -o "com.docker.network.bridge.name=b${rlo}x" ||
+            fail "the engine accepts neither a network name nor a bridge name with U+202E"
+    fi
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    local out; out="$(dfw status --socket "$LAB_DFW_SOCK")" || fail "status failed"
+    [[ "$out" != *"$rlo"* ]] || fail "status printed a raw U+202E"
+    grep -qF '\u{202e}' <<<"$out" || fail "the override is not shown escaped: $out"
+}
+
+# A policy path whose read blocks (a FIFO with no writer, as on a hung mount) neither keeps
+# dockfw from protecting at start (deny all, no last good policy kept) nor stalls the loop:
+# drift is repaired while the read blocks (and a SIGHUP waits behind it), the policy
+# applies once the read ends, and SIGTERM stops the daemon while a read blocks.
+case_fc_policy_fifo() {
+    need_dockfw
+    lab_run web -p 80:80 || fail "cannot start web"
+    lab_run db -p 5432:80 || fail "cannot start db"
+    wait_for 5 handshake a "$LAB_A_GW4" 80 || fail "lab: 80 takes no handshake without dockfw"
+    wait_for 5 handshake a "$LAB_A_GW4" 5432 || fail "lab: 5432 takes no handshake without dockfw"
+    local fifo="$LAB_DIR/fifo-policy.toml" web
+    web="$(policy_web)" || fail "no policy"
+    rm -f "$fifo"
+    mkfifo "$fifo" || fail "mkfifo"
+    dockfw_start "$fifo" || fail "daemon did not start with a policy path that blocks"
+    [[ "$(dfw_status | jq -r .policy.fallback)" == *"deny all"* ]] ||
+        fail "no deny-all fallback: $(dfw_status | jq -c .policy)"
+    [[ "$(dfw_status | jq -r .policy.last_error)" == *"did not finish"* ]] ||
+        fail "status does not say why: $(dfw_status | jq -c .policy)"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 takes a handshake under deny all"; fi
+    if handshake a "$LAB_A_GW4" 80; then fail "80 takes a handshake under deny all"; fi
+    # A reload asked for while the read blocks, then drift: repaired all the same.
+    kill -HUP "$(dfw_pid)" || fail "cannot send SIGHUP"
+    sleep 0.5
+    local repairs; repairs="$(dfw_status | jq -r .drift.repairs)" || fail "no status"
+    if lab_ns nft list table inet dockfw >/dev/null 2>&1; then
+        lab_ns nft flush chain inet dockfw forward || fail "cannot flush the nft chain"
+    else
+        lab_ns iptables -F DOCKER-USER || fail "cannot flush DOCKER-USER"
+    fi
+    wait_for 5 eval '(($(dfw_status | jq -r .drift.repairs) > repairs))' ||
+        fail "drift not repaired while the reload's read blocks"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 takes a handshake after the repair"; fi
+    # The read ends: the policy applies (80 allowed, 5432 denied).
+    timeout 5 sh -c 'cat "$1" >"$2"' sh "$web" "$fifo" || fail "nobody reads the FIFO"
+    web_policy_in_force() { [[ "$(dfw_status | jq -r '"\(.policy.allow_entries) \(.policy.fallback)"')" == "1 null" ]]; }
+    wait_for 10 web_policy_in_force ||
+        fail "the reload did not apply: $(dfw_status | jq -c .policy)"
+    wait_for 5 handshake a "$LAB_A_GW4" 80 || fail "80 (now allowed) takes no handshake"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 (denied) takes a handshake"; fi
+    # The SIGHUP's own read now blocks on the FIFO: SIGTERM is still prompt.
+    local pid; pid="$(dfw_pid)" || fail "the daemon died"
+    term_and_wait "$pid" 3 || fail "SIGTERM did not stop the daemon within 3 s while a policy read blocks"
+}
+
+# A state directory that cannot be used (here a path that is a file; at boot a read-only or
+# full disk) does not keep dockfw from protecting: it runs without it, and says so.
+case_fc_state_dir_unusable() {
+    need_dockfw
+    lab_run db -p 5432:80 || fail "cannot start db"
+    wait_for 5 handshake a "$LAB_A_GW4" 5432 || fail "lab: 5432 takes no handshake without dockfw"
+    local file="$LAB_DIR/state-is-a-file"
+    echo "not a directory" >"$file" || fail "cannot write $file"
+    DOCKFW_STATE_DIR="$file" dockfw_start "$(policy_web)" ||
+        fail "daemon did not start with an unusable state directory"
+    if handshake a "$LAB_A_GW4" 5432; then fail "5432 (denied) takes a handshake"; fi
+    grep -q 'STATE DIRECTORY UNUSABLE' "$LAB_DFW_LOG" || fail "the log does not say so"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1613,6 +1750,10 @@ CASES=(
     drops_logged
     fc_boot_backend_learned
     udp
+    fc_metrics_port_taken
+    fc_status_bidi
+    fc_policy_fifo
+    fc_state_dir_unusable
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
