@@ -1573,6 +1573,7 @@ mod tests {
                 labels: std::collections::BTreeMap::new(),
                 host_network: false,
                 attachments: vec![Attachment {
+                    network_id: "docker0-id".into(),
                     network: "bridge".into(),
                     ipv4: Some("172.17.0.2".parse().unwrap()),
                     ipv6: Some("fd00::2".parse().unwrap()),
@@ -1712,6 +1713,7 @@ mod tests {
             labels: std::collections::BTreeMap::new(),
             host_network: false,
             attachments: vec![Attachment {
+                network_id: "docker0-id".into(),
                 network: "docker0".into(),
                 ipv4: Some(ipv4.parse().unwrap()),
                 ipv6: None,

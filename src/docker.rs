@@ -356,10 +356,21 @@ fn short_id(id: &str) -> &str {
 }
 
 /// Networks by id and by name, as far as the inventory cares: a bridge or some other driver.
-/// A network without an id or a name is left out (see [`identity`]).
+/// A network without an id or a name is left out (see [`identity`]). Names are not identities
+/// (Docker 20.10 lets two networks have one name): a name is only looked up for an endpoint
+/// that does not say its network's id, and one that several networks have names none.
 struct NetworkIndex<'a> {
     by_id: HashMap<&'a str, &'a Network>,
-    by_name: HashMap<&'a str, &'a Network>,
+    /// `None` for a name that more than one network has.
+    by_name: HashMap<&'a str, Option<&'a Network>>,
+}
+
+/// Which listed network an endpoint belongs to.
+enum Membership<'a> {
+    Listed(&'a Network),
+    /// Named only, by a name several networks have: which one is unknown.
+    Ambiguous,
+    Unlisted,
 }
 
 impl<'a> NetworkIndex<'a> {
@@ -371,18 +382,27 @@ impl<'a> NetworkIndex<'a> {
         for network in networks {
             if let Ok((id, name)) = identity(network) {
                 index.by_id.insert(id, network);
-                index.by_name.insert(name, network);
+                index
+                    .by_name
+                    .entry(name)
+                    .and_modify(|known| *known = None)
+                    .or_insert(Some(network));
             }
         }
         index
     }
 
     /// The network an endpoint belongs to: by id, or by name for engines that leave the id out.
-    fn get(&self, name: &str, endpoint: &EndpointSettings) -> Option<&'a Network> {
-        match endpoint.network_id.as_deref().filter(|id| !id.is_empty()) {
+    fn get(&self, name: &str, endpoint: &EndpointSettings) -> Membership<'a> {
+        let found = match endpoint.network_id.as_deref().filter(|id| !id.is_empty()) {
             Some(id) => self.by_id.get(id).copied(),
-            None => self.by_name.get(name).copied(),
-        }
+            None => match self.by_name.get(name) {
+                Some(None) => return Membership::Ambiguous,
+                Some(Some(network)) => Some(*network),
+                None => None,
+            },
+        };
+        found.map_or(Membership::Unlisted, Membership::Listed)
     }
 }
 
@@ -450,8 +470,8 @@ fn unlisted_attachment(
 ) -> Option<(String, String)> {
     let index = NetworkIndex::new(networks);
     containers.iter().find_map(|summary| {
-        let (network, _) =
-            endpoints(summary).find(|(name, endpoint)| index.get(name, endpoint).is_none())?;
+        let (network, _) = endpoints(summary)
+            .find(|(name, endpoint)| matches!(index.get(name, endpoint), Membership::Unlisted))?;
         Some((container_name(summary), network.clone()))
     })
 }
@@ -473,11 +493,11 @@ fn bridge_from(network: &Network) -> Option<Bridge> {
     })
 }
 
-/// A bridge's gateway modes by its name, if it sets either option; Docker
+/// A bridge's gateway modes by its id, if it sets either option; Docker
 /// refuses a value it does not know, so an odd one is kept as it is
 /// ([`GatewayMode::Other`], planned like `nat`).
 fn gateway_modes_from(network: &Network) -> Option<(String, GatewayModes)> {
-    let (_, name) = identity(network).ok()?;
+    let (id, _) = identity(network).ok()?;
     let options = network.options.as_ref()?;
     let mode = |option| options.get(option).cloned().map(GatewayMode::from);
     let (ipv4, ipv6) = (
@@ -491,7 +511,7 @@ fn gateway_modes_from(network: &Network) -> Option<(String, GatewayModes)> {
         ipv4: ipv4.unwrap_or_default(),
         ipv6: ipv6.unwrap_or_default(),
     };
-    Some((name.to_string(), modes))
+    Some((id.to_string(), modes))
 }
 
 /// The container, with a note in `rejected` for each field left out of it.
@@ -505,16 +525,25 @@ fn container_from(
     let mut attachments = Vec::new();
     for (network_name, endpoint) in endpoints(summary) {
         match index.get(network_name, endpoint) {
-            Some(network) if is_bridge(network) => {
-                attachments.push(attachment_from(network_name, endpoint, &mut reasons));
+            Membership::Listed(network) if is_bridge(network) => {
+                let id = identity(network).map_or("", |(id, _)| id);
+                attachments.push(attachment_from(id, network_name, endpoint, &mut reasons));
             }
-            Some(_) => {}
-            None => reasons.push(format!(
+            Membership::Listed(_) => {}
+            // Its address is kept, on no known bridge: judged by address (fail closed).
+            Membership::Ambiguous => {
+                reasons.push(format!(
+                    "attached to network {network_name:?} by name only, and several networks \
+                     have that name; judged by address"
+                ));
+                attachments.push(attachment_from("", network_name, endpoint, &mut reasons));
+            }
+            Membership::Unlisted => reasons.push(format!(
                 "attached to network {network_name:?}, which is missing from the network list"
             )),
         }
     }
-    attachments.sort_by(|a, b| a.network.cmp(&b.network));
+    attachments.sort_by(|a, b| (&a.network, &a.network_id).cmp(&(&b.network, &b.network_id)));
     let ports = published_ports(summary.ports.as_deref().unwrap_or_default(), &mut reasons);
     rejected.extend(reasons.into_iter().map(|reason| Rejected {
         kind: "container".to_string(),
@@ -563,6 +592,7 @@ fn container_name(summary: &ContainerSummary) -> String {
 }
 
 fn attachment_from(
+    network_id: &str,
     network: &str,
     endpoint: &EndpointSettings,
     reasons: &mut Vec<String>,
@@ -570,6 +600,7 @@ fn attachment_from(
     let ipv4 = endpoint.ip_address.as_deref();
     let ipv6 = endpoint.global_ipv6_address.as_deref();
     Attachment {
+        network_id: network_id.to_string(),
         network: network.to_string(),
         ipv4: address_on(network, "ipv4", ipv4, reasons),
         ipv6: address_on(network, "ipv6", ipv6, reasons),
@@ -837,17 +868,80 @@ mod tests {
             ],
         ));
         let inventory = inventory_from(&networks, &[]);
+        let (routed, future) = (&"5".repeat(64), &"6".repeat(64));
         let listed: Vec<_> = inventory.gateway_modes.keys().collect();
-        assert_eq!(listed, ["future", "routed"]);
+        assert_eq!(listed, [routed, future], "by network id");
         let mode = |network, family| inventory.gateway_mode(network, family).to_string();
-        assert_eq!(mode("routed", Family::V4), "routed");
-        assert_eq!(mode("routed", Family::V6), "nat");
-        assert_eq!(mode("future", Family::V4), "nat-unprotected");
+        assert_eq!(mode(routed, Family::V4), "routed");
+        assert_eq!(mode(routed, Family::V6), "nat");
+        assert_eq!(mode(future, Family::V4), "nat-unprotected");
         assert_eq!(
-            inventory.gateway_mode("future", Family::V6),
+            inventory.gateway_mode(future, Family::V6),
             &GatewayMode::Other("teleport".to_string())
         );
-        assert_eq!(mode("shop", Family::V4), "nat");
+        assert_eq!(mode(SHOP_ID, Family::V4), "nat");
+    }
+
+    #[test]
+    fn networks_sharing_a_name_are_told_apart_by_id() {
+        let (first, second) = (&"5".repeat(64), &"6".repeat(64));
+        let mut networks = networks();
+        networks.push(network(first, "dup", "bridge", &[]));
+        networks.push(network(
+            second,
+            "dup",
+            "bridge",
+            &[(GATEWAY_MODE_IPV4_OPTION, "routed")],
+        ));
+        let on_second = summary(
+            "cccc",
+            &["/second"],
+            "dup",
+            &[("dup", endpoint(second, "172.30.0.2", ""))],
+        );
+        let inventory = inventory_from(&networks, &[on_second]);
+        let dups: Vec<_> = inventory
+            .bridges
+            .iter()
+            .filter(|b| b.name == "dup")
+            .map(|b| b.interface.as_str())
+            .collect();
+        assert_eq!(dups, ["br-555555555555", "br-666666666666"]);
+        let attachment = &inventory.containers[0].attachments[0];
+        assert_eq!(
+            (attachment.network_id.as_str(), attachment.network.as_str()),
+            (second.as_str(), "dup")
+        );
+        assert_eq!(inventory.gateway_mode(first, Family::V4), &GatewayMode::Nat);
+        assert_eq!(
+            inventory.gateway_mode(second, Family::V4),
+            &GatewayMode::Routed
+        );
+        assert_eq!(inventory.rejected, []);
+    }
+
+    #[test]
+    fn an_endpoint_named_only_by_a_shared_name_is_judged_by_address() {
+        let mut networks = networks();
+        networks.push(network(&"5".repeat(64), "dup", "bridge", &[]));
+        networks.push(network(&"6".repeat(64), "dup", "bridge", &[]));
+        let mut nameless = endpoint("", "172.30.0.2", "");
+        nameless.network_id = None;
+        let on_dup = summary("cccc", &["/either"], "dup", &[("dup", nameless)]);
+        let inventory = inventory_from(&networks, std::slice::from_ref(&on_dup));
+        let attachment = &inventory.containers[0].attachments[0];
+        assert_eq!(attachment.network_id, "", "no bridge is it");
+        assert_eq!(attachment.ipv4, Some(Ipv4Addr::new(172, 30, 0, 2)));
+        assert_eq!(
+            inventory.rejected,
+            [note(
+                "container",
+                "either",
+                "attached to network \"dup\" by name only, and several networks have that \
+                 name; judged by address"
+            )]
+        );
+        assert_eq!(unlisted_attachment(&networks, &[on_dup]), None);
     }
 
     #[test]
@@ -890,11 +984,13 @@ mod tests {
         );
         let attachments = [
             Attachment {
+                network_id: DEFAULT_ID.into(),
                 network: "bridge".into(),
                 ipv4: Some(Ipv4Addr::new(172, 17, 0, 2)),
                 ipv6: Some("fd00:dead:beef::242:ac11:2".parse().expect("ipv6")),
             },
             Attachment {
+                network_id: CUSTOM_ID.into(),
                 network: "custom".into(),
                 ipv4: Some(Ipv4Addr::new(172, 19, 0, 2)),
                 ipv6: None,

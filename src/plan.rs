@@ -182,13 +182,14 @@ pub fn with_drop_logging(mut ruleset: Ruleset) -> Ruleset {
 }
 
 /// The bridges whose interface name may appear in rule text, by network
-/// name. A bridge with any other name is never rendered (see
+/// id (names are not identities: two networks may share one). A bridge
+/// with any other interface name is never rendered (see
 /// [`rejected_bridges`]).
 fn known_bridges(inventory: &Inventory) -> BTreeMap<&str, Iface> {
     inventory
         .bridges
         .iter()
-        .filter_map(|b| Some((b.name.as_str(), Iface::new(&b.interface).ok()?)))
+        .filter_map(|b| Some((b.id.as_str(), Iface::new(&b.interface).ok()?)))
         .collect()
 }
 
@@ -261,15 +262,16 @@ fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
     }
 }
 
-/// Addresses, in `family`, of containers attached to a bridge network whose
-/// interface is not known by a name dockfw may render.
+/// Addresses, in `family`, of containers attached to a bridge network
+/// (by id) whose interface is not known by a name dockfw may render, or
+/// to a network Docker did not identify.
 fn addresses_off_known_bridges(inventory: &Inventory, family: Family) -> BTreeSet<IpAddr> {
     let known = known_bridges(inventory);
     inventory
         .containers
         .iter()
         .flat_map(|c| c.attachments.iter())
-        .filter(|a| !known.contains_key(a.network.as_str()))
+        .filter(|a| !known.contains_key(a.network_id.as_str()))
         .filter_map(|a| address_in(a, family))
         .collect()
 }
@@ -827,7 +829,7 @@ fn gateway(
     let modes: BTreeSet<&GatewayMode> = container
         .attachments
         .iter()
-        .map(|a| inventory.gateway_mode(&a.network, family))
+        .map(|a| inventory.gateway_mode(&a.network_id, family))
         .filter(|mode| match mode {
             GatewayMode::Nat | GatewayMode::NatUnprotected => !port.is_routed(),
             GatewayMode::Routed => port.is_routed(),
@@ -1084,7 +1086,7 @@ mod tests {
         Inventory {
             bridges: vec![bridge("bridge", "docker0"), bridge("shop", "br-shop")],
             gateway_modes: BTreeMap::from([(
-                "shop".to_owned(),
+                "shop-id".to_owned(),
                 GatewayModes {
                     ipv4: GatewayMode::from(ipv4.to_owned()),
                     ipv6: GatewayMode::from(ipv6.to_owned()),
@@ -1096,6 +1098,7 @@ mod tests {
                 labels: BTreeMap::new(),
                 host_network: false,
                 attachments: vec![Attachment {
+                    network_id: "shop-id".to_owned(),
                     network: "shop".to_owned(),
                     ipv4: Some("172.18.0.2".parse().unwrap()),
                     ipv6: Some("fd00:d0c:2::2".parse().unwrap()),
@@ -1103,6 +1106,55 @@ mod tests {
                 ports: vec![port("0.0.0.0", 80), port("0.0.0.0", 5432)],
             }],
             ..Inventory::default()
+        }
+    }
+
+    #[test]
+    fn networks_sharing_a_name_are_each_rendered_and_matched_by_id() {
+        let mut inventory = routed_inventory("nat", "nat");
+        inventory.bridges = vec![
+            bridge("bridge", "docker0"),
+            Bridge {
+                id: "dup-1".to_owned(),
+                name: "dup".to_owned(),
+                interface: "br-dup1".to_owned(),
+            },
+            Bridge {
+                id: "dup-2".to_owned(),
+                name: "dup".to_owned(),
+                interface: "br-dup2".to_owned(),
+            },
+        ];
+        inventory.gateway_modes.clear();
+        inventory.containers[0].attachments[0].network_id = "dup-2".to_owned();
+        inventory.containers[0].attachments[0].network = "dup".to_owned();
+        let ruleset = plan(&allow_80(), &inventory);
+        let entry = chain(&ruleset, Family::V4, ENTRY_CHAIN);
+        for iface in ["br-dup1", "br-dup2"] {
+            let inbound = Rule {
+                out_iface: Iface::new(iface).ok(),
+                target: Target::Jump(INBOUND_CHAIN),
+                ..Rule::default()
+            };
+            assert!(entry.contains(&inbound), "{iface}: {entry:?}");
+        }
+        assert!(entry.iter().all(|r| r.dst.is_none()), "on a known bridge");
+        let rows = exposures(&allow_80(), &inventory);
+        assert!(rows.iter().all(|r| r.network == "dup"), "names are shown");
+    }
+
+    #[test]
+    fn an_address_on_no_identified_network_is_judged_by_address() {
+        let mut inventory = routed_inventory("nat", "nat");
+        inventory.containers[0].attachments[0].network_id = String::new();
+        let ruleset = plan(&allow_80(), &inventory);
+        for (family, addr) in [(Family::V4, "172.18.0.2"), (Family::V6, "fd00:d0c:2::2")] {
+            let by_address = Rule {
+                dst: Some(IpNet::from(addr.parse::<IpAddr>().unwrap())),
+                target: Target::Jump(INBOUND_CHAIN),
+                ..Rule::default()
+            };
+            assert!(chain(&ruleset, family, ENTRY_CHAIN).contains(&by_address));
         }
     }
 

@@ -1305,6 +1305,84 @@ case_drops_logged() {
     wait_for 5 logged || fail "no kernel log line with the prefix 'dockfw deny@4 '"
 }
 
+# tcp_connects CLIENT ADDR PORT [CONNECT_TIMEOUT] — 0 when a TCP handshake from CLIENT to
+# ADDR:PORT (v4, or v6 without brackets) completes: curl's time_connect is 0 unless it did.
+# A reset (connection refused) is not a handshake, nor is a timeout.
+tcp_connects() {
+    local ns url t
+    ns="$(lab_client_ns "$1")"
+    if [[ "$2" == *:* ]]; then url="http://[$2]:$3/"; else url="http://$2:$3/"; fi
+    t="$(ip netns exec "$ns" curl -g -s -o /dev/null -w '%{time_connect}' \
+        --connect-timeout "${4:-2}" -m 3 "$url" 2>/dev/null)" || true
+    [[ -n "$t" && "$t" != 0 && "$t" != 0.000000 ]]
+}
+
+# status_row CONTAINER FAM HOST_PORT — "CONTAINER_PORT GATEWAY_MODE VERDICT NETWORK" of a
+# status row (FAM 4|6), empty when there is none.
+status_row() {
+    dfw_status | jq -r --arg c "$1" --argjson f "$2" --argjson p "$3" '.ports[]
+        | select(.container == $c and .host_port == $p
+            and ((.host_ip | contains(":")) == ($f == 6)))
+        | "\(.container_port) \(.gateway_mode) \(.verdict) \(.network)"'
+}
+
+# on_network NAME NETWORK_ID [docker run opts…] — a test container on the network with that
+# id only: started on the default bridge, connected by id, then taken off the default bridge
+# (its published ports follow it). `docker run --network ID` fails on a name two networks
+# share: the engine looks the network up again by name at start.
+on_network() {
+    local name="$1" id="$2"; shift 2
+    lab_run "$name" "$@" || return 1
+    lab_docker network connect "$id" "$name" || return 1
+    lab_docker network disconnect bridge "$name" || return 1
+    [[ "$(lab_docker inspect -f '{{range .NetworkSettings.Networks}}{{.NetworkID}} {{end}}' "$name")" == "$id " ]]
+}
+
+# Names are not identities: Docker 20.10 creates two networks named `dup` through the API
+# (CheckDuplicate false). A container attached by id to each, published 80:80 (allowed) and
+# 8080:80 (denied) under default deny, is reachable straight at its address on port 80
+# without dockfw (Docker 20.10 accepts routed connections to published container ports);
+# with dockfw both bridges are in the rules, both direct paths are closed (whichever of
+# the two a name-keyed plan would lose), the published ports stay judged (8080 denied, 80
+# allowed) and status says so.
+case_fc_duplicate_network_names() {
+    need_dockfw
+    local ids=() i out
+    for i in 1 2; do
+        out="$(curl -sf --unix-socket "$LAB_SOCK" -XPOST -H 'Content-Type: application/json' \
+            -d '{"Name": "dup", "Driver": "bridge", "CheckDuplicate": false}' \
+            http://x/networks/create)" || skip "the engine refuses a second network named dup"
+        ids+=("$(jq -r .Id <<<"$out")")
+    done
+    [[ -n "${ids[0]}" && -n "${ids[1]}" && "${ids[0]}" != "${ids[1]}" ]] ||
+        fail "no two network ids: ${ids[*]}"
+    (($(lab_docker network ls --format '{{.Name}}' | grep -cx dup) == 2)) ||
+        fail "the engine does not list two networks named dup"
+    on_network dupweb "${ids[0]}" -p 80:80 || fail "cannot put dupweb on the first dup"
+    on_network dupdb "${ids[1]}" -p 8080:80 || fail "cannot put dupdb on the second dup"
+    local web4 db4; web4="$(lab_cip4 dupweb)"; db4="$(lab_cip4 dupdb)"
+    [[ -n "$web4" && -n "$db4" ]] || fail "a dup container has no IPv4 address"
+    # Open before: routed straight to each container's port 80, and the published ports.
+    wait_for 5 tcp_connects a "$db4" 80 || fail "lab: $db4:80 not reachable without dockfw"
+    wait_for 5 tcp_connects a "$web4" 80 || fail "lab: $web4:80 not reachable without dockfw"
+    expect_open a 4 8080
+    expect_open a 4 80
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    if tcp_connects a "$db4" 80 1; then fail "$db4:80 (dupdb, second dup) reachable under default deny"; fi
+    if tcp_connects a "$web4" 80 1; then fail "$web4:80 (dupweb, first dup) reachable without DNAT"; fi
+    expect_blocked a 4 8080; expect_blocked b 4 8080
+    expect_open a 4 80
+    local rules; rules="$(dockfw_listing)"
+    for i in 0 1; do
+        grep -q -- "br-${ids[$i]:0:12}" <<<"$rules" ||
+            fail "bridge br-${ids[$i]:0:12} of dup $((i + 1)) is not in the rules"
+    done
+    local row; row="$(status_row dupdb 4 8080)"
+    [[ "$row" == "80 nat blocked dup" ]] || fail "status row of dupdb 8080 is '$row', want '80 nat blocked dup'"
+    row="$(status_row dupweb 4 80)"
+    [[ "$row" == "80 nat open dup" ]] || fail "status row of dupweb 80 is '$row', want '80 nat open dup'"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1338,6 +1416,7 @@ CASES=(
     gateway_modes
     drops_counted
     drops_logged
+    fc_duplicate_network_names
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
