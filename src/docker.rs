@@ -79,6 +79,25 @@ pub struct Engine {
     pub api_version: String,
 }
 
+impl Engine {
+    /// The release's major number (`28` of `28.5.2`); `None` when the
+    /// version does not start with one.
+    pub fn major(&self) -> Option<u32> {
+        self.version.split('.').next()?.parse().ok()
+    }
+
+    /// Whether the engine implements gateway modes (Docker 28 and later).
+    /// Older engines store the `gateway_mode_ipv4` option they do not know
+    /// and NAT all the same; an unreadable version counts as older.
+    pub fn has_gateway_modes(&self) -> bool {
+        self.major()
+            .is_some_and(|major| major >= GATEWAY_MODES_SINCE)
+    }
+}
+
+/// The first engine release with gateway modes.
+const GATEWAY_MODES_SINCE: u32 = 28;
+
 /// Why talking to Docker failed. An object Docker reports oddly is a note, not an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -217,8 +236,40 @@ impl BollardSource {
 async fn snapshot_with(docker: &Docker) -> Result<Snapshot, DockerError> {
     let version = docker.version().await.map_err(call("GET /version"))?;
     let engine = engine_from(&version)?;
-    let inventory = consistent_inventory(|| list(docker)).await?;
+    let mut inventory = consistent_inventory(|| list(docker)).await?;
+    if !engine.has_gateway_modes() {
+        ignore_gateway_modes(&engine, &mut inventory);
+    }
     Ok(Snapshot { engine, inventory })
+}
+
+/// Drop the gateway modes of an engine that has none (see
+/// [`Engine::has_gateway_modes`]): an option it stored is not what it does.
+/// Each mode other than `nat` is noted in [`Inventory::rejected`].
+pub fn ignore_gateway_modes(engine: &Engine, inventory: &mut Inventory) {
+    let modes = std::mem::take(&mut inventory.gateway_modes);
+    for (id, modes) in modes {
+        if modes.ipv4 == GatewayMode::Nat && modes.ipv6 == GatewayMode::Nat {
+            continue;
+        }
+        let name = inventory
+            .bridges
+            .iter()
+            .find(|b| b.id == id)
+            .map_or_else(|| short_id(&id).to_string(), |b| b.name.clone());
+        inventory.rejected.push(Rejected {
+            kind: "network".to_string(),
+            name,
+            reason: format!(
+                "gateway mode ipv4 {}, ipv6 {} ignored: engine {} has no gateway modes \
+                 (Docker {GATEWAY_MODES_SINCE} and later), so it NATs",
+                modes.ipv4, modes.ipv6, engine.version
+            ),
+        });
+    }
+    inventory
+        .rejected
+        .sort_by(|a, b| (&a.kind, &a.name, &a.reason).cmp(&(&b.kind, &b.name, &b.reason)));
 }
 
 /// One listing: containers first, then networks of every driver (see [`inventory_from`]).
@@ -880,6 +931,60 @@ mod tests {
             &GatewayMode::Other("teleport".to_string())
         );
         assert_eq!(mode(SHOP_ID, Family::V4), "nat");
+    }
+
+    fn engine(version: &str) -> Engine {
+        Engine {
+            version: version.to_string(),
+            api_version: "1.41".to_string(),
+        }
+    }
+
+    #[test]
+    fn gateway_modes_of_an_engine_before_28_are_ignored_with_a_note() {
+        let mut networks = networks();
+        networks.push(network(
+            &"5".repeat(64),
+            "routed",
+            "bridge",
+            &[(GATEWAY_MODE_IPV4_OPTION, "routed")],
+        ));
+        networks.push(network(
+            &"6".repeat(64),
+            "plain",
+            "bridge",
+            &[(GATEWAY_MODE_IPV4_OPTION, "nat")],
+        ));
+        for (version, honoured) in [
+            ("20.10.24+dfsg1", false),
+            ("27.5.1", false),
+            ("dev", false),
+            ("", false),
+            ("28.5.2", true),
+            ("29.7.2", true),
+        ] {
+            let engine = engine(version);
+            assert_eq!(engine.has_gateway_modes(), honoured, "{version}");
+            let mut inventory = inventory_from(&networks, &[]);
+            let before = inventory.clone();
+            if !engine.has_gateway_modes() {
+                ignore_gateway_modes(&engine, &mut inventory);
+            }
+            if honoured {
+                assert_eq!(inventory, before);
+                continue;
+            }
+            assert!(inventory.gateway_modes.is_empty(), "{version}");
+            let notes: Vec<_> = inventory.rejected.iter().map(|r| &r.name).collect();
+            assert_eq!(notes, ["routed"], "a stored nat is no news");
+            assert!(
+                inventory.rejected[0]
+                    .reason
+                    .starts_with("gateway mode ipv4 routed, ipv6 nat ignored: engine "),
+                "{:?}",
+                inventory.rejected[0]
+            );
+        }
     }
 
     #[test]

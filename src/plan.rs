@@ -320,11 +320,15 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
 /// leaves the rest to Docker, which on a routed network accepts only
 /// published container ports. Deny entries need no counterpart: they match
 /// the original destination port with or without DNAT. A bridge whose name
-/// is refused gets none (fail closed), nor does a mode dockfw does not know.
+/// is refused gets none (fail closed), nor does a mode dockfw does not know,
+/// nor a `routed` bridge on which no container has a routed binding in
+/// `family`: the mode is an option, Docker reporting a binding without a
+/// host port is the fact (an engine before 28 stores the option and NATs).
 fn routed_rules(policy: &Policy, inventory: &Inventory, family: Family) -> Vec<Rule> {
     let routed: Vec<Iface> = known_bridges(inventory)
         .into_iter()
         .filter(|(network, _)| *inventory.gateway_mode(network, family) == GatewayMode::Routed)
+        .filter(|(network, _)| has_routed_binding(inventory, network, family))
         .map(|(_, iface)| iface)
         .collect();
     let mut rules = Vec::new();
@@ -344,6 +348,18 @@ fn routed_rules(policy: &Policy, inventory: &Inventory, family: Family) -> Vec<R
         }
     }
     rules
+}
+
+/// Whether a container attached to the network `network_id` has a binding
+/// without a host port (routed) in `family`.
+fn has_routed_binding(inventory: &Inventory, network_id: &str, family: Family) -> bool {
+    inventory
+        .containers
+        .iter()
+        .filter(|c| !c.host_network)
+        .filter(|c| c.attachments.iter().any(|a| a.network_id == network_id))
+        .flat_map(|c| c.ports.iter())
+        .any(|p| p.is_routed() && family_of(p.host_ip) == family)
 }
 
 /// Deny entries with `containers`/`labels` in `family`: they follow
@@ -1155,6 +1171,19 @@ mod tests {
                 ..Rule::default()
             };
             assert!(chain(&ruleset, family, ENTRY_CHAIN).contains(&by_address));
+        }
+    }
+
+    #[test]
+    fn a_routed_mode_without_routed_bindings_opens_nothing_without_dnat() {
+        let mut inventory = routed_inventory("routed", "routed");
+        for port in &mut inventory.containers[0].ports {
+            port.host_port = 8080;
+        }
+        let ruleset = plan(&allow_80(), &inventory);
+        for family in Family::ALL {
+            let inbound = chain(&ruleset, family, INBOUND_CHAIN);
+            assert!(!inbound.contains(&routed_80("br-shop")), "{inbound:?}");
         }
     }
 

@@ -1383,6 +1383,41 @@ case_fc_duplicate_network_names() {
     [[ "$row" == "80 nat open dup" ]] || fail "status row of dupweb 80 is '$row', want '80 nat open dup'"
 }
 
+# Engines before 28 store `com.docker.network.bridge.gateway_mode_ipv4=routed` and NAT all the
+# same: the option is not what the engine does. On such a network a container published
+# 8080:80 is reachable straight at its address on port 80 without dockfw (both families);
+# with dockfw and `allow 80` that path stays closed (the routed allow is not written), 8080
+# is denied (no entry names it), a host port 80 on the same network is open (the entry
+# does work), status shows `nat` and names the ignored option. Docker 28 and later: SKIP
+# (see gateway_modes).
+case_fc_gateway_mode_ignored_before_28() {
+    need_dockfw
+    local version; version="$(lab_docker version -f '{{.Server.Version}}')" || fail "no engine version"
+    ((${version%%.*} < 28)) || skip "engine $version implements gateway modes (case gateway_modes)"
+    lab_net_create gmnet -o com.docker.network.bridge.gateway_mode_ipv4=routed \
+        -o com.docker.network.bridge.gateway_mode_ipv6=routed ||
+        fail "the engine refuses the gateway mode options"
+    lab_run gmdb --network gmnet -p 8080:80 || fail "cannot run gmdb"
+    lab_run gmweb --network gmnet -p 80:80 || fail "cannot run gmweb"
+    local db4 db6; db4="$(lab_cip4 gmdb)"; db6="$(lab_cip6 gmdb)"
+    [[ -n "$db4" && -n "$db6" ]] || fail "gmdb has no IPv4 or IPv6 address"
+    # Open before: the engine NATs (8080 answers on the host) and accepts connections routed
+    # straight to the published container port, in both families.
+    expect_open a 4 8080
+    wait_for 5 tcp_connects a "$db4" 80 || fail "lab: $db4:80 not reachable without dockfw"
+    wait_for 5 tcp_connects a "$db6" 80 || fail "lab: [$db6]:80 not reachable without dockfw"
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    if tcp_connects a "$db4" 80 1; then fail "$db4:80 reachable: the stored routed mode was trusted"; fi
+    if tcp_connects a "$db6" 80 1; then fail "[$db6]:80 reachable: the stored routed mode was trusted"; fi
+    expect_blocked a 4 8080; expect_blocked a 6 8080
+    expect_open a 4 80
+    local row; row="$(status_row gmdb 4 8080)"
+    [[ "$row" == "80 nat blocked gmnet" ]] || fail "status row of gmdb 8080 is '$row', want '80 nat blocked gmnet'"
+    dfw_status | jq -e '.rejected[] | select(.kind == "network" and .name == "gmnet"
+        and (.reason | contains("ignored")))' >/dev/null ||
+        fail "status does not say the gateway mode of gmnet is ignored: $(dfw_status | jq -c .rejected)"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1417,6 +1452,7 @@ CASES=(
     drops_counted
     drops_logged
     fc_duplicate_network_names
+    fc_gateway_mode_ignored_before_28
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
