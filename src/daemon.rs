@@ -914,7 +914,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     continue;
                 }
                 Origin::Deny { line } | Origin::Allow { line } => (origin.label(), Some(line)),
-                Origin::DefaultDeny => (origin.label(), None),
+                Origin::DefaultDeny | Origin::Loopback => (origin.label(), None),
             };
             entries.push(EntryDrops {
                 entry,

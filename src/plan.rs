@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! DOCKFW          established/related             -> RETURN
+//!                 --ctorigdst 127.0.0.0/8 (::1)   -> DROP*    (loopback-only ports)
 //!                 -i <each known Docker bridge>   -> RETURN   (from containers)
 //!                 -o <each known Docker bridge>   -> DOCKFW-INBOUND
 //!                 -d <container on a refused bridge> -> DOCKFW-INBOUND
@@ -74,9 +75,9 @@
 //! re-plan classifies it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::inventory::{
     Attachment, Container, GatewayMode, Inventory, Proto, PublishedPort, Rejected,
@@ -221,7 +222,12 @@ pub fn rejected_bridges(inventory: &Inventory) -> Vec<Rejected> {
 
 /// The shape of the entry chain:
 ///
-/// - replies, and traffic from containers on known bridges, are not judged;
+/// - replies are not judged;
+/// - a new connection first addressed to a loopback address is dropped,
+///   whatever interface it came from or leaves by: Docker (before 28)
+///   DNATs a neighbour's packet to 127.0.0.1 to a port published on
+///   127.0.0.1 only (moby#41872), which status calls local only;
+/// - traffic from containers on known bridges is not judged;
 /// - new connections into a known bridge, or to the address of a container
 ///   on a bridge whose name was refused, are inbound;
 /// - so is every DNAT-ed connection that did not come from a known bridge,
@@ -229,10 +235,18 @@ pub fn rejected_bridges(inventory: &Inventory) -> Vec<Rejected> {
 ///   one whose name was refused): fail closed.
 fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
     let bridges = bridge_interfaces(inventory);
-    let mut rules = vec![Rule {
-        conntrack: Some(Conntrack::Established),
-        ..Rule::default()
-    }];
+    let mut rules = vec![
+        Rule {
+            conntrack: Some(Conntrack::Established),
+            ..Rule::default()
+        },
+        Rule {
+            conntrack: Some(Conntrack::OrigDst(loopback(family))),
+            target: Target::Drop,
+            origin: Some(Origin::Loopback),
+            ..Rule::default()
+        },
+    ];
     rules.extend(bridges.iter().map(|iface| Rule {
         in_iface: Some(iface.clone()),
         ..Rule::default()
@@ -259,6 +273,16 @@ fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
     Chain {
         name: ENTRY_CHAIN,
         rules,
+    }
+}
+
+/// The loopback network of `family`: `127.0.0.0/8`, `::1/128`.
+fn loopback(family: Family) -> IpNet {
+    const V4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8);
+    const V6: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128);
+    match family {
+        Family::V4 => IpNet::V4(V4),
+        Family::V6 => IpNet::V6(V6),
     }
 }
 
@@ -1053,10 +1077,12 @@ mod tests {
             "the counting drops are not logged again"
         );
         assert_eq!(inbound[0].origin, inbound[1].origin);
+        let entry = chain(&ruleset, Family::V4, ENTRY_CHAIN);
+        let logged_entry = chain(&logged, Family::V4, ENTRY_CHAIN);
+        assert_eq!(logged_entry.len(), entry.len() + 1, "one drop, one log");
         assert_eq!(
-            chain(&logged, Family::V4, ENTRY_CHAIN),
-            chain(&ruleset, Family::V4, ENTRY_CHAIN),
-            "no drop, no log"
+            (&logged_entry[1].target, logged_entry[1].origin),
+            (&Target::Log, Some(Origin::Loopback))
         );
     }
 
@@ -1080,7 +1106,9 @@ mod tests {
         let ruleset = plan(&policy, &inventory);
         for family in Family::ALL {
             let text = crate::firewall::iptables::render::rules_text(ruleset.family(family));
-            let docker_text = text.replace("\"dockfw default\"", "");
+            let docker_text = text
+                .replace("\"dockfw default\"", "")
+                .replace("\"dockfw loopback\"", "");
             assert!(
                 !docker_text.contains('+') && !docker_text.contains('"'),
                 "{text}"
@@ -1184,6 +1212,28 @@ mod tests {
         for family in Family::ALL {
             let inbound = chain(&ruleset, family, INBOUND_CHAIN);
             assert!(!inbound.contains(&routed_80("br-shop")), "{inbound:?}");
+        }
+    }
+
+    #[test]
+    fn connections_first_addressed_to_loopback_are_dropped_whatever_the_policy() {
+        let allow_all = crate::policy::parse_str(
+            "[inbound]\ndefault = \"allow\"\n",
+            std::path::Path::new("p.toml"),
+        )
+        .unwrap();
+        for policy in [allow_80(), allow_all] {
+            let ruleset = plan(&policy, &routed_inventory("nat", "nat"));
+            for (family, net) in [(Family::V4, "127.0.0.0/8"), (Family::V6, "::1/128")] {
+                let entry = chain(&ruleset, family, ENTRY_CHAIN);
+                let drop = Rule {
+                    conntrack: Some(Conntrack::OrigDst(net.parse().unwrap())),
+                    target: Target::Jump(DROP_CHAIN),
+                    origin: Some(Origin::Loopback),
+                    ..Rule::default()
+                };
+                assert_eq!(entry[1], drop, "right after replies: {entry:?}");
+            }
         }
     }
 

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ruleset::Origin;
+
 /// Everything `dockfw status` shows; `--json` prints it as is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -58,8 +60,9 @@ pub struct PortDrops {
 /// What one policy entry's drop rules dropped.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EntryDrops {
-    /// `deny@33` (the deny entry at line 33) or `default` (default deny):
-    /// the label in rule comments, log prefixes and metrics.
+    /// `deny@33` (the deny entry at line 33), `default` (default deny) or
+    /// `loopback` (connections first addressed to a loopback address): the
+    /// label in rule comments, log prefixes and metrics.
     pub entry: String,
     /// The entry's line in the policy; none for the default.
     pub line: Option<usize>,
@@ -353,6 +356,9 @@ fn drops_line(drops: &DropsStatus) -> Option<String> {
         .map(|e| {
             let what = match e.line {
                 Some(line) => format!("deny entry at line {line}"),
+                None if e.entry == Origin::Loopback.label() => {
+                    "loopback guard (addressed to 127.0.0.1 or ::1)".to_owned()
+                }
                 None => "default deny".to_owned(),
             };
             format!("{} by {what}", thousands(e.dropped))
@@ -758,6 +764,11 @@ no published ports
                     line: None,
                     dropped: 17,
                 },
+                EntryDrops {
+                    entry: "loopback".to_string(),
+                    line: None,
+                    dropped: 2,
+                },
             ],
             ports: vec![
                 PortDrops {
@@ -774,8 +785,8 @@ no published ports
         };
         assert!(
             render_text(&status).contains(
-                "\ndrops     1,204 by deny entry at line 33, 17 by default deny \
-                 (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432\n"
+                "\ndrops     1,204 by deny entry at line 33, 17 by default deny, 2 by \
+                 loopback guard (addressed to 127.0.0.1 or ::1) (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432\n"
             ),
             "{}",
             render_text(&status)

@@ -1418,6 +1418,78 @@ case_fc_gateway_mode_ignored_before_28() {
         fail "status does not say the gateway mode of gmnet is ignored: $(dfw_status | jq -c .rejected)"
 }
 
+# loopback_syn CLIENT PORT — from client a|b, a TCP SYN to 127.0.0.1:PORT sent as a raw frame
+# to the docker host's interface on that link (a neighbour's packet its own stack would never
+# send out). Prints "synack|rst|none SPORT" (tests/syn_probe.py).
+loopback_syn() {
+    local host_if src mac
+    case "$1" in a) host_if=vha src="$LAB_A_IP4" ;; b) host_if=vhb src="$LAB_B_IP4" ;; esac
+    mac="$(lab_ns ip -o link show "$host_if" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+    [[ -n "$mac" ]] || { lab_log "no MAC address of $host_if"; return 1; }
+    lab_client "$1" python3 "$HERE/syn_probe.py" eth0 "$mac" "$src" 127.0.0.1 "$2" 2 || true
+}
+
+# container_saw CONTAINER ADDR SPORT — the container's TCP stack holds a connection (any
+# state: a half-open SYN_RECV is enough) from IPv4 ADDR, source port SPORT: a SYN reached it.
+# /proc/net/tcp spells ADDR as one little-endian word; a dual-stack listener (busybox httpd
+# on :::80) has it in /proc/net/tcp6, as ::ffff:ADDR.
+container_saw() {
+    local a b c d v4 mapped
+    IFS=. read -r a b c d <<<"$2"
+    v4="$(printf '%02X%02X%02X%02X:%04X' "$d" "$c" "$b" "$a" "$3")"
+    mapped="0000000000000000FFFF0000$v4"
+    lab_docker exec "$1" cat /proc/net/tcp /proc/net/tcp6 |
+        awk -v r="$v4" -v m="$mapped" '$3 == r || $3 == m { f = 1 } END { exit !f }'
+}
+
+# A port published on 127.0.0.1 only is local: Docker before 28 DNATs a neighbour's packet
+# addressed to 127.0.0.1 to it all the same (moby#41872), and dockfw judged that by port.
+# Without dockfw a SYN from client A to 127.0.0.1:9000 (sent as a raw frame to the docker
+# host) reaches the container, which answers (a half-open connection in its /proc/net/tcp;
+# on this kernel the host then drops the SYN-ACK, whose source is 127.0.0.1 again, so the
+# handshake never completes, but the container got the connection attempt). With dockfw,
+# and a policy that allows 9000 by port, no SYN reaches it: forwarded connections first
+# addressed to a loopback address are dropped, counted as `loopback`; status says local only,
+# and the allowed port 80 of another container stays open.
+case_fc_loopback_published() {
+    need_dockfw
+    lab_run lweb -p 127.0.0.1:9000:80 || fail "cannot run lweb"
+    lab_run web -p 80:80 || fail "cannot run web"
+    local out sport
+    # Open before: the SYN reaches lweb.
+    out="$(loopback_syn a 9000)"
+    sport="${out#* }"
+    [[ "$sport" =~ ^[0-9]+$ ]] || fail "syn_probe said '$out'"
+    wait_for 3 container_saw lweb "$LAB_A_IP4" "$sport" ||
+        fail "lab: a SYN to 127.0.0.1:9000 from client A did not reach lweb without dockfw ($out)"
+    expect_open a 4 80
+    local pol; pol="$(write_policy loopback <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80, 9000]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    local i
+    for i in 1 2; do
+        out="$(loopback_syn a 9000)"
+        sport="${out#* }"
+        [[ "$sport" =~ ^[0-9]+$ ]] || fail "syn_probe said '$out'"
+        [[ "$out" == none* ]] || fail "127.0.0.1:9000 from client A answered with dockfw: $out"
+        sleep 0.5
+        if container_saw lweb "$LAB_A_IP4" "$sport"; then
+            fail "a SYN to 127.0.0.1:9000 from client A reached lweb with dockfw"
+        fi
+    done
+    expect_open a 4 80
+    local row; row="$(status_row lweb 4 9000)"
+    [[ "$row" == "80 nat local bridge" ]] || fail "status row of lweb 9000 is '$row', want '80 nat local bridge'"
+    wait_for 15 dropped_at_least loopback 2 ||
+        fail "status does not count 2 drops for loopback: $(dfw_status | jq -c .drops)"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1453,6 +1525,7 @@ CASES=(
     drops_logged
     fc_duplicate_network_names
     fc_gateway_mode_ignored_before_28
+    fc_loopback_published
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
