@@ -347,16 +347,20 @@ fn drift_line(drift: &DriftStatus) -> String {
 /// `1,204 by deny entry at line 33, 17 by default deny (new connections
 /// since 10:02 UTC)`; nothing when no drop rule is installed.
 fn drops_line(drops: &DropsStatus) -> Option<String> {
-    if drops.entries.is_empty() {
+    let loopback = Origin::Loopback.label();
+    // The loopback drop is in every rule set: shown once it dropped something.
+    let shown = |e: &&EntryDrops| e.dropped > 0 || e.entry != loopback;
+    if !drops.entries.iter().any(|e| shown(&e)) {
         return None;
     }
     let counts: Vec<String> = drops
         .entries
         .iter()
+        .filter(shown)
         .map(|e| {
             let what = match e.line {
                 Some(line) => format!("deny entry at line {line}"),
-                None if e.entry == Origin::Loopback.label() => {
+                None if e.entry == loopback => {
                     "loopback guard (addressed to 127.0.0.1 or ::1)".to_owned()
                 }
                 None => "default deny".to_owned(),
@@ -751,6 +755,15 @@ no published ports
     fn drops_are_shown_per_entry_since_the_start() {
         let mut status = healthy();
         assert!(!render_text(&status).contains("drops"), "none installed");
+        status.drops.entries = vec![EntryDrops {
+            entry: "loopback".to_string(),
+            line: None,
+            dropped: 0,
+        }];
+        assert!(
+            !render_text(&status).contains("drops"),
+            "the loopback drop, always there, is shown once it dropped something"
+        );
         status.drops = DropsStatus {
             since: Some("2026-11-30T10:02:33Z".to_string()),
             entries: vec![
