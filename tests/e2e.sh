@@ -1460,8 +1460,12 @@ case_fc_loopback_published() {
     out="$(loopback_syn a 9000)"
     sport="${out#* }"
     [[ "$sport" =~ ^[0-9]+$ ]] || fail "syn_probe said '$out'"
-    wait_for 3 container_saw lweb "$LAB_A_IP4" "$sport" ||
+    if ! wait_for 3 container_saw lweb "$LAB_A_IP4" "$sport"; then
+        # Docker 28 drops packets to 127.0.0.1 from other interfaces itself.
+        (($(engine_major) < 28)) ||
+            skip "engine $(engine_major) drops a neighbour's SYN to 127.0.0.1 itself ($out)"
         fail "lab: a SYN to 127.0.0.1:9000 from client A did not reach lweb without dockfw ($out)"
+    fi
     expect_open a 4 80
     local pol; pol="$(write_policy loopback <<'EOF'
 [inbound]
