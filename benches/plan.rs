@@ -37,6 +37,7 @@ fn inventory(containers: usize, networks: usize) -> Inventory {
                 labels: BTreeMap::new(),
                 host_network: false,
                 attachments: vec![Attachment {
+                    network_id: format!("{net:064x}"),
                     network: format!("net{net}"),
                     ipv4: Some(
                         [

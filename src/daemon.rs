@@ -1082,7 +1082,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     continue;
                 }
                 Origin::Deny { line } | Origin::Allow { line } => (origin.label(), Some(line)),
-                Origin::DefaultDeny => (origin.label(), None),
+                Origin::DefaultDeny | Origin::Loopback => (origin.label(), None),
             };
             entries.push(EntryDrops {
                 entry,
@@ -1772,6 +1772,7 @@ mod tests {
                 labels: std::collections::BTreeMap::new(),
                 host_network: false,
                 attachments: vec![Attachment {
+                    network_id: "docker0-id".into(),
                     network: "bridge".into(),
                     ipv4: Some("172.17.0.2".parse().unwrap()),
                     ipv6: Some("fd00::2".parse().unwrap()),
@@ -1992,6 +1993,7 @@ mod tests {
             labels: std::collections::BTreeMap::new(),
             host_network: false,
             attachments: vec![Attachment {
+                network_id: "docker0-id".into(),
                 network: "docker0".into(),
                 ipv4: Some(ipv4.parse().unwrap()),
                 ipv6: None,

@@ -82,6 +82,25 @@ pub struct Engine {
     pub api_version: String,
 }
 
+impl Engine {
+    /// The release's major number (`28` of `28.5.2`); `None` when the
+    /// version does not start with one.
+    pub fn major(&self) -> Option<u32> {
+        self.version.split('.').next()?.parse().ok()
+    }
+
+    /// Whether the engine implements gateway modes (Docker 28 and later).
+    /// Older engines store the `gateway_mode_ipv4` option they do not know
+    /// and NAT all the same; an unreadable version counts as older.
+    pub fn has_gateway_modes(&self) -> bool {
+        self.major()
+            .is_some_and(|major| major >= GATEWAY_MODES_SINCE)
+    }
+}
+
+/// The first engine release with gateway modes.
+const GATEWAY_MODES_SINCE: u32 = 28;
+
 /// Why talking to Docker failed. An object Docker reports oddly is a note, not an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -189,7 +208,7 @@ impl DockerSource for BollardSource {
             },
             None => self.fresh_snapshot().await,
         };
-        let (inventory, kept) = match taken {
+        let (mut inventory, kept) = match taken {
             Ok(taken) => taken,
             Err(e) => {
                 forget(&self.client);
@@ -197,6 +216,9 @@ impl DockerSource for BollardSource {
             }
         };
         let engine = kept.engine.clone();
+        if !engine.has_gateway_modes() {
+            ignore_gateway_modes(&engine, &mut inventory);
+        }
         if let Ok(mut client) = self.client.lock() {
             *client = Some(kept);
         }
@@ -245,6 +267,35 @@ impl BollardSource {
         let inventory = consistent_inventory(|| list(&docker)).await?;
         Ok((inventory, Kept { docker, engine }))
     }
+}
+
+/// Drop the gateway modes of an engine that has none (see
+/// [`Engine::has_gateway_modes`]): an option it stored is not what it does.
+/// Each mode other than `nat` is noted in [`Inventory::rejected`].
+pub fn ignore_gateway_modes(engine: &Engine, inventory: &mut Inventory) {
+    let modes = std::mem::take(&mut inventory.gateway_modes);
+    for (id, modes) in modes {
+        if modes.ipv4 == GatewayMode::Nat && modes.ipv6 == GatewayMode::Nat {
+            continue;
+        }
+        let name = inventory
+            .bridges
+            .iter()
+            .find(|b| b.id == id)
+            .map_or_else(|| short_id(&id).to_string(), |b| b.name.clone());
+        inventory.rejected.push(Rejected {
+            kind: "network".to_string(),
+            name,
+            reason: format!(
+                "gateway mode ipv4 {}, ipv6 {} ignored: engine {} has no gateway modes \
+                 (Docker {GATEWAY_MODES_SINCE} and later), so it NATs",
+                modes.ipv4, modes.ipv6, engine.version
+            ),
+        });
+    }
+    inventory
+        .rejected
+        .sort_by(|a, b| (&a.kind, &a.name, &a.reason).cmp(&(&b.kind, &b.name, &b.reason)));
 }
 
 /// One listing: containers first, then networks of every driver (see [`inventory_from`]).
@@ -382,10 +433,21 @@ fn short_id(id: &str) -> &str {
 }
 
 /// Networks by id and by name, as far as the inventory cares: a bridge or some other driver.
-/// A network without an id or a name is left out (see [`identity`]).
+/// A network without an id or a name is left out (see [`identity`]). Names are not identities
+/// (Docker 20.10 lets two networks have one name): a name is only looked up for an endpoint
+/// that does not say its network's id, and one that several networks have names none.
 struct NetworkIndex<'a> {
     by_id: HashMap<&'a str, &'a Network>,
-    by_name: HashMap<&'a str, &'a Network>,
+    /// `None` for a name that more than one network has.
+    by_name: HashMap<&'a str, Option<&'a Network>>,
+}
+
+/// Which listed network an endpoint belongs to.
+enum Membership<'a> {
+    Listed(&'a Network),
+    /// Named only, by a name several networks have: which one is unknown.
+    Ambiguous,
+    Unlisted,
 }
 
 impl<'a> NetworkIndex<'a> {
@@ -397,18 +459,27 @@ impl<'a> NetworkIndex<'a> {
         for network in networks {
             if let Ok((id, name)) = identity(network) {
                 index.by_id.insert(id, network);
-                index.by_name.insert(name, network);
+                index
+                    .by_name
+                    .entry(name)
+                    .and_modify(|known| *known = None)
+                    .or_insert(Some(network));
             }
         }
         index
     }
 
     /// The network an endpoint belongs to: by id, or by name for engines that leave the id out.
-    fn get(&self, name: &str, endpoint: &EndpointSettings) -> Option<&'a Network> {
-        match endpoint.network_id.as_deref().filter(|id| !id.is_empty()) {
+    fn get(&self, name: &str, endpoint: &EndpointSettings) -> Membership<'a> {
+        let found = match endpoint.network_id.as_deref().filter(|id| !id.is_empty()) {
             Some(id) => self.by_id.get(id).copied(),
-            None => self.by_name.get(name).copied(),
-        }
+            None => match self.by_name.get(name) {
+                Some(None) => return Membership::Ambiguous,
+                Some(Some(network)) => Some(*network),
+                None => None,
+            },
+        };
+        found.map_or(Membership::Unlisted, Membership::Listed)
     }
 }
 
@@ -476,8 +547,8 @@ fn unlisted_attachment(
 ) -> Option<(String, String)> {
     let index = NetworkIndex::new(networks);
     containers.iter().find_map(|summary| {
-        let (network, _) =
-            endpoints(summary).find(|(name, endpoint)| index.get(name, endpoint).is_none())?;
+        let (network, _) = endpoints(summary)
+            .find(|(name, endpoint)| matches!(index.get(name, endpoint), Membership::Unlisted))?;
         Some((container_name(summary), network.clone()))
     })
 }
@@ -499,11 +570,11 @@ fn bridge_from(network: &Network) -> Option<Bridge> {
     })
 }
 
-/// A bridge's gateway modes by its name, if it sets either option; Docker
+/// A bridge's gateway modes by its id, if it sets either option; Docker
 /// refuses a value it does not know, so an odd one is kept as it is
 /// ([`GatewayMode::Other`], planned like `nat`).
 fn gateway_modes_from(network: &Network) -> Option<(String, GatewayModes)> {
-    let (_, name) = identity(network).ok()?;
+    let (id, _) = identity(network).ok()?;
     let options = network.options.as_ref()?;
     let mode = |option| options.get(option).cloned().map(GatewayMode::from);
     let (ipv4, ipv6) = (
@@ -517,7 +588,7 @@ fn gateway_modes_from(network: &Network) -> Option<(String, GatewayModes)> {
         ipv4: ipv4.unwrap_or_default(),
         ipv6: ipv6.unwrap_or_default(),
     };
-    Some((name.to_string(), modes))
+    Some((id.to_string(), modes))
 }
 
 /// The container, with a note in `rejected` for each field left out of it.
@@ -531,16 +602,25 @@ fn container_from(
     let mut attachments = Vec::new();
     for (network_name, endpoint) in endpoints(summary) {
         match index.get(network_name, endpoint) {
-            Some(network) if is_bridge(network) => {
-                attachments.push(attachment_from(network_name, endpoint, &mut reasons));
+            Membership::Listed(network) if is_bridge(network) => {
+                let id = identity(network).map_or("", |(id, _)| id);
+                attachments.push(attachment_from(id, network_name, endpoint, &mut reasons));
             }
-            Some(_) => {}
-            None => reasons.push(format!(
+            Membership::Listed(_) => {}
+            // Its address is kept, on no known bridge: judged by address (fail closed).
+            Membership::Ambiguous => {
+                reasons.push(format!(
+                    "attached to network {network_name:?} by name only, and several networks \
+                     have that name; judged by address"
+                ));
+                attachments.push(attachment_from("", network_name, endpoint, &mut reasons));
+            }
+            Membership::Unlisted => reasons.push(format!(
                 "attached to network {network_name:?}, which is missing from the network list"
             )),
         }
     }
-    attachments.sort_by(|a, b| a.network.cmp(&b.network));
+    attachments.sort_by(|a, b| (&a.network, &a.network_id).cmp(&(&b.network, &b.network_id)));
     let ports = published_ports(summary.ports.as_deref().unwrap_or_default(), &mut reasons);
     rejected.extend(reasons.into_iter().map(|reason| Rejected {
         kind: "container".to_string(),
@@ -589,6 +669,7 @@ fn container_name(summary: &ContainerSummary) -> String {
 }
 
 fn attachment_from(
+    network_id: &str,
     network: &str,
     endpoint: &EndpointSettings,
     reasons: &mut Vec<String>,
@@ -596,6 +677,7 @@ fn attachment_from(
     let ipv4 = endpoint.ip_address.as_deref();
     let ipv6 = endpoint.global_ipv6_address.as_deref();
     Attachment {
+        network_id: network_id.to_string(),
         network: network.to_string(),
         ipv4: address_on(network, "ipv4", ipv4, reasons),
         ipv6: address_on(network, "ipv6", ipv6, reasons),
@@ -863,17 +945,134 @@ mod tests {
             ],
         ));
         let inventory = inventory_from(&networks, &[]);
+        let (routed, future) = (&"5".repeat(64), &"6".repeat(64));
         let listed: Vec<_> = inventory.gateway_modes.keys().collect();
-        assert_eq!(listed, ["future", "routed"]);
+        assert_eq!(listed, [routed, future], "by network id");
         let mode = |network, family| inventory.gateway_mode(network, family).to_string();
-        assert_eq!(mode("routed", Family::V4), "routed");
-        assert_eq!(mode("routed", Family::V6), "nat");
-        assert_eq!(mode("future", Family::V4), "nat-unprotected");
+        assert_eq!(mode(routed, Family::V4), "routed");
+        assert_eq!(mode(routed, Family::V6), "nat");
+        assert_eq!(mode(future, Family::V4), "nat-unprotected");
         assert_eq!(
-            inventory.gateway_mode("future", Family::V6),
+            inventory.gateway_mode(future, Family::V6),
             &GatewayMode::Other("teleport".to_string())
         );
-        assert_eq!(mode("shop", Family::V4), "nat");
+        assert_eq!(mode(SHOP_ID, Family::V4), "nat");
+    }
+
+    fn engine(version: &str) -> Engine {
+        Engine {
+            version: version.to_string(),
+            api_version: "1.41".to_string(),
+        }
+    }
+
+    #[test]
+    fn gateway_modes_of_an_engine_before_28_are_ignored_with_a_note() {
+        let mut networks = networks();
+        networks.push(network(
+            &"5".repeat(64),
+            "routed",
+            "bridge",
+            &[(GATEWAY_MODE_IPV4_OPTION, "routed")],
+        ));
+        networks.push(network(
+            &"6".repeat(64),
+            "plain",
+            "bridge",
+            &[(GATEWAY_MODE_IPV4_OPTION, "nat")],
+        ));
+        for (version, honoured) in [
+            ("20.10.24+dfsg1", false),
+            ("27.5.1", false),
+            ("dev", false),
+            ("", false),
+            ("28.5.2", true),
+            ("29.7.2", true),
+        ] {
+            let engine = engine(version);
+            assert_eq!(engine.has_gateway_modes(), honoured, "{version}");
+            let mut inventory = inventory_from(&networks, &[]);
+            let before = inventory.clone();
+            if !engine.has_gateway_modes() {
+                ignore_gateway_modes(&engine, &mut inventory);
+            }
+            if honoured {
+                assert_eq!(inventory, before);
+                continue;
+            }
+            assert!(inventory.gateway_modes.is_empty(), "{version}");
+            let notes: Vec<_> = inventory.rejected.iter().map(|r| &r.name).collect();
+            assert_eq!(notes, ["routed"], "a stored nat is no news");
+            assert!(
+                inventory.rejected[0]
+                    .reason
+                    .starts_with("gateway mode ipv4 routed, ipv6 nat ignored: engine "),
+                "{:?}",
+                inventory.rejected[0]
+            );
+        }
+    }
+
+    #[test]
+    fn networks_sharing_a_name_are_told_apart_by_id() {
+        let (first, second) = (&"5".repeat(64), &"6".repeat(64));
+        let mut networks = networks();
+        networks.push(network(first, "dup", "bridge", &[]));
+        networks.push(network(
+            second,
+            "dup",
+            "bridge",
+            &[(GATEWAY_MODE_IPV4_OPTION, "routed")],
+        ));
+        let on_second = summary(
+            "cccc",
+            &["/second"],
+            "dup",
+            &[("dup", endpoint(second, "172.30.0.2", ""))],
+        );
+        let inventory = inventory_from(&networks, &[on_second]);
+        let dups: Vec<_> = inventory
+            .bridges
+            .iter()
+            .filter(|b| b.name == "dup")
+            .map(|b| b.interface.as_str())
+            .collect();
+        assert_eq!(dups, ["br-555555555555", "br-666666666666"]);
+        let attachment = &inventory.containers[0].attachments[0];
+        assert_eq!(
+            (attachment.network_id.as_str(), attachment.network.as_str()),
+            (second.as_str(), "dup")
+        );
+        assert_eq!(inventory.gateway_mode(first, Family::V4), &GatewayMode::Nat);
+        assert_eq!(
+            inventory.gateway_mode(second, Family::V4),
+            &GatewayMode::Routed
+        );
+        assert_eq!(inventory.rejected, []);
+    }
+
+    #[test]
+    fn an_endpoint_named_only_by_a_shared_name_is_judged_by_address() {
+        let mut networks = networks();
+        networks.push(network(&"5".repeat(64), "dup", "bridge", &[]));
+        networks.push(network(&"6".repeat(64), "dup", "bridge", &[]));
+        let mut nameless = endpoint("", "172.30.0.2", "");
+        nameless.network_id = None;
+        let on_dup = summary("cccc", &["/either"], "dup", &[("dup", nameless)]);
+        let inventory = inventory_from(&networks, std::slice::from_ref(&on_dup));
+        let attachment = &inventory.containers[0].attachments[0];
+        assert_eq!(attachment.network_id, "", "no bridge is it");
+        assert_eq!(attachment.ipv4, Some(Ipv4Addr::new(172, 30, 0, 2)));
+        assert_eq!(
+            inventory.rejected,
+            [note(
+                "container",
+                "either",
+                "attached to network \"dup\" by name only, and several networks have that \
+                 name; judged by address"
+            )]
+        );
+        assert_eq!(unlisted_attachment(&networks, &[on_dup]), None);
     }
 
     #[test]
@@ -916,11 +1115,13 @@ mod tests {
         );
         let attachments = [
             Attachment {
+                network_id: DEFAULT_ID.into(),
                 network: "bridge".into(),
                 ipv4: Some(Ipv4Addr::new(172, 17, 0, 2)),
                 ipv6: Some("fd00:dead:beef::242:ac11:2".parse().expect("ipv6")),
             },
             Attachment {
+                network_id: CUSTOM_ID.into(),
                 network: "custom".into(),
                 ipv4: Some(Ipv4Addr::new(172, 19, 0, 2)),
                 ipv6: None,

@@ -115,6 +115,7 @@ mod tests {
             labels: std::collections::BTreeMap::new(),
             host_network: false,
             attachments: vec![Attachment {
+                network_id: "bridge-id".into(),
                 network: "bridge".into(),
                 ipv4: Some("172.17.0.2".parse().unwrap()),
                 ipv6: None,

@@ -16,8 +16,9 @@ pub struct Inventory {
     /// Bridge-driver networks, with the Linux interface each one uses.
     pub bridges: Vec<Bridge>,
     /// Docker 28's gateway modes of the bridge networks that set one, by
-    /// network name; every other network is `nat` in both families (the
-    /// only mode of older engines). See [`Inventory::gateway_mode`].
+    /// network id; every other network is `nat` in both families (the only
+    /// mode of older engines, whose options are not taken as modes: see
+    /// [`crate::docker`]). See [`Inventory::gateway_mode`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub gateway_modes: BTreeMap<String, GatewayModes>,
     /// Running containers.
@@ -30,12 +31,12 @@ pub struct Inventory {
 }
 
 impl Inventory {
-    /// How Docker connects the bridge network `network` to the host in
-    /// `family`: what it set, else `nat`.
-    pub fn gateway_mode(&self, network: &str, family: Family) -> &GatewayMode {
+    /// How Docker connects the bridge network with id `network_id` to the
+    /// host in `family`: what it set, else `nat`.
+    pub fn gateway_mode(&self, network_id: &str, family: Family) -> &GatewayMode {
         static NAT: GatewayMode = GatewayMode::Nat;
         self.gateway_modes
-            .get(network)
+            .get(network_id)
             .map_or(&NAT, |modes| modes.get(family))
     }
 }
@@ -52,7 +53,8 @@ pub struct Rejected {
     pub reason: String,
 }
 
-/// A Docker network using the `bridge` driver.
+/// A Docker network using the `bridge` driver. Known by its id: Docker
+/// 20.10 lets two networks have one name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bridge {
     /// Docker's network id (full).
@@ -166,7 +168,12 @@ pub struct Container {
 /// A container's membership in one network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attachment {
-    /// Docker's network name.
+    /// Docker's network id: what the attachment is matched to a
+    /// [`Bridge`] by. Empty when Docker did not say which network it is
+    /// (then no bridge is it, and the address is judged as one on a bridge
+    /// dockfw does not render).
+    pub network_id: String,
+    /// Docker's network name, for display only: names are not unique.
     pub network: String,
     #[serde(default)]
     pub ipv4: Option<Ipv4Addr>,

@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! DOCKFW          established/related             -> RETURN
+//!                 --ctorigdst 127.0.0.0/8 (::1)   -> DROP*    (loopback-only ports)
 //!                 -i <each known Docker bridge>   -> RETURN   (from containers)
 //!                 -o <each known Docker bridge>   -> DOCKFW-INBOUND
 //!                 -d <container on a refused bridge> -> DOCKFW-INBOUND
@@ -74,9 +75,9 @@
 //! re-plan classifies it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::inventory::{
     Attachment, Container, GatewayMode, Inventory, Proto, PublishedPort, Rejected,
@@ -182,13 +183,14 @@ pub fn with_drop_logging(mut ruleset: Ruleset) -> Ruleset {
 }
 
 /// The bridges whose interface name may appear in rule text, by network
-/// name. A bridge with any other name is never rendered (see
+/// id (names are not identities: two networks may share one). A bridge
+/// with any other interface name is never rendered (see
 /// [`rejected_bridges`]).
 fn known_bridges(inventory: &Inventory) -> BTreeMap<&str, Iface> {
     inventory
         .bridges
         .iter()
-        .filter_map(|b| Some((b.name.as_str(), Iface::new(&b.interface).ok()?)))
+        .filter_map(|b| Some((b.id.as_str(), Iface::new(&b.interface).ok()?)))
         .collect()
 }
 
@@ -220,7 +222,12 @@ pub fn rejected_bridges(inventory: &Inventory) -> Vec<Rejected> {
 
 /// The shape of the entry chain:
 ///
-/// - replies, and traffic from containers on known bridges, are not judged;
+/// - replies are not judged;
+/// - a new connection first addressed to a loopback address is dropped,
+///   whatever interface it came from or leaves by: Docker (before 28)
+///   DNATs a neighbour's packet to 127.0.0.1 to a port published on
+///   127.0.0.1 only (moby#41872), which status calls local only;
+/// - traffic from containers on known bridges is not judged;
 /// - new connections into a known bridge, or to the address of a container
 ///   on a bridge whose name was refused, are inbound;
 /// - so is every DNAT-ed connection that did not come from a known bridge,
@@ -228,10 +235,18 @@ pub fn rejected_bridges(inventory: &Inventory) -> Vec<Rejected> {
 ///   one whose name was refused): fail closed.
 fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
     let bridges = bridge_interfaces(inventory);
-    let mut rules = vec![Rule {
-        conntrack: Some(Conntrack::Established),
-        ..Rule::default()
-    }];
+    let mut rules = vec![
+        Rule {
+            conntrack: Some(Conntrack::Established),
+            ..Rule::default()
+        },
+        Rule {
+            conntrack: Some(Conntrack::OrigDst(loopback(family))),
+            target: Target::Drop,
+            origin: Some(Origin::Loopback),
+            ..Rule::default()
+        },
+    ];
     rules.extend(bridges.iter().map(|iface| Rule {
         in_iface: Some(iface.clone()),
         ..Rule::default()
@@ -261,15 +276,26 @@ fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
     }
 }
 
-/// Addresses, in `family`, of containers attached to a bridge network whose
-/// interface is not known by a name dockfw may render.
+/// The loopback network of `family`: `127.0.0.0/8`, `::1/128`.
+fn loopback(family: Family) -> IpNet {
+    const V4: Ipv4Net = Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 0), 8);
+    const V6: Ipv6Net = Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128);
+    match family {
+        Family::V4 => IpNet::V4(V4),
+        Family::V6 => IpNet::V6(V6),
+    }
+}
+
+/// Addresses, in `family`, of containers attached to a bridge network
+/// (by id) whose interface is not known by a name dockfw may render, or
+/// to a network Docker did not identify.
 fn addresses_off_known_bridges(inventory: &Inventory, family: Family) -> BTreeSet<IpAddr> {
     let known = known_bridges(inventory);
     inventory
         .containers
         .iter()
         .flat_map(|c| c.attachments.iter())
-        .filter(|a| !known.contains_key(a.network.as_str()))
+        .filter(|a| !known.contains_key(a.network_id.as_str()))
         .filter_map(|a| address_in(a, family))
         .collect()
 }
@@ -318,11 +344,15 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
 /// leaves the rest to Docker, which on a routed network accepts only
 /// published container ports. Deny entries need no counterpart: they match
 /// the original destination port with or without DNAT. A bridge whose name
-/// is refused gets none (fail closed), nor does a mode dockfw does not know.
+/// is refused gets none (fail closed), nor does a mode dockfw does not know,
+/// nor a `routed` bridge on which no container has a routed binding in
+/// `family`: the mode is an option, Docker reporting a binding without a
+/// host port is the fact (an engine before 28 stores the option and NATs).
 fn routed_rules(policy: &Policy, inventory: &Inventory, family: Family) -> Vec<Rule> {
     let routed: Vec<Iface> = known_bridges(inventory)
         .into_iter()
         .filter(|(network, _)| *inventory.gateway_mode(network, family) == GatewayMode::Routed)
+        .filter(|(network, _)| has_routed_binding(inventory, network, family))
         .map(|(_, iface)| iface)
         .collect();
     let mut rules = Vec::new();
@@ -342,6 +372,18 @@ fn routed_rules(policy: &Policy, inventory: &Inventory, family: Family) -> Vec<R
         }
     }
     rules
+}
+
+/// Whether a container attached to the network `network_id` has a binding
+/// without a host port (routed) in `family`.
+fn has_routed_binding(inventory: &Inventory, network_id: &str, family: Family) -> bool {
+    inventory
+        .containers
+        .iter()
+        .filter(|c| !c.host_network)
+        .filter(|c| c.attachments.iter().any(|a| a.network_id == network_id))
+        .flat_map(|c| c.ports.iter())
+        .any(|p| p.is_routed() && family_of(p.host_ip) == family)
 }
 
 /// Deny entries with `containers`/`labels` in `family`: they follow
@@ -827,7 +869,7 @@ fn gateway(
     let modes: BTreeSet<&GatewayMode> = container
         .attachments
         .iter()
-        .map(|a| inventory.gateway_mode(&a.network, family))
+        .map(|a| inventory.gateway_mode(&a.network_id, family))
         .filter(|mode| match mode {
             GatewayMode::Nat | GatewayMode::NatUnprotected => !port.is_routed(),
             GatewayMode::Routed => port.is_routed(),
@@ -1035,10 +1077,12 @@ mod tests {
             "the counting drops are not logged again"
         );
         assert_eq!(inbound[0].origin, inbound[1].origin);
+        let entry = chain(&ruleset, Family::V4, ENTRY_CHAIN);
+        let logged_entry = chain(&logged, Family::V4, ENTRY_CHAIN);
+        assert_eq!(logged_entry.len(), entry.len() + 1, "one drop, one log");
         assert_eq!(
-            chain(&logged, Family::V4, ENTRY_CHAIN),
-            chain(&ruleset, Family::V4, ENTRY_CHAIN),
-            "no drop, no log"
+            (&logged_entry[1].target, logged_entry[1].origin),
+            (&Target::Log, Some(Origin::Loopback))
         );
     }
 
@@ -1062,7 +1106,9 @@ mod tests {
         let ruleset = plan(&policy, &inventory);
         for family in Family::ALL {
             let text = crate::firewall::iptables::render::rules_text(ruleset.family(family));
-            let docker_text = text.replace("\"dockfw default\"", "");
+            let docker_text = text
+                .replace("\"dockfw default\"", "")
+                .replace("\"dockfw loopback\"", "");
             assert!(
                 !docker_text.contains('+') && !docker_text.contains('"'),
                 "{text}"
@@ -1084,7 +1130,7 @@ mod tests {
         Inventory {
             bridges: vec![bridge("bridge", "docker0"), bridge("shop", "br-shop")],
             gateway_modes: BTreeMap::from([(
-                "shop".to_owned(),
+                "shop-id".to_owned(),
                 GatewayModes {
                     ipv4: GatewayMode::from(ipv4.to_owned()),
                     ipv6: GatewayMode::from(ipv6.to_owned()),
@@ -1096,6 +1142,7 @@ mod tests {
                 labels: BTreeMap::new(),
                 host_network: false,
                 attachments: vec![Attachment {
+                    network_id: "shop-id".to_owned(),
                     network: "shop".to_owned(),
                     ipv4: Some("172.18.0.2".parse().unwrap()),
                     ipv6: Some("fd00:d0c:2::2".parse().unwrap()),
@@ -1103,6 +1150,90 @@ mod tests {
                 ports: vec![port("0.0.0.0", 80), port("0.0.0.0", 5432)],
             }],
             ..Inventory::default()
+        }
+    }
+
+    #[test]
+    fn networks_sharing_a_name_are_each_rendered_and_matched_by_id() {
+        let mut inventory = routed_inventory("nat", "nat");
+        inventory.bridges = vec![
+            bridge("bridge", "docker0"),
+            Bridge {
+                id: "dup-1".to_owned(),
+                name: "dup".to_owned(),
+                interface: "br-dup1".to_owned(),
+            },
+            Bridge {
+                id: "dup-2".to_owned(),
+                name: "dup".to_owned(),
+                interface: "br-dup2".to_owned(),
+            },
+        ];
+        inventory.gateway_modes.clear();
+        inventory.containers[0].attachments[0].network_id = "dup-2".to_owned();
+        inventory.containers[0].attachments[0].network = "dup".to_owned();
+        let ruleset = plan(&allow_80(), &inventory);
+        let entry = chain(&ruleset, Family::V4, ENTRY_CHAIN);
+        for iface in ["br-dup1", "br-dup2"] {
+            let inbound = Rule {
+                out_iface: Iface::new(iface).ok(),
+                target: Target::Jump(INBOUND_CHAIN),
+                ..Rule::default()
+            };
+            assert!(entry.contains(&inbound), "{iface}: {entry:?}");
+        }
+        assert!(entry.iter().all(|r| r.dst.is_none()), "on a known bridge");
+        let rows = exposures(&allow_80(), &inventory);
+        assert!(rows.iter().all(|r| r.network == "dup"), "names are shown");
+    }
+
+    #[test]
+    fn an_address_on_no_identified_network_is_judged_by_address() {
+        let mut inventory = routed_inventory("nat", "nat");
+        inventory.containers[0].attachments[0].network_id = String::new();
+        let ruleset = plan(&allow_80(), &inventory);
+        for (family, addr) in [(Family::V4, "172.18.0.2"), (Family::V6, "fd00:d0c:2::2")] {
+            let by_address = Rule {
+                dst: Some(IpNet::from(addr.parse::<IpAddr>().unwrap())),
+                target: Target::Jump(INBOUND_CHAIN),
+                ..Rule::default()
+            };
+            assert!(chain(&ruleset, family, ENTRY_CHAIN).contains(&by_address));
+        }
+    }
+
+    #[test]
+    fn a_routed_mode_without_routed_bindings_opens_nothing_without_dnat() {
+        let mut inventory = routed_inventory("routed", "routed");
+        for port in &mut inventory.containers[0].ports {
+            port.host_port = 8080;
+        }
+        let ruleset = plan(&allow_80(), &inventory);
+        for family in Family::ALL {
+            let inbound = chain(&ruleset, family, INBOUND_CHAIN);
+            assert!(!inbound.contains(&routed_80("br-shop")), "{inbound:?}");
+        }
+    }
+
+    #[test]
+    fn connections_first_addressed_to_loopback_are_dropped_whatever_the_policy() {
+        let allow_all = crate::policy::parse_str(
+            "[inbound]\ndefault = \"allow\"\n",
+            std::path::Path::new("p.toml"),
+        )
+        .unwrap();
+        for policy in [allow_80(), allow_all] {
+            let ruleset = plan(&policy, &routed_inventory("nat", "nat"));
+            for (family, net) in [(Family::V4, "127.0.0.0/8"), (Family::V6, "::1/128")] {
+                let entry = chain(&ruleset, family, ENTRY_CHAIN);
+                let drop = Rule {
+                    conntrack: Some(Conntrack::OrigDst(net.parse().unwrap())),
+                    target: Target::Jump(DROP_CHAIN),
+                    origin: Some(Origin::Loopback),
+                    ..Rule::default()
+                };
+                assert_eq!(entry[1], drop, "right after replies: {entry:?}");
+            }
         }
     }
 

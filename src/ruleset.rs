@@ -257,6 +257,10 @@ pub enum Origin {
     /// The counting drop of one published port in [`DROP_CHAIN`]: every
     /// drop of a connection to it, whatever entry decided it.
     Port { proto: Proto, port: u16 },
+    /// The drop of a forwarded connection first addressed to a loopback
+    /// address: one to a port published on 127.0.0.1 that Docker DNAT-ed
+    /// for a neighbour (engines before 28, moby#41872).
+    Loopback,
 }
 
 /// How many drops a minute `--log-drops` logs per rule, after a burst of
@@ -275,6 +279,7 @@ impl Origin {
             Origin::Allow { line } => format!("allow@{line}"),
             Origin::DefaultDeny => "default".to_owned(),
             Origin::Port { proto, port } => format!("port {}/{port}", proto.as_str()),
+            Origin::Loopback => "loopback".to_owned(),
         }
     }
 
@@ -295,6 +300,9 @@ impl Origin {
         let label = comment.strip_prefix(ORIGIN_PREFIX)?;
         if label == "default" {
             return Some(Origin::DefaultDeny);
+        }
+        if label == "loopback" {
+            return Some(Origin::Loopback);
         }
         if let Some(port) = label.strip_prefix("port ") {
             let (proto, port) = port.split_once('/')?;
@@ -329,7 +337,11 @@ impl Rule {
     /// Whether the rule matches on an address or a set of addresses, which
     /// ties it to one family.
     pub fn names_addresses(&self) -> bool {
-        self.src.is_some() || self.dst.is_some() || self.src_set.is_some() || self.dst_set.is_some()
+        self.src.is_some()
+            || self.dst.is_some()
+            || self.src_set.is_some()
+            || self.dst_set.is_some()
+            || matches!(self.conntrack, Some(Conntrack::OrigDst(_)))
     }
 
     /// Whether the rule belongs to one family: it names an address, or a
@@ -351,6 +363,9 @@ pub enum Conntrack {
     /// (`--ctstate DNAT`), so a connection routed straight to a container
     /// address is not mistaken for one to a published port.
     OrigDstPort { ports: PortRange, dnat: bool },
+    /// `--ctorigdst`: the destination address before DNAT is in this
+    /// network (of the rule's family).
+    OrigDst(IpNet),
 }
 
 /// What happens to a packet that matches.
@@ -380,6 +395,7 @@ mod tests {
                 proto: Proto::Udp,
                 port: 53,
             },
+            Origin::Loopback,
         ] {
             assert_eq!(Origin::from_comment(&origin.comment()), Some(origin));
         }

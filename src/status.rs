@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ruleset::Origin;
+
 /// Everything `dockfw status` shows; `--json` prints it as is.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Status {
@@ -121,8 +123,9 @@ pub struct PortDrops {
 /// What one policy entry's drop rules dropped.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EntryDrops {
-    /// `deny@33` (the deny entry at line 33) or `default` (default deny):
-    /// the label in rule comments, log prefixes and metrics.
+    /// `deny@33` (the deny entry at line 33), `default` (default deny) or
+    /// `loopback` (connections first addressed to a loopback address): the
+    /// label in rule comments, log prefixes and metrics.
     pub entry: String,
     /// The entry's line in the policy; none for the default.
     pub line: Option<usize>,
@@ -600,15 +603,22 @@ fn drift_line(drift: &DriftStatus) -> String {
 /// `1,204 by deny entry at line 33, 17 by default deny (new connections
 /// since 10:02 UTC)`; nothing when no drop rule is installed.
 fn drops_line(drops: &DropsStatus) -> Option<String> {
-    if drops.entries.is_empty() {
+    let loopback = Origin::Loopback.label();
+    // The loopback drop is in every rule set: shown once it dropped something.
+    let shown = |e: &&EntryDrops| e.dropped > 0 || e.entry != loopback;
+    if !drops.entries.iter().any(|e| shown(&e)) {
         return None;
     }
     let counts: Vec<String> = drops
         .entries
         .iter()
+        .filter(shown)
         .map(|e| {
             let what = match e.line {
                 Some(line) => format!("deny entry at line {line}"),
+                None if e.entry == loopback => {
+                    "loopback guard (addressed to 127.0.0.1 or ::1)".to_owned()
+                }
                 None => "default deny".to_owned(),
             };
             format!("{} by {what}", thousands(e.dropped))
@@ -1093,6 +1103,15 @@ no published ports
     fn drops_are_shown_per_entry_since_the_start() {
         let mut status = healthy();
         assert!(!render_text(&status).contains("drops"), "none installed");
+        status.drops.entries = vec![EntryDrops {
+            entry: "loopback".to_string(),
+            line: None,
+            dropped: 0,
+        }];
+        assert!(
+            !render_text(&status).contains("drops"),
+            "the loopback drop, always there, is shown once it dropped something"
+        );
         status.drops = DropsStatus {
             since: Some("2026-11-30T10:02:33Z".to_string()),
             entries: vec![
@@ -1105,6 +1124,11 @@ no published ports
                     entry: "default".to_string(),
                     line: None,
                     dropped: 17,
+                },
+                EntryDrops {
+                    entry: "loopback".to_string(),
+                    line: None,
+                    dropped: 2,
                 },
             ],
             ports: vec![
@@ -1122,8 +1146,8 @@ no published ports
         };
         assert!(
             render_text(&status).contains(
-                "\ndrops     1,204 by deny entry at line 33, 17 by default deny \
-                 (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432\n"
+                "\ndrops     1,204 by deny entry at line 33, 17 by default deny, 2 by \
+                 loopback guard (addressed to 127.0.0.1 or ::1) (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432\n"
             ),
             "{}",
             render_text(&status)

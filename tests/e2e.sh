@@ -1715,6 +1715,195 @@ case_fc_state_dir_unusable() {
     grep -q 'STATE DIRECTORY UNUSABLE' "$LAB_DFW_LOG" || fail "the log does not say so"
 }
 
+# tcp_connects CLIENT ADDR PORT [CONNECT_TIMEOUT] — 0 when a TCP handshake from CLIENT to
+# ADDR:PORT (v4, or v6 without brackets) completes: curl's time_connect is 0 unless it did.
+# A reset (connection refused) is not a handshake, nor is a timeout.
+tcp_connects() {
+    local ns url t
+    ns="$(lab_client_ns "$1")"
+    if [[ "$2" == *:* ]]; then url="http://[$2]:$3/"; else url="http://$2:$3/"; fi
+    t="$(ip netns exec "$ns" curl -g -s -o /dev/null -w '%{time_connect}' \
+        --connect-timeout "${4:-2}" -m 3 "$url" 2>/dev/null)" || true
+    [[ -n "$t" && "$t" != 0 && "$t" != 0.000000 ]]
+}
+
+# status_row CONTAINER FAM HOST_PORT — "CONTAINER_PORT GATEWAY_MODE VERDICT NETWORK" of a
+# status row (FAM 4|6), empty when there is none.
+status_row() {
+    dfw_status | jq -r --arg c "$1" --argjson f "$2" --argjson p "$3" '.ports[]
+        | select(.container == $c and .host_port == $p
+            and ((.host_ip | contains(":")) == ($f == 6)))
+        | "\(.container_port) \(.gateway_mode) \(.verdict) \(.network)"'
+}
+
+# on_network NAME NETWORK_ID [docker run opts…] — a test container on the network with that
+# id only: started on the default bridge, connected by id, then taken off the default bridge
+# (its published ports follow it). `docker run --network ID` fails on a name two networks
+# share: the engine looks the network up again by name at start.
+on_network() {
+    local name="$1" id="$2"; shift 2
+    lab_run "$name" "$@" || return 1
+    lab_docker network connect "$id" "$name" || return 1
+    lab_docker network disconnect bridge "$name" || return 1
+    [[ "$(lab_docker inspect -f '{{range .NetworkSettings.Networks}}{{.NetworkID}} {{end}}' "$name")" == "$id " ]]
+}
+
+# Names are not identities: Docker 20.10 creates two networks named `dup` through the API
+# (CheckDuplicate false). A container attached by id to each, published 80:80 (allowed) and
+# 8080:80 (denied) under default deny, is reachable straight at its address on port 80
+# without dockfw (Docker 20.10 accepts routed connections to published container ports);
+# with dockfw both bridges are in the rules, both direct paths are closed (whichever of
+# the two a name-keyed plan would lose), the published ports stay judged (8080 denied, 80
+# allowed) and status says so.
+case_fc_duplicate_network_names() {
+    need_dockfw
+    local ids=() i out
+    for i in 1 2; do
+        out="$(curl -sf --unix-socket "$LAB_SOCK" -XPOST -H 'Content-Type: application/json' \
+            -d '{"Name": "dup", "Driver": "bridge", "CheckDuplicate": false}' \
+            http://x/networks/create)" || skip "the engine refuses a second network named dup"
+        ids+=("$(jq -r .Id <<<"$out")")
+    done
+    [[ -n "${ids[0]}" && -n "${ids[1]}" && "${ids[0]}" != "${ids[1]}" ]] ||
+        fail "no two network ids: ${ids[*]}"
+    (($(lab_docker network ls --format '{{.Name}}' | grep -cx dup) == 2)) ||
+        fail "the engine does not list two networks named dup"
+    on_network dupweb "${ids[0]}" -p 80:80 || fail "cannot put dupweb on the first dup"
+    on_network dupdb "${ids[1]}" -p 8080:80 || fail "cannot put dupdb on the second dup"
+    local web4 db4; web4="$(lab_cip4 dupweb)"; db4="$(lab_cip4 dupdb)"
+    [[ -n "$web4" && -n "$db4" ]] || fail "a dup container has no IPv4 address"
+    # Open before: routed straight to each container's port 80, and the published ports.
+    wait_for 5 tcp_connects a "$db4" 80 || fail "lab: $db4:80 not reachable without dockfw"
+    wait_for 5 tcp_connects a "$web4" 80 || fail "lab: $web4:80 not reachable without dockfw"
+    expect_open a 4 8080
+    expect_open a 4 80
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    if tcp_connects a "$db4" 80 1; then fail "$db4:80 (dupdb, second dup) reachable under default deny"; fi
+    if tcp_connects a "$web4" 80 1; then fail "$web4:80 (dupweb, first dup) reachable without DNAT"; fi
+    expect_blocked a 4 8080; expect_blocked b 4 8080
+    expect_open a 4 80
+    local rules; rules="$(dockfw_listing)"
+    for i in 0 1; do
+        grep -q -- "br-${ids[$i]:0:12}" <<<"$rules" ||
+            fail "bridge br-${ids[$i]:0:12} of dup $((i + 1)) is not in the rules"
+    done
+    local row; row="$(status_row dupdb 4 8080)"
+    [[ "$row" == "80 nat blocked dup" ]] || fail "status row of dupdb 8080 is '$row', want '80 nat blocked dup'"
+    row="$(status_row dupweb 4 80)"
+    [[ "$row" == "80 nat open dup" ]] || fail "status row of dupweb 80 is '$row', want '80 nat open dup'"
+}
+
+# Engines before 28 store `com.docker.network.bridge.gateway_mode_ipv4=routed` and NAT all the
+# same: the option is not what the engine does. On such a network a container published
+# 8080:80 is reachable straight at its address on port 80 without dockfw (both families);
+# with dockfw and `allow 80` that path stays closed (the routed allow is not written), 8080
+# is denied (no entry names it), a host port 80 on the same network is open (the entry
+# does work), status shows `nat` and names the ignored option. Docker 28 and later: SKIP
+# (see gateway_modes).
+case_fc_gateway_mode_ignored_before_28() {
+    need_dockfw
+    local version; version="$(lab_docker version -f '{{.Server.Version}}')" || fail "no engine version"
+    ((${version%%.*} < 28)) || skip "engine $version implements gateway modes (case gateway_modes)"
+    lab_net_create gmnet -o com.docker.network.bridge.gateway_mode_ipv4=routed \
+        -o com.docker.network.bridge.gateway_mode_ipv6=routed ||
+        fail "the engine refuses the gateway mode options"
+    lab_run gmdb --network gmnet -p 8080:80 || fail "cannot run gmdb"
+    lab_run gmweb --network gmnet -p 80:80 || fail "cannot run gmweb"
+    local db4 db6; db4="$(lab_cip4 gmdb)"; db6="$(lab_cip6 gmdb)"
+    [[ -n "$db4" && -n "$db6" ]] || fail "gmdb has no IPv4 or IPv6 address"
+    # Open before: the engine NATs (8080 answers on the host) and accepts connections routed
+    # straight to the published container port, in both families.
+    expect_open a 4 8080
+    wait_for 5 tcp_connects a "$db4" 80 || fail "lab: $db4:80 not reachable without dockfw"
+    wait_for 5 tcp_connects a "$db6" 80 || fail "lab: [$db6]:80 not reachable without dockfw"
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    if tcp_connects a "$db4" 80 1; then fail "$db4:80 reachable: the stored routed mode was trusted"; fi
+    if tcp_connects a "$db6" 80 1; then fail "[$db6]:80 reachable: the stored routed mode was trusted"; fi
+    expect_blocked a 4 8080; expect_blocked a 6 8080
+    expect_open a 4 80
+    local row; row="$(status_row gmdb 4 8080)"
+    [[ "$row" == "80 nat blocked gmnet" ]] || fail "status row of gmdb 8080 is '$row', want '80 nat blocked gmnet'"
+    dfw_status | jq -e '.rejected[] | select(.kind == "network" and .name == "gmnet"
+        and (.reason | contains("ignored")))' >/dev/null ||
+        fail "status does not say the gateway mode of gmnet is ignored: $(dfw_status | jq -c .rejected)"
+}
+
+# loopback_syn CLIENT PORT — from client a|b, a TCP SYN to 127.0.0.1:PORT sent as a raw frame
+# to the docker host's interface on that link (a neighbour's packet its own stack would never
+# send out). Prints "synack|rst|none SPORT" (tests/syn_probe.py).
+loopback_syn() {
+    local host_if src mac
+    case "$1" in a) host_if=vha src="$LAB_A_IP4" ;; b) host_if=vhb src="$LAB_B_IP4" ;; esac
+    mac="$(lab_ns ip -o link show "$host_if" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')"
+    [[ -n "$mac" ]] || { lab_log "no MAC address of $host_if"; return 1; }
+    lab_client "$1" python3 "$HERE/syn_probe.py" eth0 "$mac" "$src" 127.0.0.1 "$2" 2 || true
+}
+
+# container_saw CONTAINER ADDR SPORT — the container's TCP stack holds a connection (any
+# state: a half-open SYN_RECV is enough) from IPv4 ADDR, source port SPORT: a SYN reached it.
+# /proc/net/tcp spells ADDR as one little-endian word; a dual-stack listener (busybox httpd
+# on :::80) has it in /proc/net/tcp6, as ::ffff:ADDR.
+container_saw() {
+    local a b c d v4 mapped
+    IFS=. read -r a b c d <<<"$2"
+    v4="$(printf '%02X%02X%02X%02X:%04X' "$d" "$c" "$b" "$a" "$3")"
+    mapped="0000000000000000FFFF0000$v4"
+    lab_docker exec "$1" cat /proc/net/tcp /proc/net/tcp6 |
+        awk -v r="$v4" -v m="$mapped" '$3 == r || $3 == m { f = 1 } END { exit !f }'
+}
+
+# A port published on 127.0.0.1 only is local: Docker before 28 DNATs a neighbour's packet
+# addressed to 127.0.0.1 to it all the same (moby#41872), and dockfw judged that by port.
+# Without dockfw a SYN from client A to 127.0.0.1:9000 (sent as a raw frame to the docker
+# host) reaches the container, which answers (a half-open connection in its /proc/net/tcp;
+# on this kernel the host then drops the SYN-ACK, whose source is 127.0.0.1 again, so the
+# handshake never completes, but the container got the connection attempt). With dockfw,
+# and a policy that allows 9000 by port, no SYN reaches it: forwarded connections first
+# addressed to a loopback address are dropped, counted as `loopback`; status says local only,
+# and the allowed port 80 of another container stays open.
+case_fc_loopback_published() {
+    need_dockfw
+    lab_run lweb -p 127.0.0.1:9000:80 || fail "cannot run lweb"
+    lab_run web -p 80:80 || fail "cannot run web"
+    local out sport
+    # Open before: the SYN reaches lweb.
+    out="$(loopback_syn a 9000)"
+    sport="${out#* }"
+    [[ "$sport" =~ ^[0-9]+$ ]] || fail "syn_probe said '$out'"
+    if ! wait_for 3 container_saw lweb "$LAB_A_IP4" "$sport"; then
+        # Docker 28 drops packets to 127.0.0.1 from other interfaces itself.
+        (($(engine_major) < 28)) ||
+            skip "engine $(engine_major) drops a neighbour's SYN to 127.0.0.1 itself ($out)"
+        fail "lab: a SYN to 127.0.0.1:9000 from client A did not reach lweb without dockfw ($out)"
+    fi
+    expect_open a 4 80
+    local pol; pol="$(write_policy loopback <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80, 9000]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    local i
+    for i in 1 2; do
+        out="$(loopback_syn a 9000)"
+        sport="${out#* }"
+        [[ "$sport" =~ ^[0-9]+$ ]] || fail "syn_probe said '$out'"
+        [[ "$out" == none* ]] || fail "127.0.0.1:9000 from client A answered with dockfw: $out"
+        sleep 0.5
+        if container_saw lweb "$LAB_A_IP4" "$sport"; then
+            fail "a SYN to 127.0.0.1:9000 from client A reached lweb with dockfw"
+        fi
+    done
+    expect_open a 4 80
+    local row; row="$(status_row lweb 4 9000)"
+    [[ "$row" == "80 nat local bridge" ]] || fail "status row of lweb 9000 is '$row', want '80 nat local bridge'"
+    wait_for 15 dropped_at_least loopback 2 ||
+        fail "status does not count 2 drops for loopback: $(dfw_status | jq -c .drops)"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1754,6 +1943,9 @@ CASES=(
     fc_status_bidi
     fc_policy_fifo
     fc_state_dir_unusable
+    fc_duplicate_network_names
+    fc_gateway_mode_ignored_before_28
+    fc_loopback_published
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).

@@ -9,7 +9,7 @@
 //! module; the rest of dockfw only sees the validated [`Policy`].
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 use std::path::Path;
 
@@ -342,7 +342,8 @@ fn network(value: &DeValue<'_>) -> Result<IpNet, String> {
         return Err(format!("expected a string, found {}", describe(value)));
     };
     if let Ok(addr) = text.parse::<IpAddr>() {
-        return Ok(IpNet::from(addr));
+        let net = IpNet::from(addr);
+        return ipv4_in_ipv6(text, &net).map_or(Ok(net), Err);
     }
     let Ok(net) = text.parse::<IpNet>() else {
         return Err(format!(
@@ -358,7 +359,32 @@ fn network(value: &DeValue<'_>) -> Result<IpNet, String> {
             IpNet::from(net.addr()).to_string(),
         ));
     }
-    Ok(net)
+    ipv4_in_ipv6(text, &net).map_or(Ok(net), Err)
+}
+
+/// The error for an IPv6 network that spells IPv4 addresses: IPv4-mapped
+/// (inside `::ffff:0:0/96`) or IPv4-compatible (inside `::/96`, apart from
+/// `::` and `::1`). No IPv6 packet from a neighbour carries such a source
+/// (an IPv4 client is matched by the IPv4 rules), so the entry would
+/// silently never match: the IPv4 form is what was meant. Networks wider
+/// than /96 (`::/0`) only contain such addresses and are left alone.
+fn ipv4_in_ipv6(text: &str, net: &IpNet) -> Option<String> {
+    let IpNet::V6(net) = net else {
+        return None;
+    };
+    let prefix = net.prefix_len().checked_sub(96)?;
+    let bits = u128::from(net.network());
+    let (kind, v4) = match bits >> 32 {
+        0xffff => ("IPv4-mapped", bits as u32),
+        0 if bits > 1 || prefix < 32 => ("IPv4-compatible", bits as u32),
+        _ => return None,
+    };
+    let meant = ipnet::Ipv4Net::new(Ipv4Addr::from(v4), prefix).ok()?;
+    Some(format!(
+        "{text:?} is an {kind} IPv6 network, which no IPv6 packet carries as its source; \
+         write the IPv4 network {:?}",
+        meant.to_string()
+    ))
 }
 
 /// Why `text`, which does not parse as a network, is wrong.
@@ -809,6 +835,42 @@ from = ["203.0.113.0/24"]
             entry_error("from = [\"2001:db8::1/64\"]"),
             r#"2:9: from: "2001:db8::1/64" has host bits set; did you mean "2001:db8::/64" (or "2001:db8::1/128" for one address)?"#
         );
+    }
+
+    #[test]
+    fn ipv6_networks_spelling_ipv4_are_refused_with_the_ipv4_form() {
+        let refused = [
+            ("::ffff:203.0.113.0/120", "IPv4-mapped", "203.0.113.0/24"),
+            ("::ffff:198.51.100.7", "IPv4-mapped", "198.51.100.7/32"),
+            ("::ffff:0:0/96", "IPv4-mapped", "0.0.0.0/0"),
+            ("::203.0.113.0/120", "IPv4-compatible", "203.0.113.0/24"),
+            ("::198.51.100.7", "IPv4-compatible", "198.51.100.7/32"),
+            ("::/96", "IPv4-compatible", "0.0.0.0/0"),
+        ];
+        for (bad, kind, meant) in refused {
+            assert_eq!(
+                entry_error(&format!("from = [{bad:?}]")),
+                format!(
+                    "2:9: from: {bad:?} is an {kind} IPv6 network, which no IPv6 packet \
+                     carries as its source; write the IPv4 network {meant:?}"
+                )
+            );
+        }
+        for fine in [
+            "::/0",
+            "::/64",
+            "::1",
+            "::",
+            "::1/128",
+            "2001:db8::/64",
+            "::/95",
+        ] {
+            let text = format!("[inbound]\n[[inbound.allow]]\nfrom = [{fine:?}]\n");
+            assert!(
+                super::super::parse_str(&text, std::path::Path::new("p.toml")).is_ok(),
+                "{fine}"
+            );
+        }
     }
 
     #[test]

@@ -482,7 +482,7 @@ mod tests {
             .map(|(i, name)| {
                 format!(
                     r#"{{"id": "c{i}", "name": "{name}", "ports": [], "attachments": [
-                        {{"network": "bridge", "ipv4": "172.17.0.{}", "ipv6": "fd00::{}"}}]}}"#,
+                        {{"network_id": "b", "network": "bridge", "ipv4": "172.17.0.{}", "ipv6": "fd00::{}"}}]}}"#,
                     i + 2,
                     i + 2
                 )

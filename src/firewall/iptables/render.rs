@@ -68,6 +68,15 @@ pub fn rule_spec(rule: &Rule) -> String {
                 let _ = write!(out, "--ctorigdstport {}:{} ", ports.first, ports.last);
             }
         }
+        Some(Conntrack::OrigDst(net)) => {
+            // As iptables-save prints it: a host without its length.
+            let net = net.trunc();
+            if net.prefix_len() == net.max_prefix_len() {
+                let _ = write!(out, "-m conntrack --ctorigdst {} ", net.addr());
+            } else {
+                let _ = write!(out, "-m conntrack --ctorigdst {net} ");
+            }
+        }
         None => {}
     }
     if rule.target == Target::Log {

@@ -55,6 +55,7 @@ pub fn synthetic(containers: usize, networks: usize) -> Ruleset {
             labels: BTreeMap::new(),
             host_network: false,
             attachments: vec![Attachment {
+                network_id: format!("{:064x}", i % networks),
                 network: format!("net{}", i % networks),
                 ipv4: Some([172, 18, (i / 250) as u8, (i % 250 + 2) as u8].into()),
                 ipv6: Some(format!("fd00::{i:x}").parse().expect("v6")),

@@ -113,6 +113,8 @@ pub enum RenderError {
         first: u16,
         last: u16,
     },
+    #[error("{chain}: a rule matching an original destination address must be of one family")]
+    OrigDstOfNoFamily { chain: &'static str },
     #[error("{chain}: a rule matching a port set must be of one family")]
     PortSetOfNoFamily { chain: &'static str },
     #[error("{chain}: no set {set} (of the rule's protocol) in the {family} rules")]
@@ -275,9 +277,30 @@ fn chain_text(ruleset: &Ruleset, chain: &ChainName, out: &mut String) -> Result<
 
 /// Both families' rules of one chain, each with the family it is limited
 /// to, or `None` for the common address-free head and tail written once.
+/// In the head, a pair of rules that differ only in the original
+/// destination each family spells its own way (the loopback drop) is
+/// written as the two rules, IPv4's first: each is limited to its family by
+/// its match, so each family's order is kept.
 fn merged<'a>(v4: &'a [Rule], v6: &'a [Rule]) -> Vec<(Option<Family>, &'a Rule)> {
     let shared = |(a, b): &(&Rule, &Rule)| a == b && !a.of_one_family();
-    let head = v4.iter().zip(v6).take_while(shared).count();
+    let paired = |(a, b): &(&Rule, &Rule)| {
+        let by_orig_dst = |r: &Rule| {
+            matches!(r.conntrack, Some(Conntrack::OrigDst(_)))
+                && !(r.src.is_some() || r.dst.is_some() || r.src_set.is_some())
+                && r.dst_set.is_none()
+                && r.dport_set.is_none()
+        };
+        let rest = |r: &Rule| Rule {
+            conntrack: None,
+            ..(*r).clone()
+        };
+        by_orig_dst(a) && by_orig_dst(b) && rest(a) == rest(b)
+    };
+    let head = v4
+        .iter()
+        .zip(v6)
+        .take_while(|pair| shared(pair) || paired(pair))
+        .count();
     let (rest4, rest6) = (&v4[head..], &v6[head..]);
     let tail = rest4
         .iter()
@@ -287,7 +310,13 @@ fn merged<'a>(v4: &'a [Rule], v6: &'a [Rule]) -> Vec<(Option<Family>, &'a Rule)>
         .count();
     let (only4, only6) = (&rest4[..rest4.len() - tail], &rest6[..rest6.len() - tail]);
     let mut out = Vec::with_capacity(v4.len() + v6.len());
-    out.extend(v4[..head].iter().map(|r| (None, r)));
+    for (a, b) in v4[..head].iter().zip(&v6[..head]) {
+        if a.of_one_family() {
+            out.extend([(Some(Family::V4), a), (Some(Family::V6), b)]);
+        } else {
+            out.push((None, a));
+        }
+    }
     out.extend(only4.iter().map(|r| (Some(Family::V4), r)));
     out.extend(only6.iter().map(|r| (Some(Family::V6), r)));
     out.extend(rest4[rest4.len() - tail..].iter().map(|r| (None, r)));
@@ -365,7 +394,7 @@ fn rule_text(
         (None, None) => {}
     }
     if let Some(conntrack) = rule.conntrack {
-        out.push_str(&conntrack_text(conntrack, rule.proto, name)?);
+        out.push_str(&conntrack_text(conntrack, rule.proto, family, name)?);
     }
     if rule.target == Target::Log {
         let _ = write!(out, "limit rate {LOG_LIMIT_PER_MINUTE}/minute ");
@@ -409,11 +438,20 @@ fn host_or_net(net: &IpNet) -> String {
 fn conntrack_text(
     conntrack: Conntrack,
     proto: Option<Proto>,
+    family: Option<Family>,
     chain: &'static str,
 ) -> Result<String, RenderError> {
     Ok(match conntrack {
         Conntrack::Established => "ct state established,related ".to_owned(),
         Conntrack::Dnat => "ct status dnat ".to_owned(),
+        Conntrack::OrigDst(net) => {
+            // The rule names an address, so it is of one family.
+            let Some(family) = family else {
+                return Err(RenderError::OrigDstOfNoFamily { chain });
+            };
+            let ip = address_match(&net, family, chain)?;
+            format!("ct original {ip} daddr {} ", host_or_net(&net))
+        }
         Conntrack::OrigDstPort { ports, dnat } => {
             // nft needs the protocol to read a port; iptables' port-only
             // `--ctorigdstport` matches any protocol's tuple.
