@@ -20,6 +20,8 @@
 //!   (restore text, ipsets, its parsers of `iptables-save` and `ipset save`) and
 //!   `firewall::nftables`.
 //! - [`nfmonitor`]: the netlink watch that reports nf_tables ruleset changes.
+//! - [`links`]: which interfaces are Linux bridges now (rtnetlink), and a
+//!   watch on changes to that.
 //! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`control`]: the Unix-socket control protocol (server and client).
 //! - [`state`]: what survives a restart under `/var/lib/dockfw` (last good
@@ -34,6 +36,7 @@ pub mod drops;
 pub mod explain;
 pub mod firewall;
 pub mod inventory;
+pub mod links;
 pub mod metrics;
 pub mod net;
 pub mod nfmonitor;

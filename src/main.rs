@@ -627,11 +627,17 @@ where
 async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<ExitCode> {
     let policy = load_policy(config)?;
     let docker = BollardSource::from_env();
-    let inventory = docker
+    let mut inventory = docker
         .snapshot()
         .await
         .context("cannot read the docker inventory")?
         .inventory;
+    // As the daemon does: only interfaces the kernel has as bridges now are
+    // exempted.
+    let links = dockfw::links::links().map_err(|e| format!("{:#}", anyhow::Error::from(e)));
+    for r in dockfw::links::check_bridges(&mut inventory, links.as_ref().map_err(String::as_str)) {
+        eprintln!("dockfw: network {:?}: {}", r.name, r.reason);
+    }
     match resolve(backend, &docker).await {
         BackendChoice::Nftables => print_plan(&Nftables::new(), &policy, &inventory, json).await,
         _ => print_plan(&Iptables::new(), &policy, &inventory, json).await,
