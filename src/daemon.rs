@@ -41,7 +41,7 @@ use crate::policy::{self, Policy};
 use crate::ruleset::{DROP_CHAIN, Origin, Ruleset};
 use crate::sdnotify;
 use crate::state::{self, StateDir};
-use crate::status::{EntryDrops, FamilyStatus, PortDrops, RejectedStatus, Status};
+use crate::status::{BypassStatus, EntryDrops, FamilyStatus, PortDrops, RejectedStatus, Status};
 
 /// Settings of one daemon run.
 #[derive(Debug, Clone)]
@@ -874,6 +874,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         } = prepare_planned(&self.firewall, planned).await;
         let counters = self.firewall.drop_counters(&observation.observed);
         self.drops.observe(counters);
+        // A family that could not be read says nothing either way.
+        if observation.failed.is_empty() {
+            let bypasses = self.firewall.forward_bypasses(&observation.observed);
+            self.note_bypasses(bypasses);
+        }
         self.unavailable.clone_from(&observation.unavailable);
         let mut firewall_failed = !observation.failed.is_empty();
         for (scope, e) in &observation.failed {
@@ -1012,6 +1017,28 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 reason: r.reason,
             })
             .collect();
+    }
+
+    /// Rules of other tools that let connections past dockfw unjudged, for
+    /// status and metrics, and (once per change) the log.
+    fn note_bypasses(&mut self, bypasses: Vec<(Family, String)>) {
+        let found: Vec<BypassStatus> = bypasses
+            .into_iter()
+            .map(|(family, rule)| BypassStatus {
+                family: family.as_str().to_owned(),
+                rule,
+            })
+            .collect();
+        if found == self.status.forward_bypass {
+            return;
+        }
+        for b in &found {
+            warn!(family = %b.family, rule = ?b.rule, "a FORWARD rule above the jump to DOCKER-USER may accept connections dockfw never judges; dockfw cannot repair this without taking over FORWARD");
+        }
+        if found.is_empty() {
+            info!("no FORWARD rule above the jump to DOCKER-USER any more");
+        }
+        self.status.forward_bypass = found;
     }
 
     /// The running drop totals, for status.
@@ -1309,6 +1336,10 @@ mod tests {
             iptables::drop_counters(observed)
         }
 
+        fn forward_bypasses(&self, observed: &Tables) -> Vec<(Family, String)> {
+            iptables::forward_bypasses(observed)
+        }
+
         fn variant(&self, _: Family) -> Option<&'static str> {
             Some("fake")
         }
@@ -1518,6 +1549,41 @@ mod tests {
             "{rejected:?}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rule_above_forward_to_docker_user_is_reported_until_removed() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        settle(1.0).await;
+        assert!(h.status.borrow().forward_bypass.is_empty());
+        let edit_forward = |edit: &dyn Fn(&mut Vec<String>)| {
+            let mut tables = h.firewall.tables.lock().unwrap();
+            edit(tables[0].rules.entry("FORWARD".to_owned()).or_default());
+        };
+        edit_forward(&|rules| rules.insert(0, "-i eth0 -j ACCEPT".to_owned()));
+        settle(11.0).await;
+        let st = h.status.borrow().clone();
+        assert_eq!(
+            st.forward_bypass,
+            [BypassStatus {
+                family: "ipv4".into(),
+                rule: "-i eth0 -j ACCEPT".into()
+            }]
+        );
+        assert!(
+            crate::metrics::render(&st)
+                .contains("dockfw_forward_bypass_rules{family=\"ipv4\"} 1\n")
+        );
+        assert!(
+            crate::status::render_text(&st)
+                .contains("BYPASSED: ipv4 FORWARD rule \"-i eth0 -j ACCEPT\"")
+        );
+        edit_forward(&|rules| rules.retain(|r| r != "-i eth0 -j ACCEPT"));
+        settle(11.0).await;
+        assert!(
+            h.status.borrow().forward_bypass.is_empty(),
+            "the report clears"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -163,6 +163,8 @@ enum Command {
         /// The policy file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        #[command(flatten)]
+        backend: BackendArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -279,8 +281,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 port,
                 container,
                 config,
+                backend,
                 json,
-            } => explain(&config, from, port, container.as_deref(), json).await,
+            } => {
+                let query = (from, port, container.as_deref());
+                explain(&config, query, backend.backend, json).await
+            }
             Command::Reload { socket } => reload(&socket).await,
             Command::Uninstall { socket, backend } => uninstall(&socket, backend.backend).await,
             Command::Check { .. }
@@ -785,18 +791,26 @@ async fn print_plan<F: FamilyRender>(
 
 async fn explain(
     config: &Path,
-    from: std::net::IpAddr,
-    port: Option<u16>,
-    container: Option<&str>,
+    (from, port, container): (std::net::IpAddr, Option<u16>, Option<&str>),
+    backend: BackendChoice,
     json: bool,
 ) -> Result<ExitCode> {
     let policy = load_policy(config)?;
-    let inventory = BollardSource::from_env()
+    let docker = BollardSource::from_env();
+    let inventory = docker
         .snapshot()
         .await
         .context("cannot read the docker inventory")?
         .inventory;
-    let rows = dockfw::explain::explain(&policy, &inventory, from, port, container);
+    let mut rows = dockfw::explain::explain(&policy, &inventory, from, port, container);
+    // With iptables, another tool's rule above FORWARD -> DOCKER-USER may
+    // accept first; nftables base chains all see the packet, dockfw's first.
+    if resolve(backend, &docker).await == BackendChoice::Iptables {
+        let firewall = Iptables::new();
+        let observation = firewall.observe().await;
+        let bypasses = firewall.forward_bypasses(&observation.observed);
+        dockfw::explain::mark_bypassed(&mut rows, &bypasses);
+    }
     if json {
         println!(
             "{}",
@@ -824,6 +838,13 @@ async fn explain(
             verdict,
             r.why
         );
+        if let Some(rule) = &r.bypassed_by {
+            println!(
+                "  {:<20} BYPASSED: FORWARD rule \"{}\" above DOCKER-USER may accept it before dockfw judges it",
+                "",
+                escape(rule)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

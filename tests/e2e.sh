@@ -1395,6 +1395,99 @@ case_fc_bridge_option_not_a_bridge() {
     wait_for 3 handshake a 4 5432 || fail "with -i vha exempted, 5432 still does not answer: the case proves nothing"
 }
 
+# bypass_gauge FAM — dockfw_forward_bypass_rules{family="ipvFAM"} from /metrics (port 9470).
+bypass_gauge() {
+    lab_ns curl -sf -m 3 http://127.0.0.1:9470/metrics |
+        awk -v f="ipv$1" '$1 == "dockfw_forward_bypass_rules{family=\"" f "\"}" { print $2 }'
+}
+
+# A rule of another tool above Docker's FORWARD -> DOCKER-USER jump (iptables -I FORWARD 1
+# -i vha -j ACCEPT) lets the uplink past DOCKER-USER: with the iptables backend dockfw cannot
+# repair that without taking over FORWARD, and says so, per family, in status, /metrics, the
+# log and explain, until the rule is gone. Where the jump is dockfw's own (ip6tables on
+# Docker 20.10, which makes no DOCKER-USER there), dockfw moves it back on top: the port
+# stays closed and nothing is reported. With the nftables backend (base chains at priority
+# -10) the same rule bypasses nothing, and nothing is reported.
+case_fc_forward_bypass() {
+    need_dockfw
+    lab_run web -p 80:80 || fail "container web did not start"
+    lab_run db -p 5432:80 || fail "container db did not start"
+    local fam tool
+    for fam in 4 6; do
+        wait_for 5 handshake a "$fam" 5432 || fail "lab: 5432 (IPv$fam) not reachable from A without dockfw"
+    done
+    export DOCKFW_METRICS_LISTEN=127.0.0.1:9470
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    for fam in 4 6; do
+        if handshake a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers client A with dockfw"; fi
+        wait_for 3 handshake a "$fam" 80 || fail "allowed 80 (IPv$fam) does not answer client A"
+        [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 before any bypass"
+    done
+    [[ "$(dfw_status | jq '.forward_bypass | length')" == 0 ]] || fail "a bypass is reported before any"
+    for tool in iptables ip6tables; do
+        lab_ns "$tool" -I FORWARD 1 -i vha -j ACCEPT || fail "cannot insert the $tool rule"
+    done
+    if nft_backend; then
+        # dockfw's base chain (priority -10) drops before iptables-nft's FORWARD accepts.
+        sleep 1
+        for fam in 4 6; do
+            if handshake a "$fam" 5432; then
+                fail "nftables backend: FORWARD -i vha -j ACCEPT opens denied 5432 (IPv$fam)"
+            fi
+        done
+        [[ "$(dfw_status | jq '.forward_bypass | length')" == 0 ]] ||
+            fail "nftables backend reports a bypass: $(dfw_status | jq -c .forward_bypass)"
+        return 0
+    fi
+    # Per family: Docker's own jump (the bypass is real and reported) or dockfw's (repaired).
+    local dockers=() ours=() want
+    for fam in 4 6; do
+        tool=iptables; [[ "$fam" == 6 ]] && tool=ip6tables
+        if lab_ns "$tool" -S FORWARD | grep -qx -- '-A FORWARD -j DOCKER-USER'; then
+            dockers+=("$fam")
+        else
+            ours+=("$fam")
+        fi
+    done
+    ((${#dockers[@]} > 0)) || fail "no family has Docker's own FORWARD -> DOCKER-USER jump"
+    # The bypass is real: the denied port answers client A ...
+    for fam in "${dockers[@]}"; do
+        wait_for 3 handshake a "$fam" 5432 ||
+            fail "FORWARD -i vha -j ACCEPT above DOCKER-USER does not open 5432 (IPv$fam): the case proves nothing"
+    done
+    # ... and it is reported within seconds: status, metrics, log, explain.
+    want="$(printf '"ipv%s"\n' "${dockers[@]}" | jq -sc 'sort')"
+    wait_for 3 eval '[[ "$(dfw_status | jq -c "[.forward_bypass[] | .family] | sort")" == "$want" ]]' ||
+        fail "status does not report the bypass in $want: $(dfw_status | jq -c .forward_bypass)"
+    dfw_status | jq -e '.forward_bypass[] | select(.rule == "-i vha -j ACCEPT")' >/dev/null ||
+        fail "status does not name the rule: $(dfw_status | jq -c .forward_bypass)"
+    "$DOCKFW" status --socket "$LAB_DFW_SOCK" | grep -q 'BYPASSED: ipv4 FORWARD rule "-i vha -j ACCEPT"' ||
+        fail "status text does not show the bypass"
+    for fam in "${dockers[@]}"; do
+        [[ "$(bypass_gauge "$fam")" == 1 ]] || fail "bypass gauge (IPv$fam) is not 1"
+    done
+    for fam in "${ours[@]}"; do
+        wait_for 3 forward_jump_first "$([[ "$fam" == 6 ]] && echo ip6tables || echo iptables)" ||
+            fail "dockfw's own jump (IPv$fam) was not moved back on top"
+        if handshake a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers although dockfw owns the jump"; fi
+        [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 where dockfw repairs it"
+    done
+    grep -q 'above the jump to DOCKER-USER may accept' <(dfw_log) || fail "the log does not warn of the bypass"
+    local js
+    js="$(dfw explain --config "$(policy_web)" --from "$LAB_A_IP4" --port 5432 --json)" || fail "explain failed"
+    [[ "$(jq -r '.[0].bypassed_by' <<<"$js")" == "-i vha -j ACCEPT" ]] || fail "explain does not say bypassed: $js"
+    # Removed: the report clears, the port is closed again.
+    for tool in iptables ip6tables; do
+        lab_ns "$tool" -D FORWARD -i vha -j ACCEPT || fail "cannot delete the $tool rule"
+    done
+    wait_for 3 eval '[[ "$(dfw_status | jq ".forward_bypass | length")" == 0 ]]' ||
+        fail "the report did not clear: $(dfw_status | jq -c .forward_bypass)"
+    for fam in 4 6; do
+        [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 after removal"
+        if handshake a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers after the rule is gone"; fi
+    done
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1429,6 +1522,7 @@ CASES=(
     drops_counted
     drops_logged
     fc_bridge_option_not_a_bridge
+    fc_forward_bypass
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).
