@@ -19,7 +19,7 @@
 //! a bridge) carry no link kind, and a port leaving is not a link deleted.
 //! This module plans nothing and touches no firewall.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
@@ -87,11 +87,30 @@ struct Link {
 impl Links {
     /// What the kernel has under `name` now.
     pub fn kind(&self, name: &str) -> LinkKind {
-        match self.by_index.values().find(|link| link.name == name) {
-            Some(link) if link.bridge => LinkKind::Bridge,
-            Some(_) => LinkKind::Other,
-            None => LinkKind::Missing,
+        self.kinds().get(name).copied().unwrap_or(LinkKind::Missing)
+    }
+
+    /// What the kernel has under each name. Two links under one name (only
+    /// ever for an instant, between a rename and the next) make a bridge
+    /// only if both are.
+    fn kinds(&self) -> HashMap<&str, LinkKind> {
+        let mut kinds = HashMap::with_capacity(self.by_index.len());
+        for link in self.by_index.values() {
+            let kind = if link.bridge {
+                LinkKind::Bridge
+            } else {
+                LinkKind::Other
+            };
+            kinds
+                .entry(link.name.as_str())
+                .and_modify(|k| {
+                    if kind == LinkKind::Other {
+                        *k = kind;
+                    }
+                })
+                .or_insert(kind);
         }
+        kinds
     }
 
     /// The names of every Linux bridge.
@@ -188,11 +207,18 @@ impl Links {
 pub fn check_bridges(inventory: &mut Inventory, links: Result<&Links, &str>) -> Vec<Rejected> {
     let mut rejected = Vec::new();
     inventory.not_bridges.clear();
+    let kinds = links.map(Links::kinds);
     for bridge in &inventory.bridges {
         if Iface::new(&bridge.interface).is_err() {
             continue;
         }
-        let what = match links.map(|links| links.kind(&bridge.interface)) {
+        let kind = kinds.as_ref().map(|kinds| {
+            kinds
+                .get(bridge.interface.as_str())
+                .copied()
+                .unwrap_or(LinkKind::Missing)
+        });
+        let what = match kind {
             Ok(LinkKind::Bridge) => continue,
             Ok(LinkKind::Other) => format!(
                 "interface {:?} is not a Linux bridge in dockfw's network namespace",
@@ -202,7 +228,7 @@ pub fn check_bridges(inventory: &mut Inventory, links: Result<&Links, &str>) -> 
                 "no interface {:?} in dockfw's network namespace (yet)",
                 bridge.interface
             ),
-            Err(why) => format!(
+            Err(&why) => format!(
                 "cannot ask the kernel whether {:?} is a Linux bridge ({why})",
                 bridge.interface
             ),

@@ -1305,10 +1305,10 @@ case_drops_logged() {
     wait_for 5 logged || fail "no kernel log line with the prefix 'dockfw deny@4 '"
 }
 
-# handshake CLIENT FAM PORT — 0 if a TCP handshake with the docker host's PORT completes
+# handshake_from CLIENT FAM PORT — 0 if a TCP handshake with the docker host's PORT completes
 # from CLIENT a|b over IPv4|6 (curl's time_connect stays 0 unless it did: neither a reset
 # nor a timeout counts).
-handshake() {
+handshake_from() {
     local addr tc
     addr="$(host_addr "$1" "$2")"
     [[ "$2" == 6 ]] && addr="[$addr]"
@@ -1341,8 +1341,8 @@ case_fc_bridge_option_not_a_bridge() {
     lab_run db -p 5432:80 || fail "container db did not start"
     local fam
     for fam in 4 6; do
-        wait_for 5 handshake a "$fam" 5432 || fail "lab: 5432 (IPv$fam) not reachable from A without dockfw"
-        handshake a "$fam" 80 || fail "lab: 80 (IPv$fam) not reachable from A without dockfw"
+        wait_for 5 handshake_from a "$fam" 5432 || fail "lab: 5432 (IPv$fam) not reachable from A without dockfw"
+        handshake_from a "$fam" 80 || fail "lab: 80 (IPv$fam) not reachable from A without dockfw"
     done
     local nets="$LAB_DIR/fake-networks.json" fake="$LAB_DIR/fake-engine.sock"
     { fake_network dfw-uplink vha; fake_network dfw-late dfwlate0; } | jq -s . >"$nets" ||
@@ -1361,10 +1361,10 @@ case_fc_bridge_option_not_a_bridge() {
         fail "the injected network is not in the rules: $(dockfw_listing | grep -c .) lines"
     # ... and nothing arriving on it is judged "from a container".
     for fam in 4 6; do
-        if handshake a "$fam" 5432; then
+        if handshake_from a "$fam" 5432; then
             fail "denied 5432 (IPv$fam) answers client A through the uplink named as a bridge"
         fi
-        wait_for 3 handshake a "$fam" 80 || fail "allowed 80 (IPv$fam) does not answer client A"
+        wait_for 3 handshake_from a "$fam" 80 || fail "allowed 80 (IPv$fam) does not answer client A"
     done
     if dockfw_listing | grep -E -- '-i vha |iifname "vha"'; then
         fail "traffic arriving on the uplink vha is exempted"
@@ -1392,7 +1392,7 @@ case_fc_bridge_option_not_a_bridge() {
     else
         lab_ns iptables -I DOCKFW 1 -i vha -j RETURN || fail "cannot insert the exemption"
     fi
-    wait_for 3 handshake a 4 5432 || fail "with -i vha exempted, 5432 still does not answer: the case proves nothing"
+    wait_for 3 handshake_from a 4 5432 || fail "with -i vha exempted, 5432 still does not answer: the case proves nothing"
 }
 
 # bypass_gauge FAM — dockfw_forward_bypass_rules{family="ipvFAM"} from /metrics (port 9470).
@@ -1414,24 +1414,26 @@ case_fc_forward_bypass() {
     lab_run db -p 5432:80 || fail "container db did not start"
     local fam tool
     for fam in 4 6; do
-        wait_for 5 handshake a "$fam" 5432 || fail "lab: 5432 (IPv$fam) not reachable from A without dockfw"
+        wait_for 5 handshake_from a "$fam" 5432 || fail "lab: 5432 (IPv$fam) not reachable from A without dockfw"
     done
     export DOCKFW_METRICS_LISTEN=127.0.0.1:9470
     dockfw_start "$(policy_web)" || fail "daemon did not start"
     for fam in 4 6; do
-        if handshake a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers client A with dockfw"; fi
-        wait_for 3 handshake a "$fam" 80 || fail "allowed 80 (IPv$fam) does not answer client A"
+        if handshake_from a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers client A with dockfw"; fi
+        wait_for 3 handshake_from a "$fam" 80 || fail "allowed 80 (IPv$fam) does not answer client A"
         [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 before any bypass"
     done
     [[ "$(dfw_status | jq '.forward_bypass | length')" == 0 ]] || fail "a bypass is reported before any"
     for tool in iptables ip6tables; do
         lab_ns "$tool" -I FORWARD 1 -i vha -j ACCEPT || fail "cannot insert the $tool rule"
     done
-    if nft_backend; then
+    # The backend the daemon chose (auto picks nftables beside Docker 29's nftables mode).
+    local variant; variant="$(dfw_status | jq -r .rules.ipv4.variant)" || fail "status failed"
+    if [[ "$variant" == nftables ]]; then
         # dockfw's base chain (priority -10) drops before iptables-nft's FORWARD accepts.
         sleep 1
         for fam in 4 6; do
-            if handshake a "$fam" 5432; then
+            if handshake_from a "$fam" 5432; then
                 fail "nftables backend: FORWARD -i vha -j ACCEPT opens denied 5432 (IPv$fam)"
             fi
         done
@@ -1452,7 +1454,7 @@ case_fc_forward_bypass() {
     ((${#dockers[@]} > 0)) || fail "no family has Docker's own FORWARD -> DOCKER-USER jump"
     # The bypass is real: the denied port answers client A ...
     for fam in "${dockers[@]}"; do
-        wait_for 3 handshake a "$fam" 5432 ||
+        wait_for 3 handshake_from a "$fam" 5432 ||
             fail "FORWARD -i vha -j ACCEPT above DOCKER-USER does not open 5432 (IPv$fam): the case proves nothing"
     done
     # ... and it is reported within seconds: status, metrics, log, explain.
@@ -1469,7 +1471,7 @@ case_fc_forward_bypass() {
     for fam in "${ours[@]}"; do
         wait_for 3 forward_jump_first "$([[ "$fam" == 6 ]] && echo ip6tables || echo iptables)" ||
             fail "dockfw's own jump (IPv$fam) was not moved back on top"
-        if handshake a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers although dockfw owns the jump"; fi
+        if handshake_from a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers although dockfw owns the jump"; fi
         [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 where dockfw repairs it"
     done
     grep -q 'above the jump to DOCKER-USER may accept' <(dfw_log) || fail "the log does not warn of the bypass"
@@ -1484,7 +1486,7 @@ case_fc_forward_bypass() {
         fail "the report did not clear: $(dfw_status | jq -c .forward_bypass)"
     for fam in 4 6; do
         [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 after removal"
-        if handshake a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers after the rule is gone"; fi
+        if handshake_from a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers after the rule is gone"; fi
     done
 }
 
