@@ -33,6 +33,9 @@ pub struct Installed {
     /// The packet counter (`iptables-save -c`) of each rule of dockfw's
     /// own chains that has one, by chain and rule spec.
     pub packets: BTreeMap<(String, String), u64>,
+    /// Whether `FORWARD`'s policy is `ACCEPT` (what a `RETURN` there
+    /// amounts to); false when it is `DROP` or not listed.
+    pub forward_accepts: bool,
 }
 
 impl Installed {
@@ -47,8 +50,12 @@ impl Installed {
             } else if line.starts_with('#') || table != "filter" {
                 continue;
             } else if let Some(decl) = line.strip_prefix(':') {
-                if let Some(name) = decl.split_whitespace().next() {
+                let mut words = decl.split_whitespace();
+                if let Some(name) = words.next() {
                     installed.chains.insert(name.to_owned());
+                    if name == "FORWARD" {
+                        installed.forward_accepts = words.next() == Some("ACCEPT");
+                    }
                 }
             } else if let Some((packets, rest)) = counted_rule(line) {
                 let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -113,7 +120,7 @@ impl Installed {
         }
         rules[..first]
             .iter()
-            .filter(|s| may_bypass(s))
+            .filter(|s| may_bypass(s, self.forward_accepts))
             .map(String::as_str)
             .collect()
     }
@@ -183,13 +190,13 @@ const HARMLESS_TARGETS: &[&str] = &[
 
 /// Whether a rule placed above `FORWARD -> DOCKER-USER` may let a
 /// connection through unjudged: a target that accepts (`ACCEPT`), ends the
-/// chain (`RETURN`: the chain's policy decides, `ACCEPT` on many hosts), or
+/// chain where its policy accepts (`RETURN`, with `policy_accepts`), or
 /// hands the packet to a chain or program that may (`-j CHAIN`, `-g CHAIN`,
 /// `NFQUEUE`). A rule with no target (a counter) or a target in
 /// [`HARMLESS_TARGETS`] does not. iptables-save writes the target last, so
 /// the last `-j`/`-g` is it (a comment that reads `-j ACCEPT` only ever adds
 /// a report, never hides one).
-fn may_bypass(spec: &str) -> bool {
+fn may_bypass(spec: &str, policy_accepts: bool) -> bool {
     let words: Vec<&str> = spec.split_whitespace().collect();
     let target = words
         .windows(2)
@@ -198,6 +205,7 @@ fn may_bypass(spec: &str) -> bool {
     match target {
         None => false,
         Some([flag, _]) if *flag == "-g" => true,
+        Some([_, "RETURN"]) => policy_accepts,
         Some([_, target]) => !HARMLESS_TARGETS.contains(target),
         Some(_) => true,
     }
@@ -528,12 +536,11 @@ COMMIT
             st.forward_bypasses(),
             [
                 "-i eth0 -j ACCEPT",
-                "-i eth2 -j RETURN",
                 "-i eth3 -j f2b-sshd",
                 "-i eth4 -g ufw-forward",
                 "-i eth5 -j NFQUEUE --queue-num 1",
             ],
-            "below the jump, -i eth6 is DOCKER-USER's business"
+            "RETURN under a DROP policy drops; below the jump, -i eth6 is DOCKER-USER's business"
         );
         // Docker's jump on top, or dockfw's marked one (which dockfw moves
         // back on top of anything): nothing bypasses.
@@ -548,6 +555,13 @@ COMMIT
             );
             assert!(save(&marked).forward_bypasses().is_empty(), "{marked}");
         }
+        // RETURN from FORWARD is its policy: a bypass only where that accepts.
+        let accepting = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth2 -j RETURN\n\
+                         -A FORWARD -j DOCKER-USER\nCOMMIT\n";
+        assert_eq!(
+            Installed::parse(accepting).forward_bypasses(),
+            ["-i eth2 -j RETURN"]
+        );
         // No unconditional jump at all: dockfw restores one on top.
         assert!(save("-A FORWARD -j ACCEPT\n").forward_bypasses().is_empty());
     }
