@@ -1,5 +1,6 @@
 //! The reconcile loop: turns triggers (Docker events, reloads, nf_tables
-//! ruleset changes, the resync timer, retries) into fresh plans and at most
+//! ruleset changes, Linux bridges appearing or going away, the resync
+//! timer, retries) into fresh plans and at most
 //! one restore per family, and publishes the resulting [`Status`].
 //!
 //! Events are triggers, not data: every reconcile that may have to follow
@@ -310,9 +311,7 @@ pub async fn run<D: DockerSource, F: Backend>(
         ));
     }
     tracker.close();
-    let bridge_facts = BridgeFacts::new(&config.bridge_check);
     let mut reconciler = Reconciler::new(config, start, state, docker, firewall, channels.status);
-    reconciler.bridge_facts = bridge_facts;
     reconciler.monitored = monitored;
     reconciler.ruleset_dirty = dirty;
     reconciler
@@ -568,6 +567,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         status_tx: watch::Sender<Status>,
     ) -> Self {
         let saved_bridges = state.as_ref().map(StateDir::bridges).unwrap_or_default();
+        let bridge_facts = BridgeFacts::new(&config.bridge_check);
         let mut status = Status::default();
         status.policy.path = config.policy_path.display().to_string();
         status.docker.endpoint = config.endpoint.clone();
@@ -587,7 +587,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             monitored: Arc::new(AtomicBool::new(false)),
             ruleset_dirty: Arc::new(AtomicBool::new(false)),
             drops: DropTotals::default(),
-            bridge_facts: BridgeFacts::Fixed(None),
+            bridge_facts,
             status,
             status_tx,
             retry: Backoff::new(Duration::from_millis(500), DOCKER_BACKOFF_MAX),
