@@ -491,7 +491,7 @@ impl BridgeFacts {
 
     /// Fill `inventory.not_bridges` with the kernel's word now; the bridge
     /// networks that are not taken as bridges, with why.
-    fn check(&mut self, inventory: &mut Inventory) -> Vec<Rejected> {
+    fn check(&mut self, inventory: &mut Inventory) -> Vec<links::NotABridge> {
         let read = match self {
             BridgeFacts::Fixed(None) => {
                 inventory.not_bridges.clear();
@@ -987,7 +987,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// log: the inventory's refusals, bridges whose names are refused, and
     /// `not_bridges`, the bridge networks whose interface the kernel does
     /// not have as a Linux bridge now.
-    fn note_rejected(&mut self, not_bridges: Vec<Rejected>) {
+    fn note_rejected(&mut self, not_bridges: Vec<links::NotABridge>) {
         let reported: Vec<Rejected> = self
             .inventory
             .rejected
@@ -1005,12 +1005,20 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         for r in reported.iter().filter(new) {
             warn!(kind = %r.kind, name = ?r.name, reason = ?r.reason, "refused part of what docker reported; judged fail-closed");
         }
-        for r in not_bridges.iter().filter(new) {
-            warn!(name = ?r.name, reason = ?r.reason, "a bridge network's interface is not a Linux bridge now; not exempted, judged fail-closed");
+        for n in not_bridges.iter().filter(|n| new(&&n.rejected)) {
+            let r = &n.rejected;
+            let message = "a bridge network's interface is not a Linux bridge now; not exempted, judged fail-closed";
+            // A bridge the engine has not made yet (docker0 at every boot)
+            // is the ordinary course of things; anything else is not.
+            if n.kind == Some(links::LinkKind::Missing) {
+                info!(name = ?r.name, reason = ?r.reason, "{message}");
+            } else {
+                warn!(name = ?r.name, reason = ?r.reason, "{message}");
+            }
         }
         self.status.rejected = reported
             .into_iter()
-            .chain(not_bridges)
+            .chain(not_bridges.into_iter().map(|n| n.rejected))
             .map(|r| RejectedStatus {
                 kind: r.kind,
                 name: r.name,

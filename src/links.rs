@@ -198,13 +198,25 @@ impl Links {
     }
 }
 
+/// A bridge network whose interface is not taken as a bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotABridge {
+    /// What the kernel has under the name; `None` when it could not be
+    /// asked. `Missing` is the ordinary state of a booting host (`docker0`
+    /// before dockerd makes it); `Other` means the option names something
+    /// else, an uplink say.
+    pub kind: Option<LinkKind>,
+    /// The line for status and the log.
+    pub rejected: Rejected,
+}
+
 /// Take the kernel's word on each bridge network's interface: every one
 /// that `links` does not show as a Linux bridge now goes into
 /// `inventory.not_bridges` (all of them when the kernel could not be asked,
 /// `Err` with why), with a line for status and the log per such network.
 /// Names the plan refuses anyway ([`crate::plan::rejected_bridges`]) are
 /// left to it. Pure.
-pub fn check_bridges(inventory: &mut Inventory, links: Result<&Links, &str>) -> Vec<Rejected> {
+pub fn check_bridges(inventory: &mut Inventory, links: Result<&Links, &str>) -> Vec<NotABridge> {
     let mut rejected = Vec::new();
     inventory.not_bridges.clear();
     let kinds = links.map(Links::kinds);
@@ -234,12 +246,15 @@ pub fn check_bridges(inventory: &mut Inventory, links: Result<&Links, &str>) -> 
             ),
         };
         inventory.not_bridges.insert(bridge.interface.clone());
-        rejected.push(Rejected {
-            kind: "network".to_owned(),
-            name: bridge.name.clone(),
-            reason: format!(
-                "{what}: nothing arriving on it is exempted, its containers are judged by address"
-            ),
+        rejected.push(NotABridge {
+            kind: kind.ok(),
+            rejected: Rejected {
+                kind: "network".to_owned(),
+                name: bridge.name.clone(),
+                reason: format!(
+                    "{what}: nothing arriving on it is exempted, its containers are judged by address"
+                ),
+            },
         });
     }
     rejected
@@ -633,9 +648,11 @@ mod tests {
             inventory.not_bridges,
             BTreeSet::from(["wg0".to_owned(), "br-gone".to_owned()])
         );
+        let kinds: Vec<_> = rejected.iter().map(|r| r.kind).collect();
+        assert_eq!(kinds, [Some(LinkKind::Other), Some(LinkKind::Missing)]);
         let reasons: Vec<_> = rejected
             .iter()
-            .map(|r| (r.name.as_str(), r.reason.as_str()))
+            .map(|r| (r.rejected.name.as_str(), r.rejected.reason.as_str()))
             .collect();
         assert_eq!(reasons.len(), 2, "{reasons:?}");
         assert!(reasons[0].0 == "vpn" && reasons[0].1.contains("\"wg0\" is not a Linux bridge"));
@@ -643,7 +660,8 @@ mod tests {
         // The kernel could not be asked: nothing is taken as a bridge.
         let rejected = check_bridges(&mut inventory, Err("no rtnetlink"));
         assert_eq!(inventory.not_bridges.len(), 3);
-        assert!(rejected[0].reason.contains("(no rtnetlink)"));
+        assert!(rejected[0].rejected.reason.contains("(no rtnetlink)"));
+        assert_eq!(rejected[0].kind, None);
         // Asked again with the bridge back: the fact follows.
         let links = Links::from_names([("docker0", true), ("wg0", true), ("br-gone", true)]);
         assert!(check_bridges(&mut inventory, Ok(&links)).is_empty());

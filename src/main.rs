@@ -642,7 +642,10 @@ async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<
     // exempted.
     let links = dockfw::links::links().map_err(|e| format!("{:#}", anyhow::Error::from(e)));
     for r in dockfw::links::check_bridges(&mut inventory, links.as_ref().map_err(String::as_str)) {
-        eprintln!("dockfw: network {:?}: {}", r.name, r.reason);
+        eprintln!(
+            "dockfw: network {:?}: {}",
+            r.rejected.name, r.rejected.reason
+        );
     }
     match resolve(backend, &docker).await {
         BackendChoice::Nftables => print_plan(&Nftables::new(), &policy, &inventory, json).await,
