@@ -1,5 +1,6 @@
 //! The reconcile loop: turns triggers (Docker events, reloads, nf_tables
-//! ruleset changes, the resync timer, retries) into fresh plans and at most
+//! ruleset changes, Linux bridges appearing or going away, the resync
+//! timer, retries) into fresh plans and at most
 //! one restore per family, and publishes the resulting [`Status`].
 //!
 //! Events are triggers, not data: every reconcile that may have to follow
@@ -15,6 +16,7 @@
 //! publishes a port; selector entries follow once the engine answers. While
 //! the engine is away later, the last inventory it gave stays the basis.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +34,7 @@ use crate::docker::{DockerSource, Engine};
 use crate::drops::DropTotals;
 use crate::firewall::{Backend, FirewallError, Observation, Transaction};
 use crate::inventory::{Bridge, Inventory, Rejected};
+use crate::links;
 use crate::net::Family;
 use crate::nfmonitor;
 use crate::plan::{exposures, plan, rejected_bridges, with_drop_logging};
@@ -39,7 +42,7 @@ use crate::policy::{self, Policy};
 use crate::ruleset::{DROP_CHAIN, Origin, Ruleset};
 use crate::sdnotify;
 use crate::state::{self, StateDir};
-use crate::status::{EntryDrops, FamilyStatus, PortDrops, RejectedStatus, Status};
+use crate::status::{BypassStatus, EntryDrops, FamilyStatus, PortDrops, RejectedStatus, Status};
 
 /// Settings of one daemon run.
 #[derive(Debug, Clone)]
@@ -60,6 +63,21 @@ pub struct Config {
     pub log_drops: bool,
     /// The backend driven and why, for status (the daemon does not choose).
     pub backend: Option<crate::choice::Chosen>,
+    /// Who says which interfaces are Linux bridges.
+    pub bridge_check: BridgeCheck,
+}
+
+/// Where the daemon learns which of the interfaces bridge networks name are
+/// Linux bridges now: only those are exempted as "from a container".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BridgeCheck {
+    /// The kernel, over rtnetlink in the daemon's network namespace,
+    /// followed as links change ([`links`]).
+    Kernel,
+    /// A fixed answer, for tests whose fake engines' interfaces exist
+    /// nowhere: these names are bridges, no other; `None`: every interface
+    /// a bridge network names.
+    Fixed(Option<BTreeSet<String>>),
 }
 
 /// How the daemon learns that the installed rules changed.
@@ -85,6 +103,7 @@ impl Config {
             ruleset_watch: RulesetWatch::Off,
             log_drops: false,
             backend: None,
+            bridge_check: BridgeCheck::Kernel,
         }
     }
 }
@@ -146,6 +165,9 @@ pub enum Trigger {
     SetsPoll,
     /// The counting chain lags the plan (see [`COUNTING_DELAY`]).
     CountingDue,
+    /// A Linux bridge appeared or went away (rtnetlink): what is exempted
+    /// follows.
+    LinksChanged,
 }
 
 impl Trigger {
@@ -165,6 +187,7 @@ impl Trigger {
                 | Trigger::DriftPoll
                 | Trigger::SetsPoll
                 | Trigger::CountingDue
+                | Trigger::LinksChanged
         )
     }
 
@@ -173,7 +196,7 @@ impl Trigger {
     /// (their own trigger), the pass writes what changed in the sets from
     /// the plan in place, without reading anything first.
     fn needs_observation(&self) -> bool {
-        !matches!(self, Trigger::DockerEvent(_))
+        !matches!(self, Trigger::DockerEvent(_) | Trigger::LinksChanged)
     }
 
     /// A `network connect` event: at a container's start it comes before
@@ -572,6 +595,69 @@ fn boot_inventory(saved: Vec<Bridge>) -> Inventory {
     }
 }
 
+/// The kernel's word on which interfaces are Linux bridges, as the loop
+/// keeps it.
+enum BridgeFacts {
+    /// Followed: read before each plan, and a change is a trigger.
+    Watched(links::LinkWatch),
+    /// The watch could not be set up or failed: the links are read at
+    /// every pass, and only then.
+    Read,
+    /// [`BridgeCheck::Fixed`].
+    Fixed(Option<BTreeSet<String>>),
+}
+
+impl BridgeFacts {
+    fn new(check: &BridgeCheck) -> BridgeFacts {
+        match check {
+            BridgeCheck::Fixed(names) => BridgeFacts::Fixed(names.clone()),
+            BridgeCheck::Kernel => match links::watch() {
+                Ok(watch) => BridgeFacts::Watched(watch),
+                Err(e) => {
+                    warn!(error = %error_chain(&e), "cannot watch network links; reading them at every pass instead");
+                    BridgeFacts::Read
+                }
+            },
+        }
+    }
+
+    /// Until the set of Linux bridges changes; never, unless watched.
+    async fn changed(&mut self) -> Result<(), links::LinkError> {
+        match self {
+            BridgeFacts::Watched(watch) => watch.changed().await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Fill `inventory.not_bridges` with the kernel's word now; the bridge
+    /// networks that are not taken as bridges, with why.
+    fn check(&mut self, inventory: &mut Inventory) -> Vec<links::NotABridge> {
+        let read = match self {
+            BridgeFacts::Fixed(None) => {
+                inventory.not_bridges.clear();
+                return Vec::new();
+            }
+            BridgeFacts::Fixed(Some(names)) => {
+                let links = links::Links::from_names(names.iter().map(|n| (n.as_str(), true)));
+                return links::check_bridges(inventory, Ok(&links));
+            }
+            BridgeFacts::Watched(watch) => match watch.refresh() {
+                Ok(links) => return links::check_bridges(inventory, Ok(links)),
+                Err(e) => {
+                    warn!(error = %error_chain(&e), "the network link watch failed; reading links at every pass instead");
+                    *self = BridgeFacts::Read;
+                    links::links()
+                }
+            },
+            BridgeFacts::Read => links::links(),
+        };
+        match read {
+            Ok(links) => links::check_bridges(inventory, Ok(&links)),
+            Err(e) => links::check_bridges(inventory, Err(&error_chain(&e))),
+        }
+    }
+}
+
 /// The state the loop carries between reconciles.
 struct Reconciler<D, F> {
     config: Config,
@@ -602,6 +688,9 @@ struct Reconciler<D, F> {
     ruleset_dirty: Arc<AtomicBool>,
     /// Drops per entry since the start, across rewrites of the rules.
     drops: DropTotals,
+    /// Which interfaces are Linux bridges now; a watch on it, whose
+    /// changes are triggers.
+    bridge_facts: BridgeFacts,
     status: Status,
     /// Publishes `status` to the control socket after every change.
     status_tx: watch::Sender<Status>,
@@ -621,6 +710,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         status_tx: watch::Sender<Status>,
     ) -> Self {
         let saved_bridges = state.as_ref().map(StateDir::bridges).unwrap_or_default();
+        let bridge_facts = BridgeFacts::new(&config.bridge_check);
         let mut status = Status::default();
         status.policy.path = config.policy_path.display().to_string();
         status.docker.endpoint = config.endpoint.clone();
@@ -641,6 +731,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             monitored: Arc::new(AtomicBool::new(false)),
             ruleset_dirty: Arc::new(AtomicBool::new(false)),
             drops: DropTotals::default(),
+            bridge_facts,
             status,
             status_tx,
             retry: Backoff::new(Duration::from_millis(500), DOCKER_BACKOFF_MAX),
@@ -795,6 +886,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     next_feed = Instant::now() + watchdog.unwrap_or(Duration::MAX);
                     None
                 }
+                changed = self.bridge_facts.changed() => match changed {
+                    Ok(()) => Some(Trigger::LinksChanged),
+                    Err(e) => {
+                        warn!(error = %error_chain(&e), "the network link watch failed; reading links at every pass instead");
+                        self.bridge_facts = BridgeFacts::Read;
+                        Some(Trigger::LinksChanged)
+                    }
+                },
             };
         }
     }
@@ -913,6 +1012,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 }
             }
         }
+        let not_bridges = self.bridge_facts.check(&mut self.inventory);
+        self.note_rejected(not_bridges);
         let mut planned = plan(&self.policy, &self.inventory);
         if self.config.log_drops {
             planned = with_drop_logging(planned);
@@ -941,6 +1042,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         } = prepare_planned(&self.firewall, planned).await;
         let counters = self.firewall.drop_counters(&observation.observed);
         self.drops.observe(counters);
+        // A family that could not be read says nothing either way.
+        if observation.failed.is_empty() {
+            let bypasses = self.firewall.forward_bypasses(&observation.observed);
+            self.note_bypasses(bypasses);
+        }
         self.unavailable.clone_from(&observation.unavailable);
         let mut firewall_failed = !observation.failed.is_empty();
         for (scope, e) in &observation.failed {
@@ -1032,29 +1138,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .filter(|c| c.host_network)
             .map(|c| c.name.clone())
             .collect();
-        let rejected: Vec<Rejected> = inventory
-            .rejected
-            .iter()
-            .cloned()
-            .chain(rejected_bridges(&inventory))
-            .collect();
-        for r in rejected.iter().filter(|r| {
-            !self
-                .status
-                .rejected
-                .iter()
-                .any(|s| s.name == r.name && s.reason == r.reason)
-        }) {
-            warn!(kind = %r.kind, name = ?r.name, reason = ?r.reason, "refused part of what docker reported; judged fail-closed");
-        }
-        self.status.rejected = rejected
-            .into_iter()
-            .map(|r| RejectedStatus {
-                kind: r.kind,
-                name: r.name,
-                reason: r.reason,
-            })
-            .collect();
         if inventory.bridges != self.saved_bridges
             && let Some(state) = &self.state
         {
@@ -1066,6 +1149,72 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             }
         }
         self.inventory = inventory;
+    }
+
+    /// What could not be used as reported, for status and (once each) the
+    /// log: the inventory's refusals, bridges whose names are refused, and
+    /// `not_bridges`, the bridge networks whose interface the kernel does
+    /// not have as a Linux bridge now.
+    fn note_rejected(&mut self, not_bridges: Vec<links::NotABridge>) {
+        let reported: Vec<Rejected> = self
+            .inventory
+            .rejected
+            .iter()
+            .cloned()
+            .chain(rejected_bridges(&self.inventory))
+            .collect();
+        let new = |r: &&Rejected| {
+            !self
+                .status
+                .rejected
+                .iter()
+                .any(|s| s.name == r.name && s.reason == r.reason)
+        };
+        for r in reported.iter().filter(new) {
+            warn!(kind = %r.kind, name = ?r.name, reason = ?r.reason, "refused part of what docker reported; judged fail-closed");
+        }
+        for n in not_bridges.iter().filter(|n| new(&&n.rejected)) {
+            let r = &n.rejected;
+            let message = "a bridge network's interface is not a Linux bridge now; not exempted, judged fail-closed";
+            // A bridge the engine has not made yet (docker0 at every boot)
+            // is the ordinary course of things; anything else is not.
+            if n.kind == Some(links::LinkKind::Missing) {
+                info!(name = ?r.name, reason = ?r.reason, "{message}");
+            } else {
+                warn!(name = ?r.name, reason = ?r.reason, "{message}");
+            }
+        }
+        self.status.rejected = reported
+            .into_iter()
+            .chain(not_bridges.into_iter().map(|n| n.rejected))
+            .map(|r| RejectedStatus {
+                kind: r.kind,
+                name: r.name,
+                reason: r.reason,
+            })
+            .collect();
+    }
+
+    /// Rules of other tools that let connections past dockfw unjudged, for
+    /// status and metrics, and (once per change) the log.
+    fn note_bypasses(&mut self, bypasses: Vec<(Family, String)>) {
+        let found: Vec<BypassStatus> = bypasses
+            .into_iter()
+            .map(|(family, rule)| BypassStatus {
+                family: family.as_str().to_owned(),
+                rule,
+            })
+            .collect();
+        if found == self.status.forward_bypass {
+            return;
+        }
+        for b in &found {
+            warn!(family = %b.family, rule = ?b.rule, "a FORWARD rule above the jump to DOCKER-USER may accept connections dockfw never judges; dockfw cannot repair this without taking over FORWARD");
+        }
+        if found.is_empty() {
+            info!("no FORWARD rule above the jump to DOCKER-USER any more");
+        }
+        self.status.forward_bypass = found;
     }
 
     /// The running drop totals, for status.
@@ -1363,6 +1512,10 @@ mod tests {
             iptables::drop_counters(observed)
         }
 
+        fn forward_bypasses(&self, observed: &Tables) -> Vec<(Family, String)> {
+            iptables::forward_bypasses(observed)
+        }
+
         fn variant(&self, _: Family) -> Option<&'static str> {
             Some("fake")
         }
@@ -1401,11 +1554,16 @@ mod tests {
     fn start_with(policy_path: PathBuf, drift_poll: Duration) -> Harness {
         start_config(Config {
             drift_poll,
+            bridge_check: BridgeCheck::Fixed(None),
             ..Config::new(policy_path, "unix:///fake.sock".into())
         })
     }
 
     fn start_config(config: Config) -> Harness {
+        start_state(config, None)
+    }
+
+    fn start_state(config: Config, state: Option<StateDir>) -> Harness {
         let (events, events_rx) = mpsc::channel(256);
         let docker = Arc::new(FakeDocker {
             inventory: Mutex::new(Inventory {
@@ -1448,7 +1606,7 @@ mod tests {
         let task = tokio::spawn(run(
             config,
             start,
-            None,
+            state,
             docker.clone(),
             firewall.clone(),
             Channels {
@@ -1519,6 +1677,90 @@ mod tests {
         let st = h.status.borrow().clone();
         assert!(st.reconcile.inventory.starts_with("boot"), "{st:?}");
         assert_eq!(st.reconcile.result, "applied");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_boot_a_kept_bridge_that_is_not_a_bridge_now_is_not_exempted() {
+        let dir = std::env::temp_dir().join(format!("dockfw-boot-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let state = StateDir::lock(&dir).unwrap();
+        state
+            .save_bridges(&[bridge("wg0"), bridge("br-kept")])
+            .unwrap();
+        // wg0 is the uplink now; br-kept and docker0 are bridges.
+        let bridges = ["docker0", "br-kept"].map(str::to_owned);
+        let h = start_state(
+            Config {
+                bridge_check: BridgeCheck::Fixed(Some(BTreeSet::from(bridges))),
+                drift_poll: Duration::from_secs(3600),
+                ..Config::new(
+                    PathBuf::from("/nonexistent/policy.toml"),
+                    "unix:///fake.sock".into(),
+                )
+            },
+            Some(state),
+        );
+        h.docker.hang.store(true, Ordering::SeqCst);
+        settle(1.0).await;
+        assert_eq!(h.restores(), 2, "protected before the engine answers");
+        for table in h.firewall.tables.lock().unwrap().iter() {
+            let entry = table.chain_rules("DOCKFW");
+            let proxy = table.chain_rules("DOCKFW-PROXY");
+            for exempt in ["docker0", "br-kept"] {
+                let rule = format!("-i {exempt} -j RETURN");
+                assert!(entry.contains(&rule) && proxy.contains(&rule), "{entry:?}");
+            }
+            assert!(
+                !entry.iter().chain(proxy).any(|r| r.contains("-i wg0")),
+                "the uplink kept in bridges.json is exempted: {entry:?} {proxy:?}"
+            );
+            assert!(entry.contains(&"-o wg0 -j DOCKFW-INBOUND".to_owned()));
+        }
+        let st = h.status.borrow().clone();
+        assert!(st.reconcile.inventory.starts_with("boot"), "{st:?}");
+        let rejected: Vec<_> = st.rejected.iter().map(|r| (&r.name, &r.reason)).collect();
+        assert_eq!(rejected.len(), 1, "{rejected:?}");
+        assert_eq!(rejected[0].0, "wg0");
+        assert!(
+            rejected[0].1.contains("nothing arriving on it is exempted"),
+            "{rejected:?}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rule_above_forward_to_docker_user_is_reported_until_removed() {
+        let h = start(PathBuf::from("/nonexistent/policy.toml"));
+        settle(1.0).await;
+        assert!(h.status.borrow().forward_bypass.is_empty());
+        let edit_forward = |edit: &dyn Fn(&mut Vec<String>)| {
+            let mut tables = h.firewall.tables.lock().unwrap();
+            edit(tables[0].rules.entry("FORWARD".to_owned()).or_default());
+        };
+        edit_forward(&|rules| rules.insert(0, "-i eth0 -j ACCEPT".to_owned()));
+        settle(11.0).await;
+        let st = h.status.borrow().clone();
+        assert_eq!(
+            st.forward_bypass,
+            [BypassStatus {
+                family: "ipv4".into(),
+                rule: "-i eth0 -j ACCEPT".into()
+            }]
+        );
+        assert!(
+            crate::metrics::render(&st)
+                .contains("dockfw_forward_bypass_rules{family=\"ipv4\"} 1\n")
+        );
+        assert!(
+            crate::status::render_text(&st)
+                .contains("BYPASSED: ipv4 FORWARD rule \"-i eth0 -j ACCEPT\"")
+        );
+        edit_forward(&|rules| rules.retain(|r| r != "-i eth0 -j ACCEPT"));
+        settle(11.0).await;
+        assert!(
+            h.status.borrow().forward_bypass.is_empty(),
+            "the report clears"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -2019,6 +2261,7 @@ mod tests {
         let h = start_config(Config {
             ruleset_watch: RulesetWatch::Assumed,
             drift_poll,
+            bridge_check: BridgeCheck::Fixed(None),
             ..Config::new(path, "unix:///fake.sock".into())
         });
         h.docker

@@ -537,6 +537,8 @@ pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> 
         gateway_modes,
         containers,
         rejected,
+        // Docker's word only: whoever plans asks the kernel (`links`).
+        not_bridges: Default::default(),
     }
 }
 

@@ -28,7 +28,32 @@ pub struct Explanation {
     pub reachable: bool,
     /// What decided, e.g. `deny entry at line 9`, `default deny`.
     pub why: String,
+    /// Set when another tool's rule above `FORWARD -> DOCKER-USER` may
+    /// accept the connection before dockfw judges it (iptables backend):
+    /// the rule. `reachable` is then dockfw's verdict, not the host's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bypassed_by: Option<String>,
 }
+
+/// Mark the rows of a family with a rule above `FORWARD -> DOCKER-USER`
+/// (`bypasses`: family and rule, as [`crate::firewall::Backend::forward_bypasses`]
+/// gives them) as possibly bypassed: dockfw cannot tell which sources such
+/// a rule accepts (it may match on interfaces, marks, anything), so every
+/// row of that family may be. Rows bound to loopback are not forwarded.
+pub fn mark_bypassed(rows: &mut [Explanation], bypasses: &[(Family, String)]) {
+    for row in rows.iter_mut().filter(|r| r.why != LOOPBACK) {
+        let family = if row.host_ip.contains(':') {
+            Family::V6
+        } else {
+            Family::V4
+        };
+        if let Some((_, rule)) = bypasses.iter().find(|(f, _)| *f == family) {
+            row.bypassed_by = Some(rule.clone());
+        }
+    }
+}
+
+const LOOPBACK: &str = "bound to loopback";
 
 /// Every published port of running containers (only `container`'s, if
 /// given; only `port`, if given) that `from` could address, with dockfw's
@@ -57,6 +82,7 @@ pub fn explain(
                 proto: p.proto.as_str().to_owned(),
                 reachable,
                 why,
+                bypassed_by: None,
             }
         })
         .collect();
@@ -73,7 +99,7 @@ fn decide(
     from: IpAddr,
 ) -> (bool, String) {
     if port.host_ip.is_loopback() {
-        return (from.is_loopback(), "bound to loopback".to_owned());
+        return (from.is_loopback(), LOOPBACK.to_owned());
     }
     let covers = |e: &&Entry| applies_to(e, container, port) && admits(e, from);
     if let Some(deny) = policy.deny.iter().find(covers) {
@@ -184,5 +210,41 @@ mod tests {
             (outside[0].reachable, outside[0].why.as_str()),
             (false, "default deny")
         );
+    }
+
+    #[test]
+    fn a_rule_above_docker_user_marks_its_family_as_bypassed() {
+        let policy =
+            crate::policy::parse_str("[inbound]\n", std::path::Path::new("p.toml")).unwrap();
+        let inventory = Inventory {
+            containers: vec![container(
+                "db",
+                &[(5432, "0.0.0.0"), (5432, "::"), (6379, "127.0.0.1")],
+            )],
+            ..Inventory::default()
+        };
+        let mut rows = explain(
+            &policy,
+            &inventory,
+            "192.0.2.7".parse().unwrap(),
+            None,
+            None,
+        );
+        let rule = "-i eth0 -j ACCEPT".to_owned();
+        mark_bypassed(&mut rows, &[(Family::V4, rule.clone())]);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.host_port, r.reachable, r.bypassed_by.clone()))
+            .collect();
+        assert_eq!(got, [(5432, false, Some(rule)), (6379, false, None)]);
+        let mut v6 = explain(
+            &policy,
+            &inventory,
+            "2001:db8::7".parse().unwrap(),
+            None,
+            None,
+        );
+        mark_bypassed(&mut v6, &[(Family::V4, "-j ACCEPT".into())]);
+        assert!(v6.iter().all(|r| r.bypassed_by.is_none()), "{v6:?}");
     }
 }

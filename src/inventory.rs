@@ -4,7 +4,7 @@
 //! read by [`crate::plan`]. It holds no handles and does no I/O.
 
 pub use crate::net::{Family, Proto};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -23,6 +23,15 @@ pub struct Inventory {
     pub gateway_modes: BTreeMap<String, GatewayModes>,
     /// Running containers.
     pub containers: Vec<Container>,
+    /// Interfaces that bridge networks name but the kernel does not have as
+    /// a Linux bridge now (missing, or a NIC, a WireGuard device, … named by
+    /// `com.docker.network.bridge.name` or kept from a previous boot): a fact
+    /// the daemon reads in its own network namespace before each plan
+    /// ([`crate::links::check_bridges`]), not Docker's claim. Nothing
+    /// arriving on them is exempted; their containers are judged by
+    /// address. Empty in fixtures: every bridge as Docker reports it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub not_bridges: BTreeSet<String>,
     /// What Docker reported that could not be used as given (an unreadable
     /// address, port or attachment). The rest of the object, and every other
     /// object, is still planned; what is missing fails closed.

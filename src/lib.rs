@@ -20,6 +20,8 @@
 //!   (restore text, ipsets, its parsers of `iptables-save` and `ipset save`) and
 //!   `firewall::nftables`.
 //! - [`nfmonitor`]: the netlink watch that reports nf_tables ruleset changes.
+//! - [`links`]: which interfaces are Linux bridges now (rtnetlink), and a
+//!   watch on changes to that.
 //! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`control`]: the Unix-socket control protocol (server and client).
 //! - [`endpoints`]: starts the control socket and the metrics after the
@@ -41,6 +43,7 @@ pub mod endpoints;
 pub mod explain;
 pub mod firewall;
 pub mod inventory;
+pub mod links;
 pub mod metrics;
 pub mod net;
 pub mod nfmonitor;

@@ -165,6 +165,8 @@ enum Command {
         /// The policy file.
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+        #[command(flatten)]
+        backend: BackendArg,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -281,8 +283,12 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 port,
                 container,
                 config,
+                backend,
                 json,
-            } => explain(&config, from, port, container.as_deref(), json).await,
+            } => {
+                let query = (from, port, container.as_deref());
+                explain(&config, query, backend.backend, json).await
+            }
             Command::Reload { socket } => reload(&socket).await,
             Command::Uninstall { socket, backend } => uninstall(&socket, backend.backend).await,
             Command::Check { .. }
@@ -711,18 +717,36 @@ where
 async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<ExitCode> {
     let policy = load_policy(config)?;
     let docker = BollardSource::from_env();
-    let inventory = docker
+    let mut inventory = docker
         .snapshot()
         .await
         .context("cannot read the docker inventory")?
         .inventory;
-    let state_dir = std::env::var_os("DOCKFW_STATE_DIR")
-        .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
-    let remembered = dockfw::state::engine_firewall(&state_dir);
-    match resolve(backend, &docker, remembered).await.0.backend {
+    // As the daemon does: only interfaces the kernel has as bridges now are
+    // exempted.
+    let links = dockfw::links::links().map_err(|e| format!("{:#}", anyhow::Error::from(e)));
+    for r in dockfw::links::check_bridges(&mut inventory, links.as_ref().map_err(String::as_str)) {
+        eprintln!(
+            "dockfw: network {:?}: {}",
+            r.rejected.name, r.rejected.reason
+        );
+    }
+    match resolve(backend, &docker, remembered_engine_firewall())
+        .await
+        .0
+        .backend
+    {
         BackendKind::Nftables => print_plan(&Nftables::new(), &policy, &inventory, json).await,
         _ => print_plan(&Iptables::new(), &policy, &inventory, json).await,
     }
+}
+
+/// The engine's firewall as the daemon's state directory (`DOCKFW_STATE_DIR`
+/// or the default) last kept it: what `auto` goes by while the engine is away.
+fn remembered_engine_firewall() -> Option<BackendKind> {
+    let state_dir = std::env::var_os("DOCKFW_STATE_DIR")
+        .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from);
+    dockfw::state::engine_firewall(&state_dir)
 }
 
 /// A backend's rendering of one family's part of the plan, for `plan --json`.
@@ -866,18 +890,29 @@ async fn print_plan<F: FamilyRender>(
 
 async fn explain(
     config: &Path,
-    from: std::net::IpAddr,
-    port: Option<u16>,
-    container: Option<&str>,
+    (from, port, container): (std::net::IpAddr, Option<u16>, Option<&str>),
+    backend: BackendChoice,
     json: bool,
 ) -> Result<ExitCode> {
     let policy = load_policy(config)?;
-    let inventory = BollardSource::from_env()
+    let docker = BollardSource::from_env();
+    let inventory = docker
         .snapshot()
         .await
         .context("cannot read the docker inventory")?
         .inventory;
-    let rows = dockfw::explain::explain(&policy, &inventory, from, port, container);
+    let mut rows = dockfw::explain::explain(&policy, &inventory, from, port, container);
+    // With iptables, another tool's rule above FORWARD -> DOCKER-USER may
+    // accept first; nftables base chains all see the packet, dockfw's first.
+    let chosen = resolve(backend, &docker, remembered_engine_firewall())
+        .await
+        .0;
+    if chosen.backend == BackendKind::Iptables {
+        let firewall = Iptables::new();
+        let observation = firewall.observe().await;
+        let bypasses = firewall.forward_bypasses(&observation.observed);
+        dockfw::explain::mark_bypassed(&mut rows, &bypasses);
+    }
     if json {
         println!(
             "{}",
@@ -905,6 +940,13 @@ async fn explain(
             verdict,
             r.why
         );
+        if let Some(rule) = &r.bypassed_by {
+            println!(
+                "  {:<20} BYPASSED: FORWARD rule \"{}\" above DOCKER-USER may accept it before dockfw judges it",
+                "",
+                escape(rule)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -233,6 +233,23 @@ pub fn render(status: &Status) -> String {
         "New connections dropped since the daemon started, per published port (both families).",
         &port_drops,
     );
+    let bypass: Vec<(String, String)> = ["ipv4", "ipv6"]
+        .iter()
+        .map(|f| {
+            let n = status
+                .forward_bypass
+                .iter()
+                .filter(|b| b.family == *f)
+                .count();
+            (format!("{{family=\"{f}\"}}"), n.to_string())
+        })
+        .collect();
+    metric(
+        "dockfw_forward_bypass_rules",
+        "gauge",
+        "Rules of other tools above FORWARD -> DOCKER-USER that may accept connections dockfw never judges.",
+        &bypass,
+    );
     metric(
         "dockfw_rejected_objects",
         "gauge",

@@ -361,13 +361,13 @@ fn message_concerns_dockfw(kind: u16, body: &[u8]) -> bool {
 }
 
 /// The payload of the first attribute of `kind` (a name: without its NUL).
-fn attribute(attributes: &[u8], kind: u16) -> Option<&[u8]> {
+pub(crate) fn attribute(attributes: &[u8], kind: u16) -> Option<&[u8]> {
     let payload = attribute_raw(attributes, kind)?;
     Some(payload.split(|b| *b == 0).next().unwrap_or(payload))
 }
 
 /// The whole payload of the first attribute of `kind`.
-fn attribute_raw(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
+pub(crate) fn attribute_raw(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
     while attributes.len() >= 4 {
         let len = u16::from_ne_bytes([attributes[0], attributes[1]]) as usize;
         let typ = u16::from_ne_bytes([attributes[2], attributes[3]]) & 0x3fff;
@@ -385,13 +385,19 @@ fn attribute_raw(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
 
 /// A `NETLINK_NETFILTER` socket, non-blocking or not.
 pub(crate) fn open(nonblocking: bool) -> io::Result<OwnedFd> {
+    open_protocol(libc::NETLINK_NETFILTER, nonblocking)
+}
+
+/// A netlink socket of `protocol` (`NETLINK_NETFILTER`, `NETLINK_ROUTE`),
+/// non-blocking or not.
+pub(crate) fn open_protocol(protocol: libc::c_int, nonblocking: bool) -> io::Result<OwnedFd> {
     let mode = if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
     // SAFETY: plain syscall with constant arguments; no memory is passed.
     let fd = unsafe {
         libc::socket(
             libc::AF_NETLINK,
             libc::SOCK_RAW | mode | libc::SOCK_CLOEXEC,
-            libc::NETLINK_NETFILTER,
+            protocol,
         )
     };
     if fd < 0 {

@@ -7,9 +7,10 @@
 //! ```text
 //! DOCKFW          established/related             -> RETURN
 //!                 --ctorigdst 127.0.0.0/8 (::1)   -> DROP*    (loopback-only ports)
-//!                 -i <each known Docker bridge>   -> RETURN   (from containers)
+//!                 -i <each known Docker bridge that is a Linux bridge now> -> RETURN
+//!                                                             (from containers)
 //!                 -o <each known Docker bridge>   -> DOCKFW-INBOUND
-//!                 -d <container on a refused bridge> -> DOCKFW-INBOUND
+//!                 -d <container on a refused bridge, or one not a bridge now> -> DOCKFW-INBOUND
 //!                 any other DNAT-ed connection    -> DOCKFW-INBOUND
 //! DOCKFW-INBOUND  (selector denies) -> DOCKFW-UNCLASSIFIED
 //!                 deny entries                    -> DROP*    (selectors: -d @deny-N)
@@ -19,7 +20,7 @@
 //! DOCKFW-UNCLASSIFIED  -d @known (every container address) -> RETURN
 //!                 selector deny entries, any destination -> DROP*
 //! DOCKFW-PROXY    established/related, from lo    -> RETURN   (jumped to from INPUT)
-//!                 -i <each known Docker bridge>   -> RETURN
+//!                 -i <each known Docker bridge that is a Linux bridge now> -> RETURN
 //!                 per port a deny entry or an allow entry with `from` covers, or
 //!                 published on one address: the same verdict, on (-d and) --dport
 //!                 -p P -m set guard-P (every other port no entry admits) -> DROP* (default deny)
@@ -72,7 +73,11 @@
 //! from a known bridge is inbound whatever interface it leaves by (a bridge
 //! created an instant ago, or one whose name was refused); and an address
 //! no known container has is judged by every selector deny entry until a
-//! re-plan classifies it.
+//! re-plan classifies it. Docker's word that a network's interface is a
+//! bridge is a claim (a bridge-name option may name an uplink): traffic
+//! arriving on an interface is exempted only when the kernel has it as a
+//! Linux bridge now ([`Inventory::not_bridges`], filled by the daemon);
+//! otherwise that bridge is treated like a refused one.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -198,6 +203,22 @@ fn bridge_interfaces(inventory: &Inventory) -> BTreeSet<Iface> {
     known_bridges(inventory).into_values().collect()
 }
 
+/// The known bridges whose interface the kernel has as a Linux bridge now
+/// (not in [`Inventory::not_bridges`]), by network id: the only ones
+/// traffic arriving on is exempted as "from a container". A bridge-name
+/// option naming an uplink (`wg0`), or a bridge kept from a previous boot
+/// that is something else now, exempts nothing.
+fn verified_bridges(inventory: &Inventory) -> BTreeMap<&str, Iface> {
+    known_bridges(inventory)
+        .into_iter()
+        .filter(|(_, iface)| !inventory.not_bridges.contains(iface.as_str()))
+        .collect()
+}
+
+fn verified_interfaces(inventory: &Inventory) -> BTreeSet<Iface> {
+    verified_bridges(inventory).into_values().collect()
+}
+
 /// Bridges whose interface name is not a plain, literal Linux name
 /// ([`Iface::new`]): a `+` would be a wildcard in rule text, a quote would
 /// break the restore. They are never rendered; their containers are
@@ -227,12 +248,22 @@ pub fn rejected_bridges(inventory: &Inventory) -> Vec<Rejected> {
 ///   whatever interface it came from or leaves by: Docker (before 28)
 ///   DNATs a neighbour's packet to 127.0.0.1 to a port published on
 ///   127.0.0.1 only (moby#41872), which status calls local only;
-/// - traffic from containers on known bridges is not judged;
+/// - traffic from containers on known bridges the kernel has as Linux
+///   bridges now ([`verified_bridges`]) is not judged;
 /// - new connections into a known bridge, or to the address of a container
-///   on a bridge whose name was refused, are inbound;
-/// - so is every DNAT-ed connection that did not come from a known bridge,
-///   whatever interface it leaves by (a bridge created an instant ago, or
-///   one whose name was refused): fail closed.
+///   on a bridge whose name was refused or whose interface is not a bridge
+///   now, are inbound;
+/// - so is every DNAT-ed connection that did not come from a verified
+///   bridge, whatever interface it leaves by (a bridge created an instant
+///   ago, or one whose name was refused): fail closed.
+///
+/// A known bridge that is not a bridge now keeps its `-o` rule: it can only
+/// send more connections to judgement, never fewer (the inbound chain
+/// returns or drops, it accepts nothing), and it covers a bridge the
+/// engine is about to make (`docker0` at boot) from the instant it exists.
+/// Its cost is that connections forwarded out by such an interface (an
+/// uplink a network's bridge-name option names) are judged as inbound to
+/// containers too.
 fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
     let bridges = bridge_interfaces(inventory);
     let mut rules = vec![
@@ -247,10 +278,14 @@ fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
             ..Rule::default()
         },
     ];
-    rules.extend(bridges.iter().map(|iface| Rule {
-        in_iface: Some(iface.clone()),
-        ..Rule::default()
-    }));
+    rules.extend(
+        verified_interfaces(inventory)
+            .into_iter()
+            .map(|iface| Rule {
+                in_iface: Some(iface),
+                ..Rule::default()
+            }),
+    );
     rules.extend(bridges.into_iter().map(|iface| Rule {
         out_iface: Some(iface),
         target: Target::Jump(INBOUND_CHAIN),
@@ -287,10 +322,10 @@ fn loopback(family: Family) -> IpNet {
 }
 
 /// Addresses, in `family`, of containers attached to a bridge network
-/// (by id) whose interface is not known by a name dockfw may render, or
-/// to a network Docker did not identify.
+/// (by id) whose interface is not known by a name dockfw may render, or is
+/// not a Linux bridge now, or to a network Docker did not identify.
 fn addresses_off_known_bridges(inventory: &Inventory, family: Family) -> BTreeSet<IpAddr> {
-    let known = known_bridges(inventory);
+    let known = verified_bridges(inventory);
     inventory
         .containers
         .iter()
@@ -344,12 +379,13 @@ fn inbound_chain(policy: &Policy, inventory: &Inventory, family: Family) -> Chai
 /// leaves the rest to Docker, which on a routed network accepts only
 /// published container ports. Deny entries need no counterpart: they match
 /// the original destination port with or without DNAT. A bridge whose name
-/// is refused gets none (fail closed), nor does a mode dockfw does not know,
+/// is refused, or whose interface is not a Linux bridge now, gets none
+/// (fail closed), nor does a mode dockfw does not know,
 /// nor a `routed` bridge on which no container has a routed binding in
 /// `family`: the mode is an option, Docker reporting a binding without a
 /// host port is the fact (an engine before 28 stores the option and NATs).
 fn routed_rules(policy: &Policy, inventory: &Inventory, family: Family) -> Vec<Rule> {
-    let routed: Vec<Iface> = known_bridges(inventory)
+    let routed: Vec<Iface> = verified_bridges(inventory)
         .into_iter()
         .filter(|(network, _)| *inventory.gateway_mode(network, family) == GatewayMode::Routed)
         .filter(|(network, _)| has_routed_binding(inventory, network, family))
@@ -448,10 +484,14 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
         },
     ];
     // From a container to the host's proxy is container-to-container.
-    rules.extend(bridge_interfaces(inventory).into_iter().map(|iface| Rule {
-        in_iface: Some(iface),
-        ..Rule::default()
-    }));
+    rules.extend(
+        verified_interfaces(inventory)
+            .into_iter()
+            .map(|iface| Rule {
+                in_iface: Some(iface),
+                ..Rule::default()
+            }),
+    );
     let published = inventory
         .containers
         .iter()
@@ -1118,6 +1158,46 @@ mod tests {
                 "every DNAT-ed connection not from a known bridge is inbound:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn an_interface_that_is_not_a_bridge_now_is_never_exempted() {
+        let mut inventory = routed_inventory("routed", "routed");
+        inventory.bridges.push(bridge("vpn", "wg0"));
+        inventory.not_bridges = BTreeSet::from(["br-shop".to_owned(), "wg0".to_owned()]);
+        let policy = crate::policy::parse_str(
+            "[inbound]\n[[inbound.allow]]\nports = [80]\n",
+            std::path::Path::new("p.toml"),
+        )
+        .unwrap();
+        let ruleset = plan(&policy, &inventory);
+        for family in Family::ALL {
+            let text = crate::firewall::iptables::render::rules_text(ruleset.family(family));
+            for iface in ["wg0", "br-shop"] {
+                assert!(
+                    !text.contains(&format!("-i {iface} ")),
+                    "{iface} exempted:\n{text}"
+                );
+                assert!(
+                    text.contains(&format!("-A DOCKFW -o {iface} -j DOCKFW-INBOUND\n")),
+                    "sending to {iface} stays inbound:\n{text}"
+                );
+            }
+            assert!(text.contains("-A DOCKFW -i docker0 -j RETURN\n"), "{text}");
+            assert!(
+                text.contains("-A DOCKFW-PROXY -i docker0 -j RETURN\n"),
+                "{text}"
+            );
+            assert!(
+                !text.contains("-o br-shop -p tcp"),
+                "no routed allow on an interface that is not a bridge:\n{text}"
+            );
+        }
+        let v4 = crate::firewall::iptables::render::rules_text(&ruleset.v4);
+        assert!(
+            v4.contains("-A DOCKFW -d 172.18.0.2/32 -j DOCKFW-INBOUND\n"),
+            "its containers are judged by address:\n{v4}"
+        );
     }
 
     fn routed_inventory(ipv4: &str, ipv6: &str) -> Inventory {

@@ -25,6 +25,11 @@ pub struct Status {
     /// Repairs of dockfw's rules after something else changed them.
     #[serde(default)]
     pub drift: DriftStatus,
+    /// Rules of other tools above `FORWARD -> DOCKER-USER` that may accept
+    /// a connection before dockfw judges it (iptables backend): drift
+    /// dockfw cannot repair without taking over `FORWARD`.
+    #[serde(default)]
+    pub forward_bypass: Vec<BypassStatus>,
     /// New connections dockfw's rules dropped, per policy entry.
     #[serde(default)]
     pub drops: DropsStatus,
@@ -418,6 +423,16 @@ impl Status {
     }
 }
 
+/// One rule above `FORWARD -> DOCKER-USER` that may let connections
+/// through unjudged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BypassStatus {
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    /// The rule as `iptables-save` prints it, after `-A FORWARD `.
+    pub rule: String,
+}
+
 /// Width of the label column of the header lines (`reconcile` plus a space).
 const LABEL_WIDTH: usize = 10;
 
@@ -433,8 +448,19 @@ pub fn render_text(status: &Status) -> String {
     if status.omitted.any() {
         out.push_str(&omitted_line(&status.omitted));
     }
-    if !status.host_network.is_empty() || !status.rejected.is_empty() {
+    if !status.host_network.is_empty()
+        || !status.rejected.is_empty()
+        || !status.forward_bypass.is_empty()
+    {
         out.push('\n');
+    }
+    for b in &status.forward_bypass {
+        out.push_str(&format!(
+            "BYPASSED: {} FORWARD rule \"{}\" sits above the jump to DOCKER-USER: \
+             what it accepts is never judged by dockfw\n",
+            escape(&b.family),
+            escape(&b.rule)
+        ));
     }
     for name in &status.host_network {
         out.push_str(&format!(
@@ -862,6 +888,7 @@ mod tests {
             ],
             host_network: vec![],
             rejected: vec![],
+            forward_bypass: vec![],
             drift: DriftStatus::default(),
             drops: DropsStatus::default(),
             backend: None,

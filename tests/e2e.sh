@@ -1904,6 +1904,191 @@ EOF
         fail "status does not count 2 drops for loopback: $(dfw_status | jq -c .drops)"
 }
 
+# handshake_from CLIENT FAM PORT — 0 if a TCP handshake with the docker host's PORT completes
+# from CLIENT a|b over IPv4|6 (curl's time_connect stays 0 unless it did: neither a reset
+# nor a timeout counts).
+handshake_from() {
+    local addr tc
+    addr="$(host_addr "$1" "$2")"
+    [[ "$2" == 6 ]] && addr="[$addr]"
+    tc="$(lab_client "$1" curl -g -s -o /dev/null -w '%{time_connect}' --connect-timeout 1 -m 2 \
+        "http://$addr:$3/")" || true
+    awk -v t="${tc:-0}" 'BEGIN { exit !(t > 0) }'
+}
+
+# fake_network NAME BRIDGE — a bridge network object, as `GET /networks` lists it, whose
+# bridge-name option is BRIDGE (for tests/fake_engine.py).
+fake_network() {
+    local id; id="$(printf '%s' "$1" | sha256sum | cut -c1-64)"
+    jq -n --arg name "$1" --arg id "$id" --arg bridge "$2" '{
+        Name: $name, Id: $id, Created: "2026-12-01T00:00:00Z", Scope: "local",
+        Driver: "bridge", EnableIPv6: false, Internal: false, Attachable: false,
+        Ingress: false, IPAM: {Driver: "default", Options: null, Config: []},
+        Containers: {}, Options: {"com.docker.network.bridge.name": $bridge}, Labels: {}}'
+}
+
+# An interface is exempted (traffic arriving on it is "from a container") only when the
+# kernel has it as a Linux bridge now. A fake engine in front of the real one adds a
+# bridge network whose bridge-name option names the lab host's uplink to client A (vha),
+# and one naming a bridge that does not exist yet: vha is not exempted in either backend,
+# a denied published port stays closed to client A on both families and the allowed one
+# answers; status lists the network; the second is exempted once the bridge is made and
+# no longer once it is deleted (rtnetlink, no Docker event).
+case_fc_bridge_option_not_a_bridge() {
+    need_dockfw
+    lab_run web -p 80:80 || fail "container web did not start"
+    lab_run db -p 5432:80 || fail "container db did not start"
+    local fam
+    for fam in 4 6; do
+        wait_for 5 handshake_from a "$fam" 5432 || fail "lab: 5432 (IPv$fam) not reachable from A without dockfw"
+        handshake_from a "$fam" 80 || fail "lab: 80 (IPv$fam) not reachable from A without dockfw"
+    done
+    local nets="$LAB_DIR/fake-networks.json" fake="$LAB_DIR/fake-engine.sock"
+    { fake_network dfw-uplink vha; fake_network dfw-late dfwlate0; } | jq -s . >"$nets" ||
+        fail "cannot write the fake networks"
+    lab_ns python3 "$HERE/fake_engine.py" "$fake" "$LAB_SOCK" "$nets" \
+        2>"$LAB_DIR/fake-engine.log" &
+    local fake_pid=$!
+    # shellcheck disable=SC2064  # the pid is fixed now
+    trap "kill $fake_pid 2>/dev/null || true; lab_ns ip link del dfwlate0 2>/dev/null || true" EXIT
+    wait_for 5 test -S "$fake" || fail "the fake engine did not start"
+    docker -H "unix://$fake" network ls --format '{{.Name}}' | grep -qx dfw-uplink ||
+        fail "the fake engine does not list the injected network"
+    LAB_SOCK="$fake" dockfw_start "$(policy_web)" || fail "daemon did not start"
+    # The daemon planned from the fake's inventory: sending to vha is inbound (-o) ...
+    wait_for 3 eval 'dockfw_listing | grep -Eq -- "-o vha -j DOCKFW-INBOUND|oifname \"vha\" .*jump inbound"' ||
+        fail "the injected network is not in the rules: $(dockfw_listing | grep -c .) lines"
+    # ... and nothing arriving on it is judged "from a container".
+    for fam in 4 6; do
+        if handshake_from a "$fam" 5432; then
+            fail "denied 5432 (IPv$fam) answers client A through the uplink named as a bridge"
+        fi
+        wait_for 3 handshake_from a "$fam" 80 || fail "allowed 80 (IPv$fam) does not answer client A"
+    done
+    if dockfw_listing | grep -E -- '-i vha |iifname "vha"'; then
+        fail "traffic arriving on the uplink vha is exempted"
+    fi
+    local js; js="$(dfw_status)" || fail "status failed"
+    jq -e '.rejected[] | select(.name == "dfw-uplink" and (.reason | contains("\"vha\" is not a Linux bridge")))' \
+        <<<"$js" >/dev/null || fail "status does not list dfw-uplink: $(jq -c .rejected <<<"$js")"
+    grep -q 'not a Linux bridge now; not exempted' <(dfw_log) || fail "the log does not name dfw-uplink"
+    # Links are followed: dfwlate0 made a bridge is exempted, then no longer once deleted.
+    local exempt='-i dfwlate0 -j RETURN|iifname "dfwlate0"'
+    if dockfw_listing | grep -Eq -- "$exempt"; then fail "dfwlate0 exempted before it exists"; fi
+    lab_ns ip link add dfwlate0 type bridge || fail "cannot create bridge dfwlate0"
+    wait_for 3 eval 'dockfw_listing | grep -Eq -- "$exempt"' ||
+        fail "the new bridge dfwlate0 was not exempted within 3 s"
+    wait_for 3 eval '! dfw_status | jq -e ".rejected[] | select(.name == \"dfw-late\")" >/dev/null' ||
+        fail "status still lists dfw-late once its bridge exists"
+    lab_ns ip link del dfwlate0 || fail "cannot delete bridge dfwlate0"
+    wait_for 3 eval '! dockfw_listing | grep -Eq -- "$exempt"' ||
+        fail "dfwlate0 still exempted 3 s after it was deleted"
+    # The path is real: the exemption the option used to buy (what dockfw wrote before)
+    # opens the denied port to client A.
+    dockfw_stop
+    if nft_backend; then
+        lab_ns nft insert rule inet dockfw forward iifname vha accept || fail "cannot insert the exemption"
+    else
+        lab_ns iptables -I DOCKFW 1 -i vha -j RETURN || fail "cannot insert the exemption"
+    fi
+    wait_for 3 handshake_from a 4 5432 || fail "with -i vha exempted, 5432 still does not answer: the case proves nothing"
+}
+
+# bypass_gauge FAM — dockfw_forward_bypass_rules{family="ipvFAM"} from /metrics (port 9470).
+bypass_gauge() {
+    lab_ns curl -sf -m 3 http://127.0.0.1:9470/metrics |
+        awk -v f="ipv$1" '$1 == "dockfw_forward_bypass_rules{family=\"" f "\"}" { print $2 }'
+}
+
+# A rule of another tool above Docker's FORWARD -> DOCKER-USER jump (iptables -I FORWARD 1
+# -i vha -j ACCEPT) lets the uplink past DOCKER-USER: with the iptables backend dockfw cannot
+# repair that without taking over FORWARD, and says so, per family, in status, /metrics, the
+# log and explain, until the rule is gone. Where the jump is dockfw's own (ip6tables on
+# Docker 20.10, which makes no DOCKER-USER there), dockfw moves it back on top: the port
+# stays closed and nothing is reported. With the nftables backend (base chains at priority
+# -10) the same rule bypasses nothing, and nothing is reported.
+case_fc_forward_bypass() {
+    need_dockfw
+    lab_run web -p 80:80 || fail "container web did not start"
+    lab_run db -p 5432:80 || fail "container db did not start"
+    local fam tool
+    for fam in 4 6; do
+        wait_for 5 handshake_from a "$fam" 5432 || fail "lab: 5432 (IPv$fam) not reachable from A without dockfw"
+    done
+    export DOCKFW_METRICS_LISTEN=127.0.0.1:9470
+    dockfw_start "$(policy_web)" || fail "daemon did not start"
+    for fam in 4 6; do
+        if handshake_from a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers client A with dockfw"; fi
+        wait_for 3 handshake_from a "$fam" 80 || fail "allowed 80 (IPv$fam) does not answer client A"
+        [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 before any bypass"
+    done
+    [[ "$(dfw_status | jq '.forward_bypass | length')" == 0 ]] || fail "a bypass is reported before any"
+    for tool in iptables ip6tables; do
+        lab_ns "$tool" -I FORWARD 1 -i vha -j ACCEPT || fail "cannot insert the $tool rule"
+    done
+    # The backend the daemon chose (auto picks nftables beside Docker 29's nftables mode).
+    local variant; variant="$(dfw_status | jq -r .rules.ipv4.variant)" || fail "status failed"
+    if [[ "$variant" == nftables ]]; then
+        # dockfw's base chain (priority -10) drops before iptables-nft's FORWARD accepts.
+        sleep 1
+        for fam in 4 6; do
+            if handshake_from a "$fam" 5432; then
+                fail "nftables backend: FORWARD -i vha -j ACCEPT opens denied 5432 (IPv$fam)"
+            fi
+        done
+        [[ "$(dfw_status | jq '.forward_bypass | length')" == 0 ]] ||
+            fail "nftables backend reports a bypass: $(dfw_status | jq -c .forward_bypass)"
+        return 0
+    fi
+    # Per family: Docker's own jump (the bypass is real and reported) or dockfw's (repaired).
+    local dockers=() ours=() want
+    for fam in 4 6; do
+        tool=iptables; [[ "$fam" == 6 ]] && tool=ip6tables
+        if lab_ns "$tool" -S FORWARD | grep -qx -- '-A FORWARD -j DOCKER-USER'; then
+            dockers+=("$fam")
+        else
+            ours+=("$fam")
+        fi
+    done
+    ((${#dockers[@]} > 0)) || fail "no family has Docker's own FORWARD -> DOCKER-USER jump"
+    # The bypass is real: the denied port answers client A ...
+    for fam in "${dockers[@]}"; do
+        wait_for 3 handshake_from a "$fam" 5432 ||
+            fail "FORWARD -i vha -j ACCEPT above DOCKER-USER does not open 5432 (IPv$fam): the case proves nothing"
+    done
+    # ... and it is reported within seconds: status, metrics, log, explain.
+    want="$(printf '"ipv%s"\n' "${dockers[@]}" | jq -sc 'sort')"
+    wait_for 3 eval '[[ "$(dfw_status | jq -c "[.forward_bypass[] | .family] | sort")" == "$want" ]]' ||
+        fail "status does not report the bypass in $want: $(dfw_status | jq -c .forward_bypass)"
+    dfw_status | jq -e '.forward_bypass[] | select(.rule == "-i vha -j ACCEPT")' >/dev/null ||
+        fail "status does not name the rule: $(dfw_status | jq -c .forward_bypass)"
+    "$DOCKFW" status --socket "$LAB_DFW_SOCK" | grep -q 'BYPASSED: ipv4 FORWARD rule "-i vha -j ACCEPT"' ||
+        fail "status text does not show the bypass"
+    for fam in "${dockers[@]}"; do
+        [[ "$(bypass_gauge "$fam")" == 1 ]] || fail "bypass gauge (IPv$fam) is not 1"
+    done
+    for fam in "${ours[@]}"; do
+        wait_for 3 forward_jump_first "$([[ "$fam" == 6 ]] && echo ip6tables || echo iptables)" ||
+            fail "dockfw's own jump (IPv$fam) was not moved back on top"
+        if handshake_from a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers although dockfw owns the jump"; fi
+        [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 where dockfw repairs it"
+    done
+    grep -q 'above the jump to DOCKER-USER may accept' <(dfw_log) || fail "the log does not warn of the bypass"
+    local js
+    js="$(dfw explain --config "$(policy_web)" --from "$LAB_A_IP4" --port 5432 --json)" || fail "explain failed"
+    [[ "$(jq -r '.[0].bypassed_by' <<<"$js")" == "-i vha -j ACCEPT" ]] || fail "explain does not say bypassed: $js"
+    # Removed: the report clears, the port is closed again.
+    for tool in iptables ip6tables; do
+        lab_ns "$tool" -D FORWARD -i vha -j ACCEPT || fail "cannot delete the $tool rule"
+    done
+    wait_for 3 eval '[[ "$(dfw_status | jq ".forward_bypass | length")" == 0 ]]' ||
+        fail "the report did not clear: $(dfw_status | jq -c .forward_bypass)"
+    for fam in 4 6; do
+        [[ "$(bypass_gauge "$fam")" == 0 ]] || fail "bypass gauge (IPv$fam) is not 0 after removal"
+        if handshake_from a "$fam" 5432; then fail "denied 5432 (IPv$fam) answers after the rule is gone"; fi
+    done
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -1946,6 +2131,8 @@ CASES=(
     fc_duplicate_network_names
     fc_gateway_mode_ignored_before_28
     fc_loopback_published
+    fc_bridge_option_not_a_bridge
+    fc_forward_bypass
 )
 
 # True when the case name matches one of the command-line patterns (or there are none).

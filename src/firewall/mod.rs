@@ -84,6 +84,16 @@ pub trait Backend: Send + Sync + 'static {
     /// What drives `family` now, for status: `nft`, `legacy`, `nftables`.
     fn variant(&self, family: Family) -> Option<&'static str>;
 
+    /// Rules of other tools, per family, that may let a connection through
+    /// before dockfw's rules see it, as observed: with iptables, `FORWARD`
+    /// rules above the jump to `DOCKER-USER`. None by default: nftables
+    /// base chains all see every packet (an accept ends only its own chain)
+    /// and dockfw's run at priority -10, before iptables-nft's and Docker's
+    /// own at 0. Pure.
+    fn forward_bypasses(&self, _observed: &Self::Observed) -> Vec<(Family, String)> {
+        Vec::new()
+    }
+
     /// Whether changes to the installed rules are announced on netlink
     /// (nf_tables), so drift needs no polling.
     fn announces_changes(&self) -> bool;

@@ -33,6 +33,9 @@ pub struct Installed {
     /// The packet counter (`iptables-save -c`) of each rule of dockfw's
     /// own chains that has one, by chain and rule spec.
     pub packets: BTreeMap<(String, String), u64>,
+    /// Whether `FORWARD`'s policy is `ACCEPT` (what a `RETURN` there
+    /// amounts to); false when it is `DROP` or not listed.
+    pub forward_accepts: bool,
 }
 
 impl Installed {
@@ -47,8 +50,12 @@ impl Installed {
             } else if line.starts_with('#') || table != "filter" {
                 continue;
             } else if let Some(decl) = line.strip_prefix(':') {
-                if let Some(name) = decl.split_whitespace().next() {
+                let mut words = decl.split_whitespace();
+                if let Some(name) = words.next() {
                     installed.chains.insert(name.to_owned());
+                    if name == "FORWARD" {
+                        installed.forward_accepts = words.next() == Some("ACCEPT");
+                    }
                 }
             } else if let Some((packets, rest)) = counted_rule(line) {
                 let (chain, spec) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -84,9 +91,7 @@ impl Installed {
     /// the first rule of `FORWARD` is one of them. Conditional jumps such as
     /// `-i eth0 -j DOCKER-USER` are someone else's and do not count.
     pub fn forward_jumps(&self) -> (Vec<&str>, bool) {
-        let is_jump = |spec: &String| {
-            spec == FORWARD_JUMP || spec == CREATED_FORWARD_JUMP || spec == RESTORED_FORWARD_JUMP
-        };
+        let is_jump = |spec: &String| is_forward_jump(spec);
         let rules = self.chain_rules("FORWARD");
         let jumps = rules
             .iter()
@@ -94,6 +99,30 @@ impl Installed {
             .map(String::as_str)
             .collect();
         (jumps, rules.first().is_some_and(is_jump))
+    }
+
+    /// The rules of `FORWARD` above Docker's own jump to `DOCKER-USER`
+    /// that may let a connection through before `DOCKER-USER` (and so
+    /// dockfw) sees it: another tool's `-i eth0 -j ACCEPT` inserted on top.
+    /// Docker's unmarked jump is Docker's to place, so dockfw cannot repair
+    /// that without taking over `FORWARD`; it reports it. A rule counts
+    /// unless its target never ends the walk through `FORWARD` in an accept
+    /// (see [`may_bypass`]). Empty when the first unconditional jump is one
+    /// of dockfw's marked ones (dockfw moves it back on top) or there is
+    /// none at all (dockfw restores one on top).
+    pub fn forward_bypasses(&self) -> Vec<&str> {
+        let rules = self.chain_rules("FORWARD");
+        let Some(first) = rules.iter().position(|s| is_forward_jump(s)) else {
+            return Vec::new();
+        };
+        if rules[first] != FORWARD_JUMP {
+            return Vec::new();
+        }
+        rules[..first]
+            .iter()
+            .filter(|s| may_bypass(s, self.forward_accepts))
+            .map(String::as_str)
+            .collect()
     }
 
     /// How many rules of the hook's parent chain are its jump, and whether
@@ -127,6 +156,58 @@ impl Installed {
         OWNED_CHAINS.iter().any(|c| self.has_chain(c))
             || HOOKS.iter().any(|h| self.hook_jumps(*h).0 > 0)
             || !self.sets.is_empty()
+    }
+}
+
+/// Whether a `FORWARD` rule spec is an unconditional jump to `DOCKER-USER`:
+/// Docker's plain one or one of dockfw's marked ones.
+fn is_forward_jump(spec: &str) -> bool {
+    spec == FORWARD_JUMP || spec == CREATED_FORWARD_JUMP || spec == RESTORED_FORWARD_JUMP
+}
+
+/// Targets that never end a walk through `FORWARD` in an accept: they drop,
+/// or they only note, log, mark or count and let the walk go on. A jump to
+/// `DOCKER-USER` (a conditional one: someone else's) reaches dockfw too.
+const HARMLESS_TARGETS: &[&str] = &[
+    "DROP",
+    "REJECT",
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "MARK",
+    "CONNMARK",
+    "TRACE",
+    "AUDIT",
+    "CLASSIFY",
+    "DSCP",
+    "TOS",
+    "TCPMSS",
+    "SECMARK",
+    "CONNSECMARK",
+    "SET",
+    DOCKER_USER,
+];
+
+/// Whether a rule placed above `FORWARD -> DOCKER-USER` may let a
+/// connection through unjudged: a target that accepts (`ACCEPT`), ends the
+/// chain where its policy accepts (`RETURN`, with `policy_accepts`), or
+/// hands the packet to a chain or program that may (`-j CHAIN`, `-g CHAIN`,
+/// `NFQUEUE`). A rule with no target (a counter) or a target in
+/// [`HARMLESS_TARGETS`] does not. iptables-save writes the target last, so
+/// the last `-j`/`-g` is it (a comment that reads `-j ACCEPT` only ever adds
+/// a report, never hides one).
+fn may_bypass(spec: &str, policy_accepts: bool) -> bool {
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    let target = words
+        .windows(2)
+        .rev()
+        .find(|w| w[0] == "-j" || w[0] == "-g");
+    match target {
+        None => false,
+        Some([flag, _]) if *flag == "-g" => true,
+        Some([_, "RETURN"]) => policy_accepts,
+        Some([_, target]) => !HARMLESS_TARGETS.contains(target),
+        Some(_) => true,
     }
 }
 
@@ -428,5 +509,60 @@ COMMIT
         simulate::apply(&mut st, text).expect("applies");
         assert_eq!(st.chain_rules("DOCKFW"), ["-j RETURN"]);
         assert_eq!(st.chain_rules("DOCKER-USER"), ["-j DOCKFW", "-j RETURN"]);
+    }
+
+    #[test]
+    fn rules_above_forward_to_docker_user_that_may_accept_are_bypasses() {
+        let save = |forward: &str| {
+            Installed::parse(&format!(
+                "*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n{forward}COMMIT\n"
+            ))
+        };
+        let st = save(
+            "-A FORWARD -i eth0 -j ACCEPT\n\
+             -A FORWARD -m comment --comment \"count it\"\n\
+             -A FORWARD -j LOG --log-prefix \"fwd \"\n\
+             -A FORWARD -s 192.0.2.0/24 -j DROP\n\
+             -A FORWARD -p tcp -j REJECT --reject-with tcp-reset\n\
+             -A FORWARD -i eth1 -j DOCKER-USER\n\
+             -A FORWARD -i eth2 -j RETURN\n\
+             -A FORWARD -i eth3 -j f2b-sshd\n\
+             -A FORWARD -i eth4 -g ufw-forward\n\
+             -A FORWARD -i eth5 -j NFQUEUE --queue-num 1\n\
+             -A FORWARD -j DOCKER-USER\n\
+             -A FORWARD -i eth6 -j ACCEPT\n",
+        );
+        assert_eq!(
+            st.forward_bypasses(),
+            [
+                "-i eth0 -j ACCEPT",
+                "-i eth3 -j f2b-sshd",
+                "-i eth4 -g ufw-forward",
+                "-i eth5 -j NFQUEUE --queue-num 1",
+            ],
+            "RETURN under a DROP policy drops; below the jump, -i eth6 is DOCKER-USER's business"
+        );
+        // Docker's jump on top, or dockfw's marked one (which dockfw moves
+        // back on top of anything): nothing bypasses.
+        assert!(
+            save("-A FORWARD -j DOCKER-USER\n-A FORWARD -j ACCEPT\n")
+                .forward_bypasses()
+                .is_empty()
+        );
+        for jump in [RESTORED_FORWARD_JUMP, CREATED_FORWARD_JUMP] {
+            let marked = format!(
+                "-A FORWARD -i eth0 -j ACCEPT\n-A FORWARD {jump}\n-A FORWARD -j DOCKER-USER\n"
+            );
+            assert!(save(&marked).forward_bypasses().is_empty(), "{marked}");
+        }
+        // RETURN from FORWARD is its policy: a bypass only where that accepts.
+        let accepting = "*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -i eth2 -j RETURN\n\
+                         -A FORWARD -j DOCKER-USER\nCOMMIT\n";
+        assert_eq!(
+            Installed::parse(accepting).forward_bypasses(),
+            ["-i eth2 -j RETURN"]
+        );
+        // No unconditional jump at all: dockfw restores one on top.
+        assert!(save("-A FORWARD -j ACCEPT\n").forward_bypasses().is_empty());
     }
 }

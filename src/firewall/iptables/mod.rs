@@ -303,6 +303,21 @@ pub fn sets_differ(
 }
 
 /// The counters of dockfw's drop rules in both families. Pure.
+/// The rules above `FORWARD -> DOCKER-USER` that may accept a connection
+/// before dockfw sees it, per family ([`Installed::forward_bypasses`]). Pure.
+pub fn forward_bypasses(observed: &Tables) -> Vec<(Family, String)> {
+    Family::ALL
+        .into_iter()
+        .filter_map(|family| Some((family, observed.get(family)?)))
+        .flat_map(|(family, installed)| {
+            installed
+                .forward_bypasses()
+                .into_iter()
+                .map(move |rule| (family, rule.to_owned()))
+        })
+        .collect()
+}
+
 pub fn drop_counters(observed: &Tables) -> Vec<DropCounter> {
     Family::ALL
         .into_iter()
@@ -436,6 +451,10 @@ impl Backend for Iptables {
 
     fn drop_counters(&self, observed: &Tables) -> Vec<DropCounter> {
         drop_counters(observed)
+    }
+
+    fn forward_bypasses(&self, observed: &Tables) -> Vec<(Family, String)> {
+        forward_bypasses(observed)
     }
 
     fn variant(&self, family: Family) -> Option<&'static str> {
