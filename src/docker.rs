@@ -23,10 +23,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerSummary, EndpointSettings, EventMessage, EventMessageTypeEnum, Network, PortSummary,
-    PortSummaryTypeEnum, SystemVersion,
+    ContainerSummary, EndpointSettings, EventMessage, EventMessageTypeEnum, Network, PortMap,
+    PortSummary, PortSummaryTypeEnum, SystemVersion,
 };
-use bollard::query_parameters::{EventsOptions, ListContainersOptions, ListNetworksOptions};
+use bollard::query_parameters::{
+    EventsOptions, InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
+};
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
@@ -216,7 +218,9 @@ impl DockerSource for BollardSource {
             }
         };
         let engine = kept.engine.clone();
-        if !engine.has_gateway_modes() {
+        if engine.has_gateway_modes() {
+            add_routed_bindings(&kept.docker, &mut inventory).await;
+        } else {
             ignore_gateway_modes(&engine, &mut inventory);
         }
         if let Ok(mut client) = self.client.lock() {
@@ -267,6 +271,100 @@ impl BollardSource {
         let inventory = consistent_inventory(|| list(&docker)).await?;
         Ok((inventory, Kept { docker, engine }))
     }
+}
+
+/// Docker 29 leaves a binding without a host port (a `routed` network's,
+/// `-p 8080:80` there opens container port 80) out of `GET /containers/json`;
+/// its inspect has it (`"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": ""}]`).
+/// So a container attached to a network whose gateway mode is `routed` in a
+/// family, and that lists no such binding, is inspected and its routed
+/// bindings added: the plan opens routed ports only where a binding says so.
+/// A failed inspect (the container just went) leaves it without them, which
+/// admits nothing routed (fail closed), with a note.
+async fn add_routed_bindings(docker: &Docker, inventory: &mut Inventory) {
+    let routed: Vec<&str> = inventory
+        .gateway_modes
+        .iter()
+        .filter(|(_, m)| m.ipv4 == GatewayMode::Routed || m.ipv6 == GatewayMode::Routed)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let needs_inspect: Vec<usize> = inventory
+        .containers
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| !c.ports.iter().any(PublishedPort::is_routed))
+        .filter(|(_, c)| {
+            c.attachments
+                .iter()
+                .any(|a| routed.contains(&a.network_id.as_str()))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    for i in needs_inspect {
+        let container = &mut inventory.containers[i];
+        match docker
+            .inspect_container(&container.id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => {
+                let ports = inspect.network_settings.and_then(|n| n.ports);
+                container
+                    .ports
+                    .extend(routed_bindings(&ports.unwrap_or_default()));
+                let key = |p: &PublishedPort| (p.host_port, p.proto, p.host_ip, p.container_port);
+                container.ports.sort_by_key(key);
+                container.ports.dedup();
+            }
+            Err(e) => {
+                let name = container.name.clone();
+                inventory.rejected.push(Rejected {
+                    kind: "container".to_string(),
+                    name,
+                    reason: format!("cannot inspect it for routed bindings: {e}"),
+                });
+            }
+        }
+    }
+}
+
+/// The bindings without a host port in an inspect's port map (`"80/tcp"` to
+/// bindings whose `HostPort` is empty or `0`), one per host address family
+/// (an empty `HostIp` is both). Keys or addresses that do not read are left out.
+pub fn routed_bindings(ports: &PortMap) -> Vec<PublishedPort> {
+    let mut routed = Vec::new();
+    for (key, bindings) in ports {
+        let Some((port, proto)) = key.split_once('/') else {
+            continue;
+        };
+        let proto = match proto {
+            "tcp" => Proto::Tcp,
+            "udp" => Proto::Udp,
+            "sctp" => Proto::Sctp,
+            _ => continue,
+        };
+        let Ok(container_port) = port.parse::<u16>() else {
+            continue;
+        };
+        for binding in bindings.iter().flatten() {
+            if !matches!(binding.host_port.as_deref(), None | Some("") | Some("0")) {
+                continue;
+            }
+            let host_ips: Vec<IpAddr> = match binding.host_ip.as_deref() {
+                None | Some("") => vec![
+                    IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+                ],
+                Some(ip) => ip.parse().into_iter().collect(),
+            };
+            routed.extend(host_ips.into_iter().map(|host_ip| PublishedPort {
+                host_ip,
+                host_port: 0,
+                container_port,
+                proto,
+            }));
+        }
+    }
+    routed
 }
 
 /// Drop the gateway modes of an engine that has none (see
@@ -1513,5 +1611,53 @@ mod tests {
         let filters = options.filters.expect("filters");
         assert!(filters["event"].contains(&"rename".to_string()));
         assert!(filters["event"].contains(&"start".to_string()));
+    }
+
+    #[test]
+    fn routed_bindings_are_read_from_an_inspects_port_map() {
+        use bollard::models::PortBinding;
+        let binding = |ip: Option<&str>, port: Option<&str>| PortBinding {
+            host_ip: ip.map(str::to_owned),
+            host_port: port.map(str::to_owned),
+        };
+        let ports = HashMap::from([
+            (
+                "80/tcp".to_string(),
+                Some(vec![
+                    binding(Some("0.0.0.0"), Some("")),
+                    binding(Some("::"), Some("")),
+                ]),
+            ),
+            ("53/udp".to_string(), Some(vec![binding(None, Some("0"))])),
+            (
+                "443/tcp".to_string(),
+                Some(vec![binding(Some("0.0.0.0"), Some("8443"))]),
+            ),
+            ("8080/tcp".to_string(), None),
+            ("x/tcp".to_string(), Some(vec![binding(None, None)])),
+            ("90/icmp".to_string(), Some(vec![binding(None, None)])),
+        ]);
+        let mut got: Vec<String> = routed_bindings(&ports)
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}->{}/{}",
+                    p.host_ip,
+                    p.host_port,
+                    p.container_port,
+                    p.proto.as_str()
+                )
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                "0.0.0.0 0->53/udp",
+                "0.0.0.0 0->80/tcp",
+                ":: 0->53/udp",
+                ":: 0->80/tcp",
+            ]
+        );
     }
 }

@@ -1350,20 +1350,14 @@ case_gateway_modes() {
     rows="$(jq -r '.ports[] | [.container, (if (.host_ip | contains(":")) then 6 else 4 end),
         .host_port, .container_port, .gateway_mode, .verdict] | map(tostring) | join(" ")' <<<"$js")"
     local want=("nweb 4 80 80 nat open" "nweb 6 80 80 nat open" "ndb 4 5432 80 nat blocked")
-    # Docker 29 lists no binding without a host port in GET /containers/json (only
-    # inspect has them), so status has no routed rows there (see the README's limits).
-    local routed_rows=yes
-    if (($(engine_major) >= 29)); then
-        routed_rows=no
-        echo "# note: Docker $version lists no routed bindings; status rows of rweb/rdb not checked" >&2
-        [[ "$rows" != *routed* ]] || fail "Docker $version listed a routed binding after all: update this case and the README"
-    fi
-    [[ "$routed_rows" == no ]] || want+=("rweb 4 0 80 routed open" "rweb 6 0 80 routed open"
+    # Docker 29 lists no binding without a host port in GET /containers/json; dockfw
+    # reads them from inspect there, so the rows are the same on every engine.
+    want+=("rweb 4 0 80 routed open" "rweb 6 0 80 routed open"
         "rdb 4 0 5432 routed blocked" "rdb 6 0 5432 routed blocked")
     for row in "${want[@]}"; do
         grep -qxF -- "$row" <<<"$rows" || fail "status has no row '$row'; rows: ${rows//$'\n'/, }"
     done
-    [[ "$routed_rows" == no ]] || jq -e '[.ports[] | select(.container == "rweb")] | length > 0 and all(.why
+    jq -e '[.ports[] | select(.container == "rweb")] | length > 0 and all(.why
         | endswith("routed: judged on container port 80"))' <<<"$js" >/dev/null ||
         fail "status WHY of rweb does not say it is judged on container port 80"
     # A deny entry matches routed connections on their container port too (no DNAT).
