@@ -300,12 +300,31 @@ async fn add_routed_bindings(docker: &Docker, inventory: &mut Inventory) {
         })
         .map(|(i, _)| i)
         .collect();
-    for i in needs_inspect {
+    if needs_inspect.is_empty() {
+        return;
+    }
+    // All together, a few at a time, within one deadline: a pass never
+    // waits a client timeout per container.
+    let ids: Vec<(usize, String)> = needs_inspect
+        .iter()
+        .map(|&i| (i, inventory.containers[i].id.clone()))
+        .collect();
+    let inspects = stream::iter(ids)
+        .map(|(i, id)| async move {
+            let inspected = docker
+                .inspect_container(&id, None::<InspectContainerOptions>)
+                .await
+                .map_err(|e| e.to_string());
+            (i, inspected)
+        })
+        .buffer_unordered(INSPECT_CONCURRENCY)
+        .take_until(tokio::time::sleep(INSPECT_DEADLINE));
+    let answers: Vec<_> = inspects.collect().await;
+    let mut answered = vec![false; inventory.containers.len()];
+    for (i, inspected) in answers {
+        answered[i] = true;
         let container = &mut inventory.containers[i];
-        match docker
-            .inspect_container(&container.id, None::<InspectContainerOptions>)
-            .await
-        {
+        match inspected {
             Ok(inspect) => {
                 let ports = inspect.network_settings.and_then(|n| n.ports);
                 container
@@ -316,14 +335,32 @@ async fn add_routed_bindings(docker: &Docker, inventory: &mut Inventory) {
                 container.ports.dedup();
             }
             Err(e) => {
-                let name = container.name.clone();
-                inventory.rejected.push(Rejected {
-                    kind: "container".to_string(),
-                    name,
-                    reason: format!("cannot inspect it for routed bindings: {e}"),
-                });
+                let note = not_inspected(container, &format!("cannot inspect it: {e}"));
+                inventory.rejected.push(note);
             }
         }
+    }
+    for i in needs_inspect.into_iter().filter(|&i| !answered[i]) {
+        let note = not_inspected(
+            &inventory.containers[i],
+            &format!("no answer to its inspect within {INSPECT_DEADLINE:?}"),
+        );
+        inventory.rejected.push(note);
+    }
+}
+
+/// How many containers are inspected at once for their routed bindings.
+const INSPECT_CONCURRENCY: usize = 8;
+/// How long a pass waits for all of those inspects together.
+const INSPECT_DEADLINE: Duration = Duration::from_secs(3);
+
+/// The note for a container on a routed network whose routed bindings
+/// could not be read: it gets none (nothing routed is admitted to it).
+fn not_inspected(container: &Container, why: &str) -> Rejected {
+    Rejected {
+        kind: "container".to_string(),
+        name: container.name.clone(),
+        reason: format!("routed bindings unknown ({why}); none admitted"),
     }
 }
 

@@ -142,6 +142,7 @@ struct Bound {
     index: usize,
     /// The states of all endpoints, merged into the served status.
     states: watch::Sender<Vec<EndpointStatus>>,
+    /// The daemon's shutdown: a bind retry or a serving endpoint stops on it.
     shutdown: CancellationToken,
 }
 

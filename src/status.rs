@@ -352,6 +352,17 @@ fn shorten_in_place(text: &mut String, max: usize) {
     }
 }
 
+/// Most rules above `FORWARD -> DOCKER-USER` listed in a status document.
+const MAX_BYPASSES: usize = 64;
+
+/// Drops the second half of `list` (at least one entry of a non-empty
+/// list); how many went.
+fn halve<T>(list: &mut Vec<T>) -> usize {
+    let before = list.len();
+    list.truncate(before / 2);
+    before - list.len()
+}
+
 /// The entries of `list` whose JSON fits in `budget` bytes, in order; the
 /// number left out.
 fn within_budget<T: Serialize>(list: &mut Vec<T>, budget: usize) -> usize {
@@ -413,12 +424,61 @@ impl Status {
         {
             shorten_in_place(text, MAX_ERROR_CHARS);
         }
+        for bypass in &mut status.forward_bypass {
+            shorten_in_place(&mut bypass.rule, MAX_NAME_CHARS);
+        }
+        status.forward_bypass.truncate(MAX_BYPASSES);
+        for endpoint in &mut status.endpoints {
+            shorten_in_place(&mut endpoint.address, MAX_NAME_CHARS);
+            if let Some(error) = endpoint.error.as_mut() {
+                shorten_in_place(error, MAX_NAME_CHARS);
+            }
+        }
         status.omitted = Omitted {
             ports: within_budget(&mut status.ports, PORTS_BUDGET),
             host_network: within_budget(&mut status.host_network, HOST_NETWORK_BUDGET),
             rejected: within_budget(&mut status.rejected, REJECTED_BUDGET),
             port_drops: within_budget(&mut status.drops.ports, PORT_DROPS_BUDGET),
         };
+        // The budgets count entries' JSON; escapes in the texts around them
+        // (a control character is six bytes) can still push the whole past
+        // the limit: halve the lists until it fits, counting what goes.
+        while serde_json::to_vec(&status).map_or(usize::MAX, |json| json.len()) > MAX_DOCUMENT_BYTES
+        {
+            let halved = [
+                (&mut status.omitted.ports, halve(&mut status.ports)),
+                (&mut status.omitted.rejected, halve(&mut status.rejected)),
+                (
+                    &mut status.omitted.port_drops,
+                    halve(&mut status.drops.ports),
+                ),
+                (
+                    &mut status.omitted.host_network,
+                    halve(&mut status.host_network),
+                ),
+            ];
+            let mut any = false;
+            for (omitted, cut) in halved {
+                *omitted += cut;
+                any |= cut > 0;
+            }
+            if !any {
+                // Only fixed-size texts are left: cut them to a line each.
+                for text in [
+                    status.policy.last_error.as_mut(),
+                    status.policy.fallback.as_mut(),
+                    status.docker.last_error.as_mut(),
+                    status.reconcile.error.as_mut(),
+                    status.drift.last_found.as_mut(),
+                ]
+                .into_iter()
+                .flatten()
+                {
+                    shorten_in_place(text, MAX_NAME_CHARS);
+                }
+                break;
+            }
+        }
         status
     }
 }
@@ -1255,6 +1315,54 @@ no published ports
         let text = render_text(&bounded);
         assert!(text.contains("… not shown (the status document is bounded to 16 MiB): "));
         assert!(text.contains(&format!("{} port rows", thousands(o.ports as u64))));
+    }
+
+    #[test]
+    fn escaped_error_texts_and_unbudgeted_lists_still_fit_the_bound() {
+        // Every error text at its cut length in control characters (six
+        // bytes each in JSON), with the lists each filling their budget.
+        let errors = "\u{1}".repeat(MAX_ERROR_CHARS);
+        let mut status = healthy();
+        for text in [
+            &mut status.policy.last_error,
+            &mut status.policy.fallback,
+            &mut status.docker.last_error,
+            &mut status.docker.version,
+            &mut status.docker.api_version,
+            &mut status.reconcile.error,
+            &mut status.drift.last_found,
+        ] {
+            *text = Some(errors.clone());
+        }
+        let name = "\u{1}".repeat(MAX_NAME_CHARS);
+        status.ports = (0..20_000u32)
+            .map(|i| PortStatus {
+                container: name.clone(),
+                why: name.clone(),
+                ..port("x", "0.0.0.0", (i % 65535) as u16, Verdict::Blocked, &name)
+            })
+            .collect();
+        status.rejected = vec![
+            RejectedStatus {
+                kind: "network".into(),
+                name: name.clone(),
+                reason: name.clone(),
+            };
+            5_000
+        ];
+        status.host_network = vec![name.clone(); 5_000];
+        status.forward_bypass = vec![
+            BypassStatus {
+                family: "ipv4".into(),
+                rule: "\u{1}".repeat(100_000),
+            };
+            1_000
+        ];
+        let bounded = status.bounded();
+        let json = serde_json::to_vec(&bounded).expect("json");
+        assert!(json.len() <= MAX_DOCUMENT_BYTES, "{} bytes", json.len());
+        assert_eq!(bounded.omitted.ports + bounded.ports.len(), 20_000);
+        assert!(bounded.forward_bypass.len() <= MAX_BYPASSES);
     }
 
     #[test]

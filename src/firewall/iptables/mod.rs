@@ -302,7 +302,6 @@ pub fn sets_differ(
     })
 }
 
-/// The counters of dockfw's drop rules in both families. Pure.
 /// The rules above `FORWARD -> DOCKER-USER` that may accept a connection
 /// before dockfw sees it, per family ([`Installed::forward_bypasses`]). Pure.
 pub fn forward_bypasses(observed: &Tables) -> Vec<(Family, String)> {
@@ -318,6 +317,7 @@ pub fn forward_bypasses(observed: &Tables) -> Vec<(Family, String)> {
         .collect()
 }
 
+/// The counters of dockfw's drop rules in both families. Pure.
 pub fn drop_counters(observed: &Tables) -> Vec<DropCounter> {
     Family::ALL
         .into_iter()
