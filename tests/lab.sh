@@ -10,7 +10,7 @@
 #   lab_client a|b CMD…     run CMD in client A's / client B's namespace
 #   tcp_try CLIENT ADDR PORT [CONNECT_TIMEOUT]  one connection: http|open|refused|timeout
 #   probe CLIENT ADDR PORT [CONNECT_TIMEOUT]   0 if an HTTP GET from CLIENT succeeds (IPv4)
-#   probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT]  same over IPv6
+#   probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT]  the same as probe (kept for older callers)
 #   udp_try CLIENT ADDR PORT [TIMEOUT]          one datagram to a UDP echo: echo|refused|silent
 #   dockfw_start POLICY     start the daemon in the host namespace, wait until it reconciled
 #   dockfw_stop             SIGTERM the daemon (rules stay installed)
@@ -164,8 +164,8 @@ tcp_try() {
 # (a handshake and a 2xx answer: the service is reachable).
 probe() { [[ "$(tcp_try "$@")" == http ]]; }
 
-# probe6 CLIENT ADDR PORT [CONNECT_TIMEOUT] — same over IPv6 (ADDR without brackets).
-probe6() { [[ "$(tcp_try "$@")" == http ]]; }
+# probe6 — probe under its older name (probe takes IPv6 addresses, without brackets, too).
+probe6() { probe "$@"; }
 
 # udp_try CLIENT ADDR PORT [TIMEOUT] — one datagram from client a|b (a fresh socket, so a
 # fresh source port and a new conntrack entry) to ADDR:PORT, where tests/udp_echo.c echoes;
