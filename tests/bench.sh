@@ -15,7 +15,9 @@
 #       BENCH_CONN_ROUNDS=2   conn_rate: rounds (a b c d, then d c b a, …) to balance drift
 #       BENCH_CONN_RULES=1000 conn_rate (c): non-matching allow entries before the match;
 #                             (d): sources of one entry, as a set
-#       BENCH_IDLE_SECS=30    idle: sampling window
+#       BENCH_IDLE_SECS=30    idle: sampling window (twice: alone, then beside a foreign set)
+#       BENCH_IDLE_FOREIGN=100000  idle: addresses in another tool's ipset made for the second
+#                             window (hash:ip, in the lab namespace only); 0 skips that window
 #       DOCKFW_RESYNC_SECS    the daemon's periodic full check; 10 here (the daemon's
 #                             default), not the 2 s tests/e2e.sh uses
 #       DOCKFW=path           the binary (default target/release/dockfw; never built here)
@@ -40,6 +42,7 @@ BENCH_CONN_C="${BENCH_CONN_C:-8}"
 BENCH_CONN_ROUNDS="${BENCH_CONN_ROUNDS:-2}"
 BENCH_CONN_RULES="${BENCH_CONN_RULES:-1000}"
 BENCH_IDLE_SECS="${BENCH_IDLE_SECS:-30}"
+BENCH_IDLE_FOREIGN="${BENCH_IDLE_FOREIGN:-100000}"
 BENCHES=(selector_latency burst_cpu conn_rate idle)
 BENCH_SUMMARY=""          # file collecting every `# bench:` line (mktemp)
 BENCH_HZ="$(getconf CLK_TCK)"
@@ -437,8 +440,45 @@ EOF
 # 4. idle
 # ---------------------------------------------------------------------------
 
+# idle_window LABEL PID — BENCH_IDLE_SECS of the settled daemon PID: VmRSS every second,
+# CPU over the window (and of it, the children: ipset, iptables-save). Prints the line.
+idle_window() {
+    local label="$1" pid="$2" c0 c1 k0 k1 a0 a1 t0 t1 i rss first="" last="" max=0 min=""
+    c0="$(cpu_ticks "$pid")"; k0="$(child_ticks "$pid")"; a0="$(dfw_applies)"; t0="$(now_us)"
+    for ((i = 0; i <= BENCH_IDLE_SECS; i++)); do
+        rss="$(rss_kb "$pid")"
+        [[ -n "$first" ]] || first="$rss"
+        last="$rss"
+        if ((rss > max)); then max="$rss"; fi
+        if [[ -z "$min" ]] || ((rss < min)); then min="$rss"; fi
+        ((i == BENCH_IDLE_SECS)) || sleep 1
+    done
+    t1="$(now_us)"
+    c1="$(cpu_ticks "$pid")"; k1="$(child_ticks "$pid")"; a1="$(dfw_applies)"
+    local ms; ms="$(ticks_to_ms $((c1 - c0)))"
+    bench_out "idle$label: 3 containers (idle-web -p 80:80, idle-db -p 5432:80, idle-alt -p 8080:80)," \
+        "policy default deny + allow 80 + allow 5432 containers=[\"idle-*\"], resync ${DOCKFW_RESYNC_SECS} s," \
+        "after 3 s without apply; window $(us_to_ms $((t1 - t0))) ms:" \
+        "VmRSS kB first=$first last=$last min=$min max=$max (sampled every 1 s);" \
+        "CPU (utime+stime+cutime+cstime) $ms ms = $(awk -v m="$ms" -v w=$((t1 - t0)) 'BEGIN { printf "%.2f", m * 1000 / w * 100 }') %," \
+        "of it children (ipset, iptables-save) $(ticks_to_ms $((k1 - k0))) ms;" \
+        "applies $a0 -> $a1"
+}
+
+# foreign_set N — another tool's blocklist in the lab's namespace only: a `hash:ip` set
+# `bench-foreign` of N addresses of 10.0.0.0/8 (never a target: set elements, no traffic),
+# made by one `ipset restore`. Prints its entry count as ipset reports it.
+foreign_set() {
+    awk -v n="$1" 'BEGIN {
+        printf "create bench-foreign hash:ip family inet hashsize 65536 maxelem %d\n", n < 65536 ? 65536 : n
+        for (i = 1; i <= n; i++)
+            printf "add bench-foreign 10.%d.%d.%d\n", int(i / 65536) % 256, int(i / 256) % 256, i % 256
+    }' | lab_ns ipset restore
+    lab_ns ipset list -t bench-foreign | awk -F': ' '$1 == "Number of entries" { print $2 }'
+}
+
 bench_idle() {
-    local pol pid c0 c1 a0 a1 t0 t1 i rss first="" last="" max=0 min=""
+    local pol pid entries
     pol="$(bench_policy idle <<'EOF'
 [inbound]
 default = "deny"
@@ -457,24 +497,13 @@ EOF
     bench_dockfw_start "$pol" || { not_measured idle "dockfw did not start"; return 1; }
     wait_quiet 3 30 || true
     pid="$(bench_dfw_pid)" || { not_measured idle "no dockfw pid"; return 1; }
-    c0="$(cpu_ticks "$pid")"; a0="$(dfw_applies)"; t0="$(now_us)"
-    for ((i = 0; i <= BENCH_IDLE_SECS; i++)); do
-        rss="$(rss_kb "$pid")"
-        [[ -n "$first" ]] || first="$rss"
-        last="$rss"
-        if ((rss > max)); then max="$rss"; fi
-        if [[ -z "$min" ]] || ((rss < min)); then min="$rss"; fi
-        ((i == BENCH_IDLE_SECS)) || sleep 1
-    done
-    t1="$(now_us)"
-    c1="$(cpu_ticks "$pid")"; a1="$(dfw_applies)"
-    local ms; ms="$(ticks_to_ms $((c1 - c0)))"
-    bench_out "idle: 3 containers (idle-web -p 80:80, idle-db -p 5432:80, idle-alt -p 8080:80)," \
-        "policy default deny + allow 80 + allow 5432 containers=[\"idle-*\"], resync ${DOCKFW_RESYNC_SECS} s," \
-        "after 3 s without apply; window $(us_to_ms $((t1 - t0))) ms:" \
-        "VmRSS kB first=$first last=$last min=$min max=$max (sampled every 1 s);" \
-        "CPU (utime+stime+cutime+cstime) $ms ms = $(awk -v m="$ms" -v w=$((t1 - t0)) 'BEGIN { printf "%.2f", m * 1000 / w * 100 }') %;" \
-        "applies $a0 -> $a1"
+    idle_window "" "$pid"
+    ((BENCH_IDLE_FOREIGN > 0)) || return 0
+    # The same daemon, now beside another tool's large set (nothing announces it: no pass).
+    entries="$(foreign_set "$BENCH_IDLE_FOREIGN")" ||
+        { not_measured idle "the foreign set could not be made"; return 1; }
+    wait_quiet 3 30 || true
+    idle_window " beside a foreign ipset (bench-foreign hash:ip, $entries entries of 10.0.0.0/8, made with ipset restore in the lab namespace)" "$pid"
 }
 
 # ---------------------------------------------------------------------------

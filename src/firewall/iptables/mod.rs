@@ -1,8 +1,9 @@
 //! The iptables driver: reads each family's `filter` table with
 //! `iptables-save` and installs restore text with one `iptables-restore
 //! --noflush` per family, in the variant (nft or legacy) that holds
-//! Docker's chains; dockfw's address sets are ipsets, read with one `ipset
-//! save` and written with `ipset restore` around the rules' restore. What
+//! Docker's chains; dockfw's address sets are ipsets, read by name (`ipset
+//! list -n`, then `save` of its own sets alone, never another tool's
+//! elements) and written with `ipset restore` around the rules' restore. What
 //! to write is decided by [`render`] and [`sets`], what is installed by
 //! [`installed`]; this file only picks the variant and pipes.
 
@@ -178,14 +179,40 @@ fn ipset() -> String {
     format!("{SBIN}/ipset")
 }
 
-/// dockfw's ipsets now; none where `ipset` is not installed (a plan that
-/// needs sets then fails at its apply, saying so).
+/// All of dockfw's ipsets now, and no other tool's: their names from
+/// `ipset list -n` (which reads no elements), then those sets alone in one
+/// `ipset restore` of `save` commands. `ipset save` would list every set
+/// on the host: a 100,000-element blocklist of another tool costs it tens
+/// of ms. A set of dockfw's destroyed between the two runs fails the
+/// second: listed again, once. None where `ipset` is not installed (a
+/// plan that needs sets then fails at its apply, saying so).
 async fn read_sets() -> Result<BTreeMap<String, SavedSet>, FirewallError> {
-    let program = ipset();
-    if !std::path::Path::new(&program).exists() {
+    if !std::path::Path::new(&ipset()).exists() {
         return Ok(BTreeMap::new());
     }
-    Ok(sets::parse_save(&run(&program, &["save"], None).await?))
+    match list_and_save().await {
+        Ok(saved) => Ok(saved),
+        Err(_) => list_and_save().await,
+    }
+}
+
+/// `ipset list -n`, then dockfw's sets among them saved.
+async fn list_and_save() -> Result<BTreeMap<String, SavedSet>, FirewallError> {
+    let list = run(&ipset(), &["list", "-n"], None).await?;
+    save_sets(sets::own_names(&list)).await
+}
+
+/// The ipsets `names` as `ipset save` lists them, in one `ipset restore`
+/// ([`sets::save_script`]); fails when one of them does not exist.
+async fn save_sets<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+) -> Result<BTreeMap<String, SavedSet>, FirewallError> {
+    let Some(script) = sets::save_script(names) else {
+        return Ok(BTreeMap::new());
+    };
+    Ok(sets::parse_save(
+        &run(&ipset(), &["restore"], Some(&script)).await?,
+    ))
 }
 
 /// What is installed per family ([v4, v6]; `None` where unavailable or
@@ -465,8 +492,17 @@ impl Backend for Iptables {
         has_sets(in_place)
     }
 
+    /// One `ipset restore` saving the sets `in_place` names, and no other
+    /// (a set missing, or `ipset` itself, fails it: a difference too).
     async fn sets_drifted(&self, in_place: &Ruleset, families: &[Family]) -> bool {
-        match read_sets().await {
+        let names: Vec<String> = families
+            .iter()
+            .flat_map(|&family| sets::names(in_place.family(family)))
+            .collect();
+        if names.is_empty() {
+            return false;
+        }
+        match save_sets(names.iter().map(String::as_str)).await {
             Ok(installed) => sets_differ(in_place, families, &installed),
             Err(_) => true,
         }
@@ -667,6 +703,135 @@ mod tests {
             assert!(!tables.get(family).expect("read").has_anything_owned());
         }
         assert!(uninstall(&tables).is_empty());
+    }
+
+    /// Run `test` on a thread of its own, moved into a new network
+    /// namespace (ipsets are per namespace), so the processes it starts
+    /// inherit it. Panics if this host cannot: the test that calls it is
+    /// `#[ignore]`d, and run as root with `--include-ignored`.
+    fn in_private_netns<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
+        assert!(Path::new(&ipset()).exists(), "{} is not installed", ipset());
+        let thread = std::thread::spawn(move || {
+            // SAFETY: plain syscall; CLONE_NEWNET moves only this thread
+            // into a new network namespace, which ends with the thread.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+                let e = std::io::Error::last_os_error();
+                panic!("cannot create a network namespace (needs root): {e}");
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(test())
+        });
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// Run the set steps of what takes the ipsets in place to `desired`'s.
+    async fn install_sets(desired: &Ruleset) {
+        let mut installed = read_sets().await.expect("reads");
+        let mut tables = empty_tables();
+        for family in Family::ALL {
+            let mut st = tables.get(family).expect("installed").clone();
+            st.sets = installed
+                .extract_if(.., |name, _| sets::owner(name) == family)
+                .collect();
+            tables.set(family, st);
+        }
+        for tx in transactions(desired, &tables) {
+            for step in &tx.steps {
+                if let Step::Sets(text) = step {
+                    run(&ipset(), &["restore"], Some(text))
+                        .await
+                        .expect("ipset restore");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[ignore = "needs root: a private network namespace and ipset (tests/run.sh runs it)"]
+    fn only_dockfws_ipsets_are_read_and_their_drift_is_found() {
+        in_private_netns(async || {
+            let ipset_cmd = async |args: &[&str], stdin: Option<&str>| {
+                run(&ipset(), args, stdin).await.expect("ipset")
+            };
+            // Another tool's sets, beside one whose name ipset reads as two
+            // words, `dockfw-x` and `y`, and which is not dockfw's either.
+            ipset_cmd(
+                &["restore"],
+                Some(
+                    "create crowdsec hash:ip family inet\nadd crowdsec 10.0.0.1\n\
+                     create \"dockfw-x y\" hash:ip family inet\nadd \"dockfw-x y\" 10.0.0.2\n",
+                ),
+            )
+            .await;
+            assert_eq!(read_sets().await.expect("reads"), BTreeMap::new());
+            let planned = ruleset(POLICY, &["db-1", "secret"]);
+            install_sets(&planned).await;
+            let read = read_sets().await.expect("reads");
+            let mut names: Vec<String> = (Family::ALL.iter())
+                .flat_map(|&f| sets::names(planned.family(f)))
+                .collect();
+            names.sort();
+            assert_eq!(read.keys().cloned().collect::<Vec<_>>(), names);
+            assert!(!sets_differ(&planned, &Family::ALL, &read));
+            let firewall = Iptables::new();
+            assert!(!firewall.sets_drifted(&planned, &Family::ALL).await);
+
+            ipset_cmd(&["flush", "dockfw-known-v4"], None).await;
+            assert!(
+                firewall.sets_drifted(&planned, &Family::ALL).await,
+                "flushed"
+            );
+            install_sets(&planned).await;
+            assert!(
+                !firewall.sets_drifted(&planned, &Family::ALL).await,
+                "repaired"
+            );
+            // An empty set: only its absence differs.
+            ipset_cmd(&["destroy", "dockfw-guard-tcp-v4"], None).await;
+            assert!(
+                firewall.sets_drifted(&planned, &Family::ALL).await,
+                "destroyed"
+            );
+            install_sets(&planned).await;
+            assert!(
+                !firewall.sets_drifted(&planned, &Family::ALL).await,
+                "repaired"
+            );
+            ipset_cmd(&["del", "dockfw-known-v4", "172.17.0.2"], None).await;
+            assert!(
+                firewall.sets_drifted(&planned, &Family::ALL).await,
+                "an element removed"
+            );
+            ipset_cmd(&["add", "dockfw-known-v4", "172.17.0.2"], None).await;
+            ipset_cmd(&["add", "dockfw-known-v6", "fd00::99"], None).await;
+            assert!(
+                firewall.sets_drifted(&planned, &Family::ALL).await,
+                "an element added"
+            );
+            assert!(
+                !firewall.sets_drifted(&planned, &[Family::V4]).await,
+                "only the families asked for"
+            );
+            install_sets(&planned).await;
+            assert!(
+                !firewall.sets_drifted(&planned, &Family::ALL).await,
+                "repaired"
+            );
+            assert_eq!(
+                ipset_cmd(&["list", "-n"], None)
+                    .await
+                    .lines()
+                    .filter(|n| !n.starts_with("dockfw-"))
+                    .count(),
+                1,
+                "crowdsec is still there"
+            );
+        });
     }
 
     #[test]

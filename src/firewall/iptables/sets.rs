@@ -1,6 +1,8 @@
 //! dockfw's address and port sets as ipsets (`hash:net`, `hash:net,port`):
-//! their names, the parser of `ipset save`, and the `ipset restore` text
-//! that takes the installed sets of one family to the desired ones.
+//! their names, which of the host's sets are dockfw's (`ipset list -n`),
+//! the `ipset restore` text that saves those alone, the parser of what
+//! it prints (`ipset save`'s format), and the `ipset restore` text that
+//! takes the installed sets of one family to the desired ones.
 //!
 //! Pure: the parent module runs `ipset`. A set is never edited element by
 //! element: it is filled under a temporary name and swapped in (`swap`, one
@@ -166,6 +168,41 @@ pub struct SavedSet {
     /// Each `add` line's text after the set's name, as ipset prints it
     /// (`172.17.0.2`, `10.0.0.0/8`; options such as `timeout 5` included).
     pub elements: BTreeSet<String>,
+}
+
+/// The names of every set of `rules`, address sets then port sets, as
+/// ipsets: what [`wanted`] names, without building the elements.
+pub fn names(rules: &FamilyRules) -> impl Iterator<Item = String> + '_ {
+    let addresses = rules.sets.iter().map(|set| ipset_name(&set.name));
+    addresses.chain(rules.port_sets.iter().map(|set| ipset_name(&set.name)))
+}
+
+/// Whether `name` could be one of dockfw's ipsets: named `dockfw-…`, and
+/// nothing ipset would read as two words or a quote (ipset accepts
+/// `"dockfw-x y"` as a name; dockfw never makes one).
+fn is_own(name: &str) -> bool {
+    name.starts_with(PREFIX) && name.chars().all(|c| c.is_ascii_graphic() && c != '"')
+}
+
+/// dockfw's ipsets among the names `ipset list -n` prints, one a line
+/// (that listing reads no set's elements, whatever their number).
+pub fn own_names(list: &str) -> Vec<&str> {
+    list.lines().map(str::trim).filter(|n| is_own(n)).collect()
+}
+
+/// The `ipset restore` input that prints the sets `names` as `ipset save`
+/// would, in one process: restore mode runs any command but `restore`,
+/// `help` and `version`, and `save NAME` lists that set alone. A name that
+/// is not one of dockfw's is left out; `None` when none is left. A named
+/// set that does not exist fails the run (there: "The set with the given
+/// name does not exist").
+pub fn save_script<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let text: String = names
+        .into_iter()
+        .filter(|n| is_own(n))
+        .map(|name| format!("save {name}\n"))
+        .collect();
+    (!text.is_empty()).then_some(text)
 }
 
 /// dockfw's ipsets (named `dockfw-…`) in `ipset save` output, by name;
@@ -337,7 +374,7 @@ fn replace(out: &mut String, set: &Wanted, elements: &BTreeSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ruleset::{AddrSet, Chain, INBOUND_CHAIN, Rule, UNCLASSIFIED_CHAIN};
+    use crate::ruleset::{AddrSet, Chain, INBOUND_CHAIN, PortSet, Rule, UNCLASSIFIED_CHAIN};
 
     const SAVE: &str = "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1
 add f2b-sshd 203.0.113.9
@@ -416,6 +453,36 @@ create dockfw-odd list:set size 8
         let owners: Vec<Family> = sets.keys().map(|n| owner(n)).collect();
         assert_eq!(owners, [Family::V6, Family::V4, Family::V4]);
         assert_eq!(owner("dockfw-deny-2-src-v6-tmp"), Family::V6);
+    }
+
+    #[test]
+    fn only_dockfws_sets_are_listed_by_name_and_saved() {
+        let list = "f2b-sshd\ncrowdsec-blocklist\ndockfw-known-v4\n\
+                    dockfw-x y\ndockfw-\"q\ndockfw-guard-tcp-v6\n";
+        let own = own_names(list);
+        assert_eq!(
+            own,
+            ["dockfw-known-v4", "dockfw-guard-tcp-v6"],
+            "other tools' sets and names ipset would read as two words are not read"
+        );
+        assert_eq!(
+            save_script(own).as_deref(),
+            Some("save dockfw-known-v4\nsave dockfw-guard-tcp-v6\n")
+        );
+        assert_eq!(save_script(own_names("f2b-sshd\n")), None);
+        assert_eq!(save_script(["f2b-sshd", "dockfw-a b"]), None);
+        let rules = FamilyRules {
+            sets: vec![set("known-v4", Family::V4, &[])],
+            port_sets: vec![PortSet {
+                name: "guard-tcp-v4".to_owned(),
+                family: Family::V4,
+                proto: Proto::Tcp,
+                ports: [80].into(),
+            }],
+            ..FamilyRules::default()
+        };
+        let wanted_names: Vec<String> = wanted(&rules).into_iter().map(|w| w.name).collect();
+        assert_eq!(names(&rules).collect::<Vec<_>>(), wanted_names);
     }
 
     #[test]
