@@ -23,6 +23,9 @@ E2E_CORE="default_deny user_networks from_restriction new_container reload unins
 # The nftables backend (dockfw's own inet table in front of the engine's iptables rules)
 # runs the whole suite on the newest engine; the cases about iptables mechanics (its
 # jumps, its legacy variant) say "SKIP" there, the rest judge nftables with packets.
+# The cases about engines before Docker 28 (they say SKIP on later ones), which the
+# nftables backend also runs on the default engine (Docker 20.10).
+E2E_PRE28="fc_duplicate_network_names fc_gateway_mode_ignored_before_28 fc_loopback_published"
 # Newer engines: Debian suites whose docker.io runs on bookworm (fetched with the machine's
 # own apt mirror into target/engine-SUITE): trixie = Docker 26.1, forky = Docker 28.5.
 E2E_ENGINES="trixie forky"
@@ -170,6 +173,10 @@ if step build cargo build --release; then
     nft_dir=""
     [[ -x "$PWD/target/engine-forky/usr/sbin/dockerd" ]] && nft_dir="$PWD/target/engine-forky/usr/sbin"
     step "e2e-nftables-backend-$(engine_version "$nft_dir")" e2e_nft "$nft_dir" || true
+    # The cases about what engines before 28 do (they say SKIP on 28.5 and later) with the
+    # nftables backend too, on the default engine.
+    # shellcheck disable=SC2086  # E2E_PRE28 is a list of patterns
+    step "e2e-nftables-backend-$(engine_version "")-pre28" e2e_nft "" $E2E_PRE28 || true
     # Docker 29.7.2: the core cases in its iptables mode (DOCKER-USER as before), the whole
     # suite in its nftables mode (no DOCKER-USER; the cases that cannot apply there say
     # SKIP with their reason).
