@@ -53,3 +53,5 @@ pub mod ruleset;
 pub mod sdnotify;
 pub mod state;
 pub mod status;
+#[cfg(test)]
+mod testns;

@@ -313,28 +313,10 @@ fn receive(
     chunk: &mut [u8],
     flags: libc::c_int,
 ) -> Result<usize, LinkError> {
-    loop {
-        // SAFETY: `chunk` is writable for `chunk.len()` bytes for the whole
-        // call, and `socket` is an open descriptor.
-        let n = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                chunk.as_mut_ptr().cast(),
-                chunk.len(),
-                flags | libc::MSG_TRUNC,
-            )
-        };
-        if n >= 0 {
-            let len = usize::try_from(n).unwrap_or(usize::MAX);
-            if len > chunk.len() {
-                return Err(LinkError::Truncated { len });
-            }
-            return Ok(len);
-        }
-        let source = io::Error::last_os_error();
-        if source.raw_os_error() != Some(libc::EINTR) {
-            return Err(LinkError::Receive { source });
-        }
+    match crate::nfmonitor::receive(socket, chunk, flags) {
+        Ok(len) if len > chunk.len() => Err(LinkError::Truncated { len }),
+        Ok(len) => Ok(len),
+        Err(source) => Err(LinkError::Receive { source }),
     }
 }
 
@@ -465,7 +447,6 @@ mod tests {
     //! (root and `ip` needed: that test is ignored in a plain `cargo test`
     //! and fails where it cannot run; `tests/run.sh` runs it as root).
 
-    use std::path::Path;
     use std::process::Command;
     use std::time::Duration;
 
@@ -673,21 +654,8 @@ mod tests {
         assert!(status.success(), "ip {args:?} failed");
     }
 
-    /// Run `test` on a thread in a fresh network namespace; panics where
-    /// this host cannot make one.
     fn in_private_netns<T: Send + 'static>(test: impl FnOnce() -> T + Send + 'static) -> T {
-        assert!(Path::new(IP).exists(), "{IP} is not installed");
-        std::thread::spawn(move || {
-            // SAFETY: plain syscall; CLONE_NEWNET moves only this thread into
-            // a new network namespace, which ends with the thread.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                let e = std::io::Error::last_os_error();
-                panic!("cannot create a network namespace (needs root): {e}");
-            }
-            test()
-        })
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        crate::testns::in_private_netns(&[IP], test)
     }
 
     #[test]

@@ -225,6 +225,24 @@ fn drain(socket: BorrowedFd<'_>, unclaimed: &mut bool) -> Result<bool, MonitorEr
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut seen = false;
     loop {
+        match receive(socket, &mut chunk, libc::MSG_DONTWAIT) {
+            // Cut short: what was not read may concern dockfw.
+            Ok(len) => seen |= len > chunk.len() || scan(&chunk[..len], unclaimed, &mut own_write),
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => seen = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(seen),
+            Err(e) => return Err(MonitorError::Receive { source: e }),
+        }
+    }
+}
+
+/// One datagram of `socket` into `chunk`, `EINTR` retried: its whole length,
+/// which is more than `chunk.len()` when it was cut short (`MSG_TRUNC`).
+pub(crate) fn receive(
+    socket: BorrowedFd<'_>,
+    chunk: &mut [u8],
+    flags: libc::c_int,
+) -> io::Result<usize> {
+    loop {
         // SAFETY: `chunk` is writable for `chunk.len()` bytes for the whole
         // call, and `socket` is an open descriptor.
         let n = unsafe {
@@ -232,21 +250,15 @@ fn drain(socket: BorrowedFd<'_>, unclaimed: &mut bool) -> Result<bool, MonitorEr
                 socket.as_raw_fd(),
                 chunk.as_mut_ptr().cast(),
                 chunk.len(),
-                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+                flags | libc::MSG_TRUNC,
             )
         };
         if n >= 0 {
-            let len = usize::try_from(n).unwrap_or(usize::MAX);
-            // Cut short: what was not read may concern dockfw.
-            seen |= len > chunk.len() || scan(&chunk[..len], unclaimed, &mut own_write);
-            continue;
+            return Ok(usize::try_from(n).unwrap_or(usize::MAX));
         }
         let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::ENOBUFS) => seen = true,
-            Some(libc::EINTR) => {}
-            _ if e.kind() == io::ErrorKind::WouldBlock => return Ok(seen),
-            _ => return Err(MonitorError::Receive { source: e }),
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
         }
     }
 }
@@ -455,15 +467,15 @@ pub(crate) fn set_option(
 mod tests {
     //! These run the real socket against real ruleset changes, each in a
     //! private network namespace of its own thread, so the machine's own
-    //! firewall is never watched nor touched. They need root and `nft`, and
-    //! are skipped with a note otherwise.
+    //! firewall is never watched nor touched. They need root and `nft`: they
+    //! are `#[ignore]`d in a plain `cargo test` and fail where they cannot run.
 
     use std::io::Write;
-    use std::path::Path;
     use std::process::{Command, Stdio};
     use std::time::Duration;
 
     use super::*;
+    use crate::testns::in_private_netns;
 
     const NFT: &str = "/usr/sbin/nft";
     const IPTABLES_NFT: &str = "/usr/sbin/iptables-nft";
@@ -472,32 +484,6 @@ mod tests {
     const ARRIVES: Duration = Duration::from_secs(2);
     /// How long to listen before concluding that nothing came.
     const QUIET: Duration = Duration::from_millis(300);
-
-    /// Run `test` on a thread of its own inside a fresh network namespace,
-    /// with a current-thread runtime. Processes spawned from that thread
-    /// inherit its namespace. Panics (the test fails, it is never passed
-    /// silently) if this host cannot: the tests that call it are
-    /// `#[ignore]`d, and run as root with `--include-ignored`.
-    fn in_private_netns<T: Send + 'static>(
-        tools: &[&str],
-        test: impl FnOnce() -> T + Send + 'static,
-    ) -> T {
-        if let Some(missing) = tools.iter().find(|tool| !Path::new(tool).exists()) {
-            panic!("{missing} is not installed");
-        }
-        let thread = std::thread::spawn(move || {
-            // SAFETY: plain syscall; CLONE_NEWNET moves only this thread
-            // into a new network namespace, which ends with the thread.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                let e = io::Error::last_os_error();
-                panic!("cannot create a network namespace (needs root): {e}");
-            }
-            test()
-        });
-        thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    }
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()

@@ -705,28 +705,9 @@ mod tests {
         assert!(uninstall(&tables).is_empty());
     }
 
-    /// Run `test` on a thread of its own, moved into a new network
-    /// namespace (ipsets are per namespace), so the processes it starts
-    /// inherit it. Panics if this host cannot: the test that calls it is
-    /// `#[ignore]`d, and run as root with `--include-ignored`.
+    /// [`crate::testns`]: ipsets are per network namespace.
     fn in_private_netns<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-        assert!(Path::new(&ipset()).exists(), "{} is not installed", ipset());
-        let thread = std::thread::spawn(move || {
-            // SAFETY: plain syscall; CLONE_NEWNET moves only this thread
-            // into a new network namespace, which ends with the thread.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                let e = std::io::Error::last_os_error();
-                panic!("cannot create a network namespace (needs root): {e}");
-            }
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(test())
-        });
-        thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        crate::testns::block_on_in_private_netns(&[&ipset()], test)
     }
 
     /// Run the set steps of what takes the ipsets in place to `desired`'s.

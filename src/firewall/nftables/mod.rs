@@ -334,29 +334,10 @@ mod tests {
     use super::*;
     use crate::ruleset::Ruleset;
 
-    /// Run `test` on a thread of its own inside a fresh network namespace,
-    /// with a current-thread runtime; `nft` processes spawned from that
-    /// thread inherit its namespace. Panics (the test fails, it is never
-    /// passed silently) if this host cannot: the tests that call it are
-    /// `#[ignore]`d, and run as root with `--include-ignored`.
+    /// [`crate::testns`]: `nft` processes spawned from its thread inherit
+    /// its namespace.
     fn in_private_netns<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-        assert!(Path::new(&nft()).exists(), "{} is not installed", nft());
-        let thread = std::thread::spawn(move || {
-            // SAFETY: plain syscall; CLONE_NEWNET moves only this thread
-            // into a new network namespace, which ends with the thread.
-            if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-                let e = std::io::Error::last_os_error();
-                panic!("cannot create a network namespace (needs root): {e}");
-            }
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(test())
-        });
-        thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        crate::testns::block_on_in_private_netns(&[&nft()], test)
     }
 
     fn golden_files() -> Vec<PathBuf> {
