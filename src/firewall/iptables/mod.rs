@@ -472,6 +472,10 @@ impl Backend for Iptables {
         }
     }
 
+    fn counts_drop_ports_in_rules(&self) -> bool {
+        true
+    }
+
     fn announces_changes(&self) -> bool {
         Family::ALL
             .iter()
