@@ -1492,6 +1492,36 @@ case_drops_counted() {
     open_after_uninstall "a b" "4 6" 5432 6380
 }
 
+# A dropped connection walks the same rules whatever the number of published ports: one
+# container publishing 60 ports under default deny; a connection to one of them is dropped
+# and counted for its port, and the case prints how many rules the drop chain holds (the
+# most a dropped connection walks there) on the backend in use: nftables counts per port
+# in set elements (7 rules), iptables in one rule per port.
+case_drop_chain_length() {
+    need_dockfw
+    lab_run many -p 20000:80 -p 20001-20059:20001-20059 || fail "cannot start many"
+    open_without_dockfw "a" "4" 20000
+    local pol
+    pol="$(write_policy deny_all <<<$'[inbound]\ndefault = "deny"')"
+    dockfw_start "$pol" || fail "daemon did not start"
+    wait_for_port_counted 20059
+    expect_blocked a 4 20000
+    wait_for 15 port_dropped_at_least tcp/20000 1 ||
+        fail "status does not count the drop to tcp/20000: $(dfw_status | jq -c .drops)"
+    local published rules cmd
+    published="$(dfw_status | jq '[.ports[].host_port] | unique | length')"
+    if nft_backend; then
+        cmd="nft list chain inet dockfw dropped | grep -c ' drop$'"
+        rules="$(lab_ns nft list chain inet dockfw dropped | grep -c ' drop$')"
+        ((rules <= 7)) || fail "$rules rules in the drop chain, more than 7"
+    else
+        cmd="iptables-save -t filter | grep -c '^-A DOCKFW-DROP '"
+        rules="$(lab_save4 | grep -c '^-A DOCKFW-DROP ')"
+    fi
+    echo "# measure: $published host ports published: $rules rules in the drop chain (\`$cmd\`)" >&2
+    open_after_uninstall "a" "4" 20000
+}
+
 # With DOCKFW_LOG_DROPS=1 each drop is logged, rate-limited, with a prefix naming the entry
 # (`dockfw deny@4 `), so `journalctl -k` ties a drop to the policy. The lab's firewall is
 # in a network namespace, whose LOG lines reach the kernel log only with
@@ -2157,6 +2187,7 @@ CASES=(
     gateway_modes
     drops_counted
     drops_logged
+    drop_chain_length
     fc_boot_backend_learned
     udp
     fc_metrics_port_taken
