@@ -1085,7 +1085,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 FamilyStatus::default()
             } else {
                 FamilyStatus {
-                    rules: ruleset.family(family).rule_count(),
+                    rules: self.firewall.rule_count(ruleset.family(family)),
                     variant: self.firewall.variant(family).map(str::to_owned),
                 }
             };

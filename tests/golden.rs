@@ -201,4 +201,13 @@ fn drop_rules_do_not_grow_with_published_ports() {
         55,
         "iptables counts per port in rules"
     );
+    // Status counts the rules each driver writes.
+    use dockfw::firewall::Backend;
+    let iptables = dockfw::firewall::iptables::Iptables::new();
+    let nftables = dockfw::firewall::nftables::Nftables::new();
+    for ruleset in [&few, &many] {
+        let lines = rules_text(&ruleset.v4).lines().count();
+        assert_eq!(iptables.rule_count(&ruleset.v4), lines);
+    }
+    assert_eq!(nftables.rule_count(&few.v4), nftables.rule_count(&many.v4));
 }

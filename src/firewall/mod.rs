@@ -21,7 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::net::{Family, Proto};
-use crate::ruleset::{Origin, Ruleset};
+use crate::ruleset::{FamilyRules, Origin, Ruleset};
 
 /// Where Debian installs the firewall programs. They are run from here, not
 /// found through `PATH`: whoever sets dockfw's environment must not choose
@@ -92,6 +92,12 @@ pub trait Backend: Send + Sync + 'static {
     /// own at 0. Pure.
     fn forward_bypasses(&self, _observed: &Self::Observed) -> Vec<(Family, String)> {
         Vec::new()
+    }
+
+    /// How many rules the driver writes for `rules`, for status and `dockfw
+    /// plan`: the plan's own count unless the driver expands a rule.
+    fn rule_count(&self, rules: &FamilyRules) -> usize {
+        rules.rule_count()
     }
 
     /// Whether the driver writes [`crate::ruleset::FamilyRules::drop_ports`]
