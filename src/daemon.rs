@@ -32,14 +32,14 @@ use tracing::{debug, error, info, warn};
 use crate::control::ReloadRequest;
 use crate::docker::{DockerSource, Engine};
 use crate::drops::DropTotals;
-use crate::firewall::{Backend, FirewallError, Observation, Transaction};
+use crate::firewall::{Backend, DropCounter, FirewallError, Observation, Transaction};
 use crate::inventory::{Bridge, Inventory, Rejected};
 use crate::links;
 use crate::net::Family;
 use crate::nfmonitor;
 use crate::plan::{exposures, plan, rejected_bridges, with_drop_logging};
 use crate::policy::{self, Policy};
-use crate::ruleset::{DROP_CHAIN, Origin, Ruleset};
+use crate::ruleset::{Origin, Ruleset};
 use crate::sdnotify;
 use crate::state::{self, StateDir};
 use crate::status::{BypassStatus, EntryDrops, FamilyStatus, PortDrops, RejectedStatus, Status};
@@ -122,7 +122,8 @@ pub struct Channels {
 enum Fast {
     /// Not at all: the rules differ, or nothing is known to be in place.
     No,
-    /// Set elements written; the counting chain `DOCKFW-DROP` lags.
+    /// Set elements written; the counting rules of `DOCKFW-DROP` lag
+    /// (iptables only).
     Partial,
     /// Everything planned is in place.
     Complete,
@@ -1041,6 +1042,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             transactions,
         } = prepare_planned(&self.firewall, planned).await;
         let counters = self.firewall.drop_counters(&observation.observed);
+        let listed_elements: Vec<String> = counters
+            .iter()
+            .filter(|c| c.is_element())
+            .map(|c| c.rule.clone())
+            .collect();
         self.drops.observe(counters);
         // A family that could not be read says nothing either way.
         if observation.failed.is_empty() {
@@ -1066,12 +1072,20 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 }
             }
         }
+        if !firewall_failed {
+            // Drop port elements the transactions removed: what they
+            // counted stays counted (a table rewritten carried it already).
+            let kept = drop_element_rules(&ruleset);
+            for rule in listed_elements.iter().filter(|r| !kept.contains(*r)) {
+                self.drops.removed(rule);
+            }
+        }
         for family in Family::ALL {
             *self.family_status(family) = if observation.unavailable.contains(&family) {
                 FamilyStatus::default()
             } else {
                 FamilyStatus {
-                    rules: ruleset.family(family).rule_count(),
+                    rules: self.firewall.rule_count(ruleset.family(family)),
                     variant: self.firewall.variant(family).map(str::to_owned),
                 }
             };
@@ -1088,10 +1102,12 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
 
     /// The fast path: when `planned` differs from the plan in place in set
     /// elements only, write those (recorded in `changed`) and take
-    /// `planned` as in place. `DOCKFW-DROP`, whose counting rules follow
-    /// published ports, does not hold this up: the elements are written
-    /// with the counting chain as it is, and [`Fast::Partial`] leaves the
-    /// chain to an observing pass. [`Fast::No`] when there is no plan in
+    /// `planned` as in place. Where the backend counts drops per port in
+    /// rules (iptables: `DOCKFW-DROP`, one rule per published port), those
+    /// do not hold this up: the other elements are written with the
+    /// counting chain as it is, and [`Fast::Partial`] leaves the chain to an
+    /// observing pass. nftables counts them in set elements, written here
+    /// with the rest. [`Fast::No`] when there is no plan in
     /// place or other rules differ: a pass that observes decides.
     async fn elements_only(
         &mut self,
@@ -1102,10 +1118,15 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             return Ok(Fast::No);
         };
         let families = self.available_families();
-        let lagging = planned.with_chain_of(in_place, DROP_CHAIN);
+        let lagging = if self.firewall.counts_drop_ports_in_rules() {
+            planned.with_drop_ports_of(in_place)
+        } else {
+            planned.clone()
+        };
         let Some(transactions) = self.firewall.element_update(&lagging, in_place, &families) else {
             return Ok(Fast::No);
         };
+        let removed = removed_drop_elements(in_place, &lagging, &families);
         for tx in transactions {
             if let Err(e) = self.apply(&tx, &lagging).await {
                 // What is installed is no longer known: observe from now on.
@@ -1113,6 +1134,9 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 return Err(format!("{}: {e}", tx.scope()));
             }
             changed.push(tx);
+        }
+        for rule in &removed {
+            self.drops.removed(rule);
         }
         let fast = if lagging == *planned {
             Fast::Complete
@@ -1352,6 +1376,39 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// The [`DropCounter::element_rule`] of every drop port element of
+/// `families` that `in_place` has and `next` has not.
+fn removed_drop_elements(in_place: &Ruleset, next: &Ruleset, families: &[Family]) -> Vec<String> {
+    let kept = drop_element_rules(next);
+    let mut removed = Vec::new();
+    for &family in families {
+        for set in &in_place.family(family).drop_ports {
+            let rules = set
+                .ports
+                .iter()
+                .map(|&port| DropCounter::element_rule(family, set.proto, port));
+            removed.extend(rules.filter(|r| !kept.contains(r)));
+        }
+    }
+    removed
+}
+
+/// The [`DropCounter::element_rule`] of every drop port element of
+/// `ruleset`.
+fn drop_element_rules(ruleset: &Ruleset) -> BTreeSet<String> {
+    let mut rules = BTreeSet::new();
+    for family in Family::ALL {
+        for set in &ruleset.family(family).drop_ports {
+            let of_set = set
+                .ports
+                .iter()
+                .map(|&port| DropCounter::element_rule(family, set.proto, port));
+            rules.extend(of_set);
+        }
+    }
+    rules
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -1518,6 +1575,10 @@ mod tests {
 
         fn variant(&self, _: Family) -> Option<&'static str> {
             Some("fake")
+        }
+
+        fn counts_drop_ports_in_rules(&self) -> bool {
+            true
         }
 
         /// Like iptables-nft: whether changes are watched is the

@@ -1,10 +1,14 @@
 //! Running totals of the connections dockfw's rules dropped since the
 //! daemon started, per policy entry ([`Origin`]), from the drop rules'
-//! counters as each reconcile reads them ([`DropCounter`]).
+//! counters as each reconcile reads them ([`DropCounter`]), and per port
+//! from the counting rules (iptables) or the per-element counters of the
+//! drop port sets (nftables); a "rule" here is either.
 //!
 //! The firewall's counters start again at zero whenever a rule is written
 //! anew (nftables rewrites the whole table on any change of rules, iptables
-//! the chains it re-declares), and a counter someone zeroed (`iptables
+//! the chains it re-declares), a set element is removed and added again
+//! (a port unpublished, then published again: no rewrite is reported, the
+//! counter just reads lower), and a counter someone zeroed (`iptables
 //! -Z`) goes backwards: either way, what the rule had counted when last
 //! read is carried into the total. Drops between that last read and the
 //! rewrite (the few milliseconds of one reconcile) are not counted. What
@@ -90,6 +94,23 @@ impl DropTotals {
         }
     }
 
+    /// The set element that counted as `rule` ([`DropCounter::element_rule`])
+    /// was just removed: what it had counted stays counted, and an element
+    /// added again later counts from zero.
+    pub fn removed(&mut self, rule: &str) {
+        let gone: Vec<RuleKey> = self
+            .last
+            .keys()
+            .filter(|(_, r)| r == rule)
+            .cloned()
+            .collect();
+        for key in gone {
+            if let Some(reading) = self.last.remove(&key) {
+                self.carry(reading);
+            }
+        }
+    }
+
     fn carry(&mut self, reading: Reading) {
         let total = self.carried.entry(reading.origin).or_default();
         *total = total.saturating_add(reading.since_start());
@@ -160,6 +181,33 @@ mod tests {
         read(&mut totals, 7, 0);
         read(&mut totals, 2, 0);
         assert_eq!(totals.totals()[&DENY], 9);
+    }
+
+    #[test]
+    fn an_element_removed_and_added_again_keeps_what_it_counted_before() {
+        let port = Origin::Port {
+            proto: crate::net::Proto::Tcp,
+            port: 5432,
+        };
+        let v4 = DropCounter::element_rule(Family::V4, crate::net::Proto::Tcp, 5432);
+        let v6 = DropCounter::element_rule(Family::V6, crate::net::Proto::Tcp, 5432);
+        let mut totals = DropTotals::default();
+        totals.observe(vec![
+            counter(None, &v4, port, 0),
+            counter(None, &v6, port, 0),
+        ]);
+        totals.observe(vec![
+            counter(None, &v4, port, 5),
+            counter(None, &v6, port, 2),
+        ]);
+        // The container restarts: its port's element goes, and comes back
+        // to count more than before by the next read.
+        totals.removed(&v4);
+        totals.observe(vec![
+            counter(None, &v4, port, 6),
+            counter(None, &v6, port, 2),
+        ]);
+        assert_eq!(totals.totals()[&port], 5 + 6 + 2);
     }
 
     #[test]

@@ -811,7 +811,7 @@ fn plan_json<F: FamilyRender>(
                 "family": family.as_str(),
                 "available": available,
                 "variant": if available { firewall.variant(family) } else { None },
-                "rule_count": ruleset.family(family).rule_count(),
+                "rule_count": firewall.rule_count(ruleset.family(family)),
                 "rules": rules,
             })
         })
@@ -869,7 +869,7 @@ async fn print_plan<F: FamilyRender>(
             );
         } else {
             let variant = firewall.variant(family).unwrap_or("unknown");
-            let rules = prepared.ruleset.family(family).rule_count();
+            let rules = firewall.rule_count(prepared.ruleset.family(family));
             println!("# {} ({variant}): {rules} rules", family.as_str());
         }
     }

@@ -24,12 +24,13 @@
 //!                 per port a deny entry or an allow entry with `from` covers, or
 //!                 published on one address: the same verdict, on (-d and) --dport
 //!                 -p P -m set guard-P (every other port no entry admits) -> DROP* (default deny)
-//! DOCKFW-DROP     per published port: -p P --ctorigdstport N -> DROP (counted per port)
+//! DOCKFW-DROP     per protocol P: -p P, port before DNAT in @dropped-P -> DROP
+//!                                 (each element of the set counts its port)
 //!                 anything else                   -> DROP
 //! ```
 //!
 //! `DROP*` is a jump to `DOCKFW-DROP`: the entry's rule counts the drop for
-//! the entry, the counting chain for the port.
+//! the entry, the set element of the drop chain for the port.
 //!
 //! Ports are matched with `--ctorigdstport`, the destination port before
 //! Docker's DNAT, i.e. the published host port. Allow entries with ports
@@ -47,7 +48,8 @@
 //! [`MAX_LISTED_SOURCES`] networks in a family is the set `allow-N-src-v4`;
 //! the host ports docker-proxy may serve that no entry covers are the port
 //! set ([`PortSet`]) `guard-tcp-v4`. Set names come only from the entry's
-//! kind, place and family (and a guard set's protocol). So the rules depend
+//! kind, place and family (and a guard set's protocol). The ports
+//! published are the elements of the drop port sets (`dropped-tcp-v4`). So the rules depend
 //! on the policy and the bridges, not on the containers (apart from the
 //! host ports a deny entry or an allow entry with `from` covers, ports
 //! published on one address, and the addresses of containers on refused
@@ -116,22 +118,26 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
             rule.target = Target::Jump(DROP_CHAIN);
         }
     }
-    chains.push(drop_chain(inventory, family));
+    let (drop, drop_ports) = drop_chain(inventory, family);
+    chains.push(drop);
     let sets = address_sets(policy, inventory, family, &chains);
     FamilyRules {
         chains,
         sets,
         port_sets,
+        drop_ports,
     }
 }
 
-/// `DOCKFW-DROP`: per published port of `family` (protocol and the port a
-/// connection to it carries before DNAT: the host port, or on a routed
-/// network the container port), a drop that counts it; then a drop for
-/// anything else. Only connections being dropped come here, so its length
-/// costs nothing to any other.
-fn drop_chain(inventory: &Inventory, family: Family) -> Chain {
-    let ports: BTreeSet<(Proto, u16)> = inventory
+/// `DOCKFW-DROP`: per protocol, a drop of connections to a published port
+/// of `family` (the port a connection to it carries before DNAT: the host
+/// port, or on a routed network the container port), matched in the
+/// protocol's drop port set, each of whose elements counts its port; then
+/// a drop for anything else. The rules are the same whatever is published:
+/// the ports are the sets' elements. Only connections being dropped come
+/// here.
+fn drop_chain(inventory: &Inventory, family: Family) -> (Chain, Vec<PortSet>) {
+    let published: BTreeSet<(Proto, u16)> = inventory
         .containers
         .iter()
         .filter(|c| !c.host_network)
@@ -139,30 +145,37 @@ fn drop_chain(inventory: &Inventory, family: Family) -> Chain {
         .filter(|p| !p.host_ip.is_loopback() && family_of(p.host_ip) == family)
         .map(|p| (p.proto, p.addressed_port()))
         .collect();
-    let mut rules: Vec<Rule> = ports
-        .into_iter()
-        .map(|(proto, port)| Rule {
+    let mut rules = Vec::new();
+    let mut sets = Vec::new();
+    for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
+        let name = format!("dropped-{}-{}", proto.as_str(), family_tag(family));
+        rules.push(Rule {
             proto: Some(proto),
-            conntrack: Some(Conntrack::OrigDstPort {
-                ports: PortRange {
-                    first: port,
-                    last: port,
-                },
-                dnat: false,
-            }),
+            orig_dport_set: Some(name.clone()),
             target: Target::Drop,
-            origin: Some(Origin::Port { proto, port }),
             ..Rule::default()
-        })
-        .collect();
+        });
+        let ports = published
+            .iter()
+            .filter(|(p, _)| *p == proto)
+            .map(|(_, port)| *port)
+            .collect();
+        sets.push(PortSet {
+            name,
+            family,
+            proto,
+            ports,
+        });
+    }
     rules.push(Rule {
         target: Target::Drop,
         ..Rule::default()
     });
-    Chain {
+    let chain = Chain {
         name: DROP_CHAIN,
         rules,
-    }
+    };
+    (chain, sets)
 }
 
 /// `ruleset` with a rate-limited log rule (same matches, same origin, target

@@ -29,9 +29,11 @@ pub const UNCLASSIFIED_CHAIN: &str = "DOCKFW-UNCLASSIFIED";
 /// (INPUT, not FORWARD) are judged: ports published on an address family
 /// the container has no address in.
 pub const PROXY_CHAIN: &str = "DOCKFW-PROXY";
-/// Where every drop ends, forwarded or to docker-proxy: one counting rule
-/// per published port (so drops are read per port too), then a drop.
-/// Only connections being dropped walk it.
+/// Where every drop ends, forwarded or to docker-proxy: per protocol, one
+/// drop matching the published ports in a set whose every element counts
+/// what it matched (so drops are read per port too, [`FamilyRules::drop_ports`]),
+/// then a drop. Only connections being dropped walk it, and they walk the
+/// same few rules whatever the number of ports.
 pub const DROP_CHAIN: &str = "DOCKFW-DROP";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
@@ -81,22 +83,13 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
-    /// This ruleset with `other`'s chain `name` (none if `other` has none)
-    /// in both families: what is in place after only this ruleset's other
-    /// parts were written.
-    pub fn with_chain_of(&self, other: &Ruleset, name: &str) -> Ruleset {
+    /// This ruleset with `other`'s [`FamilyRules::drop_ports`] in both
+    /// families: what is in place after only this ruleset's other sets
+    /// were written, where a backend counts drop ports in rules.
+    pub fn with_drop_ports_of(&self, other: &Ruleset) -> Ruleset {
         let mut out = self.clone();
-        for (mine, theirs) in [(&mut out.v4, &other.v4), (&mut out.v6, &other.v6)] {
-            let chain = theirs.chains.iter().find(|c| c.name == name).cloned();
-            match (mine.chains.iter().position(|c| c.name == name), chain) {
-                (Some(i), Some(chain)) => mine.chains[i] = chain,
-                (Some(i), None) => {
-                    mine.chains.remove(i);
-                }
-                (None, Some(chain)) => mine.chains.push(chain),
-                (None, None) => {}
-            }
-        }
+        out.v4.drop_ports = other.v4.drop_ports.clone();
+        out.v6.drop_ports = other.v6.drop_ports.clone();
         out
     }
 }
@@ -127,6 +120,12 @@ pub struct FamilyRules {
     pub sets: Vec<AddrSet>,
     /// Every port set a rule names, by name; no set no rule names.
     pub port_sets: Vec<PortSet>,
+    /// The published ports of the family, one set per protocol
+    /// (`dropped-tcp-v4`), matched by [`Rule::orig_dport_set`] in
+    /// [`DROP_CHAIN`]: each element counts the connections dropped to its
+    /// port. They follow published ports, so a port published or gone is
+    /// an element written, not a rule.
+    pub drop_ports: Vec<PortSet>,
 }
 
 impl FamilyRules {
@@ -142,6 +141,10 @@ impl FamilyRules {
         self.port_sets.iter().find(|s| s.name == name)
     }
 
+    pub fn drop_port_set(&self, name: &str) -> Option<&PortSet> {
+        self.drop_ports.iter().find(|s| s.name == name)
+    }
+
     /// Whether `other` has the same chains and rules and the same sets (by
     /// name and family), whatever their elements: then taking one to the
     /// other changes set elements only.
@@ -155,6 +158,7 @@ impl FamilyRules {
         self.chains == other.chains
             && self.sets.iter().map(shape).eq(other.sets.iter().map(shape))
             && (self.port_sets.iter().map(port_shape)).eq(other.port_sets.iter().map(port_shape))
+            && (self.drop_ports.iter().map(port_shape)).eq(other.drop_ports.iter().map(port_shape))
     }
 }
 
@@ -234,6 +238,10 @@ pub struct Rule {
     pub in_iface: Option<Iface>,
     pub out_iface: Option<Iface>,
     pub proto: Option<Proto>,
+    /// The protocol and the destination port before DNAT are in the named
+    /// [`FamilyRules::drop_ports`] set of the rule's family, whose element
+    /// for the port counts the match; needs `proto`, the set's.
+    pub orig_dport_set: Option<String>,
     /// The packet's own destination port (`-m <proto> --dport`); needs `proto`.
     pub dport: Option<u16>,
     pub conntrack: Option<Conntrack>,
@@ -347,7 +355,7 @@ impl Rule {
     /// Whether the rule belongs to one family: it names an address, or a
     /// set of that family's ports.
     pub fn of_one_family(&self) -> bool {
-        self.names_addresses() || self.dport_set.is_some()
+        self.names_addresses() || self.dport_set.is_some() || self.orig_dport_set.is_some()
     }
 }
 
@@ -454,6 +462,7 @@ mod tests {
                 nets(elements),
             )],
             port_sets: Vec::new(),
+            drop_ports: Vec::new(),
         };
         let few = rules(&["172.17.0.2/32"]);
         let more = rules(&["172.17.0.2/32", "172.17.0.3/32"]);

@@ -1404,11 +1404,25 @@ port_dropped_at_least() {
     [[ -n "$n" ]] && ((n >= $2))
 }
 
+# wait_for_port_counted PORT — drops to tcp/PORT are counted per port: with nftables its
+# element of dropped_tcp_v4, written with the elements that let its container in (2 s at
+# most here); with iptables its counting rule in DOCKFW-DROP, which follows within 2 s.
+wait_for_port_counted() {
+    if nft_backend; then
+        wait_for 2 eval "lab_ns nft list set inet dockfw dropped_tcp_v4 | grep -Eq '[{ ]$1 counter'" ||
+            fail "no counting element for $1: $(lab_ns nft list set inet dockfw dropped_tcp_v4)"
+    else
+        wait_for 5 eval "lab_save4 | grep -q -- '-A DOCKFW-DROP -p tcp -m conntrack --ctorigdstport $1 '" ||
+            fail "no counting rule for $1: $(lab_save4 | grep DOCKFW-DROP)"
+    fi
+}
+
 # Drops are counted per policy entry and per published port, from the rules' counters:
 # connections from client A to a denied port are dropped, and status (JSON and text) and
 # /metrics count them against the deny entry and the port, since the daemon's start; a
 # port published after the start (another container) is counted on its own, both
-# families, on the forwarded path (DNAT) and to docker-proxy alike.
+# families, on the forwarded path (DNAT) and to docker-proxy alike; a container that goes
+# and comes back on its port keeps what the port had counted.
 case_drops_counted() {
     need_dockfw
     lab_run db -p 5432:80
@@ -1448,7 +1462,64 @@ case_drops_counted() {
     wait_for 15 port_dropped_at_least tcp/6380 4 ||
         fail "status does not count 4 drops to tcp/6380: $(dfw_status | jq -c .drops)"
     port_dropped_at_least tcp/5432 3 || fail "the count of tcp/5432 went back"
+    # The container goes and comes back on the same port: its counter (nftables: a set
+    # element; iptables: a rule) is written anew at zero, and what it had counted stays
+    # counted, even when the new one counts more by the next read.
+    lab_docker rm -f cache >/dev/null || fail "cannot remove cache"
+    lab_run cache -p 6380:80 || fail "cannot start cache again"
+    wait_for_port_counted 6380
+    for i in 1 2 3; do expect_blocked a 4 6380; expect_blocked b 6 6380; done
+    wait_for 15 port_dropped_at_least tcp/6380 10 ||
+        fail "status does not count 4 + 6 drops to tcp/6380: $(dfw_status | jq -c .drops)"
+    # Under default deny a port no entry names changes set elements only, no rule: the
+    # same again for such a port (nftables: its element is removed and added, with no
+    # rewrite of the table in between).
+    printf '[inbound]\ndefault = "deny"\n' >"$pol"
+    "$DOCKFW" reload --socket "$LAB_DFW_SOCK" >/dev/null || fail "reload refused"
+    lab_run api -p 7000:80 || fail "cannot start api"
+    wait_for 10 eval '[[ "$(dfw_status | jq -r "[.ports[] | select(.host_port == 7000) | .verdict] | unique | join(\",\")")" == blocked ]]' ||
+        fail "7000 not judged blocked: $(dfw_status | jq -c .ports)"
+    wait_for_port_counted 7000
+    for i in 1 2; do expect_blocked a 4 7000; done
+    wait_for 15 port_dropped_at_least tcp/7000 2 ||
+        fail "status does not count 2 drops to tcp/7000: $(dfw_status | jq -c .drops)"
+    lab_docker rm -f api >/dev/null || fail "cannot remove api"
+    lab_run api -p 7000:80 || fail "cannot start api again"
+    wait_for_port_counted 7000
+    for i in 1 2 3; do expect_blocked a 4 7000; done
+    wait_for 15 port_dropped_at_least tcp/7000 5 ||
+        fail "status does not count 2 + 3 drops to tcp/7000: $(dfw_status | jq -c .drops)"
     open_after_uninstall "a b" "4 6" 5432 6380
+}
+
+# A dropped connection walks the same rules whatever the number of published ports: one
+# container publishing 60 ports under default deny; a connection to one of them is dropped
+# and counted for its port, and the case prints how many rules the drop chain holds (the
+# most a dropped connection walks there) on the backend in use: nftables counts per port
+# in set elements (7 rules), iptables in one rule per port.
+case_drop_chain_length() {
+    need_dockfw
+    lab_run many -p 20000:80 -p 20001-20059:20001-20059 || fail "cannot start many"
+    open_without_dockfw "a" "4" 20000
+    local pol
+    pol="$(write_policy deny_all <<<$'[inbound]\ndefault = "deny"')"
+    dockfw_start "$pol" || fail "daemon did not start"
+    wait_for_port_counted 20059
+    expect_blocked a 4 20000
+    wait_for 15 port_dropped_at_least tcp/20000 1 ||
+        fail "status does not count the drop to tcp/20000: $(dfw_status | jq -c .drops)"
+    local published rules cmd
+    published="$(dfw_status | jq '[.ports[].host_port] | unique | length')"
+    if nft_backend; then
+        cmd="nft list chain inet dockfw dropped | grep -c ' drop$'"
+        rules="$(lab_ns nft list chain inet dockfw dropped | grep -c ' drop$')"
+        ((rules <= 7)) || fail "$rules rules in the drop chain, more than 7"
+    else
+        cmd="iptables-save -t filter | grep -c '^-A DOCKFW-DROP '"
+        rules="$(lab_save4 | grep -c '^-A DOCKFW-DROP ')"
+    fi
+    echo "# measure: $published host ports published: $rules rules in the drop chain (\`$cmd\`)" >&2
+    open_after_uninstall "a" "4" 20000
 }
 
 # With DOCKFW_LOG_DROPS=1 each drop is logged, rate-limited, with a prefix naming the entry
@@ -2123,6 +2194,7 @@ CASES=(
     gateway_modes
     drops_counted
     drops_logged
+    drop_chain_length
     fc_boot_backend_learned
     udp
     fc_metrics_port_taken

@@ -148,3 +148,66 @@ fn selector_rules_do_not_grow_with_containers() {
         );
     }
 }
+
+/// Published ports are elements of the drop port sets: 5 or 60 of them give
+/// the same rules (nftables walks the same `dropped` chain for every drop,
+/// and its set elements count per port), while iptables, which counts per
+/// port in rules, has one `DOCKFW-DROP` rule per port.
+#[test]
+fn drop_rules_do_not_grow_with_published_ports() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/default-deny-web");
+    let policy = dockfw::policy::parse(&case.join("policy.toml")).expect("valid policy");
+    let base = load_inventory(&case);
+    let template = base.containers[0].clone();
+    let with_published = |n: u16| {
+        let mut inventory = base.clone();
+        for i in 0..n {
+            let mut c = template.clone();
+            c.name = format!("web-clone-{i}");
+            c.id = format!("{i:064x}");
+            c.attachments[0].ipv4 = Some([172, 18, 0, (i + 2) as u8].into());
+            c.ports[0].host_port = 20000 + i;
+            inventory.containers.push(c);
+        }
+        inventory
+    };
+    let (few, many) = (
+        plan(&policy, &with_published(5)),
+        plan(&policy, &with_published(60)),
+    );
+    assert!(few.same_rules(&many), "only set elements may differ");
+    let tcp_ports = |r: &dockfw::ruleset::Ruleset| {
+        r.v4.drop_port_set("dropped-tcp-v4")
+            .expect("drop port set planned")
+            .ports
+            .len()
+    };
+    let base_ports = tcp_ports(&plan(&policy, &base));
+    assert_eq!(
+        (tcp_ports(&few), tcp_ports(&many)),
+        (base_ports + 5, base_ports + 60)
+    );
+    let dropped_chain = |r: &dockfw::ruleset::Ruleset| {
+        let text = dockfw::firewall::nftables::render::render(r).expect("renders");
+        let start = text.find("\tchain dropped {").expect("chain dropped");
+        let end = start + text[start..].find("\t}").expect("chain end");
+        text[start..end].to_owned()
+    };
+    assert_eq!(dropped_chain(&few), dropped_chain(&many));
+    let iptables_drop_rules =
+        |r: &dockfw::ruleset::Ruleset| rules_text(&r.v4).matches("-A DOCKFW-DROP ").count();
+    assert_eq!(
+        iptables_drop_rules(&many) - iptables_drop_rules(&few),
+        55,
+        "iptables counts per port in rules"
+    );
+    // Status counts the rules each driver writes.
+    use dockfw::firewall::Backend;
+    let iptables = dockfw::firewall::iptables::Iptables::new();
+    let nftables = dockfw::firewall::nftables::Nftables::new();
+    for ruleset in [&few, &many] {
+        let lines = rules_text(&ruleset.v4).lines().count();
+        assert_eq!(iptables.rule_count(&ruleset.v4), lines);
+    }
+    assert_eq!(nftables.rule_count(&few.v4), nftables.rule_count(&many.v4));
+}

@@ -20,8 +20,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::net::Family;
-use crate::ruleset::{Origin, Ruleset};
+use crate::net::{Family, Proto};
+use crate::ruleset::{FamilyRules, Origin, Ruleset};
 
 /// Where Debian installs the firewall programs. They are run from here, not
 /// found through `PATH`: whoever sets dockfw's environment must not choose
@@ -93,6 +93,17 @@ pub trait Backend: Send + Sync + 'static {
     fn forward_bypasses(&self, _observed: &Self::Observed) -> Vec<(Family, String)> {
         Vec::new()
     }
+
+    /// How many rules the driver writes for `rules`, for status and `dockfw
+    /// plan`: the plan's own count unless the driver expands a rule.
+    fn rule_count(&self, rules: &FamilyRules) -> usize {
+        rules.rule_count()
+    }
+
+    /// Whether the driver writes [`crate::ruleset::FamilyRules::drop_ports`]
+    /// as rules (one counting rule per port) rather than as set elements
+    /// with counters: then the fast path leaves them to an observing pass.
+    fn counts_drop_ports_in_rules(&self) -> bool;
 
     /// Whether changes to the installed rules are announced on netlink
     /// (nf_tables), so drift needs no polling.
@@ -210,6 +221,21 @@ pub struct DropCounter {
     pub origin: Origin,
     /// Packets dropped since the rule was written.
     pub packets: u64,
+}
+
+impl DropCounter {
+    /// The [`DropCounter::rule`] of the element for `proto`/`port` in the
+    /// drop port set of `family`, where a driver counts per port in set
+    /// elements: the same for every driver, so that the daemon can name an
+    /// element it removed ([`crate::drops::DropTotals::removed`]).
+    pub fn element_rule(family: Family, proto: Proto, port: u16) -> String {
+        format!("element {} {}/{port}", family.as_str(), proto.as_str())
+    }
+
+    /// Whether this counts a drop port set element ([`DropCounter::element_rule`]).
+    pub fn is_element(&self) -> bool {
+        self.rule.starts_with("element ")
+    }
 }
 
 impl std::fmt::Display for Changes {

@@ -18,7 +18,7 @@ use self::installed::Installed;
 use self::sets::SavedSet;
 use super::{Backend, DropCounter, FirewallError, Observation, SBIN, Step, Transaction, run};
 use crate::net::Family;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{FamilyRules, Ruleset};
 
 /// An iptables implementation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -506,6 +506,18 @@ impl Backend for Iptables {
             Ok(installed) => sets_differ(in_place, families, &installed),
             Err(_) => true,
         }
+    }
+
+    fn rule_count(&self, rules: &FamilyRules) -> usize {
+        let specs = rules
+            .chains
+            .iter()
+            .map(|c| render::chain_specs(rules, c).len());
+        specs.sum()
+    }
+
+    fn counts_drop_ports_in_rules(&self) -> bool {
+        true
     }
 
     fn announces_changes(&self) -> bool {

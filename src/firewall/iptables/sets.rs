@@ -416,6 +416,7 @@ create dockfw-odd list:set size 8
                 set("known-v4", Family::V4, known),
             ],
             port_sets: Vec::new(),
+            drop_ports: Vec::new(),
         }
     }
 

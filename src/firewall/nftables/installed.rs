@@ -21,6 +21,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use super::render::set_name;
+use crate::net::Proto;
 use crate::ruleset::{AddrSet, Family, Origin, PortSet, Ruleset};
 
 /// A listing of dockfw's table with what changes without a change of rules
@@ -48,9 +49,18 @@ pub fn normalise(listing: &str) -> String {
 /// The elements of each set of a listing of dockfw's table that has any,
 /// by the set's nft name, each in [`canonical`] form.
 pub fn listed_elements(listing: &str) -> BTreeMap<String, BTreeSet<String>> {
+    listed_items(listing)
+        .into_iter()
+        .map(|(set, items)| (set, items.iter().map(|i| canonical(i)).collect()))
+        .collect()
+}
+
+/// The elements of each set of a listing that has any, by the set's nft
+/// name, each as listed (with its counter, if the set counts).
+fn listed_items(listing: &str) -> BTreeMap<String, Vec<String>> {
     let mut sets = BTreeMap::new();
     let mut set = "";
-    let mut elements: Option<BTreeSet<String>> = None;
+    let mut elements: Option<Vec<String>> = None;
     for line in listing.lines() {
         let line = line.trim();
         if elements.is_none() {
@@ -61,7 +71,7 @@ pub fn listed_elements(listing: &str) -> BTreeMap<String, BTreeSet<String>> {
             let Some(rest) = line.strip_prefix("elements = {") else {
                 continue;
             };
-            elements = Some(BTreeSet::new());
+            elements = Some(Vec::new());
             collect_elements(rest, set, &mut elements, &mut sets);
         } else {
             collect_elements(line, set, &mut elements, &mut sets);
@@ -75,8 +85,8 @@ pub fn listed_elements(listing: &str) -> BTreeMap<String, BTreeSet<String>> {
 fn collect_elements(
     line: &str,
     set: &str,
-    elements: &mut Option<BTreeSet<String>>,
-    sets: &mut BTreeMap<String, BTreeSet<String>>,
+    elements: &mut Option<Vec<String>>,
+    sets: &mut BTreeMap<String, Vec<String>>,
 ) {
     let (items, closed) = match line.split_once('}') {
         Some((items, _)) => (items, true),
@@ -88,7 +98,7 @@ fn collect_elements(
                 .split(',')
                 .map(str::trim)
                 .filter(|item| !item.is_empty())
-                .map(canonical),
+                .map(str::to_owned),
         );
     }
     if closed && let Some(done) = elements.take() {
@@ -98,8 +108,9 @@ fn collect_elements(
 
 /// One set element as text that compares equal however it is spelled: a
 /// network (an address is its /32 or /128) with its host bits cleared, a
-/// port as a number; anything else as it is.
+/// port as a number, without its counter; anything else as it is.
 fn canonical(item: &str) -> String {
+    let item = element_counter(item).map_or(item, |(element, _)| element);
     if let Ok(net) = item.parse::<IpNet>() {
         return net.trunc().to_string();
     }
@@ -122,7 +133,7 @@ pub fn planned_elements(ruleset: &Ruleset) -> BTreeMap<String, BTreeSet<String>>
                 sets.insert(set_name(&set.name), elements);
             }
         }
-        for set in &rules.port_sets {
+        for set in rules.port_sets.iter().chain(&rules.drop_ports) {
             let ports: BTreeSet<String> = set.ports.iter().map(u16::to_string).collect();
             if !ports.is_empty() {
                 sets.insert(set_name(&set.name), ports);
@@ -193,6 +204,57 @@ pub fn drop_counters(listing: &str) -> Vec<(String, Origin, u64)> {
         }
     }
     counted
+}
+
+/// An element as nft lists it with its counter (`5432 counter packets 3
+/// bytes 180`): the element and its packets.
+fn element_counter(item: &str) -> Option<(&str, u64)> {
+    let (element, counter) = item.split_once(" counter ")?;
+    match counter.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["packets", packets, "bytes", _] => Some((element.trim(), packets.parse().ok()?)),
+        _ => None,
+    }
+}
+
+/// The per-element counters of the drop port sets (`dropped_tcp_v4`) in a
+/// listing of dockfw's table: each element's family, protocol, port and
+/// packets. An element written anew starts at zero, like a rule.
+pub fn drop_port_counters(listing: &str) -> Vec<(Family, Proto, u16, u64)> {
+    let mut counted = Vec::new();
+    for (set, elements) in listed_items(listing) {
+        let Some((family, proto)) = drop_port_set(&set) else {
+            continue;
+        };
+        for item in elements {
+            let Some((element, packets)) = element_counter(&item) else {
+                continue;
+            };
+            let Ok(port) = element.parse::<u16>() else {
+                continue;
+            };
+            counted.push((family, proto, port, packets));
+        }
+    }
+    counted
+}
+
+/// The family and protocol of a drop port set by its nft name
+/// (`dropped_udp_v6`).
+fn drop_port_set(set: &str) -> Option<(Family, Proto)> {
+    let rest = set.strip_prefix("dropped_")?;
+    let (proto, family) = rest.split_once('_')?;
+    let family = match family {
+        "v4" => Family::V4,
+        "v6" => Family::V6,
+        _ => return None,
+    };
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "sctp" => Proto::Sctp,
+        _ => return None,
+    };
+    Some((family, proto))
 }
 
 /// The nft name of the plan's [`crate::ruleset::DROP_CHAIN`], where every
@@ -309,6 +371,13 @@ pub fn changed_sets<'a>(desired: &'a Ruleset, before: Option<&Ruleset>) -> Chang
                 out.port_sets.push(set);
             }
         }
+        for set in &rules.drop_ports {
+            let old = before.and_then(|b| b.family(family).drop_port_set(&set.name));
+            let had = old.map(|o| &o.ports);
+            if count(&set.ports, had, &mut out.added, &mut out.removed) {
+                out.port_sets.push(set);
+            }
+        }
     }
     out
 }
@@ -379,6 +448,7 @@ mod tests {
             }],
             sets: Vec::new(),
             port_sets: Vec::new(),
+            drop_ports: Vec::new(),
         };
         Ruleset {
             v4: family.clone(),
@@ -422,6 +492,64 @@ mod tests {
             ]
         );
         assert!(drop_counters(STATELESS).is_empty());
+    }
+
+    /// Drop port sets as nft 1.0.6 lists them: each element with its
+    /// counter, a long list wrapped.
+    const DROP_PORTS: &str = "table inet dockfw { # handle 7
+\tset dropped_tcp_v4 { # handle 3
+\t\ttype inet_service
+\t\tcounter
+\t\telements = { 53 counter packets 0 bytes 0, 5432 counter packets 2 bytes 120, 8080 counter packets 0 bytes 0,
+\t\t\t     9000 counter packets 17 bytes 1020 }
+\t}
+\tset dropped_udp_v6 { # handle 4
+\t\ttype inet_service
+\t\tcounter
+\t\telements = { 5353 counter packets 4 bytes 312 }
+\t}
+\tset dropped_sctp_v4 { # handle 5
+\t\ttype inet_service
+\t\tcounter
+\t}
+\tset guard_tcp_v4 { # handle 6
+\t\ttype inet_service
+\t\telements = { 22 }
+\t}
+\tchain dropped { # handle 8
+\t\tmeta nfproto ipv4 meta l4proto tcp ct original proto-dst @dropped_tcp_v4 counter packets 19 bytes 1140 drop # handle 9
+\t\tcounter packets 1 bytes 60 drop # handle 10
+\t}
+}
+";
+
+    #[test]
+    fn drop_counters_per_port_are_read_from_the_set_elements() {
+        let tcp = |port, packets| (Family::V4, Proto::Tcp, port, packets);
+        let udp = (Family::V6, Proto::Udp, 5353, 4);
+        assert_eq!(
+            drop_port_counters(DROP_PORTS),
+            [tcp(53, 0), tcp(5432, 2), tcp(8080, 0), tcp(9000, 17), udp]
+        );
+        assert!(
+            drop_counters(DROP_PORTS).is_empty(),
+            "no rule names an origin"
+        );
+        assert!(drop_port_counters(STATELESS).is_empty());
+    }
+
+    #[test]
+    fn counted_elements_compare_without_their_counters() {
+        let read = listed_elements(DROP_PORTS);
+        assert_eq!(
+            read["dropped_tcp_v4"],
+            ["53", "5432", "8080", "9000"].map(str::to_owned).into()
+        );
+        assert_eq!(read["guard_tcp_v4"], ["22"].map(str::to_owned).into());
+        let counted_again = DROP_PORTS.replace("packets 17 bytes 1020", "packets 18 bytes 1080");
+        assert_eq!(normalise(DROP_PORTS), normalise(&counted_again));
+        assert_eq!(element_counter("53 counter packets x bytes 0"), None);
+        assert_eq!(element_counter("53"), None);
     }
 
     #[test]

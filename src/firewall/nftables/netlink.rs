@@ -109,8 +109,15 @@ pub fn changes(desired: &Ruleset, before: &Ruleset) -> Result<Vec<SetChange>, Ne
             count += change.remove.len() + change.add.len();
             out.push(change);
         }
-        for set in &want.port_sets {
-            let old = had.port_set(&set.name).ok_or(NetlinkError::UnknownSet {
+        let port_sets = want.port_sets.iter().map(|s| (s, had.port_set(&s.name)));
+        let drop_ports = want
+            .drop_ports
+            .iter()
+            .map(|s| (s, had.drop_port_set(&s.name)));
+        for (set, old) in port_sets.chain(drop_ports) {
+            // A counting set's new element gets the set's counter from
+            // the kernel, starting at zero; the others keep theirs.
+            let old = old.ok_or(NetlinkError::UnknownSet {
                 set: set.name.clone(),
             })?;
             if old.ports == set.ports {
@@ -412,6 +419,30 @@ mod tests {
             changes(&unknown, &before),
             Err(NetlinkError::UnknownSet { .. })
         ));
+    }
+
+    #[test]
+    fn a_published_port_is_one_element_of_its_drop_port_set() {
+        let with_drop_ports = |ports: &[u16]| {
+            let mut r = plan(&[], &[]);
+            r.v6.drop_ports = vec![PortSet {
+                name: "dropped-udp-v6".to_owned(),
+                family: Family::V6,
+                proto: Proto::Udp,
+                ports: ports.iter().copied().collect(),
+            }];
+            r
+        };
+        let got = changes(&with_drop_ports(&[53, 5353]), &with_drop_ports(&[53, 80]));
+        assert_eq!(
+            got.expect("changes"),
+            [SetChange {
+                set: "dropped_udp_v6".to_owned(),
+                remove: vec![Key::Value(vec![0, 80])],
+                add: vec![Key::Value(vec![20, 233])],
+            }],
+            "53 is kept, and so is its counter"
+        );
     }
 
     #[test]

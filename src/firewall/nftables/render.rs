@@ -155,7 +155,12 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
             out.push('\n');
         }
         for set in &ruleset.family(family).port_sets {
-            port_set_text(set, family, &mut out)?;
+            port_set_text(set, family, "type inet_service", &mut out)?;
+            out.push('\n');
+        }
+        for set in &ruleset.family(family).drop_ports {
+            // Each element counts what it matches: drops per port.
+            port_set_text(set, family, "type inet_service\n\t\tcounter", &mut out)?;
             out.push('\n');
         }
     }
@@ -191,14 +196,19 @@ pub fn elements_text(sets: &[&AddrSet], port_sets: &[&PortSet]) -> String {
 }
 
 /// One named set of ports of the table, in `family`'s rules.
-fn port_set_text(set: &PortSet, family: Family, out: &mut String) -> Result<(), RenderError> {
+fn port_set_text(
+    set: &PortSet,
+    family: Family,
+    header: &str,
+    out: &mut String,
+) -> Result<(), RenderError> {
     if set.family != family {
         return Err(RenderError::SetFamily {
             set: set.name.clone(),
             family: family.as_str(),
         });
     }
-    set_block(&set.name, "type inet_service", &ports_list(set), out);
+    set_block(&set.name, header, &ports_list(set), out);
     Ok(())
 }
 
@@ -382,8 +392,29 @@ fn rule_text(
             }
         }
     }
+    if let Some(set) = &rule.orig_dport_set {
+        let family = family.ok_or(RenderError::PortSetOfNoFamily { chain: name })?;
+        let known = ruleset.family(family).drop_port_set(set);
+        match (known, rule.proto) {
+            (Some(known), Some(proto)) if known.proto == proto && rule.conntrack.is_none() => {
+                let _ = write!(
+                    out,
+                    "meta l4proto {} ct original proto-dst @{} ",
+                    proto.as_str(),
+                    set_name(set)
+                );
+            }
+            _ => {
+                return Err(RenderError::UnknownSet {
+                    chain: name,
+                    family: family.as_str(),
+                    set: set.clone(),
+                });
+            }
+        }
+    }
     match (rule.proto, rule.dport) {
-        _ if rule.dport_set.is_some() => {}
+        _ if rule.dport_set.is_some() || rule.orig_dport_set.is_some() => {}
         (Some(proto), Some(port)) => {
             let _ = write!(out, "{} dport {port} ", proto.as_str());
         }
@@ -520,6 +551,7 @@ mod tests {
             chains,
             sets: Vec::new(),
             port_sets: Vec::new(),
+            drop_ports: Vec::new(),
         }
     }
 
@@ -717,6 +749,7 @@ mod tests {
                     v4("fd00::2/128"),
                 )],
                 port_sets: Vec::new(),
+                drop_ports: Vec::new(),
             },
             v6: FamilyRules::default(),
         };
