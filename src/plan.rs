@@ -228,6 +228,18 @@ fn verified_bridges(inventory: &Inventory) -> BTreeMap<&str, Iface> {
         .collect()
 }
 
+/// One `RETURN` per verified bridge ([`verified_interfaces`]): traffic
+/// arriving from containers, which neither the forward nor the proxy chain
+/// judges.
+fn from_containers(inventory: &Inventory) -> impl Iterator<Item = Rule> {
+    verified_interfaces(inventory)
+        .into_iter()
+        .map(|iface| Rule {
+            in_iface: Some(iface),
+            ..Rule::default()
+        })
+}
+
 fn verified_interfaces(inventory: &Inventory) -> BTreeSet<Iface> {
     verified_bridges(inventory).into_values().collect()
 }
@@ -291,14 +303,7 @@ fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
             ..Rule::default()
         },
     ];
-    rules.extend(
-        verified_interfaces(inventory)
-            .into_iter()
-            .map(|iface| Rule {
-                in_iface: Some(iface),
-                ..Rule::default()
-            }),
-    );
+    rules.extend(from_containers(inventory));
     rules.extend(bridges.into_iter().map(|iface| Rule {
         out_iface: Some(iface),
         target: Target::Jump(INBOUND_CHAIN),
@@ -497,14 +502,7 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
         },
     ];
     // From a container to the host's proxy is container-to-container.
-    rules.extend(
-        verified_interfaces(inventory)
-            .into_iter()
-            .map(|iface| Rule {
-                in_iface: Some(iface),
-                ..Rule::default()
-            }),
-    );
+    rules.extend(from_containers(inventory));
     let published = inventory
         .containers
         .iter()
