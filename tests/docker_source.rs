@@ -240,7 +240,7 @@ async fn container_start_arrives_as_trigger() {
         while let Some(trigger) = triggers.recv().await {
             let trigger = trigger.expect("event stream error");
             println!("trigger: {trigger}");
-            if trigger == wanted {
+            if trigger.text == wanted {
                 return true;
             }
         }
