@@ -2702,6 +2702,100 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The addresses in the selector entry's v4 set.
+    fn selector_set(h: &Harness) -> Vec<String> {
+        let tables = h.firewall.tables.lock().unwrap().clone();
+        tables[0]
+            .sets
+            .get("dockfw-allow-1-v4")
+            .map(|s| s.elements.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_inspects_its_container_and_lists_nothing() {
+        let (h, dir) = selector_harness("inspect", Duration::from_secs(3600)).await;
+        let (snapshots, inspects) = (h.snapshots(), h.inspects());
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .containers
+            .push(selected("sel-1", "172.17.0.10"));
+        h.events.send("container start sel-1".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(selector_set(&h), ["172.17.0.10", "172.17.0.9"]);
+        assert_eq!(h.inspects() - inspects, 1);
+        assert_eq!(h.snapshots(), snapshots, "no listing");
+        let status = h.status.borrow().inventory.clone();
+        assert_eq!((status.repairs, status.inspects), (0, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_whose_inspect_fails_is_denied_until_a_listing_places_it() {
+        let (h, dir) = selector_harness("inspect-fails", Duration::from_secs(3600)).await;
+        let snapshots = h.snapshots();
+        // sel-0 is renamed out of the selector, and the engine answers no
+        // inspect and no listing: what it is now is unknown.
+        h.docker.inventory.lock().unwrap().containers[0].name = "other".into();
+        h.docker.failing_inspects.store(true, Ordering::SeqCst);
+        h.docker.down.store(true, Ordering::SeqCst);
+        h.events
+            .send("container rename sel-0".into())
+            .await
+            .unwrap();
+        settle(0.1).await;
+        assert_eq!(selector_set(&h), Vec::<String>::new(), "unknown: denied");
+        assert!(h.snapshots() > snapshots, "a listing was tried instead");
+        assert_eq!(h.result(), "degraded", "and its failure is reported");
+        // The engine answers listings again: the retry places it as it is.
+        h.docker.down.store(false, Ordering::SeqCst);
+        h.docker.inventory.lock().unwrap().containers[0].name = "sel-0".into();
+        settle(2.0).await;
+        assert_eq!(selector_set(&h), ["172.17.0.9"]);
+        assert_eq!(h.status.borrow().inventory.repairs, 0, "not a miss");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_listing_repairs_what_the_events_missed_and_counts_it() {
+        let (h, dir) = selector_harness("repair", Duration::from_secs(3600)).await;
+        // A container goes with no event (lost): the periodic check finds it.
+        h.docker.inventory.lock().unwrap().containers.clear();
+        settle(11.0).await;
+        assert_eq!(selector_set(&h), Vec::<String>::new());
+        let status = h.status.borrow().inventory.clone();
+        assert_eq!(status.repairs, 1);
+        assert_eq!(status.last_repair.as_deref(), Some("containers: +0 -1 ~0"));
+        settle(11.0).await;
+        assert_eq!(
+            h.status.borrow().inventory.repairs,
+            1,
+            "nothing more to repair"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_on_a_network_nobody_listed_is_placed_by_a_listing() {
+        let (h, dir) = selector_harness("unlisted", Duration::from_secs(3600)).await;
+        let snapshots = h.snapshots();
+        let mut on_new = selected("sel-1", "172.20.0.2");
+        on_new.attachments[0].network_id = "br-0123456789ab-id".into();
+        {
+            let mut inventory = h.docker.inventory.lock().unwrap();
+            inventory.bridges.push(bridge("br-0123456789ab"));
+            inventory.containers.push(on_new);
+        }
+        // The network's create event was lost: the start names the container only.
+        h.events.send("container start sel-1".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(h.snapshots(), snapshots + 1, "listed instead");
+        assert_eq!(selector_set(&h), ["172.17.0.9", "172.20.0.2"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn sets_nothing_announces_are_polled_and_repaired_without_reading_the_rules() {
         let (h, dir) = selector_harness("setspoll", Duration::from_millis(1500)).await;

@@ -1785,6 +1785,115 @@ mod tests {
         }
     }
 
+    /// `web()` as `GET /containers/{id}/json` reports it.
+    fn web_inspect() -> ContainerInspectResponse {
+        use bollard::models::PortBinding;
+        use bollard::models::{ContainerConfig, ContainerState, HostConfig, NetworkSettings};
+        let listed = web();
+        let binding = |ip: &str, port: &str| PortBinding {
+            host_ip: Some(ip.to_owned()),
+            host_port: Some(port.to_owned()),
+        };
+        ContainerInspectResponse {
+            id: listed.id.clone(),
+            name: Some("/web".to_owned()),
+            state: Some(ContainerState {
+                running: Some(true),
+                ..Default::default()
+            }),
+            config: Some(ContainerConfig {
+                labels: listed.labels.clone(),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                network_mode: Some("default".to_owned()),
+                ..Default::default()
+            }),
+            network_settings: Some(NetworkSettings {
+                networks: listed.network_settings.and_then(|n| n.networks),
+                ports: Some(HashMap::from([
+                    (
+                        "80/tcp".to_owned(),
+                        Some(vec![
+                            binding("0.0.0.0", "8080"),
+                            binding("::", "8080"),
+                            binding("127.0.0.1", "9000"),
+                        ]),
+                    ),
+                    ("443/tcp".to_owned(), None),
+                    ("53/udp".to_owned(), Some(vec![binding("0.0.0.0", "5353")])),
+                ])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_inspect_maps_a_container_as_the_listing_does() {
+        let listed = inventory_from(&networks(), &[web()]);
+        let known = inventory_from(&networks(), &[]);
+        assert_eq!(
+            inspected_from(&web_inspect(), &known),
+            Inspected::Running {
+                container: listed.containers[0].clone(),
+                rejected: Vec::new(),
+            }
+        );
+        assert_eq!(
+            known.other_networks.keys().collect::<Vec<_>>(),
+            [HOST_ID],
+            "a listed network of another driver is known"
+        );
+    }
+
+    #[test]
+    fn an_inspect_of_a_stopped_container_or_one_on_an_unlisted_network_is_not_mapped() {
+        let mut stopped = web_inspect();
+        stopped.state = Some(bollard::models::ContainerState {
+            running: Some(false),
+            ..Default::default()
+        });
+        let known = inventory_from(&networks(), &[]);
+        assert_eq!(inspected_from(&stopped, &known), Inspected::Gone);
+        stopped.state = None;
+        assert_eq!(inspected_from(&stopped, &known), Inspected::Gone);
+        let without_custom = inventory_from(
+            &networks()
+                .into_iter()
+                .filter(|n| n.id.as_deref() != Some(CUSTOM_ID))
+                .collect::<Vec<_>>(),
+            &[],
+        );
+        assert_eq!(
+            inspected_from(&web_inspect(), &without_custom),
+            Inspected::UnknownNetwork("custom".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_inspects_binding_without_a_host_port_is_routed_on_both_families_when_unaddressed() {
+        use bollard::models::PortBinding;
+        let ports = HashMap::from([(
+            "80/tcp".to_owned(),
+            Some(vec![PortBinding {
+                host_ip: Some(String::new()),
+                host_port: Some(String::new()),
+            }]),
+        )]);
+        let mut reasons = Vec::new();
+        let published = published_ports(&port_summaries(&ports), &mut reasons);
+        let bound: Vec<_> = published
+            .iter()
+            .map(|p| (p.host_ip.to_string(), p.is_routed(), p.container_port))
+            .collect();
+        assert_eq!(
+            bound,
+            [("0.0.0.0".into(), true, 80), ("::".into(), true, 80)]
+        );
+        assert_eq!(reasons, Vec::<String>::new());
+    }
+
     #[test]
     fn relevant_events_name_the_object_that_moved() {
         let start = event(EventMessageTypeEnum::CONTAINER, "start", &[("name", "web")]);

@@ -316,3 +316,103 @@ impl PublishedPort {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, name: &str) -> Container {
+        Container {
+            id: id.into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            host_network: false,
+            attachments: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    fn note(name: &str) -> Rejected {
+        Rejected {
+            kind: "container".into(),
+            name: name.into(),
+            reason: "unreadable".into(),
+        }
+    }
+
+    #[test]
+    fn a_container_put_again_replaces_itself_and_its_notes_in_name_order() {
+        let mut inventory = Inventory::default();
+        inventory.put_container(container("2", "web"), vec![note("web")]);
+        inventory.put_container(container("1", "api"), Vec::new());
+        inventory.put_container(container("3", "web"), Vec::new());
+        let ids = |i: &Inventory| {
+            i.containers
+                .iter()
+                .map(|c| c.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&inventory), ["1", "2", "3"]);
+        inventory.put_container(container("2", "zz"), Vec::new());
+        assert_eq!(
+            ids(&inventory),
+            ["1", "3", "2"],
+            "renamed: (name, id) order"
+        );
+        assert_eq!(inventory.rejected, [], "its old notes went with it");
+        assert!(inventory.remove_container("3").is_some());
+        assert!(inventory.remove_container("3").is_none());
+        assert_eq!(ids(&inventory), ["1", "2"]);
+    }
+
+    #[test]
+    fn a_network_put_takes_its_bridge_or_its_other_driver_and_gone_removes_both() {
+        let bridge = |id: &str, name: &str| Bridge {
+            id: id.into(),
+            name: name.into(),
+            interface: format!("br-{id}"),
+        };
+        let mut inventory = Inventory {
+            bridges: vec![bridge("a", "alpha"), bridge("c", "gamma")],
+            ..Inventory::default()
+        };
+        let found = Inventory {
+            bridges: vec![bridge("b", "beta")],
+            gateway_modes: BTreeMap::from([("b".into(), GatewayModes::default())]),
+            ..Inventory::default()
+        };
+        inventory.put_network("b", Some(found));
+        let names: Vec<_> = inventory.bridges.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "beta", "gamma"]);
+        assert!(inventory.gateway_modes.contains_key("b"));
+        inventory.put_network("b", None);
+        assert_eq!(inventory.bridges.len(), 2);
+        assert!(inventory.gateway_modes.is_empty());
+        let host = Inventory {
+            other_networks: BTreeMap::from([("h".into(), "host".into())]),
+            ..Inventory::default()
+        };
+        inventory.put_network("h", Some(host));
+        assert_eq!(inventory.other_networks["h"], "host");
+    }
+
+    #[test]
+    fn differences_count_containers_added_removed_and_changed() {
+        let mut ours = Inventory::default();
+        ours.put_container(container("1", "a"), Vec::new());
+        ours.put_container(container("2", "b"), Vec::new());
+        let mut listed = ours.clone();
+        assert_eq!(ours.differences(&listed), None);
+        listed.remove_container("1");
+        listed.put_container(container("2", "renamed"), Vec::new());
+        listed.put_container(container("3", "c"), Vec::new());
+        listed.put_container(container("4", "d"), vec![note("d")]);
+        assert_eq!(
+            ours.differences(&listed).as_deref(),
+            Some("containers: +2 -1 ~1")
+        );
+        listed = ours.clone();
+        listed.rejected.push(note("a"));
+        assert_eq!(ours.differences(&listed), None, "notes are not compared");
+    }
+}
