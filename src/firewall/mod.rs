@@ -376,6 +376,33 @@ pub(crate) async fn run(
 mod tests {
     use super::*;
 
+    #[test]
+    fn uninstall_visits_the_driver_asked_for_or_every_installed_one() {
+        for kind in [BackendKind::Iptables, BackendKind::Nftables] {
+            assert_eq!(to_uninstall(Requested::Explicit(kind)), [kind]);
+        }
+        let mut both = vec![BackendKind::Iptables];
+        if Path::new(programs::NFT).exists() {
+            both.push(BackendKind::Nftables);
+        }
+        assert_eq!(to_uninstall(Requested::Auto), both);
+    }
+
+    /// [`open`] hands over the driver of the kind asked for.
+    #[tokio::test]
+    async fn open_runs_the_work_with_the_driver_asked_for() {
+        struct Kind;
+        impl WithBackend for Kind {
+            type Output = BackendKind;
+            async fn run<F: Backend>(self, firewall: F) -> BackendKind {
+                firewall.kind()
+            }
+        }
+        for kind in [BackendKind::Iptables, BackendKind::Nftables] {
+            assert_eq!(open(kind, Kind).await, kind);
+        }
+    }
+
     #[tokio::test]
     async fn a_failing_child_reports_its_stderr_not_the_broken_pipe() {
         let big = "x".repeat(1 << 20);

@@ -750,6 +750,53 @@ mod tests {
         );
     }
 
+    /// What a restore does to the jumps is the iptables driver's to say:
+    /// in the summary, and as notices the daemon logs on lines of their own.
+    #[test]
+    fn the_summary_and_the_notices_say_what_happened_to_the_jumps() {
+        let no_forward_jump = "*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+        let mut tables = Tables::default();
+        tables.set(Family::V4, Installed::parse(no_forward_jump));
+        let txs = transactions(&ruleset(POLICY, &["db-1"]), &tables);
+        let [tx] = txs.as_slice() else {
+            panic!("one transaction: {txs:?}")
+        };
+        assert!(tx.jumps.restored_forward_jump && tx.jumps.placed_jumps);
+        let summary = tx.summary();
+        assert!(
+            summary.ends_with(
+                " set elements, restored the missing FORWARD -> DOCKER-USER jump, \
+                 put dockfw's jumps first"
+            ),
+            "{summary}"
+        );
+        assert_eq!(
+            tx.notices(),
+            [Notice::Warning(
+                "FORWARD no longer jumped to DOCKER-USER; restored the jump"
+            )]
+        );
+        let mut fresh = Tables::default();
+        fresh.set(
+            Family::V4,
+            Installed::parse("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n"),
+        );
+        let txs = transactions(&ruleset(POLICY, &["db-1"]), &fresh);
+        assert_eq!(
+            txs[0].notices(),
+            [Notice::Info(
+                "no DOCKER-USER chain (yet); created it and its FORWARD jump"
+            )]
+        );
+        assert!(
+            txs[0]
+                .summary()
+                .contains(", created DOCKER-USER and its FORWARD jump"),
+            "{}",
+            txs[0].summary()
+        );
+    }
+
     #[test]
     fn uninstall_removes_the_rules_before_the_sets_they_name() {
         let mut tables = empty_tables();

@@ -526,6 +526,77 @@ mod tests {
         fixtures::planned(&case)
     }
 
+    /// `sets_case` with one more address in `allow-1-v4`.
+    fn one_more_address(base: &Ruleset, address: &str) -> Ruleset {
+        let mut more = base.clone();
+        let selected = more.v4.sets.iter_mut().find(|s| s.name == "allow-1-v4");
+        let selected = selected.expect("allow-1-v4");
+        selected.elements.insert(address.parse().expect("net"));
+        more
+    }
+
+    /// A transaction carries the plan its apply records: a first one
+    /// writes the whole table of its own plan, and says why.
+    #[test]
+    fn a_first_transaction_writes_the_whole_table_of_its_plan() {
+        let base = sets_case();
+        let fw = Nftables::new();
+        let txs = fw.transactions(&base, &None).expect("plans");
+        let [tx] = txs.as_slice() else {
+            panic!("one transaction: {txs:?}")
+        };
+        assert_eq!(tx.reason, Some(Reason::FirstApply));
+        assert_eq!(
+            tx.write,
+            Write::Table {
+                script: render(&base).expect("renders"),
+                ruleset: base.clone(),
+            }
+        );
+        assert!(tx.changes.rewrote_rules);
+        assert_eq!(tx.family(), None);
+        assert!(tx.summary().ends_with(" (first apply)"), "{}", tx.summary());
+        assert_eq!(
+            fw.element_update(&base, &base, &Family::ALL),
+            None,
+            "nothing applied by this process: no fast path"
+        );
+    }
+
+    /// Two element transactions handed out one after the other each keep
+    /// their own plans: applying the first records the first's elements
+    /// (a side table of the last one handed out would not know it).
+    #[test]
+    fn each_element_transaction_carries_its_own_plans() {
+        let base = sets_case();
+        let fw = Nftables::new();
+        *fw.applied.lock().expect("lock") = Some(Applied::new(base.clone(), ""));
+        let first = one_more_address(&base, "172.17.0.9/32");
+        let second = one_more_address(&base, "172.17.0.10/32");
+        let txs = fw.element_update(&first, &base, &Family::ALL);
+        let [tx] = txs.as_deref().expect("same rules") else {
+            panic!("one transaction: {txs:?}")
+        };
+        let later = fw.element_update(&second, &base, &Family::ALL);
+        assert_eq!(later.as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            tx.write,
+            Write::Elements {
+                script: "flush set inet dockfw allow_1_v4\n\
+                         add element inet dockfw allow_1_v4 { 172.17.0.2, 172.17.0.3, 172.17.0.9 }\n"
+                    .to_owned(),
+                ruleset: first.clone(),
+                before: base.clone(),
+            }
+        );
+        assert!(!tx.changes.rewrote_rules);
+        assert_eq!(
+            tx.summary(),
+            "+0 -0 rules, +1 -0 set elements (set elements changed)"
+        );
+        assert_eq!(fw.element_update(&first, &first, &Family::ALL), None);
+    }
+
     /// A container coming or going changes set elements only: one
     /// transaction gives the changed sets their elements, and leaves the
     /// table exactly as writing it whole would.
