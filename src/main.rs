@@ -20,7 +20,6 @@ use dockfw::control::{self, ControlError, Request, Response};
 use dockfw::daemon::{self, Channels, Config, RulesetWatch};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
 use dockfw::endpoints::Endpoints;
-use dockfw::firewall::iptables::Iptables;
 use dockfw::firewall::{self, Backend, Transaction, WithBackend};
 use dockfw::inventory::Inventory;
 use dockfw::policy::{self, Policy, PolicyError};
@@ -630,13 +629,7 @@ async fn engine_firewall(docker: &BollardSource) -> Option<EngineFirewall> {
         Ok(Ok(driver)) => driver,
         _ => return None,
     };
-    if driver.as_deref().is_some_and(|d| d.starts_with("nftables")) {
-        return Some(EngineFirewall::ReportsNftables);
-    }
-    match Iptables::new().read(Family::V4).await {
-        Ok(st) if !st.has_chain("DOCKER-USER") => Some(EngineFirewall::NoDockerUser),
-        _ => Some(EngineFirewall::Iptables),
-    }
+    Some(firewall::engine_firewall(driver.as_deref()).await)
 }
 
 /// Keep what goes with the engine's firewall for `auto` at the next boot
@@ -913,12 +906,8 @@ async fn explain(
     let chosen = resolve(backend, &docker, remembered_engine_firewall())
         .await
         .0;
-    if chosen.backend == BackendKind::Iptables {
-        let firewall = Iptables::new();
-        let observation = firewall.observe().await;
-        let bypasses = firewall.forward_bypasses(&observation.observed);
-        dockfw::explain::mark_bypassed(&mut rows, &bypasses);
-    }
+    let bypasses = firewall::forward_bypasses(chosen.backend).await;
+    dockfw::explain::mark_bypassed(&mut rows, &bypasses);
     if json {
         println!(
             "{}",
@@ -1054,7 +1043,7 @@ mod tests {
     use std::io::Cursor;
 
     use dockfw::firewall::Changes;
-    use dockfw::firewall::iptables::{Step, Transaction};
+    use dockfw::firewall::iptables::{Iptables, Step, Transaction};
     use dockfw::firewall::nftables::Nftables;
 
     use super::*;

@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::choice::{BackendKind, Requested};
+use crate::choice::{BackendKind, EngineFirewall, Requested};
 use crate::net::{Family, Proto};
 use crate::ruleset::{FamilyRules, Origin, Ruleset};
 
@@ -267,6 +267,35 @@ pub async fn open<W: WithBackend>(kind: BackendKind, work: W) -> W::Output {
     match kind {
         BackendKind::Iptables => work.run(iptables::Iptables::new()).await,
         BackendKind::Nftables => work.run(nftables::Nftables::new()).await,
+    }
+}
+
+/// What the engine's firewall is, given the firewall driver it reports
+/// (`GET /info`; `None` before Docker 28): nftables where it says so, or
+/// where its rules made no `DOCKER-USER` chain in either iptables variant;
+/// iptables otherwise.
+pub async fn engine_firewall(reported_driver: Option<&str>) -> EngineFirewall {
+    if reported_driver.is_some_and(|d| d.starts_with("nftables")) {
+        return EngineFirewall::ReportsNftables;
+    }
+    match iptables::Iptables::new().read(Family::V4).await {
+        Ok(st) if !st.has_chain(crate::ruleset::DOCKER_USER) => EngineFirewall::NoDockerUser,
+        _ => EngineFirewall::Iptables,
+    }
+}
+
+/// Rules of other tools, per family, that may let a connection through
+/// before dockfw's rules see it, as the driver of `kind` reads them now
+/// (for `dockfw explain`). Only iptables has any, so nothing is read for
+/// nftables (see [`Backend::forward_bypasses`]).
+pub async fn forward_bypasses(kind: BackendKind) -> Vec<(Family, String)> {
+    match kind {
+        BackendKind::Iptables => {
+            let firewall = iptables::Iptables::new();
+            let observation = firewall.observe().await;
+            firewall.forward_bypasses(&observation.observed)
+        }
+        BackendKind::Nftables => Vec::new(),
     }
 }
 
