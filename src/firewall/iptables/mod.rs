@@ -5,7 +5,8 @@
 //! list -n`, then `save` of its own sets alone, never another tool's
 //! elements) and written with `ipset restore` around the rules' restore. What
 //! to write is decided by [`render`] and [`sets`], what is installed by
-//! [`installed`]; this file only picks the variant and pipes.
+//! [`installed`]; this file makes the driver's [`Transaction`] of steps,
+//! picks the variant and pipes.
 
 pub mod installed;
 pub mod render;

@@ -6,8 +6,9 @@
 //!
 //! What to write is decided by [`render`], whether to write it (the whole
 //! table, or only the elements of its sets when nothing else changed) by
-//! [`installed`]; this file only runs `nft` from its fixed path: [`apply`]
-//! one transaction, [`list`] the table. It touches no other table.
+//! [`installed`]; this file makes the driver's [`Transaction`] (which
+//! carries the plan its apply records) and runs `nft` from its fixed path:
+//! [`apply`] one script, [`list`] the table. It touches no other table.
 
 #[cfg(test)]
 mod fixtures;
