@@ -563,14 +563,14 @@ impl WithBackend for RunDaemon {
 
     async fn run<F: Backend>(self, firewall: F) {
         let RunDaemon {
-            settings,
+            settings: config,
             start,
             state,
             docker,
             channels,
             shutdown,
         } = self;
-        daemon::run(settings, start, state, docker, firewall, channels, shutdown).await;
+        daemon::run(config, start, state, docker, firewall, channels, shutdown).await;
     }
 }
 
