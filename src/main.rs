@@ -358,8 +358,12 @@ the daemon's control socket (group \fBdockfw\fR may ask for status)
 /var/lib/dockfw
 the last good policy, the bridges last seen, the lock against a second daemon
 .SH "SEE ALSO"
-\fBiptables\fR(8), \fBnft\fR(8), \fBipset\fR(8), \fBdockerd\fR(8),
-/usr/share/doc/dockfw/README.md
+\fBiptables\fR(8), \fBnft\fR(8), \fBipset\fR(8), \fBdockerd\fR(8)
+.PP
+In /usr/share/doc/dockfw: README.md (what and why, install, a minimal policy) and, in
+docs/, policy.md (the policy reference), commands.md (each command, the status
+document), how\-it\-works.md, backends.md, guarantees.md (each with the test that
+proves it), limits.md and control.md (the control socket and the metrics).
 "#;
 
 /// `dockfw generate-man DIR`: dockfw.1, with exit status, environment and
