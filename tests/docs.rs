@@ -136,7 +136,7 @@ fn every_case_the_guarantees_table_names_exists() {
         let spans = code_spans(cases);
         assert!(!spans.is_empty(), "a guarantee without a case: {row}");
         for span in spans {
-            let found = if span.ends_with(".sh") {
+            let found = if span.ends_with(".sh") || span.ends_with(".rs") {
                 repo().join(span).is_file()
             } else if span.starts_with("e2e-") {
                 // A step of tests/run.sh; "…" stands for the engine's version.
