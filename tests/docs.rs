@@ -1,6 +1,7 @@
 //! The documents keep their promises about the tree: the README's two commands are the
 //! ones that exist (and `.ci/run` runs the test one), every relative link resolves, and
-//! every case the guarantees table names is a case the suites run.
+//! every case the guarantees table names is a case the suites run, and every policy they
+//! show validates.
 //!
 //! Plain file reads: no build of dockfw, no root, no engine.
 
@@ -189,5 +190,35 @@ fn every_case_the_guarantees_table_names_runs_on_every_engine() {
     assert!(
         outside.is_empty(),
         "guarantee cases E2E_CORE leaves out: {outside:?}"
+    );
+}
+
+#[test]
+fn every_policy_the_documents_show_validates() {
+    let mut shown = 0;
+    for (rel, text) in documents() {
+        let mut block: Option<String> = None;
+        for line in text.lines() {
+            match &mut block {
+                None if line.starts_with("```toml") => block = Some(String::new()),
+                None => {}
+                Some(toml) if line.starts_with("```") => {
+                    let label = Path::new(&rel);
+                    if let Err(e) = dockfw::policy::parse_str(toml, label) {
+                        panic!("a policy in {rel} does not validate:\n{e}\n{toml}");
+                    }
+                    shown += 1;
+                    block = None;
+                }
+                Some(toml) => {
+                    toml.push_str(line);
+                    toml.push('\n');
+                }
+            }
+        }
+    }
+    assert!(
+        shown >= 2,
+        "{shown} policies shown: the README's and the reference's"
     );
 }
