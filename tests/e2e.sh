@@ -866,7 +866,7 @@ case_fc_hostile_names() {
     lab_run late -p 8080:80 -p 443:80
     # Docker's own nat rule for the '+' bridge (-i + -j RETURN) stops every DNAT
     # on the host, so these ports end at docker-proxy (INPUT): guarded from the
-    # re-plan after the start event (see the README's limits).
+    # re-plan after the start event (see docs/limits.md).
     wait_for 5 eval 'dfw_status | jq -e '\''.ports[] | select(.container == "late")'\''' ||
         fail "status does not list late"
     expect_blocked a 4 8080
