@@ -399,6 +399,14 @@ fn plan_json_on_each_golden_case_with_nftables_runs_its_golden_table() {
 }
 
 #[test]
+fn plan_with_an_inventory_and_auto_plans_for_iptables_without_asking_an_engine() {
+    // DOCKER_HOST names no engine (see dockfw()): were one asked, this would fail.
+    let case = golden_cases().into_iter().next().expect("a golden case");
+    let auto = plan_json(&case, "auto");
+    assert_eq!(auto, plan_json(&case, "iptables"), "{case:?}");
+}
+
+#[test]
 fn plan_with_an_inventory_that_does_not_parse_fails_naming_the_file() {
     let scratch = Scratch::new("plan-bad-inventory");
     let case = golden_cases().into_iter().next().expect("a golden case");
