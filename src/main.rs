@@ -282,7 +282,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 backend,
                 json,
                 inventory: Some(file),
-            } => plan_offline(&config, &file, backend.backend, json),
+            } => plan_offline(&config, &file, backend.backend, json).await,
             Command::Plan {
                 config,
                 backend,
@@ -786,7 +786,7 @@ async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<
 
 /// `dockfw plan --inventory FILE`: the plan for a saved inventory, and the
 /// transactions that would install it where nothing of dockfw's is.
-fn plan_offline(
+async fn plan_offline(
     config: &Path,
     file: &Path,
     backend: BackendChoice,
@@ -798,16 +798,28 @@ fn plan_offline(
     let inventory: Inventory = serde_json::from_str(&text)
         .with_context(|| format!("{} is not an inventory", file.display()))?;
     let ruleset = dockfw::plan::plan(&policy, &inventory);
-    if backend == BackendChoice::Nftables {
-        let firewall = Nftables::new();
-        let transactions = firewall.transactions(&ruleset, &None)?;
-        return print_prepared(&firewall, &ruleset, &[], &transactions, json);
+    let kind = if backend == BackendChoice::Nftables {
+        BackendKind::Nftables
+    } else {
+        BackendKind::Iptables
+    };
+    firewall::open(kind, PlanOffline { ruleset, json }).await
+}
+
+/// [`plan_offline`] with the driver [`firewall::open`] hands over.
+struct PlanOffline {
+    ruleset: Ruleset,
+    json: bool,
+}
+
+impl WithBackend for PlanOffline {
+    type Output = Result<ExitCode>;
+
+    async fn run<F: Backend>(self, firewall: F) -> Result<ExitCode> {
+        let nothing = firewall.nothing_installed();
+        let transactions = firewall.transactions(&self.ruleset, &nothing)?;
+        print_prepared(&firewall, &self.ruleset, &[], &transactions, self.json)
     }
-    let firewall = Iptables::new();
-    let empty = Some(dockfw::firewall::iptables::installed::Installed::default());
-    let nothing = dockfw::firewall::iptables::Tables([empty.clone(), empty]);
-    let transactions = firewall.transactions(&ruleset, &nothing)?;
-    print_prepared(&firewall, &ruleset, &[], &transactions, json)
 }
 
 /// The engine's firewall as the daemon's state directory (`DOCKFW_STATE_DIR`
@@ -908,11 +920,11 @@ async fn print_plan<F: Backend>(
 }
 
 /// Print a plan and its transactions, as text or (`json`) as [`plan_json`].
-fn print_prepared<F: FamilyRender>(
+fn print_prepared<F: Backend>(
     firewall: &F,
     ruleset: &Ruleset,
     unavailable: &[Family],
-    transactions: &[dockfw::firewall::Transaction],
+    transactions: &[F::Transaction],
     json: bool,
 ) -> Result<ExitCode> {
     if json {

@@ -188,6 +188,10 @@ impl Backend for Nftables {
         BackendKind::Nftables
     }
 
+    fn nothing_installed(&self) -> Option<String> {
+        None
+    }
+
     async fn observe(&self) -> Observation<Option<String>> {
         let mut observation = Observation {
             observed: None,
