@@ -119,11 +119,17 @@ pub fn rules_text(rules: &FamilyRules) -> String {
 /// counting rule per port (`--ctorigdstport`, which no ipset match can
 /// read): iptables counts drops per port in rules, so a port published
 /// or gone rewrites `DOCKFW-DROP` ([`Backend::counts_drop_ports_in_rules`]).
+/// A match of an entry's set of port ranges is one rule per range, for
+/// the same reason ([`ranges_specs`]).
 ///
 /// [`Backend::counts_drop_ports_in_rules`]: crate::firewall::Backend::counts_drop_ports_in_rules
 pub fn chain_specs(rules: &FamilyRules, chain: &Chain) -> Vec<String> {
     let mut specs = Vec::with_capacity(chain.rules.len());
     for rule in &chain.rules {
+        if let Some(set) = &rule.orig_dport_ranges {
+            specs.extend(ranges_specs(rules, rule, set));
+            continue;
+        }
         let Some(set) = &rule.orig_dport_set else {
             specs.push(rule_spec(rule));
             continue;
@@ -146,6 +152,33 @@ pub fn chain_specs(rules: &FamilyRules, chain: &Chain) -> Vec<String> {
         }
     }
     specs
+}
+
+/// A rule matching the port before DNAT in the set of port ranges `set`,
+/// as one rule per range: `--ctorigdstport` takes one range, and an ipset
+/// match reads the packet's own port, which after Docker's DNAT is the
+/// container's, not the published one. So the rules grow with an entry's
+/// port ranges, never with its sources (a set of their own). A set the
+/// plan lacks is written as a match of an ipset that does not exist,
+/// which fails the restore (as a missing address set does) rather than
+/// drop the rule's condition or the rule.
+fn ranges_specs(rules: &FamilyRules, rule: &Rule, set: &str) -> Vec<String> {
+    let Some(ports) = rules.orig_port_set(set) else {
+        let missing = format!("-m set --match-set {} dst ", ipset_name(set));
+        return vec![format!("{missing}{}", rule_spec(rule))];
+    };
+    let dnat = rule.conntrack == Some(Conntrack::Dnat);
+    ports
+        .ranges
+        .iter()
+        .map(|&ports| {
+            rule_spec(&Rule {
+                orig_dport_ranges: None,
+                conntrack: Some(Conntrack::OrigDstPort { ports, dnat }),
+                ..rule.clone()
+            })
+        })
+        .collect()
 }
 
 /// dockfw's sets, as `ipset save` lists them, then its chains as
@@ -395,6 +428,7 @@ mod tests {
             sets: Vec::new(),
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            orig_port_sets: Vec::new(),
         }
     }
 

@@ -16,16 +16,19 @@
 //! family's order, and so its meaning. The plan's sets are named sets of
 //! the table (`known-v4` is `known_v4`, with `flags interval` so that
 //! networks and hosts mix), each of one family, matched as
-//! `ip daddr @known_v4`.
+//! `ip daddr @known_v4`; an entry's set of port ranges is matched against
+//! the port before DNAT, `ct original proto-dst @allow_3_ports_v4`, so
+//! that an entry is one rule per protocol whatever its ports.
 
 use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
 use crate::inventory::Proto;
+use crate::net::PortRange;
 use crate::ruleset::{
     AddrSet, Conntrack, DROP_CHAIN, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE,
-    ORIGIN_PREFIX, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    ORIGIN_PREFIX, OrigPortSet, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 
 /// The address family of dockfw's table: `inet` holds IPv4 and IPv6.
@@ -163,6 +166,10 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
             port_set_text(set, family, "type inet_service\n\t\tcounter", &mut out)?;
             out.push('\n');
         }
+        for set in &ruleset.family(family).orig_port_sets {
+            orig_port_set_text(set, family, &mut out)?;
+            out.push('\n');
+        }
     }
     for (i, chain) in CHAINS.iter().enumerate() {
         if i > 0 {
@@ -221,6 +228,34 @@ fn set_block(name: &str, header: &str, elements: &str, out: &mut String) {
         let _ = writeln!(out, "\t\telements = {{ {elements} }}");
     }
     out.push_str("\t}\n");
+}
+
+/// One named set of port ranges of the table, in `family`'s rules.
+fn orig_port_set_text(
+    set: &OrigPortSet,
+    family: Family,
+    out: &mut String,
+) -> Result<(), RenderError> {
+    if set.family != family {
+        return Err(RenderError::SetFamily {
+            set: set.name.clone(),
+            family: family.as_str(),
+        });
+    }
+    let ranges: Vec<String> = set.ranges.iter().map(|r| range_text(*r)).collect();
+    let header = "type inet_service\n\t\tflags interval";
+    set_block(&set.name, header, &ranges.join(", "), out);
+    Ok(())
+}
+
+/// A port range as nft lists an element of an interval set: `80`,
+/// `8000-8100`.
+pub fn range_text(range: PortRange) -> String {
+    if range.first == range.last {
+        range.first.to_string()
+    } else {
+        format!("{}-{}", range.first, range.last)
+    }
 }
 
 fn ports_list(set: &PortSet) -> String {
@@ -299,6 +334,7 @@ fn merged<'a>(v4: &'a [Rule], v6: &'a [Rule]) -> Vec<(Option<Family>, &'a Rule)>
                 && !(r.src.is_some() || r.dst.is_some() || r.src_set.is_some())
                 && r.dst_set.is_none()
                 && r.dport_set.is_none()
+                && r.orig_dport_ranges.is_none()
         };
         let rest = |r: &Rule| Rule {
             conntrack: None,
@@ -413,8 +449,33 @@ fn rule_text(
             }
         }
     }
+    if let Some(set) = &rule.orig_dport_ranges {
+        let family = family.ok_or(RenderError::PortSetOfNoFamily { chain: name })?;
+        let known = ruleset.family(family).orig_port_set(set).is_some();
+        let port_match =
+            rule.dport.is_some() || matches!(rule.conntrack, Some(Conntrack::OrigDstPort { .. }));
+        match rule.proto {
+            Some(proto) if known && !port_match => {
+                let _ = write!(
+                    out,
+                    "meta l4proto {} ct original proto-dst @{} ",
+                    proto.as_str(),
+                    set_name(set)
+                );
+            }
+            _ => {
+                return Err(RenderError::UnknownSet {
+                    chain: name,
+                    family: family.as_str(),
+                    set: set.clone(),
+                });
+            }
+        }
+    }
     match (rule.proto, rule.dport) {
-        _ if rule.dport_set.is_some() || rule.orig_dport_set.is_some() => {}
+        _ if rule.dport_set.is_some()
+            || rule.orig_dport_set.is_some()
+            || rule.orig_dport_ranges.is_some() => {}
         (Some(proto), Some(port)) => {
             let _ = write!(out, "{} dport {port} ", proto.as_str());
         }
@@ -552,6 +613,7 @@ mod tests {
             sets: Vec::new(),
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            orig_port_sets: Vec::new(),
         }
     }
 
@@ -750,6 +812,7 @@ mod tests {
                 )],
                 port_sets: Vec::new(),
                 drop_ports: Vec::new(),
+                orig_port_sets: Vec::new(),
             },
             v6: FamilyRules::default(),
         };
