@@ -1437,6 +1437,97 @@ mod tests {
         }
     }
 
+    /// An allow entry of `ports` ports and `sources` IPv4 and IPv6 hosts.
+    fn big_entry(ports: u16, sources: u16, proto: &str) -> Policy {
+        let ports: Vec<String> = (0..ports).map(|p| (1000 + 7 * p).to_string()).collect();
+        let from: Vec<String> = (0..sources)
+            .flat_map(|i| {
+                [
+                    format!("\"10.0.{}.{}\"", i / 250, i % 250),
+                    format!("\"2001:db8::{i:x}\""),
+                ]
+            })
+            .collect();
+        let text = format!(
+            "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [{}]\nfrom = [{}]\nproto = \"{proto}\"\n",
+            ports.join(", "),
+            from.join(", ")
+        );
+        crate::policy::parse_str(&text, std::path::Path::new("p.toml")).unwrap()
+    }
+
+    #[test]
+    fn an_entry_of_many_sources_and_ports_is_one_rule_per_protocol() {
+        let inventory = routed_inventory("nat", "nat");
+        let small = plan(&big_entry(5, 2, "any"), &inventory);
+        let big = plan(&big_entry(300, 300, "any"), &inventory);
+        for family in Family::ALL {
+            let (a, b) = (small.family(family), big.family(family));
+            assert_eq!(a.chains, b.chains, "{family:?}: the same rules");
+            let entry: Vec<&Rule> = chain(&big, family, INBOUND_CHAIN)
+                .iter()
+                .filter(|r| r.origin == Some(Origin::Allow { line: 3 }))
+                .collect();
+            assert_eq!(entry.len(), 3, "tcp, udp, sctp: {entry:?}");
+            let tag = family_tag(family);
+            for rule in entry {
+                assert_eq!(rule.src_set, Some(format!("allow-1-src-{tag}")));
+                assert_eq!(rule.orig_dport_ranges, Some(format!("allow-1-ports-{tag}")));
+                assert_eq!(rule.conntrack, Some(Conntrack::Dnat), "allow: DNAT-ed only");
+            }
+            let ports = b.orig_port_set(&format!("allow-1-ports-{tag}")).unwrap();
+            assert_eq!(ports.ranges.len(), 300);
+            let sources = b.set(&format!("allow-1-src-{tag}")).unwrap();
+            assert_eq!(sources.elements.len(), 300);
+        }
+        assert!(
+            !small.same_rules(&big),
+            "other ports are other rules where a backend writes a rule per range"
+        );
+    }
+
+    #[test]
+    fn two_sources_of_an_entry_with_a_port_set_are_a_set_and_a_few_ports_stay_rules() {
+        let inventory = routed_inventory("nat", "nat");
+        let rules = |ports, sources| {
+            let ruleset = plan(&big_entry(ports, sources, "tcp"), &inventory);
+            let inbound = chain(&ruleset, Family::V4, INBOUND_CHAIN).to_vec();
+            inbound
+                .into_iter()
+                .filter(|r| r.origin == Some(Origin::Allow { line: 3 }))
+                .collect::<Vec<_>>()
+        };
+        let listed = rules(4, 2);
+        assert_eq!(listed.len(), 8, "2 sources x 4 ports");
+        assert!(
+            listed
+                .iter()
+                .all(|r| r.src.is_some() && r.orig_dport_ranges.is_none())
+        );
+        let one = rules(5, 1);
+        assert_eq!(one.len(), 1);
+        assert!(one[0].src.is_some() && one[0].orig_dport_ranges.is_some());
+        let two = rules(5, 2);
+        assert_eq!(two.len(), 1);
+        assert_eq!(two[0].src_set.as_deref(), Some("allow-1-src-v4"));
+    }
+
+    #[test]
+    fn a_routed_bridge_matches_an_entrys_port_set_without_the_dnat_condition() {
+        let inventory = routed_inventory("routed", "nat");
+        let ruleset = plan(&big_entry(300, 300, "tcp"), &inventory);
+        let inbound = chain(&ruleset, Family::V4, INBOUND_CHAIN);
+        let routed: Vec<&Rule> = inbound.iter().filter(|r| r.out_iface.is_some()).collect();
+        assert_eq!(routed.len(), 1, "{routed:?}");
+        assert_eq!(routed[0].out_iface, Iface::new("br-shop").ok());
+        assert_eq!(routed[0].conntrack, None);
+        assert_eq!(
+            routed[0].orig_dport_ranges.as_deref(),
+            Some("allow-1-ports-v4")
+        );
+        assert_eq!(routed[0].src_set.as_deref(), Some("allow-1-src-v4"));
+    }
+
     #[test]
     fn a_routed_port_is_judged_on_its_container_port_and_never_guarded_on_the_host() {
         let inventory = routed_inventory("routed", "routed");

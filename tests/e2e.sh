@@ -1159,8 +1159,62 @@ case_fc_drift() {
     open_after_uninstall "a" "4 6" 5432
 }
 
-# Overload: a 20,000-entry policy checks quickly; an entry expanding to 270,000
-# rules is refused naming it; a policy at the limit applies in seconds; /0 is
+# Entries of any size: 300 ports x 300 sources per family is one set of ports and one of
+# sources, matched by a rule per protocol (nftables) or per port range (iptables), never
+# per source and port. The right client reaches the right port, v4 and v6; the other
+# client, and a port outside the set, are blocked; a deny entry of the same size blocks
+# its listed client under default allow and nothing else.
+# big_entry KIND PORTS CLIENT — an entry of 300 ports (PORTS among them) and 300 sources
+# per family (CLIENT's addresses among them).
+big_entry() {
+    local kind="$1" port="$2" client="$3" i v4 v6 ports
+    v4="LAB_${client^^}_IP4"; v6="LAB_${client^^}_IP6"
+    ports="$port$(for ((i = 0; i < 299; i++)); do printf ', %d' $((7000 + 3 * i)); done)"
+    printf '[[inbound.%s]]\nports = [%s]\nfrom = ["%s", "%s"' "$kind" "$ports" "${!v4}" "${!v6}"
+    for ((i = 0; i < 299; i++)); do
+        printf ', "192.0.%d.%d", "fd10:%x::/64"' $((i / 200 + 8)) $((i % 200 + 1)) $((i + 256))
+    done
+    printf ']\n'
+}
+
+# The rules dockfw wrote for entry lines of KIND@LINE (both families).
+entry_rules() {
+    if nft_backend; then
+        lab_ns nft list table inet dockfw | grep -c "\"dockfw $1\"" || true
+    else
+        { lab_save4; lab_save6; } | grep -c "\"dockfw $1\"" || true
+    fi
+}
+
+case_entry_sets() {
+    need_dockfw
+    lab_run web -p 5432:80 -p 6001:80
+    local pol; pol="$(write_policy big < <(printf '[inbound]\ndefault = "deny"\n\n'; big_entry allow 5432 a))"
+    dfw check --config "$pol" >/dev/null || fail "check refused 300 ports x 300 sources"
+    open_without_dockfw "a b" "4 6" 5432 6001
+    dockfw_start "$pol" || fail "daemon did not start"
+    expect_open a 4 5432; expect_open a 6 5432
+    expect_blocked b 4 5432; expect_blocked b 6 5432
+    expect_blocked a 4 6001; expect_blocked a 6 6001
+    local rules; rules="$(entry_rules allow@4)"
+    echo "# measure: rules written for the 300 x 300 allow entry, both families: $rules" >&2
+    if nft_backend; then
+        ((rules <= 4)) || fail "$rules nftables rules for one entry (want one per family, and its proxy rule)"
+    else
+        ((rules <= 602)) || fail "$rules iptables rules for one entry (want one per port and family, and its proxy rule)"
+    fi
+    printf '[inbound]\ndefault = "allow"\n\n' >"$pol"
+    big_entry deny 5432 b >>"$pol"
+    dockfw_hup
+    wait_for 5 reach a 4 6001 1 || fail "reload to default allow did not open 6001 within 5 s"
+    expect_open a 4 5432; expect_open a 6 5432
+    expect_blocked b 4 5432; expect_blocked b 6 5432
+    expect_open b 4 6001; expect_open b 6 6001
+    open_after_uninstall "a b" "4 6" 5432 6001
+}
+
+# Overload: a 20,000-entry policy checks quickly; 300 ports x 300 sources is accepted, an
+# entry expanding to 2,100 rules (700 port ranges x 3 protocols) is refused naming it; a policy at the limit applies in seconds; /0 is
 # anywhere and is not re-applied on every check; PATH cannot choose iptables.
 case_fc_policy_limits() {
     need_dockfw
@@ -1186,11 +1240,15 @@ case_fc_policy_limits() {
     expect_blocked a 4 80; expect_blocked a 6 80
     dockfw_stop
     local huge="$LAB_DIR/huge.toml" ports from
-    ports="$(seq -s, 1 300)"
+    # 300 ports x 300 sources x 3 protocols is 900 iptables rules now (sources are a set);
+    # 700 port ranges x 3 protocols is over the 2,048 rules of one entry.
+    ports="$(seq -s, 2 2 1400)"
     from="$(for ((i = 0; i < 300; i++)); do printf '"10.0.%d.%d",' $((i / 250)) $((i % 250)); done)"
+    printf '[inbound]\n\n[[inbound.allow]]\nports = [%s]\nfrom = [%s]\nproto = "any"\n' "$(seq -s, 1 300)" "${from%,}" >"$huge"
+    dfw check --config "$huge" >/dev/null || fail "check refused 300 ports x 300 sources x any"
     printf '[inbound]\n\n[[inbound.allow]]\nports = [%s]\nfrom = [%s]\nproto = "any"\n' "$ports" "${from%,}" >"$huge"
-    local out; out="$(dfw check --config "$huge" 2>&1)" && fail "check accepted 300 ports x 300 sources x any"
-    [[ "$out" == *"huge.toml:3:1: allow entry expands to 270000 rules"* ]] || fail "refusal does not name the entry: $out"
+    local out; out="$(dfw check --config "$huge" 2>&1)" && fail "check accepted 700 port ranges x any"
+    [[ "$out" == *"huge.toml:3:1: allow entry expands to 2100 rules"* ]] || fail "refusal does not name the entry: $out"
     local anywhere; anywhere="$(write_policy anywhere <<'EOF'
 [inbound]
 default = "deny"
@@ -2188,6 +2246,7 @@ CASES=(
     fc_second_daemon
     fc_drift
     fc_policy_limits
+    entry_sets
     fc_control_flood
     nft_backend
     observability

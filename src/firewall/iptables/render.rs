@@ -483,6 +483,48 @@ mod tests {
     }
 
     #[test]
+    fn a_set_of_port_ranges_is_a_rule_per_range_and_a_missing_one_fails_the_restore() {
+        let rule = |dnat: bool| Rule {
+            src_set: Some("allow-1-src-v4".to_owned()),
+            proto: Some(Proto::Udp),
+            orig_dport_ranges: Some("allow-1-ports-v4".to_owned()),
+            conntrack: dnat.then_some(Conntrack::Dnat),
+            ..Rule::default()
+        };
+        let range = |first, last| PortRange { first, last };
+        let mut rules = FamilyRules {
+            chains: vec![Chain {
+                name: INBOUND_CHAIN,
+                rules: vec![rule(true), rule(false)],
+            }],
+            orig_port_sets: vec![crate::ruleset::OrigPortSet::new(
+                "allow-1-ports-v4".to_owned(),
+                crate::net::Family::V4,
+                [range(53, 53), range(60000, 60010)],
+            )],
+            ..FamilyRules::default()
+        };
+        let set = "-p udp -m set --match-set dockfw-allow-1-src-v4 src -m conntrack";
+        assert_eq!(
+            chain_specs(&rules, &rules.chains[0]),
+            [
+                format!("{set} --ctstate DNAT --ctorigdstport 53 -j RETURN"),
+                format!("{set} --ctstate DNAT --ctorigdstport 60000:60010 -j RETURN"),
+                format!("{set} --ctorigdstport 53 -j RETURN"),
+                format!("{set} --ctorigdstport 60000:60010 -j RETURN"),
+            ]
+        );
+        rules.orig_port_sets.clear();
+        let specs = chain_specs(&rules, &rules.chains[0]);
+        assert!(
+            specs
+                .iter()
+                .all(|s| s.starts_with("-m set --match-set dockfw-allow-1-ports-v4 dst ")),
+            "no rule loses its port condition: {specs:?}"
+        );
+    }
+
+    #[test]
     fn sets_are_matched_by_ipset_name_after_the_port() {
         let rule = Rule {
             src_set: Some("allow-1-src-v4".to_owned()),

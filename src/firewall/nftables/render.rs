@@ -694,6 +694,58 @@ mod tests {
     }
 
     #[test]
+    fn a_set_of_port_ranges_is_matched_on_the_port_before_dnat() {
+        let range = |first, last| PortRange { first, last };
+        let rule = Rule {
+            src_set: Some("allow-1-src-v6".to_owned()),
+            proto: Some(Proto::Tcp),
+            orig_dport_ranges: Some("allow-1-ports-v6".to_owned()),
+            conntrack: Some(Conntrack::Dnat),
+            ..Rule::default()
+        };
+        let mut v6 = FamilyRules {
+            chains: vec![chain(INBOUND_CHAIN, vec![rule.clone()])],
+            sets: vec![AddrSet::new(
+                "allow-1-src-v6".to_owned(),
+                Family::V6,
+                ["2001:db8::/64".parse().expect("net")],
+            )],
+            orig_port_sets: vec![OrigPortSet::new(
+                "allow-1-ports-v6".to_owned(),
+                Family::V6,
+                [range(80, 80), range(81, 90), range(65535, 65535)],
+            )],
+            ..FamilyRules::default()
+        };
+        let ruleset = |v6: &FamilyRules| Ruleset {
+            v4: FamilyRules::default(),
+            v6: v6.clone(),
+        };
+        let text = render(&ruleset(&v6)).expect("renders");
+        assert_eq!(
+            chain_lines(&text, "inbound"),
+            [
+                "ip6 saddr @allow_1_src_v6 meta l4proto tcp ct original proto-dst @allow_1_ports_v6 \
+              ct status dnat counter return"
+            ]
+        );
+        assert!(
+            text.contains(
+                "\tset allow_1_ports_v6 {\n\t\ttype inet_service\n\t\tflags interval\n\
+                 \t\telements = { 80-90, 65535 }\n\t}\n"
+            ),
+            "{text}"
+        );
+        v6.orig_port_sets.clear();
+        assert!(matches!(
+            render(&ruleset(&v6)),
+            Err(RenderError::UnknownSet { .. })
+        ));
+        v6.chains[0].rules[0].proto = None;
+        assert!(render(&ruleset(&v6)).is_err(), "a port needs its protocol");
+    }
+
+    #[test]
     fn return_accepts_in_a_base_chain_and_returns_in_a_jumped_one() {
         let allow = Rule {
             conntrack: Some(Conntrack::Established),
