@@ -1203,6 +1203,10 @@ case_entry_sets() {
     else
         ((rules <= 602)) || fail "$rules iptables rules for one entry (want one per port and family, and its proxy rule)"
     fi
+    # Its sets read back as written: the periodic check finds nothing to re-apply.
+    local a1; a1="$(applies)"
+    sleep "$((DOCKFW_RESYNC_SECS + 1))"
+    [[ "$(applies)" == "$a1" ]] || fail "the big entry is re-applied on every check ($a1 -> $(applies))"
     printf '[inbound]\ndefault = "allow"\n\n' >"$pol"
     big_entry deny 5432 b >>"$pol"
     dockfw_hup
