@@ -511,6 +511,37 @@ mod tests {
     }
 
     #[test]
+    fn port_ranges_are_merged_and_a_change_of_them_is_a_change_of_rules() {
+        let range = |first, last| PortRange { first, last };
+        let ports = |ranges: Vec<PortRange>| FamilyRules {
+            orig_port_sets: vec![OrigPortSet::new(
+                "allow-1-ports-v4".to_owned(),
+                Family::V4,
+                ranges,
+            )],
+            ..FamilyRules::default()
+        };
+        let merged = ports(vec![
+            range(90, 95),
+            range(80, 80),
+            range(81, 89),
+            range(97, 97),
+        ]);
+        assert_eq!(
+            merged.orig_port_sets[0].ranges,
+            [range(80, 95), range(97, 97)],
+            "touching and overlapping ranges merge, others stay"
+        );
+        let top = ports(vec![range(65535, 65535), range(1, 65534)]);
+        assert_eq!(top.orig_port_sets[0].ranges, [range(1, 65535)]);
+        assert!(merged.same_rules(&merged.clone()));
+        assert!(
+            !merged.same_rules(&ports(vec![range(80, 96)])),
+            "iptables writes a rule per range"
+        );
+    }
+
+    #[test]
     fn only_elements_differ_when_rules_and_set_names_agree() {
         let rules = |elements: &[&str]| FamilyRules {
             chains: vec![Chain {
