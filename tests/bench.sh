@@ -531,7 +531,8 @@ scale_runs() {
 # the installed state observed, plan and transaction printed; nothing applied), on both
 # backends: (1) 20,000 entries of one port and one source (20,000 rules, the e2e case
 # fc_policy_limits' shape); (2) 66 entries of 300 ports x 300 IPv4 sources (19,800
-# networks, at most 19,800 iptables rules: one per port range, none per source).
+# networks, at most 19,800 iptables rules: one per port range, none per source); then
+# scale_sets.
 bench_policy_scale() {
     local small="$LAB_DIR/bench-scale-small.toml" big="$LAB_DIR/bench-scale-big.toml" i e p
     {
@@ -562,6 +563,35 @@ bench_policy_scale() {
             dfw plan --backend iptables --config "$pol"
         scale_runs "$name: dockfw plan --backend nftables --config $name.toml" \
             dfw plan --backend nftables --config "$pol"
+    done
+    scale_sets
+}
+
+# The set element limits: one allow entry of 5 ports and 65,536 IPv4 hosts (one entry's
+# most, and the policy's most in all). Once per backend: the daemon started
+# (the binary, with the lab engine's 10 containers) until its first reconcile is done,
+# the one that writes those sets (one run each; then `dockfw uninstall`).
+scale_sets() {
+    local sets="$LAB_DIR/bench-scale-sets.toml" backend t0 t1
+    awk 'BEGIN {
+        print "[inbound]\ndefault = \"deny\""
+        for (e = 0; e < 1; e++) {
+            printf "[[inbound.allow]]\nports = [7001, 7003, 7005, 7007, 7009]\nfrom = ["
+            for (i = 0; i < 65536; i++) printf "%s\"10.%d.%d.%d\"", (i ? ", " : ""), 10 + e, int(i / 256), i % 256
+            print "]"
+        }
+    }' >"$sets"
+    dfw check --config "$sets" >/dev/null ||
+        { not_measured policy_scale "dockfw check refused the set limits: $(dfw check --config "$sets" 2>&1 | head -n 2)"; return 1; }
+    for backend in iptables nftables; do
+        t0="$(now_us)"
+        DOCKFW_BACKEND="$backend" bench_dockfw_start "$sets" ||
+            { not_measured policy_scale "the daemon did not settle with the set limits ($backend)"; return 1; }
+        t1="$(now_us)"
+        bench_out "policy_scale bench-scale-sets: 1 entry x 65,536 sources ($(($(stat -c %s "$sets") / 1024)) KiB)," \
+            "DOCKFW_BACKEND=$backend: daemon start to first reconcile done, ms: $(us_to_ms $((t1 - t0)))"
+        dockfw_stop
+        DOCKFW_BACKEND="$backend" dfw uninstall >/dev/null
     done
 }
 

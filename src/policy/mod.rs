@@ -162,9 +162,11 @@ pub const MAX_POLICY_RULES: usize = 20_000;
 /// Most networks one entry's `from` may list in one family: the elements
 /// of one set (ipset's default `maxelem`, 65,536).
 pub const MAX_ENTRY_NETWORKS: usize = 65_536;
-/// Most networks all entries' `from` lists may hold together (per family,
-/// counted in the larger family of each entry): set elements in all.
-pub const MAX_POLICY_NETWORKS: usize = 262_144;
+/// Most networks all entries' `from` lists may hold together (counted in
+/// the larger family of each entry): set elements in all. nftables writes
+/// every element again whenever its rules change (a network created), and
+/// 65,536 already take seconds (`tests/bench.sh policy_scale`).
+pub const MAX_POLICY_NETWORKS: usize = 65_536;
 /// Most networks of one family a `from` list may have and still be written
 /// one rule per network; a longer list is one set.
 pub const MAX_LISTED_SOURCES: usize = 4;
