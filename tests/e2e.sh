@@ -1435,6 +1435,22 @@ TOML
     expect_blocked_at a "$rweb4" 80 "routed $rweb4:80 (deny 80)"
     expect_blocked_at a "$rweb6" 80 "routed [$rweb6]:80 (deny 80)"
     expect_blocked a 4 80; expect_open a 4 5432
+    # An allow entry of more than 4 ports is one set of port ranges: on the routed network
+    # matched on the container port without the DNAT condition, on nat on the host port.
+    write_policy web >/dev/null <<'TOML'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80, 81, 443, 8000, 8443, 9000]
+TOML
+    dockfw_hup
+    wait_for 5 probe a "$rweb4" 80 1 || fail "after SIGHUP, routed $rweb4:80 (in the port set) not open within 5 s"
+    wait_for 3 probe6 a "$rweb6" 80 || fail "routed [$rweb6]:80 (in the port set) not reachable"
+    expect_blocked_at a "$rdb4" 5432 "routed $rdb4:5432 (not in the port set)"
+    expect_blocked_at a "$rdb6" 5432 "routed [$rdb6]:5432 (not in the port set)"
+    expect_open a 4 80; expect_open a 6 80
+    expect_blocked a 4 5432; expect_blocked a 6 5432
     open_after_uninstall "a" "4 6" 80
     wait_for 3 probe a "$rweb4" 80 || fail "routed $rweb4:80 not reachable after uninstall"
     wait_for 3 probe6 a "$rweb6" 80 || fail "routed [$rweb6]:80 not reachable after uninstall"
