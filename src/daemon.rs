@@ -1752,6 +1752,10 @@ mod tests {
             crate::choice::BackendKind::Iptables
         }
 
+        fn nothing_installed(&self) -> Tables {
+            Tables::default()
+        }
+
         async fn observe(&self) -> Observation<Tables> {
             self.observations.fetch_add(1, Ordering::SeqCst);
             let tables = self.tables.lock().unwrap().clone();

@@ -147,6 +147,13 @@ enum Command {
         /// and its text.
         #[arg(long)]
         json: bool,
+        /// Plan for the inventory in FILE (dockfw's JSON of bridges and
+        /// containers, as in tests/golden/*/inventory.json) instead of the
+        /// engine's, against a firewall that holds nothing of dockfw's:
+        /// asks no engine, reads no rules, needs no root. `--backend auto`
+        /// means iptables here.
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
     },
     /// For a source address: which published ports it can reach, and the
     /// policy entry (or default) that decides each. Reads the policy file
@@ -274,6 +281,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 config,
                 backend,
                 json,
+                inventory: Some(file),
+            } => plan_offline(&config, &file, backend.backend, json).await,
+            Command::Plan {
+                config,
+                backend,
+                json,
+                inventory: None,
             } => show_plan(&config, backend.backend, json).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
             Command::Explain {
@@ -356,8 +370,12 @@ the daemon's control socket (group \fBdockfw\fR may ask for status)
 /var/lib/dockfw
 the last good policy, the bridges last seen, the lock against a second daemon
 .SH "SEE ALSO"
-\fBiptables\fR(8), \fBnft\fR(8), \fBipset\fR(8), \fBdockerd\fR(8),
-/usr/share/doc/dockfw/README.md
+\fBiptables\fR(8), \fBnft\fR(8), \fBipset\fR(8), \fBdockerd\fR(8)
+.PP
+In /usr/share/doc/dockfw: README.md (what and why, install, a minimal policy) and, in
+docs/, policy.md (the policy reference), commands.md (each command, the status
+document), how\-it\-works.md, backends.md, guarantees.md (each with the test that
+proves it), limits.md and control.md (the control socket and the metrics).
 "#;
 
 /// `dockfw generate-man DIR`: dockfw.1, with exit status, environment and
@@ -766,6 +784,44 @@ async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<
     firewall::open(chosen.backend, plan).await
 }
 
+/// `dockfw plan --inventory FILE`: the plan for a saved inventory, and the
+/// transactions that would install it where nothing of dockfw's is.
+async fn plan_offline(
+    config: &Path,
+    file: &Path,
+    backend: BackendChoice,
+    json: bool,
+) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let inventory: Inventory = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an inventory", file.display()))?;
+    let ruleset = dockfw::plan::plan(&policy, &inventory);
+    let kind = if backend == BackendChoice::Nftables {
+        BackendKind::Nftables
+    } else {
+        BackendKind::Iptables
+    };
+    firewall::open(kind, PlanOffline { ruleset, json }).await
+}
+
+/// [`plan_offline`] with the driver [`firewall::open`] hands over.
+struct PlanOffline {
+    ruleset: Ruleset,
+    json: bool,
+}
+
+impl WithBackend for PlanOffline {
+    type Output = Result<ExitCode>;
+
+    async fn run<F: Backend>(self, firewall: F) -> Result<ExitCode> {
+        let nothing = firewall.nothing_installed();
+        let transactions = firewall.transactions(&self.ruleset, &nothing)?;
+        print_prepared(&firewall, &self.ruleset, &[], &transactions, self.json)
+    }
+}
+
 /// The engine's firewall as the daemon's state directory (`DOCKFW_STATE_DIR`
 /// or the default) last kept it: what `auto` goes by while the engine is away.
 fn remembered_engine_firewall() -> Option<BackendKind> {
@@ -853,30 +909,47 @@ async fn print_plan<F: Backend>(
             .with_context(|| format!("cannot read the installed {scope} rules"));
     }
     let transactions = prepared.transactions?;
+    let unavailable = &prepared.observation.unavailable;
+    print_prepared(
+        firewall,
+        &prepared.ruleset,
+        unavailable,
+        &transactions,
+        json,
+    )
+}
+
+/// Print a plan and its transactions, as text or (`json`) as [`plan_json`].
+fn print_prepared<F: Backend>(
+    firewall: &F,
+    ruleset: &Ruleset,
+    unavailable: &[Family],
+    transactions: &[F::Transaction],
+    json: bool,
+) -> Result<ExitCode> {
     if json {
-        let unavailable = &prepared.observation.unavailable;
-        let doc = plan_json(firewall, &prepared.ruleset, unavailable, &transactions);
+        let doc = plan_json(firewall, ruleset, unavailable, transactions);
         let text = serde_json::to_string_pretty(&doc).context("cannot encode the plan")?;
         println!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
     for family in Family::ALL {
-        if prepared.observation.unavailable.contains(&family) {
+        if unavailable.contains(&family) {
             println!(
                 "# {}: disabled in this kernel, nothing to do",
                 family.as_str()
             );
         } else {
             let variant = firewall.variant(family).unwrap_or("unknown");
-            let rules = firewall.rule_count(prepared.ruleset.family(family));
+            let rules = firewall.rule_count(ruleset.family(family));
             println!("# {} ({variant}): {rules} rules", family.as_str());
         }
     }
-    print!("{}", firewall.render(&prepared.ruleset));
+    print!("{}", firewall.render(ruleset));
     if transactions.is_empty() {
         println!("# no changes against what is installed");
     }
-    for tx in &transactions {
+    for tx in transactions {
         println!(
             "# {}: differs from what is installed ({}); it would run:\n{}",
             tx.scope(),

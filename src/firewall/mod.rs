@@ -52,6 +52,10 @@ pub trait Backend: Send + Sync + 'static {
     /// error; a family that cannot be read is reported in [`Observation`].
     fn observe(&self) -> impl Future<Output = Observation<Self::Observed>> + Send;
 
+    /// What a host holding nothing of dockfw's looks like, with every
+    /// family available: what `dockfw plan --inventory` plans against.
+    fn nothing_installed(&self) -> Self::Observed;
+
     /// The transactions (one per atomic unit: a family's table, or the one
     /// table of both) that take `observed` to `desired`; empty when nothing
     /// differs. Pure.

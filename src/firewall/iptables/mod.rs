@@ -446,6 +446,11 @@ impl Backend for Iptables {
         BackendKind::Iptables
     }
 
+    fn nothing_installed(&self) -> Tables {
+        let empty = Some(Installed::default());
+        Tables([empty.clone(), empty])
+    }
+
     async fn observe(&self) -> Observation<Tables> {
         let mut observation = Observation {
             observed: Tables::default(),

@@ -62,7 +62,7 @@ enum Write {
     Elements {
         script: String,
         ruleset: Ruleset,
-        before: Ruleset,
+        before: Box<Ruleset>,
     },
     /// The table goes, with `script`.
     Remove { script: String },
@@ -110,7 +110,7 @@ fn transaction(
             Write::Elements {
                 script: render::elements_text(&changed.sets, &changed.port_sets),
                 ruleset: desired.clone(),
-                before: before.clone(),
+                before: Box::new(before.clone()),
             },
         ),
         _ => (
@@ -186,6 +186,10 @@ impl Backend for Nftables {
 
     fn kind(&self) -> BackendKind {
         BackendKind::Nftables
+    }
+
+    fn nothing_installed(&self) -> Option<String> {
+        None
     }
 
     async fn observe(&self) -> Observation<Option<String>> {
@@ -587,7 +591,7 @@ mod tests {
                          add element inet dockfw allow_1_v4 { 172.17.0.2, 172.17.0.3, 172.17.0.9 }\n"
                     .to_owned(),
                 ruleset: first.clone(),
-                before: base.clone(),
+                before: Box::new(base.clone()),
             }
         );
         assert!(!tx.changes.rewrote_rules);
