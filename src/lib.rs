@@ -33,7 +33,8 @@
 //!   against a second daemon.
 //! - [`choice`]: which backend the daemon drives and why (pure).
 //! - [`sdnotify`]: readiness for systemd (`Type=notify`).
-//! - [`daemon`]: the reconcile loop tying the edges to the core.
+//! - [`daemon`]: the reconcile loop tying the edges to the core, as a small
+//!   controller: triggers, one pass, the state it carries, its schedule.
 
 pub mod choice;
 pub mod control;

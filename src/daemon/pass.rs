@@ -1,0 +1,489 @@
+//! One pass of the loop: bring the inventory up to date, plan, write set
+//! elements on the fast path or read what is installed and apply at most
+//! one transaction per family, then record the result. The only place that
+//! calls the backend's `apply`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::docker::{DockerSource, Inspected, Subject};
+use crate::firewall::{Backend, DropCounter, FirewallError, Notice, Observation, Transaction};
+use crate::inventory::Inventory;
+use crate::net::Family;
+use crate::plan::{exposures, plan, with_drop_logging};
+use crate::policy::Policy;
+use crate::ruleset::Ruleset;
+use crate::status::FamilyStatus;
+
+use super::triggers::*;
+use super::{Reconciler, error_chain, now_rfc3339};
+
+/// How far the fast path took a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fast {
+    /// Not at all: the rules differ, or nothing is known to be in place.
+    No,
+    /// Set elements written; the counting rules of `DOCKFW-DROP` lag
+    /// (iptables only).
+    Partial,
+    /// Everything planned is in place.
+    Complete,
+}
+
+/// How long a new published port may wait for its counting rule after the
+/// fast path let its container in: a burst of starts pays one rewrite of
+/// the rules per this much time, not one per port. Its drops meanwhile are
+/// dropped all the same and counted for their entry.
+pub(super) const COUNTING_DELAY: Duration = Duration::from_secs(2);
+
+/// How many of an event burst's containers are inspected at once.
+pub(super) const INSPECT_CONCURRENCY: usize = 8;
+
+/// How long a pass waits for the inspects of its events, all together:
+/// what has not answered by then is judged unknown (denied) and the pass
+/// lists everything instead.
+pub(super) const INSPECT_DEADLINE: Duration = Duration::from_secs(3);
+
+/// One plan against what is installed: the step the reconcile loop and
+/// `dockfw plan` share.
+pub struct Prepared<F: Backend> {
+    pub ruleset: Ruleset,
+    pub observation: Observation<F::Observed>,
+    /// What would take the installed rules to `ruleset`; empty when in place.
+    pub transactions: Result<Vec<F::Transaction>, FirewallError>,
+}
+
+/// Observe what is installed, plan, and compute the transactions.
+pub async fn prepare<F: Backend>(
+    firewall: &F,
+    policy: &Policy,
+    inventory: &Inventory,
+) -> Prepared<F> {
+    prepare_planned(firewall, plan(policy, inventory)).await
+}
+
+/// [`prepare`] for a plan already made (e.g. with drops logged).
+pub async fn prepare_planned<F: Backend>(firewall: &F, ruleset: Ruleset) -> Prepared<F> {
+    let observation = firewall.observe().await;
+    let transactions = firewall.transactions(&ruleset, &observation.observed);
+    Prepared {
+        ruleset,
+        observation,
+        transactions,
+    }
+}
+
+impl<D: DockerSource, F: Backend> Reconciler<D, F> {
+    /// One pass: the inventory brought up to date as `refresh` asks (see
+    /// [`Reconciler::refresh_inventory`]); then, if
+    /// the plan differs from the one in place in set elements only, those
+    /// are written at once; then (when `observe`, or when nothing announces
+    /// changes to the installed rules, or when the fast path does not
+    /// apply) per family a read and at most one restore. `Err` means
+    /// something failed and a retry is due; the rules are applied from the
+    /// best inventory at hand even when the engine does not answer.
+    ///
+    /// `Ok(true)` when the pass read the firewall; `Ok(false)` when it did
+    /// not (the fast path, or a `sets_check` that found the sets as
+    /// planned, which does nothing else).
+    pub(super) async fn reconcile(
+        &mut self,
+        refresh: Refresh,
+        observe: bool,
+        sets_check: bool,
+    ) -> Result<bool, ()> {
+        if sets_check && !self.sets_drifted().await {
+            return Ok(false);
+        }
+        let started = Instant::now();
+        self.status.reconcile.last_at = Some(now_rfc3339());
+        let mut errors = Vec::new();
+        self.refresh_inventory(refresh, &mut errors).await;
+        let not_bridges = self.bridge_facts.check(&mut self.inventory);
+        self.note_rejected(not_bridges);
+        let mut planned = plan(&self.policy, &self.inventory);
+        if self.config.log_drops {
+            planned = with_drop_logging(planned);
+        }
+        self.status.ports = exposures(&self.policy, &self.inventory);
+        let mut changed = Vec::new();
+        let observe = observe || self.needs_drift_poll();
+        match self.elements_only(&planned, &mut changed).await {
+            Ok(fast @ (Fast::Complete | Fast::Partial)) if !observe => {
+                if fast == Fast::Partial {
+                    // The counting chain follows within COUNTING_DELAY;
+                    // within a burst, once for all of it.
+                    self.counting_due
+                        .get_or_insert_with(|| Instant::now() + COUNTING_DELAY);
+                }
+                return self.finish(started, changed, errors, false).map(|()| false);
+            }
+            Ok(_) => {}
+            // The observing pass below takes over from what is installed.
+            Err(e) => errors.push(e),
+        }
+        let Prepared {
+            ruleset,
+            observation,
+            transactions,
+        } = prepare_planned(&self.firewall, planned).await;
+        let counters = self.firewall.drop_counters(&observation.observed);
+        let listed_elements: Vec<String> = counters
+            .iter()
+            .filter(|c| c.is_element())
+            .map(|c| c.rule.clone())
+            .collect();
+        self.drops.observe(counters);
+        // A family that could not be read says nothing either way.
+        if observation.failed.is_empty() {
+            let bypasses = self.firewall.forward_bypasses(&observation.observed);
+            self.note_bypasses(bypasses);
+        }
+        self.unavailable.clone_from(&observation.unavailable);
+        let mut firewall_failed = !observation.failed.is_empty();
+        for (scope, e) in &observation.failed {
+            errors.push(format!("{scope}: {}", error_chain(e)));
+        }
+        let transactions = transactions.unwrap_or_else(|e| {
+            firewall_failed = true;
+            errors.push(error_chain(&e));
+            Vec::new()
+        });
+        for tx in transactions {
+            match self.apply(&tx, &ruleset).await {
+                Ok(()) => changed.push(tx),
+                Err(e) => {
+                    firewall_failed = true;
+                    errors.push(format!("{}: {e}", tx.scope()));
+                }
+            }
+        }
+        if !firewall_failed {
+            // Drop port elements the transactions removed: what they
+            // counted stays counted (a table rewritten carried it already).
+            let kept = drop_element_rules(&ruleset);
+            for rule in listed_elements.iter().filter(|r| !kept.contains(*r)) {
+                self.drops.removed(rule);
+            }
+        }
+        for family in Family::ALL {
+            *self.family_status(family) = if observation.unavailable.contains(&family) {
+                FamilyStatus::default()
+            } else {
+                FamilyStatus {
+                    rules: self.firewall.rule_count(ruleset.family(family)),
+                    variant: self.firewall.variant(family).map(str::to_owned),
+                }
+            };
+        }
+        // What is installed is known only after a pass that wrote all of
+        // it; after a failure, the next passes read it first. The retry
+        // (a reading pass) writes the counting chain too.
+        self.in_place = (!firewall_failed).then_some(ruleset);
+        self.counting_due = None;
+        self.note_drops();
+        self.finish(started, changed, errors, firewall_failed)
+            .map(|()| true)
+    }
+
+    /// The fast path: when `planned` differs from the plan in place in set
+    /// elements only, write those (recorded in `changed`) and take
+    /// `planned` as in place. Where the backend counts drops per port in
+    /// rules (iptables: `DOCKFW-DROP`, one rule per published port), those
+    /// do not hold this up: the other elements are written with the
+    /// counting chain as it is, and [`Fast::Partial`] leaves the chain to an
+    /// observing pass. nftables counts them in set elements, written here
+    /// with the rest. [`Fast::No`] when there is no plan in
+    /// place or other rules differ: a pass that observes decides.
+    pub(super) async fn elements_only(
+        &mut self,
+        planned: &Ruleset,
+        changed: &mut Vec<F::Transaction>,
+    ) -> Result<Fast, String> {
+        let Some(in_place) = &self.in_place else {
+            return Ok(Fast::No);
+        };
+        let families = self.available_families();
+        let lagging = if self.firewall.counts_drop_ports_in_rules() {
+            planned.with_drop_ports_of(in_place)
+        } else {
+            planned.clone()
+        };
+        let Some(transactions) = self.firewall.element_update(&lagging, in_place, &families) else {
+            return Ok(Fast::No);
+        };
+        let removed = removed_drop_elements(in_place, &lagging, &families);
+        for tx in transactions {
+            if let Err(e) = self.apply(&tx, &lagging).await {
+                // What is installed is no longer known: observe from now on.
+                self.in_place = None;
+                return Err(format!("{}: {e}", tx.scope()));
+            }
+            changed.push(tx);
+        }
+        for rule in &removed {
+            self.drops.removed(rule);
+        }
+        let fast = if lagging == *planned {
+            Fast::Complete
+        } else {
+            Fast::Partial
+        };
+        self.in_place = Some(lagging);
+        Ok(fast)
+    }
+
+    /// Bring the inventory up to date as `refresh` asks. The objects events
+    /// named are inspected and updated in place, once the engine has given
+    /// a whole inventory to update; an inspect that cannot be used takes
+    /// its object out (fail closed) and the engine is listed instead. A
+    /// failed listing is pushed to `errors`: the inventory in hand stays
+    /// the basis.
+    pub(super) async fn refresh_inventory(&mut self, refresh: Refresh, errors: &mut Vec<String>) {
+        let objects = match refresh {
+            Refresh::Nothing => return,
+            Refresh::Everything { check } => return self.list_everything(check, errors).await,
+            Refresh::Objects(objects) => objects,
+        };
+        if !self.status.docker.connected {
+            return self.list_everything(false, errors).await;
+        }
+        let inspected = self.inspect(objects).await;
+        self.note_inventory();
+        if let Err(why) = inspected {
+            info!(%why, "an event's object could not be inspected; judged unknown (denied) and listing everything");
+            self.list_everything(false, errors).await;
+        }
+    }
+
+    /// Inspect each object and update the inventory with what it is now:
+    /// networks first (a container may be on a new one), then containers,
+    /// a few at a time, within [`INSPECT_DEADLINE`] in all. A container
+    /// whose inspect fails, does not answer in time or names a network the
+    /// inventory does not know is taken out of the inventory; `Err` then
+    /// says why, and everything must be listed.
+    pub(super) async fn inspect(&mut self, objects: BTreeSet<Subject>) -> Result<(), String> {
+        let mut containers = Vec::new();
+        for object in objects {
+            match object {
+                Subject::Container(id) => containers.push(id),
+                Subject::Network(id) => {
+                    self.status.inventory.inspects += 1;
+                    let found =
+                        tokio::time::timeout(INSPECT_DEADLINE, self.docker.inspect_network(&id));
+                    match found.await {
+                        Ok(Ok(found)) => self.inventory.put_network(&id, found),
+                        Ok(Err(e)) => return Err(format!("network {id}: {}", error_chain(&e))),
+                        Err(_) => {
+                            return Err(format!(
+                                "network {id}: no answer within {INSPECT_DEADLINE:?}"
+                            ));
+                        }
+                    }
+                }
+                Subject::Unknown => return Err("an event named no object".to_owned()),
+            }
+        }
+        self.status.inventory.inspects += containers.len() as u64;
+        let (docker, known) = (&self.docker, &self.inventory);
+        let answers: Vec<(String, Result<Inspected, String>)> = stream::iter(containers.clone())
+            .map(|id| async move {
+                let found = docker.inspect_container(&id, known).await;
+                (id, found.map_err(|e| error_chain(&e)))
+            })
+            .buffer_unordered(INSPECT_CONCURRENCY)
+            .take_until(tokio::time::sleep(INSPECT_DEADLINE))
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        let mut unanswered: BTreeSet<String> = containers.into_iter().collect();
+        for (id, found) in answers {
+            unanswered.remove(&id);
+            match found {
+                Ok(Inspected::Running {
+                    container,
+                    rejected,
+                }) => self.inventory.put_container(container, rejected),
+                Ok(Inspected::Gone) => {
+                    self.inventory.remove_container(&id);
+                }
+                Ok(Inspected::UnknownNetwork(network)) => {
+                    self.inventory.remove_container(&id);
+                    failed.push(format!(
+                        "container {id} is on network {network:?}, not listed"
+                    ));
+                }
+                Err(e) => {
+                    self.inventory.remove_container(&id);
+                    failed.push(format!("container {id}: {e}"));
+                }
+            }
+        }
+        for id in unanswered {
+            self.inventory.remove_container(&id);
+            failed.push(format!(
+                "container {id}: no answer within {INSPECT_DEADLINE:?}"
+            ));
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    /// A full listing: the engine's inventory replaces the one in hand. As
+    /// a `check` of an inventory kept from events, a difference is counted
+    /// as a repair; a failure is pushed to `errors`.
+    pub(super) async fn list_everything(&mut self, check: bool, errors: &mut Vec<String>) {
+        self.status.inventory.listings += 1;
+        match self.docker.snapshot().await {
+            Ok(snapshot) => {
+                let kept_from_events = self.status.docker.connected;
+                if check
+                    && kept_from_events
+                    && let Some(found) = self.inventory.differences(&snapshot.inventory)
+                {
+                    warn!(%found, "the full listing found what the events missed; repaired");
+                    let inventory = &mut self.status.inventory;
+                    inventory.repairs += 1;
+                    inventory.last_repair_at = Some(now_rfc3339());
+                    inventory.last_repair = Some(found);
+                }
+                self.note_snapshot(&snapshot.engine, snapshot.inventory);
+            }
+            Err(e) => {
+                let message = error_chain(&e);
+                self.status.docker.connected = false;
+                self.status.docker.last_error = Some(message.clone());
+                errors.push(format!("docker: {message}"));
+            }
+        }
+    }
+
+    /// Apply one transaction; count it, and count it as a repair when the
+    /// plan is the one already found in place before.
+    pub(super) async fn apply(
+        &mut self,
+        tx: &F::Transaction,
+        desired: &Ruleset,
+    ) -> Result<(), String> {
+        self.firewall.apply(tx).await.map_err(|e| error_chain(&e))?;
+        self.status.reconcile.applies += 1;
+        if tx.changes().rewrote_rules {
+            self.drops.rewritten(tx.family());
+        }
+        let scope = tx.scope();
+        if self.in_place.as_ref() == Some(desired) {
+            let found = format!("{scope}: {}", tx.summary());
+            warn!(%found, "dockfw's rules had been changed by something else; repaired");
+            let drift = &mut self.status.drift;
+            drift.repairs += 1;
+            drift.last_at = Some(now_rfc3339());
+            drift.last_found = Some(found);
+        }
+        for notice in tx.notices() {
+            match notice {
+                Notice::Warning(message) => warn!(scope, "{message}"),
+                Notice::Info(message) => info!(scope, "{message}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Record the outcome, log it, publish status.
+    pub(super) fn finish(
+        &mut self,
+        started: Instant,
+        changed: Vec<F::Transaction>,
+        errors: Vec<String>,
+        firewall_failed: bool,
+    ) -> Result<(), ()> {
+        let elapsed = started.elapsed();
+        if !self.status.docker.connected {
+            self.status.reconcile.inventory = if self.status.docker.version.is_some() {
+                "last known inventory (engine unreachable)"
+            } else {
+                "boot (no engine yet): policy and saved bridges only"
+            }
+            .to_owned();
+        }
+        let r = &mut self.status.reconcile;
+        r.passes.observe(elapsed, !errors.is_empty());
+        let previous_error = r.error.take();
+        r.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+        r.result = if firewall_failed {
+            "failed"
+        } else if !errors.is_empty() {
+            "degraded"
+        } else if changed.is_empty() {
+            "unchanged"
+        } else {
+            "applied"
+        }
+        .to_owned();
+        r.error = (!errors.is_empty()).then(|| errors.join("; "));
+        if !changed.is_empty() {
+            let what: Vec<String> = changed
+                .iter()
+                .map(|tx| format!("{}: {}", tx.scope(), tx.summary()))
+                .collect();
+            info!(changes = %what.join("; "), duration_ms = elapsed.as_millis() as u64, "rules updated");
+        }
+        match (&r.error, &previous_error) {
+            // Once per kind of trouble, not at every retry.
+            (Some(error), Some(before)) if error == before => {
+                debug!(%error, "reconcile still incomplete; retrying");
+            }
+            (Some(error), _) => {
+                warn!(%error, "reconcile incomplete; retrying (rules in force stay, fail closed)");
+            }
+            (None, Some(_)) => info!("reconcile complete again"),
+            (None, None) => {}
+        }
+        self.publish();
+        if errors.is_empty() { Ok(()) } else { Err(()) }
+    }
+}
+
+/// The [`DropCounter::element_rule`] of every drop port element of
+/// `families` that `in_place` has and `next` has not.
+pub(super) fn removed_drop_elements(
+    in_place: &Ruleset,
+    next: &Ruleset,
+    families: &[Family],
+) -> Vec<String> {
+    let kept = drop_element_rules(next);
+    let mut removed = Vec::new();
+    for &family in families {
+        for set in &in_place.family(family).drop_ports {
+            let rules = set
+                .ports
+                .iter()
+                .map(|&port| DropCounter::element_rule(family, set.proto, port));
+            removed.extend(rules.filter(|r| !kept.contains(r)));
+        }
+    }
+    removed
+}
+
+/// The [`DropCounter::element_rule`] of every drop port element of
+/// `ruleset`.
+pub(super) fn drop_element_rules(ruleset: &Ruleset) -> BTreeSet<String> {
+    let mut rules = BTreeSet::new();
+    for family in Family::ALL {
+        for set in &ruleset.family(family).drop_ports {
+            let of_set = set
+                .ports
+                .iter()
+                .map(|&port| DropCounter::element_rule(family, set.proto, port));
+            rules.extend(of_set);
+        }
+    }
+    rules
+}
