@@ -508,6 +508,7 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
     let docker = Arc::new(BollardSource::new(endpoint.clone()));
     let remembered = dockfw::state::engine_firewall(&state_dir);
     let (chosen, engine_now) = resolve(backend, &docker, remembered).await;
+    let shutdown = CancellationToken::new();
     match engine_now {
         Some(now) => remember_engine_firewall(&state_dir, now, &chosen),
         // Auto at boot: what the engine uses is kept once it answers.
@@ -516,11 +517,11 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
                 Arc::clone(&docker),
                 state_dir.clone(),
                 chosen.clone(),
+                shutdown.clone(),
             ));
         }
         None => {}
     }
-    let shutdown = CancellationToken::new();
     let (reload_tx, reload_rx) = mpsc::channel(8);
     let (status_tx, status_rx) = watch::channel(Status::default());
     // The control socket and the metrics start after the first pass and
@@ -669,10 +670,23 @@ fn remember_engine_firewall(state_dir: &Path, now: EngineFirewall, chosen: &Chos
 
 /// `auto` chose without the engine (at boot): once it answers, keep what
 /// its firewall is for the next boot (and warn if it is not what runs).
-async fn learn_engine_firewall(docker: Arc<BollardSource>, state_dir: PathBuf, chosen: Chosen) {
+/// Ends with the daemon: `shutdown` stops it between and during asks.
+async fn learn_engine_firewall(
+    docker: Arc<BollardSource>,
+    state_dir: PathBuf,
+    chosen: Chosen,
+    shutdown: CancellationToken,
+) {
     loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-        if let Some(now) = engine_firewall(&docker).await {
+        let asked = async {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            engine_firewall(&docker).await
+        };
+        let answer = tokio::select! {
+            () = shutdown.cancelled() => return,
+            answer = asked => answer,
+        };
+        if let Some(now) = answer {
             remember_engine_firewall(&state_dir, now, &chosen);
             return;
         }

@@ -366,7 +366,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     }
                     None
                 }
-                parsed = reads.done() => {
+                parsed = reads.done(&self.config.policy_path) => {
                     let replies = reads.finish(&self.config.policy_path);
                     self.reload(parsed, replies)
                 }

@@ -3,7 +3,7 @@
 //! loop's task, so a read that blocks (a FIFO, a hung mount) never holds the
 //! loop. A refused file never replaces the policy in force.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tracing::{debug, info, warn};
@@ -167,8 +167,9 @@ impl PolicyReads {
         }));
     }
 
-    /// The result of the read in flight; never, while there is none.
-    pub(super) async fn done(&mut self) -> PolicyRead {
+    /// The result of the read in flight, of the file at `path`; never,
+    /// while there is none.
+    pub(super) async fn done(&mut self, path: &Path) -> PolicyRead {
         let Some(read) = &mut self.in_flight else {
             return std::future::pending().await;
         };
@@ -176,7 +177,7 @@ impl PolicyReads {
         self.in_flight = None;
         joined.unwrap_or_else(|e| {
             Err(policy::PolicyError::Read {
-                path: PathBuf::from("policy"),
+                path: path.to_owned(),
                 source: std::io::Error::other(format!("policy reader failed: {e}")),
             })
         })

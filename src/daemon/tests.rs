@@ -1220,3 +1220,17 @@ async fn sets_nothing_announces_are_polled_and_repaired_without_reading_the_rule
     assert_eq!(h.status.borrow().drift.repairs, 1, "counted as a repair");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_policy_reader_that_failed_is_reported_with_the_policy_path() {
+    let broken = tokio::task::spawn_blocking(|| -> PolicyRead { panic!("the reader broke") });
+    let mut reads = PolicyReads {
+        in_flight: Some(broken),
+        ..PolicyReads::default()
+    };
+    let path = Path::new("/etc/dockfw/policy.toml");
+    match reads.done(path).await {
+        Err(policy::PolicyError::Read { path: read, .. }) => assert_eq!(read, path),
+        other => panic!("expected a read error, got {other:?}"),
+    }
+}
