@@ -44,7 +44,7 @@ mod triggers;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
@@ -268,59 +268,36 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         };
         loop {
             if let Some(first) = pending.take() {
-                // Leading edge: no wait before the first change. Whatever
-                // arrived meanwhile (and whatever arrives while this pass
-                // runs, at the next turn) is coalesced into one pass.
-                let mut refresh = first.refresh();
-                let mut observe = first.needs_observation();
-                let mut burst = 1;
-                let mut connects_only = first.precedes_a_start();
-                // The start pass stays engine-free: what queued meanwhile
-                // (the subscription) is the next pass.
-                while first != Trigger::Start
-                    && let Ok(more) = triggers.try_recv()
-                {
-                    refresh.merge(more.refresh());
-                    observe |= more.needs_observation();
-                    connects_only &= more.precedes_a_start();
-                    burst += 1;
-                }
-                // Connects alone: the start that follows them is this pass too.
-                let hold = Instant::now() + CONNECT_HOLD;
-                while connects_only {
-                    let more = tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        more = tokio::time::timeout_at(hold, triggers.recv()) => more,
-                    };
-                    let Ok(Some(more)) = more else { break };
-                    refresh.merge(more.refresh());
-                    observe |= more.needs_observation();
-                    connects_only = more.precedes_a_start();
-                    burst += 1;
-                }
-                // A change announced while the channel was full is not lost.
-                observe |= self.ruleset_dirty.swap(false, Ordering::SeqCst);
-                if first != Trigger::Start && self.events_lost.swap(false, Ordering::SeqCst) {
-                    refresh.merge(Refresh::Everything { check: false });
-                }
-                let full = refresh.lists_everything();
-                // The sets poll alone is one `ipset save`: a pass only if
-                // the sets differ.
-                let sets_check = first == Trigger::SetsPoll && burst == 1;
-                debug!(trigger = ?first, burst, ?refresh, observe, "reconcile triggered");
+                let Some(scope) = coalesce(
+                    first,
+                    &mut triggers,
+                    &self.ruleset_dirty,
+                    &self.events_lost,
+                    &shutdown,
+                )
+                .await
+                else {
+                    return;
+                };
+                debug!(trigger = ?scope.first, burst = scope.burst, refresh = ?scope.refresh, observe = scope.observe, "reconcile triggered");
+                let (full, sets_check, start) = (
+                    scope.refresh.lists_everything(),
+                    scope.sets_check(),
+                    scope.first == Trigger::Start,
+                );
                 // A reconcile in flight is dropped on shutdown: its restore
                 // is one atomic transaction, so it lands whole or not at all.
                 // The watchdog is fed while a pass waits on the engine or a
                 // firewall program (each bounded by its own timeout), but not
                 // past MAX_FED_PASS: a pass stuck longer gets us restarted.
                 let started = Instant::now();
-                let outcome = {
-                    let pass = self.reconcile(refresh, observe, sets_check);
+                let report = {
+                    let pass = self.pass(scope);
                     tokio::pin!(pass);
                     loop {
                         tokio::select! {
                             () = shutdown.cancelled() => return,
-                            outcome = &mut pass => break outcome,
+                            report = &mut pass => break report,
                             () = tokio::time::sleep_until(next_feed), if watchdog.is_some() => {
                                 if started.elapsed() < MAX_FED_PASS {
                                     feed_watchdog();
@@ -335,22 +312,19 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 // read (passes of the fast path read nothing: however many
                 // there are, they never hold these off); a failure of any
                 // pass brings a full retry forward.
-                match outcome {
-                    Ok(observed) => {
-                        if observed && full {
-                            self.retry.reset();
-                            next_check = Instant::now() + self.config.resync;
-                        }
-                        if observed || sets_check {
-                            next_poll = Instant::now() + self.config.drift_poll;
-                        }
+                if report.errors.is_empty() {
+                    if report.observed && full {
+                        self.retry.reset();
+                        next_check = Instant::now() + self.config.resync;
                     }
-                    Err(()) => {
-                        next_check = Instant::now() + self.retry.next_delay();
+                    if report.observed || sets_check {
                         next_poll = Instant::now() + self.config.drift_poll;
                     }
+                } else {
+                    next_check = Instant::now() + self.retry.next_delay();
+                    next_poll = Instant::now() + self.config.drift_poll;
                 }
-                if first == Trigger::Start {
+                if start {
                     self.notify("READY=1");
                 }
                 self.notify(&format!("STATUS={}", self.status.summary()));

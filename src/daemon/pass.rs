@@ -11,7 +11,7 @@ use futures_util::stream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::docker::{DockerSource, Inspected, Subject};
+use crate::docker::{DockerError, DockerSource, Inspected, Subject};
 use crate::firewall::{Backend, DropCounter, FirewallError, Notice, Observation, Transaction};
 use crate::inventory::Inventory;
 use crate::net::Family;
@@ -49,6 +49,115 @@ pub(super) const INSPECT_CONCURRENCY: usize = 8;
 /// lists everything instead.
 pub(super) const INSPECT_DEADLINE: Duration = Duration::from_secs(3);
 
+/// How a pass ended, as the status's `reconcile.result` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Outcome {
+    /// Everything planned was in place already.
+    Unchanged,
+    /// Everything planned is in place now: something was written.
+    Applied,
+    /// The rules planned from the inventory at hand are in place, but
+    /// something else failed (the engine, the fast path): a retry is due.
+    Degraded,
+    /// The firewall could not be read or written: the rules in force stay,
+    /// and a retry is due.
+    Failed,
+}
+
+impl Outcome {
+    /// The outcome of a pass that wrote `changed` transactions with
+    /// `errors`.
+    pub(super) fn of(changed: usize, errors: &[PassError]) -> Outcome {
+        if errors.iter().any(PassError::is_firewall) {
+            Outcome::Failed
+        } else if !errors.is_empty() {
+            Outcome::Degraded
+        } else if changed == 0 {
+            Outcome::Unchanged
+        } else {
+            Outcome::Applied
+        }
+    }
+
+    /// The word in status.
+    pub(super) fn word(self) -> &'static str {
+        match self {
+            Outcome::Unchanged => "unchanged",
+            Outcome::Applied => "applied",
+            Outcome::Degraded => "degraded",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// What went wrong in a pass. Each is shown as its chain of causes; all of
+/// a pass's, `; `-joined, are the status's `reconcile.error`.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum PassError {
+    /// The engine could not be listed: the inventory in hand stays the
+    /// basis.
+    #[error("docker")]
+    Docker(#[source] DockerError),
+    /// The fast path could not write a family's set elements: an observing
+    /// pass took over in the same pass.
+    #[error("{scope}")]
+    Elements {
+        scope: &'static str,
+        #[source]
+        source: FirewallError,
+    },
+    /// A family's installed rules could not be read.
+    #[error("{scope}")]
+    Observe {
+        scope: &'static str,
+        #[source]
+        source: FirewallError,
+    },
+    /// What would take the installed rules to the plan could not be worked
+    /// out.
+    #[error(transparent)]
+    Transactions(FirewallError),
+    /// A family's transaction could not be applied.
+    #[error("{scope}")]
+    Apply {
+        scope: &'static str,
+        #[source]
+        source: FirewallError,
+    },
+}
+
+impl PassError {
+    /// Whether the firewall failed: what is installed is not known to be
+    /// the plan.
+    pub(super) fn is_firewall(&self) -> bool {
+        matches!(
+            self,
+            PassError::Observe { .. } | PassError::Transactions(_) | PassError::Apply { .. }
+        )
+    }
+}
+
+/// What a pass did, for the loop to decide what comes next.
+#[derive(Debug)]
+pub(super) struct PassReport {
+    /// What was written, one `scope: summary` per transaction applied.
+    pub(super) changed: Vec<String>,
+    pub(super) errors: Vec<PassError>,
+    pub(super) outcome: Outcome,
+    /// Whether the pass read what is installed: not on the fast path, nor
+    /// a sets check that found the sets as planned.
+    pub(super) observed: bool,
+}
+
+impl PassReport {
+    /// The pass's errors as status shows them: each with its causes,
+    /// `; `-joined; `None` without errors.
+    pub(super) fn error_text(&self) -> Option<String> {
+        let each: Vec<String> = self.errors.iter().map(|e| error_chain(e)).collect();
+        (!each.is_empty()).then(|| each.join("; "))
+    }
+}
+
 /// One plan against what is installed: the step the reconcile loop and
 /// `dockfw plan` share.
 pub struct Prepared<F: Backend> {
@@ -84,22 +193,23 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// the plan differs from the one in place in set elements only, those
     /// are written at once; then (when `observe`, or when nothing announces
     /// changes to the installed rules, or when the fast path does not
-    /// apply) per family a read and at most one restore. `Err` means
-    /// something failed and a retry is due; the rules are applied from the
-    /// best inventory at hand even when the engine does not answer.
-    ///
-    /// `Ok(true)` when the pass read the firewall; `Ok(false)` when it did
-    /// not (the fast path, or a `sets_check` that found the sets as
-    /// planned, which does nothing else).
-    pub(super) async fn reconcile(
-        &mut self,
-        refresh: Refresh,
-        observe: bool,
-        sets_check: bool,
-    ) -> Result<bool, ()> {
-        if sets_check && !self.sets_drifted().await {
-            return Ok(false);
+    /// apply) per family a read and at most one restore. Errors in the
+    /// report mean a retry is due; the rules are applied from the best
+    /// inventory at hand even when the engine does not answer. A
+    /// [`PassScope::sets_check`] that finds the sets as planned does
+    /// nothing else.
+    pub(super) async fn pass(&mut self, scope: PassScope) -> PassReport {
+        if scope.sets_check() && !self.sets_drifted().await {
+            return PassReport {
+                changed: Vec::new(),
+                errors: Vec::new(),
+                outcome: Outcome::Unchanged,
+                observed: false,
+            };
         }
+        let PassScope {
+            refresh, observe, ..
+        } = scope;
         let started = Instant::now();
         self.status.reconcile.last_at = Some(now_rfc3339());
         let mut errors = Vec::new();
@@ -121,7 +231,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     self.counting_due
                         .get_or_insert_with(|| Instant::now() + COUNTING_DELAY);
                 }
-                return self.finish(started, changed, errors, false).map(|()| false);
+                return self.finish(started, changed, errors, false);
             }
             Ok(_) => {}
             // The observing pass below takes over from what is installed.
@@ -146,20 +256,21 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         }
         self.unavailable.clone_from(&observation.unavailable);
         let mut firewall_failed = !observation.failed.is_empty();
-        for (scope, e) in &observation.failed {
-            errors.push(format!("{scope}: {}", error_chain(e)));
+        for (scope, source) in observation.failed {
+            errors.push(PassError::Observe { scope, source });
         }
         let transactions = transactions.unwrap_or_else(|e| {
             firewall_failed = true;
-            errors.push(error_chain(&e));
+            errors.push(PassError::Transactions(e));
             Vec::new()
         });
         for tx in transactions {
             match self.apply(&tx, &ruleset).await {
                 Ok(()) => changed.push(tx),
-                Err(e) => {
+                Err(source) => {
                     firewall_failed = true;
-                    errors.push(format!("{}: {e}", tx.scope()));
+                    let scope = tx.scope();
+                    errors.push(PassError::Apply { scope, source });
                 }
             }
         }
@@ -187,8 +298,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         self.in_place = (!firewall_failed).then_some(ruleset);
         self.counting_due = None;
         self.note_drops();
-        self.finish(started, changed, errors, firewall_failed)
-            .map(|()| true)
+        self.finish(started, changed, errors, true)
     }
 
     /// The fast path: when `planned` differs from the plan in place in set
@@ -204,7 +314,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         &mut self,
         planned: &Ruleset,
         changed: &mut Vec<F::Transaction>,
-    ) -> Result<Fast, String> {
+    ) -> Result<Fast, PassError> {
         let Some(in_place) = &self.in_place else {
             return Ok(Fast::No);
         };
@@ -219,10 +329,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         };
         let removed = removed_drop_elements(in_place, &lagging, &families);
         for tx in transactions {
-            if let Err(e) = self.apply(&tx, &lagging).await {
+            if let Err(source) = self.apply(&tx, &lagging).await {
                 // What is installed is no longer known: observe from now on.
                 self.in_place = None;
-                return Err(format!("{}: {e}", tx.scope()));
+                let scope = tx.scope();
+                return Err(PassError::Elements { scope, source });
             }
             changed.push(tx);
         }
@@ -244,7 +355,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// its object out (fail closed) and the engine is listed instead. A
     /// failed listing is pushed to `errors`: the inventory in hand stays
     /// the basis.
-    pub(super) async fn refresh_inventory(&mut self, refresh: Refresh, errors: &mut Vec<String>) {
+    pub(super) async fn refresh_inventory(
+        &mut self,
+        refresh: Refresh,
+        errors: &mut Vec<PassError>,
+    ) {
         let objects = match refresh {
             Refresh::Nothing => return,
             Refresh::Everything { check } => return self.list_everything(check, errors).await,
@@ -340,7 +455,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// A full listing: the engine's inventory replaces the one in hand. As
     /// a `check` of an inventory kept from events, a difference is counted
     /// as a repair; a failure is pushed to `errors`.
-    pub(super) async fn list_everything(&mut self, check: bool, errors: &mut Vec<String>) {
+    pub(super) async fn list_everything(&mut self, check: bool, errors: &mut Vec<PassError>) {
         self.status.inventory.listings += 1;
         match self.docker.snapshot().await {
             Ok(snapshot) => {
@@ -361,7 +476,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 let message = error_chain(&e);
                 self.status.docker.connected = false;
                 self.status.docker.last_error = Some(message.clone());
-                errors.push(format!("docker: {message}"));
+                errors.push(PassError::Docker(e));
             }
         }
     }
@@ -372,8 +487,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         &mut self,
         tx: &F::Transaction,
         desired: &Ruleset,
-    ) -> Result<(), String> {
-        self.firewall.apply(tx).await.map_err(|e| error_chain(&e))?;
+    ) -> Result<(), FirewallError> {
+        self.firewall.apply(tx).await?;
         self.status.reconcile.applies += 1;
         if tx.changes().rewrote_rules {
             self.drops.rewritten(tx.family());
@@ -396,14 +511,26 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         Ok(())
     }
 
-    /// Record the outcome, log it, publish status.
+    /// Record the outcome, log it, publish status; `observed`: whether the
+    /// pass read what is installed.
     pub(super) fn finish(
         &mut self,
         started: Instant,
         changed: Vec<F::Transaction>,
-        errors: Vec<String>,
-        firewall_failed: bool,
-    ) -> Result<(), ()> {
+        errors: Vec<PassError>,
+        observed: bool,
+    ) -> PassReport {
+        let changed: Vec<String> = changed
+            .iter()
+            .map(|tx| format!("{}: {}", tx.scope(), tx.summary()))
+            .collect();
+        let outcome = Outcome::of(changed.len(), &errors);
+        let report = PassReport {
+            changed,
+            errors,
+            outcome,
+            observed,
+        };
         let elapsed = started.elapsed();
         if !self.status.docker.connected {
             self.status.reconcile.inventory = if self.status.docker.version.is_some() {
@@ -414,26 +541,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .to_owned();
         }
         let r = &mut self.status.reconcile;
-        r.passes.observe(elapsed, !errors.is_empty());
+        r.passes.observe(elapsed, !report.errors.is_empty());
         let previous_error = r.error.take();
         r.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-        r.result = if firewall_failed {
-            "failed"
-        } else if !errors.is_empty() {
-            "degraded"
-        } else if changed.is_empty() {
-            "unchanged"
-        } else {
-            "applied"
-        }
-        .to_owned();
-        r.error = (!errors.is_empty()).then(|| errors.join("; "));
-        if !changed.is_empty() {
-            let what: Vec<String> = changed
-                .iter()
-                .map(|tx| format!("{}: {}", tx.scope(), tx.summary()))
-                .collect();
-            info!(changes = %what.join("; "), duration_ms = elapsed.as_millis() as u64, "rules updated");
+        r.result = report.outcome.word().to_owned();
+        r.error = report.error_text();
+        if !report.changed.is_empty() {
+            let what = report.changed.join("; ");
+            info!(changes = %what, duration_ms = elapsed.as_millis() as u64, "rules updated");
         }
         match (&r.error, &previous_error) {
             // Once per kind of trouble, not at every retry.
@@ -447,7 +562,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             (None, None) => {}
         }
         self.publish();
-        if errors.is_empty() { Ok(()) } else { Err(()) }
+        report
     }
 }
 

@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
 use tokio::sync::oneshot;
 
+use super::pass::{Outcome, PassError, PassReport};
 use super::*;
 use crate::docker::{DockerError, Snapshot};
 use crate::docker::{Engine, Event, Inspected, Subject};
@@ -1233,4 +1234,67 @@ async fn a_policy_reader_that_failed_is_reported_with_the_policy_path() {
         Err(policy::PolicyError::Read { path: read, .. }) => assert_eq!(read, path),
         other => panic!("expected a read error, got {other:?}"),
     }
+}
+
+fn apply_failed(scope: &'static str) -> PassError {
+    PassError::Apply {
+        scope,
+        source: FirewallError::Timeout {
+            program: "iptables-restore".to_owned(),
+        },
+    }
+}
+
+#[test]
+fn a_pass_outcome_follows_from_what_it_wrote_and_what_failed() {
+    assert_eq!(Outcome::of(0, &[]), Outcome::Unchanged);
+    assert_eq!(Outcome::of(2, &[]), Outcome::Applied);
+    let engine_down = PassError::Docker(DockerError::NotListed);
+    assert_eq!(Outcome::of(1, &[engine_down]), Outcome::Degraded);
+    let fast_path = PassError::Elements {
+        scope: "ipv4",
+        source: FirewallError::Poisoned,
+    };
+    assert_eq!(Outcome::of(1, &[fast_path]), Outcome::Degraded);
+    let engine_down = PassError::Docker(DockerError::NotListed);
+    assert_eq!(
+        Outcome::of(1, &[engine_down, apply_failed("ipv6")]),
+        Outcome::Failed
+    );
+    let words: Vec<&str> = [
+        Outcome::Unchanged,
+        Outcome::Applied,
+        Outcome::Degraded,
+        Outcome::Failed,
+    ]
+    .into_iter()
+    .map(Outcome::word)
+    .collect();
+    assert_eq!(words, ["unchanged", "applied", "degraded", "failed"]);
+}
+
+#[test]
+fn a_pass_error_text_is_each_error_with_its_causes_joined() {
+    let report = PassReport {
+        changed: Vec::new(),
+        errors: vec![
+            PassError::Docker(DockerError::NotListed),
+            apply_failed("ipv4"),
+        ],
+        outcome: Outcome::Failed,
+        observed: true,
+    };
+    assert_eq!(
+        report.error_text().as_deref(),
+        Some(
+            "docker: no engine version known yet: list before inspecting; \
+             ipv4: iptables-restore timed out after 20s"
+        )
+    );
+    let clean = PassReport {
+        errors: Vec::new(),
+        outcome: Outcome::Unchanged,
+        ..report
+    };
+    assert_eq!(clean.error_text(), None);
 }

@@ -134,6 +134,81 @@ impl Trigger {
     }
 }
 
+/// What one pass is asked to do: the triggers coalesced into it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct PassScope {
+    /// The trigger that started the pass (its leading edge).
+    pub(super) first: Trigger,
+    /// How many triggers the pass covers.
+    pub(super) burst: usize,
+    /// What the engine is asked before the plan.
+    pub(super) refresh: Refresh,
+    /// Whether what is installed must be read, whatever the fast path
+    /// could write.
+    pub(super) observe: bool,
+}
+
+impl PassScope {
+    /// The sets poll alone is one `ipset save`: a pass only if the sets
+    /// differ.
+    pub(super) fn sets_check(&self) -> bool {
+        self.first == Trigger::SetsPoll && self.burst == 1
+    }
+}
+
+/// The pass `first` starts. Leading edge: no wait before the first change.
+/// Whatever arrived meanwhile (and whatever arrives while this pass runs,
+/// at the next turn) is coalesced into it; connects alone wait up to
+/// [`CONNECT_HOLD`] for the start that follows them. `dirty` and `lost`
+/// (see [`watch_ruleset`], [`watch_events`]) are taken in too. `None` on
+/// shutdown.
+pub(super) async fn coalesce(
+    first: Trigger,
+    triggers: &mut mpsc::Receiver<Trigger>,
+    dirty: &AtomicBool,
+    lost: &AtomicBool,
+    shutdown: &CancellationToken,
+) -> Option<PassScope> {
+    let mut refresh = first.refresh();
+    let mut observe = first.needs_observation();
+    let mut burst = 1;
+    let mut connects_only = first.precedes_a_start();
+    // The start pass stays engine-free: what queued meanwhile (the
+    // subscription) is the next pass.
+    while first != Trigger::Start
+        && let Ok(more) = triggers.try_recv()
+    {
+        refresh.merge(more.refresh());
+        observe |= more.needs_observation();
+        connects_only &= more.precedes_a_start();
+        burst += 1;
+    }
+    // Connects alone: the start that follows them is this pass too.
+    let hold = Instant::now() + CONNECT_HOLD;
+    while connects_only {
+        let more = tokio::select! {
+            () = shutdown.cancelled() => return None,
+            more = tokio::time::timeout_at(hold, triggers.recv()) => more,
+        };
+        let Ok(Some(more)) = more else { break };
+        refresh.merge(more.refresh());
+        observe |= more.needs_observation();
+        connects_only = more.precedes_a_start();
+        burst += 1;
+    }
+    // A change announced while the channel was full is not lost.
+    observe |= dirty.swap(false, Ordering::SeqCst);
+    if first != Trigger::Start && lost.swap(false, Ordering::SeqCst) {
+        refresh.merge(Refresh::Everything { check: false });
+    }
+    Some(PassScope {
+        first,
+        burst,
+        refresh,
+        observe,
+    })
+}
+
 /// Doubling delay between attempts, capped.
 #[derive(Debug, Clone)]
 pub(super) struct Backoff {
