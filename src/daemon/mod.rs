@@ -222,9 +222,6 @@ struct Reconciler<D, F> {
     in_place: Option<Ruleset>,
     /// The families the kernel lacked at the last observation.
     unavailable: Vec<Family>,
-    /// When the fast path left `DOCKFW-DROP` behind the plan (a new
-    /// published port has no counting rule yet): when to catch up.
-    counting_due: Option<Instant>,
     /// Set by the netlink watch while it runs; without it, drift is polled.
     monitored: Arc<AtomicBool>,
     /// Set by the netlink watch at every change it reports, before its
@@ -242,7 +239,6 @@ struct Reconciler<D, F> {
     status: Status,
     /// Publishes `status` to the control socket after every change.
     status_tx: watch::Sender<Status>,
-    retry: Backoff,
     /// The start's policy read, if it had not finished in time; taken by
     /// `run`, which applies it when it ends.
     unfinished_read: Option<UnfinishedRead>,
@@ -256,12 +252,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         shutdown: CancellationToken,
     ) {
         let mut pending = Some(Trigger::Start);
-        let mut next_check = Instant::now() + self.config.resync;
-        let mut next_poll = Instant::now() + self.config.drift_poll;
         // The loop itself feeds systemd's watchdog, at half the interval: a
         // wedged loop stops feeding it and systemd restarts the service.
-        let watchdog = sdnotify::watchdog_interval().map(|i| i / 2);
-        let mut next_feed = Instant::now();
+        let mut schedule = Schedule::new(
+            self.config.resync,
+            self.config.drift_poll,
+            sdnotify::watchdog_interval(),
+            Instant::now(),
+        );
         let mut reads = PolicyReads {
             in_flight: self.unfinished_read.take().map(|read| read.0),
             ..PolicyReads::default()
@@ -298,32 +296,13 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                         tokio::select! {
                             () = shutdown.cancelled() => return,
                             report = &mut pass => break report,
-                            () = tokio::time::sleep_until(next_feed), if watchdog.is_some() => {
-                                if started.elapsed() < MAX_FED_PASS {
-                                    feed_watchdog();
-                                }
-                                next_feed = Instant::now() + watchdog.unwrap_or(Duration::MAX);
+                            () = tokio::time::sleep_until(schedule.next_feed), if schedule.feeds() => {
+                                schedule.feed(Instant::now(), Some(started));
                             }
                         }
                     }
                 };
-                // The full check is due `resync` after the last full pass that
-                // read the firewall, the drift poll `drift_poll` after the last
-                // read (passes of the fast path read nothing: however many
-                // there are, they never hold these off); a failure of any
-                // pass brings a full retry forward.
-                if report.errors.is_empty() {
-                    if report.observed && full {
-                        self.retry.reset();
-                        next_check = Instant::now() + self.config.resync;
-                    }
-                    if report.observed || sets_check {
-                        next_poll = Instant::now() + self.config.drift_poll;
-                    }
-                } else {
-                    next_check = Instant::now() + self.retry.next_delay();
-                    next_poll = Instant::now() + self.config.drift_poll;
-                }
+                schedule.after(&report, full, sets_check, Instant::now());
                 if start {
                     self.notify("READY=1");
                 }
@@ -344,22 +323,17 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     let replies = reads.finish(&self.config.policy_path);
                     self.reload(parsed, replies)
                 }
-                () = tokio::time::sleep_until(next_check) => Some(if self.status.reconcile.error.is_some() {
-                    Trigger::Retry
-                } else {
-                    Trigger::Periodic
-                }),
-                () = tokio::time::sleep_until(self.counting_due.unwrap_or(next_check)), if self.counting_due.is_some() => {
+                () = tokio::time::sleep_until(schedule.next_check) => Some(schedule.check()),
+                () = tokio::time::sleep_until(schedule.counting_due.unwrap_or(schedule.next_check)), if schedule.counting_due.is_some() => {
                     Some(Trigger::CountingDue)
                 }
-                () = tokio::time::sleep_until(next_poll), if poll => Some(if rules_poll {
+                () = tokio::time::sleep_until(schedule.next_poll), if poll => Some(if rules_poll {
                     Trigger::DriftPoll
                 } else {
                     Trigger::SetsPoll
                 }),
-                () = tokio::time::sleep_until(next_feed), if watchdog.is_some() => {
-                    feed_watchdog();
-                    next_feed = Instant::now() + watchdog.unwrap_or(Duration::MAX);
+                () = tokio::time::sleep_until(schedule.next_feed), if schedule.feeds() => {
+                    schedule.feed(Instant::now(), None);
                     None
                 }
                 changed = self.bridge_facts.changed() => match changed {

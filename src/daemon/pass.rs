@@ -41,6 +41,16 @@ pub(super) enum Fast {
 /// dropped all the same and counted for their entry.
 pub(super) const COUNTING_DELAY: Duration = Duration::from_secs(2);
 
+/// What a pass read of the firewall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Read {
+    /// Everything installed, then wrote what differed.
+    Firewall,
+    /// Nothing: the fast path wrote set elements from the plan in place;
+    /// `lags`: the counting chain was left behind.
+    Nothing { lags: bool },
+}
+
 /// How many of an event burst's containers are inspected at once.
 pub(super) const INSPECT_CONCURRENCY: usize = 8;
 
@@ -147,6 +157,9 @@ pub(super) struct PassReport {
     /// Whether the pass read what is installed: not on the fast path, nor
     /// a sets check that found the sets as planned.
     pub(super) observed: bool,
+    /// Whether the fast path left the counting chain behind the plan
+    /// (iptables: a new published port has no `DOCKFW-DROP` rule yet).
+    pub(super) counting_lags: bool,
 }
 
 impl PassReport {
@@ -205,6 +218,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 errors: Vec::new(),
                 outcome: Outcome::Unchanged,
                 observed: false,
+                counting_lags: false,
             };
         }
         let PassScope {
@@ -225,13 +239,9 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let observe = observe || self.needs_drift_poll();
         match self.elements_only(&planned, &mut changed).await {
             Ok(fast @ (Fast::Complete | Fast::Partial)) if !observe => {
-                if fast == Fast::Partial {
-                    // The counting chain follows within COUNTING_DELAY;
-                    // within a burst, once for all of it.
-                    self.counting_due
-                        .get_or_insert_with(|| Instant::now() + COUNTING_DELAY);
-                }
-                return self.finish(started, changed, errors, false);
+                // The counting chain follows within COUNTING_DELAY.
+                let lags = fast == Fast::Partial;
+                return self.finish(started, changed, errors, Read::Nothing { lags });
             }
             Ok(_) => {}
             // The observing pass below takes over from what is installed.
@@ -296,9 +306,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         // it; after a failure, the next passes read it first. The retry
         // (a reading pass) writes the counting chain too.
         self.in_place = (!firewall_failed).then_some(ruleset);
-        self.counting_due = None;
         self.note_drops();
-        self.finish(started, changed, errors, true)
+        self.finish(started, changed, errors, Read::Firewall)
     }
 
     /// The fast path: when `planned` differs from the plan in place in set
@@ -511,14 +520,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         Ok(())
     }
 
-    /// Record the outcome, log it, publish status; `observed`: whether the
+    /// Record the outcome, log it, publish status; `read`: whether the
     /// pass read what is installed.
     pub(super) fn finish(
         &mut self,
         started: Instant,
         changed: Vec<F::Transaction>,
         errors: Vec<PassError>,
-        observed: bool,
+        read: Read,
     ) -> PassReport {
         let changed: Vec<String> = changed
             .iter()
@@ -529,7 +538,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             changed,
             errors,
             outcome,
-            observed,
+            observed: read == Read::Firewall,
+            counting_lags: read == (Read::Nothing { lags: true }),
         };
         let elapsed = started.elapsed();
         if !self.status.docker.connected {

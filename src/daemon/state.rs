@@ -6,7 +6,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -23,7 +22,6 @@ use crate::state::StateDir;
 use crate::status::{BypassStatus, EntryDrops, FamilyStatus, PortDrops, RejectedStatus, Status};
 
 use super::reload::*;
-use super::triggers::*;
 use super::{BridgeCheck, Config, Reconciler, error_chain, now_rfc3339};
 
 /// The inventory before the engine ever answered: the default bridge and
@@ -133,7 +131,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             saved_bridges,
             in_place: None,
             unavailable: Vec::new(),
-            counting_due: None,
             monitored: Arc::new(AtomicBool::new(false)),
             ruleset_dirty: Arc::new(AtomicBool::new(false)),
             events_lost: Arc::new(AtomicBool::new(false)),
@@ -141,7 +138,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             bridge_facts,
             status,
             status_tx,
-            retry: Backoff::new(Duration::from_millis(500), DOCKER_BACKOFF_MAX),
             unfinished_read: start.unfinished,
         };
         this.note_policy_loaded(start.text.as_deref());

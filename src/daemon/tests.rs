@@ -1283,6 +1283,7 @@ fn a_pass_error_text_is_each_error_with_its_causes_joined() {
         ],
         outcome: Outcome::Failed,
         observed: true,
+        counting_lags: false,
     };
     assert_eq!(
         report.error_text().as_deref(),
