@@ -236,6 +236,9 @@ struct Reconciler<D, F> {
     /// Which interfaces are Linux bridges now; a watch on it, whose
     /// changes are triggers.
     bridge_facts: BridgeFacts,
+    /// Whether the inventory is the engine's, kept from events: decided
+    /// here, never read back from status.
+    engine: EngineState,
     status: Status,
     /// Publishes `status` to the control socket after every change.
     status_tx: watch::Sender<Status>,

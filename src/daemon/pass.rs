@@ -374,7 +374,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             Refresh::Everything { check } => return self.list_everything(check, errors).await,
             Refresh::Objects(objects) => objects,
         };
-        if !self.status.docker.connected {
+        if !self.engine.answering() {
             return self.list_everything(false, errors).await;
         }
         let inspected = self.inspect(objects).await;
@@ -468,7 +468,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         self.status.inventory.listings += 1;
         match self.docker.snapshot().await {
             Ok(snapshot) => {
-                let kept_from_events = self.status.docker.connected;
+                let kept_from_events = self.engine.answering();
                 if check
                     && kept_from_events
                     && let Some(found) = self.inventory.differences(&snapshot.inventory)
@@ -483,6 +483,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             }
             Err(e) => {
                 let message = error_chain(&e);
+                self.engine.failed();
                 self.status.docker.connected = false;
                 self.status.docker.last_error = Some(message.clone());
                 errors.push(PassError::Docker(e));
@@ -542,14 +543,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             counting_lags: read == (Read::Nothing { lags: true }),
         };
         let elapsed = started.elapsed();
-        if !self.status.docker.connected {
-            self.status.reconcile.inventory = if self.status.docker.version.is_some() {
-                "last known inventory (engine unreachable)"
-            } else {
-                "boot (no engine yet): policy and saved bridges only"
-            }
-            .to_owned();
-        }
+        self.status.reconcile.inventory = self.engine.inventory_label().to_owned();
         let r = &mut self.status.reconcile;
         r.passes.observe(elapsed, !report.errors.is_empty());
         let previous_error = r.error.take();

@@ -41,6 +41,43 @@ pub(super) fn boot_inventory(saved: Vec<Bridge>) -> Inventory {
     }
 }
 
+/// What the loop knows of the engine, as the basis of its plans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum EngineState {
+    /// It has not answered a listing since the start: plans come from the
+    /// policy and the saved bridges.
+    NeverAnswered,
+    /// Its last listing succeeded: the inventory is its, kept up to date
+    /// from its events.
+    Answering,
+    /// It answered once, but its last listing failed: the last inventory
+    /// it gave stays the basis.
+    Unreachable,
+}
+
+impl EngineState {
+    /// Whether the inventory is the engine's, kept up to date from events.
+    pub(super) fn answering(self) -> bool {
+        self == EngineState::Answering
+    }
+
+    /// A listing failed.
+    pub(super) fn failed(&mut self) {
+        if *self == EngineState::Answering {
+            *self = EngineState::Unreachable;
+        }
+    }
+
+    /// What plans are made from, in words (status `reconcile.inventory`).
+    pub(super) fn inventory_label(self) -> &'static str {
+        match self {
+            EngineState::NeverAnswered => "boot (no engine yet): policy and saved bridges only",
+            EngineState::Answering => "engine",
+            EngineState::Unreachable => "last known inventory (engine unreachable)",
+        }
+    }
+}
+
 /// The kernel's word on which interfaces are Linux bridges, as the loop
 /// keeps it.
 pub(super) enum BridgeFacts {
@@ -136,6 +173,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             events_lost: Arc::new(AtomicBool::new(false)),
             drops: DropTotals::default(),
             bridge_facts,
+            engine: EngineState::NeverAnswered,
             status,
             status_tx,
             unfinished_read: start.unfinished,
@@ -189,11 +227,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// in it and keep its bridges for the next boot.
     pub(super) fn note_snapshot(&mut self, engine: &Engine, inventory: Inventory) {
         let docker = &mut self.status.docker;
+        self.engine = EngineState::Answering;
         docker.connected = true;
         docker.last_error = None;
         docker.version = Some(engine.version.clone());
         docker.api_version = Some(engine.api_version.clone());
-        self.status.reconcile.inventory = "engine".to_owned();
         self.inventory = inventory;
         self.note_inventory();
     }
@@ -321,5 +359,25 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
 
     pub(super) fn publish(&self) {
         self.status_tx.send_replace(self.status.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EngineState;
+
+    #[test]
+    fn the_inventory_label_follows_the_engine_state_not_status() {
+        let mut engine = EngineState::NeverAnswered;
+        engine.failed();
+        assert_eq!(engine, EngineState::NeverAnswered);
+        assert!(engine.inventory_label().starts_with("boot"));
+        engine = EngineState::Answering;
+        assert!(engine.answering());
+        assert_eq!(engine.inventory_label(), "engine");
+        engine.failed();
+        assert_eq!(engine, EngineState::Unreachable);
+        assert!(!engine.answering());
+        assert!(engine.inventory_label().starts_with("last known inventory"));
     }
 }
