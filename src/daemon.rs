@@ -117,24 +117,6 @@ pub struct Channels {
     pub status: watch::Sender<Status>,
 }
 
-/// How far the fast path took a pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fast {
-    /// Not at all: the rules differ, or nothing is known to be in place.
-    No,
-    /// Set elements written; the counting rules of `DOCKFW-DROP` lag
-    /// (iptables only).
-    Partial,
-    /// Everything planned is in place.
-    Complete,
-}
-
-/// How long a new published port may wait for its counting rule after the
-/// fast path let its container in: a burst of starts pays one rewrite of
-/// the rules per this much time, not one per port. Its drops meanwhile are
-/// dropped all the same and counted for their entry.
-const COUNTING_DELAY: Duration = Duration::from_secs(2);
-
 /// How long a pass triggered by `network connect` events alone waits for
 /// the `container start` that follows them when a container starts (Docker
 /// announces a start as the connect of each of its networks, then the start,
@@ -164,8 +146,6 @@ pub enum Trigger {
     /// The periodic check of sets no notification covers (ipsets), where
     /// the rules are announced: a pass only if they differ.
     SetsPoll,
-    /// The counting chain lags the plan (see [`COUNTING_DELAY`]).
-    CountingDue,
     /// A Linux bridge appeared or went away (rtnetlink): what is exempted
     /// follows.
     LinksChanged,
@@ -187,7 +167,6 @@ impl Trigger {
                 | Trigger::RulesetChanged
                 | Trigger::DriftPoll
                 | Trigger::SetsPoll
-                | Trigger::CountingDue
                 | Trigger::LinksChanged
         )
     }
@@ -678,9 +657,6 @@ struct Reconciler<D, F> {
     in_place: Option<Ruleset>,
     /// The families the kernel lacked at the last observation.
     unavailable: Vec<Family>,
-    /// When the fast path left `DOCKFW-DROP` behind the plan (a new
-    /// published port has no counting rule yet): when to catch up.
-    counting_due: Option<Instant>,
     /// Set by the netlink watch while it runs; without it, drift is polled.
     monitored: Arc<AtomicBool>,
     /// Set by the netlink watch at every change it reports, before its
@@ -728,7 +704,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             saved_bridges,
             in_place: None,
             unavailable: Vec::new(),
-            counting_due: None,
             monitored: Arc::new(AtomicBool::new(false)),
             ruleset_dirty: Arc::new(AtomicBool::new(false)),
             drops: DropTotals::default(),
@@ -874,9 +849,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 } else {
                     Trigger::Periodic
                 }),
-                () = tokio::time::sleep_until(self.counting_due.unwrap_or(next_check)), if self.counting_due.is_some() => {
-                    Some(Trigger::CountingDue)
-                }
                 () = tokio::time::sleep_until(next_poll), if poll => Some(if rules_poll {
                     Trigger::DriftPoll
                 } else {
@@ -1023,13 +995,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
         match self.elements_only(&planned, &mut changed).await {
-            Ok(fast @ (Fast::Complete | Fast::Partial)) if !observe => {
-                if fast == Fast::Partial {
-                    // The counting chain follows within COUNTING_DELAY;
-                    // within a burst, once for all of it.
-                    self.counting_due
-                        .get_or_insert_with(|| Instant::now() + COUNTING_DELAY);
-                }
+            Ok(true) if !observe => {
                 return self.finish(started, changed, errors, false).map(|()| false);
             }
             Ok(_) => {}
@@ -1091,44 +1057,33 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             };
         }
         // What is installed is known only after a pass that wrote all of
-        // it; after a failure, the next passes read it first. The retry
-        // (a reading pass) writes the counting chain too.
+        // it; after a failure, the next passes read it first.
         self.in_place = (!firewall_failed).then_some(ruleset);
-        self.counting_due = None;
         self.note_drops();
         self.finish(started, changed, errors, firewall_failed)
             .map(|()| true)
     }
 
     /// The fast path: when `planned` differs from the plan in place in set
-    /// elements only, write those (recorded in `changed`) and take
-    /// `planned` as in place. Where the backend counts drops per port in
-    /// rules (iptables: `DOCKFW-DROP`, one rule per published port), those
-    /// do not hold this up: the other elements are written with the
-    /// counting chain as it is, and [`Fast::Partial`] leaves the chain to an
-    /// observing pass. nftables counts them in set elements, written here
-    /// with the rest. [`Fast::No`] when there is no plan in
-    /// place or other rules differ: a pass that observes decides.
+    /// elements only, write those (recorded in `changed`; the drop sets'
+    /// elements too, which count drops per port on both backends) and take
+    /// `planned` as in place. False when there is no plan in place or other
+    /// rules differ: a pass that observes decides.
     async fn elements_only(
         &mut self,
         planned: &Ruleset,
         changed: &mut Vec<Transaction>,
-    ) -> Result<Fast, String> {
+    ) -> Result<bool, String> {
         let Some(in_place) = &self.in_place else {
-            return Ok(Fast::No);
+            return Ok(false);
         };
         let families = self.available_families();
-        let lagging = if self.firewall.counts_drop_ports_in_rules() {
-            planned.with_drop_ports_of(in_place)
-        } else {
-            planned.clone()
+        let Some(transactions) = self.firewall.element_update(planned, in_place, &families) else {
+            return Ok(false);
         };
-        let Some(transactions) = self.firewall.element_update(&lagging, in_place, &families) else {
-            return Ok(Fast::No);
-        };
-        let removed = removed_drop_elements(in_place, &lagging, &families);
+        let removed = removed_drop_elements(in_place, planned, &families);
         for tx in transactions {
-            if let Err(e) = self.apply(&tx, &lagging).await {
+            if let Err(e) = self.apply(&tx, planned).await {
                 // What is installed is no longer known: observe from now on.
                 self.in_place = None;
                 return Err(format!("{}: {e}", tx.scope()));
@@ -1138,13 +1093,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         for rule in &removed {
             self.drops.removed(rule);
         }
-        let fast = if lagging == *planned {
-            Fast::Complete
-        } else {
-            Fast::Partial
-        };
-        self.in_place = Some(lagging);
-        Ok(fast)
+        self.in_place = Some(planned.clone());
+        Ok(true)
     }
 
     /// Take a fresh inventory as the basis of plans; note what was refused
@@ -1244,13 +1194,16 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// The running drop totals, for status.
     fn note_drops(&mut self) {
         let (mut entries, mut ports) = (Vec::new(), Vec::new());
+        let mut shared = self.drops.shared();
         for (origin, dropped) in self.drops.totals() {
             let (entry, line) = match origin {
                 Origin::Port { proto, port } => {
+                    let shared_with = shared.remove(&origin).unwrap_or_default();
                     ports.push(PortDrops {
                         proto: proto.as_str().to_owned(),
                         port,
                         dropped,
+                        shared_with: shared_with.into_iter().collect(),
                     });
                     continue;
                 }
@@ -1376,37 +1329,35 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// The [`DropCounter::element_rule`] of every drop port element of
-/// `families` that `in_place` has and `next` has not.
+/// The drop set elements of `families` ([`family_drop_elements`]) that
+/// `in_place` has and `next` has not.
 fn removed_drop_elements(in_place: &Ruleset, next: &Ruleset, families: &[Family]) -> Vec<String> {
     let kept = drop_element_rules(next);
-    let mut removed = Vec::new();
-    for &family in families {
-        for set in &in_place.family(family).drop_ports {
-            let rules = set
-                .ports
-                .iter()
-                .map(|&port| DropCounter::element_rule(family, set.proto, port));
-            removed.extend(rules.filter(|r| !kept.contains(r)));
-        }
-    }
-    removed
+    (families.iter())
+        .flat_map(|&family| family_drop_elements(in_place, family))
+        .filter(|r| !kept.contains(r))
+        .collect()
 }
 
-/// The [`DropCounter::element_rule`] of every drop port element of
-/// `ruleset`.
+/// The drop set elements of `ruleset` ([`family_drop_elements`]).
 fn drop_element_rules(ruleset: &Ruleset) -> BTreeSet<String> {
-    let mut rules = BTreeSet::new();
-    for family in Family::ALL {
-        for set in &ruleset.family(family).drop_ports {
-            let of_set = set
-                .ports
-                .iter()
-                .map(|&port| DropCounter::element_rule(family, set.proto, port));
-            rules.extend(of_set);
-        }
-    }
-    rules
+    (Family::ALL.into_iter())
+        .flat_map(|family| family_drop_elements(ruleset, family))
+        .collect()
+}
+
+/// The [`DropCounter::rule`] of every drop set element of `family` in
+/// `ruleset`, as a driver may count them: per published port
+/// ([`DropCounter::element_rule`]) and per container endpoint
+/// ([`DropCounter::endpoint_rule`]).
+fn family_drop_elements(ruleset: &Ruleset, family: Family) -> impl Iterator<Item = String> + '_ {
+    let rules = ruleset.family(family);
+    let ports = rules.drop_ports.iter().flat_map(move |set| {
+        (set.ports.iter()).map(move |&port| DropCounter::element_rule(family, set.proto, port))
+    });
+    let endpoints = (rules.drop_endpoints.iter())
+        .map(move |endpoint| DropCounter::endpoint_rule(family, endpoint));
+    ports.chain(endpoints)
 }
 
 #[cfg(test)]
@@ -1575,10 +1526,6 @@ mod tests {
 
         fn variant(&self, _: Family) -> Option<&'static str> {
             Some("fake")
-        }
-
-        fn counts_drop_ports_in_rules(&self) -> bool {
-            true
         }
 
         /// Like iptables-nft: whether changes are watched is the
@@ -2098,13 +2045,21 @@ mod tests {
             let drop = format!(
                 "-p tcp -m set --match-set {guard} dst,dst -m comment --comment \"dockfw default\" -j DOCKFW-DROP"
             );
-            let counted = "-p tcp -m conntrack --ctorigdstport 5432 -m comment --comment \"dockfw port tcp/5432\" -j DROP";
+            let dropped = format!("dockfw-dropped-tcp-{family}");
+            let counted = format!("-p tcp -m set --match-set {dropped} dst,dst -j DROP");
             assert!(
-                table
-                    .chain_rules("DOCKFW-DROP")
-                    .contains(&counted.to_owned()),
+                table.chain_rules("DOCKFW-DROP").contains(&counted),
                 "{family}: the port's drops are counted"
             );
+            let (endpoint, halves) = match family {
+                "v4" => ("172.17.0.2", ["0.0.0.0/1", "128.0.0.0/1"]),
+                _ => ("fd00::2", ["::/1", "8000::/1"]),
+            };
+            let counting = &table.sets.get(&dropped).expect("drop set").elements;
+            for element in halves.iter().chain([&endpoint]) {
+                let element = format!("{element},tcp:5432 comment \"5432\"");
+                assert!(counting.contains(&element), "{family}: {counting:?}");
+            }
             assert!(
                 table.chain_rules("DOCKFW-PROXY").contains(&drop),
                 "{family}"
@@ -2376,30 +2331,26 @@ mod tests {
         assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.10"]);
         assert_eq!(h.observations(), observed);
 
-        // A new published port: the set at once, the counting rule of the
-        // port within COUNTING_DELAY (read, then restored), with no repair
-        // counted.
+        // A new published port: the sets at once, its drop set elements
+        // with the rest, in the same write, with nothing read first.
         let mut other = selected("sel-2", "172.17.0.11");
         other.ports[0].host_port = 8080;
         h.docker.inventory.lock().unwrap().containers.push(other);
+        let restores = h.restores();
         h.events.send("container start sel-2".into()).await.unwrap();
-        settle(0.5).await;
+        settle(1.0).await;
         assert_eq!(set(&h).len(), 2);
-        assert_eq!(h.observations(), observed, "nothing read yet");
-        let counted = "-p tcp -m conntrack --ctorigdstport 8080 -m comment --comment \"dockfw port tcp/8080\" -j DROP".to_owned();
-        let counting = |h: &Harness| {
-            h.firewall.tables.lock().unwrap()[0]
-                .chain_rules("DOCKFW-DROP")
-                .to_vec()
-        };
-        assert!(!counting(&h).contains(&counted));
-        settle(2.0).await;
-        assert_eq!(
-            h.observations(),
-            observed + 1,
-            "one read, then the counting rule"
-        );
-        assert!(counting(&h).contains(&counted));
+        assert_eq!(h.observations(), observed, "nothing read");
+        assert_eq!(h.restores(), restores + 1, "one write");
+        let counting = h.firewall.tables.lock().unwrap()[0].sets["dockfw-dropped-tcp-v4"]
+            .elements
+            .clone();
+        for element in [
+            "0.0.0.0/1,tcp:8080 comment \"8080\"",
+            "172.17.0.11,tcp:80 comment \"8080\"",
+        ] {
+            assert!(counting.contains(element), "{element}: {counting:?}");
+        }
         assert_eq!(h.status.borrow().drift.repairs, 0);
         let observed = h.observations();
 

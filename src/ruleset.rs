@@ -12,6 +12,7 @@
 //! nothing of processes or of what is installed now.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 pub use crate::net::{Family, IFACE_MAX_LEN, Iface};
 use ipnet::IpNet;
@@ -31,9 +32,10 @@ pub const UNCLASSIFIED_CHAIN: &str = "DOCKFW-UNCLASSIFIED";
 pub const PROXY_CHAIN: &str = "DOCKFW-PROXY";
 /// Where every drop ends, forwarded or to docker-proxy: per protocol, one
 /// drop matching the published ports in a set whose every element counts
-/// what it matched (so drops are read per port too, [`FamilyRules::drop_ports`]),
-/// then a drop. Only connections being dropped walk it, and they walk the
-/// same few rules whatever the number of ports.
+/// what it matched (so drops are read per port too, [`FamilyRules::drop_ports`],
+/// or per container endpoint, [`FamilyRules::drop_endpoints`]), then a drop.
+/// Only connections being dropped walk it, and they walk the same few rules
+/// whatever the number of ports.
 pub const DROP_CHAIN: &str = "DOCKFW-DROP";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
@@ -83,18 +85,6 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
-    /// This ruleset with `other`'s [`FamilyRules::drop_ports`] in both
-    /// families: what is in place after only this ruleset's other sets
-    /// were written, where a backend counts drop ports in rules.
-    pub fn with_drop_ports_of(&self, other: &Ruleset) -> Ruleset {
-        let mut out = self.clone();
-        out.v4.drop_ports = other.v4.drop_ports.clone();
-        out.v6.drop_ports = other.v6.drop_ports.clone();
-        out
-    }
-}
-
-impl Ruleset {
     pub fn family(&self, family: Family) -> &FamilyRules {
         match family {
             Family::V4 => &self.v4,
@@ -126,6 +116,27 @@ pub struct FamilyRules {
     /// port. They follow published ports, so a port published or gone is
     /// an element written, not a rule.
     pub drop_ports: Vec<PortSet>,
+    /// Where a forwarded connection to each published port of the family
+    /// arrives after Docker's DNAT: the container's address and port (the
+    /// ones a connection on a routed network is addressed to in the first
+    /// place). Elements, like `drop_ports`, for a backend that can only
+    /// match the packet's own destination (ipset) to count drops per port.
+    pub drop_endpoints: BTreeSet<DropEndpoint>,
+}
+
+/// One container endpoint a published port leads to: a connection to
+/// `proto`/`published` (before DNAT) arrives at `addr`:`port`. Several
+/// published ports may lead to one endpoint (`-p 8080:80 -p 8081:80`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DropEndpoint {
+    pub proto: Proto,
+    /// The container's address, of the family.
+    pub addr: IpAddr,
+    /// The container port.
+    pub port: u16,
+    /// The port a connection to it is addressed to: the host port, or on a
+    /// routed network the container port ([`crate::inventory::PublishedPort::addressed_port`]).
+    pub published: u16,
 }
 
 impl FamilyRules {
@@ -463,6 +474,7 @@ mod tests {
             )],
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            drop_endpoints: BTreeSet::new(),
         };
         let few = rules(&["172.17.0.2/32"]);
         let more = rules(&["172.17.0.2/32", "172.17.0.3/32"]);

@@ -12,15 +12,14 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use crate::firewall::Changes;
-use crate::net::PortRange;
 
 use super::installed::{
     CREATED_FORWARD_JUMP, FORWARD_JUMP, Installed, RESTORED_FORWARD_JUMP, jumps_to,
 };
 use super::sets::{self, ipset_name};
 use crate::ruleset::{
-    Chain, Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, LOG_LIMIT_PER_MINUTE,
-    ORIGIN_PREFIX, OWNED_CHAINS, Origin, Rule, Target,
+    Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, LOG_LIMIT_PER_MINUTE,
+    ORIGIN_PREFIX, OWNED_CHAINS, Rule, Target,
 };
 
 /// One rule as `iptables-save` prints it, without `-A CHAIN`.
@@ -52,6 +51,12 @@ pub fn rule_spec(rule: &Rule) -> String {
     }
     if let Some(set) = &rule.dport_set {
         // Any address of the family, and the destination port.
+        let _ = write!(out, "-m set --match-set {} dst,dst ", ipset_name(set));
+    }
+    if let Some(set) = &rule.orig_dport_set {
+        // The packet as it is here, after DNAT: its elements are the
+        // ports for every address, and the container endpoints they lead
+        // to (see `sets::drop_elements`).
         let _ = write!(out, "-m set --match-set {} dst,dst ", ipset_name(set));
     }
     match rule.conntrack {
@@ -108,44 +113,11 @@ pub fn rule_spec(rule: &Rule) -> String {
 pub fn rules_text(rules: &FamilyRules) -> String {
     let mut out = String::new();
     for chain in &rules.chains {
-        for spec in chain_specs(rules, chain) {
-            let _ = writeln!(out, "-A {} {spec}", chain.name);
+        for rule in &chain.rules {
+            let _ = writeln!(out, "-A {} {}", chain.name, rule_spec(rule));
         }
     }
     out
-}
-
-/// The rule specs of `chain`. A match of the drop port set is one
-/// counting rule per port (`--ctorigdstport`, which no ipset match can
-/// read): iptables counts drops per port in rules, so a port published
-/// or gone rewrites `DOCKFW-DROP` ([`Backend::counts_drop_ports_in_rules`]).
-///
-/// [`Backend::counts_drop_ports_in_rules`]: crate::firewall::Backend::counts_drop_ports_in_rules
-pub fn chain_specs(rules: &FamilyRules, chain: &Chain) -> Vec<String> {
-    let mut specs = Vec::with_capacity(chain.rules.len());
-    for rule in &chain.rules {
-        let Some(set) = &rule.orig_dport_set else {
-            specs.push(rule_spec(rule));
-            continue;
-        };
-        let ports = rules.drop_port_set(set).map(|s| &s.ports);
-        for &port in ports.into_iter().flatten() {
-            let counting = Rule {
-                orig_dport_set: None,
-                conntrack: Some(Conntrack::OrigDstPort {
-                    ports: PortRange {
-                        first: port,
-                        last: port,
-                    },
-                    dnat: false,
-                }),
-                origin: rule.proto.map(|proto| Origin::Port { proto, port }),
-                ..rule.clone()
-            };
-            specs.push(rule_spec(&counting));
-        }
-    }
-    specs
 }
 
 /// dockfw's sets, as `ipset save` lists them, then its chains as
@@ -188,7 +160,7 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Resto
     let wanted: Vec<(&str, Vec<String>)> = desired
         .chains
         .iter()
-        .map(|chain| (chain.name, chain_specs(desired, chain)))
+        .map(|chain| (chain.name, chain.rules.iter().map(rule_spec).collect()))
         .collect();
     if chains_differ(&wanted, installed) {
         changes.rewrote_rules = true;
@@ -395,6 +367,7 @@ mod tests {
             sets: Vec::new(),
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            drop_endpoints: Default::default(),
         }
     }
 

@@ -449,6 +449,7 @@ mod tests {
             sets: Vec::new(),
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            drop_endpoints: Default::default(),
         };
         Ruleset {
             v4: family.clone(),

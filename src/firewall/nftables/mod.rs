@@ -266,6 +266,7 @@ impl Backend for Nftables {
                 rule: DropCounter::element_rule(family, proto, port),
                 origin: crate::ruleset::Origin::Port { proto, port },
                 packets,
+                shared_with: Vec::new(),
             },
         );
         installed::drop_counters(listing)
@@ -275,6 +276,7 @@ impl Backend for Nftables {
                 rule,
                 origin,
                 packets,
+                shared_with: Vec::new(),
             })
             .chain(elements)
             .collect()
@@ -282,10 +284,6 @@ impl Backend for Nftables {
 
     fn variant(&self, _: Family) -> Option<&'static str> {
         Some("nftables")
-    }
-
-    fn counts_drop_ports_in_rules(&self) -> bool {
-        false
     }
 
     fn announces_changes(&self) -> bool {

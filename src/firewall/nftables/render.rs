@@ -552,6 +552,7 @@ mod tests {
             sets: Vec::new(),
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            drop_endpoints: Default::default(),
         }
     }
 
@@ -750,6 +751,7 @@ mod tests {
                 )],
                 port_sets: Vec::new(),
                 drop_ports: Vec::new(),
+                drop_endpoints: Default::default(),
             },
             v6: FamilyRules::default(),
         };
