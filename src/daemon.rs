@@ -2294,6 +2294,55 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_container_endpoint_gone_and_back_keeps_what_its_element_counted() {
+        let (h, dir) = selector_harness("endpoint", Duration::from_secs(3600)).await;
+        let element = "172.17.0.9,tcp:80 comment \"5432\"";
+        let count = |h: &Harness, packets: u64| {
+            let mut tables = h.firewall.tables.lock().unwrap();
+            let set = tables[0].sets.get_mut("dockfw-dropped-tcp-v4").unwrap();
+            assert!(set.elements.contains(element), "{set:?}");
+            set.packets.insert(element.to_owned(), packets);
+        };
+        let reload = async |h: &Harness| {
+            let (tx, rx) = oneshot::channel();
+            h.reload.send(tx).await.unwrap();
+            assert!(rx.await.unwrap().is_ok());
+            settle(1.0).await;
+        };
+        let dropped = |h: &Harness| {
+            let status = h.status.borrow();
+            let port = status.drops.ports.iter().find(|p| p.port == 5432);
+            port.map(|p| p.dropped)
+        };
+        count(&h, 4);
+        reload(&h).await;
+        assert_eq!(dropped(&h), Some(4), "read at an observing pass");
+        reload(&h).await;
+        assert_eq!(dropped(&h), Some(4), "the same count read again");
+        let sel_0 = || selected("sel-0", "172.17.0.9");
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .containers
+            .retain(|c| c.name != "sel-0");
+        h.events.send("container die sel-0".into()).await.unwrap();
+        settle(1.0).await;
+        let gone = !h.firewall.tables.lock().unwrap()[0].sets["dockfw-dropped-tcp-v4"]
+            .elements
+            .contains(element);
+        assert!(gone, "removed on the fast path");
+        h.docker.inventory.lock().unwrap().containers.push(sel_0());
+        h.events.send("container start sel-0".into()).await.unwrap();
+        settle(1.0).await;
+        // Back at zero, and counting more than before by the next read.
+        count(&h, 6);
+        reload(&h).await;
+        assert_eq!(dropped(&h), Some(4 + 6));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_container_coming_or_going_is_one_set_write_with_nothing_read_first() {
         let (h, dir) = selector_harness("fast", Duration::from_secs(3600)).await;
         let (observed, restores) = (h.observations(), h.restores());

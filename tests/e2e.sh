@@ -1404,16 +1404,18 @@ port_dropped_at_least() {
     [[ -n "$n" ]] && ((n >= $2))
 }
 
-# wait_for_port_counted PORT — drops to tcp/PORT are counted per port: with nftables its
-# element of dropped_tcp_v4, written with the elements that let its container in (2 s at
-# most here); with iptables its counting rule in DOCKFW-DROP, which follows within 2 s.
+# wait_for_port_counted PORT — drops to tcp/PORT are counted per port, in elements written
+# with those that let its container in (2 s at most here): with nftables its element of
+# dropped_tcp_v4; with iptables the elements of the ipset dockfw-dropped-tcp-v4 whose
+# comment names it, the container endpoint Docker DNATs it to among them.
 wait_for_port_counted() {
     if nft_backend; then
         wait_for 2 eval "lab_ns nft list set inet dockfw dropped_tcp_v4 | grep -Eq '[{ ]$1 counter'" ||
             fail "no counting element for $1: $(lab_ns nft list set inet dockfw dropped_tcp_v4)"
     else
-        wait_for 5 eval "lab_save4 | grep -q -- '-A DOCKFW-DROP -p tcp -m conntrack --ctorigdstport $1 '" ||
-            fail "no counting rule for $1: $(lab_save4 | grep DOCKFW-DROP)"
+        local endpoint="^add dockfw-dropped-tcp-v4 [0-9.]+,tcp:[0-9]+ .*comment \"([0-9 ]* )?$1( [0-9 ]*)?\"\$"
+        wait_for 2 eval "lab_ns ipset save dockfw-dropped-tcp-v4 | grep -Eq '$endpoint'" ||
+            fail "no counting element for $1: $(lab_ns ipset save dockfw-dropped-tcp-v4)"
     fi
 }
 
@@ -1495,8 +1497,9 @@ case_drops_counted() {
 # A dropped connection walks the same rules whatever the number of published ports: one
 # container publishing 60 ports under default deny; a connection to one of them is dropped
 # and counted for its port, and the case prints how many rules the drop chain holds (the
-# most a dropped connection walks there) on the backend in use: nftables counts per port
-# in set elements (7 rules), iptables in one rule per port.
+# most a dropped connection walks there) on the backend in use, and fails if it holds more
+# than the fixed count: nftables 7 (3 protocols x 2 families + 1, one table), iptables 4
+# per family (3 protocols + 1); both count per port in set elements.
 case_drop_chain_length() {
     need_dockfw
     lab_run many -p 20000:80 -p 20001-20059:20001-20059 || fail "cannot start many"
@@ -1508,16 +1511,22 @@ case_drop_chain_length() {
     expect_blocked a 4 20000
     wait_for 15 port_dropped_at_least tcp/20000 1 ||
         fail "status does not count the drop to tcp/20000: $(dfw_status | jq -c .drops)"
-    local published rules cmd
+    local published rules cmd most
     published="$(dfw_status | jq '[.ports[].host_port] | unique | length')"
+    ((published >= 60)) || fail "only $published host ports published"
     if nft_backend; then
         cmd="nft list chain inet dockfw dropped | grep -c ' drop$'"
         rules="$(lab_ns nft list chain inet dockfw dropped | grep -c ' drop$')"
-        ((rules <= 7)) || fail "$rules rules in the drop chain, more than 7"
+        most=7
     else
         cmd="iptables-save -t filter | grep -c '^-A DOCKFW-DROP '"
         rules="$(lab_save4 | grep -c '^-A DOCKFW-DROP ')"
+        most=4
+        local rules6
+        rules6="$(lab_save6 | grep -c '^-A DOCKFW-DROP ')"
+        ((rules6 <= most)) || fail "$rules6 rules in the IPv6 drop chain, more than $most"
     fi
+    ((rules <= most)) || fail "$rules rules in the drop chain, more than $most"
     echo "# measure: $published host ports published: $rules rules in the drop chain (\`$cmd\`)" >&2
     open_after_uninstall "a" "4" 20000
 }
