@@ -49,7 +49,8 @@
 //! the host ports docker-proxy may serve that no entry covers are the port
 //! set ([`PortSet`]) `guard-tcp-v4`. Set names come only from the entry's
 //! kind, place and family (and a guard set's protocol). The ports
-//! published are the elements of the drop port sets (`dropped-tcp-v4`). So the rules depend
+//! published are the elements of the drop port sets (`dropped-tcp-v4`),
+//! with the container endpoints they lead to. So the rules depend
 //! on the policy and the bridges, not on the containers (apart from the
 //! host ports a deny entry or an allow entry with `from` covers, ports
 //! published on one address, and the addresses of containers on refused

@@ -273,8 +273,9 @@ pub enum Origin {
     Allow { line: usize },
     /// `default = "deny"`: what no entry admits.
     DefaultDeny,
-    /// The counting drop of one published port in [`DROP_CHAIN`]: every
-    /// drop of a connection to it, whatever entry decided it.
+    /// One published port, counted by the elements of the drop sets of
+    /// [`DROP_CHAIN`]: every drop of a connection to it, whatever entry
+    /// decided it. No rule carries it.
     Port { proto: Proto, port: u16 },
     /// The drop of a forwarded connection first addressed to a loopback
     /// address: one to a port published on 127.0.0.1 that Docker DNAT-ed
@@ -308,8 +309,8 @@ impl Origin {
     }
 
     /// The prefix of a logged drop, `dockfw deny@33 `: short enough for
-    /// iptables' 29 characters whatever the line (`dockfw port sctp/65535 `
-    /// is 23).
+    /// iptables' 29 characters whatever the line (`dockfw allow@1000000 `
+    /// is 21).
     pub fn log_prefix(self) -> String {
         format!("{} ", self.comment())
     }
@@ -322,22 +323,6 @@ impl Origin {
         }
         if label == "loopback" {
             return Some(Origin::Loopback);
-        }
-        if let Some(port) = label.strip_prefix("port ") {
-            let (proto, port) = port.split_once('/')?;
-            let proto = match proto {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                "sctp" => Proto::Sctp,
-                _ => return None,
-            };
-            if !port.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            return Some(Origin::Port {
-                proto,
-                port: port.parse().ok()?,
-            });
         }
         let (kind, line) = label.split_once('@')?;
         if !line.bytes().all(|b| b.is_ascii_digit()) {
@@ -410,10 +395,6 @@ mod tests {
             Origin::Deny { line: 33 },
             Origin::Allow { line: 7 },
             Origin::DefaultDeny,
-            Origin::Port {
-                proto: Proto::Udp,
-                port: 53,
-            },
             Origin::Loopback,
         ] {
             assert_eq!(Origin::from_comment(&origin.comment()), Some(origin));
@@ -425,10 +406,7 @@ mod tests {
             "dockfw deny@",
             "dockfw deny@+3",
             "x deny@3",
-            "dockfw port tcp/",
-            "dockfw port tcp/+1",
-            "dockfw port icmp/1",
-            "dockfw port tcp/70000",
+            "dockfw port tcp/80",
         ] {
             assert_eq!(Origin::from_comment(other), None, "{other}");
         }

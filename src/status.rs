@@ -101,7 +101,7 @@ impl EndpointStatus {
 /// New connections dropped since the daemon started, per policy entry and
 /// per published port, from the firewall's counters (read at every
 /// observing pass): each entry's drop rules count per entry, and every drop
-/// then passes `DOCKFW-DROP`, whose rules count per published port.
+/// then passes `DOCKFW-DROP`, whose set elements count per published port.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DropsStatus {
     /// RFC 3339 time counting began: the daemon's start.
@@ -110,7 +110,7 @@ pub struct DropsStatus {
     /// order deny entries, default.
     pub entries: Vec<EntryDrops>,
     /// One per published port (protocol and port, both families together)
-    /// that had a counting rule since the start, by port.
+    /// that had a counting set element since the start, by port.
     #[serde(default)]
     pub ports: Vec<PortDrops>,
 }
