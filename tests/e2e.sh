@@ -114,10 +114,11 @@ fw_snapshot() {
     fi
 }
 
-# Count DOCKFW mentions in both families.
+# Count DOCKFW mentions in both families, and dockfw's ipsets (the drop sets exist whenever
+# the iptables backend's rules do).
 dockfw_traces() {
-    { lab_save4; lab_save6; lab_ns nft list table inet dockfw 2>/dev/null; } |
-        grep -c -e DOCKFW -e 'table inet dockfw' || true
+    { lab_save4; lab_save6; lab_ns nft list table inet dockfw 2>/dev/null; lab_ns ipset list -n 2>/dev/null; } |
+        grep -c -e DOCKFW -e 'table inet dockfw' -e '^dockfw-' || true
 }
 
 # skip WHY — end the current case as not applicable here ("ok - NAME # SKIP WHY"); counted
@@ -1531,6 +1532,39 @@ case_drop_chain_length() {
     open_after_uninstall "a" "4" 20000
 }
 
+# Two host ports published on one container port (-p 5432:80 -p 5433:80), both denied;
+# connections from client A to 5432 are dropped. With iptables a DNAT-ed connection is
+# counted at the container endpoint it reaches (ipset sees the packet after DNAT), so the
+# two ports share one count and status says so (`shared_with`, "(shared with 5432)");
+# with nftables each port counts its own drops (the port before DNAT): 5433 none.
+case_drops_shared() {
+    need_dockfw
+    lab_run db -p 5432:80 -p 5433:80
+    open_without_dockfw "a" "4" 5432 5433
+    local pol
+    pol="$(write_policy deny_both <<<$'[inbound]\ndefault = "allow"\n\n[[inbound.deny]]\nports = [5432, 5433]')"
+    dockfw_start "$pol" || fail "daemon did not start"
+    wait_for_port_counted 5432
+    wait_for_port_counted 5433
+    local i
+    for i in 1 2 3; do expect_blocked a 4 5432; done
+    wait_for 15 port_dropped_at_least tcp/5432 3 ||
+        fail "status does not count 3 drops to tcp/5432: $(dfw_status | jq -c .drops)"
+    local other text
+    other="$(dfw_status | jq -c '.drops.ports[] | select(.proto == "tcp" and .port == 5433)')"
+    text="$("$DOCKFW" status --socket "$LAB_DFW_SOCK")" || fail "status failed"
+    if nft_backend; then
+        [[ "$(jq -r .dropped <<<"$other")" == 0 && "$(jq -c '.shared_with // []' <<<"$other")" == '[]' ]] ||
+            fail "with nftables tcp/5433 counts its own drops, none: $other"
+    else
+        [[ "$(jq -r .dropped <<<"$other")" -ge 3 && "$(jq -c .shared_with <<<"$other")" == '[5432]' ]] ||
+            fail "with iptables tcp/5433 shares the count of tcp/5432: $other"
+        grep -Eq 'to tcp/5433 \(shared with 5432\)' <<<"$text" ||
+            fail "the text status does not say the count is shared: $text"
+    fi
+    open_after_uninstall "a" "4" 5432 5433
+}
+
 # With DOCKFW_LOG_DROPS=1 each drop is logged, rate-limited, with a prefix naming the entry
 # (`dockfw deny@4 `), so `journalctl -k` ties a drop to the policy. The lab's firewall is
 # in a network namespace, whose LOG lines reach the kernel log only with
@@ -2204,6 +2238,7 @@ CASES=(
     drops_counted
     drops_logged
     drop_chain_length
+    drops_shared
     fc_boot_backend_learned
     udp
     fc_metrics_port_taken
