@@ -59,6 +59,9 @@ install -D -m 0644 "$work/completions/dockfw.fish" "$stage/usr/share/fish/vendor
 
 doc="$stage/usr/share/doc/dockfw"
 install -D -m 0644 "$root/README.md" "$doc/README.md"
+# The documents the README links to, at the same relative paths.
+install -D -m 0644 "$root/BENCHMARKS.md" "$doc/BENCHMARKS.md"
+install -D -m 0644 -t "$doc/docs" "$root"/docs/*.md
 # The binary also holds the Rust crates it is built from: name each with its license.
 crates="$(cargo tree --locked --manifest-path "$root/Cargo.toml" -e normal,no-proc-macro \
     --prefix none --format '{p}: {l}' | sed -e 's/ (\*)$//' -e 's/ (\/[^)]*)//' | grep -v '^dockfw ' | sort -u)"

@@ -32,7 +32,7 @@ use tracing::{debug, error, info, warn};
 use crate::control::ReloadRequest;
 use crate::docker::{DockerSource, Engine};
 use crate::drops::DropTotals;
-use crate::firewall::{Backend, DropCounter, FirewallError, Observation, Transaction};
+use crate::firewall::{Backend, DropCounter, FirewallError, Notice, Observation, Transaction};
 use crate::inventory::{Bridge, Inventory, Rejected};
 use crate::links;
 use crate::net::Family;
@@ -531,11 +531,11 @@ fn feed_watchdog() {
 
 /// One plan against what is installed: the step the reconcile loop and
 /// `dockfw plan` share.
-pub struct Prepared<O> {
+pub struct Prepared<F: Backend> {
     pub ruleset: Ruleset,
-    pub observation: Observation<O>,
+    pub observation: Observation<F::Observed>,
     /// What would take the installed rules to `ruleset`; empty when in place.
-    pub transactions: Result<Vec<Transaction>, FirewallError>,
+    pub transactions: Result<Vec<F::Transaction>, FirewallError>,
 }
 
 /// Observe what is installed, plan, and compute the transactions.
@@ -543,12 +543,12 @@ pub async fn prepare<F: Backend>(
     firewall: &F,
     policy: &Policy,
     inventory: &Inventory,
-) -> Prepared<F::Observed> {
+) -> Prepared<F> {
     prepare_planned(firewall, plan(policy, inventory)).await
 }
 
 /// [`prepare`] for a plan already made (e.g. with drops logged).
-pub async fn prepare_planned<F: Backend>(firewall: &F, ruleset: Ruleset) -> Prepared<F::Observed> {
+pub async fn prepare_planned<F: Backend>(firewall: &F, ruleset: Ruleset) -> Prepared<F> {
     let observation = firewall.observe().await;
     let transactions = firewall.transactions(&ruleset, &observation.observed);
     Prepared {
@@ -1072,7 +1072,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     async fn elements_only(
         &mut self,
         planned: &Ruleset,
-        changed: &mut Vec<Transaction>,
+        changed: &mut Vec<F::Transaction>,
     ) -> Result<bool, String> {
         let Some(in_place) = &self.in_place else {
             return Ok(false);
@@ -1222,39 +1222,26 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
 
     /// Apply one transaction; count it, and count it as a repair when the
     /// plan is the one already found in place before.
-    async fn apply(&mut self, tx: &Transaction, desired: &Ruleset) -> Result<(), String> {
+    async fn apply(&mut self, tx: &F::Transaction, desired: &Ruleset) -> Result<(), String> {
         self.firewall.apply(tx).await.map_err(|e| error_chain(&e))?;
         self.status.reconcile.applies += 1;
-        if tx.changes.rewrote_rules {
-            self.drops.rewritten(tx.family);
+        if tx.changes().rewrote_rules {
+            self.drops.rewritten(tx.family());
         }
         let scope = tx.scope();
         if self.in_place.as_ref() == Some(desired) {
-            let found = format!("{scope}: {}", tx.changes);
+            let found = format!("{scope}: {}", tx.summary());
             warn!(%found, "dockfw's rules had been changed by something else; repaired");
             let drift = &mut self.status.drift;
             drift.repairs += 1;
             drift.last_at = Some(now_rfc3339());
             drift.last_found = Some(found);
         }
-        let c = &tx.changes;
-        if c.restored_forward_jump {
-            warn!(
-                scope,
-                "FORWARD no longer jumped to DOCKER-USER; restored the jump"
-            );
-        }
-        if c.moved_forward_jump {
-            warn!(
-                scope,
-                "rules were inserted above FORWARD -> DOCKER-USER; moved the jump back on top"
-            );
-        }
-        if c.created_docker_user {
-            info!(
-                scope,
-                "no DOCKER-USER chain (yet); created it and its FORWARD jump"
-            );
+        for notice in tx.notices() {
+            match notice {
+                Notice::Warning(message) => warn!(scope, "{message}"),
+                Notice::Info(message) => info!(scope, "{message}"),
+            }
         }
         Ok(())
     }
@@ -1270,7 +1257,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     fn finish(
         &mut self,
         started: Instant,
-        changed: Vec<Transaction>,
+        changed: Vec<F::Transaction>,
         errors: Vec<String>,
         firewall_failed: bool,
     ) -> Result<(), ()> {
@@ -1301,7 +1288,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         if !changed.is_empty() {
             let what: Vec<String> = changed
                 .iter()
-                .map(|tx| format!("{}: {}", tx.scope(), tx.changes))
+                .map(|tx| format!("{}: {}", tx.scope(), tx.summary()))
                 .collect();
             info!(changes = %what.join("; "), duration_ms = elapsed.as_millis() as u64, "rules updated");
         }
@@ -1444,6 +1431,15 @@ mod tests {
     /// iptables' own pure transactions over simulated restores.
     impl Backend for Arc<FakeFirewall> {
         type Observed = Tables;
+        type Transaction = iptables::Transaction;
+
+        fn kind(&self) -> crate::choice::BackendKind {
+            crate::choice::BackendKind::Iptables
+        }
+
+        fn nothing_installed(&self) -> Tables {
+            Tables::default()
+        }
 
         async fn observe(&self) -> Observation<Tables> {
             self.observations.fetch_add(1, Ordering::SeqCst);
@@ -1469,7 +1465,7 @@ mod tests {
             &self,
             desired: &Ruleset,
             observed: &Tables,
-        ) -> Result<Vec<Transaction>, FirewallError> {
+        ) -> Result<Vec<iptables::Transaction>, FirewallError> {
             Ok(iptables::transactions(desired, observed))
         }
 
@@ -1478,12 +1474,16 @@ mod tests {
             desired: &Ruleset,
             in_place: &Ruleset,
             families: &[Family],
-        ) -> Option<Vec<Transaction>> {
+        ) -> Option<Vec<iptables::Transaction>> {
             iptables::element_update(desired, in_place, families)
         }
 
         fn render(&self, desired: &Ruleset) -> String {
             iptables::render_all(desired)
+        }
+
+        fn render_family(&self, desired: &Ruleset, family: Family) -> String {
+            iptables::render::listing(desired.family(family))
         }
 
         fn has_unannounced_sets(&self, in_place: &Ruleset) -> bool {
@@ -1497,7 +1497,7 @@ mod tests {
             iptables::sets_differ(in_place, families, &installed)
         }
 
-        async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
+        async fn apply(&self, tx: &iptables::Transaction) -> Result<(), FirewallError> {
             self.restores.fetch_add(1, Ordering::SeqCst);
             if self.failing.load(Ordering::SeqCst) {
                 return Err(FirewallError::Timeout {
@@ -1512,7 +1512,7 @@ mod tests {
             Ok(())
         }
 
-        fn uninstall(&self, observed: &Tables) -> Vec<Transaction> {
+        fn uninstall(&self, observed: &Tables) -> Vec<iptables::Transaction> {
             iptables::uninstall(observed)
         }
 

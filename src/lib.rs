@@ -18,7 +18,8 @@
 //! - [`docker`]: the Docker source (inventory snapshots and event triggers).
 //! - [`firewall`]: the firewall backends behind one trait: `firewall::iptables`
 //!   (restore text, ipsets, its parsers of `iptables-save` and `ipset save`) and
-//!   `firewall::nftables`.
+//!   `firewall::nftables`, each with a transaction type of its own;
+//!   `firewall::open` picks one, `firewall::programs` names what they run.
 //! - [`nfmonitor`]: the netlink watch that reports nf_tables ruleset changes.
 //! - [`links`]: which interfaces are Linux bridges now (rtnetlink), and a
 //!   watch on changes to that.

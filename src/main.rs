@@ -20,9 +20,7 @@ use dockfw::control::{self, ControlError, Request, Response};
 use dockfw::daemon::{self, Channels, Config, RulesetWatch};
 use dockfw::docker::{BollardSource, DockerSource, endpoint_from_env};
 use dockfw::endpoints::Endpoints;
-use dockfw::firewall::Backend;
-use dockfw::firewall::iptables::Iptables;
-use dockfw::firewall::nftables::Nftables;
+use dockfw::firewall::{self, Backend, Transaction, WithBackend};
 use dockfw::inventory::Inventory;
 use dockfw::policy::{self, Policy, PolicyError};
 use dockfw::ruleset::{Family, Ruleset};
@@ -149,6 +147,13 @@ enum Command {
         /// and its text.
         #[arg(long)]
         json: bool,
+        /// Plan for the inventory in FILE (dockfw's JSON of bridges and
+        /// containers, as in tests/golden/*/inventory.json) instead of the
+        /// engine's, against a firewall that holds nothing of dockfw's:
+        /// asks no engine, reads no rules, needs no root. `--backend auto`
+        /// means iptables here.
+        #[arg(long, value_name = "FILE")]
+        inventory: Option<PathBuf>,
     },
     /// For a source address: which published ports it can reach, and the
     /// policy entry (or default) that decides each. Reads the policy file
@@ -276,6 +281,13 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 config,
                 backend,
                 json,
+                inventory: Some(file),
+            } => plan_offline(&config, &file, backend.backend, json).await,
+            Command::Plan {
+                config,
+                backend,
+                json,
+                inventory: None,
             } => show_plan(&config, backend.backend, json).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
             Command::Explain {
@@ -358,8 +370,12 @@ the daemon's control socket (group \fBdockfw\fR may ask for status)
 /var/lib/dockfw
 the last good policy, the bridges last seen, the lock against a second daemon
 .SH "SEE ALSO"
-\fBiptables\fR(8), \fBnft\fR(8), \fBipset\fR(8), \fBdockerd\fR(8),
-/usr/share/doc/dockfw/README.md
+\fBiptables\fR(8), \fBnft\fR(8), \fBipset\fR(8), \fBdockerd\fR(8)
+.PP
+In /usr/share/doc/dockfw: README.md (what and why, install, a minimal policy) and, in
+docs/, policy.md (the policy reference), commands.md (each command, the status
+document), how\-it\-works.md, backends.md, guarantees.md (each with the test that
+proves it), limits.md and control.md (the control socket and the metrics).
 "#;
 
 /// `dockfw generate-man DIR`: dockfw.1, with exit status, environment and
@@ -536,18 +552,44 @@ async fn run_daemon(args: DaemonArgs) -> Result<ExitCode> {
         backend: Some(chosen.clone()),
         ..Config::new(config, endpoint)
     };
-    match chosen.backend {
-        BackendKind::Nftables => {
-            let fw = Nftables::new();
-            daemon::run(settings, start, state, docker, fw, channels, shutdown).await;
-        }
-        _ => {
-            let fw = Iptables::new();
-            daemon::run(settings, start, state, docker, fw, channels, shutdown).await;
-        }
-    }
+    let daemon = RunDaemon {
+        settings,
+        start,
+        state,
+        docker,
+        channels,
+        shutdown,
+    };
+    firewall::open(chosen.backend, daemon).await;
     let _ = server.await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The reconcile loop, until `shutdown`, with the driver
+/// [`firewall::open`] picks.
+struct RunDaemon {
+    settings: Config,
+    start: daemon::StartPolicy,
+    state: Option<StateDir>,
+    docker: Arc<BollardSource>,
+    channels: Channels,
+    shutdown: CancellationToken,
+}
+
+impl WithBackend for RunDaemon {
+    type Output = ();
+
+    async fn run<F: Backend>(self, firewall: F) {
+        let RunDaemon {
+            settings: config,
+            start,
+            state,
+            docker,
+            channels,
+            shutdown,
+        } = self;
+        daemon::run(config, start, state, docker, firewall, channels, shutdown).await;
+    }
 }
 
 /// The state directory, locked; refused when another daemon holds it. A
@@ -568,6 +610,16 @@ fn lock_state_dir(dir: &Path) -> Result<Option<StateDir>> {
     }
 }
 
+impl BackendChoice {
+    fn requested(self) -> Requested {
+        match self {
+            BackendChoice::Auto => Requested::Auto,
+            BackendChoice::Iptables => Requested::Explicit(BackendKind::Iptables),
+            BackendChoice::Nftables => Requested::Explicit(BackendKind::Nftables),
+        }
+    }
+}
+
 /// The backend to drive and why (see [`dockfw::choice::choose`]), and what
 /// the engine's firewall is when `auto` asked it and it answered.
 async fn resolve(
@@ -575,11 +627,7 @@ async fn resolve(
     docker: &BollardSource,
     remembered: Option<BackendKind>,
 ) -> (Chosen, Option<EngineFirewall>) {
-    let requested = match choice {
-        BackendChoice::Auto => Requested::Auto,
-        BackendChoice::Iptables => Requested::Explicit(BackendKind::Iptables),
-        BackendChoice::Nftables => Requested::Explicit(BackendKind::Nftables),
-    };
+    let requested = choice.requested();
     let now = match requested {
         Requested::Auto => engine_firewall(docker).await,
         Requested::Explicit(_) => None,
@@ -599,13 +647,7 @@ async fn engine_firewall(docker: &BollardSource) -> Option<EngineFirewall> {
         Ok(Ok(driver)) => driver,
         _ => return None,
     };
-    if driver.as_deref().is_some_and(|d| d.starts_with("nftables")) {
-        return Some(EngineFirewall::ReportsNftables);
-    }
-    match Iptables::new().read(Family::V4).await {
-        Ok(st) if !st.has_chain("DOCKER-USER") => Some(EngineFirewall::NoDockerUser),
-        _ => Some(EngineFirewall::Iptables),
-    }
+    Some(firewall::engine_firewall(driver.as_deref()).await)
 }
 
 /// Keep what goes with the engine's firewall for `auto` at the next boot
@@ -731,13 +773,52 @@ async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<
             r.rejected.name, r.rejected.reason
         );
     }
-    match resolve(backend, &docker, remembered_engine_firewall())
+    let chosen = resolve(backend, &docker, remembered_engine_firewall())
         .await
-        .0
-        .backend
-    {
-        BackendKind::Nftables => print_plan(&Nftables::new(), &policy, &inventory, json).await,
-        _ => print_plan(&Iptables::new(), &policy, &inventory, json).await,
+        .0;
+    let plan = PrintPlan {
+        policy: &policy,
+        inventory: &inventory,
+        json,
+    };
+    firewall::open(chosen.backend, plan).await
+}
+
+/// `dockfw plan --inventory FILE`: the plan for a saved inventory, and the
+/// transactions that would install it where nothing of dockfw's is.
+async fn plan_offline(
+    config: &Path,
+    file: &Path,
+    backend: BackendChoice,
+    json: bool,
+) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let inventory: Inventory = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not an inventory", file.display()))?;
+    let ruleset = dockfw::plan::plan(&policy, &inventory);
+    let kind = if backend == BackendChoice::Nftables {
+        BackendKind::Nftables
+    } else {
+        BackendKind::Iptables
+    };
+    firewall::open(kind, PlanOffline { ruleset, json }).await
+}
+
+/// [`plan_offline`] with the driver [`firewall::open`] hands over.
+struct PlanOffline {
+    ruleset: Ruleset,
+    json: bool,
+}
+
+impl WithBackend for PlanOffline {
+    type Output = Result<ExitCode>;
+
+    async fn run<F: Backend>(self, firewall: F) -> Result<ExitCode> {
+        let nothing = firewall.nothing_installed();
+        let transactions = firewall.transactions(&self.ruleset, &nothing)?;
+        print_prepared(&firewall, &self.ruleset, &[], &transactions, self.json)
     }
 }
 
@@ -749,54 +830,14 @@ fn remembered_engine_firewall() -> Option<BackendKind> {
     dockfw::state::engine_firewall(&state_dir)
 }
 
-/// A backend's rendering of one family's part of the plan, for `plan --json`.
-trait FamilyRender: Backend {
-    /// `iptables`, `nftables`.
-    const NAME: &'static str;
-    fn render_family(&self, desired: &Ruleset, family: Family) -> String;
-}
-
-impl FamilyRender for Iptables {
-    const NAME: &'static str = "iptables";
-    /// The family's ipsets and chains, as `plan` prints them under `# ipv4`.
-    fn render_family(&self, desired: &Ruleset, family: Family) -> String {
-        dockfw::firewall::iptables::render::listing(desired.family(family))
-    }
-}
-
-impl FamilyRender for Nftables {
-    const NAME: &'static str = "nftables";
-    /// The `inet dockfw` table with only this family's sets and rules
-    /// (both families share the one table), without the preamble that
-    /// replaces the table.
-    fn render_family(&self, desired: &Ruleset, family: Family) -> String {
-        let only = match family {
-            Family::V4 => Ruleset {
-                v4: desired.v4.clone(),
-                ..Ruleset::default()
-            },
-            Family::V6 => Ruleset {
-                v6: desired.v6.clone(),
-                ..Ruleset::default()
-            },
-        };
-        let text = self.render(&only);
-        let preamble = dockfw::firewall::nftables::render::uninstall_text();
-        match text.strip_prefix(&preamble) {
-            Some(rest) => rest.to_owned(),
-            None => text,
-        }
-    }
-}
-
 /// `dockfw plan --json`: per family whether the kernel has it, what drives
 /// it, and its rules as rendered lines; then each transaction with its
 /// scope, its changes and its text (what would run, in order).
-fn plan_json<F: FamilyRender>(
+fn plan_json<F: Backend>(
     firewall: &F,
     ruleset: &Ruleset,
     unavailable: &[Family],
-    transactions: &[dockfw::firewall::Transaction],
+    transactions: &[F::Transaction],
 ) -> serde_json::Value {
     let families: Vec<serde_json::Value> = Family::ALL
         .into_iter()
@@ -819,11 +860,11 @@ fn plan_json<F: FamilyRender>(
     let transactions: Vec<serde_json::Value> = transactions
         .iter()
         .map(|tx| {
-            let c = &tx.changes;
+            let c = tx.changes();
             serde_json::json!({
                 "scope": tx.scope(),
                 "changes": {
-                    "summary": c.to_string(),
+                    "summary": tx.summary(),
                     "rules_added": c.added,
                     "rules_removed": c.removed,
                     "elements_added": c.elements_added,
@@ -834,15 +875,29 @@ fn plan_json<F: FamilyRender>(
         })
         .collect();
     serde_json::json!({
-        "backend": F::NAME,
+        "backend": firewall.kind().as_str(),
         "families": families,
         "transactions": transactions,
     })
 }
 
-/// The desired rules, then each transaction that would take the installed
-/// rules there, exactly as the daemon would run it.
-async fn print_plan<F: FamilyRender>(
+/// `dockfw plan`: the desired rules, then each transaction that would take
+/// the installed rules there, exactly as the daemon would run it.
+struct PrintPlan<'a> {
+    policy: &'a Policy,
+    inventory: &'a Inventory,
+    json: bool,
+}
+
+impl WithBackend for PrintPlan<'_> {
+    type Output = Result<ExitCode>;
+
+    async fn run<F: Backend>(self, firewall: F) -> Result<ExitCode> {
+        print_plan(&firewall, self.policy, self.inventory, self.json).await
+    }
+}
+
+async fn print_plan<F: Backend>(
     firewall: &F,
     policy: &Policy,
     inventory: &Inventory,
@@ -854,34 +909,51 @@ async fn print_plan<F: FamilyRender>(
             .with_context(|| format!("cannot read the installed {scope} rules"));
     }
     let transactions = prepared.transactions?;
+    let unavailable = &prepared.observation.unavailable;
+    print_prepared(
+        firewall,
+        &prepared.ruleset,
+        unavailable,
+        &transactions,
+        json,
+    )
+}
+
+/// Print a plan and its transactions, as text or (`json`) as [`plan_json`].
+fn print_prepared<F: Backend>(
+    firewall: &F,
+    ruleset: &Ruleset,
+    unavailable: &[Family],
+    transactions: &[F::Transaction],
+    json: bool,
+) -> Result<ExitCode> {
     if json {
-        let unavailable = &prepared.observation.unavailable;
-        let doc = plan_json(firewall, &prepared.ruleset, unavailable, &transactions);
+        let doc = plan_json(firewall, ruleset, unavailable, transactions);
         let text = serde_json::to_string_pretty(&doc).context("cannot encode the plan")?;
         println!("{text}");
         return Ok(ExitCode::SUCCESS);
     }
     for family in Family::ALL {
-        if prepared.observation.unavailable.contains(&family) {
+        if unavailable.contains(&family) {
             println!(
                 "# {}: disabled in this kernel, nothing to do",
                 family.as_str()
             );
         } else {
             let variant = firewall.variant(family).unwrap_or("unknown");
-            let rules = firewall.rule_count(prepared.ruleset.family(family));
+            let rules = firewall.rule_count(ruleset.family(family));
             println!("# {} ({variant}): {rules} rules", family.as_str());
         }
     }
-    print!("{}", firewall.render(&prepared.ruleset));
+    print!("{}", firewall.render(ruleset));
     if transactions.is_empty() {
         println!("# no changes against what is installed");
     }
-    for tx in &transactions {
+    for tx in transactions {
         println!(
             "# {}: differs from what is installed ({}); it would run:\n{}",
             tx.scope(),
-            tx.changes,
+            tx.summary(),
             tx.script()
         );
     }
@@ -907,12 +979,8 @@ async fn explain(
     let chosen = resolve(backend, &docker, remembered_engine_firewall())
         .await
         .0;
-    if chosen.backend == BackendKind::Iptables {
-        let firewall = Iptables::new();
-        let observation = firewall.observe().await;
-        let bypasses = firewall.forward_bypasses(&observation.observed);
-        dockfw::explain::mark_bypassed(&mut rows, &bypasses);
-    }
+    let bypasses = firewall::forward_bypasses(chosen.backend).await;
+    dockfw::explain::mark_bypassed(&mut rows, &bypasses);
     if json {
         println!(
             "{}",
@@ -993,19 +1061,26 @@ async fn uninstall(socket: &Path, backend: BackendChoice) -> Result<ExitCode> {
     }
     // Without a choice, remove what either backend left.
     let mut code = ExitCode::SUCCESS;
-    if backend != BackendChoice::Nftables {
-        code = remove_all(&Iptables::new()).await?;
-    }
-    // `auto` on a host without nft has no nftables table to remove.
-    let nft_present = Path::new("/usr/sbin/nft").exists();
-    let nft = backend == BackendChoice::Nftables || (backend == BackendChoice::Auto && nft_present);
-    if nft && remove_all(&Nftables::new()).await? != ExitCode::SUCCESS {
-        code = ExitCode::FAILURE;
+    for kind in firewall::to_uninstall(backend.requested()) {
+        if firewall::open(kind, RemoveAll).await? != ExitCode::SUCCESS {
+            code = ExitCode::FAILURE;
+        }
     }
     Ok(code)
 }
 
-/// Remove everything dockfw owns, transaction by transaction.
+/// `dockfw uninstall` of one driver: everything dockfw owns goes,
+/// transaction by transaction.
+struct RemoveAll;
+
+impl WithBackend for RemoveAll {
+    type Output = Result<ExitCode>;
+
+    async fn run<F: Backend>(self, firewall: F) -> Result<ExitCode> {
+        remove_all(&firewall).await
+    }
+}
+
 async fn remove_all<F: Backend>(firewall: &F) -> Result<ExitCode> {
     let observation = firewall.observe().await;
     let mut failed = false;
@@ -1040,7 +1115,9 @@ async fn remove_all<F: Backend>(firewall: &F) -> Result<ExitCode> {
 mod tests {
     use std::io::Cursor;
 
-    use dockfw::firewall::{Changes, Step, Transaction};
+    use dockfw::firewall::Changes;
+    use dockfw::firewall::iptables::{Iptables, Step, Transaction};
+    use dockfw::firewall::nftables::Nftables;
 
     use super::*;
 
@@ -1191,6 +1268,7 @@ mod tests {
                 elements_added: 2,
                 ..Changes::default()
             },
+            jumps: Default::default(),
         };
         let doc = plan_json(&Iptables::new(), &Ruleset::default(), &[Family::V4], &[tx]);
         assert_eq!(doc["backend"], "iptables");

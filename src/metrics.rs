@@ -28,10 +28,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::status::{Status, Verdict};
+use crate::status::{DURATION_BUCKETS, Status, Verdict};
 
-/// Upper bounds (seconds) of the reconcile-duration histogram's buckets.
-pub const DURATION_BUCKETS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 /// The Prometheus text format's media type.
 const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The longest request head read (hyper's least is 8 KiB); a scrape's is a
@@ -72,37 +70,6 @@ impl Default for Limits {
             queue_timeout: Duration::from_secs(8),
             answer_timeout: Duration::from_secs(10),
         }
-    }
-}
-
-/// Counts of reconcile passes, kept in the status document for `/metrics`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PassCounters {
-    /// Passes that failed (firewall or engine).
-    pub failures: u64,
-    /// Per bucket of [`DURATION_BUCKETS`], passes that took at most that long
-    /// (not cumulative); the last slot counts the rest.
-    pub buckets: Vec<u64>,
-    /// Sum of all pass durations, in seconds.
-    pub sum_seconds: f64,
-    pub count: u64,
-}
-
-impl PassCounters {
-    /// Record one pass.
-    pub fn observe(&mut self, duration: Duration, failed: bool) {
-        if self.buckets.len() != DURATION_BUCKETS.len() + 1 {
-            self.buckets = vec![0; DURATION_BUCKETS.len() + 1];
-        }
-        let secs = duration.as_secs_f64();
-        let slot = DURATION_BUCKETS
-            .iter()
-            .position(|le| secs <= *le)
-            .unwrap_or(DURATION_BUCKETS.len());
-        self.buckets[slot] += 1;
-        self.sum_seconds += secs;
-        self.count += 1;
-        self.failures += u64::from(failed);
     }
 }
 

@@ -10,9 +10,8 @@
 //! atomic (temporary file + rename). This module plans nothing and touches
 //! no firewall.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write as _};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -85,14 +84,11 @@ impl StateDir {
             .mode(0o600)
             .open(&path)
             .map_err(lock_error)?;
-        // SAFETY: flock on a descriptor this function owns; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            let error = io::Error::last_os_error();
-            if error.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                return Err(StateError::AlreadyRunning { path });
-            }
-            return Err(lock_error(error));
+        // An exclusive flock(2), not waited for: std's File::try_lock.
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(StateError::AlreadyRunning { path }),
+            Err(TryLockError::Error(error)) => return Err(lock_error(error)),
         }
         Ok(StateDir {
             dir: dir.to_owned(),

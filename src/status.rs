@@ -1,7 +1,10 @@
 //! The daemon's status document (served over the control socket) and its
 //! human-readable rendering for `dockfw status`.
 //!
-//! Pure data and formatting: the daemon fills it, the CLI prints it.
+//! Pure data and formatting: the daemon fills it, the CLI prints it, and
+//! `metrics` renders it for Prometheus (this module knows nothing of that one).
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -208,7 +211,41 @@ pub struct ReconcileStatus {
     pub inventory: String,
     /// Pass counts and durations, for `/metrics`.
     #[serde(default)]
-    pub passes: crate::metrics::PassCounters,
+    pub passes: PassCounters,
+}
+
+/// Upper bounds (seconds) of the reconcile-duration histogram's buckets.
+pub const DURATION_BUCKETS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// Counts of reconcile passes, kept in the status document for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PassCounters {
+    /// Passes that failed (firewall or engine).
+    pub failures: u64,
+    /// Per bucket of [`DURATION_BUCKETS`], passes that took at most that long
+    /// (not cumulative); the last slot counts the rest.
+    pub buckets: Vec<u64>,
+    /// Sum of all pass durations, in seconds.
+    pub sum_seconds: f64,
+    pub count: u64,
+}
+
+impl PassCounters {
+    /// Record one pass.
+    pub fn observe(&mut self, duration: Duration, failed: bool) {
+        if self.buckets.len() != DURATION_BUCKETS.len() + 1 {
+            self.buckets = vec![0; DURATION_BUCKETS.len() + 1];
+        }
+        let secs = duration.as_secs_f64();
+        let slot = DURATION_BUCKETS
+            .iter()
+            .position(|le| secs <= *le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[slot] += 1;
+        self.sum_seconds += secs;
+        self.count += 1;
+        self.failures += u64::from(failed);
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tests/bench.sh — benchmarks of dockfw against the real (namespaced) lab engine.
 #
-# Usage: sudo tests/bench.sh [NAME…]
+# Usage: tests/bench.sh [NAME…]             (as root)
 #   NAME: selector_latency  burst_cpu  conn_rate  idle      (default: all four, in that order)
 #
 # It prints distributions and figures, never a verdict on time: each result is a line

@@ -1,34 +1,29 @@
 //! Golden tests of the pure core: for each `tests/golden/<case>/`, parse
 //! `policy.toml`, read `inventory.json`, plan, and compare the rendered sets
 //! and rules of each family (as the iptables driver writes them) and the
-//! per-port verdicts with the `expected.*` files.
+//! per-port verdicts with the `expected.*` files. The cases are loaded by
+//! `tests/support/golden_cases.rs`, the loader the nftables runner
+//! (`tests/golden-nft`, in `src/firewall/nftables/render.rs`) and `tests/cli.rs`
+//! share.
 //!
 //! Set `UPDATE_GOLDEN=1` to rewrite the expected files after a deliberate
 //! change; review the diff before committing it.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use dockfw::firewall::iptables::render::{listing, rules_text};
 use dockfw::inventory::Inventory;
 use dockfw::plan::{exposures, plan};
+use dockfw::policy::{Policy, parse as parse_policy};
 
-fn cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut cases: Vec<PathBuf> = fs::read_dir(&root)
-        .expect("tests/golden exists")
-        .map(|e| e.expect("readable entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(!cases.is_empty(), "no golden cases found");
-    cases
-}
+#[path = "support/golden_cases.rs"]
+mod golden_cases;
 
-fn verdict_lines(case: &Path) -> String {
-    let policy = dockfw::policy::parse(&case.join("policy.toml")).expect("valid policy");
-    let inventory = load_inventory(case);
-    exposures(&policy, &inventory)
+use golden_cases::{golden_cases, load};
+
+fn verdict_lines(policy: &Policy, inventory: &Inventory) -> String {
+    exposures(policy, inventory)
         .iter()
         .map(|p| {
             format!(
@@ -47,11 +42,6 @@ fn verdict_lines(case: &Path) -> String {
         .collect()
 }
 
-fn load_inventory(case: &Path) -> Inventory {
-    let text = fs::read_to_string(case.join("inventory.json")).expect("inventory.json");
-    serde_json::from_str(&text).expect("inventory.json parses")
-}
-
 fn check(case: &Path, file: &str, actual: &str, failures: &mut Vec<String>) {
     let path = case.join(file);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
@@ -67,20 +57,23 @@ fn check(case: &Path, file: &str, actual: &str, failures: &mut Vec<String>) {
     }
 }
 
+/// The directory of the golden case `name`.
+fn golden(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name)
+}
+
 #[test]
 fn golden_cases_match() {
     let mut failures = Vec::new();
-    for case in cases() {
-        let policy = dockfw::policy::parse(&case.join("policy.toml")).expect("valid policy");
-        let ruleset = plan(&policy, &load_inventory(&case));
+    for case in golden_cases() {
+        let (policy, inventory) = load(&case);
+        let ruleset = plan(&policy, &inventory);
         check(&case, "expected.v4", &listing(&ruleset.v4), &mut failures);
         check(&case, "expected.v6", &listing(&ruleset.v6), &mut failures);
-        check(
-            &case,
-            "expected.verdicts",
-            &verdict_lines(&case),
-            &mut failures,
-        );
+        let verdicts = verdict_lines(&policy, &inventory);
+        check(&case, "expected.verdicts", &verdicts, &mut failures);
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
@@ -88,9 +81,7 @@ fn golden_cases_match() {
 /// A policy without container selectors must not grow with the containers.
 #[test]
 fn selector_free_rules_do_not_grow_with_containers() {
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/default-deny-web");
-    let policy = dockfw::policy::parse(&case.join("policy.toml")).expect("valid policy");
-    let small = load_inventory(&case);
+    let (policy, small) = load(&golden("default-deny-web"));
     let mut large = small.clone();
     let template = small.containers[0].clone();
     for i in 0..1000 {
@@ -107,9 +98,7 @@ fn selector_free_rules_do_not_grow_with_containers() {
 /// rules and sets, only the sets' elements differ.
 #[test]
 fn selector_rules_do_not_grow_with_containers() {
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/sets");
-    let policy = dockfw::policy::parse(&case.join("policy.toml")).expect("valid policy");
-    let base = load_inventory(&case);
+    let (policy, base) = load(&golden("sets"));
     let template = base
         .containers
         .iter()
@@ -155,9 +144,7 @@ fn selector_rules_do_not_grow_with_containers() {
 /// per port.
 #[test]
 fn drop_rules_do_not_grow_with_published_ports() {
-    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/default-deny-web");
-    let policy = dockfw::policy::parse(&case.join("policy.toml")).expect("valid policy");
-    let base = load_inventory(&case);
+    let (policy, base) = load(&golden("default-deny-web"));
     let template = base.containers[0].clone();
     let with_published = |n: u16| {
         let mut inventory = base.clone();

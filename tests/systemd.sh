@@ -20,7 +20,7 @@
 # denied port may succeed, the allowed one must answer again. Then an upgrade keeping the
 # edited policy, remove (rules gone, Docker's stay) and purge.
 #
-# Usage: sudo tests/systemd.sh            (root; installs debootstrap and systemd-container)
+# Usage: tests/systemd.sh                 (as root; installs debootstrap and systemd-container)
 # Env:   SYSTEMD_ROOT=DIR      the cached root (default target/systemd-root)
 #        SYSTEMD_DEB=FILE      a prebuilt .deb instead of running packaging/build-deb.sh
 #        SYSTEMD_MAX_EXPOSURE  the highest `systemd-analyze security` score accepted (3.0)

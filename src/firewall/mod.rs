@@ -1,32 +1,37 @@
 //! The firewall edge: a [`Backend`] observes what is installed, computes the
 //! smallest transaction that takes it to the desired [`Ruleset`] (one atomic
-//! [`Step`], or a few in order where a driver keeps address sets apart from
+//! step, or a few in order where a driver keeps address sets apart from
 //! rules), and applies it. One driver per folder owns its syntax, its parser
 //! of the installed state and its golden files: [`iptables`]
 //! (`iptables-restore --noflush` behind `DOCKER-USER`, sets in ipset) and
 //! [`nftables`] (dockfw's own `inet` table, sets in it).
 //!
-//! The daemon and `dockfw plan`/`uninstall` only speak [`Backend`]; the
-//! drivers share the process runner here, which runs programs from fixed
-//! system paths with one timeout for writing, running and reading.
+//! Each driver's transaction is a type of its own ([`Backend::Transaction`]),
+//! carrying everything its apply needs from `transactions` to `apply`; the
+//! daemon sees it through [`Transaction`]: its scope, generic counts
+//! ([`Changes`]), a summary, notices for the log, and its text.
+//!
+//! [`open`] picks the driver for the daemon and `dockfw plan`/`uninstall`
+//! alike, which then only speak [`Backend`]; the drivers share the process
+//! runner here, which runs the programs of [`programs`] with one timeout
+//! for writing, running and reading.
 
 pub mod iptables;
 pub mod nftables;
+pub mod programs;
 
+use std::fmt;
 use std::future::Future;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::choice::{BackendKind, EngineFirewall, Requested};
 use crate::net::{Family, Proto};
 use crate::ruleset::{DropEndpoint, FamilyRules, Origin, Ruleset};
-
-/// Where Debian installs the firewall programs. They are run from here, not
-/// found through `PATH`: whoever sets dockfw's environment must not choose
-/// what parses and writes the firewall.
-pub const SBIN: &str = "/usr/sbin";
 
 /// How long one firewall process may run before dockfw gives up on it.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
@@ -36,9 +41,20 @@ pub trait Backend: Send + Sync + 'static {
     /// What is installed, as the driver reads it.
     type Observed: Send + Sync + 'static;
 
+    /// One atomic change as the driver writes it: what [`Backend::apply`]
+    /// runs, and what it records once it has.
+    type Transaction: Transaction;
+
+    /// Which driver this is, for `dockfw plan --json`.
+    fn kind(&self) -> BackendKind;
+
     /// Read what is installed now. A family the kernel lacks is not an
     /// error; a family that cannot be read is reported in [`Observation`].
     fn observe(&self) -> impl Future<Output = Observation<Self::Observed>> + Send;
+
+    /// What a host holding nothing of dockfw's looks like, with every
+    /// family available: what `dockfw plan --inventory` plans against.
+    fn nothing_installed(&self) -> Self::Observed;
 
     /// The transactions (one per atomic unit: a family's table, or the one
     /// table of both) that take `observed` to `desired`; empty when nothing
@@ -47,7 +63,7 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         desired: &Ruleset,
         observed: &Self::Observed,
-    ) -> Result<Vec<Transaction>, FirewallError>;
+    ) -> Result<Vec<Self::Transaction>, FirewallError>;
 
     /// The transactions that take the sets of `in_place` (the ruleset this
     /// process last applied, or found installed, in full) to `desired`'s,
@@ -65,17 +81,24 @@ pub trait Backend: Send + Sync + 'static {
         desired: &Ruleset,
         in_place: &Ruleset,
         families: &[Family],
-    ) -> Option<Vec<Transaction>>;
+    ) -> Option<Vec<Self::Transaction>>;
 
     /// The desired sets and rules in the driver's own syntax, for `dockfw
     /// plan`.
     fn render(&self, desired: &Ruleset) -> String;
 
+    /// The part of [`Backend::render`] that is `family`'s, for `dockfw plan
+    /// --json`.
+    fn render_family(&self, desired: &Ruleset, family: Family) -> String;
+
     /// Apply one transaction: its steps in order, each atomically.
-    fn apply(&self, tx: &Transaction) -> impl Future<Output = Result<(), FirewallError>> + Send;
+    fn apply(
+        &self,
+        tx: &Self::Transaction,
+    ) -> impl Future<Output = Result<(), FirewallError>> + Send;
 
     /// The transactions that remove everything dockfw owns. Pure.
-    fn uninstall(&self, observed: &Self::Observed) -> Vec<Transaction>;
+    fn uninstall(&self, observed: &Self::Observed) -> Vec<Self::Transaction>;
 
     /// The counters of dockfw's drop rules that carry an [`Origin`], as
     /// observed. Pure.
@@ -129,51 +152,48 @@ pub struct Observation<O> {
     pub failed: Vec<(&'static str, FirewallError)>,
 }
 
-/// One change and a summary of it: one atomic step, or a few run in order
-/// when the driver keeps address sets apart from rules (ipset).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Transaction {
+/// What the daemon, its log and status, and `dockfw plan` see of a
+/// driver's transaction. The driver's own type carries the rest: the text
+/// it runs and whatever it records after an apply.
+pub trait Transaction: fmt::Debug + Send + Sync + 'static {
     /// The family it applies to; `None` when it covers both at once.
-    pub family: Option<Family>,
-    /// What the driver runs, in order; each step is atomic on its own, and
-    /// a failed step ends the transaction.
-    pub steps: Vec<Step>,
-    pub changes: Changes,
-}
+    fn family(&self) -> Option<Family>;
 
-/// One atomic run of one of the driver's programs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
-    /// Address sets kept by a program of their own (`ipset restore`).
-    Sets(String),
-    /// The driver's rules (`iptables-restore --noflush` text, an nft
-    /// script).
-    Rules(String),
-}
+    /// What it changes, in counts every driver has.
+    fn changes(&self) -> &Changes;
 
-impl Transaction {
+    /// What it changes, for the log, drift reports and `dockfw plan`: the
+    /// counts, then what the driver has to say of it.
+    fn summary(&self) -> String {
+        self.changes().to_string()
+    }
+
+    /// What it does that the log says on a line of its own once it is
+    /// applied (a jump another program took away, put back).
+    fn notices(&self) -> Vec<Notice> {
+        Vec::new()
+    }
+
+    /// What the driver runs, in order, for `dockfw plan`.
+    fn script(&self) -> String;
+
     /// `ipv4`, `ipv6`, or `both` for the log and status.
-    pub fn scope(&self) -> &'static str {
-        self.family.map_or("both", Family::as_str)
-    }
-
-    /// The steps' inputs, in order, for `dockfw plan`; each under a comment
-    /// naming it when there is more than one.
-    pub fn script(&self) -> String {
-        match self.steps.as_slice() {
-            [Step::Sets(text) | Step::Rules(text)] => text.clone(),
-            steps => steps
-                .iter()
-                .map(|step| match step {
-                    Step::Sets(text) => format!("# sets:\n{text}"),
-                    Step::Rules(text) => format!("# rules:\n{text}"),
-                })
-                .collect(),
-        }
+    fn scope(&self) -> &'static str {
+        self.family().map_or("both", Family::as_str)
     }
 }
 
-/// What a transaction changes, for the log, drift reports and `dockfw plan`.
+/// One line for the log about an applied transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// Something else had changed the firewall, and the transaction put
+    /// it back.
+    Warning(&'static str),
+    /// Plain news.
+    Info(&'static str),
+}
+
+/// What a transaction changes, in counts every driver has.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Changes {
     /// Rules in dockfw's chains that are new.
@@ -184,19 +204,6 @@ pub struct Changes {
     pub elements_added: usize,
     /// Installed elements of dockfw's address sets that go away.
     pub elements_removed: usize,
-    /// `DOCKER-USER` did not exist and is created (with its `FORWARD` jump).
-    pub created_docker_user: bool,
-    /// `DOCKER-USER` existed but `FORWARD` no longer jumped to it.
-    pub restored_forward_jump: bool,
-    /// The `FORWARD -> DOCKER-USER` jump was not first (or not alone).
-    pub moved_forward_jump: bool,
-    /// One of dockfw's jumps was missing, duplicated or not first.
-    pub placed_jumps: bool,
-    /// The engine now jumps to a `DOCKER-USER` dockfw made; dockfw's own
-    /// `FORWARD` jump to it went.
-    pub handed_over_docker_user: bool,
-    /// Why the whole table is rewritten (nftables), e.g. `table missing`.
-    pub reason: Option<&'static str>,
     /// dockfw's rules are written anew: their counters start again at zero.
     pub rewrote_rules: bool,
 }
@@ -254,41 +261,74 @@ impl DropCounter {
     }
 }
 
-impl std::fmt::Display for Changes {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for Changes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "+{} -{} rules", self.added, self.removed)?;
         if self.elements_added + self.elements_removed > 0 {
             let (added, removed) = (self.elements_added, self.elements_removed);
             write!(f, ", +{added} -{removed} set elements")?;
         }
-        let notes = [
-            (
-                self.created_docker_user,
-                ", created DOCKER-USER and its FORWARD jump",
-            ),
-            (
-                self.restored_forward_jump,
-                ", restored the missing FORWARD -> DOCKER-USER jump",
-            ),
-            (
-                self.moved_forward_jump,
-                ", moved the FORWARD -> DOCKER-USER jump back to the top",
-            ),
-            (self.placed_jumps, ", put dockfw's jumps first"),
-            (
-                self.handed_over_docker_user,
-                ", left DOCKER-USER to the engine's own FORWARD jump",
-            ),
-        ];
-        for (set, note) in notes {
-            if set {
-                f.write_str(note)?;
-            }
-        }
-        if let Some(reason) = self.reason {
-            write!(f, " ({reason})")?;
-        }
         Ok(())
+    }
+}
+
+/// What runs with the driver [`open`] picks: generic over [`Backend`], so
+/// that each driver's observations and transactions stay types of its own
+/// (an enum over the drivers would have to match an observation or a
+/// transaction of one with the other, and forward every method).
+pub trait WithBackend {
+    type Output;
+
+    fn run<F: Backend>(self, firewall: F) -> impl Future<Output = Self::Output>;
+}
+
+/// Run `work` with the driver of `kind`.
+pub async fn open<W: WithBackend>(kind: BackendKind, work: W) -> W::Output {
+    match kind {
+        BackendKind::Iptables => work.run(iptables::Iptables::new()).await,
+        BackendKind::Nftables => work.run(nftables::Nftables::new()).await,
+    }
+}
+
+/// What the engine's firewall is, given the firewall driver it reports
+/// (`GET /info`; `None` before Docker 28): nftables where it says so, or
+/// where its rules made no `DOCKER-USER` chain in either iptables variant;
+/// iptables otherwise.
+pub async fn engine_firewall(reported_driver: Option<&str>) -> EngineFirewall {
+    if reported_driver.is_some_and(|d| d.starts_with("nftables")) {
+        return EngineFirewall::ReportsNftables;
+    }
+    match iptables::Iptables::new().read(Family::V4).await {
+        Ok(st) if !st.has_chain(crate::ruleset::DOCKER_USER) => EngineFirewall::NoDockerUser,
+        _ => EngineFirewall::Iptables,
+    }
+}
+
+/// Rules of other tools, per family, that may let a connection through
+/// before dockfw's rules see it, as the driver of `kind` reads them now
+/// (for `dockfw explain`). Only iptables has any, so nothing is read for
+/// nftables (see [`Backend::forward_bypasses`]).
+pub async fn forward_bypasses(kind: BackendKind) -> Vec<(Family, String)> {
+    match kind {
+        BackendKind::Iptables => {
+            let firewall = iptables::Iptables::new();
+            let observation = firewall.observe().await;
+            firewall.forward_bypasses(&observation.observed)
+        }
+        BackendKind::Nftables => Vec::new(),
+    }
+}
+
+/// The drivers whose leftovers `dockfw uninstall` removes, in order: the
+/// one asked for; with `auto` both, nftables only where `nft` is installed
+/// (without it there is no table of dockfw's to remove).
+pub fn to_uninstall(requested: Requested) -> Vec<BackendKind> {
+    match requested {
+        Requested::Explicit(kind) => vec![kind],
+        Requested::Auto if Path::new(programs::NFT).exists() => {
+            vec![BackendKind::Iptables, BackendKind::Nftables]
+        }
+        Requested::Auto => vec![BackendKind::Iptables],
     }
 }
 
@@ -310,8 +350,6 @@ pub enum FirewallError {
     },
     #[error("an iptables transaction applies to one family, not both")]
     Scope,
-    #[error("an nftables transaction is one nft script")]
-    NotOneScript,
     #[error("a lock of the firewall driver was poisoned")]
     Poisoned,
     #[error("cannot write the nftables ruleset")]
@@ -349,7 +387,7 @@ pub(crate) async fn run(
     // announce): the transaction it commits is dockfw's own, not drift.
     let writer = child
         .id()
-        .filter(|_| stdin.is_some() && !program.ends_with("/ipset"));
+        .filter(|_| stdin.is_some() && program != programs::IPSET);
     if let Some(pid) = writer {
         crate::nfmonitor::expect_own_write(pid);
     }
@@ -386,6 +424,33 @@ pub(crate) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uninstall_visits_the_driver_asked_for_or_every_installed_one() {
+        for kind in [BackendKind::Iptables, BackendKind::Nftables] {
+            assert_eq!(to_uninstall(Requested::Explicit(kind)), [kind]);
+        }
+        let mut both = vec![BackendKind::Iptables];
+        if Path::new(programs::NFT).exists() {
+            both.push(BackendKind::Nftables);
+        }
+        assert_eq!(to_uninstall(Requested::Auto), both);
+    }
+
+    /// [`open`] hands over the driver of the kind asked for.
+    #[tokio::test]
+    async fn open_runs_the_work_with_the_driver_asked_for() {
+        struct Kind;
+        impl WithBackend for Kind {
+            type Output = BackendKind;
+            async fn run<F: Backend>(self, firewall: F) -> BackendKind {
+                firewall.kind()
+            }
+        }
+        for kind in [BackendKind::Iptables, BackendKind::Nftables] {
+            assert_eq!(open(kind, Kind).await, kind);
+        }
+    }
 
     #[tokio::test]
     async fn a_failing_child_reports_its_stderr_not_the_broken_pipe() {

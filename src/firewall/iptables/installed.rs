@@ -255,7 +255,7 @@ pub mod simulate {
     //! without root.
 
     use super::Installed;
-    use crate::firewall::{Step, Transaction};
+    use crate::firewall::iptables::{Step, Transaction};
 
     /// A transaction as the part of each family it writes: itself for a
     /// transaction of one family; for a sets-only one of both (`family:
@@ -268,7 +268,7 @@ pub mod simulate {
         }
         let mut parts = [String::new(), String::new()];
         for step in &tx.steps {
-            let (crate::firewall::Step::Sets(text) | crate::firewall::Step::Rules(text)) = step;
+            let (Step::Sets(text) | Step::Rules(text)) = step;
             for line in text.lines() {
                 let name = line.split_whitespace().nth(1).unwrap_or_default();
                 let slot = match crate::firewall::iptables::sets::owner(name) {
@@ -285,8 +285,8 @@ pub mod simulate {
             .map(|(family, text)| {
                 let part = Transaction {
                     family: None,
-                    steps: vec![crate::firewall::Step::Sets(text)],
-                    changes: tx.changes.clone(),
+                    steps: vec![Step::Sets(text)],
+                    ..tx.clone()
                 };
                 (family, part)
             })

@@ -5,7 +5,8 @@
 //! list -n`, then `save` of its own sets alone, never another tool's
 //! elements) and written with `ipset restore` around the rules' restore. What
 //! to write is decided by [`render`] and [`sets`], what is installed by
-//! [`installed`]; this file only picks the variant and pipes.
+//! [`installed`]; this file makes the driver's [`Transaction`] of steps,
+//! picks the variant and pipes.
 
 pub mod installed;
 pub mod render;
@@ -15,32 +16,67 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use self::installed::Installed;
+use self::render::Jumps;
 use self::sets::SavedSet;
-use super::{Backend, DropCounter, FirewallError, Observation, SBIN, Step, Transaction, run};
+pub use super::programs::Variant;
+use super::programs::{self, Xtables};
+use super::{Backend, Changes, DropCounter, FirewallError, Notice, Observation, run};
+use crate::choice::BackendKind;
 use crate::net::Family;
 use crate::ruleset::Ruleset;
 
-/// An iptables implementation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Variant {
-    Nft,
-    Legacy,
+/// One change of the iptables driver: its steps, each atomic on its own,
+/// run in order (the sets the rules will name, the rules' restore, the
+/// sets' final contents); a failed step ends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    /// The family whose restore program runs the rules; `None` for sets
+    /// alone of both families, which ipset keeps without families.
+    pub family: Option<Family>,
+    pub steps: Vec<Step>,
+    pub changes: Changes,
+    pub jumps: Jumps,
 }
 
-impl Variant {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Variant::Nft => "nft",
-            Variant::Legacy => "legacy",
-        }
+/// One atomic run of one of the driver's programs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// `ipset restore` input.
+    Sets(String),
+    /// `iptables-restore --noflush` input.
+    Rules(String),
+}
+
+impl super::Transaction for Transaction {
+    fn family(&self) -> Option<Family> {
+        self.family
     }
 
-    fn program(self, family: Family, tool: &str) -> String {
-        let base = match family {
-            Family::V4 => "iptables",
-            Family::V6 => "ip6tables",
-        };
-        format!("{SBIN}/{base}-{}-{tool}", self.as_str())
+    fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    fn summary(&self) -> String {
+        format!("{}{}", self.changes, self.jumps)
+    }
+
+    fn notices(&self) -> Vec<Notice> {
+        self.jumps.notices()
+    }
+
+    /// The steps' inputs, in order; each under a comment naming it when
+    /// there is more than one.
+    fn script(&self) -> String {
+        match self.steps.as_slice() {
+            [Step::Sets(text) | Step::Rules(text)] => text.clone(),
+            steps => steps
+                .iter()
+                .map(|step| match step {
+                    Step::Sets(text) => format!("# sets:\n{text}"),
+                    Step::Rules(text) => format!("# rules:\n{text}"),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -83,7 +119,7 @@ impl Iptables {
         // The filter table only, where every chain dockfw reads lives;
         // with each rule's counters, for the drops.
         let out = run(
-            &variant.program(family, "save"),
+            programs::xtables(family, variant, Xtables::Save),
             &["-c", "-t", "filter"],
             None,
         )
@@ -128,7 +164,7 @@ impl Iptables {
 /// The variant the system's `iptables` is (`iptables -V` says `nf_tables` or
 /// `legacy`); nft when it cannot tell.
 async fn default_variant() -> Variant {
-    match run(&format!("{SBIN}/iptables"), &["-V"], None).await {
+    match run(programs::IPTABLES, &["-V"], None).await {
         Ok(version) if version.contains("legacy") => Variant::Legacy,
         _ => Variant::Nft,
     }
@@ -163,8 +199,8 @@ impl Iptables {
                 v
             }
         };
-        let program = variant.program(family, "restore");
-        run(&program, &["--noflush", "--wait", "10"], Some(text))
+        let program = programs::xtables(family, variant, Xtables::Restore);
+        run(program, &["--noflush", "--wait", "10"], Some(text))
             .await
             .map(drop)
     }
@@ -172,11 +208,6 @@ impl Iptables {
     fn variant_of(&self, family: Family) -> Option<&'static str> {
         self.cached(family).map(Variant::as_str)
     }
-}
-
-/// `ipset`, from its fixed path.
-fn ipset() -> String {
-    format!("{SBIN}/ipset")
 }
 
 /// All of dockfw's ipsets now, and no other tool's: their names from
@@ -187,7 +218,7 @@ fn ipset() -> String {
 /// second: listed again, once. None where `ipset` is not installed (a
 /// plan that needs sets then fails at its apply, saying so).
 async fn read_sets() -> Result<BTreeMap<String, SavedSet>, FirewallError> {
-    if !std::path::Path::new(&ipset()).exists() {
+    if !std::path::Path::new(programs::IPSET).exists() {
         return Ok(BTreeMap::new());
     }
     match list_and_save().await {
@@ -198,7 +229,7 @@ async fn read_sets() -> Result<BTreeMap<String, SavedSet>, FirewallError> {
 
 /// `ipset list -n`, then dockfw's sets among them saved.
 async fn list_and_save() -> Result<BTreeMap<String, SavedSet>, FirewallError> {
-    let list = run(&ipset(), &["list", "-n"], None).await?;
+    let list = run(programs::IPSET, &["list", "-n"], None).await?;
     save_sets(sets::own_names(&list)).await
 }
 
@@ -211,7 +242,7 @@ async fn save_sets<'a>(
         return Ok(BTreeMap::new());
     };
     Ok(sets::parse_save(
-        &run(&ipset(), &["restore"], Some(&script)).await?,
+        &run(programs::IPSET, &["restore"], Some(&script)).await?,
     ))
 }
 
@@ -244,8 +275,10 @@ pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
             let wanted = desired.family(family);
             let restore = render::transaction(wanted, installed);
             let sets = sets::update(wanted, &installed.sets, restore.is_some());
-            let mut changes = restore.as_ref().map(|r| r.changes.clone());
-            let changes = changes.get_or_insert_default();
+            let (mut changes, jumps) = restore
+                .as_ref()
+                .map(|r| (r.changes.clone(), r.jumps))
+                .unwrap_or_default();
             changes.elements_added = sets.added;
             changes.elements_removed = sets.removed;
             let steps = [
@@ -253,7 +286,7 @@ pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
                 restore.map(|r| Step::Rules(r.text)),
                 sets.after.map(Step::Sets),
             ];
-            family_transaction(family, steps, changes.clone())
+            family_transaction(family, steps, changes, jumps)
         })
         .collect()
 }
@@ -273,7 +306,7 @@ pub fn element_update(
         return None;
     }
     let mut text = String::new();
-    let mut changes = super::Changes::default();
+    let mut changes = Changes::default();
     for &family in families {
         let (wanted, had) = (desired.family(family), in_place.family(family));
         let same_drops =
@@ -303,6 +336,7 @@ pub fn element_update(
         family: None,
         steps: vec![Step::Sets(text)],
         changes,
+        jumps: Jumps::default(),
     });
     Some(transaction.into_iter().collect())
 }
@@ -382,13 +416,15 @@ pub fn render_all(desired: &Ruleset) -> String {
 fn family_transaction<const N: usize>(
     family: Family,
     steps: [Option<Step>; N],
-    changes: super::Changes,
+    changes: Changes,
+    jumps: Jumps,
 ) -> Option<Transaction> {
     let steps: Vec<Step> = steps.into_iter().flatten().collect();
     (!steps.is_empty()).then_some(Transaction {
         family: Some(family),
         steps,
         changes,
+        jumps,
     })
 }
 
@@ -403,13 +439,23 @@ pub fn uninstall(observed: &Tables) -> Vec<Transaction> {
                 render::uninstall(installed).map(Step::Rules),
                 sets::uninstall(&installed.sets).map(Step::Sets),
             ];
-            family_transaction(family, steps, Default::default())
+            family_transaction(family, steps, Changes::default(), Jumps::default())
         })
         .collect()
 }
 
 impl Backend for Iptables {
     type Observed = Tables;
+    type Transaction = Transaction;
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Iptables
+    }
+
+    fn nothing_installed(&self) -> Tables {
+        let empty = Some(Installed::default());
+        Tables([empty.clone(), empty])
+    }
 
     async fn observe(&self) -> Observation<Tables> {
         let mut observation = Observation {
@@ -463,12 +509,19 @@ impl Backend for Iptables {
         render_all(desired)
     }
 
+    /// The family's ipsets and chains, as `plan` prints them under `# ipv4`.
+    fn render_family(&self, desired: &Ruleset, family: Family) -> String {
+        render::listing(desired.family(family))
+    }
+
     /// A transaction of one family, or (sets only, which ipset keeps
     /// without families) of both.
     async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
         for step in &tx.steps {
             match step {
-                Step::Sets(text) => run(&ipset(), &["restore"], Some(text)).await.map(drop)?,
+                Step::Sets(text) => run(programs::IPSET, &["restore"], Some(text))
+                    .await
+                    .map(drop)?,
                 Step::Rules(text) => {
                     let family = tx.family.ok_or(FirewallError::Scope)?;
                     self.restore(family, text).await?
@@ -527,6 +580,7 @@ mod tests {
 
     use super::installed::simulate;
     use super::*;
+    use crate::firewall::Transaction as _;
     use crate::inventory::Inventory;
 
     const DOCKER_MADE: &str = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
@@ -699,6 +753,53 @@ mod tests {
         );
     }
 
+    /// What a restore does to the jumps is the iptables driver's to say:
+    /// in the summary, and as notices the daemon logs on lines of their own.
+    #[test]
+    fn the_summary_and_the_notices_say_what_happened_to_the_jumps() {
+        let no_forward_jump = "*filter\n:FORWARD DROP [0:0]\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\nCOMMIT\n";
+        let mut tables = Tables::default();
+        tables.set(Family::V4, Installed::parse(no_forward_jump));
+        let txs = transactions(&ruleset(POLICY, &["db-1"]), &tables);
+        let [tx] = txs.as_slice() else {
+            panic!("one transaction: {txs:?}")
+        };
+        assert!(tx.jumps.restored_forward_jump && tx.jumps.placed_jumps);
+        let summary = tx.summary();
+        assert!(
+            summary.ends_with(
+                " set elements, restored the missing FORWARD -> DOCKER-USER jump, \
+                 put dockfw's jumps first"
+            ),
+            "{summary}"
+        );
+        assert_eq!(
+            tx.notices(),
+            [Notice::Warning(
+                "FORWARD no longer jumped to DOCKER-USER; restored the jump"
+            )]
+        );
+        let mut fresh = Tables::default();
+        fresh.set(
+            Family::V4,
+            Installed::parse("*filter\n:FORWARD DROP [0:0]\nCOMMIT\n"),
+        );
+        let txs = transactions(&ruleset(POLICY, &["db-1"]), &fresh);
+        assert_eq!(
+            txs[0].notices(),
+            [Notice::Info(
+                "no DOCKER-USER chain (yet); created it and its FORWARD jump"
+            )]
+        );
+        assert!(
+            txs[0]
+                .summary()
+                .contains(", created DOCKER-USER and its FORWARD jump"),
+            "{}",
+            txs[0].summary()
+        );
+    }
+
     #[test]
     fn uninstall_removes_the_rules_before_the_sets_they_name() {
         let mut tables = empty_tables();
@@ -716,7 +817,7 @@ mod tests {
 
     /// [`crate::testns`]: ipsets are per network namespace.
     fn in_private_netns<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-        crate::testns::block_on_in_private_netns(&[&ipset()], test)
+        crate::testns::block_on_in_private_netns(&[programs::IPSET], test)
     }
 
     /// Run the set steps of what takes the ipsets in place to `desired`'s.
@@ -733,7 +834,7 @@ mod tests {
         for tx in transactions(desired, &tables) {
             for step in &tx.steps {
                 if let Step::Sets(text) = step {
-                    run(&ipset(), &["restore"], Some(text))
+                    run(programs::IPSET, &["restore"], Some(text))
                         .await
                         .expect("ipset restore");
                 }
@@ -746,7 +847,7 @@ mod tests {
     fn only_dockfws_ipsets_are_read_and_their_drift_is_found() {
         in_private_netns(async || {
             let ipset_cmd = async |args: &[&str], stdin: Option<&str>| {
-                run(&ipset(), args, stdin).await.expect("ipset")
+                run(programs::IPSET, args, stdin).await.expect("ipset")
             };
             // Another tool's sets, beside one whose name ipset reads as two
             // words, `dockfw-x` and `y`, and which is not dockfw's either.

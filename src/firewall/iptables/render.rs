@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use crate::firewall::Changes;
+use crate::firewall::{Changes, Notice};
 
 use super::installed::{
     CREATED_FORWARD_JUMP, FORWARD_JUMP, Installed, RESTORED_FORWARD_JUMP, jumps_to,
@@ -140,6 +140,80 @@ pub fn listing(rules: &FamilyRules) -> String {
 pub struct Restore {
     pub text: String,
     pub changes: Changes,
+    pub jumps: Jumps,
+}
+
+/// What a restore does to the way packets reach dockfw's chains:
+/// `DOCKER-USER`, the `FORWARD` jump to it, dockfw's own jumps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Jumps {
+    /// `DOCKER-USER` did not exist and is created (with its `FORWARD` jump).
+    pub created_docker_user: bool,
+    /// `DOCKER-USER` existed but `FORWARD` no longer jumped to it.
+    pub restored_forward_jump: bool,
+    /// The `FORWARD -> DOCKER-USER` jump was not first (or not alone).
+    pub moved_forward_jump: bool,
+    /// One of dockfw's jumps was missing, duplicated or not first.
+    pub placed_jumps: bool,
+    /// The engine now jumps to a `DOCKER-USER` dockfw made; dockfw's own
+    /// `FORWARD` jump to it went.
+    pub handed_over_docker_user: bool,
+}
+
+impl Jumps {
+    /// What the log says of them on lines of their own once applied.
+    pub fn notices(self) -> Vec<Notice> {
+        [
+            (
+                self.restored_forward_jump,
+                Notice::Warning("FORWARD no longer jumped to DOCKER-USER; restored the jump"),
+            ),
+            (
+                self.moved_forward_jump,
+                Notice::Warning(
+                    "rules were inserted above FORWARD -> DOCKER-USER; moved the jump back on top",
+                ),
+            ),
+            (
+                self.created_docker_user,
+                Notice::Info("no DOCKER-USER chain (yet); created it and its FORWARD jump"),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(set, notice)| set.then_some(notice))
+        .collect()
+    }
+}
+
+/// The summary's words for them, each after a comma.
+impl std::fmt::Display for Jumps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let notes = [
+            (
+                self.created_docker_user,
+                ", created DOCKER-USER and its FORWARD jump",
+            ),
+            (
+                self.restored_forward_jump,
+                ", restored the missing FORWARD -> DOCKER-USER jump",
+            ),
+            (
+                self.moved_forward_jump,
+                ", moved the FORWARD -> DOCKER-USER jump back to the top",
+            ),
+            (self.placed_jumps, ", put dockfw's jumps first"),
+            (
+                self.handed_over_docker_user,
+                ", left DOCKER-USER to the engine's own FORWARD jump",
+            ),
+        ];
+        for (set, note) in notes {
+            if set {
+                f.write_str(note)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The restore text that takes `installed` to `desired`, or `None` when
@@ -147,11 +221,12 @@ pub struct Restore {
 /// `DOCKER-USER` is declared only when it does not exist.
 pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Restore> {
     let mut changes = Changes::default();
+    let mut jumps = Jumps::default();
     let mut head = String::from("*filter\n");
     let mut body = String::new();
 
     if !installed.has_chain(DOCKER_USER) {
-        changes.created_docker_user = true;
+        jumps.created_docker_user = true;
         // `-N`, not a `:` line: should the chain appear between our read and
         // this restore, `-N` fails the whole transaction (retried), where a
         // `:` line would flush whatever Docker or others put in it.
@@ -174,22 +249,23 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Resto
     }
     let planned = |hook: &Hook| desired.chains.iter().any(|c| c.name == hook.chain);
     for hook in HOOKS.into_iter().filter(planned) {
-        let (jumps, first) = installed.hook_jumps(hook);
-        if jumps != 1 || !first {
-            changes.placed_jumps = true;
-            for _ in 0..jumps {
+        let (count, first) = installed.hook_jumps(hook);
+        if count != 1 || !first {
+            jumps.placed_jumps = true;
+            for _ in 0..count {
                 let _ = writeln!(body, "-D {} {}", hook.parent, hook.spec());
             }
             let _ = writeln!(body, "-I {} 1 {}", hook.parent, hook.spec());
         }
     }
-    forward_jump(installed, &mut changes, &mut body);
+    forward_jump(installed, &mut jumps, &mut body);
     if body.is_empty() {
         return None;
     }
     Some(Restore {
         text: format!("{head}{body}COMMIT\n"),
         changes,
+        jumps,
     })
 }
 
@@ -199,24 +275,24 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Resto
 /// a new network's ip6tables rules, because it does not manage DOCKER-USER
 /// there). Docker's own jump is Docker's to place; other tools'
 /// conditional jumps are left alone.
-fn forward_jump(installed: &Installed, changes: &mut Changes, body: &mut String) {
-    let (jumps, first) = installed.forward_jumps();
-    if first && jumps.contains(&FORWARD_JUMP) && jumps.contains(&CREATED_FORWARD_JUMP) {
+fn forward_jump(installed: &Installed, jumps: &mut Jumps, body: &mut String) {
+    let (forward, first) = installed.forward_jumps();
+    if first && forward.contains(&FORWARD_JUMP) && forward.contains(&CREATED_FORWARD_JUMP) {
         // dockfw made DOCKER-USER before the engine (at boot); the engine
         // has since adopted the chain and jumps to it itself, first.
-        changes.handed_over_docker_user = true;
-        for _ in jumps.iter().filter(|j| **j == CREATED_FORWARD_JUMP) {
+        jumps.handed_over_docker_user = true;
+        for _ in forward.iter().filter(|j| **j == CREATED_FORWARD_JUMP) {
             let _ = writeln!(body, "-D FORWARD {CREATED_FORWARD_JUMP}");
         }
-    } else if changes.created_docker_user {
+    } else if jumps.created_docker_user {
         let _ = writeln!(body, "-I FORWARD 1 {CREATED_FORWARD_JUMP}");
-    } else if jumps.is_empty() {
-        changes.restored_forward_jump = true;
+    } else if forward.is_empty() {
+        jumps.restored_forward_jump = true;
         let _ = writeln!(body, "-I FORWARD 1 {RESTORED_FORWARD_JUMP}");
     } else if !first {
-        let ours: Vec<&&str> = jumps.iter().filter(|j| **j != FORWARD_JUMP).collect();
+        let ours: Vec<&&str> = forward.iter().filter(|j| **j != FORWARD_JUMP).collect();
         if let Some(keep) = ours.first() {
-            changes.moved_forward_jump = true;
+            jumps.moved_forward_jump = true;
             for spec in &ours {
                 let _ = writeln!(body, "-D FORWARD {spec}");
             }
@@ -450,8 +526,8 @@ mod tests {
             )
         );
         assert_eq!(tx.changes.added, 4);
-        assert!(tx.changes.placed_jumps);
-        assert!(!tx.changes.created_docker_user && !tx.changes.restored_forward_jump);
+        assert!(tx.jumps.placed_jumps);
+        assert!(!tx.jumps.created_docker_user && !tx.jumps.restored_forward_jump);
     }
 
     #[test]
@@ -494,7 +570,7 @@ mod tests {
         install(&mut installed);
         simulate::apply(&mut installed, "-D FORWARD -j DOCKER-USER\n").unwrap();
         let tx = transaction(&sample(), &installed).expect("restore");
-        assert!(tx.changes.restored_forward_jump);
+        assert!(tx.jumps.restored_forward_jump);
         assert_eq!(
             tx.text,
             format!("*filter\n-I FORWARD 1 {RESTORED_FORWARD_JUMP}\nCOMMIT\n")
@@ -508,7 +584,7 @@ mod tests {
         install(&mut installed);
         simulate::apply(&mut installed, "-I FORWARD 1 -o br-new -j DOCKER\n").unwrap();
         let tx = transaction(&sample(), &installed).expect("move");
-        assert!(tx.changes.moved_forward_jump);
+        assert!(tx.jumps.moved_forward_jump);
         assert_eq!(
             tx.text,
             format!(
@@ -533,7 +609,7 @@ mod tests {
         simulate::apply(&mut installed, "-I FORWARD 1 -o br-new -j DOCKER\n").unwrap();
         let tx = transaction(&sample(), &installed).expect("move");
         assert!(
-            tx.changes.moved_forward_jump,
+            tx.jumps.moved_forward_jump,
             "a jump dockfw put there is dockfw's to keep on top"
         );
         simulate::apply(&mut installed, &tx.text).unwrap();
@@ -592,7 +668,7 @@ mod tests {
         )
         .unwrap();
         let tx = transaction(&sample(), &installed).expect("restore");
-        assert!(tx.changes.restored_forward_jump);
+        assert!(tx.jumps.restored_forward_jump);
         assert_eq!(
             tx.text,
             format!("*filter\n-I FORWARD 1 {RESTORED_FORWARD_JUMP}\nCOMMIT\n"),
@@ -621,8 +697,8 @@ mod tests {
         let empty = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\nCOMMIT\n";
         let mut installed = Installed::parse(empty);
         let tx = transaction(&sample(), &installed).expect("create");
-        assert!(tx.changes.created_docker_user);
-        assert!(!tx.changes.restored_forward_jump);
+        assert!(tx.jumps.created_docker_user);
+        assert!(!tx.jumps.restored_forward_jump);
         simulate::apply(&mut installed, &tx.text).unwrap();
         assert!(installed.forward_jumps().1);
         assert_eq!(transaction(&sample(), &installed), None);
@@ -645,7 +721,7 @@ mod tests {
         // The engine starts, keeps the chain, and puts its own jump first.
         simulate::apply(&mut installed, "-I FORWARD 1 -j DOCKER-USER\n").unwrap();
         let tx = transaction(&sample(), &installed).expect("hand over");
-        assert!(tx.changes.handed_over_docker_user);
+        assert!(tx.jumps.handed_over_docker_user);
         assert_eq!(
             tx.text,
             format!("*filter\n-D FORWARD {CREATED_FORWARD_JUMP}\nCOMMIT\n")

@@ -1,32 +1,24 @@
 //! Plans for the nftables driver's tests: those of the shared fixtures in
-//! `tests/golden/<case>/` (`policy.toml` + `inventory.json`), and synthetic
-//! ones of any size for measurements.
+//! `tests/golden/<case>/` (`policy.toml` + `inventory.json`, loaded by the one
+//! loader all golden runners share, `tests/support/golden_cases.rs`), and
+//! synthetic ones of any size for measurements.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
 use crate::plan::plan;
+use crate::policy::{Policy, parse as parse_policy};
 use crate::ruleset::Ruleset;
 
-/// Every `tests/golden/<case>/` directory, sorted.
-pub fn golden_cases() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(root)
-        .expect("tests/golden exists")
-        .map(|e| e.expect("readable entry").path())
-        .filter(|p| p.is_dir())
-        .collect();
-    cases.sort();
-    assert!(!cases.is_empty(), "no golden cases found");
-    cases
-}
+#[path = "../../../tests/support/golden_cases.rs"]
+mod golden_cases;
+
+pub use golden_cases::golden_cases;
 
 /// The plan of one golden case.
 pub fn planned(case: &Path) -> Ruleset {
-    let policy = crate::policy::parse(&case.join("policy.toml")).expect("valid policy");
-    let inventory = std::fs::read_to_string(case.join("inventory.json")).expect("inventory.json");
-    let inventory: Inventory = serde_json::from_str(&inventory).expect("inventory.json parses");
+    let (policy, inventory) = golden_cases::load(case);
     plan(&policy, &inventory)
 }
 

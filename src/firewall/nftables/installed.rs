@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::render::set_name;
+use super::render::{DROP_CHAIN_NAME, set_name};
 use crate::net::Proto;
 use crate::ruleset::{AddrSet, Family, Origin, PortSet, Ruleset};
 
@@ -256,10 +256,6 @@ fn drop_port_set(set: &str) -> Option<(Family, Proto)> {
     };
     Some((family, proto))
 }
-
-/// The nft name of the plan's [`crate::ruleset::DROP_CHAIN`], where every
-/// drop ends: a rule jumping there drops.
-pub const DROP_CHAIN_NAME: &str = "dropped";
 
 /// What dockfw last applied, and how nft listed the table right after the
 /// last apply of the whole table.

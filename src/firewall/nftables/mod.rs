@@ -6,8 +6,9 @@
 //!
 //! What to write is decided by [`render`], whether to write it (the whole
 //! table, or only the elements of its sets when nothing else changed) by
-//! [`installed`]; this file only runs `nft` from its fixed path: [`apply`]
-//! one transaction, [`list`] the table. It touches no other table.
+//! [`installed`]; this file makes the driver's [`Transaction`] (which
+//! carries the plan its apply records) and runs `nft` from its fixed path:
+//! [`apply`] one script, [`list`] the table. It touches no other table.
 
 #[cfg(test)]
 mod fixtures;
@@ -20,9 +21,9 @@ use std::sync::Mutex;
 
 use self::installed::{Applied, Reason, changed_sets, reason_to_apply};
 use self::render::{TABLE_FAMILY, TABLE_NAME};
-use super::{
-    Backend, Changes, DropCounter, FirewallError, Observation, SBIN, Step, Transaction, run,
-};
+use super::programs::NFT;
+use super::{Backend, Changes, DropCounter, FirewallError, Observation, run};
+use crate::choice::BackendKind;
 use crate::net::Family;
 use crate::ruleset::Ruleset;
 
@@ -33,22 +34,105 @@ use crate::ruleset::Ruleset;
 #[derive(Debug, Default)]
 pub struct Nftables {
     /// What was last applied and how nft listed it right after: the
-    /// reference drift is judged against.
+    /// reference drift is judged against. Behind a lock because `apply`
+    /// records it through `&self`.
     applied: Mutex<Option<Applied>>,
-    /// The plan of the transaction handed out last, so that `apply` knows
-    /// which ruleset it is writing (a transaction carries only text), and
-    /// whether it writes only set elements.
-    pending: Mutex<Option<Pending>>,
 }
 
-/// A transaction handed out and not yet applied.
-#[derive(Debug)]
-struct Pending {
-    text: String,
-    ruleset: Ruleset,
-    /// For a transaction that writes only set elements: the plan whose
-    /// elements the sets hold now.
-    elements_from: Option<Ruleset>,
+/// One nftables transaction: one nft script (or, for set elements alone,
+/// one netlink batch with the script as the way back), and what its apply
+/// records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transaction {
+    pub changes: Changes,
+    /// Why it is written; `None` for an uninstall.
+    pub reason: Option<Reason>,
+    write: Write,
+}
+
+/// What a [`Transaction`] writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Write {
+    /// The whole table of `ruleset`, with `script`; listed right after, as
+    /// the reference for drift.
+    Table { script: String, ruleset: Ruleset },
+    /// The changed sets' elements from `before`'s to `ruleset`'s, over
+    /// netlink; `script` (nft's, which gives the sets exactly their
+    /// elements whatever happened) is the way back. `before` is boxed:
+    /// two plans inline would make every write the size of both.
+    Elements {
+        script: String,
+        ruleset: Ruleset,
+        before: Box<Ruleset>,
+    },
+    /// The table goes, with `script`.
+    Remove { script: String },
+}
+
+impl super::Transaction for Transaction {
+    /// Both families: they share the one table.
+    fn family(&self) -> Option<Family> {
+        None
+    }
+
+    fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    fn summary(&self) -> String {
+        match self.reason {
+            Some(reason) => format!("{} ({})", self.changes, reason.as_str()),
+            None => self.changes.to_string(),
+        }
+    }
+
+    fn script(&self) -> String {
+        match &self.write {
+            Write::Table { script, .. }
+            | Write::Elements { script, .. }
+            | Write::Remove { script } => script.clone(),
+        }
+    }
+}
+
+/// The transaction that takes the table from `before` to `desired` for
+/// `reason`: the changed sets' elements only ([`Reason::SetElements`]), or
+/// the whole table. Pure.
+fn transaction(
+    reason: Reason,
+    desired: &Ruleset,
+    before: Option<&Ruleset>,
+) -> Result<Transaction, FirewallError> {
+    let changed = changed_sets(desired, before);
+    let (elements_added, elements_removed) = (changed.added, changed.removed);
+    let ((added, removed), write) = match before {
+        Some(before) if reason == Reason::SetElements => (
+            (0, 0),
+            Write::Elements {
+                script: render::elements_text(&changed.sets, &changed.port_sets),
+                ruleset: desired.clone(),
+                before: Box::new(before.clone()),
+            },
+        ),
+        _ => (
+            rule_changes(desired, before),
+            Write::Table {
+                script: render::render(desired).map_err(FirewallError::Render)?,
+                ruleset: desired.clone(),
+            },
+        ),
+    };
+    Ok(Transaction {
+        changes: Changes {
+            added,
+            removed,
+            elements_added,
+            elements_removed,
+            rewrote_rules: !matches!(write, Write::Elements { .. }),
+        },
+        reason: Some(reason),
+        write,
+    })
 }
 
 impl Nftables {
@@ -56,51 +140,6 @@ impl Nftables {
         Nftables::default()
     }
 
-    /// The one script that takes the table from `before` to `desired` for
-    /// `reason`: the changed sets' elements only ([`Reason::SetElements`]),
-    /// or the whole table. Kept as pending, so that its apply records what
-    /// it installed.
-    fn transaction(
-        &self,
-        reason: Reason,
-        desired: &Ruleset,
-        before: Option<&Ruleset>,
-    ) -> Result<Transaction, FirewallError> {
-        let changed = changed_sets(desired, before);
-        let (elements_added, elements_removed) = (changed.added, changed.removed);
-        let (text, (added, removed)) = if reason == Reason::SetElements {
-            (
-                render::elements_text(&changed.sets, &changed.port_sets),
-                (0, 0),
-            )
-        } else {
-            let text = render::render(desired).map_err(FirewallError::Render)?;
-            (text, rule_changes(desired, before))
-        };
-        if let Ok(mut pending) = self.pending.lock() {
-            *pending = Some(Pending {
-                text: text.clone(),
-                ruleset: desired.clone(),
-                elements_from: before.filter(|_| reason == Reason::SetElements).cloned(),
-            });
-        }
-        Ok(Transaction {
-            family: None,
-            steps: vec![Step::Rules(text)],
-            changes: Changes {
-                added,
-                removed,
-                elements_added,
-                elements_removed,
-                reason: Some(reason.as_str()),
-                rewrote_rules: reason != Reason::SetElements,
-                ..Changes::default()
-            },
-        })
-    }
-}
-
-impl Nftables {
     /// The sets now hold exactly `ruleset`'s elements; the rules are as
     /// listed after the last whole apply. Nothing to read back.
     fn elements_written(&self, ruleset: Ruleset) -> Result<(), FirewallError> {
@@ -144,6 +183,15 @@ fn rule_changes(desired: &Ruleset, before: Option<&Ruleset>) -> (usize, usize) {
 impl Backend for Nftables {
     /// The table's listing; `None` when there is no table.
     type Observed = Option<String>;
+    type Transaction = Transaction;
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Nftables
+    }
+
+    fn nothing_installed(&self) -> Option<String> {
+        None
+    }
 
     async fn observe(&self) -> Observation<Option<String>> {
         let mut observation = Observation {
@@ -168,7 +216,7 @@ impl Backend for Nftables {
             return Ok(Vec::new());
         };
         let before = applied.as_ref().map(Applied::ruleset);
-        Ok(vec![self.transaction(reason, desired, before)?])
+        Ok(vec![transaction(reason, desired, before)?])
     }
 
     fn element_update(
@@ -189,7 +237,7 @@ impl Backend for Nftables {
         if desired == in_place {
             return Some(Vec::new());
         }
-        self.transaction(Reason::SetElements, desired, Some(in_place))
+        transaction(Reason::SetElements, desired, Some(in_place))
             .ok()
             .map(|tx| vec![tx])
     }
@@ -198,61 +246,72 @@ impl Backend for Nftables {
         render::render(desired).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 
-    async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
-        let [Step::Rules(script)] = tx.steps.as_slice() else {
-            return Err(FirewallError::NotOneScript);
+    /// The `inet dockfw` table with only this family's sets and rules
+    /// (both families share the one table), without the preamble that
+    /// replaces the table.
+    fn render_family(&self, desired: &Ruleset, family: Family) -> String {
+        let only = match family {
+            Family::V4 => Ruleset {
+                v4: desired.v4.clone(),
+                ..Ruleset::default()
+            },
+            Family::V6 => Ruleset {
+                v6: desired.v6.clone(),
+                ..Ruleset::default()
+            },
         };
-        let pending = self
-            .pending
-            .lock()
-            .map_err(|_| FirewallError::Poisoned)?
-            .take()
-            .filter(|p| p.text == *script);
-        if let Some(Pending {
-            ruleset,
-            elements_from: Some(before),
-            ..
-        }) = &pending
-        {
-            // Only elements change: straight to the kernel, with nft's
-            // script (which gives the sets exactly their elements whatever
-            // happened) as the way back.
-            match write_elements(ruleset, before).await {
-                Ok(()) => return self.elements_written(ruleset.clone()),
-                Err(e) => tracing::warn!(
-                    error = ?e,
-                    "cannot write set elements over netlink; writing them with nft"
-                ),
+        let text = self.render(&only);
+        let preamble = render::uninstall_text();
+        match text.strip_prefix(&preamble) {
+            Some(rest) => rest.to_owned(),
+            None => text,
+        }
+    }
+
+    /// The table's elements alone are written straight to the kernel,
+    /// with nft's script as the way back; a whole table is listed right
+    /// after, as the reference for drift.
+    async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
+        match &tx.write {
+            Write::Elements {
+                script,
+                ruleset,
+                before,
+            } => {
+                if let Err(e) = write_elements(ruleset, before).await {
+                    tracing::warn!(
+                        error = ?e,
+                        "cannot write set elements over netlink; writing them with nft"
+                    );
+                    apply(script).await?;
+                }
+                self.elements_written(ruleset.clone())
+            }
+            Write::Table { script, ruleset } => {
+                apply(script).await?;
+                let listing = list().await?.unwrap_or_default();
+                *self.applied.lock().map_err(|_| FirewallError::Poisoned)? =
+                    Some(Applied::new(ruleset.clone(), &listing));
+                Ok(())
+            }
+            Write::Remove { script } => {
+                apply(script).await?;
+                // Nothing is installed: there is nothing to keep.
+                *self.applied.lock().map_err(|_| FirewallError::Poisoned)? = None;
+                Ok(())
             }
         }
-        apply(script).await?;
-        let Some(Pending {
-            ruleset,
-            elements_from,
-            ..
-        }) = pending
-        else {
-            // Not a plan (an uninstall): there is nothing to keep.
-            *self.applied.lock().map_err(|_| FirewallError::Poisoned)? = None;
-            return Ok(());
-        };
-        if elements_from.is_some() {
-            return self.elements_written(ruleset);
-        }
-        // The reference for drift: the table as the kernel lists it now.
-        let listing = list().await?.unwrap_or_default();
-        *self.applied.lock().map_err(|_| FirewallError::Poisoned)? =
-            Some(Applied::new(ruleset, &listing));
-        Ok(())
     }
 
     fn uninstall(&self, observed: &Option<String>) -> Vec<Transaction> {
         observed
             .as_ref()
             .map(|_| Transaction {
-                family: None,
-                steps: vec![Step::Rules(render::uninstall_text())],
                 changes: Changes::default(),
+                reason: None,
+                write: Write::Remove {
+                    script: render::uninstall_text(),
+                },
             })
             .into_iter()
             .collect()
@@ -300,30 +359,24 @@ impl Backend for Nftables {
     }
 }
 
-/// `nft`, from its fixed path, never found through `PATH`.
-fn nft() -> String {
-    format!("{SBIN}/nft")
-}
-
 /// Apply `text` (from [`render::render`] or [`render::uninstall_text`]) as
 /// one nftables transaction: all of it, or nothing if nft or the kernel
 /// refuses any part.
 pub async fn apply(text: &str) -> Result<(), FirewallError> {
-    run(&nft(), &["-f", "-"], Some(text)).await.map(drop)
+    run(NFT, &["-f", "-"], Some(text)).await.map(drop)
 }
 
 /// dockfw's table as `nft list` prints it, with counter values (for the
 /// drops; [`installed::normalise`] takes them out to judge drift); `None`
 /// when there is no such table.
 pub async fn list() -> Result<Option<String>, FirewallError> {
-    let program = nft();
     let table = ["list", "table", TABLE_FAMILY, TABLE_NAME];
-    match run(&program, &table, None).await {
+    match run(NFT, &table, None).await {
         Ok(listing) => Ok(Some(listing)),
         Err(err @ FirewallError::Failed { .. }) => {
             // nft's message for a missing table is strerror(ENOENT), in
             // the locale's words: ask for the list of tables instead.
-            let tables = run(&program, &["list", "tables", TABLE_FAMILY], None).await?;
+            let tables = run(NFT, &["list", "tables", TABLE_FAMILY], None).await?;
             let ours = format!("table {TABLE_FAMILY} {TABLE_NAME}");
             if tables.lines().any(|line| line.trim() == ours) {
                 Err(err)
@@ -343,13 +396,15 @@ mod tests {
     use super::installed::{Applied, Reason, reason_to_apply};
     use super::render::{render, uninstall_text};
     use super::*;
+    use crate::firewall::Transaction as _;
+    use crate::firewall::programs::{self, Variant, Xtables};
     use crate::net::Proto;
     use crate::ruleset::Ruleset;
 
     /// [`crate::testns`]: `nft` processes spawned from its thread inherit
     /// its namespace.
     fn in_private_netns<T: Send + 'static>(test: impl AsyncFnOnce() -> T + Send + 'static) -> T {
-        crate::testns::block_on_in_private_netns(&[&nft()], test)
+        crate::testns::block_on_in_private_netns(&[NFT], test)
     }
 
     fn golden_files() -> Vec<PathBuf> {
@@ -378,7 +433,7 @@ mod tests {
         in_private_netns(async || {
             for file in golden_files() {
                 let path = file.to_str().expect("utf-8 path");
-                if let Err(err) = run(&nft(), &["-c", "-f", path], None).await {
+                if let Err(err) = run(NFT, &["-c", "-f", path], None).await {
                     panic!("{path}: {err}");
                 }
             }
@@ -475,6 +530,77 @@ mod tests {
         fixtures::planned(&case)
     }
 
+    /// `sets_case` with one more address in `allow-1-v4`.
+    fn one_more_address(base: &Ruleset, address: &str) -> Ruleset {
+        let mut more = base.clone();
+        let selected = more.v4.sets.iter_mut().find(|s| s.name == "allow-1-v4");
+        let selected = selected.expect("allow-1-v4");
+        selected.elements.insert(address.parse().expect("net"));
+        more
+    }
+
+    /// A transaction carries the plan its apply records: a first one
+    /// writes the whole table of its own plan, and says why.
+    #[test]
+    fn a_first_transaction_writes_the_whole_table_of_its_plan() {
+        let base = sets_case();
+        let fw = Nftables::new();
+        let txs = fw.transactions(&base, &None).expect("plans");
+        let [tx] = txs.as_slice() else {
+            panic!("one transaction: {txs:?}")
+        };
+        assert_eq!(tx.reason, Some(Reason::FirstApply));
+        assert_eq!(
+            tx.write,
+            Write::Table {
+                script: render(&base).expect("renders"),
+                ruleset: base.clone(),
+            }
+        );
+        assert!(tx.changes.rewrote_rules);
+        assert_eq!(tx.family(), None);
+        assert!(tx.summary().ends_with(" (first apply)"), "{}", tx.summary());
+        assert_eq!(
+            fw.element_update(&base, &base, &Family::ALL),
+            None,
+            "nothing applied by this process: no fast path"
+        );
+    }
+
+    /// Two element transactions handed out one after the other each keep
+    /// their own plans: applying the first records the first's elements
+    /// (a side table of the last one handed out would not know it).
+    #[test]
+    fn each_element_transaction_carries_its_own_plans() {
+        let base = sets_case();
+        let fw = Nftables::new();
+        *fw.applied.lock().expect("lock") = Some(Applied::new(base.clone(), ""));
+        let first = one_more_address(&base, "172.17.0.9/32");
+        let second = one_more_address(&base, "172.17.0.10/32");
+        let txs = fw.element_update(&first, &base, &Family::ALL);
+        let [tx] = txs.as_deref().expect("same rules") else {
+            panic!("one transaction: {txs:?}")
+        };
+        let later = fw.element_update(&second, &base, &Family::ALL);
+        assert_eq!(later.as_ref().map(Vec::len), Some(1));
+        assert_eq!(
+            tx.write,
+            Write::Elements {
+                script: "flush set inet dockfw allow_1_v4\n\
+                         add element inet dockfw allow_1_v4 { 172.17.0.2, 172.17.0.3, 172.17.0.9 }\n"
+                    .to_owned(),
+                ruleset: first.clone(),
+                before: Box::new(base.clone()),
+            }
+        );
+        assert!(!tx.changes.rewrote_rules);
+        assert_eq!(
+            tx.summary(),
+            "+0 -0 rules, +1 -0 set elements (set elements changed)"
+        );
+        assert_eq!(fw.element_update(&first, &first, &Family::ALL), None);
+    }
+
     /// A container coming or going changes set elements only: one
     /// transaction gives the changed sets their elements, and leaves the
     /// table exactly as writing it whole would.
@@ -501,7 +627,7 @@ mod tests {
                 .insert("172.17.0.9/32".parse().expect("net"));
             let txs = apply_all(&more).await;
             assert_eq!(txs.len(), 1);
-            assert_eq!(txs[0].changes.reason, Some("set elements changed"));
+            assert_eq!(txs[0].reason, Some(Reason::SetElements));
             assert_eq!(
                 txs[0].script(),
                 "flush set inet dockfw allow_1_v4\n\
@@ -530,7 +656,7 @@ mod tests {
                 .expect("deletes");
             let txs = apply_all(&more).await;
             assert_eq!(txs.len(), 1);
-            assert_eq!(txs[0].changes.reason, Some("table changed by someone else"));
+            assert_eq!(txs[0].reason, Some(Reason::Drift));
             assert!(apply_all(&more).await.is_empty(), "repaired");
         });
     }
@@ -676,25 +802,26 @@ mod tests {
                 apply(&uninstall_text()).await.expect("uninstalls");
 
                 let families = [
-                    ("iptables-nft", iptables_text(&ruleset.v4)),
-                    ("ip6tables-nft", iptables_text(&ruleset.v6)),
+                    (Family::V4, iptables_text(&ruleset.v4)),
+                    (Family::V6, iptables_text(&ruleset.v6)),
                 ];
+                let xtables = |family, tool| programs::xtables(family, Variant::Nft, tool);
                 // The ipsets the rules name, made once: what is timed is
                 // the rules' restore.
-                let ipsets = format!("{SBIN}/ipset");
+                let ipsets = programs::IPSET;
                 for rules in [&ruleset.v4, &ruleset.v6] {
                     let none = Default::default();
                     let sets = crate::firewall::iptables::sets::update(rules, &none, false);
                     if let Some(text) = sets.before {
-                        run(&ipsets, &["restore"], Some(&text))
+                        run(ipsets, &["restore"], Some(&text))
                             .await
                             .expect("ipset restores");
                     }
                 }
                 let restore = async || {
-                    for (tool, text) in &families {
+                    for (family, text) in &families {
                         run(
-                            &format!("{SBIN}/{tool}-restore"),
+                            xtables(*family, Xtables::Restore),
                             &["--noflush"],
                             Some(text),
                         )
@@ -710,8 +837,8 @@ mod tests {
                 let ipt_replace = median(async || timed(restore()).await).await;
                 let ipt_save = median(async || {
                     timed(async {
-                        for (tool, _) in &families {
-                            run(&format!("{SBIN}/{tool}-save"), &[], None)
+                        for (family, _) in &families {
+                            run(xtables(*family, Xtables::Save), &[], None)
                                 .await
                                 .expect("saves");
                         }
@@ -720,7 +847,7 @@ mod tests {
                 })
                 .await;
                 apply(IPTABLES_NFT_TABLES).await.expect("removes them");
-                run(&ipsets, &["destroy"], None)
+                run(ipsets, &["destroy"], None)
                     .await
                     .expect("destroys the ipsets");
                 println!(

@@ -42,6 +42,10 @@ pub const TABLE_NAME: &str = "dockfw";
 /// Docker.
 pub const BASE_CHAIN_PRIORITY: i32 = -10;
 
+/// The nft name of the plan's [`crate::ruleset::DROP_CHAIN`], where every
+/// drop ends: a rule jumping there drops.
+pub const DROP_CHAIN_NAME: &str = "dropped";
+
 /// How one chain of the plan is written in nftables.
 struct ChainName {
     /// The plan's (iptables-style) name, see [`crate::ruleset`].
@@ -78,7 +82,7 @@ const CHAINS: [ChainName; 5] = [
     },
     ChainName {
         plan: DROP_CHAIN,
-        nft: super::installed::DROP_CHAIN_NAME,
+        nft: DROP_CHAIN_NAME,
         hook: None,
     },
 ];
