@@ -1402,12 +1402,14 @@ port_dropped_at_least() {
 # dropped_tcp_v4; with iptables the elements of the ipset dockfw-dropped-tcp-v4 whose
 # comment names it, the container endpoint Docker DNATs it to among them.
 wait_for_port_counted() {
+    # Each listing is read whole first: grep -q ending the pipe early would make the
+    # lister fail on its next write (pipefail).
     if nft_backend; then
-        wait_for 2 eval "lab_ns nft list set inet dockfw dropped_tcp_v4 | grep -Eq '[{ ]$1 counter'" ||
+        wait_for 2 eval "grep -Eq '[{ ]$1 counter' <<<\"\$(lab_ns nft list set inet dockfw dropped_tcp_v4)\"" ||
             fail "no counting element for $1: $(lab_ns nft list set inet dockfw dropped_tcp_v4)"
     else
         local endpoint="^add dockfw-dropped-tcp-v4 [0-9.]+,tcp:[0-9]+ .*comment \"([0-9 ]* )?$1( [0-9 ]*)?\"\$"
-        wait_for 2 eval "lab_ns ipset save dockfw-dropped-tcp-v4 | grep -Eq '$endpoint'" ||
+        wait_for 2 eval "grep -Eq '$endpoint' <<<\"\$(lab_ns ipset save dockfw-dropped-tcp-v4)\"" ||
             fail "no counting element for $1: $(lab_ns ipset save dockfw-dropped-tcp-v4)"
     fi
 }
