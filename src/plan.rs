@@ -46,8 +46,14 @@
 //! that a container coming or going changes elements only); the known
 //! container addresses are the set `known-v4`; a `from` list of more than
 //! [`MAX_LISTED_SOURCES`] networks in a family is the set `allow-N-src-v4`;
-//! the host ports docker-proxy may serve that no entry covers are the port
-//! set ([`PortSet`]) `guard-tcp-v4`. Set names come only from the entry's
+//! `ports` of more than [`MAX_LISTED_PORTS`] ranges are the set of port
+//! ranges ([`OrigPortSet`]) `allow-N-ports-v4`, matched against the port
+//! before DNAT, with the sources then a set too (unless just one network),
+//! so that an entry is at most one rule per protocol whatever the number of
+//! its sources and ports (iptables, which cannot match that port in a set,
+//! writes one rule per range: sources never multiply it); the host ports
+//! docker-proxy may serve that no entry covers are the port set
+//! ([`PortSet`]) `guard-tcp-v4`. Set names come only from the entry's
 //! kind, place and family (and a guard set's protocol). The ports
 //! published are the elements of the drop port sets (`dropped-tcp-v4`),
 //! with the container endpoints they lead to. So the rules depend
@@ -91,9 +97,12 @@ use crate::inventory::{
     Attachment, Container, GatewayMode, Inventory, Proto, PublishedPort, Rejected,
 };
 use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
+#[cfg(doc)]
+use crate::policy::{MAX_LISTED_PORTS, MAX_LISTED_SOURCES};
 use crate::ruleset::{
     AddrSet, Chain, Conntrack, DROP_CHAIN, DropEndpoint, ENTRY_CHAIN, Family, FamilyRules,
-    INBOUND_CHAIN, Iface, Origin, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    INBOUND_CHAIN, Iface, OrigPortSet, Origin, PROXY_CHAIN, PortSet, Rule, Ruleset, Target,
+    UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
 
@@ -122,11 +131,13 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     let drop = drop_chain(inventory, family);
     chains.push(drop.chain);
     let sets = address_sets(policy, inventory, family, &chains);
+    let orig_port_sets = orig_port_sets(policy, family, &chains);
     FamilyRules {
         chains,
         sets,
         port_sets,
         drop_ports: drop.ports,
+        orig_port_sets,
         drop_endpoints: drop.endpoints,
     }
 }
@@ -439,11 +450,13 @@ fn routed_rules(policy: &Policy, inventory: &Inventory, family: Family) -> Vec<R
         for iface in &routed {
             rules.extend(dnat_only.iter().map(|rule| Rule {
                 out_iface: Some(iface.clone()),
-                conntrack: rule.conntrack.map(|c| match c {
+                conntrack: rule.conntrack.and_then(|c| match c {
                     Conntrack::OrigDstPort { ports, .. } => {
-                        Conntrack::OrigDstPort { ports, dnat: false }
+                        Some(Conntrack::OrigDstPort { ports, dnat: false })
                     }
-                    other => other,
+                    // The DNAT condition of a set of port ranges.
+                    Conntrack::Dnat => None,
+                    other => Some(other),
                 }),
                 ..rule.clone()
             }));
@@ -542,7 +555,7 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
         let allowed = covering(allow_entries(policy), container, port, family);
         if plain && allowed.is_empty() && guarded {
             guard.entry(port.proto).or_default().insert(port.host_port);
-        } else if !(plain && allowed.iter().any(|(_, s)| *s == Sources::Anywhere)) {
+        } else if !(plain && allowed.iter().any(|(.., s)| *s == Sources::Anywhere)) {
             rules.extend(proxy_port_rules(policy, container, port, family));
         }
     }
@@ -600,14 +613,14 @@ fn proxy_port_rules(
         })
     };
     let mut rules = Vec::new();
-    for (id, sources) in covering(deny_entries(policy), container, port, family) {
-        let sources = source_matches(id, &sources, family);
+    for (id, entry, sources) in covering(deny_entries(policy), container, port, family) {
+        let sources = source_matches(id, entry, &sources, family);
         rules.extend(sources.iter().map(|s| rule(s, Target::Drop, id.origin())));
     }
     let allowed = covering(allow_entries(policy), container, port, family);
-    if policy.default == Default::Deny && !allowed.iter().any(|(_, s)| *s == Sources::Anywhere) {
-        for (id, sources) in allowed {
-            let sources = source_matches(id, &sources, family);
+    if policy.default == Default::Deny && !allowed.iter().any(|(.., s)| *s == Sources::Anywhere) {
+        for (id, entry, sources) in allowed {
+            let sources = source_matches(id, entry, &sources, family);
             rules.extend(sources.iter().map(|s| rule(s, Target::Return, id.origin())));
         }
         rules.push(rule(&Source::Anywhere, Target::Drop, Origin::DefaultDeny));
@@ -622,10 +635,10 @@ fn covering<'a>(
     container: &Container,
     port: &PublishedPort,
     family: Family,
-) -> Vec<(EntryId, Sources<'a>)> {
+) -> Vec<(EntryId, &'a Entry, Sources<'a>)> {
     entries
         .filter(|(_, e)| applies_to(e, container, port))
-        .filter_map(|(id, e)| Some((id, e.sources(family)?)))
+        .filter_map(|(id, e)| Some((id, e, e.sources(family)?)))
         .collect()
 }
 
@@ -645,7 +658,10 @@ fn without_repeats(mut rules: Vec<Rule>) -> Vec<Rule> {
 
 /// The rules one policy entry expands to: sources x (protocol, port
 /// range), to the set of the containers it selects, or to any destination
-/// when it has no selectors.
+/// when it has no selectors. A long `from` list is one source (its set),
+/// many port ranges one port match per protocol (their set), so an entry
+/// is never more than [`MAX_LISTED_SOURCES`] x [`MAX_LISTED_PORTS`] rules
+/// per protocol.
 fn entry_rules(id: EntryId, entry: &Entry, family: Family, target: Target) -> Vec<Rule> {
     let selected = entry.has_selector().then(|| id.selected_set(family));
     entry_rules_to(id, entry, family, selected, target)
@@ -662,17 +678,25 @@ fn entry_rules_to(
     let Some(sources) = entry.sources(family) else {
         return Vec::new();
     };
-    let services = services(entry);
+    let services = services(id, entry, family);
+    // Allow entries with ports admit only connections Docker DNAT-ed.
+    let dnat = target == Target::Return;
     let mut rules = Vec::new();
-    for src in source_matches(id, &sources, family) {
+    for src in source_matches(id, entry, &sources, family) {
         for (proto, ports) in &services {
+            let (conntrack, orig_dport_ranges) = match ports {
+                PortMatch::Any => (None, None),
+                PortMatch::Range(ports) => {
+                    let ports = *ports;
+                    (Some(Conntrack::OrigDstPort { ports, dnat }), None)
+                }
+                PortMatch::Set(name) => (dnat.then_some(Conntrack::Dnat), Some(name.clone())),
+            };
             rules.push(src.on(Rule {
                 dst_set: dst_set.clone(),
                 proto: *proto,
-                conntrack: ports.map(|ports| Conntrack::OrigDstPort {
-                    ports,
-                    dnat: target == Target::Return,
-                }),
+                conntrack,
+                orig_dport_ranges,
                 target: target.clone(),
                 origin: Some(id.origin()),
                 ..Rule::default()
@@ -681,10 +705,6 @@ fn entry_rules_to(
     }
     rules
 }
-
-/// Most networks of one family a `from` list may have and still be written
-/// one rule per network; a longer list is one set.
-pub const MAX_LISTED_SOURCES: usize = 4;
 
 /// A policy entry by its kind and 1-based place among the entries of that
 /// kind: what its address sets are named after.
@@ -715,6 +735,12 @@ impl EntryId {
     /// `deny-1-src-v6`.
     fn source_set(self, family: Family) -> String {
         format!("{}-{}-src-{}", self.kind, self.number, family_tag(family))
+    }
+
+    /// The set of the entry's port ranges, when they are too many to list:
+    /// `allow-3-ports-v4`.
+    fn port_set(self, family: Family) -> String {
+        format!("{}-{}-ports-{}", self.kind, self.number, family_tag(family))
     }
 }
 
@@ -779,15 +805,40 @@ impl Source {
 }
 
 /// One [`Source`] per rule: anywhere, each network of a short `from`
-/// list, or the set of a long one.
-fn source_matches(id: EntryId, sources: &Sources<'_>, family: Family) -> Vec<Source> {
+/// list, or the set of a long one ([`Entry::sources_as_set`]).
+fn source_matches(
+    id: EntryId,
+    entry: &Entry,
+    sources: &Sources<'_>,
+    family: Family,
+) -> Vec<Source> {
     match sources {
         Sources::Anywhere => vec![Source::Anywhere],
-        Sources::Nets(nets) if nets.len() > MAX_LISTED_SOURCES => {
+        Sources::Nets(nets) if entry.sources_as_set(nets.len()) => {
             vec![Source::Set(id.source_set(family))]
         }
         Sources::Nets(nets) => nets.iter().map(|n| Source::Net(**n)).collect(),
     }
+}
+
+/// The sets of port ranges the rules of `chains` name, by name: each of an
+/// entry whose ports are a set ([`Entry::ports_as_set`]), with its ports.
+fn orig_port_sets(policy: &Policy, family: Family, chains: &[Chain]) -> Vec<OrigPortSet> {
+    let named: BTreeSet<&str> = chains
+        .iter()
+        .flat_map(|c| c.rules.iter())
+        .filter_map(|r| r.orig_dport_ranges.as_deref())
+        .collect();
+    let mut sets: Vec<OrigPortSet> = allow_entries(policy)
+        .chain(deny_entries(policy))
+        .filter(|(id, _)| named.contains(id.port_set(family).as_str()))
+        .map(|(id, entry)| {
+            let ranges = entry.ports.iter().flatten().copied();
+            OrigPortSet::new(id.port_set(family), family, ranges)
+        })
+        .collect();
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    sets
 }
 
 /// The sets the rules of `chains` name, each with its elements now, by
@@ -835,19 +886,36 @@ fn address_sets(
     sets
 }
 
-/// The (protocol, port range) pairs an entry matches; `None` is "any".
-fn services(entry: &Entry) -> Vec<(Option<Proto>, Option<PortRange>)> {
+/// What one rule of an entry matches of the destination port before DNAT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PortMatch {
+    Any,
+    Range(PortRange),
+    /// The named [`OrigPortSet`] of all the entry's ranges.
+    Set(String),
+}
+
+/// The (protocol, port match) pairs an entry matches; `None` is any
+/// protocol.
+fn services(id: EntryId, entry: &Entry, family: Family) -> Vec<(Option<Proto>, PortMatch)> {
     let protos: Vec<Proto> = match entry.proto {
         ProtoMatch::Tcp => vec![Proto::Tcp],
         ProtoMatch::Udp => vec![Proto::Udp],
         ProtoMatch::Any => vec![Proto::Tcp, Proto::Udp, Proto::Sctp],
     };
     match (&entry.ports, entry.proto) {
-        (None, ProtoMatch::Any) => vec![(None, None)],
-        (None, _) => protos.into_iter().map(|p| (Some(p), None)).collect(),
+        (None, ProtoMatch::Any) => vec![(None, PortMatch::Any)],
+        (None, _) => protos
+            .into_iter()
+            .map(|p| (Some(p), PortMatch::Any))
+            .collect(),
+        (Some(_), _) if entry.ports_as_set() => {
+            let set = PortMatch::Set(id.port_set(family));
+            protos.into_iter().map(|p| (Some(p), set.clone())).collect()
+        }
         (Some(ranges), _) => protos
             .iter()
-            .flat_map(|p| ranges.iter().map(move |r| (Some(*p), Some(*r))))
+            .flat_map(|p| ranges.iter().map(move |r| (Some(*p), PortMatch::Range(*r))))
             .collect(),
     }
 }
@@ -1392,6 +1460,97 @@ mod tests {
             let inbound = chain(&ruleset, Family::V4, INBOUND_CHAIN);
             assert!(!inbound.contains(&routed_80("br-shop")), "{mode}");
         }
+    }
+
+    /// An allow entry of `ports` ports and `sources` IPv4 and IPv6 hosts.
+    fn big_entry(ports: u16, sources: u16, proto: &str) -> Policy {
+        let ports: Vec<String> = (0..ports).map(|p| (1000 + 7 * p).to_string()).collect();
+        let from: Vec<String> = (0..sources)
+            .flat_map(|i| {
+                [
+                    format!("\"10.0.{}.{}\"", i / 250, i % 250),
+                    format!("\"2001:db8::{i:x}\""),
+                ]
+            })
+            .collect();
+        let text = format!(
+            "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [{}]\nfrom = [{}]\nproto = \"{proto}\"\n",
+            ports.join(", "),
+            from.join(", ")
+        );
+        crate::policy::parse_str(&text, std::path::Path::new("p.toml")).unwrap()
+    }
+
+    #[test]
+    fn an_entry_of_many_sources_and_ports_is_one_rule_per_protocol() {
+        let inventory = routed_inventory("nat", "nat");
+        let small = plan(&big_entry(5, 2, "any"), &inventory);
+        let big = plan(&big_entry(300, 300, "any"), &inventory);
+        for family in Family::ALL {
+            let (a, b) = (small.family(family), big.family(family));
+            assert_eq!(a.chains, b.chains, "{family:?}: the same rules");
+            let entry: Vec<&Rule> = chain(&big, family, INBOUND_CHAIN)
+                .iter()
+                .filter(|r| r.origin == Some(Origin::Allow { line: 3 }))
+                .collect();
+            assert_eq!(entry.len(), 3, "tcp, udp, sctp: {entry:?}");
+            let tag = family_tag(family);
+            for rule in entry {
+                assert_eq!(rule.src_set, Some(format!("allow-1-src-{tag}")));
+                assert_eq!(rule.orig_dport_ranges, Some(format!("allow-1-ports-{tag}")));
+                assert_eq!(rule.conntrack, Some(Conntrack::Dnat), "allow: DNAT-ed only");
+            }
+            let ports = b.orig_port_set(&format!("allow-1-ports-{tag}")).unwrap();
+            assert_eq!(ports.ranges.len(), 300);
+            let sources = b.set(&format!("allow-1-src-{tag}")).unwrap();
+            assert_eq!(sources.elements.len(), 300);
+        }
+        assert!(
+            !small.same_rules(&big),
+            "other ports are other rules where a backend writes a rule per range"
+        );
+    }
+
+    #[test]
+    fn two_sources_of_an_entry_with_a_port_set_are_a_set_and_a_few_ports_stay_rules() {
+        let inventory = routed_inventory("nat", "nat");
+        let rules = |ports, sources| {
+            let ruleset = plan(&big_entry(ports, sources, "tcp"), &inventory);
+            let inbound = chain(&ruleset, Family::V4, INBOUND_CHAIN).to_vec();
+            inbound
+                .into_iter()
+                .filter(|r| r.origin == Some(Origin::Allow { line: 3 }))
+                .collect::<Vec<_>>()
+        };
+        let listed = rules(4, 2);
+        assert_eq!(listed.len(), 8, "2 sources x 4 ports");
+        assert!(
+            listed
+                .iter()
+                .all(|r| r.src.is_some() && r.orig_dport_ranges.is_none())
+        );
+        let one = rules(5, 1);
+        assert_eq!(one.len(), 1);
+        assert!(one[0].src.is_some() && one[0].orig_dport_ranges.is_some());
+        let two = rules(5, 2);
+        assert_eq!(two.len(), 1);
+        assert_eq!(two[0].src_set.as_deref(), Some("allow-1-src-v4"));
+    }
+
+    #[test]
+    fn a_routed_bridge_matches_an_entrys_port_set_without_the_dnat_condition() {
+        let inventory = routed_inventory("routed", "nat");
+        let ruleset = plan(&big_entry(300, 300, "tcp"), &inventory);
+        let inbound = chain(&ruleset, Family::V4, INBOUND_CHAIN);
+        let routed: Vec<&Rule> = inbound.iter().filter(|r| r.out_iface.is_some()).collect();
+        assert_eq!(routed.len(), 1, "{routed:?}");
+        assert_eq!(routed[0].out_iface, Iface::new("br-shop").ok());
+        assert_eq!(routed[0].conntrack, None);
+        assert_eq!(
+            routed[0].orig_dport_ranges.as_deref(),
+            Some("allow-1-ports-v4")
+        );
+        assert_eq!(routed[0].src_set.as_deref(), Some("allow-1-src-v4"));
     }
 
     #[test]

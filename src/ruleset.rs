@@ -6,7 +6,10 @@
 //! every known container address, long `from` lists, the host ports
 //! docker-proxy may serve) is elements of an [`AddrSet`] or a [`PortSet`],
 //! never rules: a container coming or going changes elements only, and a
-//! backend can tell that apart ([`FamilyRules::same_rules`]).
+//! backend can tell that apart ([`FamilyRules::same_rules`]). What grows
+//! with an entry's `ports` is an [`OrigPortSet`]: a backend that can match
+//! the port before DNAT in a set (nftables) writes one rule for it, one
+//! that cannot (iptables) one rule per range.
 //!
 //! Produced by [`crate::plan`], turned into text by each backend of [`crate::firewall`]. It knows
 //! nothing of processes or of what is installed now.
@@ -116,6 +119,9 @@ pub struct FamilyRules {
     /// port. They follow published ports, so a port published or gone is
     /// an element written, not a rule.
     pub drop_ports: Vec<PortSet>,
+    /// Every set of original destination port ranges a rule names
+    /// ([`Rule::orig_dport_ranges`]), by name; no set no rule names.
+    pub orig_port_sets: Vec<OrigPortSet>,
     /// Where a forwarded connection to each published port of the family
     /// arrives after Docker's DNAT: the container's address and port (the
     /// ones a connection on a routed network is addressed to in the first
@@ -156,9 +162,15 @@ impl FamilyRules {
         self.drop_ports.iter().find(|s| s.name == name)
     }
 
+    pub fn orig_port_set(&self, name: &str) -> Option<&OrigPortSet> {
+        self.orig_port_sets.iter().find(|s| s.name == name)
+    }
+
     /// Whether `other` has the same chains and rules and the same sets (by
     /// name and family), whatever their elements: then taking one to the
-    /// other changes set elements only.
+    /// other changes set elements only. Sets of original destination ports
+    /// are compared with their ranges: they come from the policy alone (so
+    /// change only with it), and a backend may write each range as a rule.
     pub fn same_rules(&self, other: &FamilyRules) -> bool {
         fn shape(set: &AddrSet) -> (&str, Family) {
             (&set.name, set.family)
@@ -170,6 +182,7 @@ impl FamilyRules {
             && self.sets.iter().map(shape).eq(other.sets.iter().map(shape))
             && (self.port_sets.iter().map(port_shape)).eq(other.port_sets.iter().map(port_shape))
             && (self.drop_ports.iter().map(port_shape)).eq(other.drop_ports.iter().map(port_shape))
+            && self.orig_port_sets == other.orig_port_sets
     }
 }
 
@@ -227,6 +240,49 @@ pub struct PortSet {
     pub ports: BTreeSet<u16>,
 }
 
+/// A named set of port ranges, for the rules of one family, matched by
+/// [`Rule::orig_dport_ranges`] against the destination port a connection
+/// had before DNAT (the published host port; on a routed network the
+/// container port): an entry's `ports`, when they are more than a few.
+/// Elements come from the policy alone, never from Docker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrigPortSet {
+    /// As [`AddrSet::name`]: `allow-3-ports-v4`; at most 20 characters
+    /// (`allow-20000-ports-v6`).
+    pub name: String,
+    pub family: Family,
+    /// Sorted, and no two overlap or touch ([`OrigPortSet::new`]), so a
+    /// backend that refuses overlapping intervals takes them as they are.
+    pub ranges: Vec<PortRange>,
+}
+
+impl OrigPortSet {
+    /// The set `name` of the given ranges, merged where they overlap or
+    /// touch (`80, 81-90` is `80-90`): the same ports, fewest ranges.
+    pub fn new(
+        name: String,
+        family: Family,
+        ranges: impl IntoIterator<Item = PortRange>,
+    ) -> OrigPortSet {
+        let mut sorted: Vec<PortRange> = ranges.into_iter().collect();
+        sorted.sort();
+        let mut merged: Vec<PortRange> = Vec::with_capacity(sorted.len());
+        for range in sorted {
+            match merged.last_mut() {
+                Some(last) if u32::from(range.first) <= u32::from(last.last) + 1 => {
+                    last.last = last.last.max(range.last);
+                }
+                _ => merged.push(range),
+            }
+        }
+        OrigPortSet {
+            name,
+            family,
+            ranges: merged,
+        }
+    }
+}
+
 /// One chain dockfw owns and all of its rules, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chain {
@@ -253,6 +309,11 @@ pub struct Rule {
     /// [`FamilyRules::drop_ports`] set of the rule's family, whose element
     /// for the port counts the match; needs `proto`, the set's.
     pub orig_dport_set: Option<String>,
+    /// The destination port before DNAT is in one of the ranges of the
+    /// named [`OrigPortSet`] of the rule's family; needs `proto`. Only
+    /// connections Docker DNAT-ed count when `conntrack` is
+    /// [`Conntrack::Dnat`] (as [`Conntrack::OrigDstPort`]'s `dnat`).
+    pub orig_dport_ranges: Option<String>,
     /// The packet's own destination port (`-m <proto> --dport`); needs `proto`.
     pub dport: Option<u16>,
     pub conntrack: Option<Conntrack>,
@@ -351,7 +412,10 @@ impl Rule {
     /// Whether the rule belongs to one family: it names an address, or a
     /// set of that family's ports.
     pub fn of_one_family(&self) -> bool {
-        self.names_addresses() || self.dport_set.is_some() || self.orig_dport_set.is_some()
+        self.names_addresses()
+            || self.dport_set.is_some()
+            || self.orig_dport_set.is_some()
+            || self.orig_dport_ranges.is_some()
     }
 }
 
@@ -436,6 +500,37 @@ mod tests {
     }
 
     #[test]
+    fn port_ranges_are_merged_and_a_change_of_them_is_a_change_of_rules() {
+        let range = |first, last| PortRange { first, last };
+        let ports = |ranges: Vec<PortRange>| FamilyRules {
+            orig_port_sets: vec![OrigPortSet::new(
+                "allow-1-ports-v4".to_owned(),
+                Family::V4,
+                ranges,
+            )],
+            ..FamilyRules::default()
+        };
+        let merged = ports(vec![
+            range(90, 95),
+            range(80, 80),
+            range(81, 89),
+            range(97, 97),
+        ]);
+        assert_eq!(
+            merged.orig_port_sets[0].ranges,
+            [range(80, 95), range(97, 97)],
+            "touching and overlapping ranges merge, others stay"
+        );
+        let top = ports(vec![range(65535, 65535), range(1, 65534)]);
+        assert_eq!(top.orig_port_sets[0].ranges, [range(1, 65535)]);
+        assert!(merged.same_rules(&merged.clone()));
+        assert!(
+            !merged.same_rules(&ports(vec![range(80, 96)])),
+            "iptables writes a rule per range"
+        );
+    }
+
+    #[test]
     fn only_elements_differ_when_rules_and_set_names_agree() {
         let rules = |elements: &[&str]| FamilyRules {
             chains: vec![Chain {
@@ -452,6 +547,7 @@ mod tests {
             )],
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            orig_port_sets: Vec::new(),
             drop_endpoints: BTreeSet::new(),
         };
         let few = rules(&["172.17.0.2/32"]);

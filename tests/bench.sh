@@ -2,7 +2,8 @@
 # tests/bench.sh — benchmarks of dockfw against the real (namespaced) lab engine.
 #
 # Usage: tests/bench.sh [NAME…]             (as root)
-#   NAME: selector_latency  burst_cpu  conn_rate  idle      (default: all four, in that order)
+#   NAME: selector_latency  burst_cpu  conn_rate  idle  policy_scale
+#         (default: all five, in that order)
 #
 # It prints distributions and figures, never a verdict on time: each result is a line
 # `# bench: NAME …` naming the exact command and parameters, and a summary block at the end.
@@ -18,6 +19,7 @@
 #       BENCH_IDLE_SECS=30    idle: sampling window (twice: alone, then beside a foreign set)
 #       BENCH_IDLE_FOREIGN=100000  idle: addresses in another tool's ipset made for the second
 #                             window (hash:ip, in the lab namespace only); 0 skips that window
+#       BENCH_SCALE_RUNS=5    policy_scale: runs of each command per policy
 #       DOCKFW_RESYNC_SECS    the daemon's periodic full check; 10 here (the daemon's
 #                             default), not the 2 s tests/e2e.sh uses
 #       DOCKFW=path           the binary (default target/release/dockfw; never built here)
@@ -43,7 +45,8 @@ BENCH_CONN_ROUNDS="${BENCH_CONN_ROUNDS:-2}"
 BENCH_CONN_RULES="${BENCH_CONN_RULES:-1000}"
 BENCH_IDLE_SECS="${BENCH_IDLE_SECS:-30}"
 BENCH_IDLE_FOREIGN="${BENCH_IDLE_FOREIGN:-100000}"
-BENCHES=(selector_latency burst_cpu conn_rate idle)
+BENCH_SCALE_RUNS="${BENCH_SCALE_RUNS:-5}"
+BENCHES=(selector_latency burst_cpu conn_rate idle policy_scale)
 BENCH_SUMMARY=""          # file collecting every `# bench:` line (mktemp)
 BENCH_HZ="$(getconf CLK_TCK)"
 
@@ -504,6 +507,92 @@ EOF
         { not_measured idle "the foreign set could not be made"; return 1; }
     wait_quiet 3 30 || true
     idle_window " beside a foreign ipset (bench-foreign hash:ip, $entries entries of 10.0.0.0/8, made with ipset restore in the lab namespace)" "$pid"
+}
+
+# ---------------------------------------------------------------------------
+# 5. policy_scale
+# ---------------------------------------------------------------------------
+
+# scale_runs LABEL CMD… — BENCH_SCALE_RUNS runs of CMD (output dropped; each must
+# succeed), wall time of each in ms; prints the result line.
+scale_runs() {
+    local label="$1" i t0 t1 samples=(); shift
+    for ((i = 0; i < BENCH_SCALE_RUNS; i++)); do
+        t0="$(now_us)"
+        "$@" >/dev/null
+        t1="$(now_us)"
+        samples+=("$(us_to_ms $((t1 - t0)))")
+    done
+    bench_out "policy_scale $label, ms: $(dist "${samples[@]}")"
+}
+
+# Policies at the limits, checked (`dockfw check`: parse and validate, the process
+# included) and planned (`dockfw plan`: the lab engine's inventory of 10 containers read,
+# the installed state observed, plan and transaction printed; nothing applied), on both
+# backends: (1) 20,000 entries of one port and one source (20,000 rules, the e2e case
+# fc_policy_limits' shape); (2) 66 entries of 300 ports x 300 IPv4 sources (19,800
+# networks, at most 19,800 iptables rules: one per port range, none per source); then
+# scale_sets.
+bench_policy_scale() {
+    local small="$LAB_DIR/bench-scale-small.toml" big="$LAB_DIR/bench-scale-big.toml" i e p
+    {
+        printf '[inbound]\ndefault = "deny"\n'
+        for ((i = 0; i < 20000; i++)); do
+            printf '[[inbound.deny]]\nports = [%d]\nfrom = ["10.%d.%d.0/24"]\n' \
+                $((1000 + i % 5000)) $((i / 250 % 250)) $((i % 250))
+        done
+    } >"$small"
+    local ports; ports="$(for ((p = 0; p < 300; p++)); do printf '%d, ' $((1000 + 7 * p)); done)"
+    {
+        printf '[inbound]\ndefault = "deny"\n'
+        for ((e = 0; e < 66; e++)); do
+            printf '[[inbound.allow]]\nports = [%s]\nfrom = [' "${ports%, }"
+            for ((i = 0; i < 299; i++)); do printf '"10.%d.%d.%d", ' "$e" $((i / 250)) $((i % 250)); done
+            printf '"10.%d.9.9"]\n' "$e"
+        done
+    } >"$big"
+    for i in $(seq 1 10); do lab_run "scale-$i" -p "$((7000 + i)):80"; done
+    local pol name
+    for pol in "$small" "$big"; do
+        name="$(basename "$pol" .toml)"
+        dfw check --config "$pol" >/dev/null ||
+            not_measured policy_scale "dockfw check refused $name: $(dfw check --config "$pol" 2>&1 | head -n 2)"
+        bench_out "policy_scale $name: $(grep -c '^\[\[inbound' "$pol") entries, $(($(stat -c %s "$pol") / 1024)) KiB"
+        scale_runs "$name: dockfw check --config $name.toml" dfw check --config "$pol"
+        scale_runs "$name: dockfw plan --backend iptables --config $name.toml" \
+            dfw plan --backend iptables --config "$pol"
+        scale_runs "$name: dockfw plan --backend nftables --config $name.toml" \
+            dfw plan --backend nftables --config "$pol"
+    done
+    scale_sets
+}
+
+# The set element limits: one allow entry of 5 ports and 65,536 IPv4 hosts (one entry's
+# most, and the policy's most in all). Once per backend: the daemon started
+# (the binary, with the lab engine's 10 containers) until its first reconcile is done,
+# the one that writes those sets (one run each; then `dockfw uninstall`).
+scale_sets() {
+    local sets="$LAB_DIR/bench-scale-sets.toml" backend t0 t1
+    awk 'BEGIN {
+        print "[inbound]\ndefault = \"deny\""
+        for (e = 0; e < 1; e++) {
+            printf "[[inbound.allow]]\nports = [7001, 7003, 7005, 7007, 7009]\nfrom = ["
+            for (i = 0; i < 65536; i++) printf "%s\"10.%d.%d.%d\"", (i ? ", " : ""), 10 + e, int(i / 256), i % 256
+            print "]"
+        }
+    }' >"$sets"
+    dfw check --config "$sets" >/dev/null ||
+        { not_measured policy_scale "dockfw check refused the set limits: $(dfw check --config "$sets" 2>&1 | head -n 2)"; return 1; }
+    for backend in iptables nftables; do
+        t0="$(now_us)"
+        DOCKFW_BACKEND="$backend" bench_dockfw_start "$sets" ||
+            { not_measured policy_scale "the daemon did not settle with the set limits ($backend)"; return 1; }
+        t1="$(now_us)"
+        bench_out "policy_scale bench-scale-sets: 1 entry x 65,536 sources ($(($(stat -c %s "$sets") / 1024)) KiB)," \
+            "DOCKFW_BACKEND=$backend: daemon start to first reconcile done, ms: $(us_to_ms $((t1 - t0)))"
+        dockfw_stop
+        DOCKFW_BACKEND="$backend" dfw uninstall >/dev/null
+    done
 }
 
 # ---------------------------------------------------------------------------

@@ -176,29 +176,43 @@ fn check_reads_standard_input_for_a_dash_and_names_it_stdin() {
 }
 
 #[test]
-fn check_refuses_an_entry_that_expands_past_the_limit_naming_it() {
+fn check_takes_300_ports_by_300_sources_and_refuses_700_port_ranges_naming_the_entry() {
     let scratch = Scratch::new("check-huge");
-    let ports: Vec<String> = (1..=300).map(|p| p.to_string()).collect();
     let from: Vec<String> = (0..300)
         .map(|i| format!("\"10.0.{}.{}\"", i / 250, i % 250))
         .collect();
-    let huge = format!(
-        "[inbound]\n\n[[inbound.allow]]\nports = [{}]\nfrom = [{}]\nproto = \"any\"\n",
-        ports.join(","),
-        from.join(",")
-    );
-    let policy = scratch.write("huge.toml", &huge);
+    let entry = |ports: Vec<String>| {
+        format!(
+            "[inbound]\n\n[[inbound.allow]]\nports = [{}]\nfrom = [{}]\nproto = \"any\"\n",
+            ports.join(","),
+            from.join(",")
+        )
+    };
     let state = scratch.0.join("state");
+    // 300 ports x 300 sources x 3 protocols: sources and ports are sets.
+    let big = scratch.write(
+        "big.toml",
+        &entry((1..=300).map(|p| p.to_string()).collect()),
+    );
     let out = dockfw(
-        &["check", "--state-dir", path_str(&state), path_str(&policy)],
+        &["check", "--state-dir", path_str(&state), path_str(&big)],
+        "",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // 700 separate port ranges x 3 protocols: iptables writes one rule per
+    // range, 2,100 > the 2,048 of one entry.
+    let ranges = (1..=700).map(|p| (2 * p).to_string()).collect();
+    let huge = scratch.write("huge.toml", &entry(ranges));
+    let out = dockfw(
+        &["check", "--state-dir", path_str(&state), path_str(&huge)],
         "",
     );
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
         err.contains(&format!(
-            "{}:3:1: allow entry expands to 270000 rules",
-            policy.display()
+            "{}:3:1: allow entry expands to 2100 rules",
+            huge.display()
         )),
         "{err}"
     );

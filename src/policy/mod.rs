@@ -92,14 +92,33 @@ impl Entry {
         (!nets.is_empty()).then_some(Sources::Nets(nets))
     }
 
-    /// How many rules the entry expands to in its larger family, before
-    /// selectors multiply it by container addresses: sources x (protocol,
-    /// port range) pairs.
+    /// Whether the entry's ports are matched as one set of port ranges
+    /// (more than [`MAX_LISTED_PORTS`]) rather than one rule per range.
+    pub fn ports_as_set(&self) -> bool {
+        self.ports
+            .as_ref()
+            .is_some_and(|ranges| ranges.len() > MAX_LISTED_PORTS)
+    }
+
+    /// Whether `networks` networks of one family of the entry's `from` are
+    /// matched as one set rather than one rule each: more than
+    /// [`MAX_LISTED_SOURCES`], or more than one when the ports are a set
+    /// too (a backend that writes each port range as a rule would
+    /// otherwise write networks x ranges).
+    pub fn sources_as_set(&self, networks: usize) -> bool {
+        networks > MAX_LISTED_SOURCES || (networks > 1 && self.ports_as_set())
+    }
+
+    /// How many rules the entry writes in its larger family where the most
+    /// are written (iptables, which has no set of original destination
+    /// ports: one rule per port range), before selectors: source matches
+    /// (one for a set) x protocols x port ranges.
     pub fn expansion(&self) -> usize {
         let sources = Family::ALL
             .iter()
             .filter_map(|f| match self.sources(*f)? {
                 Sources::Anywhere => Some(1),
+                Sources::Nets(nets) if self.sources_as_set(nets.len()) => Some(1),
                 Sources::Nets(nets) => Some(nets.len()),
             })
             .max()
@@ -112,6 +131,19 @@ impl Entry {
         sources * protos * ports
     }
 
+    /// The networks the entry's `from` lists in its larger family: the
+    /// elements of its largest source set.
+    pub fn networks(&self) -> usize {
+        let count = |v4: bool| {
+            self.from
+                .iter()
+                .flatten()
+                .filter(|n| matches!(n, IpNet::V4(_)) == v4)
+                .count()
+        };
+        count(true).max(count(false))
+    }
+
     /// Whether the entry selects particular containers (and so must follow
     /// their addresses) rather than every container.
     pub fn has_selector(&self) -> bool {
@@ -121,10 +153,27 @@ impl Entry {
 
 /// Most rules one entry may expand to ([`Entry::expansion`]); a larger
 /// entry is refused by validation, so whatever `check` accepts applies in
-/// a few seconds.
+/// a few seconds. Sources in a set do not multiply it: only protocols x
+/// port ranges (iptables writes a rule per range), and listed sources of a
+/// small entry.
 pub const MAX_ENTRY_RULES: usize = 2_048;
 /// Most rules all entries together may expand to.
 pub const MAX_POLICY_RULES: usize = 20_000;
+/// Most networks one entry's `from` may list in one family: the elements
+/// of one set (ipset's default `maxelem`, 65,536).
+pub const MAX_ENTRY_NETWORKS: usize = 65_536;
+/// Most networks all entries' `from` lists may hold together (counted in
+/// the larger family of each entry): set elements in all. nftables writes
+/// every element again whenever its rules change (a network created), and
+/// 65,536 already take seconds (`tests/bench.sh policy_scale`).
+pub const MAX_POLICY_NETWORKS: usize = 65_536;
+/// Most networks of one family a `from` list may have and still be written
+/// one rule per network; a longer list is one set.
+pub const MAX_LISTED_SOURCES: usize = 4;
+/// Most port ranges an entry may have and still be written one rule per
+/// range (and protocol); more are one set of port ranges, which nftables
+/// matches in one rule.
+pub const MAX_LISTED_PORTS: usize = 4;
 
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -18,8 +18,8 @@ use toml::Spanned;
 use toml::de::{DeInteger, DeTable, DeValue};
 
 use super::{
-    Default, Diagnostic, Entry, Glob, MAX_ENTRY_RULES, MAX_POLICY_RULES, Policy, PortRange,
-    ProtoMatch,
+    Default, Diagnostic, Entry, Glob, MAX_ENTRY_NETWORKS, MAX_ENTRY_RULES, MAX_POLICY_NETWORKS,
+    MAX_POLICY_RULES, Policy, PortRange, ProtoMatch,
 };
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -53,20 +53,29 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, Vec<Diagnostic>> 
 }
 
 /// Refuse a policy whose entries together expand to more than
-/// [`MAX_POLICY_RULES`], naming the entry where the total goes over.
+/// [`MAX_POLICY_RULES`], or list more than [`MAX_POLICY_NETWORKS`]
+/// networks, naming the entry where the total goes over.
 fn policy_size(report: &mut Report<'_>, policy: &Policy) {
-    let mut total = 0;
+    let (mut rules, mut networks) = (0, 0);
     for entry in policy.deny.iter().chain(&policy.allow) {
-        total += entry.expansion();
-        if total > MAX_POLICY_RULES {
-            let message = format!(
-                "the entries up to this one expand to {total} rules, more than {MAX_POLICY_RULES} \
-                 in all: merge entries, or list fewer sources or port ranges"
-            );
-            let start = report.line_starts[entry.line.saturating_sub(1)];
-            report.error(&(start..start), message);
-            return;
-        }
+        rules += entry.expansion();
+        networks += entry.networks();
+        let message = if rules > MAX_POLICY_RULES {
+            format!(
+                "the entries up to this one expand to {rules} rules, more than {MAX_POLICY_RULES} \
+                 in all: merge entries, or list fewer port ranges"
+            )
+        } else if networks > MAX_POLICY_NETWORKS {
+            format!(
+                "the entries up to this one list {networks} networks, more than \
+                 {MAX_POLICY_NETWORKS} in all: list fewer sources, or wider networks"
+            )
+        } else {
+            continue;
+        };
+        let start = report.line_starts[entry.line.saturating_sub(1)];
+        report.error(&(start..start), message);
+        return;
     }
 }
 
@@ -229,8 +238,19 @@ fn entry(report: &mut Report<'_>, kind: &str, table: &DeTable<'_>, span: &Range<
         report.error(
             span,
             format!(
-                "{kind} entry expands to {rules} rules (sources x protocols x port ranges), \
-                 more than {MAX_ENTRY_RULES}: split it, or list fewer sources or port ranges"
+                "{kind} entry expands to {rules} rules (protocols x port ranges, times the \
+                 networks of a short from list), more than {MAX_ENTRY_RULES}: split it, or list \
+                 fewer port ranges"
+            ),
+        );
+    }
+    let networks = entry.networks();
+    if networks > MAX_ENTRY_NETWORKS {
+        report.error(
+            span,
+            format!(
+                "{kind} entry lists {networks} networks of one family, more than \
+                 {MAX_ENTRY_NETWORKS} (what one set holds): split it"
             ),
         );
     }
@@ -975,21 +995,61 @@ containers = []
         assert_eq!(errors(text), want);
     }
 
-    #[test]
-    fn an_entry_that_expands_too_far_is_refused_by_name() {
-        let ports: Vec<String> = (1..=300).map(|p| p.to_string()).collect();
-        let from: Vec<String> = (0..300)
-            .map(|i| format!("\"10.0.{}.{}\"", i / 250, i % 250))
+    /// `n` distinct IPv4 hosts, quoted, comma-separated.
+    fn hosts(n: usize) -> String {
+        let from: Vec<String> = (0..n)
+            .map(|i| format!("\"10.{}.{}.{}\"", i >> 16, (i >> 8) & 255, i & 255))
             .collect();
+        from.join(", ")
+    }
+
+    #[test]
+    fn sources_in_a_set_do_not_multiply_an_entrys_rules() {
+        let ports: Vec<String> = (0..300).map(|p| (1000 + 7 * p).to_string()).collect();
         let text = format!(
             "[inbound]\n\n[[inbound.allow]]\nports = [{}]\nfrom = [{}]\nproto = \"any\"\n",
             ports.join(", "),
-            from.join(", ")
+            hosts(300)
+        );
+        let policy = valid(&text);
+        assert_eq!(policy.allow[0].expansion(), 900, "3 protocols x 300 ranges");
+        let small =
+            valid("[[inbound.allow]]\nports = [1, 2]\nfrom = [\"10.0.0.1\", \"10.0.0.2\"]\n");
+        assert_eq!(
+            small.allow[0].expansion(),
+            4,
+            "a short list is a rule per network"
+        );
+    }
+
+    #[test]
+    fn an_entry_that_expands_too_far_is_refused_by_name() {
+        let ports: Vec<String> = (1..=700).map(|p| (2 * p).to_string()).collect();
+        let text = format!(
+            "[inbound]\n\n[[inbound.allow]]\nports = [{}]\nfrom = [{}]\nproto = \"any\"\n",
+            ports.join(", "),
+            hosts(300)
         );
         assert_eq!(
             error(&text),
-            "3:1: allow entry expands to 270000 rules (sources x protocols x port ranges), \
-             more than 2048: split it, or list fewer sources or port ranges"
+            "3:1: allow entry expands to 2100 rules (protocols x port ranges, times the \
+             networks of a short from list), more than 2048: split it, or list fewer port ranges"
+        );
+    }
+
+    #[test]
+    fn an_entry_listing_more_networks_than_a_set_holds_is_refused_by_name() {
+        let text = format!("[[inbound.deny]]\nfrom = [{}]\n", hosts(65_537));
+        assert_eq!(
+            error(&text),
+            "1:1: deny entry lists 65537 networks of one family, more than 65536 \
+             (what one set holds): split it"
+        );
+        let entry = format!("[[inbound.deny]]\nfrom = [{}]\n", hosts(40_000));
+        let err = error(&entry.repeat(2));
+        assert!(
+            err.starts_with("3:1: the entries up to this one list 80000 networks, more than 65536"),
+            "{err}"
         );
     }
 

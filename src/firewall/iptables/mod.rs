@@ -23,7 +23,7 @@ use super::programs::{self, Xtables};
 use super::{Backend, Changes, DropCounter, FirewallError, Notice, Observation, run};
 use crate::choice::BackendKind;
 use crate::net::Family;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{FamilyRules, Ruleset};
 
 /// One change of the iptables driver: its steps, each atomic on its own,
 /// run in order (the sets the rules will name, the rules' restore, the
@@ -565,6 +565,16 @@ impl Backend for Iptables {
             Ok(installed) => sets_differ(in_place, families, &installed),
             Err(_) => true,
         }
+    }
+
+    /// An entry's set of port ranges is one rule per range
+    /// ([`render::chain_specs`]).
+    fn rule_count(&self, rules: &FamilyRules) -> usize {
+        let specs = rules
+            .chains
+            .iter()
+            .map(|c| render::chain_specs(rules, c).len());
+        specs.sum()
     }
 
     fn announces_changes(&self) -> bool {

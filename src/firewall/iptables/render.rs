@@ -18,7 +18,7 @@ use super::installed::{
 };
 use super::sets::{self, ipset_name};
 use crate::ruleset::{
-    Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, LOG_LIMIT_PER_MINUTE,
+    Chain, Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, LOG_LIMIT_PER_MINUTE,
     ORIGIN_PREFIX, OWNED_CHAINS, Rule, Target,
 };
 
@@ -113,11 +113,52 @@ pub fn rule_spec(rule: &Rule) -> String {
 pub fn rules_text(rules: &FamilyRules) -> String {
     let mut out = String::new();
     for chain in &rules.chains {
-        for rule in &chain.rules {
-            let _ = writeln!(out, "-A {} {}", chain.name, rule_spec(rule));
+        for spec in chain_specs(rules, chain) {
+            let _ = writeln!(out, "-A {} {spec}", chain.name);
         }
     }
     out
+}
+
+/// The rule specs of `chain`. A match of an entry's set of port ranges is
+/// one rule per range ([`ranges_specs`]); every other rule is one spec (the
+/// drop sets are ipsets, matched as they are: see `sets::drop_elements`).
+pub fn chain_specs(rules: &FamilyRules, chain: &Chain) -> Vec<String> {
+    let mut specs = Vec::with_capacity(chain.rules.len());
+    for rule in &chain.rules {
+        match &rule.orig_dport_ranges {
+            Some(set) => specs.extend(ranges_specs(rules, rule, set)),
+            None => specs.push(rule_spec(rule)),
+        }
+    }
+    specs
+}
+
+/// A rule matching the port before DNAT in the set of port ranges `set`,
+/// as one rule per range: `--ctorigdstport` takes one range, and an ipset
+/// match reads the packet's own port, which after Docker's DNAT is the
+/// container's, not the published one. So the rules grow with an entry's
+/// port ranges, never with its sources (a set of their own). A set the
+/// plan lacks is written as a match of an ipset that does not exist,
+/// which fails the restore (as a missing address set does) rather than
+/// drop the rule's condition or the rule.
+fn ranges_specs(rules: &FamilyRules, rule: &Rule, set: &str) -> Vec<String> {
+    let Some(ports) = rules.orig_port_set(set) else {
+        let missing = format!("-m set --match-set {} dst ", ipset_name(set));
+        return vec![format!("{missing}{}", rule_spec(rule))];
+    };
+    let dnat = rule.conntrack == Some(Conntrack::Dnat);
+    ports
+        .ranges
+        .iter()
+        .map(|&ports| {
+            rule_spec(&Rule {
+                orig_dport_ranges: None,
+                conntrack: Some(Conntrack::OrigDstPort { ports, dnat }),
+                ..rule.clone()
+            })
+        })
+        .collect()
 }
 
 /// dockfw's sets, as `ipset save` lists them, then its chains as
@@ -235,7 +276,7 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Resto
     let wanted: Vec<(&str, Vec<String>)> = desired
         .chains
         .iter()
-        .map(|chain| (chain.name, chain.rules.iter().map(rule_spec).collect()))
+        .map(|chain| (chain.name, chain_specs(desired, chain)))
         .collect();
     if chains_differ(&wanted, installed) {
         changes.rewrote_rules = true;
@@ -443,6 +484,7 @@ mod tests {
             sets: Vec::new(),
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            orig_port_sets: Vec::new(),
             drop_endpoints: Default::default(),
         }
     }
@@ -494,6 +536,48 @@ mod tests {
             rule_spec(&log),
             "-p tcp -m conntrack --ctorigdstport 5432 -m limit --limit 10/min \
              -m comment --comment \"dockfw deny@33\" -j LOG --log-prefix \"dockfw deny@33 \""
+        );
+    }
+
+    #[test]
+    fn a_set_of_port_ranges_is_a_rule_per_range_and_a_missing_one_fails_the_restore() {
+        let rule = |dnat: bool| Rule {
+            src_set: Some("allow-1-src-v4".to_owned()),
+            proto: Some(Proto::Udp),
+            orig_dport_ranges: Some("allow-1-ports-v4".to_owned()),
+            conntrack: dnat.then_some(Conntrack::Dnat),
+            ..Rule::default()
+        };
+        let range = |first, last| PortRange { first, last };
+        let mut rules = FamilyRules {
+            chains: vec![Chain {
+                name: INBOUND_CHAIN,
+                rules: vec![rule(true), rule(false)],
+            }],
+            orig_port_sets: vec![crate::ruleset::OrigPortSet::new(
+                "allow-1-ports-v4".to_owned(),
+                crate::net::Family::V4,
+                [range(53, 53), range(60000, 60010)],
+            )],
+            ..FamilyRules::default()
+        };
+        let set = "-p udp -m set --match-set dockfw-allow-1-src-v4 src -m conntrack";
+        assert_eq!(
+            chain_specs(&rules, &rules.chains[0]),
+            [
+                format!("{set} --ctstate DNAT --ctorigdstport 53 -j RETURN"),
+                format!("{set} --ctstate DNAT --ctorigdstport 60000:60010 -j RETURN"),
+                format!("{set} --ctorigdstport 53 -j RETURN"),
+                format!("{set} --ctorigdstport 60000:60010 -j RETURN"),
+            ]
+        );
+        rules.orig_port_sets.clear();
+        let specs = chain_specs(&rules, &rules.chains[0]);
+        assert!(
+            specs
+                .iter()
+                .all(|s| s.starts_with("-m set --match-set dockfw-allow-1-ports-v4 dst ")),
+            "no rule loses its port condition: {specs:?}"
         );
     }
 

@@ -637,6 +637,7 @@ create dockfw-odd list:set size 8
             ],
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            orig_port_sets: Vec::new(),
             drop_endpoints: Default::default(),
         }
     }

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use super::render::{DROP_CHAIN_NAME, set_name};
+use super::render::{DROP_CHAIN_NAME, range_text, set_name};
 use crate::net::Proto;
 use crate::ruleset::{AddrSet, Family, Origin, PortSet, Ruleset};
 
@@ -137,6 +137,12 @@ pub fn planned_elements(ruleset: &Ruleset) -> BTreeMap<String, BTreeSet<String>>
             let ports: BTreeSet<String> = set.ports.iter().map(u16::to_string).collect();
             if !ports.is_empty() {
                 sets.insert(set_name(&set.name), ports);
+            }
+        }
+        for set in &rules.orig_port_sets {
+            let ranges: BTreeSet<String> = set.ranges.iter().map(|r| range_text(*r)).collect();
+            if !ranges.is_empty() {
+                sets.insert(set_name(&set.name), ranges);
             }
         }
     }
@@ -408,7 +414,8 @@ pub struct ChangedSets<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ruleset::{Chain, ENTRY_CHAIN, FamilyRules, Rule, Target};
+    use crate::net::PortRange;
+    use crate::ruleset::{Chain, ENTRY_CHAIN, FamilyRules, OrigPortSet, Rule, Target};
 
     const LISTED: &str = "table inet dockfw { # handle 7
 \tchain forward { # handle 1
@@ -445,6 +452,7 @@ mod tests {
             sets: Vec::new(),
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            orig_port_sets: Vec::new(),
             drop_endpoints: Default::default(),
         };
         Ruleset {
@@ -617,6 +625,27 @@ mod tests {
             ),
             1,
         )
+    }
+
+    #[test]
+    fn port_ranges_are_read_as_planned() {
+        let mut desired = ruleset(Target::Return);
+        desired.v4.chains[0].rules[0].orig_dport_ranges = Some("allow-1-ports-v4".to_owned());
+        let range = |first, last| PortRange { first, last };
+        desired.v4.orig_port_sets = vec![OrigPortSet::new(
+            "allow-1-ports-v4".to_owned(),
+            Family::V4,
+            [
+                range(22, 23),
+                range(24, 30),
+                range(80, 80),
+                range(65535, 65535),
+            ],
+        )];
+        // As nft 1.0.6 lists the set written from `render`.
+        let listing = "\tset allow_1_ports_v4 {\n\t\ttype inet_service\n\t\tflags interval\n\
+                       \t\telements = { 22-30, 80,\n\t\t\t     65535 }\n\t}\n";
+        assert_eq!(listed_elements(listing), planned_elements(&desired));
     }
 
     #[test]

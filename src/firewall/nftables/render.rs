@@ -16,16 +16,19 @@
 //! family's order, and so its meaning. The plan's sets are named sets of
 //! the table (`known-v4` is `known_v4`, with `flags interval` so that
 //! networks and hosts mix), each of one family, matched as
-//! `ip daddr @known_v4`.
+//! `ip daddr @known_v4`; an entry's set of port ranges is matched against
+//! the port before DNAT, `ct original proto-dst @allow_3_ports_v4`, so
+//! that an entry is one rule per protocol whatever its ports.
 
 use std::fmt::Write as _;
 
 use ipnet::IpNet;
 
 use crate::inventory::Proto;
+use crate::net::PortRange;
 use crate::ruleset::{
     AddrSet, Conntrack, DROP_CHAIN, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE,
-    ORIGIN_PREFIX, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    ORIGIN_PREFIX, OrigPortSet, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
 };
 
 /// The address family of dockfw's table: `inet` holds IPv4 and IPv6.
@@ -167,6 +170,10 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
             port_set_text(set, family, "type inet_service\n\t\tcounter", &mut out)?;
             out.push('\n');
         }
+        for set in &ruleset.family(family).orig_port_sets {
+            orig_port_set_text(set, family, &mut out)?;
+            out.push('\n');
+        }
     }
     for (i, chain) in CHAINS.iter().enumerate() {
         if i > 0 {
@@ -225,6 +232,34 @@ fn set_block(name: &str, header: &str, elements: &str, out: &mut String) {
         let _ = writeln!(out, "\t\telements = {{ {elements} }}");
     }
     out.push_str("\t}\n");
+}
+
+/// One named set of port ranges of the table, in `family`'s rules.
+fn orig_port_set_text(
+    set: &OrigPortSet,
+    family: Family,
+    out: &mut String,
+) -> Result<(), RenderError> {
+    if set.family != family {
+        return Err(RenderError::SetFamily {
+            set: set.name.clone(),
+            family: family.as_str(),
+        });
+    }
+    let ranges: Vec<String> = set.ranges.iter().map(|r| range_text(*r)).collect();
+    let header = "type inet_service\n\t\tflags interval";
+    set_block(&set.name, header, &ranges.join(", "), out);
+    Ok(())
+}
+
+/// A port range as nft lists an element of an interval set: `80`,
+/// `8000-8100`.
+pub fn range_text(range: PortRange) -> String {
+    if range.first == range.last {
+        range.first.to_string()
+    } else {
+        format!("{}-{}", range.first, range.last)
+    }
 }
 
 fn ports_list(set: &PortSet) -> String {
@@ -303,6 +338,7 @@ fn merged<'a>(v4: &'a [Rule], v6: &'a [Rule]) -> Vec<(Option<Family>, &'a Rule)>
                 && !(r.src.is_some() || r.dst.is_some() || r.src_set.is_some())
                 && r.dst_set.is_none()
                 && r.dport_set.is_none()
+                && r.orig_dport_ranges.is_none()
         };
         let rest = |r: &Rule| Rule {
             conntrack: None,
@@ -417,8 +453,33 @@ fn rule_text(
             }
         }
     }
+    if let Some(set) = &rule.orig_dport_ranges {
+        let family = family.ok_or(RenderError::PortSetOfNoFamily { chain: name })?;
+        let known = ruleset.family(family).orig_port_set(set).is_some();
+        let port_match =
+            rule.dport.is_some() || matches!(rule.conntrack, Some(Conntrack::OrigDstPort { .. }));
+        match rule.proto {
+            Some(proto) if known && !port_match => {
+                let _ = write!(
+                    out,
+                    "meta l4proto {} ct original proto-dst @{} ",
+                    proto.as_str(),
+                    set_name(set)
+                );
+            }
+            _ => {
+                return Err(RenderError::UnknownSet {
+                    chain: name,
+                    family: family.as_str(),
+                    set: set.clone(),
+                });
+            }
+        }
+    }
     match (rule.proto, rule.dport) {
-        _ if rule.dport_set.is_some() || rule.orig_dport_set.is_some() => {}
+        _ if rule.dport_set.is_some()
+            || rule.orig_dport_set.is_some()
+            || rule.orig_dport_ranges.is_some() => {}
         (Some(proto), Some(port)) => {
             let _ = write!(out, "{} dport {port} ", proto.as_str());
         }
@@ -556,6 +617,7 @@ mod tests {
             sets: Vec::new(),
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
+            orig_port_sets: Vec::new(),
             drop_endpoints: Default::default(),
         }
     }
@@ -634,6 +696,58 @@ mod tests {
                 "ip saddr 10.0.0.0/8 sctp dport 9 ct status dnat counter jump unclassified",
             ]
         );
+    }
+
+    #[test]
+    fn a_set_of_port_ranges_is_matched_on_the_port_before_dnat() {
+        let range = |first, last| PortRange { first, last };
+        let rule = Rule {
+            src_set: Some("allow-1-src-v6".to_owned()),
+            proto: Some(Proto::Tcp),
+            orig_dport_ranges: Some("allow-1-ports-v6".to_owned()),
+            conntrack: Some(Conntrack::Dnat),
+            ..Rule::default()
+        };
+        let mut v6 = FamilyRules {
+            chains: vec![chain(INBOUND_CHAIN, vec![rule.clone()])],
+            sets: vec![AddrSet::new(
+                "allow-1-src-v6".to_owned(),
+                Family::V6,
+                ["2001:db8::/64".parse().expect("net")],
+            )],
+            orig_port_sets: vec![OrigPortSet::new(
+                "allow-1-ports-v6".to_owned(),
+                Family::V6,
+                [range(80, 80), range(81, 90), range(65535, 65535)],
+            )],
+            ..FamilyRules::default()
+        };
+        let ruleset = |v6: &FamilyRules| Ruleset {
+            v4: FamilyRules::default(),
+            v6: v6.clone(),
+        };
+        let text = render(&ruleset(&v6)).expect("renders");
+        assert_eq!(
+            chain_lines(&text, "inbound"),
+            [
+                "ip6 saddr @allow_1_src_v6 meta l4proto tcp ct original proto-dst @allow_1_ports_v6 \
+              ct status dnat counter return"
+            ]
+        );
+        assert!(
+            text.contains(
+                "\tset allow_1_ports_v6 {\n\t\ttype inet_service\n\t\tflags interval\n\
+                 \t\telements = { 80-90, 65535 }\n\t}\n"
+            ),
+            "{text}"
+        );
+        v6.orig_port_sets.clear();
+        assert!(matches!(
+            render(&ruleset(&v6)),
+            Err(RenderError::UnknownSet { .. })
+        ));
+        v6.chains[0].rules[0].proto = None;
+        assert!(render(&ruleset(&v6)).is_err(), "a port needs its protocol");
     }
 
     #[test]
@@ -755,6 +869,7 @@ mod tests {
                 )],
                 port_sets: Vec::new(),
                 drop_ports: Vec::new(),
+                orig_port_sets: Vec::new(),
                 drop_endpoints: Default::default(),
             },
             v6: FamilyRules::default(),
