@@ -198,6 +198,14 @@ impl Refresh {
     }
 }
 
+/// A network's bridge, gateway modes and other-driver name, as the
+/// inventory holds them.
+type NetworkEntries = (
+    Option<Bridge>,
+    Option<crate::inventory::GatewayModes>,
+    Option<String>,
+);
+
 /// Why a reconcile runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
@@ -1084,7 +1092,20 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let started = Instant::now();
         self.status.reconcile.last_at = Some(now_rfc3339());
         let mut errors = Vec::new();
-        self.refresh_inventory(refresh, &mut errors).await;
+        let events_only = matches!(refresh, Refresh::Objects(_)) && !observe;
+        let moved = self.refresh_inventory(refresh, &mut errors).await;
+        // Events whose objects are as the inventory had them (a `destroy`
+        // after the `die` that took the container out): nothing to plan.
+        if events_only
+            && !moved
+            && errors.is_empty()
+            && self.in_place.is_some()
+            && !self.needs_drift_poll()
+        {
+            return self
+                .finish(started, Vec::new(), errors, false)
+                .map(|()| false);
+        }
         let not_bridges = self.bridge_facts.check(&mut self.inventory);
         self.note_rejected(not_bridges);
         let mut planned = plan(&self.policy, &self.inventory);
@@ -1224,21 +1245,30 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// a whole inventory to update; an inspect that cannot be used takes
     /// its object out (fail closed) and the engine is listed instead. A
     /// failed listing is pushed to `errors`: the inventory in hand stays
-    /// the basis.
-    async fn refresh_inventory(&mut self, refresh: Refresh, errors: &mut Vec<String>) {
+    /// the basis. False when the inventory is known not to have changed
+    /// (every object inspected was as the inventory had it).
+    async fn refresh_inventory(&mut self, refresh: Refresh, errors: &mut Vec<String>) -> bool {
         let objects = match refresh {
-            Refresh::Nothing => return,
-            Refresh::Everything { check } => return self.list_everything(check, errors).await,
+            Refresh::Nothing => return false,
+            Refresh::Everything { check } => {
+                self.list_everything(check, errors).await;
+                return true;
+            }
             Refresh::Objects(objects) => objects,
         };
         if !self.status.docker.connected {
-            return self.list_everything(false, errors).await;
+            self.list_everything(false, errors).await;
+            return true;
         }
         let inspected = self.inspect(objects).await;
         self.note_inventory();
-        if let Err(why) = inspected {
-            info!(%why, "an event's object could not be inspected; judged unknown (denied) and listing everything");
-            self.list_everything(false, errors).await;
+        match inspected {
+            Ok(changed) => changed,
+            Err(why) => {
+                info!(%why, "an event's object could not be inspected; judged unknown (denied) and listing everything");
+                self.list_everything(false, errors).await;
+                true
+            }
         }
     }
 
@@ -1247,8 +1277,10 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// a few at a time, within [`INSPECT_DEADLINE`] in all. A container
     /// whose inspect fails, does not answer in time or names a network the
     /// inventory does not know is taken out of the inventory; `Err` then
-    /// says why, and everything must be listed.
-    async fn inspect(&mut self, objects: BTreeSet<Subject>) -> Result<(), String> {
+    /// says why, and everything must be listed. `Ok(false)` when every
+    /// object was as the inventory had it.
+    async fn inspect(&mut self, objects: BTreeSet<Subject>) -> Result<bool, String> {
+        let mut changed = false;
         let mut containers = Vec::new();
         for object in objects {
             match object {
@@ -1258,7 +1290,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     let found =
                         tokio::time::timeout(INSPECT_DEADLINE, self.docker.inspect_network(&id));
                     match found.await {
-                        Ok(Ok(found)) => self.inventory.put_network(&id, found),
+                        Ok(Ok(found)) => {
+                            let before = self.network_entries(&id);
+                            self.inventory.put_network(&id, found);
+                            changed |= self.network_entries(&id) != before;
+                        }
                         Ok(Err(e)) => return Err(format!("network {id}: {}", error_chain(&e))),
                         Err(_) => {
                             return Err(format!(
@@ -1289,9 +1325,13 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 Ok(Inspected::Running {
                     container,
                     rejected,
-                }) => self.inventory.put_container(container, rejected),
+                }) => {
+                    let known = self.inventory.containers.iter().find(|c| c.id == id);
+                    changed |= known != Some(&container);
+                    self.inventory.put_container(container, rejected);
+                }
                 Ok(Inspected::Gone) => {
-                    self.inventory.remove_container(&id);
+                    changed |= self.inventory.remove_container(&id).is_some();
                 }
                 Ok(Inspected::UnknownNetwork(network)) => {
                     self.inventory.remove_container(&id);
@@ -1312,10 +1352,21 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             ));
         }
         if failed.is_empty() {
-            Ok(())
+            Ok(changed)
         } else {
             Err(failed.join("; "))
         }
+    }
+
+    /// What the inventory holds of the network with id `id`: its bridge,
+    /// gateway modes and other-driver entry.
+    fn network_entries(&self, id: &str) -> NetworkEntries {
+        let inventory = &self.inventory;
+        (
+            inventory.bridges.iter().find(|b| b.id == id).cloned(),
+            inventory.gateway_modes.get(id).cloned(),
+            inventory.other_networks.get(id).cloned(),
+        )
     }
 
     /// A full listing: the engine's inventory replaces the one in hand. As
@@ -2729,6 +2780,24 @@ mod tests {
         assert_eq!(h.snapshots(), snapshots, "no listing");
         let status = h.status.borrow().inventory.clone();
         assert_eq!((status.repairs, status.inspects), (0, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_about_what_is_already_known_write_nothing() {
+        let (h, dir) = selector_harness("known", Duration::from_secs(3600)).await;
+        let (restores, observed, passes) = (h.restores(), h.observations(), h.passes());
+        // A `destroy` after the `die` that took it out; a start of one in place.
+        h.events
+            .send("container destroy sel-7".into())
+            .await
+            .unwrap();
+        h.events.send("container start sel-0".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(h.passes() - passes, 1);
+        assert_eq!((h.restores(), h.observations()), (restores, observed));
+        assert_eq!(h.result(), "unchanged");
+        assert_eq!(selector_set(&h), ["172.17.0.9"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
