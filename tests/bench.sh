@@ -2,8 +2,8 @@
 # tests/bench.sh — benchmarks of dockfw against the real (namespaced) lab engine.
 #
 # Usage: sudo tests/bench.sh [NAME…]
-#   NAME: selector_latency  burst_cpu  conn_rate  idle  scale
-#         (default: the first four, in that order; scale runs only when named)
+#   NAME: selector_latency  burst_cpu  conn_rate  idle  scale  api_calls
+#         (default: the first four, in that order; scale and api_calls run only when named)
 #
 # It prints distributions and figures, never a verdict on time: each result is a line
 # `# bench: NAME …` naming the exact command and parameters, and a summary block at the end.
@@ -21,6 +21,7 @@
 #                             window (hash:ip, in the lab namespace only); 0 skips that window
 #       BENCH_SCALE_N=1000    scale: running containers of the full host
 #       BENCH_SCALE_ROUNDS=20 scale: container start+remove rounds for the CPU figure
+#       BENCH_SCALE_IDLE_SECS=10  scale: the idle window before them (background CPU)
 #       BENCH_SCALE_BACKENDS="iptables nftables"   scale: dockfw's backends, each measured
 #       DOCKFW_RESYNC_SECS    the daemon's periodic full check; 10 here (the daemon's
 #                             default), not the 2 s tests/e2e.sh uses
@@ -49,8 +50,9 @@ BENCH_IDLE_SECS="${BENCH_IDLE_SECS:-30}"
 BENCH_IDLE_FOREIGN="${BENCH_IDLE_FOREIGN:-100000}"
 BENCH_SCALE_N="${BENCH_SCALE_N:-1000}"
 BENCH_SCALE_ROUNDS="${BENCH_SCALE_ROUNDS:-20}"
+BENCH_SCALE_IDLE_SECS="${BENCH_SCALE_IDLE_SECS:-10}"
 BENCH_SCALE_BACKENDS="${BENCH_SCALE_BACKENDS:-iptables nftables}"
-BENCHES=(selector_latency burst_cpu conn_rate idle scale)
+BENCHES=(selector_latency burst_cpu conn_rate idle scale api_calls)
 BENCH_DEFAULT=(selector_latency burst_cpu conn_rate idle)
 BENCH_SUMMARY=""          # file collecting every `# bench:` line (mktemp)
 BENCH_HZ="$(getconf CLK_TCK)"
@@ -527,12 +529,18 @@ scale_fill() {
     lab_docker ps -q --filter name=fill- | wc -l
 }
 
-# scale_cpu LABEL — BENCH_SCALE_ROUNDS times `docker run -d --name cpu-$i -p 5432:80` then
-# `docker rm -f cpu-$i`, 0.3 s apart; dockfw's CPU (with its children) from before the
-# first until no apply for 2 s after the last, per round. Prints the result line.
+# scale_cpu LABEL — dockfw's CPU (with its children) idle for BENCH_SCALE_IDLE_SECS (its
+# background: the ipset poll of the iptables backend reads sets that grow with the
+# host), then over BENCH_SCALE_ROUNDS times `docker run -d --name cpu-$i -p 5432:80` and
+# `docker rm -f cpu-$i`, 0.3 s apart, until no apply for 2 s after the last: per round,
+# as measured and net of the idle rate over the same window. Prints the result line.
 scale_cpu() {
-    local label="$1" pid c0 c1 k0 k1 a0 a1 t0 t1 i ms
+    local label="$1" pid c0 c1 k0 k1 a0 a1 t0 t1 i ms i0 i1 ti0 ti1 idle net
     pid="$(bench_dfw_pid)" || return 1
+    i0="$(cpu_ticks "$pid")"; ti0="$(now_us)"
+    sleep "$BENCH_SCALE_IDLE_SECS"
+    i1="$(cpu_ticks "$pid")"; ti1="$(now_us)"
+    idle="$(ticks_to_ms $((i1 - i0)))"
     c0="$(cpu_ticks "$pid")"; k0="$(child_ticks "$pid")"; a0="$(dfw_applies)"; t0="$(now_us)"
     for ((i = 1; i <= BENCH_SCALE_ROUNDS; i++)); do
         lab_run "cpu-$i" -p 5432:80
@@ -544,10 +552,13 @@ scale_cpu() {
     t1="$(now_us)"
     c1="$(cpu_ticks "$pid")"; k1="$(child_ticks "$pid")"; a1="$(dfw_applies)"
     ms="$(ticks_to_ms $((c1 - c0)))"
+    net="$(awk -v m="$ms" -v i="$idle" -v w=$((t1 - t0)) -v iw=$((ti1 - ti0)) -v n="$BENCH_SCALE_ROUNDS" \
+        'BEGIN { printf "%.1f", (m - i * w / iw) / n }')"
     bench_out "scale $label: dockfw CPU over $BENCH_SCALE_ROUNDS rounds of \`docker run -d --name cpu-\$i -p 5432:80\`" \
         "+ \`docker rm -f cpu-\$i\` (0.3 s apart; window $(us_to_ms $((t1 - t0))) ms, to 2 s without apply):" \
         "$ms ms, $(awk -v m="$ms" -v n="$BENCH_SCALE_ROUNDS" 'BEGIN { printf "%.1f", m / n }') ms per start+remove" \
-        "(${BENCH_HZ} Hz ticks; children $(ticks_to_ms $((k1 - k0))) ms); applies $a0 -> $a1"
+        "(${BENCH_HZ} Hz ticks; children $(ticks_to_ms $((k1 - k0))) ms); applies $a0 -> $a1;" \
+        "idle before: $idle ms in $(us_to_ms $((ti1 - ti0))) ms; net of that rate: $net ms per start+remove"
 }
 
 # scale_point LABEL POLICY — at the host's current container count: the engine's own
@@ -593,6 +604,27 @@ EOF
         "$n running after $(us_to_ms $((t1 - t0))) ms; $(grep -c . "$LAB_DIR/scale-fill.err" || true) error lines" \
         "($(head -n 1 "$LAB_DIR/scale-fill.err" | cut -c1-160)); MemAvailable now $(awk '/MemAvailable/ { print $2 }' /proc/meminfo) kB"
     scale_point "full host" "$pol" || return 1
+}
+
+# ---------------------------------------------------------------------------
+# 6. api_calls
+# ---------------------------------------------------------------------------
+
+# What the engine's API calls cost that dockfw makes: 20 of each, one container running
+# (`api-1 -p 5432:80`), each a new `curl --unix-socket` request (connection included).
+bench_api_calls() {
+    local id path i ts shown
+    lab_run api-1 -p 5432:80
+    id="$(lab_docker inspect -f '{{.Id}}' api-1)"
+    for path in /version /containers/json /networks "/containers/$id/json" /networks/bridge; do
+        ts=()
+        for ((i = 0; i < 20; i++)); do
+            ts+=("$(curl -sf -o /dev/null -w '%{time_total}' --unix-socket "$LAB_SOCK" "http://docker$path" |
+                awk '{ printf "%.2f", $1 * 1000 }')")
+        done
+        shown="${path/$id/\{id\}}"
+        bench_out "api_calls: \`curl --unix-socket docker.sock http://docker$shown\` x 20, ms: $(dist "${ts[@]}")"
+    done
 }
 
 # ---------------------------------------------------------------------------
