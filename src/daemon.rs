@@ -3,9 +3,17 @@
 //! timer, retries) into fresh plans and at most
 //! one restore per family, and publishes the resulting [`Status`].
 //!
-//! Events are triggers, not data: every reconcile that may have to follow
-//! the engine re-reads the whole inventory; a ruleset change only re-reads
-//! what is installed. A failure never ends the loop: the rules already
+//! Events name what changed; the listing is the check. A Docker event
+//! names a container or a network: the pass inspects that one object and
+//! updates the inventory by its id, so an event costs the same on a host
+//! with 5 containers or 1,000. What is inspected but cannot be used (the
+//! call fails or times out, the container is on a network nobody listed)
+//! is taken out of the inventory, so it is admitted nowhere (fail closed),
+//! and the pass lists everything instead. A full listing runs at the
+//! start, after every (re)subscription to the events, and periodically as
+//! the consistency check: what it finds that the events missed is repaired
+//! and counted (`inventory.repairs` in status). A ruleset change only
+//! re-reads what is installed. A failure never ends the loop: the rules already
 //! installed stay in force, status says what failed, and the reconcile is
 //! retried with backoff. Shutdown is passed in, so tests can start and stop
 //! a daemon.
@@ -23,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
+use futures_util::stream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +39,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::control::ReloadRequest;
-use crate::docker::{DockerSource, Engine};
+use crate::docker::{DockerSource, Engine, Event, Inspected, Subject};
 use crate::drops::DropTotals;
 use crate::firewall::{Backend, DropCounter, FirewallError, Notice, Observation, Transaction};
 use crate::inventory::{Bridge, Inventory, Rejected};
@@ -127,12 +136,64 @@ pub struct Channels {
 /// meanwhile that the rules in place do not open already.
 const CONNECT_HOLD: Duration = Duration::from_millis(50);
 
+/// How many of an event burst's containers are inspected at once.
+const INSPECT_CONCURRENCY: usize = 8;
+
+/// How long a pass waits for the inspects of its events, all together:
+/// what has not answered by then is judged unknown (denied) and the pass
+/// lists everything instead.
+const INSPECT_DEADLINE: Duration = Duration::from_secs(3);
+
+/// What a pass asks the engine before it plans.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Refresh {
+    /// Nothing: the inventory in hand is the basis.
+    #[default]
+    Nothing,
+    /// Inspect the objects events named, and update the inventory with
+    /// what they are now.
+    Objects(BTreeSet<Subject>),
+    /// List everything. `check`: as the consistency check of an inventory
+    /// kept from events, whose differences are repairs to count (not after
+    /// a new subscription, which may follow a gap in the events).
+    Everything { check: bool },
+}
+
+impl Refresh {
+    /// Both asks in one pass.
+    fn merge(&mut self, other: Refresh) {
+        *self = match (std::mem::take(self), other) {
+            (Refresh::Everything { check: a }, Refresh::Everything { check: b }) => {
+                Refresh::Everything { check: a && b }
+            }
+            (all @ Refresh::Everything { .. }, _) | (_, all @ Refresh::Everything { .. }) => all,
+            (Refresh::Objects(mut a), Refresh::Objects(b)) => {
+                a.extend(b);
+                Refresh::Objects(a)
+            }
+            (Refresh::Nothing, other) | (other, Refresh::Nothing) => other,
+        };
+    }
+
+    fn lists_everything(&self) -> bool {
+        matches!(self, Refresh::Everything { .. })
+    }
+}
+
+/// A network's bridge, gateway modes and other-driver name, as the
+/// inventory holds them.
+type NetworkEntries = (
+    Option<Bridge>,
+    Option<crate::inventory::GatewayModes>,
+    Option<String>,
+);
+
 /// Why a reconcile runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Trigger {
     Start,
-    /// A Docker event that may change what runs (the text is for the log).
-    DockerEvent(String),
+    /// A Docker event naming a container or network that may have changed.
+    DockerEvent(Event),
     /// A (re)subscription to Docker's events: the engine may have changed
     /// anything meanwhile.
     Subscribed,
@@ -152,23 +213,30 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    /// Whether the engine must be asked again, or what is installed is all
-    /// that may have changed.
+    /// What the engine must be asked: the object an event names, everything,
+    /// or nothing (what is installed is all that may have changed).
     ///
     /// The first pass (`Start`) asks the engine nothing: it installs
     /// protection from the policy and the saved bridges, then the daemon
     /// reports ready. At boot the engine is ordered after dockfw, and a
     /// socket-activated `docker.socket` would hold any call until it times
     /// out. The subscription that follows at once brings the full pass.
-    fn needs_inventory(&self) -> bool {
-        !matches!(
-            self,
+    fn refresh(&self) -> Refresh {
+        match self {
             Trigger::Start
-                | Trigger::RulesetChanged
-                | Trigger::DriftPoll
-                | Trigger::SetsPoll
-                | Trigger::LinksChanged
-        )
+            | Trigger::RulesetChanged
+            | Trigger::DriftPoll
+            | Trigger::SetsPoll
+            | Trigger::LinksChanged => Refresh::Nothing,
+            Trigger::DockerEvent(event) => match &event.subject {
+                Subject::Unknown => Refresh::Everything { check: false },
+                subject => Refresh::Objects(BTreeSet::from([subject.clone()])),
+            },
+            Trigger::Subscribed => Refresh::Everything { check: false },
+            Trigger::PolicyReloaded | Trigger::Periodic | Trigger::Retry => {
+                Refresh::Everything { check: true }
+            }
+        }
     }
 
     /// Whether what is installed must be read. A Docker event changes what
@@ -182,7 +250,7 @@ impl Trigger {
     /// A `network connect` event: at a container's start it comes before
     /// the `container start` (see [`CONNECT_HOLD`]).
     fn precedes_a_start(&self) -> bool {
-        matches!(self, Trigger::DockerEvent(e) if e.starts_with("network connect "))
+        matches!(self, Trigger::DockerEvent(e) if e.is_connect())
     }
 }
 
@@ -342,9 +410,11 @@ pub async fn run<D: DockerSource, F: Backend>(
 ) {
     let tracker = TaskTracker::new();
     let (trigger_tx, trigger_rx) = mpsc::channel(64);
+    let events_lost = Arc::new(AtomicBool::new(false));
     tracker.spawn(watch_events(
         docker.clone(),
         trigger_tx.clone(),
+        events_lost.clone(),
         shutdown.clone(),
     ));
     let assumed = config.ruleset_watch == RulesetWatch::Assumed;
@@ -362,6 +432,7 @@ pub async fn run<D: DockerSource, F: Backend>(
     let mut reconciler = Reconciler::new(config, start, state, docker, firewall, channels.status);
     reconciler.monitored = monitored;
     reconciler.ruleset_dirty = dirty;
+    reconciler.events_lost = events_lost;
     reconciler
         .run(trigger_rx, channels.reload, shutdown.clone())
         .await;
@@ -448,10 +519,13 @@ const DOCKER_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Follow Docker's event stream, turning each event into a trigger, and
 /// re-subscribe with backoff when it ends. Every (re)subscription is itself
-/// a trigger, so a restarted engine gets a full resync.
+/// a trigger, so a restarted engine gets a full resync. An event the full
+/// channel cannot take sets `lost`: its object is unknown, so the next pass
+/// lists everything.
 async fn watch_events<D: DockerSource>(
     docker: Arc<D>,
     triggers: mpsc::Sender<Trigger>,
+    lost: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), DOCKER_BACKOFF_MAX);
@@ -466,8 +540,10 @@ async fn watch_events<D: DockerSource>(
             };
             match item {
                 Some(Ok(event)) => {
-                    debug!(?event, "docker event");
-                    let _ = triggers.try_send(Trigger::DockerEvent(event));
+                    debug!(event = %event.text, "docker event");
+                    if triggers.try_send(Trigger::DockerEvent(event)).is_err() {
+                        lost.store(true, Ordering::SeqCst);
+                    }
                 }
                 Some(Err(e)) => {
                     debug!(error = %error_chain(&e), "docker event stream failed");
@@ -663,6 +739,9 @@ struct Reconciler<D, F> {
     /// trigger (which a full channel may drop): the next pass reads the
     /// firewall whatever triggered it.
     ruleset_dirty: Arc<AtomicBool>,
+    /// Set by the event watch when the channel could not take an event:
+    /// the next pass lists everything, as it cannot know what moved.
+    events_lost: Arc<AtomicBool>,
     /// Drops per entry since the start, across rewrites of the rules.
     drops: DropTotals,
     /// Which interfaces are Linux bridges now; a watch on it, whose
@@ -706,6 +785,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             unavailable: Vec::new(),
             monitored: Arc::new(AtomicBool::new(false)),
             ruleset_dirty: Arc::new(AtomicBool::new(false)),
+            events_lost: Arc::new(AtomicBool::new(false)),
             drops: DropTotals::default(),
             bridge_facts,
             status,
@@ -749,7 +829,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 // Leading edge: no wait before the first change. Whatever
                 // arrived meanwhile (and whatever arrives while this pass
                 // runs, at the next turn) is coalesced into one pass.
-                let mut full = first.needs_inventory();
+                let mut refresh = first.refresh();
                 let mut observe = first.needs_observation();
                 let mut burst = 1;
                 let mut connects_only = first.precedes_a_start();
@@ -758,7 +838,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 while first != Trigger::Start
                     && let Ok(more) = triggers.try_recv()
                 {
-                    full |= more.needs_inventory();
+                    refresh.merge(more.refresh());
                     observe |= more.needs_observation();
                     connects_only &= more.precedes_a_start();
                     burst += 1;
@@ -771,17 +851,21 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                         more = tokio::time::timeout_at(hold, triggers.recv()) => more,
                     };
                     let Ok(Some(more)) = more else { break };
-                    full |= more.needs_inventory();
+                    refresh.merge(more.refresh());
                     observe |= more.needs_observation();
                     connects_only = more.precedes_a_start();
                     burst += 1;
                 }
                 // A change announced while the channel was full is not lost.
                 observe |= self.ruleset_dirty.swap(false, Ordering::SeqCst);
+                if first != Trigger::Start && self.events_lost.swap(false, Ordering::SeqCst) {
+                    refresh.merge(Refresh::Everything { check: false });
+                }
+                let full = refresh.lists_everything();
                 // The sets poll alone is one `ipset save`: a pass only if
                 // the sets differ.
                 let sets_check = first == Trigger::SetsPoll && burst == 1;
-                debug!(trigger = ?first, burst, full, observe, "reconcile triggered");
+                debug!(trigger = ?first, burst, ?refresh, observe, "reconcile triggered");
                 // A reconcile in flight is dropped on shutdown: its restore
                 // is one atomic transaction, so it lands whole or not at all.
                 // The watchdog is fed while a pass waits on the engine or a
@@ -789,7 +873,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 // past MAX_FED_PASS: a pass stuck longer gets us restarted.
                 let started = Instant::now();
                 let outcome = {
-                    let pass = self.reconcile(full, observe, sets_check);
+                    let pass = self.reconcile(refresh, observe, sets_check);
                     tokio::pin!(pass);
                     loop {
                         tokio::select! {
@@ -956,7 +1040,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         p.fallback = None;
     }
 
-    /// One pass: (when `full`) a fresh inventory from the engine; then, if
+    /// One pass: the inventory brought up to date as `refresh` asks (see
+    /// [`Reconciler::refresh_inventory`]); then, if
     /// the plan differs from the one in place in set elements only, those
     /// are written at once; then (when `observe`, or when nothing announces
     /// changes to the installed rules, or when the fast path does not
@@ -967,23 +1052,31 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// `Ok(true)` when the pass read the firewall; `Ok(false)` when it did
     /// not (the fast path, or a `sets_check` that found the sets as
     /// planned, which does nothing else).
-    async fn reconcile(&mut self, full: bool, observe: bool, sets_check: bool) -> Result<bool, ()> {
+    async fn reconcile(
+        &mut self,
+        refresh: Refresh,
+        observe: bool,
+        sets_check: bool,
+    ) -> Result<bool, ()> {
         if sets_check && !self.sets_drifted().await {
             return Ok(false);
         }
         let started = Instant::now();
         self.status.reconcile.last_at = Some(now_rfc3339());
         let mut errors = Vec::new();
-        if full {
-            match self.docker.snapshot().await {
-                Ok(snapshot) => self.note_snapshot(&snapshot.engine, snapshot.inventory),
-                Err(e) => {
-                    let message = error_chain(&e);
-                    self.status.docker.connected = false;
-                    self.status.docker.last_error = Some(message.clone());
-                    errors.push(format!("docker: {message}"));
-                }
-            }
+        let events_only = matches!(refresh, Refresh::Objects(_)) && !observe;
+        let moved = self.refresh_inventory(refresh, &mut errors).await;
+        // Events whose objects are as the inventory had them (a `destroy`
+        // after the `die` that took the container out): nothing to plan.
+        if events_only
+            && !moved
+            && errors.is_empty()
+            && self.in_place.is_some()
+            && !self.needs_drift_poll()
+        {
+            return self
+                .finish(started, Vec::new(), errors, false)
+                .map(|()| false);
         }
         let not_bridges = self.bridge_facts.check(&mut self.inventory);
         self.note_rejected(not_bridges);
@@ -1097,6 +1190,164 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         Ok(true)
     }
 
+    /// Bring the inventory up to date as `refresh` asks. The objects events
+    /// named are inspected and updated in place, once the engine has given
+    /// a whole inventory to update; an inspect that cannot be used takes
+    /// its object out (fail closed) and the engine is listed instead. A
+    /// failed listing is pushed to `errors`: the inventory in hand stays
+    /// the basis. False when the inventory is known not to have changed
+    /// (every object inspected was as the inventory had it).
+    async fn refresh_inventory(&mut self, refresh: Refresh, errors: &mut Vec<String>) -> bool {
+        let objects = match refresh {
+            Refresh::Nothing => return false,
+            Refresh::Everything { check } => {
+                self.list_everything(check, errors).await;
+                return true;
+            }
+            Refresh::Objects(objects) => objects,
+        };
+        if !self.status.docker.connected {
+            self.list_everything(false, errors).await;
+            return true;
+        }
+        let inspected = self.inspect(objects).await;
+        self.note_inventory();
+        match inspected {
+            Ok(changed) => changed,
+            Err(why) => {
+                info!(%why, "an event's object could not be inspected; judged unknown (denied) and listing everything");
+                self.list_everything(false, errors).await;
+                true
+            }
+        }
+    }
+
+    /// Inspect each object and update the inventory with what it is now:
+    /// networks first (a container may be on a new one), then containers,
+    /// a few at a time, within [`INSPECT_DEADLINE`] in all. A container
+    /// whose inspect fails, does not answer in time or names a network the
+    /// inventory does not know is taken out of the inventory; `Err` then
+    /// says why, and everything must be listed. `Ok(false)` when every
+    /// object was as the inventory had it.
+    async fn inspect(&mut self, objects: BTreeSet<Subject>) -> Result<bool, String> {
+        let mut changed = false;
+        let mut containers = Vec::new();
+        for object in objects {
+            match object {
+                Subject::Container(id) => containers.push(id),
+                Subject::Network(id) => {
+                    self.status.inventory.inspects += 1;
+                    let found =
+                        tokio::time::timeout(INSPECT_DEADLINE, self.docker.inspect_network(&id));
+                    match found.await {
+                        Ok(Ok(found)) => {
+                            let before = self.network_entries(&id);
+                            self.inventory.put_network(&id, found);
+                            changed |= self.network_entries(&id) != before;
+                        }
+                        Ok(Err(e)) => return Err(format!("network {id}: {}", error_chain(&e))),
+                        Err(_) => {
+                            return Err(format!(
+                                "network {id}: no answer within {INSPECT_DEADLINE:?}"
+                            ));
+                        }
+                    }
+                }
+                Subject::Unknown => return Err("an event named no object".to_owned()),
+            }
+        }
+        self.status.inventory.inspects += containers.len() as u64;
+        let (docker, known) = (&self.docker, &self.inventory);
+        let answers: Vec<(String, Result<Inspected, String>)> = stream::iter(containers.clone())
+            .map(|id| async move {
+                let found = docker.inspect_container(&id, known).await;
+                (id, found.map_err(|e| error_chain(&e)))
+            })
+            .buffer_unordered(INSPECT_CONCURRENCY)
+            .take_until(tokio::time::sleep(INSPECT_DEADLINE))
+            .collect()
+            .await;
+        let mut failed = Vec::new();
+        let mut unanswered: BTreeSet<String> = containers.into_iter().collect();
+        for (id, found) in answers {
+            unanswered.remove(&id);
+            match found {
+                Ok(Inspected::Running {
+                    container,
+                    rejected,
+                }) => {
+                    let known = self.inventory.containers.iter().find(|c| c.id == id);
+                    changed |= known != Some(&container);
+                    self.inventory.put_container(container, rejected);
+                }
+                Ok(Inspected::Gone) => {
+                    changed |= self.inventory.remove_container(&id).is_some();
+                }
+                Ok(Inspected::UnknownNetwork(network)) => {
+                    self.inventory.remove_container(&id);
+                    failed.push(format!(
+                        "container {id} is on network {network:?}, not listed"
+                    ));
+                }
+                Err(e) => {
+                    self.inventory.remove_container(&id);
+                    failed.push(format!("container {id}: {e}"));
+                }
+            }
+        }
+        for id in unanswered {
+            self.inventory.remove_container(&id);
+            failed.push(format!(
+                "container {id}: no answer within {INSPECT_DEADLINE:?}"
+            ));
+        }
+        if failed.is_empty() {
+            Ok(changed)
+        } else {
+            Err(failed.join("; "))
+        }
+    }
+
+    /// What the inventory holds of the network with id `id`: its bridge,
+    /// gateway modes and other-driver entry.
+    fn network_entries(&self, id: &str) -> NetworkEntries {
+        let inventory = &self.inventory;
+        (
+            inventory.bridges.iter().find(|b| b.id == id).cloned(),
+            inventory.gateway_modes.get(id).cloned(),
+            inventory.other_networks.get(id).cloned(),
+        )
+    }
+
+    /// A full listing: the engine's inventory replaces the one in hand. As
+    /// a `check` of an inventory kept from events, a difference is counted
+    /// as a repair; a failure is pushed to `errors`.
+    async fn list_everything(&mut self, check: bool, errors: &mut Vec<String>) {
+        self.status.inventory.listings += 1;
+        match self.docker.snapshot().await {
+            Ok(snapshot) => {
+                let kept_from_events = self.status.docker.connected;
+                if check
+                    && kept_from_events
+                    && let Some(found) = self.inventory.differences(&snapshot.inventory)
+                {
+                    warn!(%found, "the full listing found what the events missed; repaired");
+                    let inventory = &mut self.status.inventory;
+                    inventory.repairs += 1;
+                    inventory.last_repair_at = Some(now_rfc3339());
+                    inventory.last_repair = Some(found);
+                }
+                self.note_snapshot(&snapshot.engine, snapshot.inventory);
+            }
+            Err(e) => {
+                let message = error_chain(&e);
+                self.status.docker.connected = false;
+                self.status.docker.last_error = Some(message.clone());
+                errors.push(format!("docker: {message}"));
+            }
+        }
+    }
+
     /// Take a fresh inventory as the basis of plans; note what was refused
     /// in it and keep its bridges for the next boot.
     fn note_snapshot(&mut self, engine: &Engine, inventory: Inventory) {
@@ -1106,6 +1357,14 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         docker.version = Some(engine.version.clone());
         docker.api_version = Some(engine.api_version.clone());
         self.status.reconcile.inventory = "engine".to_owned();
+        self.inventory = inventory;
+        self.note_inventory();
+    }
+
+    /// What follows the inventory in hand: the host-network containers in
+    /// status, and the bridges kept for the next boot.
+    fn note_inventory(&mut self) {
+        let inventory = &self.inventory;
         self.status.host_network = inventory
             .containers
             .iter()
@@ -1122,7 +1381,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 }
             }
         }
-        self.inventory = inventory;
     }
 
     /// What could not be used as reported, for status and (once each) the
@@ -1370,8 +1628,29 @@ mod tests {
         /// Snapshots never complete (docker.socket held at boot).
         hang: AtomicBool,
         snapshots: AtomicUsize,
-        /// Events the test injects; the first `events()` call takes it.
+        /// Containers and networks inspected.
+        inspects: AtomicUsize,
+        /// Inspects fail (the engine answers listings only).
+        failing_inspects: AtomicBool,
+        /// Events the test injects, as their text (see [`fake_event`]);
+        /// the first `events()` call takes it.
         events: Mutex<Option<mpsc::Receiver<String>>>,
+    }
+
+    /// An event as the test writes it: `container ACTION NAME` and
+    /// `network ACTION NET container NAME` name container `NAME-id` (as
+    /// [`selected`] makes them), `network create|destroy NAME` network
+    /// `NAME-id` (as [`bridge`] makes them); anything else names nothing.
+    fn fake_event(text: String) -> Event {
+        let words: Vec<&str> = text.split(' ').collect();
+        let subject = match words.as_slice() {
+            ["container", _, name] | ["network", _, _, "container", name] => {
+                Subject::Container(format!("{name}-id"))
+            }
+            ["network", "create" | "destroy", name] => Subject::Network(format!("{name}-id")),
+            _ => Subject::Unknown,
+        };
+        Event { subject, text }
     }
 
     impl DockerSource for FakeDocker {
@@ -1395,15 +1674,53 @@ mod tests {
             })
         }
 
-        fn events(&self) -> BoxStream<'static, Result<String, DockerError>> {
+        async fn inspect_container(
+            &self,
+            id: &str,
+            known: &Inventory,
+        ) -> Result<Inspected, DockerError> {
+            self.inspects.fetch_add(1, Ordering::SeqCst);
+            if self.failing_inspects.load(Ordering::SeqCst) || self.down.load(Ordering::SeqCst) {
+                return Err(DockerError::NotListed);
+            }
+            let inventory = self.inventory.lock().unwrap();
+            let Some(container) = inventory.containers.iter().find(|c| c.id == id) else {
+                return Ok(Inspected::Gone);
+            };
+            let unknown = container.attachments.iter().find(|a| {
+                !a.network_id.is_empty() && !known.bridges.iter().any(|b| b.id == a.network_id)
+            });
+            if let Some(attachment) = unknown {
+                return Ok(Inspected::UnknownNetwork(attachment.network.clone()));
+            }
+            Ok(Inspected::Running {
+                container: container.clone(),
+                rejected: Vec::new(),
+            })
+        }
+
+        async fn inspect_network(&self, id: &str) -> Result<Option<Inventory>, DockerError> {
+            self.inspects.fetch_add(1, Ordering::SeqCst);
+            if self.failing_inspects.load(Ordering::SeqCst) || self.down.load(Ordering::SeqCst) {
+                return Err(DockerError::NotListed);
+            }
+            let inventory = self.inventory.lock().unwrap();
+            Ok(inventory
+                .bridges
+                .iter()
+                .find(|b| b.id == id)
+                .map(|b| Inventory {
+                    bridges: vec![b.clone()],
+                    ..Inventory::default()
+                }))
+        }
+
+        fn events(&self) -> BoxStream<'static, Result<Event, DockerError>> {
             match self.events.lock().unwrap().take() {
-                Some(rx) => {
-                    stream::unfold(
-                        rx,
-                        |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
-                    )
-                    .boxed()
-                }
+                Some(rx) => stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|e| (Ok(fake_event(e)), rx))
+                })
+                .boxed(),
                 None => stream::pending().boxed(),
             }
         }
@@ -1581,6 +1898,8 @@ mod tests {
             down: AtomicBool::new(false),
             hang: AtomicBool::new(false),
             snapshots: AtomicUsize::new(0),
+            inspects: AtomicUsize::new(0),
+            failing_inspects: AtomicBool::new(false),
             events: Mutex::new(Some(events_rx)),
         });
         let v4 = "*nat\n-A DOCKER ! -i docker0 -p tcp -m tcp --dport 5432 -j DNAT --to-destination 172.17.0.2:5432\nCOMMIT\n\
@@ -1637,6 +1956,12 @@ mod tests {
     impl Harness {
         fn snapshots(&self) -> usize {
             self.docker.snapshots.load(Ordering::SeqCst)
+        }
+        fn inspects(&self) -> usize {
+            self.docker.inspects.load(Ordering::SeqCst)
+        }
+        fn passes(&self) -> u64 {
+            self.status.borrow().reconcile.passes.count
         }
         fn restores(&self) -> usize {
             self.firewall.restores.load(Ordering::SeqCst)
@@ -1775,13 +2100,17 @@ mod tests {
     async fn a_burst_of_events_is_one_reconcile() {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         settle(1.0).await;
-        let before = h.snapshots();
+        let (snapshots, passes) = (h.snapshots(), h.passes());
         h.docker
             .inventory
             .lock()
             .unwrap()
             .bridges
             .push(bridge("br-0123456789ab"));
+        h.events
+            .send("network create br-0123456789ab".into())
+            .await
+            .unwrap();
         for i in 0..50 {
             h.events
                 .send(format!("container start c{i}"))
@@ -1789,7 +2118,9 @@ mod tests {
                 .unwrap();
         }
         settle(1.0).await;
-        assert_eq!(h.snapshots() - before, 1, "50 events, one snapshot");
+        assert_eq!(h.passes() - passes, 1, "51 events, one pass");
+        assert_eq!(h.inspects(), 51, "each object inspected once");
+        assert_eq!(h.snapshots(), snapshots, "nothing listed");
         assert_eq!(h.restores(), 4, "the new bridge changed both families once");
         let v4 = h.firewall.tables.lock().unwrap()[0].clone();
         assert!(
@@ -1802,30 +2133,31 @@ mod tests {
     async fn a_connect_and_the_start_after_it_are_one_pass() {
         let h = start(PathBuf::from("/nonexistent/policy.toml"));
         settle(1.0).await;
-        let before = h.snapshots();
+        let before = h.passes();
         // `docker run`: the connect, then the start 10 ms later.
         h.events
-            .send("network connect bridge container 0123456789ab".into())
+            .send("network connect bridge container web".into())
             .await
             .unwrap();
         settle(0.01).await;
         h.events.send("container start web".into()).await.unwrap();
         settle(1.0).await;
-        assert_eq!(h.snapshots() - before, 1, "connect + start, one snapshot");
+        assert_eq!(h.passes() - before, 1, "connect + start, one pass");
+        assert_eq!(h.inspects(), 1, "of the one container they name");
         // A connect no start follows (of a running container) still makes
         // its pass, within the hold.
-        let before = h.snapshots();
+        let before = h.passes();
         h.events
-            .send("network connect other container 0123456789ab".into())
+            .send("network connect other container web".into())
             .await
             .unwrap();
         settle(0.2).await;
-        assert_eq!(h.snapshots() - before, 1, "a lone connect is one pass");
+        assert_eq!(h.passes() - before, 1, "a lone connect is one pass");
         // Any other event is not held: a start alone is one pass at once.
-        let before = h.snapshots();
+        let before = h.passes();
         h.events.send("container start db".into()).await.unwrap();
         settle(0.001).await;
-        assert_eq!(h.snapshots() - before, 1, "a start is not held");
+        assert_eq!(h.passes() - before, 1, "a start is not held");
     }
 
     #[tokio::test(start_paused = true)]
@@ -2418,6 +2750,118 @@ mod tests {
         assert!(h.observations() > observed);
         assert_eq!(set(&h).len(), 2, "the address 203.0.113.7 is gone again");
         assert!(!set(&h).contains("203.0.113.7"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The addresses in the selector entry's v4 set.
+    fn selector_set(h: &Harness) -> Vec<String> {
+        let tables = h.firewall.tables.lock().unwrap().clone();
+        tables[0]
+            .sets
+            .get("dockfw-allow-1-v4")
+            .map(|s| s.elements.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_event_inspects_its_container_and_lists_nothing() {
+        let (h, dir) = selector_harness("inspect", Duration::from_secs(3600)).await;
+        let (snapshots, inspects) = (h.snapshots(), h.inspects());
+        h.docker
+            .inventory
+            .lock()
+            .unwrap()
+            .containers
+            .push(selected("sel-1", "172.17.0.10"));
+        h.events.send("container start sel-1".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(selector_set(&h), ["172.17.0.10", "172.17.0.9"]);
+        assert_eq!(h.inspects() - inspects, 1);
+        assert_eq!(h.snapshots(), snapshots, "no listing");
+        let status = h.status.borrow().inventory.clone();
+        assert_eq!((status.repairs, status.inspects), (0, 1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_about_what_is_already_known_write_nothing() {
+        let (h, dir) = selector_harness("known", Duration::from_secs(3600)).await;
+        let (restores, observed, passes) = (h.restores(), h.observations(), h.passes());
+        // A `destroy` after the `die` that took it out; a start of one in place.
+        h.events
+            .send("container destroy sel-7".into())
+            .await
+            .unwrap();
+        h.events.send("container start sel-0".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(h.passes() - passes, 1);
+        assert_eq!((h.restores(), h.observations()), (restores, observed));
+        assert_eq!(h.result(), "unchanged");
+        assert_eq!(selector_set(&h), ["172.17.0.9"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_whose_inspect_fails_is_denied_until_a_listing_places_it() {
+        let (h, dir) = selector_harness("inspect-fails", Duration::from_secs(3600)).await;
+        let snapshots = h.snapshots();
+        // sel-0 is renamed out of the selector, and the engine answers no
+        // inspect and no listing: what it is now is unknown.
+        h.docker.inventory.lock().unwrap().containers[0].name = "other".into();
+        h.docker.failing_inspects.store(true, Ordering::SeqCst);
+        h.docker.down.store(true, Ordering::SeqCst);
+        h.events
+            .send("container rename sel-0".into())
+            .await
+            .unwrap();
+        settle(0.1).await;
+        assert_eq!(selector_set(&h), Vec::<String>::new(), "unknown: denied");
+        assert!(h.snapshots() > snapshots, "a listing was tried instead");
+        assert_eq!(h.result(), "degraded", "and its failure is reported");
+        // The engine answers listings again: the retry places it as it is.
+        h.docker.down.store(false, Ordering::SeqCst);
+        h.docker.inventory.lock().unwrap().containers[0].name = "sel-0".into();
+        settle(2.0).await;
+        assert_eq!(selector_set(&h), ["172.17.0.9"]);
+        assert_eq!(h.status.borrow().inventory.repairs, 0, "not a miss");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_periodic_listing_repairs_what_the_events_missed_and_counts_it() {
+        let (h, dir) = selector_harness("repair", Duration::from_secs(3600)).await;
+        // A container goes with no event (lost): the periodic check finds it.
+        h.docker.inventory.lock().unwrap().containers.clear();
+        settle(11.0).await;
+        assert_eq!(selector_set(&h), Vec::<String>::new());
+        let status = h.status.borrow().inventory.clone();
+        assert_eq!(status.repairs, 1);
+        assert_eq!(status.last_repair.as_deref(), Some("containers: +0 -1 ~0"));
+        settle(11.0).await;
+        assert_eq!(
+            h.status.borrow().inventory.repairs,
+            1,
+            "nothing more to repair"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_container_on_a_network_nobody_listed_is_placed_by_a_listing() {
+        let (h, dir) = selector_harness("unlisted", Duration::from_secs(3600)).await;
+        let snapshots = h.snapshots();
+        let mut on_new = selected("sel-1", "172.20.0.2");
+        on_new.attachments[0].network_id = "br-0123456789ab-id".into();
+        {
+            let mut inventory = h.docker.inventory.lock().unwrap();
+            inventory.bridges.push(bridge("br-0123456789ab"));
+            inventory.containers.push(on_new);
+        }
+        // The network's create event was lost: the start names the container only.
+        h.events.send("container start sel-1".into()).await.unwrap();
+        settle(1.0).await;
+        assert_eq!(h.snapshots(), snapshots + 1, "listed instead");
+        assert_eq!(selector_set(&h), ["172.17.0.9", "172.20.0.2"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,7 +1,11 @@
-//! The Docker edge: complete inventory snapshots and event triggers.
+//! The Docker edge: complete inventory snapshots, inspects of one object, and events.
 //!
 //! [`DockerSource`] is the small trait the daemon uses; [`BollardSource`] implements it over the
-//! engine's Unix socket. A snapshot reuses the client of the last one that worked, with the
+//! engine's Unix socket. An [`Event`] names the container or network that moved; the daemon
+//! inspects that one object ([`DockerSource::inspect_container`],
+//! [`DockerSource::inspect_network`]) and updates its inventory, so an event costs the same
+//! whatever the engine runs; the full listing ([`DockerSource::snapshot`]) is the periodic
+//! consistency check. A snapshot reuses the client of the last one that worked, with the
 //! engine's version as it answered when that client was made (`GET /version` costs 4–6 ms on
 //! Docker 29, at every pass otherwise); after any failed call, and whenever an event
 //! subscription starts or ends (an engine restart ends it), the next snapshot connects afresh,
@@ -23,11 +27,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::models::{
-    ContainerSummary, EndpointSettings, EventMessage, EventMessageTypeEnum, Network, PortMap,
-    PortSummary, PortSummaryTypeEnum, SystemVersion,
+    ContainerInspectResponse, ContainerSummary, ContainerSummaryHostConfig,
+    ContainerSummaryNetworkSettings, EndpointSettings, EventMessage, EventMessageTypeEnum, Network,
+    NetworkInspect, PortMap, PortSummary, PortSummaryTypeEnum, SystemVersion,
 };
 use bollard::query_parameters::{
-    EventsOptions, InspectContainerOptions, ListContainersOptions, ListNetworksOptions,
+    EventsOptions, InspectContainerOptions, InspectNetworkOptions, ListContainersOptions,
+    ListNetworksOptions,
 };
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -62,10 +68,73 @@ const NETWORK_ACTIONS: [&str; 4] = ["create", "destroy", "connect", "disconnect"
 pub trait DockerSource: Send + Sync + 'static {
     /// A fresh, complete inventory plus engine info. Errors when the engine is unreachable.
     fn snapshot(&self) -> impl Future<Output = Result<Snapshot, DockerError>> + Send;
-    /// Relevant engine events as triggers (the payload is only for logging, e.g.
-    /// "container start web"). The stream ends or yields Err when the connection drops; the
-    /// daemon then reconnects by calling `events()` again.
-    fn events(&self) -> BoxStream<'static, Result<String, DockerError>>;
+    /// One container as it is now, mapped against the networks `known` has (its bridges and
+    /// [`Inventory::other_networks`]). Errors when the engine does not answer, or when no
+    /// snapshot has worked since the source last (re)connected: the daemon then lists.
+    fn inspect_container(
+        &self,
+        id: &str,
+        known: &Inventory,
+    ) -> impl Future<Output = Result<Inspected, DockerError>> + Send;
+    /// One network as it is now: the inventory of that network alone (its bridge, gateway
+    /// modes, or its id in [`Inventory::other_networks`], and notes), `None` when it is gone.
+    fn inspect_network(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<Option<Inventory>, DockerError>> + Send;
+    /// Relevant engine events, each naming the object that moved. The stream ends or yields
+    /// Err when the connection drops; the daemon then reconnects by calling `events()` again.
+    fn events(&self) -> BoxStream<'static, Result<Event, DockerError>>;
+}
+
+/// What an inspect found of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inspected {
+    /// Running (or paused): the container as a listing would map it, with a note for each
+    /// part that could not be used.
+    Running {
+        container: Container,
+        rejected: Vec<Rejected>,
+    },
+    /// Not running, or no longer there.
+    Gone,
+    /// Attached to a network the inventory does not know (named here): only a listing of
+    /// everything can place it.
+    UnknownNetwork(String),
+}
+
+/// An engine event that can change what the firewall must allow: which object moved, and a
+/// line for the log (`container start web`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub subject: Subject,
+    /// e.g. `container start web`, `network connect shop container 3333…`.
+    pub text: String,
+}
+
+impl Event {
+    /// A `network connect`: at a container's start it comes before the `container start`.
+    pub fn is_connect(&self) -> bool {
+        self.text.starts_with("network connect ")
+    }
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// The object an event is about, by full id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Subject {
+    /// A container started, stopped, went or was renamed, or was connected to or
+    /// disconnected from a network.
+    Container(String),
+    /// A network was created or removed.
+    Network(String),
+    /// The event did not say which object: only a listing of everything tells.
+    Unknown,
 }
 
 /// One consistent look at the engine.
@@ -120,6 +189,8 @@ pub enum DockerError {
     },
     #[error("docker engine reported no {field} in GET /version")]
     MissingVersion { field: &'static str },
+    #[error("no engine version known yet: list before inspecting")]
+    NotListed,
 }
 
 /// The socket named by `DOCKER_HOST` if it is `unix://PATH`, else [`DEFAULT_SOCKET`].
@@ -229,7 +300,49 @@ impl DockerSource for BollardSource {
         Ok(Snapshot { engine, inventory })
     }
 
-    fn events(&self) -> BoxStream<'static, Result<String, DockerError>> {
+    async fn inspect_container(
+        &self,
+        id: &str,
+        known: &Inventory,
+    ) -> Result<Inspected, DockerError> {
+        let kept = self.kept().ok_or(DockerError::NotListed)?;
+        match kept
+            .docker
+            .inspect_container(id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(inspect) => Ok(inspected_from(&inspect, known)),
+            Err(e) if is_not_found(&e) => Ok(Inspected::Gone),
+            Err(source) => {
+                forget(&self.client);
+                Err(call("GET /containers/{id}/json")(source))
+            }
+        }
+    }
+
+    async fn inspect_network(&self, id: &str) -> Result<Option<Inventory>, DockerError> {
+        let kept = self.kept().ok_or(DockerError::NotListed)?;
+        match kept
+            .docker
+            .inspect_network(id, None::<InspectNetworkOptions>)
+            .await
+        {
+            Ok(inspect) => {
+                let mut inventory = inventory_from(&[network_from(inspect)], &[]);
+                if !kept.engine.has_gateway_modes() {
+                    ignore_gateway_modes(&kept.engine, &mut inventory);
+                }
+                Ok(Some(inventory))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(source) => {
+                forget(&self.client);
+                Err(call("GET /networks/{id}")(source))
+            }
+        }
+    }
+
+    fn events(&self) -> BoxStream<'static, Result<Event, DockerError>> {
         let socket = self.socket.clone();
         // The subscription is only made when the stream is first polled, and
         // the daemon's resync snapshot may run before it is in place: ask
@@ -257,12 +370,17 @@ impl DockerSource for BollardSource {
                 }
             })
             .chain(ended)
-            .try_filter_map(|event| async move { Ok(trigger_from(&event)) })
+            .try_filter_map(|event| async move { Ok(event_from(&event)) })
             .boxed()
     }
 }
 
 impl BollardSource {
+    /// The client of the last snapshot that worked, if it is still kept.
+    fn kept(&self) -> Option<Kept> {
+        self.client.lock().ok().and_then(|c| c.clone())
+    }
+
     /// A snapshot over a new, negotiated client, which asks the version.
     async fn fresh_snapshot(&self) -> Result<(Inventory, Kept), DockerError> {
         let docker = connect(&self.socket).await?;
@@ -270,6 +388,136 @@ impl BollardSource {
         let engine = engine_from(&version)?;
         let inventory = consistent_inventory(|| list(&docker)).await?;
         Ok((inventory, Kept { docker, engine }))
+    }
+}
+
+/// Whether a call failed because the object is not there (HTTP 404).
+fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
+
+/// What an inspect says of a container, mapped as a listing maps it ([`container_from`]):
+/// `Gone` unless it runs; `UnknownNetwork` when it is attached to a network `known` does not
+/// have (neither one of its bridges nor one of its [`Inventory::other_networks`]).
+pub fn inspected_from(inspect: &ContainerInspectResponse, known: &Inventory) -> Inspected {
+    let running = inspect.state.as_ref().and_then(|s| s.running);
+    if running != Some(true) {
+        return Inspected::Gone;
+    }
+    let summary = summary_from(inspect);
+    let networks = known_networks(known);
+    if let Some((_, network)) = unlisted_attachment(&networks, std::slice::from_ref(&summary)) {
+        return Inspected::UnknownNetwork(network);
+    }
+    let mut rejected = Vec::new();
+    let container = container_from(&summary, &NetworkIndex::new(&networks), &mut rejected);
+    rejected.sort_by(|a, b| (&a.kind, &a.name, &a.reason).cmp(&(&b.kind, &b.name, &b.reason)));
+    Inspected::Running {
+        container,
+        rejected,
+    }
+}
+
+/// An inspect in the shape of a listing's entry: its name, labels, network mode, endpoints,
+/// and its port map as published ports (see [`port_summaries`]).
+fn summary_from(inspect: &ContainerInspectResponse) -> ContainerSummary {
+    let settings = inspect.network_settings.as_ref();
+    ContainerSummary {
+        id: inspect.id.clone(),
+        names: inspect.name.clone().map(|name| vec![name]),
+        labels: inspect.config.as_ref().and_then(|c| c.labels.clone()),
+        host_config: Some(ContainerSummaryHostConfig {
+            network_mode: inspect
+                .host_config
+                .as_ref()
+                .and_then(|h| h.network_mode.clone()),
+            ..Default::default()
+        }),
+        network_settings: Some(ContainerSummaryNetworkSettings {
+            networks: settings.and_then(|s| s.networks.clone()),
+        }),
+        ports: Some(port_summaries(
+            &settings.and_then(|s| s.ports.clone()).unwrap_or_default(),
+        )),
+        ..Default::default()
+    }
+}
+
+/// An inspect's port map (`"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]`) as a
+/// listing reports it: one entry per binding, without a public port where the binding has
+/// no host port (a `routed` network's: see [`PublishedPort::is_routed`]); an empty `HostIp`
+/// is both `0.0.0.0` and `::`. Exposed ports without bindings, and keys that do not read,
+/// are left out.
+fn port_summaries(ports: &PortMap) -> Vec<PortSummary> {
+    let mut listed = Vec::new();
+    for (key, bindings) in ports {
+        let Some((port, proto)) = key.split_once('/') else {
+            continue;
+        };
+        let Ok(private_port) = port.parse::<u16>() else {
+            continue;
+        };
+        let typ = match proto {
+            "tcp" => PortSummaryTypeEnum::TCP,
+            "udp" => PortSummaryTypeEnum::UDP,
+            "sctp" => PortSummaryTypeEnum::SCTP,
+            _ => PortSummaryTypeEnum::EMPTY,
+        };
+        for binding in bindings.iter().flatten() {
+            let public_port = binding
+                .host_port
+                .as_deref()
+                .and_then(|p| p.parse::<u16>().ok())
+                .filter(|&p| p != 0);
+            let ips = match binding.host_ip.as_deref() {
+                None | Some("") => vec!["0.0.0.0".to_owned(), "::".to_owned()],
+                Some(ip) => vec![ip.to_owned()],
+            };
+            listed.extend(ips.into_iter().map(|ip| PortSummary {
+                ip: Some(ip),
+                private_port,
+                public_port,
+                typ: Some(typ),
+            }));
+        }
+    }
+    listed
+}
+
+/// The networks an inventory knows, as a listing would have them (id, name and whether the
+/// driver is `bridge`): what an inspected container's endpoints are matched against.
+fn known_networks(known: &Inventory) -> Vec<Network> {
+    let network = |id: &str, name: &str, driver: &str| Network {
+        id: Some(id.to_owned()),
+        name: Some(name.to_owned()),
+        driver: Some(driver.to_owned()),
+        ..Default::default()
+    };
+    let bridges = known
+        .bridges
+        .iter()
+        .map(|b| network(&b.id, &b.name, "bridge"));
+    let others = known
+        .other_networks
+        .iter()
+        .map(|(id, name)| network(id, name, "other"));
+    bridges.chain(others).collect()
+}
+
+/// A network inspect as a listing's entry: what [`inventory_from`] reads of it.
+fn network_from(inspect: NetworkInspect) -> Network {
+    Network {
+        id: inspect.id,
+        name: inspect.name,
+        driver: inspect.driver,
+        options: inspect.options,
+        ..Default::default()
     }
 }
 
@@ -536,8 +784,8 @@ fn engine_from(version: &SystemVersion) -> Result<Engine, DockerError> {
     })
 }
 
-/// The trigger text for an event that can change the firewall, `None` for any other event.
-pub fn trigger_from(event: &EventMessage) -> Option<String> {
+/// The [`Event`] for an engine event that can change the firewall, `None` for any other.
+pub fn event_from(event: &EventMessage) -> Option<Event> {
     let action = event.action.as_deref()?;
     let attributes = event
         .actor
@@ -546,21 +794,32 @@ pub fn trigger_from(event: &EventMessage) -> Option<String> {
     let attribute = |key: &str| attributes.and_then(|a| a.get(key)).map(String::as_str);
     let actor_id = event.actor.as_ref().and_then(|actor| actor.id.as_deref());
     let subject = attribute("name").or(actor_id.map(short_id)).unwrap_or("?");
-    match event.typ? {
-        EventMessageTypeEnum::CONTAINER if CONTAINER_ACTIONS.contains(&action) => {
-            Some(format!("container {action} {subject}"))
-        }
+    let id = |id: Option<&str>| id.filter(|id| !id.is_empty()).map(str::to_owned);
+    let (subject, text) = match event.typ? {
+        EventMessageTypeEnum::CONTAINER if CONTAINER_ACTIONS.contains(&action) => (
+            id(actor_id).map_or(Subject::Unknown, Subject::Container),
+            format!("container {action} {subject}"),
+        ),
         EventMessageTypeEnum::NETWORK if NETWORK_ACTIONS.contains(&action) => {
-            Some(match attribute("container") {
-                Some(container) => format!(
-                    "network {action} {subject} container {}",
-                    short_id(container)
+            match attribute("container") {
+                // A connect or disconnect changes the container's attachments.
+                Some(container) => (
+                    id(Some(container)).map_or(Subject::Unknown, Subject::Container),
+                    format!(
+                        "network {action} {subject} container {}",
+                        short_id(container)
+                    ),
                 ),
-                None => format!("network {action} {subject}"),
-            })
+                None if matches!(action, "create" | "destroy") => (
+                    id(actor_id).map_or(Subject::Unknown, Subject::Network),
+                    format!("network {action} {subject}"),
+                ),
+                None => (Subject::Unknown, format!("network {action} {subject}")),
+            }
         }
-        _ => None,
-    }
+        _ => return None,
+    };
+    Some(Event { subject, text })
 }
 
 fn short_id(id: &str) -> &str {
@@ -661,6 +920,12 @@ pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> 
         .filter(|n| is_bridge(n))
         .filter_map(gateway_modes_from)
         .collect();
+    let other_networks = networks
+        .iter()
+        .filter(|n| !is_bridge(n))
+        .filter_map(|n| identity(n).ok())
+        .map(|(id, name)| (id.to_owned(), name.to_owned()))
+        .collect();
     let mut containers: Vec<Container> = containers
         .iter()
         .map(|summary| container_from(summary, &index, &mut rejected))
@@ -670,6 +935,7 @@ pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> 
     Inventory {
         bridges,
         gateway_modes,
+        other_networks,
         containers,
         rejected,
         // Docker's word only: whoever plans asks the kernel (`links`).
@@ -1519,37 +1785,156 @@ mod tests {
         }
     }
 
+    /// `web()` as `GET /containers/{id}/json` reports it.
+    fn web_inspect() -> ContainerInspectResponse {
+        use bollard::models::PortBinding;
+        use bollard::models::{ContainerConfig, ContainerState, HostConfig, NetworkSettings};
+        let listed = web();
+        let binding = |ip: &str, port: &str| PortBinding {
+            host_ip: Some(ip.to_owned()),
+            host_port: Some(port.to_owned()),
+        };
+        ContainerInspectResponse {
+            id: listed.id.clone(),
+            name: Some("/web".to_owned()),
+            state: Some(ContainerState {
+                running: Some(true),
+                ..Default::default()
+            }),
+            config: Some(ContainerConfig {
+                labels: listed.labels.clone(),
+                ..Default::default()
+            }),
+            host_config: Some(HostConfig {
+                network_mode: Some("default".to_owned()),
+                ..Default::default()
+            }),
+            network_settings: Some(NetworkSettings {
+                networks: listed.network_settings.and_then(|n| n.networks),
+                ports: Some(HashMap::from([
+                    (
+                        "80/tcp".to_owned(),
+                        Some(vec![
+                            binding("0.0.0.0", "8080"),
+                            binding("::", "8080"),
+                            binding("127.0.0.1", "9000"),
+                        ]),
+                    ),
+                    ("443/tcp".to_owned(), None),
+                    ("53/udp".to_owned(), Some(vec![binding("0.0.0.0", "5353")])),
+                ])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn relevant_events_become_triggers() {
+    fn an_inspect_maps_a_container_as_the_listing_does() {
+        let listed = inventory_from(&networks(), &[web()]);
+        let known = inventory_from(&networks(), &[]);
+        assert_eq!(
+            inspected_from(&web_inspect(), &known),
+            Inspected::Running {
+                container: listed.containers[0].clone(),
+                rejected: Vec::new(),
+            }
+        );
+        assert_eq!(
+            known.other_networks.keys().collect::<Vec<_>>(),
+            [HOST_ID],
+            "a listed network of another driver is known"
+        );
+    }
+
+    #[test]
+    fn an_inspect_of_a_stopped_container_or_one_on_an_unlisted_network_is_not_mapped() {
+        let mut stopped = web_inspect();
+        stopped.state = Some(bollard::models::ContainerState {
+            running: Some(false),
+            ..Default::default()
+        });
+        let known = inventory_from(&networks(), &[]);
+        assert_eq!(inspected_from(&stopped, &known), Inspected::Gone);
+        stopped.state = None;
+        assert_eq!(inspected_from(&stopped, &known), Inspected::Gone);
+        let without_custom = inventory_from(
+            &networks()
+                .into_iter()
+                .filter(|n| n.id.as_deref() != Some(CUSTOM_ID))
+                .collect::<Vec<_>>(),
+            &[],
+        );
+        assert_eq!(
+            inspected_from(&web_inspect(), &without_custom),
+            Inspected::UnknownNetwork("custom".to_owned())
+        );
+    }
+
+    #[test]
+    fn an_inspects_binding_without_a_host_port_is_routed_on_both_families_when_unaddressed() {
+        use bollard::models::PortBinding;
+        let ports = HashMap::from([(
+            "80/tcp".to_owned(),
+            Some(vec![PortBinding {
+                host_ip: Some(String::new()),
+                host_port: Some(String::new()),
+            }]),
+        )]);
+        let mut reasons = Vec::new();
+        let published = published_ports(&port_summaries(&ports), &mut reasons);
+        let bound: Vec<_> = published
+            .iter()
+            .map(|p| (p.host_ip.to_string(), p.is_routed(), p.container_port))
+            .collect();
+        assert_eq!(
+            bound,
+            [("0.0.0.0".into(), true, 80), ("::".into(), true, 80)]
+        );
+        assert_eq!(reasons, Vec::<String>::new());
+    }
+
+    #[test]
+    fn relevant_events_name_the_object_that_moved() {
         let start = event(EventMessageTypeEnum::CONTAINER, "start", &[("name", "web")]);
-        assert_eq!(trigger_from(&start).as_deref(), Some("container start web"));
+        let subject = |id: &str| Subject::Container(id.to_owned());
+        assert_eq!(
+            event_from(&start),
+            Some(Event {
+                subject: subject(SHOP_ID),
+                text: "container start web".to_owned()
+            })
+        );
         let connect = event(
             EventMessageTypeEnum::NETWORK,
             "connect",
             &[("name", "shop"), ("container", CUSTOM_ID)],
         );
-        assert_eq!(
-            trigger_from(&connect).as_deref(),
-            Some("network connect shop container 333333333333")
-        );
-        let unnamed = event(EventMessageTypeEnum::NETWORK, "destroy", &[]);
-        assert_eq!(
-            trigger_from(&unnamed).as_deref(),
-            Some("network destroy 222222222222")
-        );
+        let connect = event_from(&connect).expect("a connect is relevant");
+        assert_eq!(connect.text, "network connect shop container 333333333333");
+        assert_eq!(connect.subject, subject(CUSTOM_ID), "the container moved");
+        assert!(connect.is_connect());
+        let unnamed = event_from(&event(EventMessageTypeEnum::NETWORK, "destroy", &[]));
+        let unnamed = unnamed.expect("a destroy is relevant");
+        assert_eq!(unnamed.text, "network destroy 222222222222");
+        assert_eq!(unnamed.subject, Subject::Network(SHOP_ID.to_owned()));
+        let mut anonymous = event(EventMessageTypeEnum::CONTAINER, "die", &[]);
+        anonymous.actor = None;
+        let anonymous = event_from(&anonymous).expect("a die is relevant");
+        assert_eq!(anonymous.subject, Subject::Unknown, "only a listing tells");
     }
 
     #[test]
     fn other_events_are_ignored() {
         assert_eq!(
-            trigger_from(&event(EventMessageTypeEnum::CONTAINER, "create", &[])),
+            event_from(&event(EventMessageTypeEnum::CONTAINER, "create", &[])),
             None
         );
         assert_eq!(
-            trigger_from(&event(EventMessageTypeEnum::IMAGE, "destroy", &[])),
+            event_from(&event(EventMessageTypeEnum::IMAGE, "destroy", &[])),
             None
         );
-        assert_eq!(trigger_from(&EventMessage::default()), None);
+        assert_eq!(event_from(&EventMessage::default()), None);
     }
 
     #[tokio::test]

@@ -21,7 +21,12 @@ pub struct Inventory {
     /// [`crate::docker`]). See [`Inventory::gateway_mode`].
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub gateway_modes: BTreeMap<String, GatewayModes>,
-    /// Running containers.
+    /// Networks of other drivers (`host`, `none`, `macvlan`, …) by id, with
+    /// their names: known, so that an attachment to one is no bridge rather
+    /// than an attachment to a network nobody listed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub other_networks: BTreeMap<String, String>,
+    /// Running containers, in (name, id) order.
     pub containers: Vec<Container>,
     /// Interfaces that bridge networks name but the kernel does not have as
     /// a Linux bridge now (missing, or a NIC, a WireGuard device, … named by
@@ -40,6 +45,95 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// Take `container` as it is now, in place of what was known of the
+    /// container with its id (its notes too), keeping (name, id) order.
+    pub fn put_container(&mut self, container: Container, notes: Vec<Rejected>) {
+        self.remove_container(&container.id);
+        let key = |c: &Container| (c.name.clone(), c.id.clone());
+        let at = self
+            .containers
+            .partition_point(|c| key(c) < key(&container));
+        self.containers.insert(at, container);
+        self.add_notes(notes);
+    }
+
+    /// Forget the container with id `id` and its notes: a container that is
+    /// not known is not admitted anywhere.
+    pub fn remove_container(&mut self, id: &str) -> Option<Container> {
+        let at = self.containers.iter().position(|c| c.id == id)?;
+        let gone = self.containers.remove(at);
+        self.rejected
+            .retain(|r| !(r.kind == "container" && r.name == gone.name));
+        Some(gone)
+    }
+
+    /// Take the network with id `id` as `found` has it (the inventory of
+    /// that one network: its bridge and gateway modes, or its entry in
+    /// `other_networks`, and its notes), or as gone when `found` is `None`.
+    pub fn put_network(&mut self, id: &str, found: Option<Inventory>) {
+        let old_name = self
+            .bridges
+            .iter()
+            .find(|b| b.id == id)
+            .map(|b| b.name.clone())
+            .or_else(|| self.other_networks.get(id).cloned());
+        self.bridges.retain(|b| b.id != id);
+        self.gateway_modes.remove(id);
+        self.other_networks.remove(id);
+        if let Some(name) = old_name {
+            self.rejected
+                .retain(|r| !(r.kind == "network" && r.name == name));
+        }
+        let Some(found) = found else { return };
+        for bridge in found.bridges.into_iter().filter(|b| b.id == id) {
+            let key = |b: &Bridge| (b.name.clone(), b.id.clone());
+            let at = self.bridges.partition_point(|b| key(b) < key(&bridge));
+            self.bridges.insert(at, bridge);
+        }
+        self.gateway_modes
+            .extend(found.gateway_modes.into_iter().filter(|(n, _)| n == id));
+        self.other_networks
+            .extend(found.other_networks.into_iter().filter(|(n, _)| n == id));
+        self.add_notes(found.rejected);
+    }
+
+    fn add_notes(&mut self, notes: Vec<Rejected>) {
+        self.rejected.extend(notes);
+        self.rejected
+            .sort_by(|a, b| (&a.kind, &a.name, &a.reason).cmp(&(&b.kind, &b.name, &b.reason)));
+    }
+
+    /// How `listed` (a listing of everything) differs from this inventory
+    /// in what Docker runs: bridges, gateway modes, other networks and
+    /// containers (notes and the kernel's `not_bridges` are not compared);
+    /// `None` when it does not. E.g. `containers: +1 -0 ~0`.
+    pub fn differences(&self, listed: &Inventory) -> Option<String> {
+        let mut found = Vec::new();
+        let ours: BTreeMap<&str, &Container> =
+            self.containers.iter().map(|c| (c.id.as_str(), c)).collect();
+        let theirs: BTreeMap<&str, &Container> = listed
+            .containers
+            .iter()
+            .map(|c| (c.id.as_str(), c))
+            .collect();
+        let added = theirs.keys().filter(|id| !ours.contains_key(*id)).count();
+        let removed = ours.keys().filter(|id| !theirs.contains_key(*id)).count();
+        let changed = theirs
+            .iter()
+            .filter(|(id, c)| ours.get(*id).is_some_and(|ours| ours != *c))
+            .count();
+        if added + removed + changed > 0 {
+            found.push(format!("containers: +{added} -{removed} ~{changed}"));
+        }
+        if self.bridges != listed.bridges || self.gateway_modes != listed.gateway_modes {
+            found.push("bridges".to_owned());
+        }
+        if self.other_networks != listed.other_networks {
+            found.push("other networks".to_owned());
+        }
+        (!found.is_empty()).then(|| found.join(", "))
+    }
+
     /// How Docker connects the bridge network with id `network_id` to the
     /// host in `family`: what it set, else `nat`.
     pub fn gateway_mode(&self, network_id: &str, family: Family) -> &GatewayMode {
@@ -220,5 +314,105 @@ impl PublishedPort {
         } else {
             self.host_port
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(id: &str, name: &str) -> Container {
+        Container {
+            id: id.into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            host_network: false,
+            attachments: Vec::new(),
+            ports: Vec::new(),
+        }
+    }
+
+    fn note(name: &str) -> Rejected {
+        Rejected {
+            kind: "container".into(),
+            name: name.into(),
+            reason: "unreadable".into(),
+        }
+    }
+
+    #[test]
+    fn a_container_put_again_replaces_itself_and_its_notes_in_name_order() {
+        let mut inventory = Inventory::default();
+        inventory.put_container(container("2", "web"), vec![note("web")]);
+        inventory.put_container(container("1", "api"), Vec::new());
+        inventory.put_container(container("3", "web"), Vec::new());
+        let ids = |i: &Inventory| {
+            i.containers
+                .iter()
+                .map(|c| c.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&inventory), ["1", "2", "3"]);
+        inventory.put_container(container("2", "zz"), Vec::new());
+        assert_eq!(
+            ids(&inventory),
+            ["1", "3", "2"],
+            "renamed: (name, id) order"
+        );
+        assert_eq!(inventory.rejected, [], "its old notes went with it");
+        assert!(inventory.remove_container("3").is_some());
+        assert!(inventory.remove_container("3").is_none());
+        assert_eq!(ids(&inventory), ["1", "2"]);
+    }
+
+    #[test]
+    fn a_network_put_takes_its_bridge_or_its_other_driver_and_gone_removes_both() {
+        let bridge = |id: &str, name: &str| Bridge {
+            id: id.into(),
+            name: name.into(),
+            interface: format!("br-{id}"),
+        };
+        let mut inventory = Inventory {
+            bridges: vec![bridge("a", "alpha"), bridge("c", "gamma")],
+            ..Inventory::default()
+        };
+        let found = Inventory {
+            bridges: vec![bridge("b", "beta")],
+            gateway_modes: BTreeMap::from([("b".into(), GatewayModes::default())]),
+            ..Inventory::default()
+        };
+        inventory.put_network("b", Some(found));
+        let names: Vec<_> = inventory.bridges.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["alpha", "beta", "gamma"]);
+        assert!(inventory.gateway_modes.contains_key("b"));
+        inventory.put_network("b", None);
+        assert_eq!(inventory.bridges.len(), 2);
+        assert!(inventory.gateway_modes.is_empty());
+        let host = Inventory {
+            other_networks: BTreeMap::from([("h".into(), "host".into())]),
+            ..Inventory::default()
+        };
+        inventory.put_network("h", Some(host));
+        assert_eq!(inventory.other_networks["h"], "host");
+    }
+
+    #[test]
+    fn differences_count_containers_added_removed_and_changed() {
+        let mut ours = Inventory::default();
+        ours.put_container(container("1", "a"), Vec::new());
+        ours.put_container(container("2", "b"), Vec::new());
+        let mut listed = ours.clone();
+        assert_eq!(ours.differences(&listed), None);
+        listed.remove_container("1");
+        listed.put_container(container("2", "renamed"), Vec::new());
+        listed.put_container(container("3", "c"), Vec::new());
+        listed.put_container(container("4", "d"), vec![note("d")]);
+        assert_eq!(
+            ours.differences(&listed).as_deref(),
+            Some("containers: +2 -1 ~1")
+        );
+        listed = ours.clone();
+        listed.rejected.push(note("a"));
+        assert_eq!(ours.differences(&listed), None, "notes are not compared");
     }
 }

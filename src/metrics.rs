@@ -131,6 +131,24 @@ pub fn render(status: &Status) -> String {
         &one(status.drift.repairs),
     );
     metric(
+        "dockfw_inventory_repairs_total",
+        "counter",
+        "Full listings that found the inventory kept from events different from the engine's.",
+        &one(status.inventory.repairs),
+    );
+    metric(
+        "dockfw_inventory_inspects_total",
+        "counter",
+        "Containers and networks inspected for the events that named them.",
+        &one(status.inventory.inspects),
+    );
+    metric(
+        "dockfw_inventory_listings_total",
+        "counter",
+        "Full listings of the engine's containers and networks.",
+        &one(status.inventory.listings),
+    );
+    metric(
         "dockfw_docker_connected",
         "gauge",
         "1 while the Docker engine answers.",

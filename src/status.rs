@@ -28,6 +28,10 @@ pub struct Status {
     /// Repairs of dockfw's rules after something else changed them.
     #[serde(default)]
     pub drift: DriftStatus,
+    /// How the inventory follows the engine: objects inspected for events,
+    /// full listings, and what the listings found that events had missed.
+    #[serde(default)]
+    pub inventory: InventoryStatus,
     /// Rules of other tools above `FORWARD -> DOCKER-USER` that may accept
     /// a connection before dockfw judges it (iptables backend): drift
     /// dockfw cannot repair without taking over `FORWARD`.
@@ -167,6 +171,25 @@ pub struct DriftStatus {
     /// What the last repair found and fixed, e.g.
     /// `ipv4: +3 -0 rules, put dockfw's jumps first`.
     pub last_found: Option<String>,
+}
+
+/// The inventory is kept from events (each inspects the object it names)
+/// and checked by a periodic full listing, which repairs what the events
+/// missed (an event lost, an inspect that failed) and counts it here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InventoryStatus {
+    /// Containers and networks inspected for the events that named them.
+    pub inspects: u64,
+    /// Full listings of the engine (at start, after a reconnect, the
+    /// periodic check, and instead of an inspect that could not be used).
+    pub listings: u64,
+    /// Listings that found the inventory kept from events different from
+    /// the engine's (and took the engine's).
+    pub repairs: u64,
+    /// RFC 3339 time of the last repair.
+    pub last_repair_at: Option<String>,
+    /// What the last repair found, e.g. `containers: +1 -0 ~0`.
+    pub last_repair: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -683,6 +706,9 @@ fn header_lines(status: &Status) -> Vec<(&'static str, String)> {
     if status.drift.repairs > 0 {
         lines.push(("drift", drift_line(&status.drift)));
     }
+    if status.inventory.repairs > 0 {
+        lines.push(("inventory", inventory_line(&status.inventory)));
+    }
     if let Some(line) = drops_line(&status.drops) {
         lines.push(("drops", line));
     }
@@ -718,6 +744,19 @@ fn endpoints_line(endpoints: &[EndpointStatus]) -> Option<String> {
         })
         .collect();
     (!each.is_empty()).then(|| each.join("; "))
+}
+
+/// `2 repairs by the full listing, last 2026-…: containers: +1 -0 ~0`.
+fn inventory_line(inventory: &InventoryStatus) -> String {
+    let plural = if inventory.repairs == 1 { "" } else { "s" };
+    let mut line = format!(
+        "{} repair{plural} by the full listing (events missed something)",
+        inventory.repairs
+    );
+    if let (Some(at), Some(found)) = (&inventory.last_repair_at, &inventory.last_repair) {
+        line.push_str(&format!(", last {at}: {found}"));
+    }
+    line
 }
 
 fn drift_line(drift: &DriftStatus) -> String {
@@ -1000,6 +1039,7 @@ mod tests {
             rejected: vec![],
             forward_bypass: vec![],
             drift: DriftStatus::default(),
+            inventory: InventoryStatus::default(),
             drops: DropsStatus::default(),
             backend: None,
             endpoints: vec![],

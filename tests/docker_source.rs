@@ -9,7 +9,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use dockfw::docker::{BollardSource, DockerSource, Snapshot};
+use dockfw::docker::{BollardSource, DockerSource, Inspected, Snapshot};
 use dockfw::inventory::{Container, Proto};
 use futures_util::StreamExt;
 
@@ -216,6 +216,65 @@ async fn snapshot_describes_bridges_and_containers() {
     );
 }
 
+/// What an event's inspect gives is what the listing gives: the daemon keeps its inventory
+/// from inspects, and the periodic listing would count every difference as a repair.
+#[tokio::test]
+#[ignore = "needs a Docker engine: DOCKFW_TEST_DOCKER_HOST (e2e case docker_source_live)"]
+async fn inspects_map_containers_and_networks_as_the_listing_does() {
+    let socket = engine();
+    let _cleanup = start_lab(&socket);
+    let source = BollardSource::new(socket.as_str());
+    let known = source.snapshot().await.expect("snapshot").inventory;
+    for name in LAB {
+        let listed = find(&known.containers, name);
+        let inspected = source
+            .inspect_container(&listed.id, &known)
+            .await
+            .expect("inspect");
+        let Inspected::Running {
+            container,
+            rejected,
+        } = inspected
+        else {
+            panic!("{name}: {inspected:?}");
+        };
+        assert_eq!(&container, listed, "{name}");
+        let notes: Vec<_> = known.rejected.iter().filter(|r| r.name == name).collect();
+        assert_eq!(rejected.iter().collect::<Vec<_>>(), notes, "{name}");
+    }
+    for bridge in &known.bridges {
+        let found = source.inspect_network(&bridge.id).await.expect("inspect");
+        let found = found.unwrap_or_else(|| panic!("{} gone", bridge.name));
+        assert_eq!(found.bridges, std::slice::from_ref(bridge));
+        let modes = known.gateway_modes.get(&bridge.id);
+        assert_eq!(
+            found.gateway_modes.get(&bridge.id),
+            modes,
+            "{}",
+            bridge.name
+        );
+    }
+    let gone = "0".repeat(64);
+    assert_eq!(
+        source
+            .inspect_container(&gone, &known)
+            .await
+            .expect("404 is an answer"),
+        Inspected::Gone
+    );
+    assert_eq!(source.inspect_network(&gone).await.expect("404"), None);
+    docker(&socket, &["stop", "-t", "0", "dfwit-api"]);
+    let api = find(&known.containers, "dfwit-api");
+    assert_eq!(
+        source
+            .inspect_container(&api.id, &known)
+            .await
+            .expect("inspect"),
+        Inspected::Gone,
+        "a stopped container is not running"
+    );
+}
+
 #[tokio::test]
 #[ignore = "needs a Docker engine: DOCKFW_TEST_DOCKER_HOST (e2e case docker_source_live)"]
 async fn container_start_arrives_as_trigger() {
@@ -240,7 +299,7 @@ async fn container_start_arrives_as_trigger() {
         while let Some(trigger) = triggers.recv().await {
             let trigger = trigger.expect("event stream error");
             println!("trigger: {trigger}");
-            if trigger == wanted {
+            if trigger.text == wanted {
                 return true;
             }
         }
