@@ -1,8 +1,9 @@
 //! Running totals of the connections dockfw's rules dropped since the
 //! daemon started, per policy entry ([`Origin`]), from the drop rules'
 //! counters as each reconcile reads them ([`DropCounter`]), and per port
-//! from the counting rules (iptables) or the per-element counters of the
-//! drop port sets (nftables); a "rule" here is either.
+//! from the per-element counters of the drop sets (nftables: per port;
+//! iptables: per port, and per container endpoint, whose count the ports
+//! published on it share); a "rule" here is either.
 //!
 //! The firewall's counters start again at zero whenever a rule is written
 //! anew (nftables rewrites the whole table on any change of rules, iptables
@@ -16,7 +17,7 @@
 //!
 //! Pure: the daemon hands in readings and rewrites, and reads totals.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::firewall::DropCounter;
 use crate::net::Family;
@@ -27,16 +28,18 @@ use crate::ruleset::Origin;
 type RuleKey = (Option<Family>, String);
 
 /// One rule's counter at its last read.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Reading {
     origin: Origin,
     packets: u64,
     /// What it had counted before the daemon started (at the first read).
     before_start: u64,
+    /// The other ports it counts for too ([`DropCounter::shared_with`]).
+    shared_with: Vec<u16>,
 }
 
 impl Reading {
-    fn since_start(self) -> u64 {
+    fn since_start(&self) -> u64 {
         self.packets.saturating_sub(self.before_start)
     }
 }
@@ -61,11 +64,11 @@ impl DropTotals {
         for counter in counters {
             let key = (counter.scope, counter.rule);
             let mut before_start = if first { counter.packets } else { 0 };
-            if let Some(last) = self.last.get(&key) {
+            if let Some(last) = self.last.get(&key).cloned() {
                 before_start = last.before_start;
                 if counter.packets < last.packets {
                     // Zeroed by someone: what it had counted stays counted.
-                    self.carry(*last);
+                    self.carry(&last);
                     before_start = 0;
                 }
             }
@@ -73,6 +76,7 @@ impl DropTotals {
                 origin: counter.origin,
                 packets: counter.packets,
                 before_start,
+                shared_with: counter.shared_with,
             };
             self.last.insert(key, reading);
         }
@@ -89,7 +93,7 @@ impl DropTotals {
             .collect();
         for key in replaced {
             if let Some(reading) = self.last.remove(&key) {
-                self.carry(reading);
+                self.carry(&reading);
             }
         }
     }
@@ -106,12 +110,12 @@ impl DropTotals {
             .collect();
         for key in gone {
             if let Some(reading) = self.last.remove(&key) {
-                self.carry(reading);
+                self.carry(&reading);
             }
         }
     }
 
-    fn carry(&mut self, reading: Reading) {
+    fn carry(&mut self, reading: &Reading) {
         let total = self.carried.entry(reading.origin).or_default();
         *total = total.saturating_add(reading.since_start());
     }
@@ -125,6 +129,17 @@ impl DropTotals {
             *total = total.saturating_add(reading.since_start());
         }
         totals
+    }
+
+    /// The other ports each port's count includes drops to, per the
+    /// counters last read: those sharing a counter with it. Empty for most.
+    pub fn shared(&self) -> BTreeMap<Origin, BTreeSet<u16>> {
+        let mut shared: BTreeMap<Origin, BTreeSet<u16>> = BTreeMap::new();
+        for reading in self.last.values().filter(|r| !r.shared_with.is_empty()) {
+            let ports = shared.entry(reading.origin).or_default();
+            ports.extend(reading.shared_with.iter().copied());
+        }
+        shared
     }
 }
 
@@ -140,6 +155,7 @@ mod tests {
             rule: rule.to_owned(),
             origin,
             packets,
+            shared_with: Vec::new(),
         }
     }
 

@@ -15,7 +15,8 @@
 //!   across the rewrites that reset the firewall's counters.
 //!
 //! The edges, each behind a small trait:
-//! - [`docker`]: the Docker source (inventory snapshots and event triggers).
+//! - [`docker`]: the Docker source (inventory snapshots, inspects of the one
+//!   container or network an event names, and the events).
 //! - [`firewall`]: the firewall backends behind one trait: `firewall::iptables`
 //!   (restore text, ipsets, its parsers of `iptables-save` and `ipset save`) and
 //!   `firewall::nftables`, each with a transaction type of its own;

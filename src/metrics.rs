@@ -595,6 +595,7 @@ mod tests {
             proto: "tcp".into(),
             port: 5432,
             dropped: 9,
+            ..Default::default()
         }];
         let text = render(&status);
         assert!(text.contains("dockfw_dropped_connections_total{entry=\"deny@3\"} 7\n"));

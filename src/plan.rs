@@ -55,7 +55,8 @@
 //! docker-proxy may serve that no entry covers are the port set
 //! ([`PortSet`]) `guard-tcp-v4`. Set names come only from the entry's
 //! kind, place and family (and a guard set's protocol). The ports
-//! published are the elements of the drop port sets (`dropped-tcp-v4`). So the rules depend
+//! published are the elements of the drop port sets (`dropped-tcp-v4`),
+//! with the container endpoints they lead to. So the rules depend
 //! on the policy and the bridges, not on the containers (apart from the
 //! host ports a deny entry or an allow entry with `from` covers, ports
 //! published on one address, and the addresses of containers on refused
@@ -99,8 +100,9 @@ use crate::policy::{Default, Entry, Policy, PortRange, ProtoMatch, Sources};
 #[cfg(doc)]
 use crate::policy::{MAX_LISTED_PORTS, MAX_LISTED_SOURCES};
 use crate::ruleset::{
-    AddrSet, Chain, Conntrack, DROP_CHAIN, ENTRY_CHAIN, Family, FamilyRules, INBOUND_CHAIN, Iface,
-    OrigPortSet, Origin, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    AddrSet, Chain, Conntrack, DROP_CHAIN, DropEndpoint, ENTRY_CHAIN, Family, FamilyRules,
+    INBOUND_CHAIN, Iface, OrigPortSet, Origin, PROXY_CHAIN, PortSet, Rule, Ruleset, Target,
+    UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
 
@@ -126,16 +128,17 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
             rule.target = Target::Jump(DROP_CHAIN);
         }
     }
-    let (drop, drop_ports) = drop_chain(inventory, family);
-    chains.push(drop);
+    let drop = drop_chain(inventory, family);
+    chains.push(drop.chain);
     let sets = address_sets(policy, inventory, family, &chains);
     let orig_port_sets = orig_port_sets(policy, family, &chains);
     FamilyRules {
         chains,
         sets,
         port_sets,
-        drop_ports,
+        drop_ports: drop.ports,
         orig_port_sets,
+        drop_endpoints: drop.endpoints,
     }
 }
 
@@ -144,17 +147,29 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
 /// port, or on a routed network the container port), matched in the
 /// protocol's drop port set, each of whose elements counts its port; then
 /// a drop for anything else. The rules are the same whatever is published:
-/// the ports are the sets' elements. Only connections being dropped come
-/// here.
-fn drop_chain(inventory: &Inventory, family: Family) -> (Chain, Vec<PortSet>) {
-    let published: BTreeSet<(Proto, u16)> = inventory
-        .containers
-        .iter()
-        .filter(|c| !c.host_network)
-        .flat_map(|c| c.ports.iter())
-        .filter(|p| !p.host_ip.is_loopback() && family_of(p.host_ip) == family)
-        .map(|p| (p.proto, p.addressed_port()))
-        .collect();
+/// the ports are the sets' elements, and so are the container endpoints
+/// they lead to ([`FamilyRules::drop_endpoints`]). Only connections being
+/// dropped come here.
+fn drop_chain(inventory: &Inventory, family: Family) -> DropChain {
+    let mut published = BTreeSet::new();
+    let mut endpoints = BTreeSet::new();
+    for container in inventory.containers.iter().filter(|c| !c.host_network) {
+        let ports = (container.ports.iter())
+            .filter(|p| !p.host_ip.is_loopback() && family_of(p.host_ip) == family);
+        for port in ports {
+            published.insert((port.proto, port.addressed_port()));
+            let addrs = container.attachments.iter().filter_map(|a| match family {
+                Family::V4 => a.ipv4.map(IpAddr::V4),
+                Family::V6 => a.ipv6.map(IpAddr::V6),
+            });
+            endpoints.extend(addrs.map(|addr| DropEndpoint {
+                proto: port.proto,
+                addr,
+                port: port.container_port,
+                published: port.addressed_port(),
+            }));
+        }
+    }
     let mut rules = Vec::new();
     let mut sets = Vec::new();
     for proto in [Proto::Tcp, Proto::Udp, Proto::Sctp] {
@@ -181,11 +196,21 @@ fn drop_chain(inventory: &Inventory, family: Family) -> (Chain, Vec<PortSet>) {
         target: Target::Drop,
         ..Rule::default()
     });
-    let chain = Chain {
-        name: DROP_CHAIN,
-        rules,
-    };
-    (chain, sets)
+    DropChain {
+        chain: Chain {
+            name: DROP_CHAIN,
+            rules,
+        },
+        ports: sets,
+        endpoints,
+    }
+}
+
+/// What [`drop_chain`] plans: the chain, and the elements it counts by.
+struct DropChain {
+    chain: Chain,
+    ports: Vec<PortSet>,
+    endpoints: BTreeSet<DropEndpoint>,
 }
 
 /// `ruleset` with a rate-limited log rule (same matches, same origin, target

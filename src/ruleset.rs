@@ -15,6 +15,7 @@
 //! nothing of processes or of what is installed now.
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 
 pub use crate::net::{Family, IFACE_MAX_LEN, Iface};
 use ipnet::IpNet;
@@ -34,9 +35,10 @@ pub const UNCLASSIFIED_CHAIN: &str = "DOCKFW-UNCLASSIFIED";
 pub const PROXY_CHAIN: &str = "DOCKFW-PROXY";
 /// Where every drop ends, forwarded or to docker-proxy: per protocol, one
 /// drop matching the published ports in a set whose every element counts
-/// what it matched (so drops are read per port too, [`FamilyRules::drop_ports`]),
-/// then a drop. Only connections being dropped walk it, and they walk the
-/// same few rules whatever the number of ports.
+/// what it matched (so drops are read per port too, [`FamilyRules::drop_ports`],
+/// or per container endpoint, [`FamilyRules::drop_endpoints`]), then a drop.
+/// Only connections being dropped walk it, and they walk the same few rules
+/// whatever the number of ports.
 pub const DROP_CHAIN: &str = "DOCKFW-DROP";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
@@ -86,18 +88,6 @@ pub struct Ruleset {
 }
 
 impl Ruleset {
-    /// This ruleset with `other`'s [`FamilyRules::drop_ports`] in both
-    /// families: what is in place after only this ruleset's other sets
-    /// were written, where a backend counts drop ports in rules.
-    pub fn with_drop_ports_of(&self, other: &Ruleset) -> Ruleset {
-        let mut out = self.clone();
-        out.v4.drop_ports = other.v4.drop_ports.clone();
-        out.v6.drop_ports = other.v6.drop_ports.clone();
-        out
-    }
-}
-
-impl Ruleset {
     pub fn family(&self, family: Family) -> &FamilyRules {
         match family {
             Family::V4 => &self.v4,
@@ -132,6 +122,27 @@ pub struct FamilyRules {
     /// Every set of original destination port ranges a rule names
     /// ([`Rule::orig_dport_ranges`]), by name; no set no rule names.
     pub orig_port_sets: Vec<OrigPortSet>,
+    /// Where a forwarded connection to each published port of the family
+    /// arrives after Docker's DNAT: the container's address and port (the
+    /// ones a connection on a routed network is addressed to in the first
+    /// place). Elements, like `drop_ports`, for a backend that can only
+    /// match the packet's own destination (ipset) to count drops per port.
+    pub drop_endpoints: BTreeSet<DropEndpoint>,
+}
+
+/// One container endpoint a published port leads to: a connection to
+/// `proto`/`published` (before DNAT) arrives at `addr`:`port`. Several
+/// published ports may lead to one endpoint (`-p 8080:80 -p 8081:80`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DropEndpoint {
+    pub proto: Proto,
+    /// The container's address, of the family.
+    pub addr: IpAddr,
+    /// The container port.
+    pub port: u16,
+    /// The port a connection to it is addressed to: the host port, or on a
+    /// routed network the container port ([`crate::inventory::PublishedPort::addressed_port`]).
+    pub published: u16,
 }
 
 impl FamilyRules {
@@ -323,8 +334,9 @@ pub enum Origin {
     Allow { line: usize },
     /// `default = "deny"`: what no entry admits.
     DefaultDeny,
-    /// The counting drop of one published port in [`DROP_CHAIN`]: every
-    /// drop of a connection to it, whatever entry decided it.
+    /// One published port, counted by the elements of the drop sets of
+    /// [`DROP_CHAIN`]: every drop of a connection to it, whatever entry
+    /// decided it. No rule carries it.
     Port { proto: Proto, port: u16 },
     /// The drop of a forwarded connection first addressed to a loopback
     /// address: one to a port published on 127.0.0.1 that Docker DNAT-ed
@@ -358,8 +370,8 @@ impl Origin {
     }
 
     /// The prefix of a logged drop, `dockfw deny@33 `: short enough for
-    /// iptables' 29 characters whatever the line (`dockfw port sctp/65535 `
-    /// is 23).
+    /// iptables' 29 characters whatever the line (`dockfw allow@1000000 `
+    /// is 21).
     pub fn log_prefix(self) -> String {
         format!("{} ", self.comment())
     }
@@ -372,22 +384,6 @@ impl Origin {
         }
         if label == "loopback" {
             return Some(Origin::Loopback);
-        }
-        if let Some(port) = label.strip_prefix("port ") {
-            let (proto, port) = port.split_once('/')?;
-            let proto = match proto {
-                "tcp" => Proto::Tcp,
-                "udp" => Proto::Udp,
-                "sctp" => Proto::Sctp,
-                _ => return None,
-            };
-            if !port.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            return Some(Origin::Port {
-                proto,
-                port: port.parse().ok()?,
-            });
         }
         let (kind, line) = label.split_once('@')?;
         if !line.bytes().all(|b| b.is_ascii_digit()) {
@@ -463,10 +459,6 @@ mod tests {
             Origin::Deny { line: 33 },
             Origin::Allow { line: 7 },
             Origin::DefaultDeny,
-            Origin::Port {
-                proto: Proto::Udp,
-                port: 53,
-            },
             Origin::Loopback,
         ] {
             assert_eq!(Origin::from_comment(&origin.comment()), Some(origin));
@@ -478,10 +470,7 @@ mod tests {
             "dockfw deny@",
             "dockfw deny@+3",
             "x deny@3",
-            "dockfw port tcp/",
-            "dockfw port tcp/+1",
-            "dockfw port icmp/1",
-            "dockfw port tcp/70000",
+            "dockfw port tcp/80",
         ] {
             assert_eq!(Origin::from_comment(other), None, "{other}");
         }
@@ -559,6 +548,7 @@ mod tests {
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
             orig_port_sets: Vec::new(),
+            drop_endpoints: BTreeSet::new(),
         };
         let few = rules(&["172.17.0.2/32"]);
         let more = rules(&["172.17.0.2/32", "172.17.0.3/32"]);

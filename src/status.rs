@@ -108,7 +108,7 @@ impl EndpointStatus {
 /// New connections dropped since the daemon started, per policy entry and
 /// per published port, from the firewall's counters (read at every
 /// observing pass): each entry's drop rules count per entry, and every drop
-/// then passes `DOCKFW-DROP`, whose rules count per published port.
+/// then passes `DOCKFW-DROP`, whose set elements count per published port.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DropsStatus {
     /// RFC 3339 time counting began: the daemon's start.
@@ -117,7 +117,7 @@ pub struct DropsStatus {
     /// order deny entries, default.
     pub entries: Vec<EntryDrops>,
     /// One per published port (protocol and port, both families together)
-    /// that had a counting rule since the start, by port.
+    /// that had a counting set element since the start, by port.
     #[serde(default)]
     pub ports: Vec<PortDrops>,
 }
@@ -130,6 +130,12 @@ pub struct PortDrops {
     /// The published host port (the container port on a routed network).
     pub port: u16,
     pub dropped: u64,
+    /// Other published ports of the protocol whose drops `dropped`
+    /// includes too: with iptables, a connection Docker DNAT-ed is counted
+    /// at the container endpoint it reaches, so ports published on one
+    /// container port (`-p 8080:80 -p 8081:80`) share one count.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_with: Vec<u16>,
 }
 
 /// What one policy entry's drop rules dropped.
@@ -803,7 +809,14 @@ fn port_drops_line(drops: &DropsStatus) -> Option<String> {
         .ports
         .iter()
         .filter(|p| p.dropped > 0)
-        .map(|p| format!("{} to {}/{}", thousands(p.dropped), p.proto, p.port))
+        .map(|p| {
+            let shared: Vec<String> = p.shared_with.iter().map(u16::to_string).collect();
+            let shared = match shared.as_slice() {
+                [] => String::new(),
+                ports => format!(" (shared with {})", ports.join(", ")),
+            };
+            format!("{} to {}/{}{shared}", thousands(p.dropped), p.proto, p.port)
+        })
         .collect();
     (!counts.is_empty()).then(|| format!("by port: {}", counts.join(", ")))
 }
@@ -1300,18 +1313,27 @@ no published ports
                     proto: "tcp".to_string(),
                     port: 5432,
                     dropped: 1220,
+                    shared_with: Vec::new(),
+                },
+                PortDrops {
+                    proto: "tcp".to_string(),
+                    port: 8080,
+                    dropped: 5,
+                    shared_with: vec![8081],
                 },
                 PortDrops {
                     proto: "udp".to_string(),
                     port: 53,
                     dropped: 0,
+                    shared_with: Vec::new(),
                 },
             ],
         };
         assert!(
             render_text(&status).contains(
                 "\ndrops     1,204 by deny entry at line 33, 17 by default deny, 2 by \
-                 loopback guard (addressed to 127.0.0.1 or ::1) (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432\n"
+                 loopback guard (addressed to 127.0.0.1 or ::1) (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432, \
+                 5 to tcp/8080 (shared with 8081)\n"
             ),
             "{}",
             render_text(&status)
@@ -1325,6 +1347,8 @@ no published ports
         assert_eq!(json["drops"]["entries"][0]["dropped"], 1204);
         assert_eq!(json["drops"]["ports"][0]["port"], 5432);
         assert_eq!(json["drops"]["ports"][0]["dropped"], 1220);
+        assert_eq!(json["drops"]["ports"][0].get("shared_with"), None);
+        assert_eq!(json["drops"]["ports"][1]["shared_with"][0], 8081);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 # tests/bench.sh — benchmarks of dockfw against the real (namespaced) lab engine.
 #
 # Usage: tests/bench.sh [NAME…]             (as root)
-#   NAME: selector_latency  burst_cpu  conn_rate  idle  policy_scale  scale
-#         (default: the first five, in that order; scale runs only when named)
+#   NAME: selector_latency  burst_cpu  conn_rate  idle  policy_scale  scale  api_calls
+#         (default: the first five, in that order; scale and api_calls run only when named)
 #
 # It prints distributions and figures, never a verdict on time: each result is a line
 # `# bench: NAME …` naming the exact command and parameters, and a summary block at the end.
@@ -19,10 +19,11 @@
 #       BENCH_IDLE_SECS=30    idle: sampling window (twice: alone, then beside a foreign set)
 #       BENCH_IDLE_FOREIGN=100000  idle: addresses in another tool's ipset made for the second
 #                             window (hash:ip, in the lab namespace only); 0 skips that window
+#       BENCH_SCALE_RUNS=5    policy_scale: runs of each command per policy
 #       BENCH_SCALE_N=1000    scale: running containers of the full host
 #       BENCH_SCALE_ROUNDS=20 scale: container start+remove rounds for the CPU figure
+#       BENCH_SCALE_IDLE_SECS=10  scale: the idle window before them (background CPU)
 #       BENCH_SCALE_BACKENDS="iptables nftables"   scale: dockfw's backends, each measured
-#       BENCH_SCALE_RUNS=5    policy_scale: runs of each command per policy
 #       DOCKFW_RESYNC_SECS    the daemon's periodic full check; 10 here (the daemon's
 #                             default), not the 2 s tests/e2e.sh uses
 #       DOCKFW=path           the binary (default target/release/dockfw; never built here)
@@ -48,11 +49,12 @@ BENCH_CONN_ROUNDS="${BENCH_CONN_ROUNDS:-2}"
 BENCH_CONN_RULES="${BENCH_CONN_RULES:-1000}"
 BENCH_IDLE_SECS="${BENCH_IDLE_SECS:-30}"
 BENCH_IDLE_FOREIGN="${BENCH_IDLE_FOREIGN:-100000}"
+BENCH_SCALE_RUNS="${BENCH_SCALE_RUNS:-5}"
 BENCH_SCALE_N="${BENCH_SCALE_N:-1000}"
 BENCH_SCALE_ROUNDS="${BENCH_SCALE_ROUNDS:-20}"
+BENCH_SCALE_IDLE_SECS="${BENCH_SCALE_IDLE_SECS:-10}"
 BENCH_SCALE_BACKENDS="${BENCH_SCALE_BACKENDS:-iptables nftables}"
-BENCH_SCALE_RUNS="${BENCH_SCALE_RUNS:-5}"
-BENCHES=(selector_latency burst_cpu conn_rate idle policy_scale scale)
+BENCHES=(selector_latency burst_cpu conn_rate idle policy_scale scale api_calls)
 BENCH_DEFAULT=(selector_latency burst_cpu conn_rate idle policy_scale)
 BENCH_SUMMARY=""          # file collecting every `# bench:` line (mktemp)
 BENCH_HZ="$(getconf CLK_TCK)"
@@ -517,88 +519,7 @@ EOF
 }
 
 # ---------------------------------------------------------------------------
-# 5. scale
-# ---------------------------------------------------------------------------
-
-# scale_fill N — N more running containers `fill-$i` (no published port; chosen by the
-# policy's selector, so their addresses are in its sets), 8 `docker run` at a time.
-# Prints how many run.
-scale_fill() {
-    seq 1 "$1" | xargs -P 8 -I{} docker -H "unix://$LAB_SOCK" run -d --name "fill-{}" \
-        "$LAB_IMAGE" >/dev/null 2>"$LAB_DIR/scale-fill.err" || true
-    lab_docker ps -q --filter name=fill- | wc -l
-}
-
-# scale_cpu LABEL — BENCH_SCALE_ROUNDS times `docker run -d --name cpu-$i -p 5432:80` then
-# `docker rm -f cpu-$i`, 0.3 s apart; dockfw's CPU (with its children) from before the
-# first until no apply for 2 s after the last, per round. Prints the result line.
-scale_cpu() {
-    local label="$1" pid c0 c1 k0 k1 a0 a1 t0 t1 i ms
-    pid="$(bench_dfw_pid)" || return 1
-    c0="$(cpu_ticks "$pid")"; k0="$(child_ticks "$pid")"; a0="$(dfw_applies)"; t0="$(now_us)"
-    for ((i = 1; i <= BENCH_SCALE_ROUNDS; i++)); do
-        lab_run "cpu-$i" -p 5432:80
-        sleep 0.3
-        lab_docker rm -f "cpu-$i" >/dev/null
-        sleep 0.3
-    done
-    wait_quiet 2 30 || true
-    t1="$(now_us)"
-    c1="$(cpu_ticks "$pid")"; k1="$(child_ticks "$pid")"; a1="$(dfw_applies)"
-    ms="$(ticks_to_ms $((c1 - c0)))"
-    bench_out "scale $label: dockfw CPU over $BENCH_SCALE_ROUNDS rounds of \`docker run -d --name cpu-\$i -p 5432:80\`" \
-        "+ \`docker rm -f cpu-\$i\` (0.3 s apart; window $(us_to_ms $((t1 - t0))) ms, to 2 s without apply):" \
-        "$ms ms, $(awk -v m="$ms" -v n="$BENCH_SCALE_ROUNDS" 'BEGIN { printf "%.1f", m / n }') ms per start+remove" \
-        "(${BENCH_HZ} Hz ticks; children $(ticks_to_ms $((k1 - k0))) ms); applies $a0 -> $a1"
-}
-
-# scale_point LABEL POLICY — at the host's current container count: the engine's own
-# readiness (no dockfw), then per backend of BENCH_SCALE_BACKENDS dockfw's CPU per
-# start+remove and its selector latency, and what its inventory did.
-scale_point() {
-    local label="$1" pol="$2" backend running
-    running="$(lab_docker ps -q | wc -l)"
-    dockfw_off
-    latency_series "$label, $running running, baseline (no dockfw)"
-    for backend in $BENCH_SCALE_BACKENDS; do
-        dockfw_off
-        DOCKFW_BACKEND="$backend" bench_dockfw_start "$pol" ||
-            { not_measured scale "dockfw ($backend) did not start at $label"; return 1; }
-        wait_quiet 2 60 || true
-        scale_cpu "$label, $running running, dockfw $backend" || return 1
-        latency_series "$label, $running running, dockfw $backend"
-        bench_out "scale $label, dockfw $backend: inventory $(dfw_status | jq -c '.inventory
-            | {inspects, listings, repairs}'); passes $(dfw_status | jq -c '.reconcile.passes
-            | {count, failures}')"
-    done
-    dockfw_off
-}
-
-bench_scale() {
-    local pol n t0 t1
-    # The periodic full check off (1 h): what is measured is the cost of events.
-    local DOCKFW_RESYNC_SECS=3600
-    pol="$(bench_policy scale <<'EOF'
-[inbound]
-default = "deny"
-
-[[inbound.allow]]
-ports = [5432]
-containers = ["sel-*", "cpu-*", "fill-*"]
-EOF
-)"
-    scale_point "empty host" "$pol" || return 1
-    t0="$(now_us)"
-    n="$(scale_fill "$BENCH_SCALE_N")"
-    t1="$(now_us)"
-    bench_out "scale: \`docker run -d --name fill-\$i $LAB_IMAGE\` x $BENCH_SCALE_N, 8 at a time:" \
-        "$n running after $(us_to_ms $((t1 - t0))) ms; $(grep -c . "$LAB_DIR/scale-fill.err" || true) error lines" \
-        "($(head -n 1 "$LAB_DIR/scale-fill.err" | cut -c1-160)); MemAvailable now $(awk '/MemAvailable/ { print $2 }' /proc/meminfo) kB"
-    scale_point "full host" "$pol" || return 1
-}
-
-# ---------------------------------------------------------------------------
-# 6. policy_scale
+# 5. policy_scale
 # ---------------------------------------------------------------------------
 
 # scale_runs LABEL CMD… — BENCH_SCALE_RUNS runs of CMD (output dropped; each must
@@ -680,6 +601,117 @@ scale_sets() {
             "DOCKFW_BACKEND=$backend: daemon start to first reconcile done, ms: $(us_to_ms $((t1 - t0)))"
         dockfw_stop
         DOCKFW_BACKEND="$backend" dfw uninstall >/dev/null
+    done
+}
+
+# ---------------------------------------------------------------------------
+# 6. scale
+# ---------------------------------------------------------------------------
+
+# scale_fill N — N more running containers `fill-$i` (no published port; chosen by the
+# policy's selector, so their addresses are in its sets), 8 `docker run` at a time.
+# Prints how many run.
+scale_fill() {
+    seq 1 "$1" | xargs -P 8 -I{} docker -H "unix://$LAB_SOCK" run -d --name "fill-{}" \
+        "$LAB_IMAGE" >/dev/null 2>"$LAB_DIR/scale-fill.err" || true
+    lab_docker ps -q --filter name=fill- | wc -l
+}
+
+# scale_cpu LABEL — dockfw's CPU (with its children) idle for BENCH_SCALE_IDLE_SECS (its
+# background: the ipset poll of the iptables backend reads sets that grow with the
+# host), then over BENCH_SCALE_ROUNDS times `docker run -d --name cpu-$i -p 5432:80` and
+# `docker rm -f cpu-$i`, 0.3 s apart, until no apply for 2 s after the last: per round,
+# as measured and net of the idle rate over the same window. Prints the result line.
+scale_cpu() {
+    local label="$1" pid c0 c1 k0 k1 a0 a1 t0 t1 i ms i0 i1 ti0 ti1 idle net
+    pid="$(bench_dfw_pid)" || return 1
+    i0="$(cpu_ticks "$pid")"; ti0="$(now_us)"
+    sleep "$BENCH_SCALE_IDLE_SECS"
+    i1="$(cpu_ticks "$pid")"; ti1="$(now_us)"
+    idle="$(ticks_to_ms $((i1 - i0)))"
+    c0="$(cpu_ticks "$pid")"; k0="$(child_ticks "$pid")"; a0="$(dfw_applies)"; t0="$(now_us)"
+    for ((i = 1; i <= BENCH_SCALE_ROUNDS; i++)); do
+        lab_run "cpu-$i" -p 5432:80
+        sleep 0.3
+        lab_docker rm -f "cpu-$i" >/dev/null
+        sleep 0.3
+    done
+    wait_quiet 2 30 || true
+    t1="$(now_us)"
+    c1="$(cpu_ticks "$pid")"; k1="$(child_ticks "$pid")"; a1="$(dfw_applies)"
+    ms="$(ticks_to_ms $((c1 - c0)))"
+    net="$(awk -v m="$ms" -v i="$idle" -v w=$((t1 - t0)) -v iw=$((ti1 - ti0)) -v n="$BENCH_SCALE_ROUNDS" \
+        'BEGIN { printf "%.1f", (m - i * w / iw) / n }')"
+    bench_out "scale $label: dockfw CPU over $BENCH_SCALE_ROUNDS rounds of \`docker run -d --name cpu-\$i -p 5432:80\`" \
+        "+ \`docker rm -f cpu-\$i\` (0.3 s apart; window $(us_to_ms $((t1 - t0))) ms, to 2 s without apply):" \
+        "$ms ms, $(awk -v m="$ms" -v n="$BENCH_SCALE_ROUNDS" 'BEGIN { printf "%.1f", m / n }') ms per start+remove" \
+        "(${BENCH_HZ} Hz ticks; children $(ticks_to_ms $((k1 - k0))) ms); applies $a0 -> $a1;" \
+        "idle before: $idle ms in $(us_to_ms $((ti1 - ti0))) ms; net of that rate: $net ms per start+remove"
+}
+
+# scale_point LABEL POLICY — at the host's current container count: the engine's own
+# readiness (no dockfw), then per backend of BENCH_SCALE_BACKENDS dockfw's CPU per
+# start+remove and its selector latency, and what its inventory did.
+scale_point() {
+    local label="$1" pol="$2" backend running
+    running="$(lab_docker ps -q | wc -l)"
+    dockfw_off
+    latency_series "$label, $running running, baseline (no dockfw)"
+    for backend in $BENCH_SCALE_BACKENDS; do
+        dockfw_off
+        DOCKFW_BACKEND="$backend" bench_dockfw_start "$pol" ||
+            { not_measured scale "dockfw ($backend) did not start at $label"; return 1; }
+        wait_quiet 2 60 || true
+        scale_cpu "$label, $running running, dockfw $backend" || return 1
+        latency_series "$label, $running running, dockfw $backend"
+        bench_out "scale $label, dockfw $backend: inventory $(dfw_status | jq -c '.inventory
+            | {inspects, listings, repairs}'); passes $(dfw_status | jq -c '.reconcile.passes
+            | {count, failures}')"
+    done
+    dockfw_off
+}
+
+bench_scale() {
+    local pol n t0 t1
+    # The periodic full check off (1 h): what is measured is the cost of events.
+    local DOCKFW_RESYNC_SECS=3600
+    pol="$(bench_policy scale <<'EOF'
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [5432]
+containers = ["sel-*", "cpu-*", "fill-*"]
+EOF
+)"
+    scale_point "empty host" "$pol" || return 1
+    t0="$(now_us)"
+    n="$(scale_fill "$BENCH_SCALE_N")"
+    t1="$(now_us)"
+    bench_out "scale: \`docker run -d --name fill-\$i $LAB_IMAGE\` x $BENCH_SCALE_N, 8 at a time:" \
+        "$n running after $(us_to_ms $((t1 - t0))) ms; $(grep -c . "$LAB_DIR/scale-fill.err" || true) error lines" \
+        "($(head -n 1 "$LAB_DIR/scale-fill.err" | cut -c1-160)); MemAvailable now $(awk '/MemAvailable/ { print $2 }' /proc/meminfo) kB"
+    scale_point "full host" "$pol" || return 1
+}
+
+# ---------------------------------------------------------------------------
+# 7. api_calls
+# ---------------------------------------------------------------------------
+
+# What the engine's API calls cost that dockfw makes: 20 of each, one container running
+# (`api-1 -p 5432:80`), each a new `curl --unix-socket` request (connection included).
+bench_api_calls() {
+    local id path i ts shown
+    lab_run api-1 -p 5432:80
+    id="$(lab_docker inspect -f '{{.Id}}' api-1)"
+    for path in /version /containers/json /networks "/containers/$id/json" /networks/bridge; do
+        ts=()
+        for ((i = 0; i < 20; i++)); do
+            ts+=("$(curl -sf -o /dev/null -w '%{time_total}' --unix-socket "$LAB_SOCK" "http://docker$path" |
+                awk '{ printf "%.2f", $1 * 1000 }')")
+        done
+        shown="${path/$id/\{id\}}"
+        bench_out "api_calls: \`curl --unix-socket docker.sock http://docker$shown\` x 20, ms: $(dist "${ts[@]}")"
     done
 }
 

@@ -114,10 +114,11 @@ fw_snapshot() {
     fi
 }
 
-# Count DOCKFW mentions in both families.
+# Count DOCKFW mentions in both families, and dockfw's ipsets (the drop sets exist whenever
+# the iptables backend's rules do).
 dockfw_traces() {
-    { lab_save4; lab_save6; lab_ns nft list table inet dockfw 2>/dev/null; } |
-        grep -c -e DOCKFW -e 'table inet dockfw' || true
+    { lab_save4; lab_save6; lab_ns nft list table inet dockfw 2>/dev/null; lab_ns ipset list -n 2>/dev/null; } |
+        grep -c -e DOCKFW -e 'table inet dockfw' -e '^dockfw-' || true
 }
 
 # skip WHY — end the current case as not applicable here ("ok - NAME # SKIP WHY"); counted
@@ -1471,16 +1472,20 @@ port_dropped_at_least() {
     [[ -n "$n" ]] && ((n >= $2))
 }
 
-# wait_for_port_counted PORT — drops to tcp/PORT are counted per port: with nftables its
-# element of dropped_tcp_v4, written with the elements that let its container in (2 s at
-# most here); with iptables its counting rule in DOCKFW-DROP, which follows within 2 s.
+# wait_for_port_counted PORT — drops to tcp/PORT are counted per port, in elements written
+# with those that let its container in (2 s at most here): with nftables its element of
+# dropped_tcp_v4; with iptables the elements of the ipset dockfw-dropped-tcp-v4 whose
+# comment names it, the container endpoint Docker DNATs it to among them.
 wait_for_port_counted() {
+    # Each listing is read whole first: grep -q ending the pipe early would make the
+    # lister fail on its next write (pipefail).
     if nft_backend; then
-        wait_for 2 eval "lab_ns nft list set inet dockfw dropped_tcp_v4 | grep -Eq '[{ ]$1 counter'" ||
+        wait_for 2 eval "grep -Eq '[{ ]$1 counter' <<<\"\$(lab_ns nft list set inet dockfw dropped_tcp_v4)\"" ||
             fail "no counting element for $1: $(lab_ns nft list set inet dockfw dropped_tcp_v4)"
     else
-        wait_for 5 eval "lab_save4 | grep -q -- '-A DOCKFW-DROP -p tcp -m conntrack --ctorigdstport $1 '" ||
-            fail "no counting rule for $1: $(lab_save4 | grep DOCKFW-DROP)"
+        local endpoint="^add dockfw-dropped-tcp-v4 [0-9.]+,tcp:[0-9]+ .*comment \"([0-9 ]* )?$1( [0-9 ]*)?\"\$"
+        wait_for 2 eval "grep -Eq '$endpoint' <<<\"\$(lab_ns ipset save dockfw-dropped-tcp-v4)\"" ||
+            fail "no counting element for $1: $(lab_ns ipset save dockfw-dropped-tcp-v4)"
     fi
 }
 
@@ -1562,8 +1567,9 @@ case_drops_counted() {
 # A dropped connection walks the same rules whatever the number of published ports: one
 # container publishing 60 ports under default deny; a connection to one of them is dropped
 # and counted for its port, and the case prints how many rules the drop chain holds (the
-# most a dropped connection walks there) on the backend in use: nftables counts per port
-# in set elements (7 rules), iptables in one rule per port.
+# most a dropped connection walks there) on the backend in use, and fails if it holds more
+# than the fixed count: nftables 7 (3 protocols x 2 families + 1, one table), iptables 4
+# per family (3 protocols + 1); both count per port in set elements.
 case_drop_chain_length() {
     need_dockfw
     lab_run many -p 20000:80 -p 20001-20059:20001-20059 || fail "cannot start many"
@@ -1575,18 +1581,57 @@ case_drop_chain_length() {
     expect_blocked a 4 20000
     wait_for 15 port_dropped_at_least tcp/20000 1 ||
         fail "status does not count the drop to tcp/20000: $(dfw_status | jq -c .drops)"
-    local published rules cmd
+    local published rules cmd most
     published="$(dfw_status | jq '[.ports[].host_port] | unique | length')"
+    ((published >= 60)) || fail "only $published host ports published"
     if nft_backend; then
         cmd="nft list chain inet dockfw dropped | grep -c ' drop$'"
         rules="$(lab_ns nft list chain inet dockfw dropped | grep -c ' drop$')"
-        ((rules <= 7)) || fail "$rules rules in the drop chain, more than 7"
+        most=7
     else
         cmd="iptables-save -t filter | grep -c '^-A DOCKFW-DROP '"
         rules="$(lab_save4 | grep -c '^-A DOCKFW-DROP ')"
+        most=4
+        local rules6
+        rules6="$(lab_save6 | grep -c '^-A DOCKFW-DROP ')"
+        ((rules6 <= most)) || fail "$rules6 rules in the IPv6 drop chain, more than $most"
     fi
+    ((rules <= most)) || fail "$rules rules in the drop chain, more than $most"
     echo "# measure: $published host ports published: $rules rules in the drop chain (\`$cmd\`)" >&2
     open_after_uninstall "a" "4" 20000
+}
+
+# Two host ports published on one container port (-p 5432:80 -p 5433:80), both denied;
+# connections from client A to 5432 are dropped. With iptables a DNAT-ed connection is
+# counted at the container endpoint it reaches (ipset sees the packet after DNAT), so the
+# two ports share one count and status says so (`shared_with`, "(shared with 5432)");
+# with nftables each port counts its own drops (the port before DNAT): 5433 none.
+case_drops_shared() {
+    need_dockfw
+    lab_run db -p 5432:80 -p 5433:80
+    open_without_dockfw "a" "4" 5432 5433
+    local pol
+    pol="$(write_policy deny_both <<<$'[inbound]\ndefault = "allow"\n\n[[inbound.deny]]\nports = [5432, 5433]')"
+    dockfw_start "$pol" || fail "daemon did not start"
+    wait_for_port_counted 5432
+    wait_for_port_counted 5433
+    local i
+    for i in 1 2 3; do expect_blocked a 4 5432; done
+    wait_for 15 port_dropped_at_least tcp/5432 3 ||
+        fail "status does not count 3 drops to tcp/5432: $(dfw_status | jq -c .drops)"
+    local other text
+    other="$(dfw_status | jq -c '.drops.ports[] | select(.proto == "tcp" and .port == 5433)')"
+    text="$("$DOCKFW" status --socket "$LAB_DFW_SOCK")" || fail "status failed"
+    if nft_backend; then
+        [[ "$(jq -r .dropped <<<"$other")" == 0 && "$(jq -c '.shared_with // []' <<<"$other")" == '[]' ]] ||
+            fail "with nftables tcp/5433 counts its own drops, none: $other"
+    else
+        [[ "$(jq -r .dropped <<<"$other")" -ge 3 && "$(jq -c .shared_with <<<"$other")" == '[5432]' ]] ||
+            fail "with iptables tcp/5433 shares the count of tcp/5432: $other"
+        grep -Eq 'to tcp/5433 \(shared with 5432\)' <<<"$text" ||
+            fail "the text status does not say the count is shared: $text"
+    fi
+    open_after_uninstall "a" "4" 5432 5433
 }
 
 # With DOCKFW_LOG_DROPS=1 each drop is logged, rate-limited, with a prefix naming the entry
@@ -2263,6 +2308,7 @@ CASES=(
     drops_counted
     drops_logged
     drop_chain_length
+    drops_shared
     fc_boot_backend_learned
     udp
     fc_metrics_port_taken

@@ -139,9 +139,9 @@ fn selector_rules_do_not_grow_with_containers() {
 }
 
 /// Published ports are elements of the drop port sets: 5 or 60 of them give
-/// the same rules (nftables walks the same `dropped` chain for every drop,
-/// and its set elements count per port), while iptables, which counts per
-/// port in rules, has one `DOCKFW-DROP` rule per port.
+/// the same rules on both backends (nftables walks the same `dropped` chain
+/// for every drop, iptables the same `DOCKFW-DROP`), and set elements count
+/// per port.
 #[test]
 fn drop_rules_do_not_grow_with_published_ports() {
     let (policy, base) = load(&golden("default-deny-web"));
@@ -181,12 +181,37 @@ fn drop_rules_do_not_grow_with_published_ports() {
         text[start..end].to_owned()
     };
     assert_eq!(dropped_chain(&few), dropped_chain(&many));
-    let iptables_drop_rules =
-        |r: &dockfw::ruleset::Ruleset| rules_text(&r.v4).matches("-A DOCKFW-DROP ").count();
+    let iptables_drop_rules = |r: &dockfw::ruleset::Ruleset| {
+        let text = rules_text(&r.v4);
+        let drop: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("-A DOCKFW-DROP "))
+            .collect();
+        drop.join("\n")
+    };
     assert_eq!(
-        iptables_drop_rules(&many) - iptables_drop_rules(&few),
-        55,
-        "iptables counts per port in rules"
+        iptables_drop_rules(&few),
+        iptables_drop_rules(&many),
+        "iptables counts per port in ipset elements too"
+    );
+    assert_eq!(iptables_drop_rules(&many).lines().count(), 4);
+    // The elements of the drop set that count them: for every address and
+    // at each container endpoint.
+    let counting = |r: &dockfw::ruleset::Ruleset, port: u16| {
+        let text = dockfw::firewall::iptables::render::listing(&r.v4);
+        let comment = format!(" comment \"{port}\"");
+        (text.lines())
+            .filter(|l| l.starts_with("add dockfw-dropped-tcp-v4 ") && l.ends_with(&comment))
+            .map(|l| l.split(' ').nth(2).unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        counting(&many, 20059),
+        [
+            "0.0.0.0/1,tcp:20059",
+            "128.0.0.0/1,tcp:20059",
+            "172.18.0.61,tcp:80"
+        ]
     );
     // Status counts the rules each driver writes.
     use dockfw::firewall::Backend;
@@ -196,5 +221,6 @@ fn drop_rules_do_not_grow_with_published_ports() {
         let lines = rules_text(&ruleset.v4).lines().count();
         assert_eq!(iptables.rule_count(&ruleset.v4), lines);
     }
+    assert_eq!(iptables.rule_count(&few.v4), iptables.rule_count(&many.v4));
     assert_eq!(nftables.rule_count(&few.v4), nftables.rule_count(&many.v4));
 }

@@ -327,9 +327,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     self.reload(parsed, replies)
                 }
                 () = tokio::time::sleep_until(schedule.next_check) => Some(schedule.check()),
-                () = tokio::time::sleep_until(schedule.counting_due.unwrap_or(schedule.next_check)), if schedule.counting_due.is_some() => {
-                    Some(Trigger::CountingDue)
-                }
                 () = tokio::time::sleep_until(schedule.next_poll), if poll => Some(if rules_poll {
                     Trigger::DriftPoll
                 } else {

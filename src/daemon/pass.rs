@@ -23,33 +23,23 @@ use crate::status::FamilyStatus;
 use super::triggers::*;
 use super::{Reconciler, error_chain, now_rfc3339};
 
-/// How far the fast path took a pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Fast {
-    /// Not at all: the rules differ, or nothing is known to be in place.
-    No,
-    /// Set elements written; the counting rules of `DOCKFW-DROP` lag
-    /// (iptables only).
-    Partial,
-    /// Everything planned is in place.
-    Complete,
-}
-
-/// How long a new published port may wait for its counting rule after the
-/// fast path let its container in: a burst of starts pays one rewrite of
-/// the rules per this much time, not one per port. Its drops meanwhile are
-/// dropped all the same and counted for their entry.
-pub(super) const COUNTING_DELAY: Duration = Duration::from_secs(2);
-
 /// What a pass read of the firewall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Read {
     /// Everything installed, then wrote what differed.
     Firewall,
-    /// Nothing: the fast path wrote set elements from the plan in place;
-    /// `lags`: the counting chain was left behind.
-    Nothing { lags: bool },
+    /// Nothing: the fast path wrote set elements from the plan in place,
+    /// or the events' objects were as the inventory had them.
+    Nothing,
 }
+
+/// A network's bridge, gateway modes and other-driver name, as the
+/// inventory holds them.
+type NetworkEntries = (
+    Option<crate::inventory::Bridge>,
+    Option<crate::inventory::GatewayModes>,
+    Option<String>,
+);
 
 /// How many of an event burst's containers are inspected at once.
 pub(super) const INSPECT_CONCURRENCY: usize = 8;
@@ -157,9 +147,6 @@ pub(super) struct PassReport {
     /// Whether the pass read what is installed: not on the fast path, nor
     /// a sets check that found the sets as planned.
     pub(super) observed: bool,
-    /// Whether the fast path left the counting chain behind the plan
-    /// (iptables: a new published port has no `DOCKFW-DROP` rule yet).
-    pub(super) counting_lags: bool,
 }
 
 impl PassReport {
@@ -218,7 +205,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 errors: Vec::new(),
                 outcome: Outcome::Unchanged,
                 observed: false,
-                counting_lags: false,
             };
         }
         let PassScope {
@@ -227,7 +213,18 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let started = Instant::now();
         self.status.reconcile.last_at = Some(now_rfc3339());
         let mut errors = Vec::new();
-        self.refresh_inventory(refresh, &mut errors).await;
+        let events_only = matches!(refresh, Refresh::Objects(_)) && !observe;
+        let moved = self.refresh_inventory(refresh, &mut errors).await;
+        // Events whose objects are as the inventory had them (a `destroy`
+        // after the `die` that took the container out): nothing to plan.
+        if events_only
+            && !moved
+            && errors.is_empty()
+            && self.in_place.is_some()
+            && !self.needs_drift_poll()
+        {
+            return self.finish(started, Vec::new(), errors, Read::Nothing);
+        }
         let not_bridges = self.bridge_facts.check(&mut self.inventory);
         self.note_rejected(not_bridges);
         let mut planned = plan(&self.policy, &self.inventory);
@@ -238,10 +235,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
         match self.elements_only(&planned, &mut changed).await {
-            Ok(fast @ (Fast::Complete | Fast::Partial)) if !observe => {
-                // The counting chain follows within COUNTING_DELAY.
-                let lags = fast == Fast::Partial;
-                return self.finish(started, changed, errors, Read::Nothing { lags });
+            Ok(true) if !observe => {
+                return self.finish(started, changed, errors, Read::Nothing);
             }
             Ok(_) => {}
             // The observing pass below takes over from what is installed.
@@ -303,42 +298,32 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             };
         }
         // What is installed is known only after a pass that wrote all of
-        // it; after a failure, the next passes read it first. The retry
-        // (a reading pass) writes the counting chain too.
+        // it; after a failure, the next passes read it first.
         self.in_place = (!firewall_failed).then_some(ruleset);
         self.note_drops();
         self.finish(started, changed, errors, Read::Firewall)
     }
 
     /// The fast path: when `planned` differs from the plan in place in set
-    /// elements only, write those (recorded in `changed`) and take
-    /// `planned` as in place. Where the backend counts drops per port in
-    /// rules (iptables: `DOCKFW-DROP`, one rule per published port), those
-    /// do not hold this up: the other elements are written with the
-    /// counting chain as it is, and [`Fast::Partial`] leaves the chain to an
-    /// observing pass. nftables counts them in set elements, written here
-    /// with the rest. [`Fast::No`] when there is no plan in
-    /// place or other rules differ: a pass that observes decides.
+    /// elements only, write those (recorded in `changed`; the drop sets'
+    /// elements too, which count drops per port on both backends) and take
+    /// `planned` as in place. False when there is no plan in place or other
+    /// rules differ: a pass that observes decides.
     pub(super) async fn elements_only(
         &mut self,
         planned: &Ruleset,
         changed: &mut Vec<F::Transaction>,
-    ) -> Result<Fast, PassError> {
+    ) -> Result<bool, PassError> {
         let Some(in_place) = &self.in_place else {
-            return Ok(Fast::No);
+            return Ok(false);
         };
         let families = self.available_families();
-        let lagging = if self.firewall.counts_drop_ports_in_rules() {
-            planned.with_drop_ports_of(in_place)
-        } else {
-            planned.clone()
+        let Some(transactions) = self.firewall.element_update(planned, in_place, &families) else {
+            return Ok(false);
         };
-        let Some(transactions) = self.firewall.element_update(&lagging, in_place, &families) else {
-            return Ok(Fast::No);
-        };
-        let removed = removed_drop_elements(in_place, &lagging, &families);
+        let removed = removed_drop_elements(in_place, planned, &families);
         for tx in transactions {
-            if let Err(source) = self.apply(&tx, &lagging).await {
+            if let Err(source) = self.apply(&tx, planned).await {
                 // What is installed is no longer known: observe from now on.
                 self.in_place = None;
                 let scope = tx.scope();
@@ -349,13 +334,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         for rule in &removed {
             self.drops.removed(rule);
         }
-        let fast = if lagging == *planned {
-            Fast::Complete
-        } else {
-            Fast::Partial
-        };
-        self.in_place = Some(lagging);
-        Ok(fast)
+        self.in_place = Some(planned.clone());
+        Ok(true)
     }
 
     /// Bring the inventory up to date as `refresh` asks. The objects events
@@ -363,25 +343,34 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// a whole inventory to update; an inspect that cannot be used takes
     /// its object out (fail closed) and the engine is listed instead. A
     /// failed listing is pushed to `errors`: the inventory in hand stays
-    /// the basis.
+    /// the basis. False when the inventory is known not to have changed
+    /// (every object inspected was as the inventory had it).
     pub(super) async fn refresh_inventory(
         &mut self,
         refresh: Refresh,
         errors: &mut Vec<PassError>,
-    ) {
+    ) -> bool {
         let objects = match refresh {
-            Refresh::Nothing => return,
-            Refresh::Everything { check } => return self.list_everything(check, errors).await,
+            Refresh::Nothing => return false,
+            Refresh::Everything { check } => {
+                self.list_everything(check, errors).await;
+                return true;
+            }
             Refresh::Objects(objects) => objects,
         };
         if !self.engine.answering() {
-            return self.list_everything(false, errors).await;
+            self.list_everything(false, errors).await;
+            return true;
         }
         let inspected = self.inspect(objects).await;
         self.note_inventory();
-        if let Err(why) = inspected {
-            info!(%why, "an event's object could not be inspected; judged unknown (denied) and listing everything");
-            self.list_everything(false, errors).await;
+        match inspected {
+            Ok(changed) => changed,
+            Err(why) => {
+                info!(%why, "an event's object could not be inspected; judged unknown (denied) and listing everything");
+                self.list_everything(false, errors).await;
+                true
+            }
         }
     }
 
@@ -390,8 +379,10 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// a few at a time, within [`INSPECT_DEADLINE`] in all. A container
     /// whose inspect fails, does not answer in time or names a network the
     /// inventory does not know is taken out of the inventory; `Err` then
-    /// says why, and everything must be listed.
-    pub(super) async fn inspect(&mut self, objects: BTreeSet<Subject>) -> Result<(), String> {
+    /// says why, and everything must be listed. `Ok(false)` when every
+    /// object was as the inventory had it.
+    pub(super) async fn inspect(&mut self, objects: BTreeSet<Subject>) -> Result<bool, String> {
+        let mut changed = false;
         let mut containers = Vec::new();
         for object in objects {
             match object {
@@ -401,7 +392,11 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     let found =
                         tokio::time::timeout(INSPECT_DEADLINE, self.docker.inspect_network(&id));
                     match found.await {
-                        Ok(Ok(found)) => self.inventory.put_network(&id, found),
+                        Ok(Ok(found)) => {
+                            let before = self.network_entries(&id);
+                            self.inventory.put_network(&id, found);
+                            changed |= self.network_entries(&id) != before;
+                        }
                         Ok(Err(e)) => return Err(format!("network {id}: {}", error_chain(&e))),
                         Err(_) => {
                             return Err(format!(
@@ -432,9 +427,13 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 Ok(Inspected::Running {
                     container,
                     rejected,
-                }) => self.inventory.put_container(container, rejected),
+                }) => {
+                    let known = self.inventory.containers.iter().find(|c| c.id == id);
+                    changed |= known != Some(&container);
+                    self.inventory.put_container(container, rejected);
+                }
                 Ok(Inspected::Gone) => {
-                    self.inventory.remove_container(&id);
+                    changed |= self.inventory.remove_container(&id).is_some();
                 }
                 Ok(Inspected::UnknownNetwork(network)) => {
                     self.inventory.remove_container(&id);
@@ -455,10 +454,21 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             ));
         }
         if failed.is_empty() {
-            Ok(())
+            Ok(changed)
         } else {
             Err(failed.join("; "))
         }
+    }
+
+    /// What the inventory holds of the network with id `id`: its bridge,
+    /// gateway modes and other-driver entry.
+    fn network_entries(&self, id: &str) -> NetworkEntries {
+        let inventory = &self.inventory;
+        (
+            inventory.bridges.iter().find(|b| b.id == id).cloned(),
+            inventory.gateway_modes.get(id).cloned(),
+            inventory.other_networks.get(id).cloned(),
+        )
     }
 
     /// A full listing: the engine's inventory replaces the one in hand. As
@@ -540,7 +550,6 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             errors,
             outcome,
             observed: read == Read::Firewall,
-            counting_lags: read == (Read::Nothing { lags: true }),
         };
         let elapsed = started.elapsed();
         self.status.reconcile.inventory = self.engine.inventory_label().to_owned();
@@ -570,39 +579,37 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     }
 }
 
-/// The [`DropCounter::element_rule`] of every drop port element of
-/// `families` that `in_place` has and `next` has not.
+/// The drop set elements of `families` ([`family_drop_elements`]) that
+/// `in_place` has and `next` has not.
 pub(super) fn removed_drop_elements(
     in_place: &Ruleset,
     next: &Ruleset,
     families: &[Family],
 ) -> Vec<String> {
     let kept = drop_element_rules(next);
-    let mut removed = Vec::new();
-    for &family in families {
-        for set in &in_place.family(family).drop_ports {
-            let rules = set
-                .ports
-                .iter()
-                .map(|&port| DropCounter::element_rule(family, set.proto, port));
-            removed.extend(rules.filter(|r| !kept.contains(r)));
-        }
-    }
-    removed
+    (families.iter())
+        .flat_map(|&family| family_drop_elements(in_place, family))
+        .filter(|r| !kept.contains(r))
+        .collect()
 }
 
-/// The [`DropCounter::element_rule`] of every drop port element of
-/// `ruleset`.
+/// The drop set elements of `ruleset` ([`family_drop_elements`]).
 pub(super) fn drop_element_rules(ruleset: &Ruleset) -> BTreeSet<String> {
-    let mut rules = BTreeSet::new();
-    for family in Family::ALL {
-        for set in &ruleset.family(family).drop_ports {
-            let of_set = set
-                .ports
-                .iter()
-                .map(|&port| DropCounter::element_rule(family, set.proto, port));
-            rules.extend(of_set);
-        }
-    }
-    rules
+    (Family::ALL.into_iter())
+        .flat_map(|family| family_drop_elements(ruleset, family))
+        .collect()
+}
+
+/// The [`DropCounter::rule`] of every drop set element of `family` in
+/// `ruleset`, as a driver may count them: per published port
+/// ([`DropCounter::element_rule`]) and per container endpoint
+/// ([`DropCounter::endpoint_rule`]).
+fn family_drop_elements(ruleset: &Ruleset, family: Family) -> impl Iterator<Item = String> + '_ {
+    let rules = ruleset.family(family);
+    let ports = rules.drop_ports.iter().flat_map(move |set| {
+        (set.ports.iter()).map(move |&port| DropCounter::element_rule(family, set.proto, port))
+    });
+    let endpoints = (rules.drop_endpoints.iter())
+        .map(move |endpoint| DropCounter::endpoint_rule(family, endpoint));
+    ports.chain(endpoints)
 }

@@ -1,6 +1,6 @@
 //! When the loop checks again, as one value computed from the reports of
 //! its passes: the full check (or the retry after a failure), the drift
-//! poll, the counting chain's catch-up, and systemd's watchdog feed. Reads
+//! poll, and systemd's watchdog feed. Reads
 //! no status and does no I/O but the watchdog's notification.
 
 use std::time::Duration;
@@ -10,7 +10,7 @@ use tracing::warn;
 
 use crate::sdnotify;
 
-use super::pass::{COUNTING_DELAY, PassReport};
+use super::pass::PassReport;
 use super::triggers::{Backoff, DOCKER_BACKOFF_MAX, Trigger};
 
 /// Longest pass during which the watchdog is still fed.
@@ -31,9 +31,6 @@ pub(super) struct Schedule {
     retry: Backoff,
     /// The drift poll: `drift_poll` after the last read of the firewall.
     pub(super) next_poll: Instant,
-    /// When the fast path left `DOCKFW-DROP` behind the plan (a new
-    /// published port has no counting rule yet): when to catch up.
-    pub(super) counting_due: Option<Instant>,
     pub(super) next_feed: Instant,
 }
 
@@ -54,7 +51,6 @@ impl Schedule {
             retrying: false,
             retry: Backoff::new(Duration::from_millis(500), DOCKER_BACKOFF_MAX),
             next_poll: now + drift_poll,
-            counting_due: None,
             next_feed: now,
         }
     }
@@ -72,13 +68,6 @@ impl Schedule {
         now: Instant,
     ) {
         self.retrying = !report.errors.is_empty();
-        if report.observed {
-            // A reading pass writes the counting chain too.
-            self.counting_due = None;
-        } else if report.counting_lags {
-            // Within a burst, once for all of it.
-            self.counting_due.get_or_insert(now + COUNTING_DELAY);
-        }
         if self.retrying {
             self.next_check = now + self.retry.next_delay();
             self.next_poll = now + self.drift_poll;
@@ -129,7 +118,7 @@ mod tests {
     const RESYNC: Duration = Duration::from_secs(10);
     const POLL: Duration = Duration::from_millis(1500);
 
-    fn report(outcome: Outcome, observed: bool, counting_lags: bool) -> PassReport {
+    fn report(outcome: Outcome, observed: bool) -> PassReport {
         let errors = match outcome {
             Outcome::Failed => vec![PassError::Apply {
                 scope: "ipv4",
@@ -146,7 +135,6 @@ mod tests {
             errors,
             outcome,
             observed,
-            counting_lags,
         }
     }
 
@@ -155,16 +143,16 @@ mod tests {
         let t0 = Instant::now();
         let mut schedule = Schedule::new(RESYNC, POLL, None, t0);
         assert_eq!(schedule.check(), Trigger::Periodic);
-        schedule.after(&report(Outcome::Failed, true, false), true, false, t0);
+        schedule.after(&report(Outcome::Failed, true), true, false, t0);
         assert_eq!(schedule.check(), Trigger::Retry);
         assert_eq!(schedule.next_check, t0 + Duration::from_millis(500));
         assert_eq!(schedule.next_poll, t0 + POLL);
-        schedule.after(&report(Outcome::Failed, true, false), true, false, t0);
+        schedule.after(&report(Outcome::Failed, true), true, false, t0);
         assert_eq!(schedule.next_check, t0 + Duration::from_secs(1));
-        schedule.after(&report(Outcome::Applied, true, false), true, false, t0);
+        schedule.after(&report(Outcome::Applied, true), true, false, t0);
         assert_eq!(schedule.check(), Trigger::Periodic);
         assert_eq!(schedule.next_check, t0 + RESYNC);
-        schedule.after(&report(Outcome::Failed, true, false), true, false, t0);
+        schedule.after(&report(Outcome::Failed, true), true, false, t0);
         assert_eq!(schedule.next_check, t0 + Duration::from_millis(500));
     }
 
@@ -172,7 +160,7 @@ mod tests {
     fn a_degraded_pass_is_retried_too() {
         let t0 = Instant::now();
         let mut schedule = Schedule::new(RESYNC, POLL, None, t0);
-        schedule.after(&report(Outcome::Degraded, true, false), true, false, t0);
+        schedule.after(&report(Outcome::Degraded, true), true, false, t0);
         assert_eq!(schedule.check(), Trigger::Retry);
         assert_eq!(schedule.next_check, t0 + Duration::from_millis(500));
     }
@@ -182,29 +170,12 @@ mod tests {
         let t0 = Instant::now();
         let mut schedule = Schedule::new(RESYNC, POLL, None, t0);
         let later = t0 + Duration::from_secs(1);
-        schedule.after(&report(Outcome::Applied, false, false), false, false, later);
+        schedule.after(&report(Outcome::Applied, false), false, false, later);
         assert_eq!(schedule.next_check, t0 + RESYNC);
         assert_eq!(schedule.next_poll, t0 + POLL);
         // A sets check that found the sets as planned moves the poll only.
-        schedule.after(
-            &report(Outcome::Unchanged, false, false),
-            false,
-            true,
-            later,
-        );
+        schedule.after(&report(Outcome::Unchanged, false), false, true, later);
         assert_eq!(schedule.next_check, t0 + RESYNC);
         assert_eq!(schedule.next_poll, later + POLL);
-    }
-
-    #[test]
-    fn a_lagging_counting_chain_is_due_once_per_burst_and_cleared_by_a_reading_pass() {
-        let t0 = Instant::now();
-        let mut schedule = Schedule::new(RESYNC, POLL, None, t0);
-        schedule.after(&report(Outcome::Applied, false, true), false, false, t0);
-        let later = t0 + Duration::from_secs(1);
-        schedule.after(&report(Outcome::Applied, false, true), false, false, later);
-        assert_eq!(schedule.counting_due, Some(t0 + COUNTING_DELAY));
-        schedule.after(&report(Outcome::Applied, true, false), false, false, later);
-        assert_eq!(schedule.counting_due, None);
     }
 }

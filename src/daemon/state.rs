@@ -327,13 +327,16 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// The running drop totals, for status.
     pub(super) fn note_drops(&mut self) {
         let (mut entries, mut ports) = (Vec::new(), Vec::new());
+        let mut shared = self.drops.shared();
         for (origin, dropped) in self.drops.totals() {
             let (entry, line) = match origin {
                 Origin::Port { proto, port } => {
+                    let shared_with = shared.remove(&origin).unwrap_or_default();
                     ports.push(PortDrops {
                         proto: proto.as_str().to_owned(),
                         port,
                         dropped,
+                        shared_with: shared_with.into_iter().collect(),
                     });
                     continue;
                 }

@@ -84,8 +84,6 @@ pub enum Trigger {
     /// The periodic check of sets no notification covers (ipsets), where
     /// the rules are announced: a pass only if they differ.
     SetsPoll,
-    /// The counting chain lags the plan (see [`COUNTING_DELAY`](super::pass::COUNTING_DELAY)).
-    CountingDue,
     /// A Linux bridge appeared or went away (rtnetlink): what is exempted
     /// follows.
     LinksChanged,
@@ -106,7 +104,6 @@ impl Trigger {
             | Trigger::RulesetChanged
             | Trigger::DriftPoll
             | Trigger::SetsPoll
-            | Trigger::CountingDue
             | Trigger::LinksChanged => Refresh::Nothing,
             Trigger::DockerEvent(event) => match &event.subject {
                 Subject::Unknown => Refresh::Everything { check: false },

@@ -31,7 +31,7 @@ use tokio::process::Command;
 
 use crate::choice::{BackendKind, EngineFirewall, Requested};
 use crate::net::{Family, Proto};
-use crate::ruleset::{FamilyRules, Origin, Ruleset};
+use crate::ruleset::{DropEndpoint, FamilyRules, Origin, Ruleset};
 
 /// How long one firewall process may run before dockfw gives up on it.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
@@ -122,11 +122,6 @@ pub trait Backend: Send + Sync + 'static {
     fn rule_count(&self, rules: &FamilyRules) -> usize {
         rules.rule_count()
     }
-
-    /// Whether the driver writes [`crate::ruleset::FamilyRules::drop_ports`]
-    /// as rules (one counting rule per port) rather than as set elements
-    /// with counters: then the fast path leaves them to an observing pass.
-    fn counts_drop_ports_in_rules(&self) -> bool;
 
     /// Whether changes to the installed rules are announced on netlink
     /// (nf_tables), so drift needs no polling.
@@ -228,6 +223,11 @@ pub struct DropCounter {
     pub origin: Origin,
     /// Packets dropped since the rule was written.
     pub packets: u64,
+    /// The other ports of the origin's protocol (an [`Origin::Port`]) whose
+    /// drops this counter counts too: a set element keyed by the container
+    /// endpoint a connection arrives at after DNAT counts for every port
+    /// published on it ([`DropCounter::endpoint_rule`]). Empty otherwise.
+    pub shared_with: Vec<u16>,
 }
 
 impl DropCounter {
@@ -239,7 +239,23 @@ impl DropCounter {
         format!("element {} {}/{port}", family.as_str(), proto.as_str())
     }
 
-    /// Whether this counts a drop port set element ([`DropCounter::element_rule`]).
+    /// The [`DropCounter::rule`] of the element for `endpoint` in the drop
+    /// set of `family`, where a driver counts per container endpoint (ipset,
+    /// which matches the packet after DNAT): one per port published on it.
+    pub fn endpoint_rule(family: Family, endpoint: &DropEndpoint) -> String {
+        let DropEndpoint {
+            proto,
+            addr,
+            port,
+            published,
+        } = endpoint;
+        let at = std::net::SocketAddr::new(*addr, *port);
+        let proto = proto.as_str();
+        format!("element {} {proto}/{published} at {at}", family.as_str())
+    }
+
+    /// Whether this counts a drop set element ([`DropCounter::element_rule`],
+    /// [`DropCounter::endpoint_rule`]).
     pub fn is_element(&self) -> bool {
         self.rule.starts_with("element ")
     }

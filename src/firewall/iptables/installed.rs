@@ -328,8 +328,40 @@ pub mod simulate {
                     set.kind = kind;
                 }
                 ["flush", name] => set_of(st, name)?.elements.clear(),
-                ["add", name, element] => {
-                    set_of(st, name)?.elements.insert((*element).to_owned());
+                ["add", name, element @ ..] => {
+                    let exist = element.last() == Some(&"-exist");
+                    let element = element[..element.len() - usize::from(exist)].join(" ");
+                    let set = set_of(st, name)?;
+                    let key = element.split(' ').next().unwrap_or_default();
+                    let same_key = |e: &String| e.split(' ').next() == Some(key);
+                    match set.elements.iter().find(|e| same_key(e)).cloned() {
+                        // `-exist` takes the new options, keeps the counter.
+                        Some(old) if exist => {
+                            set.elements.remove(&old);
+                            if let Some(packets) = set.packets.remove(&old) {
+                                set.packets.insert(element.clone(), packets);
+                            }
+                        }
+                        Some(_) => return Err(format!("{key} is already in {name}")),
+                        None => {}
+                    }
+                    set.elements.insert(element);
+                }
+                ["del", name, key, rest @ ..] => {
+                    let exist = rest == ["-exist"];
+                    let set = set_of(st, name)?;
+                    let found = set
+                        .elements
+                        .iter()
+                        .find(|e| e.split(' ').next() == Some(key));
+                    match found.cloned() {
+                        Some(old) => {
+                            set.elements.remove(&old);
+                            set.packets.remove(&old);
+                        }
+                        None if exist => {}
+                        None => return Err(format!("{key} is not in {name}")),
+                    }
                 }
                 ["swap", from, to] => {
                     let a = set_of(st, from)?.clone();

@@ -309,7 +309,9 @@ pub fn element_update(
     let mut changes = Changes::default();
     for &family in families {
         let (wanted, had) = (desired.family(family), in_place.family(family));
-        if wanted.sets == had.sets && wanted.port_sets == had.port_sets {
+        let same_drops =
+            wanted.drop_ports == had.drop_ports && wanted.drop_endpoints == had.drop_endpoints;
+        if wanted.sets == had.sets && wanted.port_sets == had.port_sets && same_drops {
             continue;
         }
         let installed = sets::wanted(had)
@@ -318,6 +320,7 @@ pub fn element_update(
                 let saved = SavedSet {
                     kind: set.kind.to_owned(),
                     elements: set.elements,
+                    packets: BTreeMap::new(),
                 };
                 (set.name, saved)
             })
@@ -340,10 +343,9 @@ pub fn element_update(
 
 /// Whether `ruleset` has any set, which ipset holds. Pure.
 pub fn has_sets(ruleset: &Ruleset) -> bool {
-    Family::ALL.into_iter().any(|f| {
-        let rules = ruleset.family(f);
-        !rules.sets.is_empty() || !rules.port_sets.is_empty()
-    })
+    Family::ALL
+        .into_iter()
+        .any(|f| sets::names(ruleset.family(f)).next().is_some())
 }
 
 /// Whether the ipsets `installed` (all of dockfw's, both families) differ
@@ -378,21 +380,25 @@ pub fn forward_bypasses(observed: &Tables) -> Vec<(Family, String)> {
         .collect()
 }
 
-/// The counters of dockfw's drop rules in both families. Pure.
+/// The counters of dockfw's drop rules in both families, and of the
+/// elements of its drop sets ([`sets::drop_counters`]). Pure.
 pub fn drop_counters(observed: &Tables) -> Vec<DropCounter> {
     Family::ALL
         .into_iter()
         .filter_map(|family| Some((family, observed.get(family)?)))
         .flat_map(|(family, installed)| {
-            installed
-                .drop_counters()
-                .into_iter()
-                .map(move |(rule, origin, packets)| DropCounter {
-                    scope: Some(family),
-                    rule,
-                    origin,
-                    packets,
-                })
+            let rules =
+                installed
+                    .drop_counters()
+                    .into_iter()
+                    .map(move |(rule, origin, packets)| DropCounter {
+                        scope: Some(family),
+                        rule,
+                        origin,
+                        packets,
+                        shared_with: Vec::new(),
+                    });
+            rules.chain(sets::drop_counters(&installed.sets))
         })
         .collect()
 }
@@ -561,16 +567,14 @@ impl Backend for Iptables {
         }
     }
 
+    /// An entry's set of port ranges is one rule per range
+    /// ([`render::chain_specs`]).
     fn rule_count(&self, rules: &FamilyRules) -> usize {
         let specs = rules
             .chains
             .iter()
             .map(|c| render::chain_specs(rules, c).len());
         specs.sum()
-    }
-
-    fn counts_drop_ports_in_rules(&self) -> bool {
-        true
     }
 
     fn announces_changes(&self) -> bool {
@@ -748,11 +752,14 @@ mod tests {
             [
                 "dockfw-allow-1-v4",
                 "dockfw-allow-2-v4",
+                "dockfw-dropped-sctp-v4",
+                "dockfw-dropped-tcp-v4",
+                "dockfw-dropped-udp-v4",
                 "dockfw-guard-sctp-v4",
                 "dockfw-guard-tcp-v4",
                 "dockfw-guard-udp-v4"
             ],
-            "address sets, and the guard sets of host ports no entry covers"
+            "address sets, the drop sets, and the guard sets of host ports no entry covers"
         );
     }
 

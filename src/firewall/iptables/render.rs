@@ -12,7 +12,6 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use crate::firewall::{Changes, Notice};
-use crate::net::PortRange;
 
 use super::installed::{
     CREATED_FORWARD_JUMP, FORWARD_JUMP, Installed, RESTORED_FORWARD_JUMP, jumps_to,
@@ -20,7 +19,7 @@ use super::installed::{
 use super::sets::{self, ipset_name};
 use crate::ruleset::{
     Chain, Conntrack, DOCKER_USER, ENTRY_CHAIN, FamilyRules, HOOKS, Hook, LOG_LIMIT_PER_MINUTE,
-    ORIGIN_PREFIX, OWNED_CHAINS, Origin, Rule, Target,
+    ORIGIN_PREFIX, OWNED_CHAINS, Rule, Target,
 };
 
 /// One rule as `iptables-save` prints it, without `-A CHAIN`.
@@ -52,6 +51,12 @@ pub fn rule_spec(rule: &Rule) -> String {
     }
     if let Some(set) = &rule.dport_set {
         // Any address of the family, and the destination port.
+        let _ = write!(out, "-m set --match-set {} dst,dst ", ipset_name(set));
+    }
+    if let Some(set) = &rule.orig_dport_set {
+        // The packet as it is here, after DNAT: its elements are the
+        // ports for every address, and the container endpoints they lead
+        // to (see `sets::drop_elements`).
         let _ = write!(out, "-m set --match-set {} dst,dst ", ipset_name(set));
     }
     match rule.conntrack {
@@ -115,40 +120,15 @@ pub fn rules_text(rules: &FamilyRules) -> String {
     out
 }
 
-/// The rule specs of `chain`. A match of the drop port set is one
-/// counting rule per port (`--ctorigdstport`, which no ipset match can
-/// read): iptables counts drops per port in rules, so a port published
-/// or gone rewrites `DOCKFW-DROP` ([`Backend::counts_drop_ports_in_rules`]).
-/// A match of an entry's set of port ranges is one rule per range, for
-/// the same reason ([`ranges_specs`]).
-///
-/// [`Backend::counts_drop_ports_in_rules`]: crate::firewall::Backend::counts_drop_ports_in_rules
+/// The rule specs of `chain`. A match of an entry's set of port ranges is
+/// one rule per range ([`ranges_specs`]); every other rule is one spec (the
+/// drop sets are ipsets, matched as they are: see `sets::drop_elements`).
 pub fn chain_specs(rules: &FamilyRules, chain: &Chain) -> Vec<String> {
     let mut specs = Vec::with_capacity(chain.rules.len());
     for rule in &chain.rules {
-        if let Some(set) = &rule.orig_dport_ranges {
-            specs.extend(ranges_specs(rules, rule, set));
-            continue;
-        }
-        let Some(set) = &rule.orig_dport_set else {
-            specs.push(rule_spec(rule));
-            continue;
-        };
-        let ports = rules.drop_port_set(set).map(|s| &s.ports);
-        for &port in ports.into_iter().flatten() {
-            let counting = Rule {
-                orig_dport_set: None,
-                conntrack: Some(Conntrack::OrigDstPort {
-                    ports: PortRange {
-                        first: port,
-                        last: port,
-                    },
-                    dnat: false,
-                }),
-                origin: rule.proto.map(|proto| Origin::Port { proto, port }),
-                ..rule.clone()
-            };
-            specs.push(rule_spec(&counting));
+        match &rule.orig_dport_ranges {
+            Some(set) => specs.extend(ranges_specs(rules, rule, set)),
+            None => specs.push(rule_spec(rule)),
         }
     }
     specs
@@ -505,6 +485,7 @@ mod tests {
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
             orig_port_sets: Vec::new(),
+            drop_endpoints: Default::default(),
         }
     }
 

@@ -4,6 +4,14 @@
 //! it prints (`ipset save`'s format), and the `ipset restore` text that
 //! takes the installed sets of one family to the desired ones.
 //!
+//! The drop sets (`dockfw-dropped-tcp-v4`) are the exception to what
+//! follows: they count, per element (`counters`), the connections
+//! `DOCKFW-DROP` drops, and each element names in its `comment` the
+//! published ports it counts for ([`drop_elements`]). A swap would start
+//! every counter again at zero, so they are edited element by element
+//! (`add`, `del`), which no verdict depends on: every rule naming them
+//! drops, as the rule after them does.
+//!
 //! Pure: the parent module runs `ipset`. A set is never edited element by
 //! element: it is filled under a temporary name and swapped in (`swap`, one
 //! kernel operation), so a rule never sees it half-filled. One swap per set
@@ -22,8 +30,9 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+use crate::firewall::DropCounter;
 use crate::net::{Family, Proto};
-use crate::ruleset::{FamilyRules, Target};
+use crate::ruleset::{DropEndpoint, FamilyRules, Origin, PortSet, Target};
 
 /// What every ipset of dockfw's is named with first; no other set is read
 /// or written.
@@ -80,8 +89,136 @@ pub fn port_elements(family: Family, proto: Proto, port: u16) -> [String; 2] {
     halves.map(|half| format!("{half},{}:{port}", proto.as_str()))
 }
 
+/// The type, family and options of the ipset of a drop set, as `ipset save`
+/// prints them ([`saved_kind`]): a port set's type whose every element
+/// has a packet counter and a comment.
+pub fn drop_kind(family: Family) -> &'static str {
+    match family {
+        Family::V4 => "hash:net,port family inet counters comment",
+        Family::V6 => "hash:net,port family inet6 counters comment",
+    }
+}
+
+/// The most published ports one element's comment names (ipset keeps 255
+/// characters of a comment; `65535 ` is 6): ports beyond them that lead
+/// to the same container endpoint are not counted by it.
+const MAX_PORTS_PER_ELEMENT: usize = 40;
+
+/// The elements of the ipset of the drop set `set`, as `ipset save` prints
+/// them without their counters, each with the published ports it counts
+/// for as its comment. Matched `dst,dst`, so on the packet as it is when
+/// dropped:
+///
+/// - every address of the family and each port of `set`
+///   ([`port_elements`]): connections whose port nothing rewrote, to
+///   docker-proxy on the host or routed to a container, count for the port
+///   they were sent to, as with nftables;
+/// - each container endpoint of `rules` of the set's protocol
+///   (`172.17.0.2,tcp:80`, a single address: more specific, so it is the
+///   element that counts a connection Docker DNAT-ed to it), for every port
+///   published on it: those ports share its count.
+pub fn drop_elements(rules: &FamilyRules, set: &PortSet) -> BTreeSet<String> {
+    let any = set.ports.iter().flat_map(|&port| {
+        let comment = format!(" comment \"{port}\"");
+        let halves = port_elements(set.family, set.proto, port);
+        halves.map(|half| half + &comment)
+    });
+    let mut endpoints: BTreeMap<(IpAddr, u16), Vec<u16>> = BTreeMap::new();
+    for e in rules.drop_endpoints.iter().filter(|e| e.proto == set.proto) {
+        endpoints
+            .entry((e.addr, e.port))
+            .or_default()
+            .push(e.published);
+    }
+    let endpoints = endpoints.into_iter().map(|((addr, port), published)| {
+        let named: Vec<String> = (published.iter().take(MAX_PORTS_PER_ELEMENT))
+            .map(u16::to_string)
+            .collect();
+        let addr = element_text(&IpNet::from(addr));
+        let proto = set.proto.as_str();
+        format!("{addr},{proto}:{port} comment \"{}\"", named.join(" "))
+    });
+    any.chain(endpoints).collect()
+}
+
+/// The family and protocol of the drop set whose ipset is `name`
+/// (`dockfw-dropped-udp-v6`).
+fn drop_set(name: &str) -> Option<(Family, Proto)> {
+    let rest = name.strip_prefix(PREFIX)?.strip_prefix("dropped-")?;
+    let (proto, family) = rest.split_once('-')?;
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        "sctp" => Proto::Sctp,
+        _ => return None,
+    };
+    let family = match family {
+        "v4" => Family::V4,
+        "v6" => Family::V6,
+        _ => return None,
+    };
+    Some((family, proto))
+}
+
+/// The counters of the elements of dockfw's drop sets among `installed`,
+/// one per published port an element counts for, named as the daemon
+/// names them from a plan ([`DropCounter::element_rule`] for every address
+/// and a port, both halves together; [`DropCounter::endpoint_rule`] for a
+/// container endpoint). ipset has no families: their scope is `None`, and
+/// no rules' restore resets them.
+pub fn drop_counters(installed: &BTreeMap<String, SavedSet>) -> Vec<DropCounter> {
+    let mut counted: BTreeMap<String, DropCounter> = BTreeMap::new();
+    for (name, set) in installed {
+        let Some((family, proto)) = drop_set(name) else {
+            continue;
+        };
+        for element in &set.elements {
+            let Some((net, port, published)) = drop_element(element) else {
+                continue;
+            };
+            let packets = set.packets.get(element).copied().unwrap_or(0);
+            for &each in &published {
+                let rule = if net.prefix_len() == 1 {
+                    DropCounter::element_rule(family, proto, each)
+                } else {
+                    let endpoint = DropEndpoint {
+                        proto,
+                        addr: net.addr(),
+                        port,
+                        published: each,
+                    };
+                    DropCounter::endpoint_rule(family, &endpoint)
+                };
+                let counter = counted.entry(rule.clone()).or_insert(DropCounter {
+                    scope: None,
+                    rule,
+                    origin: Origin::Port { proto, port: each },
+                    packets: 0,
+                    shared_with: published.iter().copied().filter(|p| *p != each).collect(),
+                });
+                counter.packets = counter.packets.saturating_add(packets);
+            }
+        }
+    }
+    counted.into_values().collect()
+}
+
+/// A drop set element as [`drop_elements`] writes it: its network, its
+/// port, and the published ports of its comment.
+fn drop_element(element: &str) -> Option<(IpNet, u16, Vec<u16>)> {
+    let (key, comment) = element.split_once(" comment ")?;
+    let (address, port) = key.split_once(',')?;
+    let net = (address.parse::<IpNet>().ok())
+        .or_else(|| address.parse::<IpAddr>().ok().map(IpNet::from))?;
+    let port = port.split_once(':')?.1.parse().ok()?;
+    let published = comment.trim_matches('"').split(' ');
+    let published: Option<Vec<u16>> = published.map(|p| p.parse().ok()).collect();
+    Some((net, port, published?))
+}
+
 /// One of the plan's sets as the ipset dockfw makes of it: address sets
-/// are `hash:net`, port sets `hash:net,port` ([`port_kind`]).
+/// are `hash:net`, port sets `hash:net,port` ([`port_kind`]), drop sets
+/// the same with counters ([`drop_kind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Wanted {
     /// The ipset's name (`dockfw-known-v4`).
@@ -95,9 +232,13 @@ pub struct Wanted {
     /// Whether a rule naming it drops or judges rather than admits: more
     /// elements are then the stricter contents.
     pub drops: bool,
+    /// Whether its elements count (a drop set): edited in place, never
+    /// swapped.
+    pub counts: bool,
 }
 
-/// Every set of `rules`, address sets then port sets, as ipsets.
+/// Every set of `rules`, address sets, port sets, then drop sets, as
+/// ipsets.
 pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
     let addresses = rules.sets.iter().map(|set| Wanted {
         name: ipset_name(&set.name),
@@ -105,6 +246,7 @@ pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
         create: kind(set.family),
         elements: set.elements.iter().map(element_text).collect(),
         drops: drops(rules, &set.name),
+        counts: false,
     });
     let ports = rules.port_sets.iter().map(|set| Wanted {
         name: ipset_name(&set.name),
@@ -114,8 +256,17 @@ pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
             .flat_map(|port| port_elements(set.family, set.proto, *port))
             .collect(),
         drops: drops(rules, &set.name),
+        counts: false,
     });
-    addresses.chain(ports).collect()
+    let counting = rules.drop_ports.iter().map(|set| Wanted {
+        name: ipset_name(&set.name),
+        kind: drop_kind(set.family),
+        create: drop_kind(set.family),
+        elements: drop_elements(rules, set),
+        drops: true,
+        counts: true,
+    });
+    addresses.chain(ports).chain(counting).collect()
 }
 
 /// One element as `ipset save` prints it: a host without its length.
@@ -149,14 +300,21 @@ fn canonical(element: &str) -> String {
 }
 
 /// The type of a set from the words after its name in `create`: the type,
-/// and its family where it has one (`hash:net family inet`), without the
-/// options dockfw leaves to their defaults.
+/// and its family where it has one (`hash:net family inet`), then the
+/// extensions its elements carry (`counters`, `comment`) where it has
+/// them, without the options dockfw leaves to their defaults.
 pub fn saved_kind(words: &[&str]) -> String {
-    match words {
+    let mut kind = match words {
         [kind, "family", family, ..] => format!("{kind} family {family}"),
         [kind, ..] => (*kind).to_owned(),
         [] => String::new(),
+    };
+    for extension in ["counters", "comment"] {
+        if words.contains(&extension) {
+            kind = format!("{kind} {extension}");
+        }
     }
+    kind
 }
 
 /// One of dockfw's ipsets as `ipset save` lists it.
@@ -166,15 +324,20 @@ pub struct SavedSet {
     /// dockfw leaves to their defaults.
     pub kind: String,
     /// Each `add` line's text after the set's name, as ipset prints it
-    /// (`172.17.0.2`, `10.0.0.0/8`; options such as `timeout 5` included).
+    /// (`172.17.0.2`, `10.0.0.0/8`; options such as `timeout 5` or
+    /// `comment "80"` included), without its counters.
     pub elements: BTreeSet<String>,
+    /// The packet counter of each element that has one (a set made with
+    /// `counters`), by its text in `elements`.
+    pub packets: BTreeMap<String, u64>,
 }
 
-/// The names of every set of `rules`, address sets then port sets, as
-/// ipsets: what [`wanted`] names, without building the elements.
+/// The names of every set of `rules`, address sets, port sets, then drop
+/// sets, as ipsets: what [`wanted`] names, without building the elements.
 pub fn names(rules: &FamilyRules) -> impl Iterator<Item = String> + '_ {
     let addresses = rules.sets.iter().map(|set| ipset_name(&set.name));
-    addresses.chain(rules.port_sets.iter().map(|set| ipset_name(&set.name)))
+    let ports = rules.port_sets.iter().chain(&rules.drop_ports);
+    addresses.chain(ports.map(|set| ipset_name(&set.name)))
 }
 
 /// Whether `name` could be one of dockfw's ipsets: named `dockfw-…`, and
@@ -223,16 +386,37 @@ pub fn parse_save(save: &str) -> BTreeMap<String, SavedSet> {
                 sets.entry(name.to_owned()).or_default().kind = kind;
             }
             "add" => {
-                let element = canonical(&words.collect::<Vec<_>>().join(" "));
-                sets.entry(name.to_owned())
-                    .or_default()
-                    .elements
-                    .insert(element);
+                let (text, packets) = without_counters(words.collect());
+                let element = canonical(&text);
+                let set = sets.entry(name.to_owned()).or_default();
+                if let Some(packets) = packets {
+                    set.packets.insert(element.clone(), packets);
+                }
+                set.elements.insert(element);
             }
             _ => {}
         }
     }
     sets
+}
+
+/// An element's words without the counters `ipset save` prints for a set
+/// made with `counters` (`packets 5 bytes 300`), joined again, and its
+/// packets.
+fn without_counters(words: Vec<&str>) -> (String, Option<u64>) {
+    let mut kept = Vec::with_capacity(words.len());
+    let mut packets = None;
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        match word {
+            "packets" => packets = words.next().and_then(|n| n.parse().ok()),
+            "bytes" => {
+                words.next();
+            }
+            _ => kept.push(word),
+        }
+    }
+    (kept.join(" "), packets)
 }
 
 /// The `ipset restore` inputs that take the installed sets of one family to
@@ -268,6 +452,14 @@ pub fn update(
         if same_kind && have.is_some_and(|h| h.elements == *want) {
             continue;
         }
+        if have.is_some() && !same_kind {
+            // Made by someone else with another type: swap would refuse it.
+            let _ = writeln!(tighten, "destroy {name}");
+        }
+        if set.counts {
+            edit_in_place(&mut tighten, &set, have.filter(|_| same_kind), &mut out);
+            continue;
+        }
         let had = have.map(|h| &h.elements);
         out.added += want
             .iter()
@@ -275,10 +467,6 @@ pub fn update(
             .count();
         out.removed += had.map_or(0, |h| h.difference(want).count());
         kept.insert(format!("{name}{TEMPORARY}"));
-        if have.is_some() && !same_kind {
-            // Made by someone else with another type: swap would refuse it.
-            let _ = writeln!(tighten, "destroy {name}");
-        }
         match had.filter(|_| same_kind) {
             Some(had) => {
                 let interim = stricter(had, want, set.drops);
@@ -355,6 +543,38 @@ fn stricter(had: &BTreeSet<String>, want: &BTreeSet<String>, drops: bool) -> BTr
     }
 }
 
+/// The drop set `set` from `have` (`None`: missing, or of another type and
+/// then destroyed first; it is never in use then) to its wanted elements,
+/// element by element so that the others keep their counters: what is no
+/// longer wanted removed, what is new or has another comment (re)added.
+fn edit_in_place(out: &mut String, set: &Wanted, have: Option<&SavedSet>, count: &mut SetUpdate) {
+    let name = &set.name;
+    let key = |element: &String| element.split(' ').next().unwrap_or_default().to_owned();
+    let had: BTreeMap<String, &String> = have
+        .map(|h| h.elements.iter().map(|e| (key(e), e)).collect())
+        .unwrap_or_default();
+    if have.is_none() {
+        let _ = writeln!(out, "create {name} {} -exist", set.create);
+    }
+    let wanted: BTreeMap<String, &String> = set.elements.iter().map(|e| (key(e), e)).collect();
+    for (element, _) in had.iter().filter(|(k, _)| !wanted.contains_key(*k)) {
+        count.removed += 1;
+        let _ = writeln!(out, "del {name} {element} -exist");
+    }
+    for (element, text) in &wanted {
+        match had.get(element) {
+            Some(old) if old == text => continue,
+            Some(_) => {
+                count.removed += 1;
+                let _ = writeln!(out, "del {name} {element} -exist");
+            }
+            None => {}
+        }
+        count.added += 1;
+        let _ = writeln!(out, "add {name} {text} -exist");
+    }
+}
+
 /// `name` with exactly `elements`, in one swap: made if missing, filled
 /// under the temporary name (emptied first, should one be left over), and
 /// swapped in.
@@ -374,7 +594,7 @@ fn replace(out: &mut String, set: &Wanted, elements: &BTreeSet<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ruleset::{AddrSet, Chain, INBOUND_CHAIN, PortSet, Rule, UNCLASSIFIED_CHAIN};
+    use crate::ruleset::{AddrSet, Chain, INBOUND_CHAIN, Rule, UNCLASSIFIED_CHAIN};
 
     const SAVE: &str = "create f2b-sshd hash:ip family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x1
 add f2b-sshd 203.0.113.9
@@ -418,6 +638,7 @@ create dockfw-odd list:set size 8
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
             orig_port_sets: Vec::new(),
+            drop_endpoints: Default::default(),
         }
     }
 
@@ -661,6 +882,7 @@ create dockfw-odd list:set size 8
             SavedSet {
                 kind: kind(Family::V4).to_owned(),
                 elements: ["10.9.9.9".to_owned()].into(),
+                packets: BTreeMap::new(),
             },
         );
         let desired = rules(&["172.17.0.3/32"], &[]);
@@ -676,6 +898,185 @@ create dockfw-odd list:set size 8
             same.after.as_deref(),
             Some("destroy dockfw-known-v4-tmp\n"),
             "left over beside a set in place: destroyed"
+        );
+    }
+
+    /// The drop set of tcp in v4 for `endpoints` (address, container port,
+    /// published port), every published port in `drop_ports` too.
+    fn dropping(endpoints: &[(&str, u16, u16)]) -> FamilyRules {
+        let drop_endpoints = endpoints
+            .iter()
+            .map(|(addr, port, published)| DropEndpoint {
+                proto: Proto::Tcp,
+                addr: addr.parse().unwrap(),
+                port: *port,
+                published: *published,
+            })
+            .collect();
+        FamilyRules {
+            drop_ports: vec![PortSet {
+                name: "dropped-tcp-v4".to_owned(),
+                family: Family::V4,
+                proto: Proto::Tcp,
+                ports: endpoints.iter().map(|e| e.2).collect(),
+            }],
+            drop_endpoints,
+            ..FamilyRules::default()
+        }
+    }
+
+    #[test]
+    fn a_drop_set_counts_for_every_address_and_at_each_endpoint_its_ports_share() {
+        let rules = dropping(&[("172.17.0.2", 80, 8080), ("172.17.0.2", 80, 8081)]);
+        let set = &wanted(&rules)[0];
+        assert_eq!(
+            (set.name.as_str(), set.kind, set.counts),
+            (
+                "dockfw-dropped-tcp-v4",
+                "hash:net,port family inet counters comment",
+                true
+            )
+        );
+        assert_eq!(
+            set.elements.iter().collect::<Vec<_>>(),
+            [
+                "0.0.0.0/1,tcp:8080 comment \"8080\"",
+                "0.0.0.0/1,tcp:8081 comment \"8081\"",
+                "128.0.0.0/1,tcp:8080 comment \"8080\"",
+                "128.0.0.0/1,tcp:8081 comment \"8081\"",
+                "172.17.0.2,tcp:80 comment \"8080 8081\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn drop_set_counters_are_read_per_port_and_named_as_the_plan_names_them() {
+        let save = "create dockfw-dropped-tcp-v4 hash:net,port family inet hashsize 1024 maxelem 65536 counters comment bucketsize 12 initval 0x1\n\
+            add dockfw-dropped-tcp-v4 0.0.0.0/1,tcp:8080 packets 2 bytes 120 comment \"8080\"\n\
+            add dockfw-dropped-tcp-v4 128.0.0.0/1,tcp:8080 packets 1 bytes 60 comment \"8080\"\n\
+            add dockfw-dropped-tcp-v4 172.17.0.2,tcp:80 packets 7 bytes 420 comment \"8080 8081\"\n\
+            create dockfw-dropped-udp-v6 hash:net,port family inet6 hashsize 1024 maxelem 65536 counters comment bucketsize 12 initval 0x2\n\
+            add dockfw-dropped-udp-v6 fd00::2,udp:53 packets 4 bytes 240 comment \"5353\"\n\
+            create dockfw-guard-tcp-v4 hash:net,port family inet\n\
+            add dockfw-guard-tcp-v4 0.0.0.0/1,tcp:8080\n";
+        let installed = parse_save(save);
+        let set = &installed["dockfw-dropped-tcp-v4"];
+        assert_eq!(set.kind, "hash:net,port family inet counters comment");
+        assert!(
+            set.elements
+                .contains("172.17.0.2,tcp:80 comment \"8080 8081\""),
+            "counters are not part of the element: {set:?}"
+        );
+        let counters = drop_counters(&installed);
+        let read: Vec<(&str, Origin, u64, &[u16])> = counters
+            .iter()
+            .map(|c| {
+                (
+                    c.rule.as_str(),
+                    c.origin,
+                    c.packets,
+                    c.shared_with.as_slice(),
+                )
+            })
+            .collect();
+        let port = |proto, port| Origin::Port { proto, port };
+        assert_eq!(
+            read,
+            [
+                ("element ipv4 tcp/8080", port(Proto::Tcp, 8080), 3, &[][..]),
+                (
+                    "element ipv4 tcp/8080 at 172.17.0.2:80",
+                    port(Proto::Tcp, 8080),
+                    7,
+                    &[8081][..]
+                ),
+                (
+                    "element ipv4 tcp/8081 at 172.17.0.2:80",
+                    port(Proto::Tcp, 8081),
+                    7,
+                    &[8080][..]
+                ),
+                (
+                    "element ipv6 udp/5353 at [fd00::2]:53",
+                    port(Proto::Udp, 5353),
+                    4,
+                    &[][..]
+                ),
+            ],
+            "both halves together; the guard set counts nothing"
+        );
+        assert!(counters.iter().all(|c| c.scope.is_none()));
+        let rules = dropping(&[("172.17.0.2", 80, 8080), ("172.17.0.2", 80, 8081)]);
+        let endpoint = rules.drop_endpoints.first().unwrap();
+        assert_eq!(
+            DropCounter::endpoint_rule(Family::V4, endpoint),
+            "element ipv4 tcp/8080 at 172.17.0.2:80"
+        );
+    }
+
+    #[test]
+    fn a_drop_set_is_edited_in_place_so_other_elements_keep_their_counts() {
+        let before = dropping(&[("172.17.0.2", 80, 8080), ("172.17.0.3", 80, 9090)]);
+        let mut installed = BTreeMap::new();
+        let text: String = wanted(&before)
+            .iter()
+            .map(|w| {
+                let mut out = format!("create {} {}\n", w.name, w.create);
+                for e in &w.elements {
+                    out.push_str(&format!("add {} {e} packets 5 bytes 300\n", w.name));
+                }
+                out
+            })
+            .collect();
+        installed.extend(parse_save(&text));
+        // 9090 goes, 8081 comes to the endpoint of 8080, 7070 is new.
+        let after = dropping(&[
+            ("172.17.0.2", 80, 8080),
+            ("172.17.0.2", 80, 8081),
+            ("172.17.0.4", 80, 7070),
+        ]);
+        let up = update(&after, &installed, true);
+        assert_eq!(up.after, None, "nothing waits for the rules");
+        let text = up.before.expect("edits");
+        assert!(!text.contains("swap") && !text.contains("create"), "{text}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines.contains(&"del dockfw-dropped-tcp-v4 0.0.0.0/1,tcp:9090 -exist"));
+        assert!(lines.contains(&"del dockfw-dropped-tcp-v4 172.17.0.3,tcp:80 -exist"));
+        let shared = lines
+            .iter()
+            .position(|l| *l == "del dockfw-dropped-tcp-v4 172.17.0.2,tcp:80 -exist")
+            .expect("its comment changes: removed, then added");
+        assert_eq!(
+            lines[shared + 1],
+            "add dockfw-dropped-tcp-v4 172.17.0.2,tcp:80 comment \"8080 8081\" -exist"
+        );
+        assert!(
+            lines.contains(&"add dockfw-dropped-tcp-v4 172.17.0.4,tcp:80 comment \"7070\" -exist")
+        );
+        assert!(
+            !text.contains("tcp:8080 comment"),
+            "the elements of 8080 for every address keep their counts: {text}"
+        );
+        let mut st = super::super::installed::Installed {
+            sets: installed,
+            ..Default::default()
+        };
+        super::super::installed::simulate::apply_sets(&mut st, &text).expect("applies");
+        assert_eq!(
+            st.sets["dockfw-dropped-tcp-v4"].elements,
+            wanted(&after)[0].elements
+        );
+        assert_eq!(
+            st.sets["dockfw-dropped-tcp-v4"].packets["0.0.0.0/1,tcp:8080 comment \"8080\""],
+            5
+        );
+        assert_eq!(update(&after, &st.sets, false), SetUpdate::default());
+        let new = update(&after, &BTreeMap::new(), true).before.expect("made");
+        assert!(
+            new.starts_with(
+                "create dockfw-dropped-tcp-v4 hash:net,port family inet counters comment -exist\n"
+            ),
+            "{new}"
         );
     }
 }

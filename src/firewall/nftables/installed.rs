@@ -453,6 +453,7 @@ mod tests {
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
             orig_port_sets: Vec::new(),
+            drop_endpoints: Default::default(),
         };
         Ruleset {
             v4: family.clone(),

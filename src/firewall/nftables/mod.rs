@@ -58,7 +58,8 @@ enum Write {
     Table { script: String, ruleset: Ruleset },
     /// The changed sets' elements from `before`'s to `ruleset`'s, over
     /// netlink; `script` (nft's, which gives the sets exactly their
-    /// elements whatever happened) is the way back.
+    /// elements whatever happened) is the way back. `before` is boxed:
+    /// two plans inline would make every write the size of both.
     Elements {
         script: String,
         ruleset: Ruleset,
@@ -324,6 +325,7 @@ impl Backend for Nftables {
                 rule: DropCounter::element_rule(family, proto, port),
                 origin: crate::ruleset::Origin::Port { proto, port },
                 packets,
+                shared_with: Vec::new(),
             },
         );
         installed::drop_counters(listing)
@@ -333,6 +335,7 @@ impl Backend for Nftables {
                 rule,
                 origin,
                 packets,
+                shared_with: Vec::new(),
             })
             .chain(elements)
             .collect()
@@ -340,10 +343,6 @@ impl Backend for Nftables {
 
     fn variant(&self, _: Family) -> Option<&'static str> {
         Some("nftables")
-    }
-
-    fn counts_drop_ports_in_rules(&self) -> bool {
-        false
     }
 
     fn announces_changes(&self) -> bool {

@@ -618,6 +618,7 @@ mod tests {
             port_sets: Vec::new(),
             drop_ports: Vec::new(),
             orig_port_sets: Vec::new(),
+            drop_endpoints: Default::default(),
         }
     }
 
@@ -869,6 +870,7 @@ mod tests {
                 port_sets: Vec::new(),
                 drop_ports: Vec::new(),
                 orig_port_sets: Vec::new(),
+                drop_endpoints: Default::default(),
             },
             v6: FamilyRules::default(),
         };
