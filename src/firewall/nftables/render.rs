@@ -437,12 +437,7 @@ fn rule_text(
         let known = ruleset.family(family).drop_port_set(set);
         match (known, rule.proto) {
             (Some(known), Some(proto)) if known.proto == proto && rule.conntrack.is_none() => {
-                let _ = write!(
-                    out,
-                    "meta l4proto {} ct original proto-dst @{} ",
-                    proto.as_str(),
-                    set_name(set)
-                );
+                write_orig_port_set_match(&mut out, proto, set);
             }
             _ => {
                 return Err(RenderError::UnknownSet {
@@ -460,12 +455,7 @@ fn rule_text(
             rule.dport.is_some() || matches!(rule.conntrack, Some(Conntrack::OrigDstPort { .. }));
         match rule.proto {
             Some(proto) if known && !port_match => {
-                let _ = write!(
-                    out,
-                    "meta l4proto {} ct original proto-dst @{} ",
-                    proto.as_str(),
-                    set_name(set)
-                );
+                write_orig_port_set_match(&mut out, proto, set);
             }
             _ => {
                 return Err(RenderError::UnknownSet {
@@ -601,6 +591,16 @@ fn verdict(rule: &Rule, chain: &ChainName) -> Result<String, RenderError> {
             }
         },
     })
+}
+
+/// `proto`'s connections whose port before DNAT is in the port set `set`.
+fn write_orig_port_set_match(out: &mut String, proto: Proto, set: &str) {
+    let _ = write!(
+        out,
+        "meta l4proto {} ct original proto-dst @{} ",
+        proto.as_str(),
+        set_name(set)
+    );
 }
 
 #[cfg(test)]
