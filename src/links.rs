@@ -21,13 +21,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use tokio::io::unix::AsyncFd;
+use netlink_sys::protocols::NETLINK_ROUTE;
+use netlink_sys::{AsyncSocket, AsyncSocketExt, Socket, TokioSocket};
 
 use crate::inventory::{Inventory, Rejected};
 use crate::net::Iface;
-use crate::nfmonitor::{attribute, attribute_raw, bind, open_protocol, set_option};
+use crate::nfmonitor::{attribute, attribute_raw, bind};
 
 /// How much of each datagram is read; a longer one (the kernel sizes dump
 /// datagrams by the reader's buffer, a page or so) is an error.
@@ -57,8 +57,6 @@ pub enum LinkError {
     Truncated { len: usize },
     #[error("the link watch needs a tokio runtime")]
     NoRuntime,
-    #[error("cannot register the rtnetlink socket with the runtime")]
-    Register { source: io::Error },
 }
 
 /// What the kernel has under an interface name.
@@ -267,14 +265,13 @@ const IFINFOMSG: usize = 16;
 
 /// Every link of the caller's network namespace, now.
 pub fn links() -> Result<Links, LinkError> {
-    let socket =
-        open_protocol(libc::NETLINK_ROUTE, false).map_err(|source| LinkError::Open { source })?;
-    bind(socket.as_fd()).map_err(|source| LinkError::Open { source })?;
-    request_dump(socket.as_fd())?;
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(|source| LinkError::Open { source })?;
+    bind(&mut socket).map_err(|source| LinkError::Open { source })?;
+    request_dump(&socket)?;
     let mut links = Links::default();
     let mut chunk = vec![0u8; READ_CHUNK];
     loop {
-        let len = receive(socket.as_fd(), &mut chunk, 0)?;
+        let len = receive(&socket, &mut chunk, 0)?;
         if links.apply(&chunk[..len])? {
             return Ok(links);
         }
@@ -282,37 +279,21 @@ pub fn links() -> Result<Links, LinkError> {
 }
 
 /// Send `RTM_GETLINK` with `NLM_F_DUMP`: every link, for any family.
-fn request_dump(socket: BorrowedFd<'_>) -> Result<(), LinkError> {
+fn request_dump(socket: &Socket) -> Result<(), LinkError> {
     let mut request = [0u8; HEADER + IFINFOMSG];
     request[..4].copy_from_slice(&((HEADER + IFINFOMSG) as u32).to_ne_bytes());
     request[4..6].copy_from_slice(&libc::RTM_GETLINK.to_ne_bytes());
     let flags = (libc::NLM_F_REQUEST | libc::NLM_F_DUMP) as u16;
     request[6..8].copy_from_slice(&flags.to_ne_bytes());
     request[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    // SAFETY: `request` is readable for its whole length for the call, and
-    // `socket` is an open descriptor.
-    let rc = unsafe {
-        libc::send(
-            socket.as_raw_fd(),
-            request.as_ptr().cast(),
-            request.len(),
-            0,
-        )
-    };
-    if rc < 0 {
-        return Err(LinkError::Send {
-            source: io::Error::last_os_error(),
-        });
-    }
+    socket
+        .send(&request, 0)
+        .map_err(|source| LinkError::Send { source })?;
     Ok(())
 }
 
 /// One datagram into `chunk`; its length. `EINTR` is retried.
-fn receive(
-    socket: BorrowedFd<'_>,
-    chunk: &mut [u8],
-    flags: libc::c_int,
-) -> Result<usize, LinkError> {
+fn receive(socket: &Socket, chunk: &mut [u8], flags: libc::c_int) -> Result<usize, LinkError> {
     match crate::nfmonitor::receive(socket, chunk, flags) {
         Ok(len) if len > chunk.len() => Err(LinkError::Truncated { len }),
         Ok(len) => Ok(len),
@@ -322,15 +303,25 @@ fn receive(
 
 /// A subscription to link changes in the caller's network namespace, with
 /// the links as they stand.
-#[derive(Debug)]
 pub struct LinkWatch {
-    /// The `RTNLGRP_LINK` socket, registered with the runtime so that
-    /// [`LinkWatch::changed`] sleeps until the kernel queues a message.
-    socket: AsyncFd<OwnedFd>,
+    /// The `RTNLGRP_LINK` socket, non-blocking and registered with the
+    /// runtime, so that [`LinkWatch::changed`] sleeps until the kernel
+    /// queues a message.
+    socket: TokioSocket,
     links: Links,
     /// The bridges as last taken by [`LinkWatch::refresh`] or reported by
     /// [`LinkWatch::changed`]: what a change is measured against.
     seen: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for LinkWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkWatch")
+            .field("socket", self.socket.socket_ref())
+            .field("links", &self.links)
+            .field("seen", &self.seen)
+            .finish()
+    }
 }
 
 /// Subscribe to link changes, then read every link: a change between the
@@ -340,31 +331,17 @@ pub fn watch() -> Result<LinkWatch, LinkError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(LinkError::NoRuntime);
     }
-    let socket =
-        open_protocol(libc::NETLINK_ROUTE, true).map_err(|source| LinkError::Open { source })?;
-    bind(socket.as_fd()).map_err(|source| LinkError::Open { source })?;
-    let group = libc::RTNLGRP_LINK as libc::c_int;
-    set_option(
-        socket.as_fd(),
-        libc::SOL_NETLINK,
-        libc::NETLINK_ADD_MEMBERSHIP,
-        group,
-    )
-    .map_err(|source| LinkError::Join { source })?;
+    let mut socket =
+        TokioSocket::new(NETLINK_ROUTE).map_err(|source| LinkError::Open { source })?;
+    bind(socket.socket_mut()).map_err(|source| LinkError::Open { source })?;
+    socket
+        .socket_ref()
+        .add_membership(libc::RTNLGRP_LINK)
+        .map_err(|source| LinkError::Join { source })?;
     // A smaller buffer than asked for only makes an overflow likelier, which
     // is answered with a dump.
-    let _ = set_option(
-        socket.as_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUF,
-        RECEIVE_BUFFER,
-    );
+    let _ = socket.socket_ref().set_rx_buf_sz(RECEIVE_BUFFER);
     let links = links()?;
-    // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, so the descriptor
-    // stays open and the same for as long as the registration lives.
-    let socket = unsafe { AsyncFd::register(socket) }.map_err(|e| LinkError::Register {
-        source: e.into_parts().1,
-    })?;
     let seen = links.bridges();
     Ok(LinkWatch {
         socket,
@@ -383,7 +360,8 @@ impl LinkWatch {
     /// made an instant ago is known before a plan is made), and take the
     /// links as they stand.
     pub fn refresh(&mut self) -> Result<&Links, LinkError> {
-        if drain(self.socket.get_ref().as_fd(), &mut self.links)? {
+        let mut chunk = vec![0u8; READ_CHUNK];
+        if drain(self.socket.socket_ref(), &mut chunk, &mut self.links)? {
             self.links = links()?;
         }
         self.seen = self.links.bridges();
@@ -398,19 +376,30 @@ impl LinkWatch {
     /// Cancel-safe: messages not yet read stay queued, and a change read
     /// stays a change until reported or taken.
     pub async fn changed(&mut self) -> Result<(), LinkError> {
+        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
             let now = self.links.bridges();
             if now != self.seen {
                 self.seen = now;
                 return Ok(());
             }
-            let mut ready = self
-                .socket
-                .readable()
-                .await
-                .map_err(|source| LinkError::Receive { source })?;
-            let overflowed = drain(ready.get_inner().as_fd(), &mut self.links)?;
-            ready.clear_ready();
+            let mut unread = &mut chunk[..];
+            let first = self.socket.recv(&mut unread).await;
+            let len = READ_CHUNK - unread.len();
+            let mut overflowed = match first {
+                // Read without `MSG_TRUNC`: a full buffer may have been cut
+                // short, and what was not read is lost.
+                Ok(()) if len >= READ_CHUNK => true,
+                Ok(()) => {
+                    self.links.apply(&chunk[..len])?;
+                    false
+                }
+                Err(source) if source.raw_os_error() == Some(libc::ENOBUFS) => true,
+                Err(source) => return Err(LinkError::Receive { source }),
+            };
+            // The rest, without waiting. The runtime still holds the socket
+            // readable: the next wait reads `EAGAIN` once and then sleeps.
+            overflowed |= drain(self.socket.socket_ref(), &mut chunk, &mut self.links)?;
             if overflowed {
                 self.links = links()?;
             }
@@ -420,11 +409,10 @@ impl LinkWatch {
 
 /// Apply every queued notification without blocking. True if the queue had
 /// overflowed (some were lost).
-fn drain(socket: BorrowedFd<'_>, links: &mut Links) -> Result<bool, LinkError> {
-    let mut chunk = vec![0u8; READ_CHUNK];
+fn drain(socket: &Socket, chunk: &mut [u8], links: &mut Links) -> Result<bool, LinkError> {
     let mut overflowed = false;
     loop {
-        match receive(socket, &mut chunk, libc::MSG_DONTWAIT) {
+        match receive(socket, chunk, libc::MSG_DONTWAIT) {
             Ok(len) => {
                 links.apply(&chunk[..len])?;
             }

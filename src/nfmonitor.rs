@@ -27,15 +27,13 @@
 //! queued and not yet drained, bounded by the receive buffer.
 
 use std::io;
-use std::mem;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use tokio::io::unix::AsyncFd;
+use netlink_sys::{AsyncSocket, AsyncSocketExt, Socket, SocketAddr, TokioSocket};
 
 /// The netfilter multicast group carrying nf_tables ruleset changes.
-const GROUP: libc::c_int = libc::NFNLGRP_NFTABLES;
+const GROUP: u32 = libc::NFNLGRP_NFTABLES as u32;
 
 /// Receive buffer asked for (the kernel caps it at `net.core.rmem_max`).
 /// Its size is not critical: an overflow is reported as `ENOBUFS`, which
@@ -44,8 +42,9 @@ const RECEIVE_BUFFER: libc::c_int = 1 << 20;
 
 /// How much of each datagram is read: the kernel packs a transaction's
 /// messages into datagrams of up to a page or so; one longer than this
-/// (read with `MSG_TRUNC`, which reports the real length) counts as a
-/// change, unread.
+/// (read with `MSG_TRUNC`, which reports the real length; the first of a
+/// wake-up is read without it, and counts when it fills the buffer) counts
+/// as a change, unread.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// How long a change to dockfw's rules may wait for the `NEWGEN` that
@@ -110,10 +109,7 @@ pub enum MonitorError {
     #[error("cannot bind the netfilter netlink socket")]
     Bind { source: io::Error },
     #[error("cannot join netfilter netlink group {group} (nf_tables changes)")]
-    Join {
-        group: libc::c_int,
-        source: io::Error,
-    },
+    Join { group: u32, source: io::Error },
     #[error("cannot set the netfilter netlink receive buffer to {bytes} bytes")]
     ReceiveBuffer {
         bytes: libc::c_int,
@@ -121,24 +117,29 @@ pub enum MonitorError {
     },
     #[error("the nf_tables watch needs a tokio runtime")]
     NoRuntime,
-    #[error("cannot register the netfilter netlink socket with the runtime")]
-    Register { source: io::Error },
-    #[error("cannot wait for nf_tables changes")]
-    Wait { source: io::Error },
     #[error("cannot read nf_tables changes")]
     Receive { source: io::Error },
 }
 
 /// A subscription to nf_tables ruleset changes in the caller's network
 /// namespace.
-#[derive(Debug)]
 pub struct NfMonitor {
-    /// The netlink socket, registered with the runtime so that
-    /// [`NfMonitor::changed`] sleeps until the kernel queues a message.
-    socket: AsyncFd<OwnedFd>,
+    /// The netlink socket, non-blocking and registered with the runtime,
+    /// so that [`NfMonitor::changed`] sleeps until the kernel queues a
+    /// message.
+    socket: TokioSocket,
     /// A change that concerns dockfw was read, and not yet the `NEWGEN`
     /// that says who made it.
     unclaimed: bool,
+}
+
+impl std::fmt::Debug for NfMonitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NfMonitor")
+            .field("socket", self.socket.socket_ref())
+            .field("unclaimed", &self.unclaimed)
+            .finish()
+    }
 }
 
 /// Open a netlink socket on the caller's network namespace and subscribe it
@@ -149,33 +150,22 @@ pub fn subscribe() -> Result<NfMonitor, MonitorError> {
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(MonitorError::NoRuntime);
     }
-    let socket = open(true).map_err(|source| MonitorError::Open { source })?;
-    bind(socket.as_fd()).map_err(|source| MonitorError::Bind { source })?;
-    set_option(
-        socket.as_fd(),
-        libc::SOL_NETLINK,
-        libc::NETLINK_ADD_MEMBERSHIP,
-        GROUP,
-    )
-    .map_err(|source| MonitorError::Join {
-        group: GROUP,
-        source,
-    })?;
-    set_option(
-        socket.as_fd(),
-        libc::SOL_SOCKET,
-        libc::SO_RCVBUF,
-        RECEIVE_BUFFER,
-    )
-    .map_err(|source| MonitorError::ReceiveBuffer {
-        bytes: RECEIVE_BUFFER,
-        source,
-    })?;
-    // SAFETY: the `OwnedFd` is moved into the `AsyncFd`, so the descriptor
-    // stays open and the same for as long as the registration lives.
-    let socket = unsafe { AsyncFd::register(socket) }.map_err(|e| MonitorError::Register {
-        source: e.into_parts().1,
-    })?;
+    let mut socket = TokioSocket::new(netlink_sys::protocols::NETLINK_NETFILTER)
+        .map_err(|source| MonitorError::Open { source })?;
+    bind(socket.socket_mut()).map_err(|source| MonitorError::Bind { source })?;
+    let socket_ref = socket.socket_ref();
+    socket_ref
+        .add_membership(GROUP)
+        .map_err(|source| MonitorError::Join {
+            group: GROUP,
+            source,
+        })?;
+    socket_ref
+        .set_rx_buf_sz(RECEIVE_BUFFER)
+        .map_err(|source| MonitorError::ReceiveBuffer {
+            bytes: RECEIVE_BUFFER,
+            source,
+        })?;
     Ok(NfMonitor {
         socket,
         unclaimed: false,
@@ -189,31 +179,46 @@ impl NfMonitor {
     /// change.
     ///
     /// Cancel-safe: dropping the future loses nothing, queued messages stay
-    /// for the next call.
+    /// for the next call (a datagram is read only when the future
+    /// completes it, and what was read is settled before the next wait).
     pub async fn changed(&mut self) -> Result<(), MonitorError> {
+        let mut chunk = vec![0u8; READ_CHUNK];
         loop {
-            let ready = if self.unclaimed {
+            let mut unread = &mut chunk[..];
+            let read = self.socket.recv(&mut unread);
+            let first = if self.unclaimed {
                 // A change whose transaction's end has not come: give it a
                 // moment, then count it whoever made it.
-                match tokio::time::timeout(GENERATION_WAIT, self.socket.readable()).await {
-                    Ok(ready) => ready,
+                match tokio::time::timeout(GENERATION_WAIT, read).await {
+                    Ok(first) => first,
                     Err(_) => {
                         self.unclaimed = false;
                         return Ok(());
                     }
                 }
             } else {
-                self.socket.readable().await
+                read.await
             };
-            let mut ready = ready.map_err(|source| MonitorError::Wait { source })?;
-            let seen = drain(ready.get_inner().as_fd(), &mut self.unclaimed)?;
-            // `drain` stopped at EAGAIN. A message queued since then carries a
-            // newer readiness event, which this does not clear.
-            ready.clear_ready();
+            let len = READ_CHUNK - unread.len();
+            let mut seen = match first {
+                // Read without `MSG_TRUNC`: a full buffer may have been cut
+                // short, and what was not read may concern dockfw.
+                Ok(()) => len >= READ_CHUNK || self.scan(&chunk[..len]),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => true,
+                Err(source) => return Err(MonitorError::Receive { source }),
+            };
+            // The rest of the burst, without waiting. The runtime still
+            // holds the socket readable: the next wait reads `EAGAIN` once
+            // and then sleeps.
+            seen |= drain(self.socket.socket_ref(), &mut chunk, &mut self.unclaimed)?;
             if seen {
                 return Ok(());
             }
         }
+    }
+
+    fn scan(&mut self, datagram: &[u8]) -> bool {
+        scan(datagram, &mut self.unclaimed, &mut own_write)
     }
 }
 
@@ -221,11 +226,10 @@ impl NfMonitor {
 /// change that concerns dockfw made by someone else ([`scan`]), or the
 /// queue had overflowed. `unclaimed` carries a change whose `NEWGEN` is
 /// still to come from one call to the next.
-fn drain(socket: BorrowedFd<'_>, unclaimed: &mut bool) -> Result<bool, MonitorError> {
-    let mut chunk = vec![0u8; READ_CHUNK];
+fn drain(socket: &Socket, chunk: &mut [u8], unclaimed: &mut bool) -> Result<bool, MonitorError> {
     let mut seen = false;
     loop {
-        match receive(socket, &mut chunk, libc::MSG_DONTWAIT) {
+        match receive(socket, chunk, libc::MSG_DONTWAIT) {
             // Cut short: what was not read may concern dockfw.
             Ok(len) => seen |= len > chunk.len() || scan(&chunk[..len], unclaimed, &mut own_write),
             Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => seen = true,
@@ -237,28 +241,11 @@ fn drain(socket: BorrowedFd<'_>, unclaimed: &mut bool) -> Result<bool, MonitorEr
 
 /// One datagram of `socket` into `chunk`, `EINTR` retried: its whole length,
 /// which is more than `chunk.len()` when it was cut short (`MSG_TRUNC`).
-pub(crate) fn receive(
-    socket: BorrowedFd<'_>,
-    chunk: &mut [u8],
-    flags: libc::c_int,
-) -> io::Result<usize> {
+pub(crate) fn receive(socket: &Socket, chunk: &mut [u8], flags: libc::c_int) -> io::Result<usize> {
     loop {
-        // SAFETY: `chunk` is writable for `chunk.len()` bytes for the whole
-        // call, and `socket` is an open descriptor.
-        let n = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                chunk.as_mut_ptr().cast(),
-                chunk.len(),
-                flags | libc::MSG_TRUNC,
-            )
-        };
-        if n >= 0 {
-            return Ok(usize::try_from(n).unwrap_or(usize::MAX));
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
+        match socket.recv(&mut &mut chunk[..], flags | libc::MSG_TRUNC) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            read => return read,
         }
     }
 }
@@ -395,72 +382,10 @@ pub(crate) fn attribute_raw(mut attributes: &[u8], kind: u16) -> Option<&[u8]> {
     None
 }
 
-/// A `NETLINK_NETFILTER` socket, non-blocking or not.
-pub(crate) fn open(nonblocking: bool) -> io::Result<OwnedFd> {
-    open_protocol(libc::NETLINK_NETFILTER, nonblocking)
-}
-
-/// A netlink socket of `protocol` (`NETLINK_NETFILTER`, `NETLINK_ROUTE`),
-/// non-blocking or not.
-pub(crate) fn open_protocol(protocol: libc::c_int, nonblocking: bool) -> io::Result<OwnedFd> {
-    let mode = if nonblocking { libc::SOCK_NONBLOCK } else { 0 };
-    // SAFETY: plain syscall with constant arguments; no memory is passed.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_NETLINK,
-            libc::SOCK_RAW | mode | libc::SOCK_CLOEXEC,
-            protocol,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by `socket` and nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Bind with a kernel-assigned port id and no legacy group mask: groups are
-/// joined with `NETLINK_ADD_MEMBERSHIP`.
-pub(crate) fn bind(socket: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: all-zero is a valid `sockaddr_nl` (port id 0: kernel picks).
-    let mut address: libc::sockaddr_nl = unsafe { mem::zeroed() };
-    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
-    // SAFETY: `address` is a valid `sockaddr_nl` that outlives the call, and
-    // the length passed is its size.
-    let rc = unsafe {
-        libc::bind(
-            socket.as_raw_fd(),
-            (&raw const address).cast(),
-            mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-pub(crate) fn set_option(
-    socket: BorrowedFd<'_>,
-    level: libc::c_int,
-    name: libc::c_int,
-    value: libc::c_int,
-) -> io::Result<()> {
-    // SAFETY: `value` is a `c_int` that outlives the call, and the length
-    // passed is its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            level,
-            name,
-            (&raw const value).cast(),
-            mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+/// Bind `socket` with a kernel-assigned port id and no legacy group mask:
+/// groups are joined with `NETLINK_ADD_MEMBERSHIP`.
+pub(crate) fn bind(socket: &mut Socket) -> io::Result<()> {
+    socket.bind(&SocketAddr::new(0, 0))
 }
 
 #[cfg(test)]
@@ -527,7 +452,8 @@ mod tests {
     /// Whether a message is still waiting in the socket, unread.
     fn left_queued(monitor: &NfMonitor) -> bool {
         let mut unclaimed = false;
-        drain(monitor.socket.get_ref().as_fd(), &mut unclaimed).expect("drain") || unclaimed
+        let mut chunk = vec![0u8; READ_CHUNK];
+        drain(monitor.socket.socket_ref(), &mut chunk, &mut unclaimed).expect("drain") || unclaimed
     }
 
     async fn stays_quiet(monitor: &mut NfMonitor) -> bool {
@@ -763,9 +689,13 @@ mod tests {
         in_private_netns(&[NFT], || {
             runtime().block_on(async {
                 let mut monitor = subscribe().expect("subscribe");
-                let socket = monitor.socket.get_ref().as_fd();
                 // The kernel rounds this up to its minimum, a few KiB.
-                set_option(socket, libc::SOL_SOCKET, libc::SO_RCVBUF, 1).expect("shrink");
+                let one: libc::c_int = 1;
+                monitor
+                    .socket
+                    .socket_ref()
+                    .set_rx_buf_sz(one)
+                    .expect("shrink");
                 let mut script = "add table inet dockfw\n\
                                   add chain inet dockfw input\n"
                     .to_owned();

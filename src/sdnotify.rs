@@ -3,9 +3,17 @@
 //! systemd that dockfw's protection is installed, so units ordered after
 //! it (`docker.service`) start only then. Without `NOTIFY_SOCKET` (not
 //! started by systemd) every call does nothing.
+//!
+//! Not the `sd-notify` crate: its newest version when this was written
+//! (0.5.0; 0.4.5 alike) connects to `NOTIFY_SOCKET` as a path, so a socket
+//! in the abstract namespace (`@name`, which systemd may hand out) is never
+//! reached. `READY=1`, `STATUS=`, `WATCHDOG=1`, `STOPPING=1` and
+//! `RELOADING=1` it would send as this does.
 
+use std::ffi::OsStr;
 use std::io;
 use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 /// The watchdog interval systemd asked for (`WatchdogSec=`, passed as
@@ -32,17 +40,20 @@ pub fn reloading() -> String {
 
 /// Send `state` (e.g. `READY=1`) to systemd, if it asked for notifications.
 pub fn notify(state: &str) -> io::Result<()> {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+    send(std::env::var_os("NOTIFY_SOCKET").as_deref(), state)
+}
+
+/// Send `state` to the socket `NOTIFY_SOCKET` names, if it names one.
+fn send(socket: Option<&OsStr>, state: &str) -> io::Result<()> {
+    let Some(socket) = socket else {
         return Ok(());
     };
-    let path = path.to_string_lossy().into_owned();
     // A leading '@' names a socket in the abstract namespace.
-    let addr = match path.strip_prefix('@') {
-        Some(name) => SocketAddr::from_abstract_name(name.as_bytes())?,
-        None => SocketAddr::from_pathname(&path)?,
+    let addr = match socket.as_bytes().strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name)?,
+        None => SocketAddr::from_pathname(socket)?,
     };
-    let socket = UnixDatagram::unbound()?;
-    socket.send_to_addr(state.as_bytes(), &addr)?;
+    UnixDatagram::unbound()?.send_to_addr(state.as_bytes(), &addr)?;
     Ok(())
 }
 
@@ -50,21 +61,32 @@ pub fn notify(state: &str) -> io::Result<()> {
 mod tests {
     use super::*;
 
+    fn received(listener: &UnixDatagram) -> Vec<u8> {
+        let mut buf = [0u8; 64];
+        let n = listener.recv(&mut buf).expect("recv");
+        buf[..n].to_vec()
+    }
+
     #[test]
     fn ready_reaches_the_socket_systemd_names() {
         let dir = std::env::temp_dir().join(format!("dockfw-notify-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("notify.sock");
-        let listener = UnixDatagram::bind(&path).unwrap();
-        // SAFETY (of the test): no other test reads or writes NOTIFY_SOCKET.
-        unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
-        notify("READY=1").unwrap();
-        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
-        let mut buf = [0u8; 64];
-        let n = listener.recv(&mut buf).unwrap();
-        assert_eq!(&buf[..n], b"READY=1");
-        notify("READY=1").expect("without NOTIFY_SOCKET it does nothing");
-        std::fs::remove_dir_all(&dir).unwrap();
+        let listener = UnixDatagram::bind(&path).expect("bind");
+        send(Some(path.as_os_str()), "READY=1").expect("send");
+        assert_eq!(received(&listener), b"READY=1");
+        send(None, "READY=1").expect("without NOTIFY_SOCKET it does nothing");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn an_at_sign_names_a_socket_in_the_abstract_namespace() {
+        let name = format!("dockfw-notify-test-{}", std::process::id());
+        let addr = SocketAddr::from_abstract_name(name.as_bytes()).expect("address");
+        let listener = UnixDatagram::bind_addr(&addr).expect("bind");
+        let socket = format!("@{name}");
+        send(Some(OsStr::new(&socket)), "WATCHDOG=1").expect("send");
+        assert_eq!(received(&listener), b"WATCHDOG=1");
     }
 }

@@ -11,11 +11,12 @@
 //! gives the sets exactly their elements whatever this did.
 
 use std::io;
-use std::mem;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::time::Duration;
 
 use ipnet::IpNet;
+use netlink_sys::Socket;
+use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::render::{TABLE_NAME, set_name};
 use crate::ruleset::{Family, Ruleset};
@@ -42,6 +43,9 @@ const NFPROTO_INET: u8 = 1;
 /// intervals, well inside a netlink socket's default send buffer); more (a
 /// first fill of a long `from` list) is left to the script.
 const MAX_ELEMENTS: usize = 1024;
+
+/// How long [`write`] waits for each datagram of acknowledgements.
+const ACK_WAIT: Duration = Duration::from_secs(1);
 
 /// At most this many elements go in one message: a netlink attribute's
 /// length is 16 bits, and an IPv6 interval takes 72 bytes of the element
@@ -264,30 +268,14 @@ pub fn write(changes: &[SetChange]) -> Result<(), NetlinkError> {
     if changes.is_empty() {
         return Ok(());
     }
-    let socket = crate::nfmonitor::open(false).map_err(NetlinkError::Socket)?;
-    crate::nfmonitor::bind(socket.as_fd()).map_err(NetlinkError::Socket)?;
-    let timeout = libc::timeval {
-        tv_sec: 1,
-        tv_usec: 0,
-    };
-    // SAFETY: `timeout` is a `timeval` that outlives the call, and the
-    // length passed is its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const timeout).cast(),
-            mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(NetlinkError::Socket(io::Error::last_os_error()));
-    }
+    let mut socket = Socket::new(NETLINK_NETFILTER).map_err(NetlinkError::Socket)?;
+    crate::nfmonitor::bind(&mut socket).map_err(NetlinkError::Socket)?;
+    socket2::SockRef::from(&socket)
+        .set_read_timeout(Some(ACK_WAIT))
+        .map_err(NetlinkError::Socket)?;
     // Error acknowledgements carry only the header of the refused message,
     // not all of it. Best effort: without it they are longer, no less true.
-    let _ =
-        crate::nfmonitor::set_option(socket.as_fd(), libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1);
+    let _ = socket.set_cap_ack(true);
     let (bytes, acks) = batch(changes, 1);
     // The kernel commits within this send, on this thread: the NEWGEN
     // names this thread's id.
@@ -303,29 +291,16 @@ pub fn write(changes: &[SetChange]) -> Result<(), NetlinkError> {
 }
 
 /// Send `bytes` and wait for `acks` acknowledgements, each a success.
-fn exchange(socket: &impl AsRawFd, bytes: &[u8], mut acks: usize) -> Result<(), NetlinkError> {
-    // SAFETY: `bytes` is readable for its length for the whole call.
-    let sent = unsafe { libc::send(socket.as_raw_fd(), bytes.as_ptr().cast(), bytes.len(), 0) };
-    if sent < 0 {
-        return Err(NetlinkError::Socket(io::Error::last_os_error()));
-    }
-    if usize::try_from(sent).ok() != Some(bytes.len()) {
+fn exchange(socket: &Socket, bytes: &[u8], mut acks: usize) -> Result<(), NetlinkError> {
+    let sent = socket.send(bytes, 0).map_err(NetlinkError::Socket)?;
+    if sent != bytes.len() {
         return Err(NetlinkError::Socket(io::Error::other("batch sent in part")));
     }
     let mut buffer = vec![0u8; 8192];
     while acks > 0 {
-        // SAFETY: `buffer` is writable for its length for the whole call.
-        let n = unsafe {
-            libc::recv(
-                socket.as_raw_fd(),
-                buffer.as_mut_ptr().cast(),
-                buffer.len(),
-                0,
-            )
-        };
-        let Ok(n) = usize::try_from(n) else {
-            return Err(NetlinkError::Socket(io::Error::last_os_error()));
-        };
+        let n = socket
+            .recv(&mut &mut buffer[..], 0)
+            .map_err(NetlinkError::Socket)?;
         for error in acknowledgements(&buffer[..n.min(buffer.len())]) {
             if error != 0 {
                 return Err(NetlinkError::Refused(io::Error::from_raw_os_error(
