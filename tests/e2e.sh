@@ -545,6 +545,12 @@ EOF
     cfetch_open locked "$LAB_A_IP4" 8099 client-a; cfetch_open locked "$LAB_A_IP6" 8099 client-a
     cfetch_blocked locked "$LAB_B_IP4" 8099; cfetch_blocked locked "$LAB_B_IP6" 8099
     clients_open_from free
+    # The periodic check finds the outbound chains and sets as applied.
+    local a1 a2
+    a1="$(applies)"
+    sleep "$((DOCKFW_RESYNC_SECS + 1))"
+    a2="$(applies)"
+    [[ "$a1" == "$a2" ]] || fail "periodic re-check applied with no change ($a1 -> $a2)"
     uninstalled
     clients_open_from locked
 }

@@ -11,7 +11,7 @@
 //! DOCKFW          (after established/related and the loopback drop)
 //!                 -i <each verified bridge> -> DOCKFW-OUTBOUND
 //!                 -s <container on a refused bridge, or one not a bridge now> -> DOCKFW-OUTBOUND
-//! DOCKFW-OUTBOUND -o <each known bridge>, -d <container off known bridges> -> RETURN
+//! DOCKFW-OUTBOUND -o <each verified bridge>, -d <container off them> -> RETURN
 //!                                                             (to a container: not outbound)
 //!                 (selector denies, or isolates under default allow) -> DOCKFW-OUT-UNCLASSIFIED
 //!                 deny entries                    -> DROP     (selectors: -s @ob-deny-N)
@@ -40,8 +40,8 @@
 //! drops per published port, which these are not).
 
 use super::{
-    EntryId, PortMatch, addresses_off_known_bridges, bridge_interfaces, known_set,
-    selected_addresses, services, verified_interfaces, without_repeats,
+    EntryId, PortMatch, addresses_off_known_bridges, known_set, selected_addresses, services,
+    verified_interfaces, without_repeats,
 };
 use crate::inventory::Inventory;
 use crate::policy::{Default, Entry, Outbound, Policy, Sources};
@@ -150,8 +150,12 @@ fn selector_denies(outbound: &Outbound, family: Family) -> impl Iterator<Item = 
         .filter(move |(_, e)| e.has_selector() && e.sources(family).is_some())
 }
 
+/// Only a bridge the kernel has as a Linux bridge now is exempted as "to a
+/// container" by interface: a bridge-name option naming the uplink must
+/// not exempt everything that leaves by it. A container on any other
+/// known bridge is exempted by its address.
 fn outbound_chain(outbound: &Outbound, inventory: &Inventory, family: Family) -> Chain {
-    let mut rules: Vec<Rule> = bridge_interfaces(inventory)
+    let mut rules: Vec<Rule> = verified_interfaces(inventory)
         .into_iter()
         .map(|iface| Rule {
             out_iface: Some(iface),
@@ -367,4 +371,96 @@ fn orig_port_sets(outbound: &Outbound, family: Family, chains: &[Chain]) -> Vec<
             OrigPortSet::new(id.port_set(family), family, ranges)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::inventory::{Attachment, Bridge, Container, Inventory};
+    use crate::net::Family;
+    use crate::ruleset::{OUTBOUND_CHAIN, Rule, Target};
+
+    fn policy(text: &str) -> crate::policy::Policy {
+        crate::policy::parse_str(text, Path::new("p.toml")).expect("valid")
+    }
+
+    fn inventory(not_bridges: &[&str]) -> Inventory {
+        let bridge = |id: &str, interface: &str| Bridge {
+            id: id.to_owned(),
+            name: id.to_owned(),
+            interface: interface.to_owned(),
+        };
+        Inventory {
+            bridges: vec![bridge("n1", "docker0"), bridge("n2", "eth0")],
+            containers: vec![Container {
+                id: "c1".to_owned(),
+                name: "c".to_owned(),
+                attachments: vec![Attachment {
+                    network_id: "n2".to_owned(),
+                    network: "n2".to_owned(),
+                    ipv4: Some("172.18.0.2".parse().expect("addr")),
+                    ipv6: None,
+                }],
+                labels: Default::default(),
+                host_network: false,
+                ports: Vec::new(),
+            }],
+            not_bridges: not_bridges.iter().map(|s| (*s).to_owned()).collect(),
+            ..Inventory::default()
+        }
+    }
+
+    fn outbound_rules(policy: &crate::policy::Policy, inventory: &Inventory) -> Vec<Rule> {
+        let plan = super::super::plan(policy, inventory);
+        let chain = plan
+            .family(Family::V4)
+            .chains
+            .iter()
+            .find(|c| c.name == OUTBOUND_CHAIN);
+        chain.map(|c| c.rules.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn an_interface_that_is_not_a_bridge_now_exempts_nothing_that_leaves_by_it() {
+        let policy = policy("[outbound]\ndefault = \"deny\"\n");
+        let exempted = |rules: &[Rule]| -> Vec<String> {
+            rules
+                .iter()
+                .filter(|r| r.target == Target::Return)
+                .filter_map(|r| r.out_iface.as_ref().map(ToString::to_string))
+                .collect()
+        };
+        assert_eq!(
+            exempted(&outbound_rules(&policy, &inventory(&[]))),
+            ["docker0", "eth0"]
+        );
+        let rules = outbound_rules(&policy, &inventory(&["eth0"]));
+        assert_eq!(
+            exempted(&rules),
+            ["docker0"],
+            "the uplink a bridge option names"
+        );
+        assert!(
+            rules
+                .iter()
+                .any(|r| r.dst == Some("172.18.0.2/32".parse().expect("net"))),
+            "its container is exempted by address"
+        );
+    }
+
+    #[test]
+    fn an_outbound_table_that_restricts_nothing_plans_nothing() {
+        let plain = super::super::plan(&policy("[inbound]\n"), &inventory(&[]));
+        for text in [
+            "[outbound]\n",
+            "[outbound]\n[[outbound.allow]]\nto = [\"10.0.0.1\"]\n",
+        ] {
+            assert_eq!(
+                super::super::plan(&policy(text), &inventory(&[])),
+                plain,
+                "{text}"
+            );
+        }
+    }
 }
