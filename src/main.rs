@@ -419,12 +419,24 @@ fn generate_completions(dir: &Path) -> Result<()> {
 }
 
 fn summary(policy: &Policy) -> String {
-    format!(
+    let lower = |d: policy::Default| format!("{d:?}").to_lowercase();
+    let mut text = format!(
         "default {}, {} allow and {} deny entries",
-        format!("{:?}", policy.default).to_lowercase(),
+        lower(policy.default),
         policy.allow.len(),
         policy.deny.len()
-    )
+    );
+    if let Some(out) = &policy.outbound {
+        text.push_str(&format!(
+            "; outbound default {}, to_host {}, {} isolate, {} allow and {} deny entries",
+            lower(out.default),
+            lower(out.to_host),
+            out.isolate.len(),
+            out.allow.len(),
+            out.deny.len()
+        ));
+    }
+    text
 }
 
 /// Exit 0 for a valid policy; otherwise every error, what the daemon
@@ -440,6 +452,9 @@ fn check(config: &Path, state_dir: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
         _ => {
+            for warning in policy::warnings(&start.policy) {
+                eprintln!("{label}:{}:1: warning: {}", warning.line, warning.message);
+            }
             println!("{label}: ok ({})", summary(&start.policy));
             ExitCode::SUCCESS
         }

@@ -32,6 +32,11 @@
 //! `DROP*` is a jump to `DOCKFW-DROP`: the entry's rule counts the drop for
 //! the entry, the set element of the drop chain for the port.
 //!
+//! With an `[outbound]` table, what containers start is judged first: the
+//! entry chain jumps to `DOCKFW-OUTBOUND` for what arrives from a bridge
+//! (before its `-i <bridge> -> RETURN`), and `DOCKFW-PROXY` to
+//! `DOCKFW-TO-HOST` under `to_host = "deny"`; see [`outbound`].
+//!
 //! Ports are matched with `--ctorigdstport`, the destination port before
 //! Docker's DNAT, i.e. the published host port. Allow entries with ports
 //! also require `--ctstate DNAT`: a connection routed straight to a
@@ -88,6 +93,8 @@
 //! Linux bridge now ([`Inventory::not_bridges`], filled by the daemon);
 //! otherwise that bridge is treated like a refused one.
 
+mod outbound;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -117,7 +124,11 @@ pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
 fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> FamilyRules {
     let (proxy, port_sets) = proxy_chain(policy, inventory, family);
     let mut chains = vec![
-        entry_chain(inventory, family),
+        entry_chain(
+            inventory,
+            family,
+            outbound::forward_jumps(policy, inventory, family),
+        ),
         inbound_chain(policy, inventory, family),
         unclassified_chain(policy, family),
         proxy,
@@ -130,8 +141,14 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     }
     let drop = drop_chain(inventory, family);
     chains.push(drop.chain);
-    let sets = address_sets(policy, inventory, family, &chains);
-    let orig_port_sets = orig_port_sets(policy, family, &chains);
+    let outbound = outbound::plan(policy, inventory, family);
+    chains.extend(outbound.chains);
+    let mut sets = address_sets(policy, inventory, family, &chains);
+    sets.extend(outbound.sets);
+    sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut orig_port_sets = orig_port_sets(policy, family, &chains);
+    orig_port_sets.extend(outbound.orig_port_sets);
+    orig_port_sets.sort_by(|a, b| a.name.cmp(&b.name));
     FamilyRules {
         chains,
         sets,
@@ -324,7 +341,7 @@ pub fn rejected_bridges(inventory: &Inventory) -> Vec<Rejected> {
 /// Its cost is that connections forwarded out by such an interface (an
 /// uplink a network's bridge-name option names) are judged as inbound to
 /// containers too.
-fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
+fn entry_chain(inventory: &Inventory, family: Family, outbound: Vec<Rule>) -> Chain {
     let bridges = bridge_interfaces(inventory);
     let mut rules = vec![
         Rule {
@@ -338,6 +355,8 @@ fn entry_chain(inventory: &Inventory, family: Family) -> Chain {
             ..Rule::default()
         },
     ];
+    // What containers start is judged before it is let through.
+    rules.extend(outbound);
     rules.extend(from_containers(inventory));
     rules.extend(bridges.into_iter().map(|iface| Rule {
         out_iface: Some(iface),
@@ -538,6 +557,8 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
             ..Rule::default()
         },
     ];
+    // `to_host = "deny"` judges connections from containers to the host.
+    rules.extend(outbound::input_jumps(policy, inventory, family));
     // From a container to the host's proxy is container-to-container.
     rules.extend(from_containers(inventory));
     let published = inventory

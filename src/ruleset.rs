@@ -40,15 +40,29 @@ pub const PROXY_CHAIN: &str = "DOCKFW-PROXY";
 /// Only connections being dropped walk it, and they walk the same few rules
 /// whatever the number of ports.
 pub const DROP_CHAIN: &str = "DOCKFW-DROP";
+/// Where new connections a container starts to anything not a container
+/// are judged (`[outbound]`), jumped to from [`ENTRY_CHAIN`] for traffic
+/// arriving from a Docker bridge; planned only with an `[outbound]` table.
+pub const OUTBOUND_CHAIN: &str = "DOCKFW-OUTBOUND";
+/// Where such a connection from an address no known container has is
+/// judged by every selector deny (and as isolated, when some container
+/// is): see `plan::outbound`.
+pub const OUTBOUND_UNCLASSIFIED_CHAIN: &str = "DOCKFW-OUT-UNCLASSIFIED";
+/// Where new connections from containers to the host itself are judged
+/// (`to_host = "deny"`), jumped to from [`PROXY_CHAIN`] (INPUT).
+pub const TO_HOST_CHAIN: &str = "DOCKFW-TO-HOST";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
 /// Every chain dockfw owns, in creation order.
-pub const OWNED_CHAINS: [&str; 5] = [
+pub const OWNED_CHAINS: [&str; 8] = [
     DROP_CHAIN,
     ENTRY_CHAIN,
     INBOUND_CHAIN,
     UNCLASSIFIED_CHAIN,
     PROXY_CHAIN,
+    OUTBOUND_CHAIN,
+    OUTBOUND_UNCLASSIFIED_CHAIN,
+    TO_HOST_CHAIN,
 ];
 
 /// A jump dockfw keeps as the first rule of a chain it does not own.
@@ -316,6 +330,9 @@ pub struct Rule {
     pub orig_dport_ranges: Option<String>,
     /// The packet's own destination port (`-m <proto> --dport`); needs `proto`.
     pub dport: Option<u16>,
+    /// The packet is ICMPv6 of this type (IPv6 rules only, without
+    /// `proto`): neighbour discovery, which always passes.
+    pub icmpv6_type: Option<u8>,
     pub conntrack: Option<Conntrack>,
     pub target: Target,
     /// What part of the policy the rule comes from; carried into the
@@ -413,6 +430,7 @@ impl Rule {
     /// set of that family's ports.
     pub fn of_one_family(&self) -> bool {
         self.names_addresses()
+            || self.icmpv6_type.is_some()
             || self.dport_set.is_some()
             || self.orig_dport_set.is_some()
             || self.orig_dport_ranges.is_some()

@@ -161,6 +161,28 @@ fn check_of_a_broken_policy_names_the_last_good_policy_when_one_is_kept() {
 }
 
 #[test]
+fn check_warns_when_outbound_is_restricted_and_nothing_admits_dns_and_still_exits_0() {
+    let scratch = Scratch::new("check-dns");
+    let state = scratch.0.join("state");
+    let policy = "[inbound]\n\n[outbound]\ndefault = \"deny\"\nto_host = \"deny\"\n";
+    let out = dockfw(&["check", "--state-dir", path_str(&state), "-"], policy);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.starts_with("<stdin>:3:1: warning: outbound connections are restricted"),
+        "{err}"
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "<stdin>: ok (default deny, 0 allow and 0 deny entries; outbound default deny, \
+         to_host deny, 0 isolate, 0 allow and 0 deny entries)\n"
+    );
+    let dns = format!("{policy}[[outbound.allow]]\nports = [53]\nproto = \"any\"\n");
+    let out = dockfw(&["check", "--state-dir", path_str(&state), "-"], &dns);
+    assert_eq!(text(&out.stderr), "");
+}
+
+#[test]
 fn check_reads_standard_input_for_a_dash_and_names_it_stdin() {
     let scratch = Scratch::new("check-stdin");
     let state = scratch.0.join("state");

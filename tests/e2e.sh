@@ -409,6 +409,200 @@ case_outbound() {
     wait_for 3 fetches_client_a unet "$LAB_A_IP6" || fail "user-network container cannot reach client A (v6)"
 }
 
+# --- [outbound]: what containers start ------------------------------------------------
+
+# cfetch_blocked CONTAINER ADDR PORT — a new connection from CONTAINER to ADDR:PORT gets no
+# answer, and not at once: nc waits its 2 s for a handshake that never comes (a reset or an
+# ICMP error, which ends it at once, means the SYN got through: that fails).
+cfetch_blocked() {
+    local t0 t1 got ms
+    t0="$(date +%s%N)"
+    got="$(lab_cfetch "$1" "$2" "$3" || true)"
+    t1="$(date +%s%N)"
+    ms=$(((t1 - t0) / 1000000))
+    [[ -z "$got" ]] || fail "$1 -> $2:$3 should be blocked but answered ($got)"
+    ((ms >= 1500)) || fail "$1 -> $2:$3 got no page but ended after $ms ms: refused, not dropped"
+}
+
+# cfetch_open CONTAINER ADDR PORT WANT — the container gets page WANT from ADDR:PORT (retried
+# for 3 s: a fresh container's IPv6 address may still be tentative).
+cfetch_is() { [[ "$(lab_cfetch "$1" "$2" "$3")" == "$4" ]]; }
+cfetch_open() {
+    wait_for 3 cfetch_is "$1" "$2" "$3" "$4" || fail "$1 cannot fetch $4 from $2:$3"
+}
+
+# clients_open_from CONTAINER… — each container reaches client A and client B (v4, v6) on
+# 8099: the precondition (and postcondition) of the blocked checks of the outbound cases.
+clients_open_from() {
+    local c
+    for c in "$@"; do
+        cfetch_open "$c" "$LAB_A_IP4" 8099 client-a; cfetch_open "$c" "$LAB_A_IP6" 8099 client-a
+        cfetch_open "$c" "$LAB_B_IP4" 8099 client-b; cfetch_open "$c" "$LAB_B_IP6" 8099 client-b
+    done
+}
+
+# uninstalled — stop the daemon and `dockfw uninstall` (for checks made afterwards).
+uninstalled() {
+    dockfw_stop
+    dfw uninstall >&2 || fail "dockfw uninstall failed"
+    (($(dockfw_traces) == 0)) || fail "dockfw's rules are still installed after uninstall"
+}
+
+# Outbound default deny: one allowed destination per family (client A) is reached, another
+# (client B) is not, from the default bridge and a user network; inbound to a published
+# port still answers (replies pass); all of it open before dockfw and after uninstall.
+case_outbound_default_deny() {
+    need_dockfw
+    lab_client_httpd a 8099 || fail "client A httpd did not start"
+    lab_client_httpd b 8099 || fail "client B httpd did not start"
+    lab_run web -p 80:80
+    lab_net_create onet
+    lab_run unet --network onet
+    open_without_dockfw "a" "4 6" 80
+    clients_open_from web unet
+    local pol
+    pol="$(write_policy outbound <<EOF
+[inbound]
+default = "deny"
+
+[[inbound.allow]]
+ports = [80]
+
+[outbound]
+default = "deny"
+
+[[outbound.allow]]
+to = ["$LAB_A_IP4", "$LAB_A_IP6"]
+ports = [8099]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    local c
+    for c in web unet; do
+        cfetch_open "$c" "$LAB_A_IP4" 8099 client-a; cfetch_open "$c" "$LAB_A_IP6" 8099 client-a
+        cfetch_blocked "$c" "$LAB_B_IP4" 8099; cfetch_blocked "$c" "$LAB_B_IP6" 8099
+    done
+    expect_open a 4 80; expect_open a 6 80
+    open_after_uninstall "a" "4 6" 80
+    clients_open_from web unet
+}
+
+# Deny beats allow: an allow entry admits both clients' networks, a deny entry names
+# client B; A is reached, B is not.
+case_outbound_deny_beats_allow() {
+    need_dockfw
+    lab_client_httpd a 8099 || fail "client A httpd did not start"
+    lab_client_httpd b 8099 || fail "client B httpd did not start"
+    lab_run web
+    clients_open_from web
+    local pol
+    pol="$(write_policy deny_beats <<EOF
+[outbound]
+default = "deny"
+
+[[outbound.allow]]
+to = ["$LAB_A_IP4", "$LAB_A_IP6", "203.0.113.0/24", "fd10:b::/64"]
+ports = [8099]
+
+[[outbound.deny]]
+to = ["$LAB_B_IP4", "$LAB_B_IP6"]
+proto = "any"
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    cfetch_open web "$LAB_A_IP4" 8099 client-a; cfetch_open web "$LAB_A_IP6" 8099 client-a
+    cfetch_blocked web "$LAB_B_IP4" 8099; cfetch_blocked web "$LAB_B_IP6" 8099
+    uninstalled
+    clients_open_from web
+}
+
+# Isolate by label, under default allow: the labelled container (on two networks) reaches
+# only what an entry for it allows (client A); an unlabelled one still reaches everything.
+case_outbound_isolate_label() {
+    need_dockfw
+    lab_client_httpd a 8099 || fail "client A httpd did not start"
+    lab_client_httpd b 8099 || fail "client B httpd did not start"
+    lab_run free
+    lab_run locked --label tier=locked
+    lab_net_create inet2
+    lab_docker network connect inet2 locked
+    clients_open_from free locked
+    local pol
+    pol="$(write_policy isolate <<EOF
+[outbound]
+default = "allow"
+
+[[outbound.isolate]]
+labels = { tier = "locked" }
+
+[[outbound.allow]]
+labels = { tier = "locked" }
+to = ["$LAB_A_IP4", "$LAB_A_IP6"]
+ports = [8099]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    cfetch_open locked "$LAB_A_IP4" 8099 client-a; cfetch_open locked "$LAB_A_IP6" 8099 client-a
+    cfetch_blocked locked "$LAB_B_IP4" 8099; cfetch_blocked locked "$LAB_B_IP6" 8099
+    clients_open_from free
+    # The periodic check finds the outbound chains and sets as applied.
+    local a1 a2
+    a1="$(applies)"
+    sleep "$((DOCKFW_RESYNC_SECS + 1))"
+    a2="$(applies)"
+    [[ "$a1" == "$a2" ]] || fail "periodic re-check applied with no change ($a1 -> $a2)"
+    uninstalled
+    clients_open_from locked
+}
+
+# host_httpd PORT — busybox httpd in the docker host's namespace (the lab's, never the
+# machine's), on every address, serving "docker-host" (killed by lab_reset).
+host_httpd() {
+    local www="$LAB_DIR/www-host" pid
+    mkdir -p "$www"
+    echo docker-host >"$www/index.html"
+    lab_ns busybox httpd -f -p "$1" -h "$www" >/dev/null 2>&1 &
+    pid=$!
+    disown "$pid"
+    echo "$pid" >>"$LAB_DIR/client-httpd.pids"
+    wait_for 5 lab_ns curl -sf -o /dev/null -m 2 "http://127.0.0.1:$1/"
+}
+
+# Whether dockfw's rules judge traffic from containers to the host now.
+fw_has_to_host() { fw_snapshot | grep -qiE 'DOCKFW-TO-HOST|jump to_host'; }
+
+# to_host: a listener in the docker host on the bridge gateway addresses. With
+# `to_host = "deny"` a container gets nothing from it (v4, v6) while it still reaches the
+# outside, a container started after the daemon too (IPv6 neighbour discovery passes);
+# with `to_host = "allow"` (a reload) it answers again, and after uninstall.
+case_to_host() {
+    need_dockfw
+    lab_client_httpd a 8099 || fail "client A httpd did not start"
+    host_httpd 8097 || fail "host httpd did not start"
+    lab_run web
+    local gw4="172.17.0.1" gw6="fd00:d0c:1::1"
+    cfetch_open web "$gw4" 8097 docker-host; cfetch_open web "$gw6" 8097 docker-host
+    local pol
+    pol="$(printf '[outbound]\nto_host = "deny"\n' | write_policy to_host)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    cfetch_blocked web "$gw4" 8097; cfetch_blocked web "$gw6" 8097
+    cfetch_open web "$LAB_A_IP4" 8099 client-a; cfetch_open web "$LAB_A_IP6" 8099 client-a
+    lab_run late
+    cfetch_open late "$LAB_A_IP6" 8099 client-a
+    cfetch_blocked late "$gw4" 8097; cfetch_blocked late "$gw6" 8097
+    printf '[outbound]\nto_host = "allow"\n' >"$pol"
+    dockfw_hup
+    wait_for 5 cfetch_is web "$gw4" 8097 docker-host || fail "to_host allow (reload) did not open the host"
+    cfetch_open web "$gw6" 8097 docker-host
+    ! fw_has_to_host || fail "to_host allow left a rule of dockfw for it"
+    printf '[outbound]\nto_host = "deny"\n' >"$pol"
+    dockfw_hup
+    wait_for 5 fw_has_to_host || fail "to_host deny not back after a reload"
+    cfetch_blocked web "$gw4" 8097
+    uninstalled
+    cfetch_open web "$gw4" 8097 docker-host; cfetch_open web "$gw6" 8097 docker-host
+}
+
 # 7. reload with a broken policy keeps the old rules; SIGHUP with a valid one applies it.
 case_reload() {
     need_dockfw
@@ -2281,6 +2475,10 @@ CASES=(
     new_container_no_window
     container_removed
     outbound
+    outbound_default_deny
+    outbound_deny_beats_allow
+    outbound_isolate_label
+    to_host
     reload
     status_matches_reality
     uninstall

@@ -19,7 +19,7 @@ set -euo pipefail
 # e2e cases run on every engine (patterns as tests/e2e.sh takes them: a case runs when its
 # name contains one of them). Edit this one list to add cases. "fc_" selects every "fail
 # closed" case (case_fc_*), so a new fc_* case runs on every engine without an edit here.
-E2E_CORE="default_deny user_networks from_restriction new_container reload uninstall jumps_restored proxy_guard docker_restart fc_ nft_backend observability gateway_modes drops_ drop_chain_length udp entry_sets"
+E2E_CORE="default_deny user_networks from_restriction new_container reload uninstall jumps_restored proxy_guard docker_restart fc_ nft_backend observability gateway_modes drops_ drop_chain_length udp entry_sets outbound_ to_host"
 # The nftables backend (dockfw's own inet table in front of the engine's iptables rules)
 # runs the whole suite on the newest engine; the cases about iptables mechanics (its
 # jumps, its legacy variant) say "SKIP" there, the rest judge nftables with packets.

@@ -322,6 +322,7 @@ fn start_state(config: Config, state: Option<StateDir>) -> Harness {
         default: Default::Deny,
         allow: Vec::new(),
         deny: Vec::new(),
+        outbound: None,
     };
     let start = StartPolicy {
         policy,

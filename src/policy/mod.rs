@@ -26,7 +26,7 @@ pub enum Default {
     Deny,
 }
 
-/// A validated policy (version 1).
+/// A validated policy (version 1, and the `[outbound]` table of version 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub default: Default,
@@ -34,6 +34,41 @@ pub struct Policy {
     pub allow: Vec<Entry>,
     /// `[[inbound.deny]]` entries, in file order; a matching deny beats any allow.
     pub deny: Vec<Entry>,
+    /// `[outbound]`; `None` (no table) means what dockfw did before it:
+    /// nothing a container starts is judged, and no rule is written for it.
+    pub outbound: Option<Outbound>,
+}
+
+/// The `[outbound]` table: new connections a container starts to anything
+/// that is not a container (forwarded out of a Docker bridge), and to the
+/// host itself (`to_host`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// The verdict for a new connection no entry matches, from a container
+    /// no isolate entry selects.
+    pub default: Default,
+    /// The verdict for every new connection from a container to the host
+    /// itself (INPUT from a Docker bridge).
+    pub to_host: Default,
+    /// `[[outbound.isolate]]`: the containers these select start from deny,
+    /// whatever `default` says. Only `containers`, `labels` and `line` are
+    /// set.
+    pub isolate: Vec<Entry>,
+    /// `[[outbound.allow]]`, in file order; an entry's `from` holds its `to`
+    /// (destinations).
+    pub allow: Vec<Entry>,
+    /// `[[outbound.deny]]`, in file order; a matching deny beats any allow.
+    pub deny: Vec<Entry>,
+    /// 1-based line where the `[outbound]` table starts.
+    pub line: usize,
+}
+
+impl Outbound {
+    /// Whether some container may start from deny: `default = "deny"`, or
+    /// an isolate entry.
+    pub fn restricts(&self) -> bool {
+        self.default == Default::Deny || !self.isolate.is_empty()
+    }
 }
 
 /// One `[[inbound.allow]]` or `[[inbound.deny]]` table.
@@ -42,7 +77,8 @@ pub struct Entry {
     /// Published host ports; `None` means every port.
     pub ports: Option<Vec<PortRange>>,
     pub proto: ProtoMatch,
-    /// Source networks; `None` means anywhere, in both families.
+    /// Source networks (`from`; in an `[[outbound.*]]` entry, the
+    /// destinations of its `to`); `None` means anywhere, in both families.
     pub from: Option<Vec<IpNet>>,
     /// Container-name globs; empty means any container.
     pub containers: Vec<Glob>,
@@ -235,7 +271,43 @@ pub fn deny_all() -> Policy {
         default: Default::Deny,
         allow: Vec::new(),
         deny: Vec::new(),
+        outbound: None,
     }
+}
+
+/// Something valid but probably not meant, with where it is: `dockfw
+/// check` prints these and still exits 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// 1-based line of the table it is about.
+    pub line: usize,
+    pub message: String,
+}
+
+/// What `dockfw check` warns about in a valid policy: outbound connections
+/// restricted for some container while no `[[outbound.allow]]` entry
+/// admits port 53, so that a container whose resolver is outside (the
+/// default bridge's, or Docker's embedded resolver forwarding upstream)
+/// cannot resolve names. dockfw allows nothing implicitly.
+pub fn warnings(policy: &Policy) -> Vec<Warning> {
+    let Some(outbound) = &policy.outbound else {
+        return Vec::new();
+    };
+    let admits_dns = outbound.allow.iter().any(|e| {
+        e.ports
+            .as_ref()
+            .is_none_or(|ranges| ranges.iter().any(|r| r.contains(53)))
+    });
+    if !outbound.restricts() || admits_dns {
+        return Vec::new();
+    }
+    vec![Warning {
+        line: outbound.line,
+        message: "outbound connections are restricted and no [[outbound.allow]] entry admits \
+                  port 53: containers whose DNS resolver is outside cannot resolve names \
+                  (allow udp and tcp port 53 to your resolvers)"
+            .to_owned(),
+    }]
 }
 
 /// Validate policy text; `path` is only used in diagnostics.

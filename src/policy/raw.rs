@@ -22,6 +22,8 @@ use super::{
     MAX_POLICY_RULES, Policy, PortRange, ProtoMatch,
 };
 
+mod outbound;
+
 type Value<'i> = Spanned<DeValue<'i>>;
 
 /// Parse and validate policy text; `path` only labels the diagnostics.
@@ -57,7 +59,11 @@ pub(super) fn parse(text: &str, path: &Path) -> Result<Policy, Vec<Diagnostic>> 
 /// networks, naming the entry where the total goes over.
 fn policy_size(report: &mut Report<'_>, policy: &Policy) {
     let (mut rules, mut networks) = (0, 0);
-    for entry in policy.deny.iter().chain(&policy.allow) {
+    let outbound = policy
+        .outbound
+        .iter()
+        .flat_map(|o| o.deny.iter().chain(&o.allow));
+    for entry in policy.deny.iter().chain(&policy.allow).chain(outbound) {
         rules += entry.expansion();
         networks += entry.networks();
         let message = if rules > MAX_POLICY_RULES {
@@ -147,11 +153,17 @@ fn document(report: &mut Report<'_>, root: &DeTable<'_>) -> Policy {
         default: Default::Deny,
         allow: Vec::new(),
         deny: Vec::new(),
+        outbound: None,
     };
     for (key, value) in root.iter() {
         match (key.get_ref().as_ref(), value.get_ref()) {
             ("inbound", DeValue::Table(table)) => inbound(report, table, &mut policy),
             ("inbound", _) => report.wrong_type("inbound", "a table", value),
+            ("outbound", DeValue::Table(table)) => {
+                let line = report.position(key.span().start).0;
+                policy.outbound = Some(outbound::table(report, table, line));
+            }
+            ("outbound", _) => report.wrong_type("outbound", "a table", value),
             _ => report.unknown_key(key, "at top level"),
         }
     }
@@ -166,8 +178,8 @@ fn inbound(report: &mut Report<'_>, table: &DeTable<'_>, policy: &mut Policy) {
                     policy.default = default;
                 }
             }
-            "allow" => policy.allow = entries(report, "allow", value),
-            "deny" => policy.deny = entries(report, "deny", value),
+            "allow" => policy.allow = entries(report, Section::Inbound, "allow", value),
+            "deny" => policy.deny = entries(report, Section::Inbound, "deny", value),
             _ => report.unknown_key(key, "in [inbound]"),
         }
     }
@@ -189,17 +201,46 @@ fn default_verdict(report: &mut Report<'_>, value: &Value<'_>) -> Option<Default
     }
 }
 
-/// The `[[inbound.allow]]` or `[[inbound.deny]]` tables (`kind` says which).
-fn entries(report: &mut Report<'_>, kind: &str, value: &Value<'_>) -> Vec<Entry> {
+/// Which table an entry is in: `[inbound]` entries list sources (`from`),
+/// `[outbound]` entries destinations (`to`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Section {
+    Inbound,
+    Outbound,
+}
+
+impl Section {
+    fn name(self) -> &'static str {
+        match self {
+            Section::Inbound => "inbound",
+            Section::Outbound => "outbound",
+        }
+    }
+
+    /// The key of an entry's networks.
+    fn networks_key(self) -> &'static str {
+        match self {
+            Section::Inbound => "from",
+            Section::Outbound => "to",
+        }
+    }
+}
+
+/// The `[[inbound.allow]]` or `[[inbound.deny]]` tables (`kind` says which),
+/// or those of `[outbound]`.
+fn entries(report: &mut Report<'_>, section: Section, kind: &str, value: &Value<'_>) -> Vec<Entry> {
+    let table_name = section.name();
     let DeValue::Array(items) = value.get_ref() else {
-        let expected = format!("an array of tables ([[inbound.{kind}]])");
+        let expected = format!("an array of tables ([[{table_name}.{kind}]])");
         report.wrong_type(kind, &expected, value);
         return Vec::new();
     };
     let mut entries = Vec::new();
     for item in items.iter() {
         match item.get_ref() {
-            DeValue::Table(table) => entries.push(entry(report, kind, table, &item.span())),
+            DeValue::Table(table) => {
+                entries.push(entry(report, section, kind, table, &item.span()));
+            }
             _ => report.wrong_type(kind, "a table", item),
         }
     }
@@ -207,7 +248,13 @@ fn entries(report: &mut Report<'_>, kind: &str, value: &Value<'_>) -> Vec<Entry>
 }
 
 /// One entry; `span` is its header (or its inline table).
-fn entry(report: &mut Report<'_>, kind: &str, table: &DeTable<'_>, span: &Range<usize>) -> Entry {
+fn entry(
+    report: &mut Report<'_>,
+    section: Section,
+    kind: &str,
+    table: &DeTable<'_>,
+    span: &Range<usize>,
+) -> Entry {
     let mut entry = Entry {
         ports: None,
         proto: ProtoMatch::Tcp,
@@ -224,13 +271,15 @@ fn entry(report: &mut Report<'_>, kind: &str, table: &DeTable<'_>, span: &Range<
                     entry.proto = proto;
                 }
             }
-            "from" => entry.from = list(report, "from", value, "anywhere", network),
+            name if name == section.networks_key() => {
+                entry.from = list(report, name, value, "anywhere", network);
+            }
             "containers" => {
                 let globs = list(report, "containers", value, "every container", glob);
                 entry.containers = globs.unwrap_or_default();
             }
             "labels" => entry.labels = labels(report, value),
-            _ => report.unknown_key(key, &format!("in [[inbound.{kind}]]")),
+            _ => report.unknown_key(key, &format!("in [[{}.{kind}]]", section.name())),
         }
     }
     let rules = entry.expansion();
@@ -576,6 +625,7 @@ mod tests {
             default: Default::Deny,
             allow: Vec::new(),
             deny: Vec::new(),
+            outbound: None,
         };
         assert_eq!(valid(""), want);
         assert_eq!(valid("# nothing here\n"), want);
@@ -657,6 +707,7 @@ from = ["203.0.113.0/24"]
                 from: Some(vec![net("203.0.113.0/24")]),
                 ..any_entry(14)
             }],
+            outbound: None,
         };
         assert_eq!(valid(text), want);
     }

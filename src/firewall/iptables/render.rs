@@ -37,6 +37,9 @@ pub fn rule_spec(rule: &Rule) -> String {
     if let Some(iface) = &rule.out_iface {
         let _ = write!(out, "-o {iface} ");
     }
+    if let Some(icmpv6_type) = rule.icmpv6_type {
+        let _ = write!(out, "-p ipv6-icmp -m icmp6 --icmpv6-type {icmpv6_type} ");
+    }
     if let Some(proto) = rule.proto {
         let _ = write!(out, "-p {} ", proto.as_str());
         if let Some(port) = rule.dport {
@@ -300,6 +303,7 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Resto
         }
     }
     forward_jump(installed, &mut jumps, &mut body);
+    remove_unplanned_chains(desired, installed, &mut changes, &mut body);
     if body.is_empty() {
         return None;
     }
@@ -308,6 +312,31 @@ pub fn transaction(desired: &FamilyRules, installed: &Installed) -> Option<Resto
         changes,
         jumps,
     })
+}
+
+/// Remove chains of dockfw's that are installed but no longer planned (the
+/// `[outbound]` chains after a reload without that table). Every jump to
+/// them is in a chain of dockfw's that this restore declares again, so
+/// they are unreferenced by the time they are flushed and deleted.
+fn remove_unplanned_chains(
+    desired: &FamilyRules,
+    installed: &Installed,
+    changes: &mut Changes,
+    body: &mut String,
+) {
+    let unplanned: Vec<&str> = OWNED_CHAINS
+        .iter()
+        .copied()
+        .filter(|c| installed.has_chain(c) && !desired.chains.iter().any(|d| d.name == *c))
+        .collect();
+    for chain in &unplanned {
+        changes.rewrote_rules = true;
+        changes.removed += installed.chain_rules(chain).len();
+        let _ = writeln!(body, "-F {chain}");
+    }
+    for chain in &unplanned {
+        let _ = writeln!(body, "-X {chain}");
+    }
 }
 
 /// Keep a `FORWARD -> DOCKER-USER` jump. dockfw's own jump carries a mark:
@@ -494,6 +523,46 @@ mod tests {
     fn install(installed: &mut Installed) {
         let tx = transaction(&sample(), installed).expect("changes");
         simulate::apply(installed, &tx.text).expect("applies");
+    }
+
+    #[test]
+    fn outbound_chains_no_longer_planned_are_flushed_and_deleted() {
+        use crate::ruleset::{OUTBOUND_CHAIN, TO_HOST_CHAIN};
+        let mut installed = Installed::parse(DOCKER_MADE);
+        let mut with_outbound = sample();
+        with_outbound.chains[0].rules.insert(
+            1,
+            Rule {
+                in_iface: Iface::new("docker0").ok(),
+                target: Target::Jump(OUTBOUND_CHAIN),
+                ..Rule::default()
+            },
+        );
+        let drop = |name| Chain {
+            name,
+            rules: vec![Rule {
+                target: Target::Drop,
+                ..Rule::default()
+            }],
+        };
+        with_outbound
+            .chains
+            .extend([drop(OUTBOUND_CHAIN), drop(TO_HOST_CHAIN)]);
+        let tx = transaction(&with_outbound, &installed).expect("changes");
+        simulate::apply(&mut installed, &tx.text).expect("applies");
+        assert!(installed.has_chain(OUTBOUND_CHAIN) && installed.has_chain(TO_HOST_CHAIN));
+        let tx = transaction(&sample(), &installed).expect("the chains go");
+        assert!(
+            tx.text.ends_with(
+                "-F DOCKFW-OUTBOUND\n-F DOCKFW-TO-HOST\n-X DOCKFW-OUTBOUND\n-X DOCKFW-TO-HOST\nCOMMIT\n"
+            ),
+            "{}",
+            tx.text
+        );
+        assert_eq!(tx.changes.removed, 3, "the jump and both drops");
+        simulate::apply(&mut installed, &tx.text).expect("applies");
+        assert!(!installed.has_chain(OUTBOUND_CHAIN) && !installed.has_chain(TO_HOST_CHAIN));
+        assert_eq!(transaction(&sample(), &installed), None);
     }
 
     #[test]

@@ -28,7 +28,8 @@ use crate::inventory::Proto;
 use crate::net::PortRange;
 use crate::ruleset::{
     AddrSet, Conntrack, DROP_CHAIN, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE,
-    ORIGIN_PREFIX, OrigPortSet, PROXY_CHAIN, PortSet, Rule, Ruleset, Target, UNCLASSIFIED_CHAIN,
+    ORIGIN_PREFIX, OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN, OrigPortSet, PROXY_CHAIN, PortSet,
+    Rule, Ruleset, TO_HOST_CHAIN, Target, UNCLASSIFIED_CHAIN,
 };
 
 /// The address family of dockfw's table: `inet` holds IPv4 and IPv6.
@@ -59,10 +60,11 @@ struct ChainName {
     hook: Option<&'static str>,
 }
 
-/// Every chain of the plan, in the order they are written. The plan's
-/// `DOCKFW` hangs from `DOCKER-USER` (forwarded traffic) and `DOCKFW-PROXY`
-/// from `INPUT` (what docker-proxy serves); here they are base chains.
-const CHAINS: [ChainName; 5] = [
+/// Every chain of the plan, in the order they are written (the `[outbound]`
+/// ones only when the plan has them). The plan's `DOCKFW` hangs from `DOCKER-USER`
+/// (forwarded traffic) and `DOCKFW-PROXY` from `INPUT` (what docker-proxy
+/// serves, and what containers send the host); here they are base chains.
+const CHAINS: [ChainName; 8] = [
     ChainName {
         plan: ENTRY_CHAIN,
         nft: "forward",
@@ -86,6 +88,21 @@ const CHAINS: [ChainName; 5] = [
     ChainName {
         plan: DROP_CHAIN,
         nft: DROP_CHAIN_NAME,
+        hook: None,
+    },
+    ChainName {
+        plan: OUTBOUND_CHAIN,
+        nft: "outbound",
+        hook: None,
+    },
+    ChainName {
+        plan: OUTBOUND_UNCLASSIFIED_CHAIN,
+        nft: "outbound_unclassified",
+        hook: None,
+    },
+    ChainName {
+        plan: TO_HOST_CHAIN,
+        nft: "to_host",
         hook: None,
     },
 ];
@@ -130,6 +147,8 @@ pub enum RenderError {
         family: &'static str,
         set: String,
     },
+    #[error("{chain}: an icmpv6 type match outside the IPv6 rules, or with a protocol")]
+    Icmpv6OutsideIpv6 { chain: &'static str },
     #[error("set {set}: not of the {family} rules it is in, or holds another family's address")]
     SetFamily { set: String, family: &'static str },
 }
@@ -175,7 +194,18 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
             out.push('\n');
         }
     }
-    for (i, chain) in CHAINS.iter().enumerate() {
+    // The `[outbound]` chains only when planned; the others always.
+    let planned = |chain: &&ChainName| {
+        ![OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN, TO_HOST_CHAIN].contains(&chain.plan)
+            || (Family::ALL.iter()).any(|f| {
+                ruleset
+                    .family(*f)
+                    .chains
+                    .iter()
+                    .any(|c| c.name == chain.plan)
+            })
+    };
+    for (i, chain) in CHAINS.iter().filter(planned).enumerate() {
         if i > 0 {
             out.push('\n');
         }
@@ -413,6 +443,12 @@ fn rule_text(
     }
     if let Some(iface) = &rule.out_iface {
         let _ = write!(out, "oifname \"{iface}\" ");
+    }
+    if let Some(icmpv6_type) = rule.icmpv6_type {
+        if family != Some(Family::V6) || rule.proto.is_some() {
+            return Err(RenderError::Icmpv6OutsideIpv6 { chain: name });
+        }
+        let _ = write!(out, "icmpv6 type {icmpv6_type} ");
     }
     if let Some(set) = &rule.dport_set {
         let Some(family) = family else {
