@@ -86,7 +86,9 @@ pub async fn prepare_planned<F: Backend>(firewall: &F, ruleset: Ruleset) -> Prep
 /// What a pass reaches outside the loop's state: the engine, the firewall,
 /// the state directory and the kernel's word on bridges.
 pub(super) struct Edges<D, F> {
+    /// The engine, shared with the event watch.
     pub(super) docker: Arc<D>,
+    /// The backend: the only writer of dockfw's rules.
     pub(super) firewall: F,
     /// Where the last good policy and the bridges are kept; holds the lock.
     pub(super) state_dir: Option<StateDir>,
