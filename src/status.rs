@@ -223,7 +223,9 @@ pub struct ReconcileStatus {
     /// RFC 3339 time of the last reconcile attempt.
     pub last_at: Option<String>,
     pub duration_ms: Option<u64>,
-    /// `pending` (none yet), `unchanged`, `applied` or `failed`.
+    /// `pending` (none yet), `unchanged`, `applied`, `degraded` (the rules
+    /// planned are in place, something else failed: the engine, the fast
+    /// path) or `failed` (the firewall could not be read or written).
     pub result: String,
     pub error: Option<String>,
     /// How many restore transactions the daemon has run since it started.

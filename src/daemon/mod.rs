@@ -25,120 +25,66 @@
 //! the engine is away later, the last inventory it gave stays the basis.
 //!
 //! # Layout
-//! - `mod.rs`: [`run`], its [`Config`], and the loop that waits for the
-//!   next trigger and runs a pass.
+//! - `mod.rs`: [`run`], and the loop that waits for the next trigger, runs
+//!   a pass and publishes the status built from its state.
+//! - `config`: the settings of a run, [`Config`].
 //! - `triggers`: why a pass runs, and the watchers that say so.
-//! - `pass`: one pass, from the inventory to the transactions applied.
-//! - `state`: what the loop carries between passes.
+//! - `pass`: one pass, from the inventory to the transactions applied, and
+//!   the edges it reaches (engine, firewall, state directory).
+//! - `report`: what a pass did, as data: changes, errors, outcome.
+//! - `state`: what the loop knows and remembers between passes, as plain
+//!   data, and the one function that builds the status from it.
+//! - `bridges`: the kernel's word on which interfaces are Linux bridges.
 //! - `schedule`: when it checks again.
 //! - `reload`: the policy file, at start and on reload.
+//!
+//! Modules import one way: `mod.rs` uses all of them; `pass` uses
+//! `state`, `report`, `triggers` and `bridges`; `state` uses `report` and
+//! `config`; `schedule` uses `report` and `triggers`; the rest use
+//! `report` at most (for [`error_chain`]).
 
+mod bridges;
+mod config;
 mod pass;
 mod reload;
+mod report;
 mod schedule;
 mod state;
 #[cfg(test)]
 mod tests;
 mod triggers;
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::control::ReloadRequest;
 use crate::docker::DockerSource;
-use crate::drops::DropTotals;
 use crate::firewall::Backend;
-use crate::inventory::{Bridge, Inventory};
-use crate::net::Family;
-use crate::policy::Policy;
-use crate::ruleset::Ruleset;
 use crate::sdnotify;
 use crate::state::StateDir;
 use crate::status::Status;
 
+use self::bridges::BridgeFacts;
+pub use self::config::{BridgeCheck, Config, RulesetWatch};
+use self::pass::Edges;
 pub use self::pass::{Prepared, prepare, prepare_planned};
-use self::reload::*;
+use self::reload::{PolicyRead, PolicyReads};
 pub use self::reload::{
     START_READ_LIMIT, StartPolicy, UnfinishedRead, starting_policy, starting_policy_from,
     starting_policy_within,
 };
-use self::schedule::*;
-use self::state::*;
+pub use self::report::error_chain;
+use self::schedule::Schedule;
+use self::state::LoopState;
 pub use self::triggers::Trigger;
-use self::triggers::*;
-
-/// Settings of one daemon run.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub policy_path: PathBuf,
-    /// The Docker endpoint, shown in status.
-    pub endpoint: String,
-    /// How often to re-check everything with no trigger at all.
-    pub resync: Duration,
-    /// How often to re-check the installed rules when no netlink
-    /// notification covers them (iptables-legacy, or no monitor): the
-    /// bound on how long drift goes unrepaired there.
-    pub drift_poll: Duration,
-    /// How changes to the installed rules are noticed.
-    pub ruleset_watch: RulesetWatch,
-    /// Log each drop to the kernel log, rate-limited, prefixed with the
-    /// entry behind it (`dockfw deny@33 `): `--log-drops`.
-    pub log_drops: bool,
-    /// The backend driven and why, for status (the daemon does not choose).
-    pub backend: Option<crate::choice::Chosen>,
-    /// Who says which interfaces are Linux bridges.
-    pub bridge_check: BridgeCheck,
-}
-
-/// Where the daemon learns which of the interfaces bridge networks name are
-/// Linux bridges now: only those are exempted as "from a container".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BridgeCheck {
-    /// The kernel, over rtnetlink in the daemon's network namespace,
-    /// followed as links change ([`crate::links`]).
-    Kernel,
-    /// A fixed answer, for tests whose fake engines' interfaces exist
-    /// nowhere: these names are bridges, no other; `None`: every interface
-    /// a bridge network names.
-    Fixed(Option<BTreeSet<String>>),
-}
-
-/// How the daemon learns that the installed rules changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RulesetWatch {
-    /// Not at all: they are read again every `drift_poll`.
-    Off,
-    /// nf_tables changes on netlink (the real daemon); where that cannot be
-    /// set up, or the backend's rules are not in nf_tables, polled.
-    Netlink,
-    /// Nothing changes them but the daemon (tests' fake firewalls): as if
-    /// watched, with no watch.
-    Assumed,
-}
-
-impl Config {
-    pub fn new(policy_path: PathBuf, endpoint: String) -> Config {
-        Config {
-            policy_path,
-            endpoint,
-            resync: Duration::from_secs(10),
-            drift_poll: Duration::from_millis(1500),
-            ruleset_watch: RulesetWatch::Off,
-            log_drops: false,
-            backend: None,
-            bridge_check: BridgeCheck::Kernel,
-        }
-    }
-}
+use self::triggers::{coalesce, watch_events, watch_ruleset};
 
 /// The channels between the loop and the outside world.
 pub struct Channels {
@@ -147,17 +93,6 @@ pub struct Channels {
     pub reload: mpsc::Receiver<ReloadRequest>,
     /// Where the loop publishes status for the control socket.
     pub status: watch::Sender<Status>,
-}
-
-/// An error and all its causes, `: `-separated.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
 }
 
 /// Run the daemon until `shutdown` is cancelled. Rules stay installed.
@@ -191,8 +126,15 @@ pub async fn run<D: DockerSource, F: Backend>(
         ));
     }
     tracker.close();
-    let mut reconciler = Reconciler::new(config, start, state, docker, firewall, channels.status);
-    reconciler.monitored = monitored;
+    let edges = Edges {
+        docker,
+        firewall,
+        state_dir: state,
+        bridges: BridgeFacts::new(&config.bridge_check),
+        monitored,
+        log_drops: config.log_drops,
+    };
+    let mut reconciler = Reconciler::new(config, start, edges, channels.status);
     reconciler.ruleset_dirty = dirty;
     reconciler.events_lost = events_lost;
     reconciler
@@ -203,27 +145,17 @@ pub async fn run<D: DockerSource, F: Backend>(
     info!("stopped; installed rules stay in force");
 }
 
-/// The state the loop carries between reconciles.
+/// The loop: its state, the edges its passes reach, and the channels it
+/// is told and tells through.
 struct Reconciler<D, F> {
     config: Config,
-    /// The last policy that validated; a refused reload never replaces it.
-    policy: Policy,
-    /// Where the last good policy and the bridges are kept; holds the lock.
-    state: Option<StateDir>,
-    docker: Arc<D>,
-    firewall: F,
-    /// What plans are made from: the engine's last answer, or the boot
-    /// inventory before it ever answered.
-    inventory: Inventory,
-    /// The bridges last written to `state`, to write only on change.
-    saved_bridges: Vec<Bridge>,
-    /// The plan last found in place: re-applying the same plan means
-    /// something else changed dockfw's rules (drift).
-    in_place: Option<Ruleset>,
-    /// The families the kernel lacked at the last observation.
-    unavailable: Vec<Family>,
-    /// Set by the netlink watch while it runs; without it, drift is polled.
-    monitored: Arc<AtomicBool>,
+    /// What a pass reaches outside the loop's state.
+    edges: Edges<D, F>,
+    /// What the loop knows and remembers; status is built from it alone.
+    state: LoopState,
+    /// Publishes the status built from `state` to the control socket after
+    /// every pass and reload.
+    status_tx: watch::Sender<Status>,
     /// Set by the netlink watch at every change it reports, before its
     /// trigger (which a full channel may drop): the next pass reads the
     /// firewall whatever triggered it.
@@ -231,23 +163,45 @@ struct Reconciler<D, F> {
     /// Set by the event watch when the channel could not take an event:
     /// the next pass lists everything, as it cannot know what moved.
     events_lost: Arc<AtomicBool>,
-    /// Drops per entry since the start, across rewrites of the rules.
-    drops: DropTotals,
-    /// Which interfaces are Linux bridges now; a watch on it, whose
-    /// changes are triggers.
-    bridge_facts: BridgeFacts,
-    /// Whether the inventory is the engine's, kept from events: decided
-    /// here, never read back from status.
-    engine: EngineState,
-    status: Status,
-    /// Publishes `status` to the control socket after every change.
-    status_tx: watch::Sender<Status>,
     /// The start's policy read, if it had not finished in time; taken by
     /// `run`, which applies it when it ends.
     unfinished_read: Option<UnfinishedRead>,
 }
 
 impl<D: DockerSource, F: Backend> Reconciler<D, F> {
+    fn new(
+        config: Config,
+        start: StartPolicy,
+        edges: Edges<D, F>,
+        status_tx: watch::Sender<Status>,
+    ) -> Self {
+        let saved_bridges = (edges.state_dir.as_ref())
+            .map(StateDir::bridges)
+            .unwrap_or_default();
+        let state = LoopState::new(&config, start.policy, saved_bridges, SystemTime::now());
+        let mut this = Reconciler {
+            config,
+            edges,
+            state,
+            status_tx,
+            ruleset_dirty: Arc::new(AtomicBool::new(false)),
+            events_lost: Arc::new(AtomicBool::new(false)),
+            unfinished_read: start.unfinished,
+        };
+        this.keep_policy(start.text.as_deref());
+        if let Some(fallback) = start.fallback {
+            error!(
+                path = %this.config.policy_path.display(),
+                errors = %start.errors.as_deref().unwrap_or_default(),
+                "POLICY FILE INVALID: {fallback}"
+            );
+            this.state.policy_fallback = Some(fallback);
+            this.state.policy_refused = start.errors;
+        }
+        this.publish();
+        this
+    }
+
     async fn run(
         &mut self,
         mut triggers: mpsc::Receiver<Trigger>,
@@ -281,9 +235,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     return;
                 };
                 debug!(trigger = ?scope.first, burst = scope.burst, refresh = ?scope.refresh, observe = scope.observe, "reconcile triggered");
-                let (full, sets_check, start) = (
+                let (full, start) = (
                     scope.refresh.lists_everything(),
-                    scope.sets_check(),
                     scope.first == Trigger::Start,
                 );
                 // A reconcile in flight is dropped on shutdown: its restore
@@ -293,7 +246,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 // past MAX_FED_PASS: a pass stuck longer gets us restarted.
                 let started = Instant::now();
                 let report = {
-                    let pass = self.pass(scope);
+                    let pass = self.edges.pass(&mut self.state, scope);
                     tokio::pin!(pass);
                     loop {
                         tokio::select! {
@@ -305,14 +258,25 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                         }
                     }
                 };
-                schedule.after(&report, full, sets_check, Instant::now());
+                let summary = match report {
+                    Some(report) => {
+                        schedule.after(&report, full, Instant::now());
+                        Some(self.publish())
+                    }
+                    None => {
+                        schedule.sets_as_planned(Instant::now());
+                        None
+                    }
+                };
                 if start {
                     self.notify("READY=1");
                 }
-                self.notify(&format!("STATUS={}", self.status.summary()));
+                if let Some(summary) = summary {
+                    self.notify(&format!("STATUS={summary}"));
+                }
             }
-            let rules_poll = self.needs_drift_poll();
-            let poll = rules_poll || self.polls_sets();
+            let rules_poll = self.edges.needs_drift_poll();
+            let poll = rules_poll || self.edges.polls_sets(&self.state);
             pending = tokio::select! {
                 () = shutdown.cancelled() => return,
                 Some(trigger) = triggers.recv() => Some(trigger),
@@ -336,16 +300,63 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     schedule.feed(Instant::now(), None);
                     None
                 }
-                changed = self.bridge_facts.changed() => match changed {
+                changed = self.edges.bridges.changed() => match changed {
                     Ok(()) => Some(Trigger::LinksChanged),
                     Err(e) => {
                         warn!(error = %error_chain(&e), "the network link watch failed; reading links at every pass instead");
-                        self.bridge_facts = BridgeFacts::Read;
+                        self.edges.bridges = BridgeFacts::Read;
                         Some(Trigger::LinksChanged)
                     }
                 },
             };
         }
+    }
+
+    /// Apply a policy read for the reload requests in `replies` (the old
+    /// one stays if the new one is invalid) and answer them. Returns a
+    /// trigger when the policy in force changed.
+    fn reload(&mut self, parsed: PolicyRead, replies: Vec<ReloadRequest>) -> Option<Trigger> {
+        let parsed = parsed.map_err(|e| error_chain(&e));
+        let path = self.config.policy_path.display().to_string();
+        let answer = match parsed {
+            Ok((policy, text)) => {
+                self.state.policy_loaded(policy, SystemTime::now());
+                self.keep_policy(Some(&text));
+                info!(%path, "policy reloaded");
+                Ok(format!("reloaded {path}"))
+            }
+            Err(message) => {
+                warn!(error = %message, "policy reload refused; the policy in force stays");
+                self.state.policy_refused = Some(message.clone());
+                Err(message)
+            }
+        };
+        let changed = answer.is_ok();
+        for reply in replies {
+            let _ = reply.send(answer.clone());
+        }
+        self.publish();
+        self.notify("READY=1");
+        changed.then_some(Trigger::PolicyReloaded)
+    }
+
+    /// Keep the text of a policy that validated, when given, as the last
+    /// good policy.
+    fn keep_policy(&self, text: Option<&str>) {
+        if let (Some(dir), Some(text)) = (&self.edges.state_dir, text)
+            && let Err(e) = dir.save_policy(text)
+        {
+            warn!(error = %error_chain(&e), "cannot keep the last good policy");
+        }
+    }
+
+    /// Publish the status built from the loop's state; its summary, for
+    /// systemd's `STATUS=`.
+    fn publish(&self) -> String {
+        let status = self.state.status();
+        let summary = status.summary();
+        self.status_tx.send_replace(status);
+        summary
     }
 
     /// Tell systemd something: after the first pass `READY=1` (protection
@@ -356,8 +367,4 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             warn!(error = %e, "cannot notify systemd");
         }
     }
-}
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }

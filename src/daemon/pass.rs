@@ -1,27 +1,32 @@
 //! One pass of the loop: bring the inventory up to date, plan, write set
 //! elements on the fast path or read what is installed and apply at most
-//! one transaction per family, then record the result. The only place that
-//! calls the backend's `apply`.
+//! one transaction per family, then record the result in the loop's state
+//! and report it ([`Edges::pass`]). The only place that calls the
+//! backend's `apply`; it publishes nothing (the loop does, from the state).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use futures_util::stream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::docker::{DockerError, DockerSource, Inspected, Subject};
+use crate::docker::{DockerSource, Inspected, Subject};
 use crate::firewall::{Backend, DropCounter, FirewallError, Notice, Observation, Transaction};
 use crate::inventory::Inventory;
 use crate::net::Family;
 use crate::plan::{exposures, plan, with_drop_logging};
 use crate::policy::Policy;
 use crate::ruleset::Ruleset;
-use crate::status::FamilyStatus;
+use crate::state::StateDir;
 
-use super::triggers::*;
-use super::{Reconciler, error_chain, now_rfc3339};
+use super::bridges::BridgeFacts;
+use super::report::{Change, Outcome, PassError, PassReport, Written, error_chain};
+use super::state::{LastPass, LoopState, PlannedFamily};
+use super::triggers::{PassScope, Refresh};
 
 /// What a pass read of the firewall.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,115 +53,6 @@ pub(super) const INSPECT_CONCURRENCY: usize = 8;
 /// what has not answered by then is judged unknown (denied) and the pass
 /// lists everything instead.
 pub(super) const INSPECT_DEADLINE: Duration = Duration::from_secs(3);
-
-/// How a pass ended, as the status's `reconcile.result` says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
-    /// Everything planned was in place already.
-    Unchanged,
-    /// Everything planned is in place now: something was written.
-    Applied,
-    /// The rules planned from the inventory at hand are in place, but
-    /// something else failed (the engine, the fast path): a retry is due.
-    Degraded,
-    /// The firewall could not be read or written: the rules in force stay,
-    /// and a retry is due.
-    Failed,
-}
-
-impl Outcome {
-    /// The outcome of a pass that wrote `changed` transactions with
-    /// `errors`.
-    pub(super) fn of(changed: usize, errors: &[PassError]) -> Outcome {
-        if errors.iter().any(PassError::is_firewall) {
-            Outcome::Failed
-        } else if !errors.is_empty() {
-            Outcome::Degraded
-        } else if changed == 0 {
-            Outcome::Unchanged
-        } else {
-            Outcome::Applied
-        }
-    }
-
-    /// The word in status.
-    pub(super) fn word(self) -> &'static str {
-        match self {
-            Outcome::Unchanged => "unchanged",
-            Outcome::Applied => "applied",
-            Outcome::Degraded => "degraded",
-            Outcome::Failed => "failed",
-        }
-    }
-}
-
-/// What went wrong in a pass. Each is shown as its chain of causes; all of
-/// a pass's, `; `-joined, are the status's `reconcile.error`.
-#[derive(Debug, thiserror::Error)]
-pub(super) enum PassError {
-    /// The engine could not be listed: the inventory in hand stays the
-    /// basis.
-    #[error("docker")]
-    Docker(#[source] DockerError),
-    /// The fast path could not write a family's set elements: an observing
-    /// pass took over in the same pass.
-    #[error("{scope}")]
-    Elements {
-        scope: &'static str,
-        #[source]
-        source: FirewallError,
-    },
-    /// A family's installed rules could not be read.
-    #[error("{scope}")]
-    Observe {
-        scope: &'static str,
-        #[source]
-        source: FirewallError,
-    },
-    /// What would take the installed rules to the plan could not be worked
-    /// out.
-    #[error(transparent)]
-    Transactions(FirewallError),
-    /// A family's transaction could not be applied.
-    #[error("{scope}")]
-    Apply {
-        scope: &'static str,
-        #[source]
-        source: FirewallError,
-    },
-}
-
-impl PassError {
-    /// Whether the firewall failed: what is installed is not known to be
-    /// the plan.
-    pub(super) fn is_firewall(&self) -> bool {
-        matches!(
-            self,
-            PassError::Observe { .. } | PassError::Transactions(_) | PassError::Apply { .. }
-        )
-    }
-}
-
-/// What a pass did, for the loop to decide what comes next.
-#[derive(Debug)]
-pub(super) struct PassReport {
-    /// What was written, one `scope: summary` per transaction applied.
-    pub(super) changed: Vec<String>,
-    pub(super) errors: Vec<PassError>,
-    pub(super) outcome: Outcome,
-    /// Whether the pass read what is installed: not on the fast path, nor
-    /// a sets check that found the sets as planned.
-    pub(super) observed: bool,
-}
-
-impl PassReport {
-    /// The pass's errors as status shows them: each with its causes,
-    /// `; `-joined; `None` without errors.
-    pub(super) fn error_text(&self) -> Option<String> {
-        let each: Vec<String> = self.errors.iter().map(|e| error_chain(e)).collect();
-        (!each.is_empty()).then(|| each.join("; "))
-    }
-}
 
 /// One plan against what is installed: the step the reconcile loop and
 /// `dockfw plan` share.
@@ -187,56 +83,104 @@ pub async fn prepare_planned<F: Backend>(firewall: &F, ruleset: Ruleset) -> Prep
     }
 }
 
-impl<D: DockerSource, F: Backend> Reconciler<D, F> {
-    /// One pass: the inventory brought up to date as `refresh` asks (see
-    /// [`Reconciler::refresh_inventory`]); then, if
+/// What a pass reaches outside the loop's state: the engine, the firewall,
+/// the state directory and the kernel's word on bridges.
+pub(super) struct Edges<D, F> {
+    /// The engine, shared with the event watch.
+    pub(super) docker: Arc<D>,
+    /// The backend: the only writer of dockfw's rules.
+    pub(super) firewall: F,
+    /// Where the last good policy and the bridges are kept; holds the lock.
+    pub(super) state_dir: Option<StateDir>,
+    /// Which interfaces are Linux bridges now; a watch on it, whose
+    /// changes are triggers.
+    pub(super) bridges: BridgeFacts,
+    /// Set by the netlink watch while it runs; without it, drift is polled.
+    pub(super) monitored: Arc<AtomicBool>,
+    /// Log each drop (`--log-drops`).
+    pub(super) log_drops: bool,
+}
+
+/// When a pass started, by the loop's clock and the wall's.
+#[derive(Debug, Clone, Copy)]
+struct Started {
+    at: Instant,
+    wall: SystemTime,
+}
+
+impl<D: DockerSource, F: Backend> Edges<D, F> {
+    /// Whether some family's rules change unannounced: no netlink watch,
+    /// or Docker's chains live in iptables-legacy.
+    pub(super) fn needs_drift_poll(&self) -> bool {
+        !self.monitored.load(Ordering::SeqCst) || !self.firewall.announces_changes()
+    }
+
+    /// Whether the plan in place has sets whose changes nothing announces
+    /// (ipsets), so that they are polled even where the rules are watched.
+    pub(super) fn polls_sets(&self, state: &LoopState) -> bool {
+        (state.in_place.as_ref()).is_some_and(|r| self.firewall.has_unannounced_sets(r))
+    }
+
+    /// Whether the unannounced sets differ from the plan in place.
+    async fn sets_drifted(&self, state: &LoopState) -> bool {
+        let Some(in_place) = &state.in_place else {
+            return true;
+        };
+        (self.firewall)
+            .sets_drifted(in_place, &state.available_families())
+            .await
+    }
+
+    /// One pass over `state`: the inventory brought up to date as `refresh`
+    /// asks (see [`Edges::refresh_inventory`]); then, if
     /// the plan differs from the one in place in set elements only, those
     /// are written at once; then (when `observe`, or when nothing announces
     /// changes to the installed rules, or when the fast path does not
     /// apply) per family a read and at most one restore. Errors in the
     /// report mean a retry is due; the rules are applied from the best
-    /// inventory at hand even when the engine does not answer. A
-    /// [`PassScope::sets_check`] that finds the sets as planned does
-    /// nothing else.
-    pub(super) async fn pass(&mut self, scope: PassScope) -> PassReport {
-        if scope.sets_check() && !self.sets_drifted().await {
-            return PassReport {
-                changed: Vec::new(),
-                errors: Vec::new(),
-                outcome: Outcome::Unchanged,
-                observed: false,
-            };
+    /// inventory at hand even when the engine does not answer. `None`: the
+    /// scope was a [`PassScope::sets_check`] that found the sets as
+    /// planned, and no pass ran.
+    pub(super) async fn pass(
+        &mut self,
+        state: &mut LoopState,
+        scope: PassScope,
+    ) -> Option<PassReport> {
+        if scope.sets_check() && !self.sets_drifted(state).await {
+            return None;
         }
         let PassScope {
             refresh, observe, ..
         } = scope;
-        let started = Instant::now();
-        self.status.reconcile.last_at = Some(now_rfc3339());
+        let started = Started {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        };
         let mut errors = Vec::new();
         let events_only = matches!(refresh, Refresh::Objects(_)) && !observe;
-        let moved = self.refresh_inventory(refresh, &mut errors).await;
+        let moved = self.refresh_inventory(state, refresh, &mut errors).await;
         // Events whose objects are as the inventory had them (a `destroy`
         // after the `die` that took the container out): nothing to plan.
         if events_only
             && !moved
             && errors.is_empty()
-            && self.in_place.is_some()
+            && state.in_place.is_some()
             && !self.needs_drift_poll()
         {
-            return self.finish(started, Vec::new(), errors, Read::Nothing);
+            return Some(finish(state, started, Vec::new(), errors, Read::Nothing));
         }
-        let not_bridges = self.bridge_facts.check(&mut self.inventory);
-        self.note_rejected(not_bridges);
-        let mut planned = plan(&self.policy, &self.inventory);
-        if self.config.log_drops {
+        let not_bridges = self.bridges.check(&mut state.inventory);
+        state.note_rejected(not_bridges);
+        let mut planned = plan(&state.policy, &state.inventory);
+        if self.log_drops {
             planned = with_drop_logging(planned);
         }
-        self.status.ports = exposures(&self.policy, &self.inventory);
+        state.exposed = exposures(&state.policy, &state.inventory);
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
-        match self.elements_only(&planned, &mut changed).await {
+        match self.elements_only(state, &planned, &mut changed).await {
             Ok(true) if !observe => {
-                return self.finish(started, changed, errors, Read::Nothing);
+                return Some(finish(state, started, changed, errors, Read::Nothing));
             }
             Ok(_) => {}
             // The observing pass below takes over from what is installed.
@@ -253,13 +197,13 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .filter(|c| c.is_element())
             .map(|c| c.rule.clone())
             .collect();
-        self.drops.observe(counters);
+        state.drops.observe(counters);
         // A family that could not be read says nothing either way.
         if observation.failed.is_empty() {
             let bypasses = self.firewall.forward_bypasses(&observation.observed);
-            self.note_bypasses(bypasses);
+            state.note_bypasses(bypasses);
         }
-        self.unavailable.clone_from(&observation.unavailable);
+        state.unavailable.clone_from(&observation.unavailable);
         let mut firewall_failed = !observation.failed.is_empty();
         for (scope, source) in observation.failed {
             errors.push(PassError::Observe { scope, source });
@@ -270,8 +214,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             Vec::new()
         });
         for tx in transactions {
-            match self.apply(&tx, &ruleset).await {
-                Ok(()) => changed.push(tx),
+            match self.apply(state, &tx, &ruleset, Written::Plan).await {
+                Ok(change) => changed.push(change),
                 Err(source) => {
                     firewall_failed = true;
                     let scope = tx.scope();
@@ -284,24 +228,23 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             // counted stays counted (a table rewritten carried it already).
             let kept = drop_element_rules(&ruleset);
             for rule in listed_elements.iter().filter(|r| !kept.contains(*r)) {
-                self.drops.removed(rule);
+                state.drops.removed(rule);
             }
         }
-        for family in Family::ALL {
-            *self.family_status(family) = if observation.unavailable.contains(&family) {
-                FamilyStatus::default()
-            } else {
-                FamilyStatus {
+        state.planned = (Family::ALL.into_iter())
+            .filter(|family| !observation.unavailable.contains(family))
+            .map(|family| {
+                let planned = PlannedFamily {
                     rules: self.firewall.rule_count(ruleset.family(family)),
-                    variant: self.firewall.variant(family).map(str::to_owned),
-                }
-            };
-        }
+                    variant: self.firewall.variant(family),
+                };
+                (family, planned)
+            })
+            .collect();
         // What is installed is known only after a pass that wrote all of
         // it; after a failure, the next passes read it first.
-        self.in_place = (!firewall_failed).then_some(ruleset);
-        self.note_drops();
-        self.finish(started, changed, errors, Read::Firewall)
+        state.in_place = (!firewall_failed).then_some(ruleset);
+        Some(finish(state, started, changed, errors, Read::Firewall))
     }
 
     /// The fast path: when `planned` differs from the plan in place in set
@@ -309,32 +252,35 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// elements too, which count drops per port on both backends) and take
     /// `planned` as in place. False when there is no plan in place or other
     /// rules differ: a pass that observes decides.
-    pub(super) async fn elements_only(
-        &mut self,
+    async fn elements_only(
+        &self,
+        state: &mut LoopState,
         planned: &Ruleset,
-        changed: &mut Vec<F::Transaction>,
+        changed: &mut Vec<Change>,
     ) -> Result<bool, PassError> {
-        let Some(in_place) = &self.in_place else {
+        let Some(in_place) = &state.in_place else {
             return Ok(false);
         };
-        let families = self.available_families();
+        let families = state.available_families();
         let Some(transactions) = self.firewall.element_update(planned, in_place, &families) else {
             return Ok(false);
         };
         let removed = removed_drop_elements(in_place, planned, &families);
         for tx in transactions {
-            if let Err(source) = self.apply(&tx, planned).await {
-                // What is installed is no longer known: observe from now on.
-                self.in_place = None;
-                let scope = tx.scope();
-                return Err(PassError::Elements { scope, source });
+            match self.apply(state, &tx, planned, Written::Elements).await {
+                Ok(change) => changed.push(change),
+                Err(source) => {
+                    // What is installed is no longer known: observe from now on.
+                    state.in_place = None;
+                    let scope = tx.scope();
+                    return Err(PassError::Elements { scope, source });
+                }
             }
-            changed.push(tx);
         }
         for rule in &removed {
-            self.drops.removed(rule);
+            state.drops.removed(rule);
         }
-        self.in_place = Some(planned.clone());
+        state.in_place = Some(planned.clone());
         Ok(true)
     }
 
@@ -345,30 +291,31 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// failed listing is pushed to `errors`: the inventory in hand stays
     /// the basis. False when the inventory is known not to have changed
     /// (every object inspected was as the inventory had it).
-    pub(super) async fn refresh_inventory(
-        &mut self,
+    async fn refresh_inventory(
+        &self,
+        state: &mut LoopState,
         refresh: Refresh,
         errors: &mut Vec<PassError>,
     ) -> bool {
         let objects = match refresh {
             Refresh::Nothing => return false,
             Refresh::Everything { check } => {
-                self.list_everything(check, errors).await;
+                self.list_everything(state, check, errors).await;
                 return true;
             }
             Refresh::Objects(objects) => objects,
         };
-        if !self.engine.answering() {
-            self.list_everything(false, errors).await;
+        if !state.engine.answering() {
+            self.list_everything(state, false, errors).await;
             return true;
         }
-        let inspected = self.inspect(objects).await;
-        self.note_inventory();
+        let inspected = self.inspect(state, objects).await;
+        self.keep_bridges(state);
         match inspected {
             Ok(changed) => changed,
             Err(why) => {
                 info!(%why, "an event's object could not be inspected; judged unknown (denied) and listing everything");
-                self.list_everything(false, errors).await;
+                self.list_everything(state, false, errors).await;
                 true
             }
         }
@@ -381,21 +328,25 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
     /// inventory does not know is taken out of the inventory; `Err` then
     /// says why, and everything must be listed. `Ok(false)` when every
     /// object was as the inventory had it.
-    pub(super) async fn inspect(&mut self, objects: BTreeSet<Subject>) -> Result<bool, String> {
+    async fn inspect(
+        &self,
+        state: &mut LoopState,
+        objects: BTreeSet<Subject>,
+    ) -> Result<bool, String> {
         let mut changed = false;
         let mut containers = Vec::new();
         for object in objects {
             match object {
                 Subject::Container(id) => containers.push(id),
                 Subject::Network(id) => {
-                    self.status.inventory.inspects += 1;
+                    state.inspects += 1;
                     let found =
                         tokio::time::timeout(INSPECT_DEADLINE, self.docker.inspect_network(&id));
                     match found.await {
                         Ok(Ok(found)) => {
-                            let before = self.network_entries(&id);
-                            self.inventory.put_network(&id, found);
-                            changed |= self.network_entries(&id) != before;
+                            let before = network_entries(&state.inventory, &id);
+                            state.inventory.put_network(&id, found);
+                            changed |= network_entries(&state.inventory, &id) != before;
                         }
                         Ok(Err(e)) => return Err(format!("network {id}: {}", error_chain(&e))),
                         Err(_) => {
@@ -408,8 +359,8 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 Subject::Unknown => return Err("an event named no object".to_owned()),
             }
         }
-        self.status.inventory.inspects += containers.len() as u64;
-        let (docker, known) = (&self.docker, &self.inventory);
+        state.inspects += containers.len() as u64;
+        let (docker, known) = (&self.docker, &state.inventory);
         let answers: Vec<(String, Result<Inspected, String>)> = stream::iter(containers.clone())
             .map(|id| async move {
                 let found = docker.inspect_container(&id, known).await;
@@ -419,6 +370,7 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .take_until(tokio::time::sleep(INSPECT_DEADLINE))
             .collect()
             .await;
+        let inventory = &mut state.inventory;
         let mut failed = Vec::new();
         let mut unanswered: BTreeSet<String> = containers.into_iter().collect();
         for (id, found) in answers {
@@ -428,27 +380,27 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                     container,
                     rejected,
                 }) => {
-                    let known = self.inventory.containers.iter().find(|c| c.id == id);
+                    let known = inventory.containers.iter().find(|c| c.id == id);
                     changed |= known != Some(&container);
-                    self.inventory.put_container(container, rejected);
+                    inventory.put_container(container, rejected);
                 }
                 Ok(Inspected::Gone) => {
-                    changed |= self.inventory.remove_container(&id).is_some();
+                    changed |= inventory.remove_container(&id).is_some();
                 }
                 Ok(Inspected::UnknownNetwork(network)) => {
-                    self.inventory.remove_container(&id);
+                    inventory.remove_container(&id);
                     failed.push(format!(
                         "container {id} is on network {network:?}, not listed"
                     ));
                 }
                 Err(e) => {
-                    self.inventory.remove_container(&id);
+                    inventory.remove_container(&id);
                     failed.push(format!("container {id}: {e}"));
                 }
             }
         }
         for id in unanswered {
-            self.inventory.remove_container(&id);
+            inventory.remove_container(&id);
             failed.push(format!(
                 "container {id}: no answer within {INSPECT_DEADLINE:?}"
             ));
@@ -460,67 +412,72 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
         }
     }
 
-    /// What the inventory holds of the network with id `id`: its bridge,
-    /// gateway modes and other-driver entry.
-    fn network_entries(&self, id: &str) -> NetworkEntries {
-        let inventory = &self.inventory;
-        (
-            inventory.bridges.iter().find(|b| b.id == id).cloned(),
-            inventory.gateway_modes.get(id).cloned(),
-            inventory.other_networks.get(id).cloned(),
-        )
-    }
-
     /// A full listing: the engine's inventory replaces the one in hand. As
     /// a `check` of an inventory kept from events, a difference is counted
     /// as a repair; a failure is pushed to `errors`.
-    pub(super) async fn list_everything(&mut self, check: bool, errors: &mut Vec<PassError>) {
-        self.status.inventory.listings += 1;
+    async fn list_everything(
+        &self,
+        state: &mut LoopState,
+        check: bool,
+        errors: &mut Vec<PassError>,
+    ) {
+        state.listings += 1;
         match self.docker.snapshot().await {
             Ok(snapshot) => {
-                let kept_from_events = self.engine.answering();
+                let kept_from_events = state.engine.answering();
                 if check
                     && kept_from_events
-                    && let Some(found) = self.inventory.differences(&snapshot.inventory)
+                    && let Some(found) = state.inventory.differences(&snapshot.inventory)
                 {
                     warn!(%found, "the full listing found what the events missed; repaired");
-                    let inventory = &mut self.status.inventory;
-                    inventory.repairs += 1;
-                    inventory.last_repair_at = Some(now_rfc3339());
-                    inventory.last_repair = Some(found);
+                    state.inventory_repairs.record(SystemTime::now(), found);
                 }
-                self.note_snapshot(&snapshot.engine, snapshot.inventory);
+                state.listed(snapshot.engine, snapshot.inventory);
+                self.keep_bridges(state);
             }
             Err(e) => {
-                let message = error_chain(&e);
-                self.engine.failed();
-                self.status.docker.connected = false;
-                self.status.docker.last_error = Some(message.clone());
+                state.listing_failed(error_chain(&e));
                 errors.push(PassError::Docker(e));
             }
         }
     }
 
-    /// Apply one transaction; count it, and count it as a repair when the
-    /// plan is the one already found in place before.
-    pub(super) async fn apply(
-        &mut self,
+    /// Keep the inventory's bridges for the next boot, when they changed.
+    fn keep_bridges(&self, state: &mut LoopState) {
+        let bridges = &state.inventory.bridges;
+        if *bridges != state.saved_bridges
+            && let Some(dir) = &self.state_dir
+        {
+            match dir.save_bridges(bridges) {
+                Ok(()) => state.saved_bridges = bridges.clone(),
+                Err(e) => {
+                    warn!(error = %error_chain(&e), "cannot keep the bridges for the next boot")
+                }
+            }
+        }
+    }
+
+    /// Apply one transaction, written for `written`; count it, and count it
+    /// as a drift repair when the plan is the one already found in place
+    /// before.
+    async fn apply(
+        &self,
+        state: &mut LoopState,
         tx: &F::Transaction,
         desired: &Ruleset,
-    ) -> Result<(), FirewallError> {
+        written: Written,
+    ) -> Result<Change, FirewallError> {
         self.firewall.apply(tx).await?;
-        self.status.reconcile.applies += 1;
+        state.applies += 1;
         if tx.changes().rewrote_rules {
-            self.drops.rewritten(tx.family());
+            state.drops.rewritten(tx.family());
         }
         let scope = tx.scope();
-        if self.in_place.as_ref() == Some(desired) {
-            let found = format!("{scope}: {}", tx.summary());
-            warn!(%found, "dockfw's rules had been changed by something else; repaired");
-            let drift = &mut self.status.drift;
-            drift.repairs += 1;
-            drift.last_at = Some(now_rfc3339());
-            drift.last_found = Some(found);
+        let repair = state.in_place.as_ref() == Some(desired);
+        let change = Change::of(tx, if repair { Written::Repair } else { written });
+        if repair {
+            warn!(found = %change, "dockfw's rules had been changed by something else; repaired");
+            state.drift.record(SystemTime::now(), change.clone());
         }
         for notice in tx.notices() {
             match notice {
@@ -528,55 +485,61 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 Notice::Info(message) => info!(scope, "{message}"),
             }
         }
-        Ok(())
+        Ok(change)
     }
+}
 
-    /// Record the outcome, log it, publish status; `read`: whether the
-    /// pass read what is installed.
-    pub(super) fn finish(
-        &mut self,
-        started: Instant,
-        changed: Vec<F::Transaction>,
-        errors: Vec<PassError>,
-        read: Read,
-    ) -> PassReport {
-        let changed: Vec<String> = changed
-            .iter()
-            .map(|tx| format!("{}: {}", tx.scope(), tx.summary()))
-            .collect();
-        let outcome = Outcome::of(changed.len(), &errors);
-        let report = PassReport {
-            changed,
-            errors,
-            outcome,
-            observed: read == Read::Firewall,
-        };
-        let elapsed = started.elapsed();
-        self.status.reconcile.inventory = self.engine.inventory_label().to_owned();
-        let r = &mut self.status.reconcile;
-        r.passes.observe(elapsed, !report.errors.is_empty());
-        let previous_error = r.error.take();
-        r.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
-        r.result = report.outcome.word().to_owned();
-        r.error = report.error_text();
-        if !report.changed.is_empty() {
-            let what = report.changed.join("; ");
-            info!(changes = %what, duration_ms = elapsed.as_millis() as u64, "rules updated");
-        }
-        match (&r.error, &previous_error) {
-            // Once per kind of trouble, not at every retry.
-            (Some(error), Some(before)) if error == before => {
-                debug!(%error, "reconcile still incomplete; retrying");
-            }
-            (Some(error), _) => {
-                warn!(%error, "reconcile incomplete; retrying (rules in force stay, fail closed)");
-            }
-            (None, Some(_)) => info!("reconcile complete again"),
-            (None, None) => {}
-        }
-        self.publish();
-        report
+/// What the inventory holds of the network with id `id`: its bridge,
+/// gateway modes and other-driver entry.
+fn network_entries(inventory: &Inventory, id: &str) -> NetworkEntries {
+    (
+        inventory.bridges.iter().find(|b| b.id == id).cloned(),
+        inventory.gateway_modes.get(id).cloned(),
+        inventory.other_networks.get(id).cloned(),
+    )
+}
+
+/// Record the pass's outcome in `state` and log it; `read`: whether the
+/// pass read what is installed.
+fn finish(
+    state: &mut LoopState,
+    started: Started,
+    changed: Vec<Change>,
+    errors: Vec<PassError>,
+    read: Read,
+) -> PassReport {
+    let report = PassReport {
+        outcome: Outcome::of(changed.len(), &errors),
+        changed,
+        errors,
+        observed: read == Read::Firewall,
+    };
+    let took = started.at.elapsed();
+    state.passes.observe(took, !report.errors.is_empty());
+    let error = report.error_text();
+    let previous = state.last_pass.take().and_then(|p| p.error);
+    if let Some(what) = report.changed_text() {
+        info!(changes = %what, duration_ms = took.as_millis() as u64, "rules updated");
     }
+    match (&error, &previous) {
+        // Once per kind of trouble, not at every retry.
+        (Some(error), Some(before)) if error == before => {
+            debug!(%error, "reconcile still incomplete; retrying");
+        }
+        (Some(error), _) => {
+            warn!(%error, "reconcile incomplete; retrying (rules in force stay, fail closed)");
+        }
+        (None, Some(_)) => info!("reconcile complete again"),
+        (None, None) => {}
+    }
+    state.last_pass = Some(LastPass {
+        started: started.wall,
+        took,
+        outcome: report.outcome,
+        error,
+        basis: state.engine,
+    });
+    report
 }
 
 /// The drop set elements of `families` ([`family_drop_elements`]) that

@@ -6,16 +6,13 @@
 use std::path::Path;
 use std::time::Duration;
 
-use tracing::{debug, info, warn};
+use tracing::debug;
 
 use crate::control::ReloadRequest;
-use crate::docker::DockerSource;
-use crate::firewall::Backend;
 use crate::policy::{self, Policy};
-use crate::state::{self};
+use crate::state;
 
-use super::triggers::*;
-use super::{Reconciler, error_chain, now_rfc3339};
+use super::report::error_chain;
 
 /// The policy the daemon starts with, and, when the file did not validate,
 /// what it enforces instead and why.
@@ -192,56 +189,5 @@ impl PolicyReads {
             self.start(path);
         }
         answered
-    }
-}
-
-impl<D: DockerSource, F: Backend> Reconciler<D, F> {
-    /// Apply a policy read for the reload requests in `replies` (the old
-    /// one stays if the new one is invalid) and answer them. Returns a
-    /// trigger when the policy in force changed.
-    pub(super) fn reload(
-        &mut self,
-        parsed: PolicyRead,
-        replies: Vec<ReloadRequest>,
-    ) -> Option<Trigger> {
-        let parsed = parsed.map_err(|e| error_chain(&e));
-        let path = self.config.policy_path.display().to_string();
-        let answer = match parsed {
-            Ok((policy, text)) => {
-                self.policy = policy;
-                self.note_policy_loaded(Some(&text));
-                info!(%path, "policy reloaded");
-                Ok(format!("reloaded {path}"))
-            }
-            Err(message) => {
-                warn!(error = %message, "policy reload refused; the policy in force stays");
-                self.status.policy.last_error = Some(message.clone());
-                Err(message)
-            }
-        };
-        let changed = answer.is_ok();
-        for reply in replies {
-            let _ = reply.send(answer.clone());
-        }
-        self.publish();
-        self.notify("READY=1");
-        changed.then_some(Trigger::PolicyReloaded)
-    }
-
-    /// Record a policy that validated (and keep its text as the last good
-    /// policy, when given).
-    pub(super) fn note_policy_loaded(&mut self, text: Option<&str>) {
-        if let (Some(state), Some(text)) = (&self.state, text)
-            && let Err(e) = state.save_policy(text)
-        {
-            warn!(error = %error_chain(&e), "cannot keep the last good policy");
-        }
-        let p = &mut self.status.policy;
-        p.loaded_at = Some(now_rfc3339());
-        p.default = format!("{:?}", self.policy.default).to_lowercase();
-        p.allow_entries = self.policy.allow.len();
-        p.deny_entries = self.policy.deny.len();
-        p.last_error = None;
-        p.fallback = None;
     }
 }

@@ -10,7 +10,7 @@ use tracing::warn;
 
 use crate::sdnotify;
 
-use super::pass::PassReport;
+use super::report::PassReport;
 use super::triggers::{Backoff, DOCKER_BACKOFF_MAX, Trigger};
 
 /// Longest pass during which the watchdog is still fed.
@@ -56,17 +56,10 @@ impl Schedule {
     }
 
     /// The timers after a pass that ended at `now` with `report`; `full`:
-    /// whether it listed everything, `sets_check`: whether it was the sets
-    /// poll alone. Passes of the fast path read nothing: however many
-    /// there are, they never hold the check or the poll off; a failure of
-    /// any pass brings a full retry forward.
-    pub(super) fn after(
-        &mut self,
-        report: &PassReport,
-        full: bool,
-        sets_check: bool,
-        now: Instant,
-    ) {
+    /// whether it listed everything. Passes of the fast path read nothing:
+    /// however many there are, they never hold the check or the poll off; a
+    /// failure of any pass brings a full retry forward.
+    pub(super) fn after(&mut self, report: &PassReport, full: bool, now: Instant) {
         self.retrying = !report.errors.is_empty();
         if self.retrying {
             self.next_check = now + self.retry.next_delay();
@@ -77,9 +70,15 @@ impl Schedule {
             self.retry.reset();
             self.next_check = now + self.resync;
         }
-        if report.observed || sets_check {
+        if report.observed {
             self.next_poll = now + self.drift_poll;
         }
+    }
+
+    /// The timers after the sets poll, at `now`, found the sets as planned
+    /// (no pass ran): the poll moves, nothing else.
+    pub(super) fn sets_as_planned(&mut self, now: Instant) {
+        self.next_poll = now + self.drift_poll;
     }
 
     /// What the full check is when it is due.
@@ -111,8 +110,13 @@ impl Schedule {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::daemon::pass::{Outcome, PassError};
+    use std::time::Duration;
+
+    use tokio::time::Instant;
+
+    use super::Schedule;
+    use crate::daemon::report::{Outcome, PassError, PassReport};
+    use crate::daemon::triggers::Trigger;
     use crate::firewall::FirewallError;
 
     const RESYNC: Duration = Duration::from_secs(10);
@@ -143,16 +147,16 @@ mod tests {
         let t0 = Instant::now();
         let mut schedule = Schedule::new(RESYNC, POLL, None, t0);
         assert_eq!(schedule.check(), Trigger::Periodic);
-        schedule.after(&report(Outcome::Failed, true), true, false, t0);
+        schedule.after(&report(Outcome::Failed, true), true, t0);
         assert_eq!(schedule.check(), Trigger::Retry);
         assert_eq!(schedule.next_check, t0 + Duration::from_millis(500));
         assert_eq!(schedule.next_poll, t0 + POLL);
-        schedule.after(&report(Outcome::Failed, true), true, false, t0);
+        schedule.after(&report(Outcome::Failed, true), true, t0);
         assert_eq!(schedule.next_check, t0 + Duration::from_secs(1));
-        schedule.after(&report(Outcome::Applied, true), true, false, t0);
+        schedule.after(&report(Outcome::Applied, true), true, t0);
         assert_eq!(schedule.check(), Trigger::Periodic);
         assert_eq!(schedule.next_check, t0 + RESYNC);
-        schedule.after(&report(Outcome::Failed, true), true, false, t0);
+        schedule.after(&report(Outcome::Failed, true), true, t0);
         assert_eq!(schedule.next_check, t0 + Duration::from_millis(500));
     }
 
@@ -160,7 +164,7 @@ mod tests {
     fn a_degraded_pass_is_retried_too() {
         let t0 = Instant::now();
         let mut schedule = Schedule::new(RESYNC, POLL, None, t0);
-        schedule.after(&report(Outcome::Degraded, true), true, false, t0);
+        schedule.after(&report(Outcome::Degraded, true), true, t0);
         assert_eq!(schedule.check(), Trigger::Retry);
         assert_eq!(schedule.next_check, t0 + Duration::from_millis(500));
     }
@@ -170,11 +174,11 @@ mod tests {
         let t0 = Instant::now();
         let mut schedule = Schedule::new(RESYNC, POLL, None, t0);
         let later = t0 + Duration::from_secs(1);
-        schedule.after(&report(Outcome::Applied, false), false, false, later);
+        schedule.after(&report(Outcome::Applied, false), false, later);
         assert_eq!(schedule.next_check, t0 + RESYNC);
         assert_eq!(schedule.next_poll, t0 + POLL);
         // A sets check that found the sets as planned moves the poll only.
-        schedule.after(&report(Outcome::Unchanged, false), false, true, later);
+        schedule.sets_as_planned(later);
         assert_eq!(schedule.next_check, t0 + RESYNC);
         assert_eq!(schedule.next_poll, later + POLL);
     }

@@ -1,28 +1,34 @@
-//! What the loop carries between passes: the inventory (from the boot
-//! bridges until the engine answers), the kernel's word on which interfaces
-//! are Linux bridges, the plan in place, drops, and the status they make.
-//! Does no I/O to Docker or the firewall beyond reading what it is asked.
+//! What the loop knows and remembers between passes, as plain data
+//! ([`LoopState`]): the policy in force, the inventory (from the boot
+//! bridges until the engine answers) and what the engine is, the plan in
+//! place, drops, drift and inventory repairs, and what was last reported
+//! (so that the log says each thing once). The status document is built
+//! from it in one function, [`LoopState::status`], and never read back.
+//! Holds no channel, handle or lock, and does no I/O; its only side effect
+//! is the log.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
-use crate::docker::{DockerSource, Engine};
+use crate::choice::Chosen;
+use crate::docker::Engine;
 use crate::drops::DropTotals;
-use crate::firewall::Backend;
 use crate::inventory::{Bridge, Inventory, Rejected};
-use crate::links;
+use crate::links::{LinkKind, NotABridge};
 use crate::net::Family;
 use crate::plan::rejected_bridges;
-use crate::ruleset::Origin;
-use crate::state::StateDir;
-use crate::status::{BypassStatus, EntryDrops, FamilyStatus, PortDrops, RejectedStatus, Status};
+use crate::policy::Policy;
+use crate::ruleset::{Origin, Ruleset};
+use crate::status::{
+    BypassStatus, DockerStatus, DriftStatus, DropsStatus, EntryDrops, FamilyStatus,
+    InventoryStatus, Omitted, PassCounters, PolicyStatus, PortDrops, PortStatus, ReconcileStatus,
+    RejectedStatus, RulesStatus, Status,
+};
 
-use super::reload::*;
-use super::{BridgeCheck, Config, Reconciler, error_chain, now_rfc3339};
+use super::config::Config;
+use super::report::{Change, Outcome};
 
 /// The inventory before the engine ever answered: the default bridge and
 /// the bridges seen last time, no containers.
@@ -78,142 +84,166 @@ impl EngineState {
     }
 }
 
-/// The kernel's word on which interfaces are Linux bridges, as the loop
-/// keeps it.
-pub(super) enum BridgeFacts {
-    /// Followed: read before each plan, and a change is a trigger.
-    Watched(links::LinkWatch),
-    /// The watch could not be set up or failed: the links are read at
-    /// every pass, and only then.
-    Read,
-    /// [`BridgeCheck::Fixed`].
-    Fixed(Option<BTreeSet<String>>),
+/// A count of repairs, and the last one: when, and what it found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Repairs<T> {
+    pub(super) count: u64,
+    pub(super) last: Option<(SystemTime, T)>,
 }
 
-impl BridgeFacts {
-    pub(super) fn new(check: &BridgeCheck) -> BridgeFacts {
-        match check {
-            BridgeCheck::Fixed(names) => BridgeFacts::Fixed(names.clone()),
-            BridgeCheck::Kernel => match links::watch() {
-                Ok(watch) => BridgeFacts::Watched(watch),
-                Err(e) => {
-                    warn!(error = %error_chain(&e), "cannot watch network links; reading them at every pass instead");
-                    BridgeFacts::Read
-                }
-            },
-        }
-    }
-
-    /// Until the set of Linux bridges changes; never, unless watched.
-    pub(super) async fn changed(&mut self) -> Result<(), links::LinkError> {
-        match self {
-            BridgeFacts::Watched(watch) => watch.changed().await,
-            _ => std::future::pending().await,
-        }
-    }
-
-    /// Fill `inventory.not_bridges` with the kernel's word now; the bridge
-    /// networks that are not taken as bridges, with why.
-    pub(super) fn check(&mut self, inventory: &mut Inventory) -> Vec<links::NotABridge> {
-        let read = match self {
-            BridgeFacts::Fixed(None) => {
-                inventory.not_bridges.clear();
-                return Vec::new();
-            }
-            BridgeFacts::Fixed(Some(names)) => {
-                let links = links::Links::from_names(names.iter().map(|n| (n.as_str(), true)));
-                return links::check_bridges(inventory, Ok(&links));
-            }
-            BridgeFacts::Watched(watch) => match watch.refresh() {
-                Ok(links) => return links::check_bridges(inventory, Ok(links)),
-                Err(e) => {
-                    warn!(error = %error_chain(&e), "the network link watch failed; reading links at every pass instead");
-                    *self = BridgeFacts::Read;
-                    links::links()
-                }
-            },
-            BridgeFacts::Read => links::links(),
-        };
-        match read {
-            Ok(links) => links::check_bridges(inventory, Ok(&links)),
-            Err(e) => links::check_bridges(inventory, Err(&error_chain(&e))),
+impl<T> Default for Repairs<T> {
+    fn default() -> Self {
+        Repairs {
+            count: 0,
+            last: None,
         }
     }
 }
 
-impl<D: DockerSource, F: Backend> Reconciler<D, F> {
+impl<T> Repairs<T> {
+    pub(super) fn record(&mut self, at: SystemTime, found: T) {
+        self.count += 1;
+        self.last = Some((at, found));
+    }
+}
+
+/// How the last pass went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct LastPass {
+    pub(super) started: SystemTime,
+    pub(super) took: Duration,
+    pub(super) outcome: Outcome,
+    /// Its errors with their causes, `; `-joined.
+    pub(super) error: Option<String>,
+    /// What its plan was made from.
+    pub(super) basis: EngineState,
+}
+
+/// One family's plan, as the backend counts it, at the last observing pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct PlannedFamily {
+    /// Rules in dockfw's chains.
+    pub(super) rules: usize,
+    /// `nft` or `legacy`: the iptables variant that holds Docker's chains.
+    pub(super) variant: Option<&'static str>,
+}
+
+/// What the loop carries between passes. Plain data: the loop's edges
+/// (the engine, the firewall, the channels) live beside it, in the
+/// `Reconciler`. Passes change it; [`LoopState::status`] shows it.
+#[derive(Debug, Clone)]
+pub(super) struct LoopState {
+    /// The policy file's path, as status shows it.
+    pub(super) policy_path: String,
+    /// The Docker endpoint, as status shows it.
+    pub(super) endpoint: String,
+    /// The backend driven and why.
+    pub(super) backend: Option<Chosen>,
+    /// When the daemon started: drops are counted from then.
+    pub(super) started: SystemTime,
+
+    /// The last policy that validated; a refused reload never replaces it.
+    pub(super) policy: Policy,
+    pub(super) policy_loaded_at: SystemTime,
+    /// Why the policy file was last refused (at start, or at a reload),
+    /// until a policy validates.
+    pub(super) policy_refused: Option<String>,
+    /// What is enforced instead of a file refused at start (the last good
+    /// policy, or deny all), until a policy validates.
+    pub(super) policy_fallback: Option<String>,
+
+    /// Whether the inventory is the engine's, kept from events.
+    pub(super) engine: EngineState,
+    /// The engine as its last listing that succeeded gave it.
+    pub(super) engine_seen: Option<Engine>,
+    /// Why the last listing failed, until one succeeds.
+    pub(super) engine_error: Option<String>,
+    /// What plans are made from: the engine's last answer, or the boot
+    /// inventory before it ever answered.
+    pub(super) inventory: Inventory,
+    /// The bridges last kept for the next boot, to write only on change.
+    pub(super) saved_bridges: Vec<Bridge>,
+    /// Containers and networks inspected for the events that named them.
+    pub(super) inspects: u64,
+    /// Full listings of the engine.
+    pub(super) listings: u64,
+    /// Listings that found what the events had missed.
+    pub(super) inventory_repairs: Repairs<String>,
+    /// What could not be used as reported, at the last plan: logged once
+    /// each.
+    pub(super) rejected: Vec<Rejected>,
+
+    /// The plan last found in place: re-applying the same plan means
+    /// something else changed dockfw's rules (drift).
+    pub(super) in_place: Option<Ruleset>,
+    /// The families the kernel lacked at the last observation.
+    pub(super) unavailable: Vec<Family>,
+    /// Per family the kernel has, the last observing pass's plan; a family
+    /// it lacked has none.
+    pub(super) planned: BTreeMap<Family, PlannedFamily>,
+    /// The published ports and their verdicts under the last plan.
+    pub(super) exposed: Vec<PortStatus>,
+    /// Rules of other tools that let connections past dockfw unjudged, at
+    /// the last observation that read every family: logged once per change.
+    pub(super) bypasses: Vec<(Family, String)>,
+    /// Transactions applied since the start.
+    pub(super) applies: u64,
+    /// Re-applies of the plan in place: something else had changed it.
+    pub(super) drift: Repairs<Change>,
+    /// Drops per entry since the start, across rewrites of the rules.
+    pub(super) drops: DropTotals,
+    /// Pass counts and durations.
+    pub(super) passes: PassCounters,
+    /// None before the first pass.
+    pub(super) last_pass: Option<LastPass>,
+}
+
+impl LoopState {
+    /// The state at `now`, before the first pass: `policy` in force (see
+    /// [`LoopState::policy_loaded`]), plans from the boot inventory.
     pub(super) fn new(
-        config: Config,
-        start: StartPolicy,
-        state: Option<StateDir>,
-        docker: Arc<D>,
-        firewall: F,
-        status_tx: watch::Sender<Status>,
-    ) -> Self {
-        let saved_bridges = state.as_ref().map(StateDir::bridges).unwrap_or_default();
-        let bridge_facts = BridgeFacts::new(&config.bridge_check);
-        let mut status = Status::default();
-        status.policy.path = config.policy_path.display().to_string();
-        status.docker.endpoint = config.endpoint.clone();
-        status.reconcile.result = "pending".to_owned();
-        status.drops.since = Some(now_rfc3339());
-        status.backend.clone_from(&config.backend);
-        let mut this = Reconciler {
-            config,
-            policy: start.policy,
-            state,
-            docker,
-            firewall,
+        config: &Config,
+        policy: Policy,
+        saved_bridges: Vec<Bridge>,
+        now: SystemTime,
+    ) -> LoopState {
+        LoopState {
+            policy_path: config.policy_path.display().to_string(),
+            endpoint: config.endpoint.clone(),
+            backend: config.backend.clone(),
+            started: now,
+            policy,
+            policy_loaded_at: now,
+            policy_refused: None,
+            policy_fallback: None,
+            engine: EngineState::NeverAnswered,
+            engine_seen: None,
+            engine_error: None,
             inventory: boot_inventory(saved_bridges.clone()),
             saved_bridges,
+            inspects: 0,
+            listings: 0,
+            inventory_repairs: Repairs::default(),
+            rejected: Vec::new(),
             in_place: None,
             unavailable: Vec::new(),
-            monitored: Arc::new(AtomicBool::new(false)),
-            ruleset_dirty: Arc::new(AtomicBool::new(false)),
-            events_lost: Arc::new(AtomicBool::new(false)),
+            planned: BTreeMap::new(),
+            exposed: Vec::new(),
+            bypasses: Vec::new(),
+            applies: 0,
+            drift: Repairs::default(),
             drops: DropTotals::default(),
-            bridge_facts,
-            engine: EngineState::NeverAnswered,
-            status,
-            status_tx,
-            unfinished_read: start.unfinished,
-        };
-        this.note_policy_loaded(start.text.as_deref());
-        if let Some(fallback) = start.fallback {
-            error!(
-                path = %this.config.policy_path.display(),
-                errors = %start.errors.as_deref().unwrap_or_default(),
-                "POLICY FILE INVALID: {fallback}"
-            );
-            this.status.policy.fallback = Some(fallback);
-            this.status.policy.last_error = start.errors;
+            passes: PassCounters::default(),
+            last_pass: None,
         }
-        this.publish();
-        this
     }
 
-    /// Whether some family's rules change unannounced: no netlink watch,
-    /// or Docker's chains live in iptables-legacy.
-    pub(super) fn needs_drift_poll(&self) -> bool {
-        !self.monitored.load(Ordering::SeqCst) || !self.firewall.announces_changes()
-    }
-
-    /// Whether the plan in place has sets whose changes nothing announces
-    /// (ipsets), so that they are polled even where the rules are watched.
-    pub(super) fn polls_sets(&self) -> bool {
-        self.in_place
-            .as_ref()
-            .is_some_and(|r| self.firewall.has_unannounced_sets(r))
-    }
-
-    /// Whether the unannounced sets differ from the plan in place.
-    pub(super) async fn sets_drifted(&self) -> bool {
-        let Some(in_place) = &self.in_place else {
-            return true;
-        };
-        self.firewall
-            .sets_drifted(in_place, &self.available_families())
-            .await
+    /// `policy` validated at `at` and is in force now.
+    pub(super) fn policy_loaded(&mut self, policy: Policy, at: SystemTime) {
+        self.policy = policy;
+        self.policy_loaded_at = at;
+        self.policy_refused = None;
+        self.policy_fallback = None;
     }
 
     pub(super) fn available_families(&self) -> Vec<Family> {
@@ -223,59 +253,30 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             .collect()
     }
 
-    /// Take a fresh inventory as the basis of plans; note what was refused
-    /// in it and keep its bridges for the next boot.
-    pub(super) fn note_snapshot(&mut self, engine: &Engine, inventory: Inventory) {
-        let docker = &mut self.status.docker;
+    /// A listing that succeeded: its inventory is the basis of plans now.
+    pub(super) fn listed(&mut self, engine: Engine, inventory: Inventory) {
         self.engine = EngineState::Answering;
-        docker.connected = true;
-        docker.last_error = None;
-        docker.version = Some(engine.version.clone());
-        docker.api_version = Some(engine.api_version.clone());
+        self.engine_seen = Some(engine);
+        self.engine_error = None;
         self.inventory = inventory;
-        self.note_inventory();
     }
 
-    /// What follows the inventory in hand: the host-network containers in
-    /// status, and the bridges kept for the next boot.
-    pub(super) fn note_inventory(&mut self) {
-        let inventory = &self.inventory;
-        self.status.host_network = inventory
-            .containers
-            .iter()
-            .filter(|c| c.host_network)
-            .map(|c| c.name.clone())
-            .collect();
-        if inventory.bridges != self.saved_bridges
-            && let Some(state) = &self.state
-        {
-            match state.save_bridges(&inventory.bridges) {
-                Ok(()) => self.saved_bridges = inventory.bridges.clone(),
-                Err(e) => {
-                    warn!(error = %error_chain(&e), "cannot keep the bridges for the next boot")
-                }
-            }
-        }
+    /// A listing that failed, with why: the inventory in hand stays.
+    pub(super) fn listing_failed(&mut self, why: String) {
+        self.engine.failed();
+        self.engine_error = Some(why);
     }
 
-    /// What could not be used as reported, for status and (once each) the
-    /// log: the inventory's refusals, bridges whose names are refused, and
+    /// What could not be used as reported, logged once each: the
+    /// inventory's refusals, bridges whose names are refused, and
     /// `not_bridges`, the bridge networks whose interface the kernel does
     /// not have as a Linux bridge now.
-    pub(super) fn note_rejected(&mut self, not_bridges: Vec<links::NotABridge>) {
-        let reported: Vec<Rejected> = self
-            .inventory
-            .rejected
-            .iter()
-            .cloned()
+    pub(super) fn note_rejected(&mut self, not_bridges: Vec<NotABridge>) {
+        let reported: Vec<Rejected> = (self.inventory.rejected.iter().cloned())
             .chain(rejected_bridges(&self.inventory))
             .collect();
         let new = |r: &&Rejected| {
-            !self
-                .status
-                .rejected
-                .iter()
-                .any(|s| s.name == r.name && s.reason == r.reason)
+            !(self.rejected.iter()).any(|s| s.name == r.name && s.reason == r.reason)
         };
         for r in reported.iter().filter(new) {
             warn!(kind = %r.kind, name = ?r.name, reason = ?r.reason, "refused part of what docker reported; judged fail-closed");
@@ -285,47 +286,123 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
             let message = "a bridge network's interface is not a Linux bridge now; not exempted, judged fail-closed";
             // A bridge the engine has not made yet (docker0 at every boot)
             // is the ordinary course of things; anything else is not.
-            if n.kind == Some(links::LinkKind::Missing) {
+            if n.kind == Some(LinkKind::Missing) {
                 info!(name = ?r.name, reason = ?r.reason, "{message}");
             } else {
                 warn!(name = ?r.name, reason = ?r.reason, "{message}");
             }
         }
-        self.status.rejected = reported
-            .into_iter()
+        self.rejected = (reported.into_iter())
             .chain(not_bridges.into_iter().map(|n| n.rejected))
-            .map(|r| RejectedStatus {
-                kind: r.kind,
-                name: r.name,
-                reason: r.reason,
-            })
             .collect();
     }
 
-    /// Rules of other tools that let connections past dockfw unjudged, for
-    /// status and metrics, and (once per change) the log.
-    pub(super) fn note_bypasses(&mut self, bypasses: Vec<(Family, String)>) {
-        let found: Vec<BypassStatus> = bypasses
-            .into_iter()
-            .map(|(family, rule)| BypassStatus {
-                family: family.as_str().to_owned(),
-                rule,
-            })
-            .collect();
-        if found == self.status.forward_bypass {
+    /// Rules of other tools that let connections past dockfw unjudged,
+    /// logged once per change.
+    pub(super) fn note_bypasses(&mut self, found: Vec<(Family, String)>) {
+        if found == self.bypasses {
             return;
         }
-        for b in &found {
-            warn!(family = %b.family, rule = ?b.rule, "a FORWARD rule above the jump to DOCKER-USER may accept connections dockfw never judges; dockfw cannot repair this without taking over FORWARD");
+        for (family, rule) in &found {
+            warn!(family = %family.as_str(), rule = ?rule, "a FORWARD rule above the jump to DOCKER-USER may accept connections dockfw never judges; dockfw cannot repair this without taking over FORWARD");
         }
         if found.is_empty() {
             info!("no FORWARD rule above the jump to DOCKER-USER any more");
         }
-        self.status.forward_bypass = found;
+        self.bypasses = found;
     }
 
-    /// The running drop totals, for status.
-    pub(super) fn note_drops(&mut self) {
+    /// The status document: the one function that writes a [`Status`]
+    /// field, from this state alone. Every field is named here, with no
+    /// `..Default::default()`, so a field added to `Status` fails to
+    /// compile until it is filled here (and what it shows, if the loop did
+    /// not know it yet, is a field of `LoopState`). Only the endpoints
+    /// (`endpoints`, filled by [`crate::endpoints`]) and the size bound
+    /// (`omitted`, [`Status::bounded`]) are added where the document is
+    /// served.
+    pub(super) fn status(&self) -> Status {
+        Status {
+            policy: PolicyStatus {
+                path: self.policy_path.clone(),
+                loaded_at: Some(rfc3339(self.policy_loaded_at)),
+                default: format!("{:?}", self.policy.default).to_lowercase(),
+                allow_entries: self.policy.allow.len(),
+                deny_entries: self.policy.deny.len(),
+                last_error: self.policy_refused.clone(),
+                fallback: self.policy_fallback.clone(),
+            },
+            docker: DockerStatus {
+                endpoint: self.endpoint.clone(),
+                connected: self.engine.answering(),
+                version: self.engine_seen.as_ref().map(|e| e.version.clone()),
+                api_version: self.engine_seen.as_ref().map(|e| e.api_version.clone()),
+                last_error: self.engine_error.clone(),
+            },
+            reconcile: self.reconcile_status(),
+            rules: RulesStatus {
+                ipv4: self.family_status(Family::V4),
+                ipv6: self.family_status(Family::V6),
+            },
+            ports: self.exposed.clone(),
+            host_network: (self.inventory.containers.iter())
+                .filter(|c| c.host_network)
+                .map(|c| c.name.clone())
+                .collect(),
+            rejected: (self.rejected.iter())
+                .map(|r| RejectedStatus {
+                    kind: r.kind.clone(),
+                    name: r.name.clone(),
+                    reason: r.reason.clone(),
+                })
+                .collect(),
+            drift: DriftStatus {
+                repairs: self.drift.count,
+                last_at: self.drift.last.as_ref().map(|(at, _)| rfc3339(*at)),
+                last_found: self.drift.last.as_ref().map(|(_, c)| c.to_string()),
+            },
+            inventory: InventoryStatus {
+                inspects: self.inspects,
+                listings: self.listings,
+                repairs: self.inventory_repairs.count,
+                last_repair_at: (self.inventory_repairs.last.as_ref()).map(|(at, _)| rfc3339(*at)),
+                last_repair: (self.inventory_repairs.last.as_ref()).map(|(_, f)| f.clone()),
+            },
+            forward_bypass: (self.bypasses.iter())
+                .map(|(family, rule)| BypassStatus {
+                    family: family.as_str().to_owned(),
+                    rule: rule.clone(),
+                })
+                .collect(),
+            drops: self.drops_status(),
+            backend: self.backend.clone(),
+            endpoints: Vec::new(),
+            omitted: Omitted::default(),
+        }
+    }
+
+    fn reconcile_status(&self) -> ReconcileStatus {
+        let last = self.last_pass.as_ref();
+        ReconcileStatus {
+            last_at: last.map(|p| rfc3339(p.started)),
+            duration_ms: last.map(|p| u64::try_from(p.took.as_millis()).unwrap_or(u64::MAX)),
+            result: last.map_or("pending", |p| p.outcome.word()).to_owned(),
+            error: last.and_then(|p| p.error.clone()),
+            applies: self.applies,
+            inventory: last.map_or("", |p| p.basis.inventory_label()).to_owned(),
+            passes: self.passes.clone(),
+        }
+    }
+
+    fn family_status(&self, family: Family) -> FamilyStatus {
+        let planned = self.planned.get(&family).copied().unwrap_or_default();
+        FamilyStatus {
+            rules: planned.rules,
+            variant: planned.variant.map(str::to_owned),
+        }
+    }
+
+    /// The running drop totals, per entry and per port.
+    fn drops_status(&self) -> DropsStatus {
         let (mut entries, mut ports) = (Vec::new(), Vec::new());
         let mut shared = self.drops.shared();
         for (origin, dropped) in self.drops.totals() {
@@ -349,25 +426,34 @@ impl<D: DockerSource, F: Backend> Reconciler<D, F> {
                 dropped,
             });
         }
-        self.status.drops.entries = entries;
-        self.status.drops.ports = ports;
-    }
-
-    pub(super) fn family_status(&mut self, family: Family) -> &mut FamilyStatus {
-        match family {
-            Family::V4 => &mut self.status.rules.ipv4,
-            Family::V6 => &mut self.status.rules.ipv6,
+        DropsStatus {
+            since: Some(rfc3339(self.started)),
+            entries,
+            ports,
         }
     }
+}
 
-    pub(super) fn publish(&self) {
-        self.status_tx.send_replace(self.status.clone());
-    }
+/// `at` as status shows times: RFC 3339, to the second.
+fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::EngineState;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+    use std::time::{Duration, SystemTime};
+
+    use super::{EngineState, LastPass, LoopState, PlannedFamily};
+    use crate::daemon::config::Config;
+    use crate::daemon::report::{Change, Outcome, Written};
+    use crate::docker::Engine;
+    use crate::firewall::Changes;
+    use crate::inventory::{Container, Inventory, Rejected};
+    use crate::net::Family;
+    use crate::policy;
+    use crate::status::{DockerStatus, DropsStatus, ReconcileStatus, Status};
 
     #[test]
     fn the_inventory_label_follows_the_engine_state_not_status() {
@@ -382,5 +468,144 @@ mod tests {
         assert_eq!(engine, EngineState::Unreachable);
         assert!(!engine.answering());
         assert!(engine.inventory_label().starts_with("last known inventory"));
+    }
+
+    /// 2026-01-02T03:04:05Z plus `secs`.
+    fn at(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045 + secs)
+    }
+
+    fn fixture() -> LoopState {
+        let config = Config::new(
+            PathBuf::from("/etc/dockfw/policy.toml"),
+            "unix:///run/docker.sock".to_owned(),
+        );
+        LoopState::new(&config, policy::deny_all(), Vec::new(), at(0))
+    }
+
+    #[test]
+    fn status_before_the_first_pass_is_pending_with_the_policy_and_the_start() {
+        let status = fixture().status();
+        assert_eq!(status.policy.path, "/etc/dockfw/policy.toml");
+        assert_eq!(
+            status.policy.loaded_at.as_deref(),
+            Some("2026-01-02T03:04:05Z")
+        );
+        assert_eq!(status.policy.default, "deny");
+        assert_eq!(status.docker.endpoint, "unix:///run/docker.sock");
+        assert!(!status.docker.connected);
+        assert_eq!(status.reconcile.result, "pending");
+        assert_eq!(status.reconcile.inventory, "");
+        assert_eq!(status.drops.since.as_deref(), Some("2026-01-02T03:04:05Z"));
+        let expected = Status {
+            policy: status.policy.clone(),
+            docker: DockerStatus {
+                endpoint: status.docker.endpoint.clone(),
+                ..DockerStatus::default()
+            },
+            reconcile: ReconcileStatus {
+                result: "pending".to_owned(),
+                ..ReconcileStatus::default()
+            },
+            drops: DropsStatus {
+                since: status.drops.since.clone(),
+                ..DropsStatus::default()
+            },
+            ..Status::default()
+        };
+        assert_eq!(status, expected, "nothing else is known yet");
+    }
+
+    #[test]
+    fn status_is_built_from_the_loop_state_alone() {
+        let mut state = fixture();
+        state.policy_refused = Some("policy.toml:3:1: unknown field".to_owned());
+        state.listed(
+            Engine {
+                version: "28.5.2".to_owned(),
+                api_version: "1.51".to_owned(),
+            },
+            Inventory {
+                containers: vec![Container {
+                    id: "host-web-id".to_owned(),
+                    name: "host-web".to_owned(),
+                    labels: BTreeMap::new(),
+                    host_network: true,
+                    attachments: Vec::new(),
+                    ports: Vec::new(),
+                }],
+                ..Inventory::default()
+            },
+        );
+        state.rejected = vec![Rejected {
+            kind: "network".to_owned(),
+            name: "shop".to_owned(),
+            reason: "unreadable address".to_owned(),
+        }];
+        state.bypasses = vec![(Family::V4, "-A FORWARD -j ACCEPT".to_owned())];
+        state.planned.insert(
+            Family::V4,
+            PlannedFamily {
+                rules: 12,
+                variant: Some("nft"),
+            },
+        );
+        state.applies = 3;
+        let change = Change {
+            family: Some(Family::V4),
+            written: Written::Repair,
+            counts: Changes {
+                added: 3,
+                ..Changes::default()
+            },
+            summary: "+3 -0 rules".to_owned(),
+        };
+        state.drift.record(at(60), change);
+        state
+            .inventory_repairs
+            .record(at(70), "containers: +1 -0 ~0".to_owned());
+        state.last_pass = Some(LastPass {
+            started: at(90),
+            took: Duration::from_millis(12),
+            outcome: Outcome::Degraded,
+            error: Some("docker: gone".to_owned()),
+            basis: EngineState::Unreachable,
+        });
+        state.engine.failed();
+
+        let status = state.status();
+        assert_eq!(
+            status.policy.last_error.as_deref(),
+            Some("policy.toml:3:1: unknown field")
+        );
+        assert!(!status.docker.connected, "the last listing failed");
+        assert_eq!(status.docker.version.as_deref(), Some("28.5.2"));
+        assert_eq!(status.host_network, ["host-web"]);
+        assert_eq!(status.rejected[0].name, "shop");
+        assert_eq!(status.forward_bypass[0].family, "ipv4");
+        assert_eq!(status.rules.ipv4.rules, 12);
+        assert_eq!(status.rules.ipv4.variant.as_deref(), Some("nft"));
+        assert_eq!(status.rules.ipv6.rules, 0, "a family not planned");
+        assert_eq!(status.drift.repairs, 1);
+        assert_eq!(
+            status.drift.last_at.as_deref(),
+            Some("2026-01-02T03:05:05Z")
+        );
+        assert_eq!(
+            status.drift.last_found.as_deref(),
+            Some("ipv4: +3 -0 rules")
+        );
+        assert_eq!(status.inventory.repairs, 1);
+        assert_eq!(
+            status.inventory.last_repair.as_deref(),
+            Some("containers: +1 -0 ~0")
+        );
+        let r = &status.reconcile;
+        assert_eq!(r.result, "degraded");
+        assert_eq!(r.duration_ms, Some(12));
+        assert_eq!(r.last_at.as_deref(), Some("2026-01-02T03:05:35Z"));
+        assert_eq!(r.error.as_deref(), Some("docker: gone"));
+        assert_eq!(r.applies, 3);
+        assert!(r.inventory.starts_with("last known inventory"));
     }
 }

@@ -1,21 +1,39 @@
 //! The loop with a fake Docker source and a fake backend.
 
-use std::sync::Mutex;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::{self, BoxStream};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
-use super::pass::{Outcome, PassError, PassReport};
-use super::*;
+use super::reload::{PolicyRead, PolicyReads};
+use super::report::{Outcome, PassError, PassReport};
+use super::triggers::Backoff;
+use super::{
+    BridgeCheck, Channels, Config, RulesetWatch, StartPolicy, run, starting_policy,
+    starting_policy_within,
+};
+use crate::control::ReloadRequest;
+use crate::docker::DockerSource;
 use crate::docker::{DockerError, Snapshot};
 use crate::docker::{Engine, Event, Inspected, Subject};
+use crate::firewall::Backend;
 use crate::firewall::iptables::installed::{Installed, simulate};
 use crate::firewall::iptables::{self, Tables};
 use crate::firewall::{FirewallError, Observation};
+use crate::net::Family;
 use crate::policy;
+use crate::policy::Policy;
+use crate::ruleset::Ruleset;
+use crate::state::StateDir;
 use crate::status::BypassStatus;
+use crate::status::Status;
 use std::net::IpAddr;
 use std::path::Path;
 

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 use crate::docker::{DockerSource, Event, Subject};
 use crate::nfmonitor;
 
-use super::error_chain;
+use super::report::error_chain;
 
 /// How long a pass triggered by `network connect` events alone waits for
 /// the `container start` that follows them when a container starts (Docker
