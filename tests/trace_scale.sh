@@ -55,10 +55,10 @@ window() {
     kill -INT "$perf_pid"; wait "$perf_pid" || true
     say "$name: dockfw CPU (children included) $(ticks_to_ms $((c1 - c0))) ms in $(us_to_ms $((t1 - t0))) ms"
     perf report -i "$OUT/$name.data" -n --sort comm --stdio 2>/dev/null |
-        awk '/^ +[0-9.]+%/ { print "#   " $0 }' | tee -a "$OUT/summary"
+        awk '/^ +[0-9.]+%/ { print "#   " $0 }' | tee -a "$OUT/summary" || true
     say "$name: the daemon's own hottest (self) functions:"
     perf report -i "$OUT/$name.data" -n --comms dockfw,tokio-rt-worker --sort dso,sym --stdio 2>/dev/null |
-        awk '/^ +[0-9.]+%/ { print "#   " substr($0, 1, 150) }' | head -n 25 | tee -a "$OUT/summary"
+        awk '/^ +[0-9.]+%/ && n++ < 25 { print "#   " substr($0, 1, 150) }' | tee -a "$OUT/summary" || true
 }
 
 rounds() {
@@ -84,7 +84,9 @@ for bin in "$@"; do
     tag="$(basename "$(dirname "$bin")")"
     say "binary $bin (sha256 $(sha256sum "/proc/$pid/exe" | cut -c1-16))"
     window "idle-$tag" "$pid" sleep 10
+    say "status before the rounds: $(dfw_status | jq -c '{reconcile: (.reconcile | {passes, applies}), inventory: (.inventory | {inspects, listings})}')"
     window "rounds-$tag" "$pid" rounds
+    say "status after the rounds: $(dfw_status | jq -c '{reconcile: (.reconcile | {passes, applies}), inventory: (.inventory | {inspects, listings})}')"
     cp "$LAB_DFW_LOG" "$OUT/dockfw-$tag.log"
 done
 dockfw_off

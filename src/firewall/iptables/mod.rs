@@ -14,6 +14,7 @@ pub mod sets;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use self::installed::Installed;
 use self::render::Jumps;
@@ -86,7 +87,18 @@ pub struct Iptables {
     /// The variant chosen per family ([v4, v6]); re-chosen whenever the
     /// chosen one stops showing Docker's chains (e.g. Docker switched).
     chosen: Mutex<[Option<Variant>; 2]>,
+    /// How many ipset checks ran ([`Backend::sets_drifted`]): every
+    /// [`CONTENTS_EVERY`]th compares elements, the others headers alone.
+    set_checks: AtomicU32,
 }
+
+/// How often the ipset check compares the sets' elements: every tenth
+/// check (15 s at the daemon's 1.5 s); the others read the sets' headers
+/// alone, whose type and number of entries find a set destroyed, flushed,
+/// remade or with an element added or removed, and cost the same whatever
+/// the sets hold. What keeps the number (one element deleted and another
+/// added between two checks) waits for the next comparison of elements.
+const CONTENTS_EVERY: u32 = 10;
 
 fn slot(family: Family) -> usize {
     match family {
@@ -246,6 +258,29 @@ async fn save_sets<'a>(
     ))
 }
 
+/// Whether the headers of the ipsets `in_place` names in `families` differ
+/// from the plan's (one `ipset restore` of `list NAME -t` lines; a set
+/// missing fails it, a difference too).
+async fn headers_drifted(in_place: &Ruleset, families: &[Family], names: &[String]) -> bool {
+    let Some(script) = sets::header_script(names.iter().map(String::as_str)) else {
+        return false;
+    };
+    match run(programs::IPSET, &["restore"], Some(&script)).await {
+        Ok(list) => headers_differ(in_place, families, &sets::parse_headers(&list)),
+        Err(_) => true,
+    }
+}
+
+/// Whether the elements of the ipsets `in_place` names in `families`
+/// differ from the plan's (they are saved; a set missing fails it, a
+/// difference too).
+async fn contents_drifted(in_place: &Ruleset, families: &[Family], names: &[String]) -> bool {
+    match save_sets(names.iter().map(String::as_str)).await {
+        Ok(installed) => sets_differ(in_place, families, &installed),
+        Err(_) => true,
+    }
+}
+
 /// What is installed per family ([v4, v6]; `None` where unavailable or
 /// unreadable).
 #[derive(Debug, Clone, Default)]
@@ -362,6 +397,20 @@ pub fn sets_differ(
                 .get(&want.name)
                 .is_none_or(|have| have.kind != want.kind || have.elements != want.elements)
         })
+    })
+}
+
+/// Whether the headers of ipsets `installed` differ from those of the sets
+/// of `in_place` in `families` ([`sets::headers`]): one missing, of another
+/// type, or with another number of elements. Pure.
+pub fn headers_differ(
+    in_place: &Ruleset,
+    families: &[Family],
+    installed: &BTreeMap<String, sets::SetHeader>,
+) -> bool {
+    families.iter().any(|&family| {
+        (sets::headers(in_place.family(family)).iter())
+            .any(|(name, want)| installed.get(name) != Some(want))
     })
 }
 
@@ -551,8 +600,10 @@ impl Backend for Iptables {
         has_sets(in_place)
     }
 
-    /// One `ipset restore` saving the sets `in_place` names, and no other
-    /// (a set missing, or `ipset` itself, fails it: a difference too).
+    /// One `ipset restore` reading the sets `in_place` names, and no other
+    /// (a set missing, or `ipset` itself, fails it: a difference too): their
+    /// headers, and every [`CONTENTS_EVERY`]th time (the first included)
+    /// their elements.
     async fn sets_drifted(&self, in_place: &Ruleset, families: &[Family]) -> bool {
         let names: Vec<String> = families
             .iter()
@@ -561,9 +612,10 @@ impl Backend for Iptables {
         if names.is_empty() {
             return false;
         }
-        match save_sets(names.iter().map(String::as_str)).await {
-            Ok(installed) => sets_differ(in_place, families, &installed),
-            Err(_) => true,
+        if (self.set_checks.fetch_add(1, Ordering::Relaxed)).is_multiple_of(CONTENTS_EVERY) {
+            contents_drifted(in_place, families, &names).await
+        } else {
+            headers_drifted(in_place, families, &names).await
         }
     }
 
@@ -681,7 +733,7 @@ mod tests {
         );
         assert!(
             v4.script()
-                .contains("add dockfw-allow-1-v4-tmp 172.17.0.4\n")
+                .contains("add dockfw-allow-1-v4 172.17.0.4 -exist\n")
         );
         converge(&mut tables, &txs);
         assert!(transactions(&more, &tables).is_empty());
@@ -739,7 +791,7 @@ mod tests {
             "the new set, before a rule names it: {before}"
         );
         assert!(
-            after.contains("swap dockfw-allow-1-v4-tmp dockfw-allow-1-v4\n"),
+            after.contains("add dockfw-allow-1-v4 172.17.0.3 -exist\n"),
             "a set that admits more, once the rules are in: {after}"
         );
         assert!(after.contains("destroy dockfw-deny-1-v4\n"), "{after}");
@@ -879,50 +931,75 @@ mod tests {
             names.sort();
             assert_eq!(read.keys().cloned().collect::<Vec<_>>(), names);
             assert!(!sets_differ(&planned, &Family::ALL, &read));
+            // Both checks, headers alone and elements, as (headers, elements).
+            let drifted = async |families: &[Family]| {
+                let names: Vec<String> = (families.iter())
+                    .flat_map(|&f| sets::names(planned.family(f)))
+                    .collect();
+                (
+                    headers_drifted(&planned, families, &names).await,
+                    contents_drifted(&planned, families, &names).await,
+                )
+            };
+            assert_eq!(drifted(&Family::ALL).await, (false, false));
             let firewall = Iptables::new();
+            assert!(!firewall.sets_drifted(&planned, &Family::ALL).await);
             assert!(!firewall.sets_drifted(&planned, &Family::ALL).await);
 
             ipset_cmd(&["flush", "dockfw-known-v4"], None).await;
-            assert!(
-                firewall.sets_drifted(&planned, &Family::ALL).await,
-                "flushed"
-            );
+            assert_eq!(drifted(&Family::ALL).await, (true, true), "flushed");
             install_sets(&planned).await;
-            assert!(
-                !firewall.sets_drifted(&planned, &Family::ALL).await,
-                "repaired"
-            );
+            assert_eq!(drifted(&Family::ALL).await, (false, false), "repaired");
             // An empty set: only its absence differs.
             ipset_cmd(&["destroy", "dockfw-guard-tcp-v4"], None).await;
+            assert_eq!(drifted(&Family::ALL).await, (true, true), "destroyed");
             assert!(
                 firewall.sets_drifted(&planned, &Family::ALL).await,
-                "destroyed"
+                "destroyed, found by the headers"
             );
             install_sets(&planned).await;
-            assert!(
-                !firewall.sets_drifted(&planned, &Family::ALL).await,
-                "repaired"
-            );
+            assert_eq!(drifted(&Family::ALL).await, (false, false), "repaired");
             ipset_cmd(&["del", "dockfw-known-v4", "172.17.0.2"], None).await;
-            assert!(
-                firewall.sets_drifted(&planned, &Family::ALL).await,
+            assert_eq!(
+                drifted(&Family::ALL).await,
+                (true, true),
                 "an element removed"
             );
+            ipset_cmd(&["add", "dockfw-known-v4", "172.17.0.99"], None).await;
+            assert_eq!(
+                drifted(&Family::ALL).await,
+                (false, true),
+                "one element for another: the same number, found by the elements alone"
+            );
+            ipset_cmd(&["del", "dockfw-known-v4", "172.17.0.99"], None).await;
             ipset_cmd(&["add", "dockfw-known-v4", "172.17.0.2"], None).await;
             ipset_cmd(&["add", "dockfw-known-v6", "fd00::99"], None).await;
-            assert!(
-                firewall.sets_drifted(&planned, &Family::ALL).await,
+            assert_eq!(
+                drifted(&Family::ALL).await,
+                (true, true),
                 "an element added"
             );
-            assert!(
-                !firewall.sets_drifted(&planned, &[Family::V4]).await,
+            assert_eq!(
+                drifted(&[Family::V4]).await,
+                (false, false),
                 "only the families asked for"
             );
             install_sets(&planned).await;
-            assert!(
-                !firewall.sets_drifted(&planned, &Family::ALL).await,
-                "repaired"
+            assert_eq!(drifted(&Family::ALL).await, (false, false), "repaired");
+            ipset_cmd(&["destroy", "dockfw-allow-1-v4"], None).await;
+            ipset_cmd(
+                &["create", "dockfw-allow-1-v4", "hash:ip", "family", "inet"],
+                None,
+            )
+            .await;
+            ipset_cmd(&["add", "dockfw-allow-1-v4", "172.17.0.2"], None).await;
+            assert_eq!(
+                drifted(&Family::ALL).await,
+                (true, true),
+                "another type with the same elements"
             );
+            install_sets(&planned).await;
+            assert_eq!(drifted(&Family::ALL).await, (false, false), "repaired");
             assert_eq!(
                 ipset_cmd(&["list", "-n"], None)
                     .await
