@@ -328,8 +328,9 @@ pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
 
 /// The set-only transaction from `in_place` to `desired` in `families`,
 /// when the rules of both are the same (see [`Backend::element_update`]):
-/// each changed set is swapped, as [`sets::update`] writes it for sets
-/// installed exactly as `in_place` has them; both families' sets in one
+/// the elements that change, added or removed, as [`sets::update`] writes
+/// them for sets installed exactly as `in_place` has them
+/// ([`sets::edits`]); both families' sets in one
 /// `ipset restore` (ipset has no families; the transaction's scope is
 /// `both`). Pure.
 pub fn element_update(
@@ -349,23 +350,10 @@ pub fn element_update(
         if wanted.sets == had.sets && wanted.port_sets == had.port_sets && same_drops {
             continue;
         }
-        let installed = sets::wanted(had)
-            .into_iter()
-            .map(|set| {
-                let saved = SavedSet {
-                    kind: set.kind.to_owned(),
-                    elements: set.elements,
-                    packets: BTreeMap::new(),
-                };
-                (set.name, saved)
-            })
-            .collect();
-        let update = sets::update(wanted, &installed, false);
+        let update = sets::edits(wanted, had);
         changes.elements_added += update.added;
         changes.elements_removed += update.removed;
-        // With the rules unchanged, everything is in `before`; `after`
-        // destroys sets no rule names, of which there are none.
-        text.extend(update.before.into_iter().chain(update.after));
+        text.extend(update.before);
     }
     let transaction = (!text.is_empty()).then(|| Transaction {
         family: None,

@@ -263,15 +263,103 @@ pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
         drops: drops(rules, &set.name),
         counts: false,
     });
-    let counting = rules.drop_ports.iter().map(|set| Wanted {
+    addresses.chain(ports).chain(counting(rules)).collect()
+}
+
+/// The drop sets of `rules`, as ipsets.
+fn counting(rules: &FamilyRules) -> impl Iterator<Item = Wanted> + '_ {
+    rules.drop_ports.iter().map(|set| Wanted {
         name: ipset_name(&set.name),
         kind: drop_kind(set.family),
         create: drop_kind(set.family),
         elements: drop_elements(rules, set),
         drops: true,
         counts: true,
-    });
-    addresses.chain(ports).chain(counting).collect()
+    })
+}
+
+/// What [`update`] writes, with no rules step, from sets installed exactly
+/// as `had` plans them to `desired`'s, when both plan the same sets (names
+/// and types; [`crate::ruleset::Ruleset::same_rules`]): computed from the
+/// two plans, so that only the elements that change are ever made text
+/// (a set of 1,000 addresses that gains one costs one, not 2,000). All of
+/// it is in `before`. Pure.
+pub fn edits(desired: &FamilyRules, had: &FamilyRules) -> SetUpdate {
+    let mut out = SetUpdate::default();
+    let (mut tighten, mut loosen) = (String::new(), String::new());
+    for (want, old) in desired.sets.iter().zip(&had.sets) {
+        if want.elements != old.elements {
+            let name = ipset_name(&want.name);
+            let added = want.elements.difference(&old.elements).map(element_text);
+            let removed = old.elements.difference(&want.elements).map(element_text);
+            let changed = Changed {
+                added: added.collect(),
+                removed: removed.collect(),
+            };
+            changed.write(&mut tighten, &mut loosen, &name, drops(desired, &want.name));
+            changed.count(&mut out);
+        }
+    }
+    for (want, old) in desired.port_sets.iter().zip(&had.port_sets) {
+        if want.ports != old.ports {
+            let name = ipset_name(&want.name);
+            let elements = |ports: std::collections::btree_set::Difference<'_, u16>| {
+                ports
+                    .flat_map(|port| port_elements(want.family, want.proto, *port))
+                    .collect()
+            };
+            let changed = Changed {
+                added: elements(want.ports.difference(&old.ports)),
+                removed: elements(old.ports.difference(&want.ports)),
+            };
+            changed.write(&mut tighten, &mut loosen, &name, drops(desired, &want.name));
+            changed.count(&mut out);
+        }
+    }
+    for (want, old) in counting(desired).zip(counting(had)) {
+        if want.elements != old.elements {
+            let saved = SavedSet {
+                kind: old.kind.to_owned(),
+                elements: old.elements,
+                packets: BTreeMap::new(),
+            };
+            edit_in_place(&mut tighten, &want, Some(&saved), &mut out);
+        }
+    }
+    let before = tighten + &loosen;
+    out.before = (!before.is_empty()).then_some(before);
+    out
+}
+
+/// The elements of one set that change, as `ipset save` prints them.
+struct Changed {
+    added: BTreeSet<String>,
+    removed: BTreeSet<String>,
+}
+
+impl Changed {
+    /// One `add`/`del` (`-exist`: what is already so is no error) per
+    /// element: the edits that tighten (an admitting set's removals, a
+    /// dropping set's additions) into `tighten`, the ones that loosen into
+    /// `loosen`.
+    fn write(&self, tighten: &mut String, loosen: &mut String, name: &str, drops: bool) {
+        let (grow, shrink) = if drops {
+            (tighten, loosen)
+        } else {
+            (loosen, tighten)
+        };
+        for element in &self.removed {
+            let _ = writeln!(shrink, "del {name} {element} -exist");
+        }
+        for element in &self.added {
+            let _ = writeln!(grow, "add {name} {element} -exist");
+        }
+    }
+
+    fn count(&self, out: &mut SetUpdate) {
+        out.added += self.added.len();
+        out.removed += self.removed.len();
+    }
 }
 
 /// One element as `ipset save` prints it: a host without its length.
@@ -647,26 +735,17 @@ fn is_plain(element: &str) -> bool {
 }
 
 /// The set `set`, installed with the right type and with `had` (plain
-/// elements only), to its wanted elements one `add`/`del` at a time, each
-/// with `-exist` (what is already so is no error): the edits that tighten
-/// (an admitting set's removals, a dropping set's additions) into
-/// `tighten`, the ones that loosen into `loosen`. Between the two the set
-/// holds the stricter contents a swap would have passed through, and no
-/// single edit ever admits what neither plan admits; only the elements
-/// that change are written, whatever the set holds.
+/// elements only), to its wanted elements one `add`/`del` at a time
+/// ([`Changed::write`]). Between the tightening and the loosening edits
+/// the set holds the stricter contents a swap would have passed through,
+/// and no single edit ever admits what neither plan admits; only the
+/// elements that change are written, whatever the set holds.
 fn edit(tighten: &mut String, loosen: &mut String, set: &Wanted, had: &BTreeSet<String>) {
-    let name = &set.name;
-    let (grow, shrink) = if set.drops {
-        (&mut *tighten, &mut *loosen)
-    } else {
-        (&mut *loosen, &mut *tighten)
+    let changed = Changed {
+        added: set.elements.difference(had).cloned().collect(),
+        removed: had.difference(&set.elements).cloned().collect(),
     };
-    for element in had.difference(&set.elements) {
-        let _ = writeln!(shrink, "del {name} {element} -exist");
-    }
-    for element in set.elements.difference(had) {
-        let _ = writeln!(grow, "add {name} {element} -exist");
-    }
+    changed.write(tighten, loosen, &set.name, set.drops);
 }
 
 /// The drop set `set` from `have` (`None`: missing, or of another type and
@@ -1111,6 +1190,60 @@ create dockfw-odd list:set size 8
             text.starts_with("destroy dockfw-known-v4\ncreate dockfw-known-v4 "),
             "{text}"
         );
+    }
+
+    /// `rules` installed exactly as planned, every set of it.
+    fn installed_as(rules: &FamilyRules) -> BTreeMap<String, SavedSet> {
+        let each = wanted(rules).into_iter().map(|set| {
+            let saved = SavedSet {
+                kind: set.kind.to_owned(),
+                elements: set.elements,
+                packets: BTreeMap::new(),
+            };
+            (set.name, saved)
+        });
+        each.collect()
+    }
+
+    #[test]
+    fn edits_from_two_plans_are_what_update_writes_from_the_installed_sets() {
+        let with_drops = |known: &[&str], denied: &[&str], endpoints: &[(&str, u16, u16)]| {
+            let drops = dropping(endpoints);
+            let mut plan = rules(known, denied);
+            plan.port_sets = vec![PortSet {
+                name: "guard-tcp-v4".to_owned(),
+                family: Family::V4,
+                proto: Proto::Tcp,
+                ports: endpoints.iter().map(|e| e.1).collect(),
+            }];
+            plan.drop_ports = drops.drop_ports;
+            plan.drop_endpoints = drops.drop_endpoints;
+            plan
+        };
+        let plans = [
+            with_drops(
+                &["172.17.0.2/32", "172.17.0.10/32"],
+                &["172.17.0.9/32"],
+                &[],
+            ),
+            with_drops(
+                &["172.17.0.3/32", "172.17.0.9/32"],
+                &["172.17.0.2/32"],
+                &[("172.17.0.2", 80, 8080), ("172.17.0.3", 81, 8081)],
+            ),
+            with_drops(
+                &["10.0.0.0/8"],
+                &[],
+                &[("172.17.0.2", 80, 8080), ("172.17.0.2", 80, 9090)],
+            ),
+        ];
+        for had in &plans {
+            for desired in &plans {
+                let from_plans = super::edits(desired, had);
+                let from_installed = update(desired, &installed_as(had), false);
+                assert_eq!(from_plans, from_installed, "{had:?} -> {desired:?}");
+            }
+        }
     }
 
     #[test]
