@@ -549,6 +549,41 @@ pub fn headers(rules: &FamilyRules) -> Vec<(String, SetHeader)> {
     addresses.chain(ports).chain(counting).collect()
 }
 
+/// Whether the ipset `name` is one of the drop sets, whose counters only
+/// a read shows.
+pub fn is_drop_set(name: &str) -> bool {
+    drop_set(name).is_some()
+}
+
+/// `known` (sets as this process last read them) after `ipset restore`
+/// ran `script` to its end: the `add`/`del` of one plain element with
+/// `-exist` (what [`update`] and [`edits`] write to edit a set in place)
+/// done to a set it holds, and every other command's sets (`create`,
+/// `flush`, `swap`, `destroy`, an element with options) forgotten.
+pub fn remember_edits(known: &mut BTreeMap<String, SavedSet>, script: &str) {
+    for line in script.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["add", name, element, "-exist"] if is_plain(element) => {
+                if let Some(set) = known.get_mut(*name) {
+                    set.elements.insert((*element).to_owned());
+                }
+            }
+            ["del", name, element, "-exist"] if is_plain(element) => {
+                if let Some(set) = known.get_mut(*name) {
+                    set.elements.remove(*element);
+                }
+            }
+            [_, names @ ..] => {
+                for name in names.iter().take(2) {
+                    known.remove(*name);
+                }
+            }
+            [] => {}
+        }
+    }
+}
+
 /// dockfw's ipsets (named `dockfw-…`) in `ipset save` output, by name;
 /// every other line is skipped.
 pub fn parse_save(save: &str) -> BTreeMap<String, SavedSet> {
@@ -993,6 +1028,19 @@ create dockfw-odd list:set size 8
             "as many as its elements: {:?}",
             wanted(&drops)[0].elements
         );
+    }
+
+    #[test]
+    fn what_a_script_does_to_known_sets_is_followed_or_forgotten() {
+        let mut known = saved(&rules(&["172.17.0.2/32", "172.17.0.3/32"], &[]));
+        let desired = rules(&["172.17.0.3/32", "172.17.0.4/32"], &["172.17.0.9/32"]);
+        let up = update(&desired, &known, false);
+        remember_edits(&mut known, &up.before.expect("edits"));
+        assert_eq!(known, saved(&desired));
+        let script = "swap dockfw-known-v4-tmp dockfw-known-v4\n\
+            add dockfw-deny-1-v4 172.17.0.7 comment \"x\" -exist\n";
+        remember_edits(&mut known, script);
+        assert!(known.is_empty(), "{known:?}");
     }
 
     #[test]
