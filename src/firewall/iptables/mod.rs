@@ -14,6 +14,7 @@ pub mod sets;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use self::installed::Installed;
 use self::render::Jumps;
@@ -86,7 +87,26 @@ pub struct Iptables {
     /// The variant chosen per family ([v4, v6]); re-chosen whenever the
     /// chosen one stops showing Docker's chains (e.g. Docker switched).
     chosen: Mutex<[Option<Variant>; 2]>,
+    /// How many ipset checks ran ([`Backend::sets_drifted`]): every
+    /// [`CONTENTS_EVERY`]th compares elements, the others headers alone.
+    set_checks: AtomicU32,
+    /// dockfw's address and port sets as this process last read them
+    /// (the drop sets aside: their counters only a read shows), with the
+    /// element edits it ran since ([`sets::remember_edits`]): what an
+    /// observation takes for a set whose header (type, number of entries)
+    /// is as this says, rather than listing its elements again. A change
+    /// that keeps the number of entries is found by the ipset check that
+    /// compares elements ([`CONTENTS_EVERY`]), which refreshes this.
+    known_sets: Mutex<BTreeMap<String, SavedSet>>,
 }
+
+/// How often the ipset check compares the sets' elements: every tenth
+/// check (15 s at the daemon's 1.5 s); the others read the sets' headers
+/// alone, whose type and number of entries find a set destroyed, flushed,
+/// remade or with an element added or removed, and cost the same whatever
+/// the sets hold. What keeps the number (one element deleted and another
+/// added between two checks) waits for the next comparison of elements.
+const CONTENTS_EVERY: u32 = 10;
 
 fn slot(family: Family) -> usize {
     match family {
@@ -210,27 +230,102 @@ impl Iptables {
     }
 }
 
-/// All of dockfw's ipsets now, and no other tool's: their names from
-/// `ipset list -n` (which reads no elements), then those sets alone in one
-/// `ipset restore` of `save` commands. `ipset save` would list every set
-/// on the host: a 100,000-element blocklist of another tool costs it tens
-/// of ms. A set of dockfw's destroyed between the two runs fails the
-/// second: listed again, once. None where `ipset` is not installed (a
-/// plan that needs sets then fails at its apply, saying so).
-async fn read_sets() -> Result<BTreeMap<String, SavedSet>, FirewallError> {
-    if !std::path::Path::new(programs::IPSET).exists() {
-        return Ok(BTreeMap::new());
+impl Iptables {
+    /// All of dockfw's ipsets now, and no other tool's: their names from
+    /// `ipset list -n` (which reads no elements), their headers (`list NAME
+    /// -t`: type, number of entries), then in one `ipset restore` of `save`
+    /// commands those sets alone whose elements this process does not
+    /// know already ([`Iptables::known_sets`]: what it read or edited
+    /// last, with the header read now). `ipset save` would list every set
+    /// on the host: a 100,000-element blocklist of another tool costs it
+    /// tens of ms. A set of dockfw's destroyed between the runs fails a
+    /// later one: listed again, once. None where `ipset` is not installed
+    /// (a plan that needs sets then fails at its apply, saying so).
+    async fn read_sets(&self) -> Result<BTreeMap<String, SavedSet>, FirewallError> {
+        if !std::path::Path::new(programs::IPSET).exists() {
+            return Ok(BTreeMap::new());
+        }
+        match self.list_and_read().await {
+            Ok(saved) => Ok(saved),
+            Err(_) => self.list_and_read().await,
+        }
     }
-    match list_and_save().await {
-        Ok(saved) => Ok(saved),
-        Err(_) => list_and_save().await,
-    }
-}
 
-/// `ipset list -n`, then dockfw's sets among them saved.
-async fn list_and_save() -> Result<BTreeMap<String, SavedSet>, FirewallError> {
-    let list = run(programs::IPSET, &["list", "-n"], None).await?;
-    save_sets(sets::own_names(&list)).await
+    /// `ipset list -n`, then dockfw's sets among them: their headers, and
+    /// the elements of those not known with that header.
+    async fn list_and_read(&self) -> Result<BTreeMap<String, SavedSet>, FirewallError> {
+        let list = run(programs::IPSET, &["list", "-n"], None).await?;
+        let names = sets::own_names(&list);
+        let Some(script) = sets::header_script(names.iter().copied()) else {
+            return Ok(BTreeMap::new());
+        };
+        let headers =
+            sets::parse_headers(&run(programs::IPSET, &["restore"], Some(&script)).await?);
+        let mut read = self.known_as(&headers);
+        let saved = save_sets(names.into_iter().filter(|n| !read.contains_key(*n))).await?;
+        self.remember_sets(&saved);
+        read.extend(saved);
+        Ok(read)
+    }
+
+    /// The sets of [`Iptables::known_sets`] whose header is the one in
+    /// `headers`; a set not there any more is forgotten.
+    fn known_as(&self, headers: &BTreeMap<String, sets::SetHeader>) -> BTreeMap<String, SavedSet> {
+        let Ok(mut known) = self.known_sets.lock() else {
+            return BTreeMap::new();
+        };
+        known.retain(|name, _| headers.contains_key(name));
+        let same = |name: &String, set: &SavedSet| {
+            headers
+                .get(name)
+                .is_some_and(|h| h.kind == set.kind && h.entries == set.elements.len())
+        };
+        (known.iter())
+            .filter(|(name, set)| same(name, set))
+            .map(|(name, set)| (name.clone(), set.clone()))
+            .collect()
+    }
+
+    /// Keep what was just read of dockfw's sets, but the drop sets (their
+    /// counters move with every drop: only a read shows them).
+    fn remember_sets(&self, saved: &BTreeMap<String, SavedSet>) {
+        if let Ok(mut known) = self.known_sets.lock() {
+            let kept = saved.iter().filter(|(name, _)| !sets::is_drop_set(name));
+            known.extend(kept.map(|(name, set)| (name.clone(), set.clone())));
+        }
+    }
+
+    /// Run one `ipset restore` of dockfw's and follow it in
+    /// [`Iptables::known_sets`]; after a failure nothing is known (how
+    /// far it ran is not).
+    async fn restore_sets(&self, script: &str) -> Result<(), FirewallError> {
+        let ran = run(programs::IPSET, &["restore"], Some(script)).await;
+        if let Ok(mut known) = self.known_sets.lock() {
+            match ran {
+                Ok(_) => sets::remember_edits(&mut known, script),
+                Err(_) => known.clear(),
+            }
+        }
+        ran.map(drop)
+    }
+
+    /// Whether the elements of the ipsets `in_place` names in `families`
+    /// differ from the plan's (they are saved, and remembered; a set
+    /// missing fails it, a difference too).
+    async fn contents_drifted(
+        &self,
+        in_place: &Ruleset,
+        families: &[Family],
+        names: &[String],
+    ) -> bool {
+        match save_sets(names.iter().map(String::as_str)).await {
+            Ok(installed) => {
+                self.remember_sets(&installed);
+                sets_differ(in_place, families, &installed)
+            }
+            Err(_) => true,
+        }
+    }
 }
 
 /// The ipsets `names` as `ipset save` lists them, in one `ipset restore`
@@ -244,6 +339,19 @@ async fn save_sets<'a>(
     Ok(sets::parse_save(
         &run(programs::IPSET, &["restore"], Some(&script)).await?,
     ))
+}
+
+/// Whether the headers of the ipsets `in_place` names in `families` differ
+/// from the plan's (one `ipset restore` of `list NAME -t` lines; a set
+/// missing fails it, a difference too).
+async fn headers_drifted(in_place: &Ruleset, families: &[Family], names: &[String]) -> bool {
+    let Some(script) = sets::header_script(names.iter().map(String::as_str)) else {
+        return false;
+    };
+    match run(programs::IPSET, &["restore"], Some(&script)).await {
+        Ok(list) => headers_differ(in_place, families, &sets::parse_headers(&list)),
+        Err(_) => true,
+    }
 }
 
 /// What is installed per family ([v4, v6]; `None` where unavailable or
@@ -293,8 +401,9 @@ pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
 
 /// The set-only transaction from `in_place` to `desired` in `families`,
 /// when the rules of both are the same (see [`Backend::element_update`]):
-/// each changed set is swapped, as [`sets::update`] writes it for sets
-/// installed exactly as `in_place` has them; both families' sets in one
+/// the elements that change, added or removed, as [`sets::update`] writes
+/// them for sets installed exactly as `in_place` has them
+/// ([`sets::edits`]); both families' sets in one
 /// `ipset restore` (ipset has no families; the transaction's scope is
 /// `both`). Pure.
 pub fn element_update(
@@ -314,23 +423,10 @@ pub fn element_update(
         if wanted.sets == had.sets && wanted.port_sets == had.port_sets && same_drops {
             continue;
         }
-        let installed = sets::wanted(had)
-            .into_iter()
-            .map(|set| {
-                let saved = SavedSet {
-                    kind: set.kind.to_owned(),
-                    elements: set.elements,
-                    packets: BTreeMap::new(),
-                };
-                (set.name, saved)
-            })
-            .collect();
-        let update = sets::update(wanted, &installed, false);
+        let update = sets::edits(wanted, had);
         changes.elements_added += update.added;
         changes.elements_removed += update.removed;
-        // With the rules unchanged, everything is in `before`; `after`
-        // destroys sets no rule names, of which there are none.
-        text.extend(update.before.into_iter().chain(update.after));
+        text.extend(update.before);
     }
     let transaction = (!text.is_empty()).then(|| Transaction {
         family: None,
@@ -362,6 +458,20 @@ pub fn sets_differ(
                 .get(&want.name)
                 .is_none_or(|have| have.kind != want.kind || have.elements != want.elements)
         })
+    })
+}
+
+/// Whether the headers of ipsets `installed` differ from those of the sets
+/// of `in_place` in `families` ([`sets::headers`]): one missing, of another
+/// type, or with another number of elements. Pure.
+pub fn headers_differ(
+    in_place: &Ruleset,
+    families: &[Family],
+    installed: &BTreeMap<String, sets::SetHeader>,
+) -> bool {
+    families.iter().any(|&family| {
+        (sets::headers(in_place.family(family)).iter())
+            .any(|(name, want)| installed.get(name) != Some(want))
     })
 }
 
@@ -465,8 +575,11 @@ impl Backend for Iptables {
         };
         // The three reads are independent: run at once, a pass waits for
         // the slowest rather than for the sum.
-        let (saved, v4, v6) =
-            tokio::join!(read_sets(), self.read(Family::V4), self.read(Family::V6));
+        let (saved, v4, v6) = tokio::join!(
+            self.read_sets(),
+            self.read(Family::V4),
+            self.read(Family::V6)
+        );
         // Unreadable sets count as none: rewriting them is harmless, and
         // the failure is reported.
         let mut saved = saved.unwrap_or_else(|e| {
@@ -519,9 +632,7 @@ impl Backend for Iptables {
     async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
         for step in &tx.steps {
             match step {
-                Step::Sets(text) => run(programs::IPSET, &["restore"], Some(text))
-                    .await
-                    .map(drop)?,
+                Step::Sets(text) => self.restore_sets(text).await?,
                 Step::Rules(text) => {
                     let family = tx.family.ok_or(FirewallError::Scope)?;
                     self.restore(family, text).await?
@@ -551,8 +662,10 @@ impl Backend for Iptables {
         has_sets(in_place)
     }
 
-    /// One `ipset restore` saving the sets `in_place` names, and no other
-    /// (a set missing, or `ipset` itself, fails it: a difference too).
+    /// One `ipset restore` reading the sets `in_place` names, and no other
+    /// (a set missing, or `ipset` itself, fails it: a difference too): their
+    /// headers, and every [`CONTENTS_EVERY`]th time (the first included)
+    /// their elements.
     async fn sets_drifted(&self, in_place: &Ruleset, families: &[Family]) -> bool {
         let names: Vec<String> = families
             .iter()
@@ -561,9 +674,10 @@ impl Backend for Iptables {
         if names.is_empty() {
             return false;
         }
-        match save_sets(names.iter().map(String::as_str)).await {
-            Ok(installed) => sets_differ(in_place, families, &installed),
-            Err(_) => true,
+        if (self.set_checks.fetch_add(1, Ordering::Relaxed)).is_multiple_of(CONTENTS_EVERY) {
+            self.contents_drifted(in_place, families, &names).await
+        } else {
+            headers_drifted(in_place, families, &names).await
         }
     }
 
@@ -681,7 +795,7 @@ mod tests {
         );
         assert!(
             v4.script()
-                .contains("add dockfw-allow-1-v4-tmp 172.17.0.4\n")
+                .contains("add dockfw-allow-1-v4 172.17.0.4 -exist\n")
         );
         converge(&mut tables, &txs);
         assert!(transactions(&more, &tables).is_empty());
@@ -739,7 +853,7 @@ mod tests {
             "the new set, before a rule names it: {before}"
         );
         assert!(
-            after.contains("swap dockfw-allow-1-v4-tmp dockfw-allow-1-v4\n"),
+            after.contains("add dockfw-allow-1-v4 172.17.0.3 -exist\n"),
             "a set that admits more, once the rules are in: {after}"
         );
         assert!(after.contains("destroy dockfw-deny-1-v4\n"), "{after}");
@@ -832,7 +946,7 @@ mod tests {
 
     /// Run the set steps of what takes the ipsets in place to `desired`'s.
     async fn install_sets(desired: &Ruleset) {
-        let mut installed = read_sets().await.expect("reads");
+        let mut installed = Iptables::new().read_sets().await.expect("reads");
         let mut tables = empty_tables();
         for family in Family::ALL {
             let mut st = tables.get(family).expect("installed").clone();
@@ -869,60 +983,90 @@ mod tests {
                 ),
             )
             .await;
-            assert_eq!(read_sets().await.expect("reads"), BTreeMap::new());
+            assert_eq!(
+                Iptables::new().read_sets().await.expect("reads"),
+                BTreeMap::new()
+            );
             let planned = ruleset(POLICY, &["db-1", "secret"]);
             install_sets(&planned).await;
-            let read = read_sets().await.expect("reads");
+            let read = Iptables::new().read_sets().await.expect("reads");
             let mut names: Vec<String> = (Family::ALL.iter())
                 .flat_map(|&f| sets::names(planned.family(f)))
                 .collect();
             names.sort();
             assert_eq!(read.keys().cloned().collect::<Vec<_>>(), names);
             assert!(!sets_differ(&planned, &Family::ALL, &read));
+            // Both checks, headers alone and elements, as (headers, elements).
+            let drifted = async |families: &[Family]| {
+                let names: Vec<String> = (families.iter())
+                    .flat_map(|&f| sets::names(planned.family(f)))
+                    .collect();
+                (
+                    headers_drifted(&planned, families, &names).await,
+                    Iptables::new()
+                        .contents_drifted(&planned, families, &names)
+                        .await,
+                )
+            };
+            assert_eq!(drifted(&Family::ALL).await, (false, false));
             let firewall = Iptables::new();
+            assert!(!firewall.sets_drifted(&planned, &Family::ALL).await);
             assert!(!firewall.sets_drifted(&planned, &Family::ALL).await);
 
             ipset_cmd(&["flush", "dockfw-known-v4"], None).await;
-            assert!(
-                firewall.sets_drifted(&planned, &Family::ALL).await,
-                "flushed"
-            );
+            assert_eq!(drifted(&Family::ALL).await, (true, true), "flushed");
             install_sets(&planned).await;
-            assert!(
-                !firewall.sets_drifted(&planned, &Family::ALL).await,
-                "repaired"
-            );
+            assert_eq!(drifted(&Family::ALL).await, (false, false), "repaired");
             // An empty set: only its absence differs.
             ipset_cmd(&["destroy", "dockfw-guard-tcp-v4"], None).await;
+            assert_eq!(drifted(&Family::ALL).await, (true, true), "destroyed");
             assert!(
                 firewall.sets_drifted(&planned, &Family::ALL).await,
-                "destroyed"
+                "destroyed, found by the headers"
             );
             install_sets(&planned).await;
-            assert!(
-                !firewall.sets_drifted(&planned, &Family::ALL).await,
-                "repaired"
-            );
+            assert_eq!(drifted(&Family::ALL).await, (false, false), "repaired");
             ipset_cmd(&["del", "dockfw-known-v4", "172.17.0.2"], None).await;
-            assert!(
-                firewall.sets_drifted(&planned, &Family::ALL).await,
+            assert_eq!(
+                drifted(&Family::ALL).await,
+                (true, true),
                 "an element removed"
             );
+            ipset_cmd(&["add", "dockfw-known-v4", "172.17.0.99"], None).await;
+            assert_eq!(
+                drifted(&Family::ALL).await,
+                (false, true),
+                "one element for another: the same number, found by the elements alone"
+            );
+            ipset_cmd(&["del", "dockfw-known-v4", "172.17.0.99"], None).await;
             ipset_cmd(&["add", "dockfw-known-v4", "172.17.0.2"], None).await;
             ipset_cmd(&["add", "dockfw-known-v6", "fd00::99"], None).await;
-            assert!(
-                firewall.sets_drifted(&planned, &Family::ALL).await,
+            assert_eq!(
+                drifted(&Family::ALL).await,
+                (true, true),
                 "an element added"
             );
-            assert!(
-                !firewall.sets_drifted(&planned, &[Family::V4]).await,
+            assert_eq!(
+                drifted(&[Family::V4]).await,
+                (false, false),
                 "only the families asked for"
             );
             install_sets(&planned).await;
-            assert!(
-                !firewall.sets_drifted(&planned, &Family::ALL).await,
-                "repaired"
+            assert_eq!(drifted(&Family::ALL).await, (false, false), "repaired");
+            ipset_cmd(&["destroy", "dockfw-allow-1-v4"], None).await;
+            ipset_cmd(
+                &["create", "dockfw-allow-1-v4", "hash:ip", "family", "inet"],
+                None,
+            )
+            .await;
+            ipset_cmd(&["add", "dockfw-allow-1-v4", "172.17.0.2"], None).await;
+            assert_eq!(
+                drifted(&Family::ALL).await,
+                (true, true),
+                "another type with the same elements"
             );
+            install_sets(&planned).await;
+            assert_eq!(drifted(&Family::ALL).await, (false, false), "repaired");
             assert_eq!(
                 ipset_cmd(&["list", "-n"], None)
                     .await
@@ -932,6 +1076,50 @@ mod tests {
                 1,
                 "crowdsec is still there"
             );
+        });
+    }
+
+    #[test]
+    #[ignore = "needs root: a private network namespace and ipset (tests/run.sh runs it)"]
+    fn an_observation_lists_again_only_the_sets_whose_header_moved() {
+        in_private_netns(async || {
+            let ipset_cmd =
+                async |args: &[&str]| run(programs::IPSET, args, None).await.expect("ipset");
+            let firewall = Iptables::new();
+            let fresh = async || Iptables::new().read_sets().await.expect("reads");
+            let planned = ruleset(POLICY, &["db-1", "secret"]);
+            install_sets(&planned).await;
+            assert_eq!(firewall.read_sets().await.expect("reads"), fresh().await);
+            // The fast path's edits, run through the driver: followed.
+            let more = ruleset(POLICY, &["db-1", "secret", "db-2"]);
+            for tx in element_update(&more, &planned, &Family::ALL).expect("same rules") {
+                firewall.apply(&tx).await.expect("applies");
+            }
+            let known = firewall.known_sets.lock().expect("lock").clone();
+            assert_eq!(
+                known.get("dockfw-known-v4"),
+                fresh().await.get("dockfw-known-v4")
+            );
+            assert_eq!(firewall.read_sets().await.expect("reads"), fresh().await);
+            // Another number of entries: listed again.
+            ipset_cmd(&["add", "dockfw-known-v4", "10.9.9.9"]).await;
+            assert_eq!(firewall.read_sets().await.expect("reads"), fresh().await);
+            // One element for another: the same header, so the known
+            // elements stand until the check that compares elements.
+            ipset_cmd(&["del", "dockfw-known-v4", "10.9.9.9"]).await;
+            ipset_cmd(&["add", "dockfw-known-v4", "10.9.9.8"]).await;
+            assert_ne!(firewall.read_sets().await.expect("reads"), fresh().await);
+            let names: Vec<String> = (Family::ALL.iter())
+                .flat_map(|&f| sets::names(more.family(f)))
+                .collect();
+            assert!(firewall.contents_drifted(&more, &Family::ALL, &names).await);
+            assert_eq!(firewall.read_sets().await.expect("reads"), fresh().await);
+            // A failed restore: nothing is known any more.
+            let failed = firewall
+                .restore_sets("add dockfw-nothing 10.0.0.1 -exist\n")
+                .await;
+            assert!(failed.is_err());
+            assert!(firewall.known_sets.lock().expect("lock").is_empty());
         });
     }
 

@@ -4,25 +4,30 @@
 //! it prints (`ipset save`'s format), and the `ipset restore` text that
 //! takes the installed sets of one family to the desired ones.
 //!
-//! The drop sets (`dockfw-dropped-tcp-v4`) are the exception to what
-//! follows: they count, per element (`counters`), the connections
-//! `DOCKFW-DROP` drops, and each element names in its `comment` the
-//! published ports it counts for ([`drop_elements`]). A swap would start
-//! every counter again at zero, so they are edited element by element
-//! (`add`, `del`), which no verdict depends on: every rule naming them
-//! drops, as the rule after them does.
+//! The drop sets (`dockfw-dropped-tcp-v4`) count, per element
+//! (`counters`), the connections `DOCKFW-DROP` drops, and each element
+//! names in its `comment` the published ports it counts for
+//! ([`drop_elements`]). A swap would start every counter again at zero, so
+//! they are only ever edited element by element (`add`, `del`) and an
+//! element is touched only when its comment changes; no verdict depends
+//! on them: every rule naming them drops, as the rule after them does.
 //!
-//! Pure: the parent module runs `ipset`. A set is never edited element by
-//! element: it is filled under a temporary name and swapped in (`swap`, one
-//! kernel operation), so a rule never sees it half-filled. One swap per set
-//! is atomic, a change of several sets or of sets and rules is not; so
-//! every changed set first passes through the stricter of its old and new
+//! Pure: the parent module runs `ipset`. A set that is new, or installed
+//! with another type or with elements dockfw does not write (options such
+//! as `timeout 5`), is filled under a temporary name and swapped in
+//! (`swap`, one kernel operation), so a rule never sees it half-filled. A
+//! set installed as dockfw makes it is edited in place: one `add` or `del`
+//! per element that changes (each atomic), so a container coming or going
+//! writes its own addresses, not the thousand others beside it. Neither a
+//! change of several sets nor one of several elements is atomic; so every
+//! changed set first passes through the stricter of its old and new
 //! contents (the union for a set whose rules drop, the common part for one
-//! whose rules admit), all of those swaps before any that loosens, and
-//! when the rules change too, they change in between. The verdict of
-//! dockfw's chains only tightens as a drop set grows or an admit set
-//! shrinks, so no moment admits what neither the old nor the new plan
-//! admits. Sets no rule names any more are destroyed last.
+//! whose rules admit: an admitting set's removals and a dropping set's
+//! additions), all of those edits before any that loosens, and when the
+//! rules change too, they change in between. The verdict of dockfw's
+//! chains only tightens as a drop set grows or an admit set shrinks, so no
+//! moment admits what neither the old nor the new plan admits. Sets no
+//! rule names any more are destroyed last.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -258,15 +263,103 @@ pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
         drops: drops(rules, &set.name),
         counts: false,
     });
-    let counting = rules.drop_ports.iter().map(|set| Wanted {
+    addresses.chain(ports).chain(counting(rules)).collect()
+}
+
+/// The drop sets of `rules`, as ipsets.
+fn counting(rules: &FamilyRules) -> impl Iterator<Item = Wanted> + '_ {
+    rules.drop_ports.iter().map(|set| Wanted {
         name: ipset_name(&set.name),
         kind: drop_kind(set.family),
         create: drop_kind(set.family),
         elements: drop_elements(rules, set),
         drops: true,
         counts: true,
-    });
-    addresses.chain(ports).chain(counting).collect()
+    })
+}
+
+/// What [`update`] writes, with no rules step, from sets installed exactly
+/// as `had` plans them to `desired`'s, when both plan the same sets (names
+/// and types; [`crate::ruleset::Ruleset::same_rules`]): computed from the
+/// two plans, so that only the elements that change are ever made text
+/// (a set of 1,000 addresses that gains one costs one, not 2,000). All of
+/// it is in `before`. Pure.
+pub fn edits(desired: &FamilyRules, had: &FamilyRules) -> SetUpdate {
+    let mut out = SetUpdate::default();
+    let (mut tighten, mut loosen) = (String::new(), String::new());
+    for (want, old) in desired.sets.iter().zip(&had.sets) {
+        if want.elements != old.elements {
+            let name = ipset_name(&want.name);
+            let added = want.elements.difference(&old.elements).map(element_text);
+            let removed = old.elements.difference(&want.elements).map(element_text);
+            let changed = Changed {
+                added: added.collect(),
+                removed: removed.collect(),
+            };
+            changed.write(&mut tighten, &mut loosen, &name, drops(desired, &want.name));
+            changed.count(&mut out);
+        }
+    }
+    for (want, old) in desired.port_sets.iter().zip(&had.port_sets) {
+        if want.ports != old.ports {
+            let name = ipset_name(&want.name);
+            let elements = |ports: std::collections::btree_set::Difference<'_, u16>| {
+                ports
+                    .flat_map(|port| port_elements(want.family, want.proto, *port))
+                    .collect()
+            };
+            let changed = Changed {
+                added: elements(want.ports.difference(&old.ports)),
+                removed: elements(old.ports.difference(&want.ports)),
+            };
+            changed.write(&mut tighten, &mut loosen, &name, drops(desired, &want.name));
+            changed.count(&mut out);
+        }
+    }
+    for (want, old) in counting(desired).zip(counting(had)) {
+        if want.elements != old.elements {
+            let saved = SavedSet {
+                kind: old.kind.to_owned(),
+                elements: old.elements,
+                packets: BTreeMap::new(),
+            };
+            edit_in_place(&mut tighten, &want, Some(&saved), &mut out);
+        }
+    }
+    let before = tighten + &loosen;
+    out.before = (!before.is_empty()).then_some(before);
+    out
+}
+
+/// The elements of one set that change, as `ipset save` prints them.
+struct Changed {
+    added: BTreeSet<String>,
+    removed: BTreeSet<String>,
+}
+
+impl Changed {
+    /// One `add`/`del` (`-exist`: what is already so is no error) per
+    /// element: the edits that tighten (an admitting set's removals, a
+    /// dropping set's additions) into `tighten`, the ones that loosen into
+    /// `loosen`.
+    fn write(&self, tighten: &mut String, loosen: &mut String, name: &str, drops: bool) {
+        let (grow, shrink) = if drops {
+            (tighten, loosen)
+        } else {
+            (loosen, tighten)
+        };
+        for element in &self.removed {
+            let _ = writeln!(shrink, "del {name} {element} -exist");
+        }
+        for element in &self.added {
+            let _ = writeln!(grow, "add {name} {element} -exist");
+        }
+    }
+
+    fn count(&self, out: &mut SetUpdate) {
+        out.added += self.added.len();
+        out.removed += self.removed.len();
+    }
 }
 
 /// One element as `ipset save` prints it: a host without its length.
@@ -368,6 +461,129 @@ pub fn save_script<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Strin
     (!text.is_empty()).then_some(text)
 }
 
+/// The `ipset restore` input that prints the headers of the sets `names`
+/// (`list NAME -t`: type, options, number of entries, and no element, so
+/// reading it costs the same whatever the sets hold); as
+/// [`save_script`] otherwise.
+pub fn header_script<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let text: String = names
+        .into_iter()
+        .filter(|n| is_own(n))
+        .map(|name| format!("list {name} -t\n"))
+        .collect();
+    (!text.is_empty()).then_some(text)
+}
+
+/// One of dockfw's ipsets as `ipset list -t` prints it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetHeader {
+    /// As [`SavedSet::kind`].
+    pub kind: String,
+    /// Its `Number of entries`.
+    pub entries: usize,
+}
+
+/// dockfw's ipsets in `ipset list -t` output (blocks of `Name:`, `Type:`,
+/// `Header:`, …, `Number of entries:` lines), by name; other sets are
+/// skipped.
+pub fn parse_headers(list: &str) -> BTreeMap<String, SetHeader> {
+    let mut headers = BTreeMap::new();
+    let mut name: Option<&str> = None;
+    let mut header = SetHeader::default();
+    let mut kind = String::new();
+    for line in list.lines() {
+        let Some((field, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match field {
+            "Name" => name = Some(value).filter(|n| n.starts_with(PREFIX)),
+            "Type" => kind = value.to_owned(),
+            "Header" => {
+                let words: Vec<&str> = [kind.as_str()]
+                    .into_iter()
+                    .chain(value.split_whitespace())
+                    .collect();
+                header.kind = saved_kind(&words);
+            }
+            "Number of entries" => {
+                header.entries = value.parse().unwrap_or(usize::MAX);
+                if let Some(name) = name.take() {
+                    headers.insert(name.to_owned(), std::mem::take(&mut header));
+                }
+            }
+            _ => {}
+        }
+    }
+    headers
+}
+
+/// The header every set of `rules` has when installed as planned ([`wanted`]'s
+/// names, types and element counts), without building the elements of any
+/// but the drop sets (a few per published port).
+pub fn headers(rules: &FamilyRules) -> Vec<(String, SetHeader)> {
+    let header = |kind: &str, entries| SetHeader {
+        kind: kind.to_owned(),
+        entries,
+    };
+    let addresses = (rules.sets.iter()).map(|set| {
+        (
+            ipset_name(&set.name),
+            header(kind(set.family), set.elements.len()),
+        )
+    });
+    let ports = rules.port_sets.iter().map(|set| {
+        let entries = set.ports.len() * port_elements(set.family, set.proto, 0).len();
+        (
+            ipset_name(&set.name),
+            header(port_kind(set.family), entries),
+        )
+    });
+    let counting = rules.drop_ports.iter().map(|set| {
+        let entries = drop_elements(rules, set).len();
+        (
+            ipset_name(&set.name),
+            header(drop_kind(set.family), entries),
+        )
+    });
+    addresses.chain(ports).chain(counting).collect()
+}
+
+/// Whether the ipset `name` is one of the drop sets, whose counters only
+/// a read shows.
+pub fn is_drop_set(name: &str) -> bool {
+    drop_set(name).is_some()
+}
+
+/// `known` (sets as this process last read them) after `ipset restore`
+/// ran `script` to its end: the `add`/`del` of one plain element with
+/// `-exist` (what [`update`] and [`edits`] write to edit a set in place)
+/// done to a set it holds, and every other command's sets (`create`,
+/// `flush`, `swap`, `destroy`, an element with options) forgotten.
+pub fn remember_edits(known: &mut BTreeMap<String, SavedSet>, script: &str) {
+    for line in script.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["add", name, element, "-exist"] if is_plain(element) => {
+                if let Some(set) = known.get_mut(*name) {
+                    set.elements.insert((*element).to_owned());
+                }
+            }
+            ["del", name, element, "-exist"] if is_plain(element) => {
+                if let Some(set) = known.get_mut(*name) {
+                    set.elements.remove(*element);
+                }
+            }
+            [_, names @ ..] => {
+                for name in names.iter().take(2) {
+                    known.remove(*name);
+                }
+            }
+            [] => {}
+        }
+    }
+}
+
 /// dockfw's ipsets (named `dockfw-…`) in `ipset save` output, by name;
 /// every other line is skipped.
 pub fn parse_save(save: &str) -> BTreeMap<String, SavedSet> {
@@ -466,9 +682,12 @@ pub fn update(
             .filter(|e| had.is_none_or(|h| !h.contains(*e)))
             .count();
         out.removed += had.map_or(0, |h| h.difference(want).count());
-        kept.insert(format!("{name}{TEMPORARY}"));
         match had.filter(|_| same_kind) {
+            Some(had) if had.iter().all(|e| is_plain(e)) => {
+                edit(&mut tighten, &mut loosen, &set, had);
+            }
             Some(had) => {
+                kept.insert(format!("{name}{TEMPORARY}"));
                 let interim = stricter(had, want, set.drops);
                 if interim != *had {
                     replace(&mut tighten, &set, &interim);
@@ -478,7 +697,10 @@ pub fn update(
                 }
             }
             // New: no rule in place names it yet.
-            None => replace(&mut tighten, &set, want),
+            None => {
+                kept.insert(format!("{name}{TEMPORARY}"));
+                replace(&mut tighten, &set, want);
+            }
         }
     }
     for name in installed.keys().filter(|n| !kept.contains(*n)) {
@@ -523,24 +745,42 @@ fn drops(desired: &FamilyRules, set: &str) -> bool {
 /// together where a match drops, only what both have where it admits. Of
 /// what was installed only plain elements are kept.
 fn stricter(had: &BTreeSet<String>, want: &BTreeSet<String>, drops: bool) -> BTreeSet<String> {
-    let plain = |e: &&String| {
-        let net = |n: &str| n.parse::<IpNet>().is_ok() || n.parse::<IpAddr>().is_ok();
-        match e.split_once(',') {
-            // A port set's `net,proto:port`.
-            Some((n, port)) => {
-                net(n)
-                    && port
-                        .split_once(':')
-                        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-            }
-            None => net(e),
-        }
-    };
     if drops {
-        had.iter().filter(plain).chain(want).cloned().collect()
+        let plain = had.iter().filter(|e| is_plain(e));
+        plain.chain(want).cloned().collect()
     } else {
         had.intersection(want).cloned().collect()
     }
+}
+
+/// Whether an installed element is as dockfw writes it: an address or
+/// network, with a port set's `,proto:port`, and no options (`timeout 5`).
+fn is_plain(element: &str) -> bool {
+    let net = |n: &str| n.parse::<IpNet>().is_ok() || n.parse::<IpAddr>().is_ok();
+    match element.split_once(',') {
+        // A port set's `net,proto:port`.
+        Some((n, port)) => {
+            net(n)
+                && port
+                    .split_once(':')
+                    .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        }
+        None => net(element),
+    }
+}
+
+/// The set `set`, installed with the right type and with `had` (plain
+/// elements only), to its wanted elements one `add`/`del` at a time
+/// ([`Changed::write`]). Between the tightening and the loosening edits
+/// the set holds the stricter contents a swap would have passed through,
+/// and no single edit ever admits what neither plan admits; only the
+/// elements that change are written, whatever the set holds.
+fn edit(tighten: &mut String, loosen: &mut String, set: &Wanted, had: &BTreeSet<String>) {
+    let changed = Changed {
+        added: set.elements.difference(had).cloned().collect(),
+        removed: had.difference(&set.elements).cloned().collect(),
+    };
+    changed.write(tighten, loosen, &set.name, set.drops);
 }
 
 /// The drop set `set` from `have` (`None`: missing, or of another type and
@@ -736,6 +976,74 @@ create dockfw-odd list:set size 8
     }
 
     #[test]
+    fn set_headers_are_read_for_dockfws_sets_and_match_the_plans() {
+        let list = "Name: f2b-sshd\nType: hash:ip\nRevision: 6\n\
+            Header: family inet hashsize 1024 maxelem 65536\nSize in memory: 200\n\
+            References: 1\nNumber of entries: 7\n\
+            Name: dockfw-known-v4\nType: hash:net\nRevision: 7\n\
+            Header: family inet hashsize 1024 maxelem 65536 bucketsize 12 initval 0x5\n\
+            Size in memory: 600\nReferences: 1\nNumber of entries: 2\n\
+            Name: dockfw-dropped-tcp-v4\nType: hash:net,port\nRevision: 8\n\
+            Header: family inet hashsize 1024 maxelem 65536 counters comment bucketsize 12\n\
+            Size in memory: 456\nReferences: 1\nNumber of entries: 5\n";
+        let read = parse_headers(list);
+        let header = |kind: &str, entries| SetHeader {
+            kind: kind.to_owned(),
+            entries,
+        };
+        assert_eq!(
+            read,
+            BTreeMap::from([
+                (
+                    "dockfw-dropped-tcp-v4".to_owned(),
+                    header("hash:net,port family inet counters comment", 5)
+                ),
+                (
+                    "dockfw-known-v4".to_owned(),
+                    header("hash:net family inet", 2)
+                ),
+            ])
+        );
+        let planned = rules(&["172.17.0.2/32", "10.0.0.0/8"], &[]);
+        assert_eq!(
+            headers(&planned),
+            [
+                (
+                    "dockfw-deny-1-v4".to_owned(),
+                    header("hash:net family inet", 0)
+                ),
+                (
+                    "dockfw-known-v4".to_owned(),
+                    header("hash:net family inet", 2)
+                ),
+            ]
+        );
+        let drops = dropping(&[("172.17.0.2", 80, 8080), ("172.17.0.2", 80, 8081)]);
+        assert_eq!(
+            headers(&drops),
+            [(
+                "dockfw-dropped-tcp-v4".to_owned(),
+                header("hash:net,port family inet counters comment", 5)
+            )],
+            "as many as its elements: {:?}",
+            wanted(&drops)[0].elements
+        );
+    }
+
+    #[test]
+    fn what_a_script_does_to_known_sets_is_followed_or_forgotten() {
+        let mut known = saved(&rules(&["172.17.0.2/32", "172.17.0.3/32"], &[]));
+        let desired = rules(&["172.17.0.3/32", "172.17.0.4/32"], &["172.17.0.9/32"]);
+        let up = update(&desired, &known, false);
+        remember_edits(&mut known, &up.before.expect("edits"));
+        assert_eq!(known, saved(&desired));
+        let script = "swap dockfw-known-v4-tmp dockfw-known-v4\n\
+            add dockfw-deny-1-v4 172.17.0.7 comment \"x\" -exist\n";
+        remember_edits(&mut known, script);
+        assert!(known.is_empty(), "{known:?}");
+    }
+
+    #[test]
     fn sets_in_place_need_nothing() {
         let desired = rules(&["172.17.0.2/32"], &[]);
         assert_eq!(
@@ -745,23 +1053,77 @@ create dockfw-odd list:set size 8
     }
 
     #[test]
-    fn a_new_element_is_one_swap_of_the_whole_set() {
+    fn a_new_element_is_one_add_and_the_others_are_not_written() {
         let before = rules(&["172.17.0.2/32"], &[]);
         let desired = rules(&["172.17.0.2/32", "172.17.0.3/32"], &[]);
         let up = update(&desired, &saved(&before), false);
         assert_eq!(
             up.before.as_deref(),
-            Some(
-                "create dockfw-known-v4 hash:net family inet -exist\n\
+            Some("add dockfw-known-v4 172.17.0.3 -exist\n")
+        );
+        assert_eq!((up.after, up.added, up.removed), (None, 1, 0));
+        let up = update(&before, &saved(&desired), false);
+        assert_eq!(
+            up.before.as_deref(),
+            Some("del dockfw-known-v4 172.17.0.3 -exist\n")
+        );
+        assert_eq!((up.after, up.added, up.removed), (None, 0, 1));
+    }
+
+    #[test]
+    fn a_new_set_is_filled_and_swapped_in_whole() {
+        let desired = rules(&["172.17.0.2/32", "172.17.0.3/32"], &[]);
+        let up = update(&desired, &BTreeMap::new(), false);
+        let text = up.before.expect("made");
+        assert!(
+            text.starts_with(
+                "create dockfw-deny-1-v4 hash:net family inet -exist\n\
+                 create dockfw-deny-1-v4-tmp hash:net family inet -exist\n\
+                 flush dockfw-deny-1-v4-tmp\n\
+                 swap dockfw-deny-1-v4-tmp dockfw-deny-1-v4\n\
+                 destroy dockfw-deny-1-v4-tmp\n\
+                 create dockfw-known-v4 hash:net family inet -exist\n\
                  create dockfw-known-v4-tmp hash:net family inet -exist\n\
                  flush dockfw-known-v4-tmp\n\
                  add dockfw-known-v4-tmp 172.17.0.2\n\
                  add dockfw-known-v4-tmp 172.17.0.3\n\
-                 swap dockfw-known-v4-tmp dockfw-known-v4\n\
-                 destroy dockfw-known-v4-tmp\n"
-            )
+                 swap dockfw-known-v4-tmp dockfw-known-v4\n"
+            ),
+            "{text}"
         );
-        assert_eq!((up.after, up.added, up.removed), (None, 1, 0));
+    }
+
+    #[test]
+    fn a_set_holding_elements_dockfw_does_not_write_is_swapped_in_whole() {
+        let desired = rules(&["172.17.0.2/32", "172.17.0.3/32"], &[]);
+        let mut installed = saved(&rules(&["172.17.0.2/32"], &[]));
+        let known = installed.get_mut("dockfw-known-v4").unwrap();
+        known.elements.insert("172.17.0.9 timeout 5".to_owned());
+        let text = update(&desired, &installed, false).before.expect("swapped");
+        assert!(
+            text.contains("add dockfw-known-v4-tmp 172.17.0.2\n")
+                && text.contains("swap dockfw-known-v4-tmp dockfw-known-v4\n"),
+            "{text}"
+        );
+    }
+
+    /// The `add` and `del` lines of `text`, in order: (command, set,
+    /// element).
+    fn edits(text: &str) -> Vec<(String, String, String)> {
+        text.lines()
+            .filter_map(
+                |line| match line.split_whitespace().collect::<Vec<_>>()[..] {
+                    [command @ ("add" | "del"), set, element, "-exist"] => {
+                        Some((command.to_owned(), set.to_owned(), element.to_owned()))
+                    }
+                    _ => None,
+                },
+            )
+            .collect()
+    }
+
+    fn edit(command: &str, set: &str, element: &str) -> (String, String, String) {
+        (command.to_owned(), set.to_owned(), element.to_owned())
     }
 
     #[test]
@@ -771,79 +1133,84 @@ create dockfw-odd list:set size 8
         let up = update(&desired, &saved(&before), true);
         let before_step = up.before.expect("before the rules");
         let after_step = up.after.expect("after the rules");
-        let elements = |text: &str, set: &str| -> Vec<String> {
-            let prefix = format!("add {set}-tmp ");
-            text.lines()
-                .filter_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
-                .collect()
-        };
         assert_eq!(
-            elements(&before_step, "dockfw-known-v4"),
-            ["172.17.0.3"],
-            "an admitting set holds only what both plans admit"
+            edits(&before_step),
+            [
+                edit("add", "dockfw-deny-1-v4", "172.17.0.4"),
+                edit("del", "dockfw-known-v4", "172.17.0.2"),
+            ],
+            "a dropping set gains what either plan drops, an admitting set keeps only what both admit"
         );
         assert_eq!(
-            elements(&before_step, "dockfw-deny-1-v4"),
-            ["172.17.0.2", "172.17.0.4"],
-            "a dropping set holds what either plan drops"
+            edits(&after_step),
+            [
+                edit("del", "dockfw-deny-1-v4", "172.17.0.2"),
+                edit("add", "dockfw-known-v4", "172.17.0.4"),
+            ]
         );
-        assert_eq!(
-            elements(&after_step, "dockfw-known-v4"),
-            ["172.17.0.3", "172.17.0.4"]
-        );
-        assert_eq!(elements(&after_step, "dockfw-deny-1-v4"), ["172.17.0.4"]);
         assert_eq!((up.added, up.removed), (2, 2));
     }
 
-    /// The sets swapped in by `text`, in order, each with its elements.
-    fn swaps(text: &str) -> Vec<(String, Vec<String>)> {
-        let (mut out, mut filling) = (Vec::new(), Vec::new());
-        for words in text
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        {
-            match words.as_slice() {
-                ["add", _, element] => filling.push((*element).to_owned()),
-                ["swap", _, set] => out.push(((*set).to_owned(), std::mem::take(&mut filling))),
-                _ => {}
-            }
-        }
-        out
-    }
-
     #[test]
-    fn every_swap_that_tightens_comes_before_any_that_loosens() {
+    fn every_edit_that_tightens_comes_before_any_that_loosens() {
         let before = rules(&["172.17.0.2/32", "172.17.0.3/32"], &["172.17.0.2/32"]);
         let desired = rules(&["172.17.0.3/32", "172.17.0.4/32"], &["172.17.0.4/32"]);
         let up = update(&desired, &saved(&before), false);
         assert_eq!(up.after, None, "no rules step: one ipset restore");
-        let owned = |set: &str, elements: &[&str]| {
-            let elements = elements.iter().map(|e| (*e).to_owned()).collect();
-            (set.to_owned(), elements)
-        };
+        let text = up.before.expect("sets change");
         assert_eq!(
-            swaps(&up.before.expect("sets change")),
+            edits(&text),
             [
-                owned("dockfw-deny-1-v4", &["172.17.0.2", "172.17.0.4"]),
-                owned("dockfw-known-v4", &["172.17.0.3"]),
-                owned("dockfw-deny-1-v4", &["172.17.0.4"]),
-                owned("dockfw-known-v4", &["172.17.0.3", "172.17.0.4"]),
+                edit("add", "dockfw-deny-1-v4", "172.17.0.4"),
+                edit("del", "dockfw-known-v4", "172.17.0.2"),
+                edit("del", "dockfw-deny-1-v4", "172.17.0.2"),
+                edit("add", "dockfw-known-v4", "172.17.0.4"),
             ]
         );
-        let grown = rules(&["172.17.0.2/32", "172.17.0.3/32", "172.17.0.9/32"], &[]);
-        let old = rules(&["172.17.0.2/32"], &["172.17.0.2/32"]);
-        let up = update(&grown, &saved(&old), false);
-        assert_eq!(
-            swaps(&up.before.expect("sets change")),
-            [
-                owned("dockfw-deny-1-v4", &[]),
-                owned(
-                    "dockfw-known-v4",
-                    &["172.17.0.2", "172.17.0.3", "172.17.0.9"]
-                ),
-            ],
-            "what only grows or only shrinks is swapped once"
-        );
+        assert!(!text.contains("swap"), "{text}");
+    }
+
+    /// Whether the sets `now` admit no more than `plan`'s: its admitting
+    /// set no larger, its dropping set no smaller.
+    fn within(now: &BTreeMap<String, SavedSet>, plan: &FamilyRules) -> bool {
+        let plan = saved(plan);
+        let elements = |sets: &BTreeMap<String, SavedSet>, name: &str| sets[name].elements.clone();
+        elements(now, "dockfw-known-v4").is_subset(&elements(&plan, "dockfw-known-v4"))
+            && elements(now, "dockfw-deny-1-v4").is_superset(&elements(&plan, "dockfw-deny-1-v4"))
+    }
+
+    /// Fail closed between two plans whatever they are: after every single
+    /// line of the update, the sets admit no more than the old plan's or
+    /// no more than the new plan's.
+    #[test]
+    fn no_moment_of_an_element_update_admits_what_neither_plan_admits() {
+        let plans = [
+            rules(&["172.17.0.2/32", "172.17.0.3/32"], &["172.17.0.2/32"]),
+            rules(&["172.17.0.3/32", "172.17.0.4/32"], &["172.17.0.4/32"]),
+            rules(
+                &["10.0.0.0/8", "172.17.0.5/32"],
+                &["172.17.0.3/32", "172.17.0.5/32"],
+            ),
+            rules(&[], &[]),
+        ];
+        for old in &plans {
+            for new in &plans {
+                let mut st = super::super::installed::Installed {
+                    sets: saved(old),
+                    ..Default::default()
+                };
+                let text = update(new, &st.sets, false).before.unwrap_or_default();
+                assert!(!text.contains("swap"), "edited in place: {text}");
+                for line in text.lines() {
+                    super::super::installed::simulate::apply_sets(&mut st, line).expect("applies");
+                    assert!(
+                        within(&st.sets, old) || within(&st.sets, new),
+                        "after {line:?} of\n{text}"
+                    );
+                }
+                assert_eq!(st.sets, saved(new));
+            }
+        }
     }
 
     #[test]
@@ -873,8 +1240,62 @@ create dockfw-odd list:set size 8
         );
     }
 
+    /// `rules` installed exactly as planned, every set of it.
+    fn installed_as(rules: &FamilyRules) -> BTreeMap<String, SavedSet> {
+        let each = wanted(rules).into_iter().map(|set| {
+            let saved = SavedSet {
+                kind: set.kind.to_owned(),
+                elements: set.elements,
+                packets: BTreeMap::new(),
+            };
+            (set.name, saved)
+        });
+        each.collect()
+    }
+
     #[test]
-    fn a_leftover_temporary_set_is_reused_not_destroyed_twice() {
+    fn edits_from_two_plans_are_what_update_writes_from_the_installed_sets() {
+        let with_drops = |known: &[&str], denied: &[&str], endpoints: &[(&str, u16, u16)]| {
+            let drops = dropping(endpoints);
+            let mut plan = rules(known, denied);
+            plan.port_sets = vec![PortSet {
+                name: "guard-tcp-v4".to_owned(),
+                family: Family::V4,
+                proto: Proto::Tcp,
+                ports: endpoints.iter().map(|e| e.1).collect(),
+            }];
+            plan.drop_ports = drops.drop_ports;
+            plan.drop_endpoints = drops.drop_endpoints;
+            plan
+        };
+        let plans = [
+            with_drops(
+                &["172.17.0.2/32", "172.17.0.10/32"],
+                &["172.17.0.9/32"],
+                &[],
+            ),
+            with_drops(
+                &["172.17.0.3/32", "172.17.0.9/32"],
+                &["172.17.0.2/32"],
+                &[("172.17.0.2", 80, 8080), ("172.17.0.3", 81, 8081)],
+            ),
+            with_drops(
+                &["10.0.0.0/8"],
+                &[],
+                &[("172.17.0.2", 80, 8080), ("172.17.0.2", 80, 9090)],
+            ),
+        ];
+        for had in &plans {
+            for desired in &plans {
+                let from_plans = super::edits(desired, had);
+                let from_installed = update(desired, &installed_as(had), false);
+                assert_eq!(from_plans, from_installed, "{had:?} -> {desired:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_leftover_temporary_set_is_destroyed_after_the_edits() {
         let before = rules(&["172.17.0.2/32"], &[]);
         let mut installed = saved(&before);
         installed.insert(
@@ -887,18 +1308,30 @@ create dockfw-odd list:set size 8
         );
         let desired = rules(&["172.17.0.3/32"], &[]);
         let up = update(&desired, &installed, false);
-        assert!(
-            up.before
-                .expect("swap")
-                .contains("flush dockfw-known-v4-tmp\n")
+        assert_eq!(
+            edits(&up.before.expect("edits")),
+            [
+                edit("del", "dockfw-known-v4", "172.17.0.2"),
+                edit("add", "dockfw-known-v4", "172.17.0.3"),
+            ]
         );
-        assert_eq!(up.after, None, "the swap's own destroy removes it");
+        assert_eq!(up.after.as_deref(), Some("destroy dockfw-known-v4-tmp\n"));
         let same = update(&before, &installed, false);
         assert_eq!(
             same.after.as_deref(),
             Some("destroy dockfw-known-v4-tmp\n"),
             "left over beside a set in place: destroyed"
         );
+        let mut swapped = installed.clone();
+        swapped.get_mut("dockfw-known-v4").unwrap().kind = "hash:ip family inet".to_owned();
+        let up = update(&desired, &swapped, false);
+        assert!(
+            up.before
+                .expect("made anew")
+                .contains("flush dockfw-known-v4-tmp\n"),
+            "a swap reuses it"
+        );
+        assert_eq!(up.after, None, "the swap's own destroy removes it");
     }
 
     /// The drop set of tcp in v4 for `endpoints` (address, container port,
