@@ -24,7 +24,7 @@
 //!                 selector-less allow entries     -> RETURN   (isolates under default allow)
 //!                 everything else                 -> DROP     (idem)
 //! DOCKFW-PROXY    (after established/related and lo)
-//!                 -i <each verified bridge>, -s <container off known bridges> -> DOCKFW-TO-HOST
+//!                 the same jumps as DOCKFW makes  -> DOCKFW-TO-HOST
 //! DOCKFW-TO-HOST  ICMPv6 neighbour discovery      -> RETURN   (IPv6)
 //!                 everything else                 -> DROP     (to_host = "deny" only)
 //! ```
@@ -481,6 +481,42 @@ mod tests {
                 .iter()
                 .any(|r| r.dst == Some("172.18.0.2/32".parse().expect("net"))),
             "its container is exempted by address"
+        );
+    }
+
+    #[test]
+    fn a_subnet_of_a_bridge_not_judged_by_interface_is_judged_by_address() {
+        let policy = policy("[outbound]\ndefault = \"deny\"\n");
+        let mut inventory = inventory(&["eth0"]);
+        inventory.bridges[0].interface = "+".to_owned();
+        inventory.subnets = [("n1", "172.17.0.0/16"), ("n2", "172.18.0.0/24")]
+            .map(|(id, net)| (id.to_owned(), vec![net.parse().expect("net")]))
+            .into();
+        inventory.containers[0].attachments[0].ipv4 = Some("10.9.0.2".parse().expect("addr"));
+        let plan = super::super::plan(&policy, &inventory);
+        let entry = &plan.family(Family::V4).chains[0];
+        let jumped: Vec<String> = (entry.rules.iter())
+            .filter(|r| r.target == Target::Jump(OUTBOUND_CHAIN))
+            .filter_map(|r| r.src.map(|s| s.to_string()))
+            .collect();
+        assert_eq!(jumped, ["172.17.0.0/16", "172.18.0.0/24", "10.9.0.2/32"]);
+        inventory.containers[0].attachments[0].ipv4 = Some("172.18.0.2".parse().expect("addr"));
+        inventory.bridges[0].interface = "docker0".to_owned();
+        inventory.not_bridges.clear();
+        inventory.unreadable_subnets.insert("n2".to_owned());
+        let plan = super::super::plan(&policy, &inventory);
+        let jumps: Vec<String> = (plan.family(Family::V4).chains[0].rules.iter())
+            .filter(|r| r.target == Target::Jump(OUTBOUND_CHAIN))
+            .map(|r| format!("{:?} {:?}", r.in_iface.as_ref().map(|i| i.as_str()), r.src))
+            .collect();
+        assert_eq!(
+            jumps,
+            [
+                "Some(\"docker0\") None",
+                "Some(\"eth0\") None",
+                "None Some(172.18.0.0/24)",
+            ],
+            "an unreadable subnet's bridge is judged by interface too, and its container is covered by its subnet"
         );
     }
 
