@@ -1005,7 +1005,11 @@ fn subnets_from(network: &Network) -> (Vec<IpNet>, Vec<String>) {
     let configs = network.ipam.as_ref().and_then(|ipam| ipam.config.as_ref());
     let mut read = BTreeSet::new();
     let mut refused = Vec::new();
-    for subnet in configs.into_iter().flatten().filter_map(|c| c.subnet.as_ref()) {
+    for subnet in configs
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.subnet.as_ref())
+    {
         match subnet.parse::<IpNet>() {
             Ok(net) if !is_v4_mapped(&net) => {
                 read.insert(net.trunc());
@@ -1436,7 +1440,10 @@ mod tests {
         let inventory = inventory_from(&networks, &[]);
         let subnets = |id| {
             let all = Family::ALL.map(|f| inventory.subnets_of(id, f).collect::<Vec<_>>());
-            all.concat().iter().map(ToString::to_string).collect::<Vec<_>>()
+            all.concat()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
         };
         assert_eq!(subnets(DEFAULT_ID), ["172.17.0.0/16", "fd00:17::/64"]);
         assert_eq!(subnets(SHOP_ID), ["172.18.0.0/16"], "the readable one");
@@ -1445,8 +1452,15 @@ mod tests {
             inventory.unreadable_subnets,
             BTreeSet::from([SHOP_ID.to_owned(), CUSTOM_ID.to_owned()])
         );
-        let reasons: Vec<_> = inventory.rejected.iter().map(|r| r.reason.as_str()).collect();
-        assert!(reasons[1].starts_with("unreadable subnet \"172.19.0.0/33\""), "{reasons:?}");
+        let reasons: Vec<_> = inventory
+            .rejected
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect();
+        assert!(
+            reasons[1].starts_with("unreadable subnet \"172.19.0.0/33\""),
+            "{reasons:?}"
+        );
         assert_eq!(inventory.bridges.len(), 3, "every bridge is still known");
     }
 

@@ -162,10 +162,12 @@ impl Inventory {
     /// The subnets in `family` of the bridge network with id `network_id`.
     pub fn subnets_of(&self, network_id: &str, family: Family) -> impl Iterator<Item = IpNet> {
         let subnets = self.subnets.get(network_id).map_or(&[][..], Vec::as_slice);
-        subnets
-            .iter()
-            .copied()
-            .filter(move |net| matches!((net, family), (IpNet::V4(_), Family::V4) | (IpNet::V6(_), Family::V6)))
+        subnets.iter().copied().filter(move |net| {
+            matches!(
+                (net, family),
+                (IpNet::V4(_), Family::V4) | (IpNet::V6(_), Family::V6)
+            )
+        })
     }
 
     /// How Docker connects the bridge network with id `network_id` to the

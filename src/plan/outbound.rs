@@ -49,8 +49,8 @@ use super::{
 use crate::inventory::Inventory;
 use crate::policy::{Default, Entry, Outbound, Policy, Sources};
 use crate::ruleset::{
-    AddrSet, Chain, Conntrack, Family, Iface, OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN, OrigPortSet,
-    Rule, TO_HOST_CHAIN, Target,
+    AddrSet, Chain, Conntrack, Family, Iface, OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN,
+    OrigPortSet, Rule, TO_HOST_CHAIN, Target,
 };
 
 use ipnet::IpNet;
