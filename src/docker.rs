@@ -18,7 +18,7 @@
 //! unreachable engine or a failed call fails a snapshot. This module must not plan or touch the
 //! firewall: events are triggers, the inventory is plain data.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::str::FromStr;
@@ -36,6 +36,7 @@ use bollard::query_parameters::{
     ListNetworksOptions,
 };
 use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::{
@@ -517,6 +518,7 @@ fn network_from(inspect: NetworkInspect) -> Network {
         name: inspect.name,
         driver: inspect.driver,
         options: inspect.options,
+        ipam: inspect.ipam,
         ..Default::default()
     }
 }
@@ -920,6 +922,27 @@ pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> 
         .filter(|n| is_bridge(n))
         .filter_map(gateway_modes_from)
         .collect();
+    let mut subnets = BTreeMap::new();
+    let mut unreadable_subnets = BTreeSet::new();
+    for network in networks.iter().filter(|n| is_bridge(n)) {
+        let Ok((id, name)) = identity(network) else {
+            continue;
+        };
+        let (read, refused) = subnets_from(network);
+        if !read.is_empty() {
+            subnets.insert(id.to_owned(), read);
+        }
+        if !refused.is_empty() {
+            unreadable_subnets.insert(id.to_owned());
+        }
+        rejected.extend(refused.into_iter().map(|subnet| Rejected {
+            kind: "network".to_owned(),
+            name: name.to_owned(),
+            reason: format!(
+                "unreadable subnet {subnet:?}; its bridge is judged as one whose name was refused"
+            ),
+        }));
+    }
     let other_networks = networks
         .iter()
         .filter(|n| !is_bridge(n))
@@ -936,6 +959,8 @@ pub fn inventory_from(networks: &[Network], containers: &[ContainerSummary]) -> 
         bridges,
         gateway_modes,
         other_networks,
+        subnets,
+        unreadable_subnets,
         containers,
         rejected,
         // Docker's word only: whoever plans asks the kernel (`links`).
@@ -971,6 +996,34 @@ fn bridge_from(network: &Network) -> Option<Bridge> {
         name: name.to_string(),
         interface,
     })
+}
+
+/// A network's IPAM subnets that are CIDRs of either family, in order,
+/// and, apart, every one that is not (as Docker wrote it). A network
+/// address with host bits set (`172.18.0.1/16`) is read as its network.
+fn subnets_from(network: &Network) -> (Vec<IpNet>, Vec<String>) {
+    let configs = network.ipam.as_ref().and_then(|ipam| ipam.config.as_ref());
+    let mut read = BTreeSet::new();
+    let mut refused = Vec::new();
+    for subnet in configs
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.subnet.as_ref())
+    {
+        match subnet.parse::<IpNet>() {
+            Ok(net) if !is_v4_mapped(&net) => {
+                read.insert(net.trunc());
+            }
+            _ => refused.push(subnet.clone()),
+        }
+    }
+    (read.into_iter().collect(), refused)
+}
+
+/// `::ffff:a.b.c.d/n`: an IPv4 network written as IPv6, which no IPv6
+/// packet carries; taken as written it would cover nothing that matters.
+fn is_v4_mapped(net: &IpNet) -> bool {
+    matches!(net, IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some())
 }
 
 /// A bridge's gateway modes by its id, if it sets either option; Docker
@@ -1360,6 +1413,55 @@ mod tests {
             &GatewayMode::Other("teleport".to_string())
         );
         assert_eq!(mode(SHOP_ID, Family::V4), "nat");
+    }
+
+    #[test]
+    fn subnets_are_read_per_network_and_an_unreadable_one_is_refused_with_a_note() {
+        let with_subnets = |id: &str, name: &str, subnets: &[&str]| Network {
+            ipam: Some(bollard::models::Ipam {
+                config: Some(
+                    subnets
+                        .iter()
+                        .map(|s| bollard::models::IpamConfig {
+                            subnet: Some((*s).to_owned()),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..network(id, name, "bridge", &[])
+        };
+        let networks = [
+            with_subnets(DEFAULT_ID, "bridge", &["172.17.0.0/16", "fd00:17::1/64"]),
+            with_subnets(SHOP_ID, "shop", &["172.18.0.0/16", "172.19.0.0/33"]),
+            with_subnets(CUSTOM_ID, "mapped", &["::ffff:10.0.0.0/104"]),
+        ];
+        let inventory = inventory_from(&networks, &[]);
+        let subnets = |id| {
+            let all = Family::ALL.map(|f| inventory.subnets_of(id, f).collect::<Vec<_>>());
+            all.concat()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(subnets(DEFAULT_ID), ["172.17.0.0/16", "fd00:17::/64"]);
+        assert_eq!(subnets(SHOP_ID), ["172.18.0.0/16"], "the readable one");
+        assert_eq!(subnets(CUSTOM_ID), Vec::<String>::new());
+        assert_eq!(
+            inventory.unreadable_subnets,
+            BTreeSet::from([SHOP_ID.to_owned(), CUSTOM_ID.to_owned()])
+        );
+        let reasons: Vec<_> = inventory
+            .rejected
+            .iter()
+            .map(|r| r.reason.as_str())
+            .collect();
+        assert!(
+            reasons[1].starts_with("unreadable subnet \"172.19.0.0/33\""),
+            "{reasons:?}"
+        );
+        assert_eq!(inventory.bridges.len(), 3, "every bridge is still known");
     }
 
     fn engine(version: &str) -> Engine {

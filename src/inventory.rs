@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 /// One snapshot of the engine: everything a plan needs.
@@ -26,6 +27,20 @@ pub struct Inventory {
     /// than an attachment to a network nobody listed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub other_networks: BTreeMap<String, String>,
+    /// The IPAM subnets (both families) of the bridge networks that have
+    /// any, by network id, as Docker reported them and dockfw read them:
+    /// what covers, by address, what comes from a bridge dockfw does not
+    /// judge by its interface (a refused name, not a Linux bridge now).
+    /// See [`Inventory::subnets_of`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub subnets: BTreeMap<String, Vec<IpNet>>,
+    /// Bridge networks, by id, with a subnet dockfw could not read: what
+    /// they hold is not all known, so they are judged as bridges whose
+    /// name was refused (their interface is neither rendered nor exempted;
+    /// their containers are judged by address, and by the subnets that
+    /// could be read).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub unreadable_subnets: BTreeSet<String>,
     /// Running containers, in (name, id) order.
     pub containers: Vec<Container>,
     /// Interfaces that bridge networks name but the kernel does not have as
@@ -80,6 +95,8 @@ impl Inventory {
         self.bridges.retain(|b| b.id != id);
         self.gateway_modes.remove(id);
         self.other_networks.remove(id);
+        self.subnets.remove(id);
+        self.unreadable_subnets.remove(id);
         if let Some(name) = old_name {
             self.rejected
                 .retain(|r| !(r.kind == "network" && r.name == name));
@@ -94,6 +111,10 @@ impl Inventory {
             .extend(found.gateway_modes.into_iter().filter(|(n, _)| n == id));
         self.other_networks
             .extend(found.other_networks.into_iter().filter(|(n, _)| n == id));
+        self.subnets
+            .extend(found.subnets.into_iter().filter(|(n, _)| n == id));
+        self.unreadable_subnets
+            .extend(found.unreadable_subnets.into_iter().filter(|n| n == id));
         self.add_notes(found.rejected);
     }
 
@@ -125,13 +146,28 @@ impl Inventory {
         if added + removed + changed > 0 {
             found.push(format!("containers: +{added} -{removed} ~{changed}"));
         }
-        if self.bridges != listed.bridges || self.gateway_modes != listed.gateway_modes {
+        if self.bridges != listed.bridges
+            || self.gateway_modes != listed.gateway_modes
+            || self.subnets != listed.subnets
+            || self.unreadable_subnets != listed.unreadable_subnets
+        {
             found.push("bridges".to_owned());
         }
         if self.other_networks != listed.other_networks {
             found.push("other networks".to_owned());
         }
         (!found.is_empty()).then(|| found.join(", "))
+    }
+
+    /// The subnets in `family` of the bridge network with id `network_id`.
+    pub fn subnets_of(&self, network_id: &str, family: Family) -> impl Iterator<Item = IpNet> {
+        let subnets = self.subnets.get(network_id).map_or(&[][..], Vec::as_slice);
+        subnets.iter().copied().filter(move |net| {
+            matches!(
+                (net, family),
+                (IpNet::V4(_), Family::V4) | (IpNet::V6(_), Family::V6)
+            )
+        })
     }
 
     /// How Docker connects the bridge network with id `network_id` to the

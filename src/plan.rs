@@ -260,6 +260,7 @@ fn known_bridges(inventory: &Inventory) -> BTreeMap<&str, Iface> {
     inventory
         .bridges
         .iter()
+        .filter(|b| !inventory.unreadable_subnets.contains(&b.id))
         .filter_map(|b| Some((b.id.as_str(), Iface::new(&b.interface).ok()?)))
         .collect()
 }

@@ -487,6 +487,55 @@ EOF
     clients_open_from web unet
 }
 
+# A network whose bridge name dockfw refuses ('@' is no plain interface name), under
+# outbound default deny: what comes from its subnet is judged by address, known container
+# or not. The container sends from a second address in the subnet that no container has
+# (as a container an instant old would): that source reaches only what an entry without
+# selectors allows (client A), not what an entry for the container allows (client B),
+# which its own address reaches. All of it open before dockfw and after uninstall.
+case_outbound_refused_bridge() {
+    need_dockfw
+    lab_client_httpd a 8099 || fail "client A httpd did not start"
+    lab_client_httpd b 8099 || fail "client B httpd did not start"
+    if ! lab_net_create obref --subnet 10.231.0.0/24 -o 'com.docker.network.bridge.name=ob@ref'; then
+        ! engine_nft || skip "the engine in its nftables mode cannot create a bridge named 'ob@ref'"
+        fail "network with bridge 'ob@ref' refused by the engine"
+    fi
+    lab_run orb --network obref --cap-add NET_ADMIN
+    lab_docker exec orb ip addr add 10.231.0.200/24 dev eth0 || fail "no second address"
+    local unknown='ip route replace default via 10.231.0.1 src 10.231.0.200'
+    local known='ip route replace default via 10.231.0.1'
+    lab_docker exec orb sh -c "$unknown" || fail "no route from the second address"
+    cfetch_open orb "$LAB_A_IP4" 8099 client-a; cfetch_open orb "$LAB_B_IP4" 8099 client-b
+    lab_docker exec orb sh -c "$known" || fail "no route from the container's address"
+    cfetch_open orb "$LAB_A_IP4" 8099 client-a; cfetch_open orb "$LAB_B_IP4" 8099 client-b
+    local pol
+    pol="$(write_policy refused_bridge <<EOF
+[outbound]
+default = "deny"
+
+[[outbound.allow]]
+to = ["$LAB_A_IP4"]
+ports = [8099]
+
+[[outbound.allow]]
+containers = ["orb"]
+to = ["$LAB_B_IP4"]
+ports = [8099]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    local js; js="$(dfw_status)" || fail "status failed"
+    jq -e '.rejected[] | select(.kind == "network" and .name == "obref")' <<<"$js" >/dev/null ||
+        fail "status does not name the refused network: $(jq -c .rejected <<<"$js")"
+    cfetch_open orb "$LAB_A_IP4" 8099 client-a; cfetch_open orb "$LAB_B_IP4" 8099 client-b
+    lab_docker exec orb sh -c "$unknown" || fail "no route from the second address"
+    cfetch_open orb "$LAB_A_IP4" 8099 client-a
+    cfetch_blocked orb "$LAB_B_IP4" 8099
+    uninstalled
+    cfetch_open orb "$LAB_A_IP4" 8099 client-a; cfetch_open orb "$LAB_B_IP4" 8099 client-b
+}
+
 # Deny beats allow: an allow entry admits both clients' networks, a deny entry names
 # client B; A is reached, B is not.
 case_outbound_deny_beats_allow() {
@@ -2476,6 +2525,7 @@ CASES=(
     container_removed
     outbound
     outbound_default_deny
+    outbound_refused_bridge
     outbound_deny_beats_allow
     outbound_isolate_label
     to_host

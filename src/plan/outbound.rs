@@ -10,7 +10,8 @@
 //! ```text
 //! DOCKFW          (after established/related and the loopback drop)
 //!                 -i <each verified bridge> -> DOCKFW-OUTBOUND
-//!                 -s <container on a refused bridge, or one not a bridge now> -> DOCKFW-OUTBOUND
+//!                 -s <subnet of a bridge network not verified: a refused name, not a bridge now> -> DOCKFW-OUTBOUND
+//!                 -s <container on such a bridge, outside its subnets> -> DOCKFW-OUTBOUND
 //! DOCKFW-OUTBOUND -o <each verified bridge>, -d <container off them> -> RETURN
 //!                                                             (to a container: not outbound)
 //!                 (selector denies, or isolates under default allow) -> DOCKFW-OUT-UNCLASSIFIED
@@ -23,7 +24,7 @@
 //!                 selector-less allow entries     -> RETURN   (isolates under default allow)
 //!                 everything else                 -> DROP     (idem)
 //! DOCKFW-PROXY    (after established/related and lo)
-//!                 -i <each verified bridge>, -s <container off known bridges> -> DOCKFW-TO-HOST
+//!                 the same jumps as DOCKFW makes  -> DOCKFW-TO-HOST
 //! DOCKFW-TO-HOST  ICMPv6 neighbour discovery      -> RETURN   (IPv6)
 //!                 everything else                 -> DROP     (to_host = "deny" only)
 //! ```
@@ -39,15 +40,17 @@
 //! plain drops, not counted per published port (`DOCKFW-DROP` counts
 //! drops per published port, which these are not).
 
+use std::collections::BTreeSet;
+
 use super::{
     EntryId, PortMatch, addresses_off_known_bridges, known_set, selected_addresses, services,
-    verified_interfaces, without_repeats,
+    verified_bridges, verified_interfaces, without_repeats,
 };
 use crate::inventory::Inventory;
 use crate::policy::{Default, Entry, Outbound, Policy, Sources};
 use crate::ruleset::{
-    AddrSet, Chain, Conntrack, Family, OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN, OrigPortSet,
-    Rule, TO_HOST_CHAIN, Target,
+    AddrSet, Chain, Conntrack, Family, Iface, OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN,
+    OrigPortSet, Rule, TO_HOST_CHAIN, Target,
 };
 
 use ipnet::IpNet;
@@ -84,25 +87,57 @@ pub(super) fn input_jumps(policy: &Policy, inventory: &Inventory, family: Family
     }
 }
 
-/// A jump to `chain` for what arrives on each verified bridge, and for
-/// what comes from the address of a known container on a bridge whose
-/// name was refused or that is not a Linux bridge now (covered by address).
+/// A jump to `chain` for what arrives on each verified bridge (or on a
+/// bridge whose subnets could not all be read, when the kernel has it as a
+/// Linux bridge now: judged by interface, exempted by none); for what
+/// comes from a subnet of any other bridge network (a refused name, an
+/// interface that is not a Linux bridge now), covered by address whether
+/// or not a known container has the address; and for what comes from the
+/// address of a known container on such a bridge that no subnet covers.
 fn from_containers_to(inventory: &Inventory, family: Family, chain: &'static str) -> Vec<Rule> {
-    let by_iface = verified_interfaces(inventory)
-        .into_iter()
-        .map(|iface| Rule {
-            in_iface: Some(iface),
-            target: Target::Jump(chain),
-            ..Rule::default()
-        });
+    let jump = |in_iface: Option<Iface>, src: Option<IpNet>| Rule {
+        in_iface,
+        src,
+        target: Target::Jump(chain),
+        ..Rule::default()
+    };
+    let subnets = unverified_subnets(inventory, family);
     let by_addr = addresses_off_known_bridges(inventory, family)
         .into_iter()
-        .map(|addr| Rule {
-            src: Some(IpNet::from(addr)),
-            target: Target::Jump(chain),
-            ..Rule::default()
-        });
-    by_iface.chain(by_addr).collect()
+        .map(IpNet::from)
+        .filter(|addr| !subnets.iter().any(|net| net.contains(addr)));
+    let by_iface = verified_interfaces(inventory)
+        .into_iter()
+        .chain(unread_bridge_interfaces(inventory));
+    (by_iface.map(|iface| jump(Some(iface), None)))
+        .chain(subnets.iter().map(|net| jump(None, Some(*net))))
+        .chain(by_addr.map(|addr| jump(None, Some(addr))))
+        .collect()
+}
+
+/// The subnets in `family` of every bridge network dockfw does not judge
+/// by its interface ([`super::verified_interfaces`]), without repeats.
+fn unverified_subnets(inventory: &Inventory, family: Family) -> Vec<IpNet> {
+    let verified = verified_bridges(inventory);
+    let nets: BTreeSet<IpNet> = (inventory.subnets.keys())
+        .filter(|id| !verified.contains_key(id.as_str()))
+        .flat_map(|id| inventory.subnets_of(id, family))
+        .collect();
+    nets.into_iter().collect()
+}
+
+/// The interfaces of bridges whose subnets could not all be read, when
+/// their name is one dockfw renders and the kernel has them as Linux
+/// bridges now: what arrives on them is judged (never exempted), so that
+/// a subnet dockfw could not read is covered all the same.
+fn unread_bridge_interfaces(inventory: &Inventory) -> Vec<Iface> {
+    (inventory.bridges.iter())
+        .filter(|b| inventory.unreadable_subnets.contains(&b.id))
+        .filter(|b| !inventory.not_bridges.contains(&b.interface))
+        .filter_map(|b| Iface::new(&b.interface).ok())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// The chains and sets of the `[outbound]` table in `family`.
@@ -446,6 +481,42 @@ mod tests {
                 .iter()
                 .any(|r| r.dst == Some("172.18.0.2/32".parse().expect("net"))),
             "its container is exempted by address"
+        );
+    }
+
+    #[test]
+    fn a_subnet_of_a_bridge_not_judged_by_interface_is_judged_by_address() {
+        let policy = policy("[outbound]\ndefault = \"deny\"\n");
+        let mut inventory = inventory(&["eth0"]);
+        inventory.bridges[0].interface = "+".to_owned();
+        inventory.subnets = [("n1", "172.17.0.0/16"), ("n2", "172.18.0.0/24")]
+            .map(|(id, net)| (id.to_owned(), vec![net.parse().expect("net")]))
+            .into();
+        inventory.containers[0].attachments[0].ipv4 = Some("10.9.0.2".parse().expect("addr"));
+        let plan = super::super::plan(&policy, &inventory);
+        let entry = &plan.family(Family::V4).chains[0];
+        let jumped: Vec<String> = (entry.rules.iter())
+            .filter(|r| r.target == Target::Jump(OUTBOUND_CHAIN))
+            .filter_map(|r| r.src.map(|s| s.to_string()))
+            .collect();
+        assert_eq!(jumped, ["172.17.0.0/16", "172.18.0.0/24", "10.9.0.2/32"]);
+        inventory.containers[0].attachments[0].ipv4 = Some("172.18.0.2".parse().expect("addr"));
+        inventory.bridges[0].interface = "docker0".to_owned();
+        inventory.not_bridges.clear();
+        inventory.unreadable_subnets.insert("n2".to_owned());
+        let plan = super::super::plan(&policy, &inventory);
+        let jumps: Vec<String> = (plan.family(Family::V4).chains[0].rules.iter())
+            .filter(|r| r.target == Target::Jump(OUTBOUND_CHAIN))
+            .map(|r| format!("{:?} {:?}", r.in_iface.as_ref().map(|i| i.as_str()), r.src))
+            .collect();
+        assert_eq!(
+            jumps,
+            [
+                "Some(\"docker0\") None",
+                "Some(\"eth0\") None",
+                "None Some(172.18.0.0/24)",
+            ],
+            "an unreadable subnet's bridge is judged by interface too, and its container is covered by its subnet"
         );
     }
 

@@ -272,7 +272,11 @@ fn entry(
                 }
             }
             name if name == section.networks_key() => {
-                entry.from = list(report, name, value, "anywhere", network);
+                let item = match section {
+                    Section::Inbound => source_network,
+                    Section::Outbound => destination_network,
+                };
+                entry.from = list(report, name, value, "anywhere", item);
             }
             "containers" => {
                 let globs = list(report, "containers", value, "every container", glob);
@@ -405,14 +409,25 @@ fn range_string(text: &str) -> Result<PortRange, String> {
     Ok(PortRange { first, last })
 }
 
-/// A `from` element: a CIDR network, or a plain address meaning /32 or /128.
-fn network(value: &DeValue<'_>) -> Result<IpNet, String> {
+/// A `from` element (an inbound entry's sources).
+fn source_network(value: &DeValue<'_>) -> Result<IpNet, String> {
+    network(value, "source")
+}
+
+/// A `to` element (an outbound entry's destinations).
+fn destination_network(value: &DeValue<'_>) -> Result<IpNet, String> {
+    network(value, "destination")
+}
+
+/// A network the entry matches as `role` (`source`, `destination`): a
+/// CIDR network, or a plain address meaning /32 or /128.
+fn network(value: &DeValue<'_>, role: &str) -> Result<IpNet, String> {
     let DeValue::String(text) = value else {
         return Err(format!("expected a string, found {}", describe(value)));
     };
     if let Ok(addr) = text.parse::<IpAddr>() {
         let net = IpNet::from(addr);
-        return ipv4_in_ipv6(text, &net).map_or(Ok(net), Err);
+        return ipv4_in_ipv6(text, &net, role).map_or(Ok(net), Err);
     }
     let Ok(net) = text.parse::<IpNet>() else {
         return Err(format!(
@@ -428,7 +443,7 @@ fn network(value: &DeValue<'_>) -> Result<IpNet, String> {
             IpNet::from(net.addr()).to_string(),
         ));
     }
-    ipv4_in_ipv6(text, &net).map_or(Ok(net), Err)
+    ipv4_in_ipv6(text, &net, role).map_or(Ok(net), Err)
 }
 
 /// The error for an IPv6 network that spells IPv4 addresses: IPv4-mapped
@@ -437,7 +452,7 @@ fn network(value: &DeValue<'_>) -> Result<IpNet, String> {
 /// (an IPv4 client is matched by the IPv4 rules), so the entry would
 /// silently never match: the IPv4 form is what was meant. Networks wider
 /// than /96 (`::/0`) only contain such addresses and are left alone.
-fn ipv4_in_ipv6(text: &str, net: &IpNet) -> Option<String> {
+fn ipv4_in_ipv6(text: &str, net: &IpNet, role: &str) -> Option<String> {
     let IpNet::V6(net) = net else {
         return None;
     };
@@ -450,7 +465,7 @@ fn ipv4_in_ipv6(text: &str, net: &IpNet) -> Option<String> {
     };
     let meant = ipnet::Ipv4Net::new(Ipv4Addr::from(v4), prefix).ok()?;
     Some(format!(
-        "{text:?} is an {kind} IPv6 network, which no IPv6 packet carries as its source; \
+        "{text:?} is an {kind} IPv6 network, which no IPv6 packet carries as its {role}; \
          write the IPv4 network {:?}",
         meant.to_string()
     ))

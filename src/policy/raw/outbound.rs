@@ -179,6 +179,17 @@ proto = "any"
     }
 
     #[test]
+    fn an_ipv4_mapped_destination_is_refused_as_a_destination_not_a_source() {
+        assert_eq!(
+            errors("[outbound]\n[[outbound.deny]]\nto = [\"::ffff:169.254.169.254\"]\n"),
+            [
+                "3:7: to: \"::ffff:169.254.169.254\" is an IPv4-mapped IPv6 network, which no \
+                 IPv6 packet carries as its destination; write the IPv4 network \"169.254.169.254/32\""
+            ]
+        );
+    }
+
+    #[test]
     fn every_outbound_error_is_reported_at_its_place() {
         let text = r#"[outbound]
 default = "block"
