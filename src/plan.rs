@@ -896,8 +896,7 @@ fn address_sets(
     });
     for (id, entry) in allow_entries(policy).chain(deny_entries(policy)) {
         add(id.selected_set(family), &|| {
-            let selected = selected_addresses(entry, inventory, family);
-            selected.into_iter().map(IpNet::from).collect()
+            selected_addresses(entry, inventory, family)
         });
         add(id.source_set(family), &|| match entry.sources(family) {
             Some(Sources::Nets(nets)) => nets.into_iter().copied().collect(),
@@ -954,13 +953,14 @@ fn selects(entry: &Entry, container: &Container) -> bool {
 }
 
 /// The addresses, in one family, of every container an entry selects.
-fn selected_addresses(entry: &Entry, inventory: &Inventory, family: Family) -> BTreeSet<IpAddr> {
+fn selected_addresses(entry: &Entry, inventory: &Inventory, family: Family) -> Vec<IpNet> {
     inventory
         .containers
         .iter()
         .filter(|c| selects(entry, c))
         .flat_map(|c| c.attachments.iter())
         .filter_map(|a| address_in(a, family))
+        .map(IpNet::from)
         .collect()
 }
 

@@ -220,8 +220,13 @@ impl AddrSet {
     /// The set `name` of the given networks: host bits cleared, and those
     /// contained in another left out (they match nothing more).
     pub fn new(name: String, family: Family, nets: impl IntoIterator<Item = IpNet>) -> AddrSet {
-        let sorted: BTreeSet<IpNet> = nets.into_iter().map(|n| n.trunc()).collect();
-        let mut elements = BTreeSet::new();
+        // Sorted in a vector and built in one go (a set built node by node
+        // costs several times more, and a plan builds sets of every
+        // container address at each pass).
+        let mut sorted: Vec<IpNet> = nets.into_iter().map(|n| n.trunc()).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut elements = Vec::with_capacity(sorted.len());
         let mut last: Option<IpNet> = None;
         // Sorted by address, then prefix: a network that contains another
         // comes before it, and CIDR networks either nest or are disjoint,
@@ -230,13 +235,13 @@ impl AddrSet {
             if last.is_some_and(|l| l.contains(&net)) {
                 continue;
             }
-            elements.insert(net);
+            elements.push(net);
             last = Some(net);
         }
         AddrSet {
             name,
             family,
-            elements,
+            elements: BTreeSet::from_iter(elements),
         }
     }
 }

@@ -92,11 +92,15 @@ impl Glob {
     /// Whether the whole of `name` matches. A leading `/` (as the Docker API
     /// reports names) is ignored, since a pattern can never contain one.
     pub fn matches(&self, name: &str) -> bool {
-        let name: Vec<char> = name.strip_prefix('/').unwrap_or(name).chars().collect();
+        let name = name.strip_prefix('/').unwrap_or(name);
+        // Positions in `name` are byte offsets at char boundaries: no copy
+        // of the name, which is matched once per container and entry at
+        // every plan.
+        let next = |n: usize| name[n..].chars().next();
         let (mut p, mut n) = (0, 0);
-        // After the last `*` seen: (pattern index past it, name index it resumes from).
+        // After the last `*` seen: (pattern index past it, name offset it resumes from).
         let mut resume: Option<(usize, usize)> = None;
-        while let Some(&c) = name.get(n) {
+        while let Some(c) = next(n) {
             match self.tokens.get(p) {
                 Some(Token::AnyRun) => {
                     resume = Some((p + 1, n));
@@ -105,7 +109,7 @@ impl Glob {
                 }
                 Some(token) if token.matches_char(c) => {
                     p += 1;
-                    n += 1;
+                    n += c.len_utf8();
                     continue;
                 }
                 _ => {}
@@ -114,9 +118,10 @@ impl Glob {
             let Some((star_p, star_n)) = resume else {
                 return false;
             };
-            resume = Some((star_p, star_n + 1));
+            let swallowed = next(star_n).map_or(1, char::len_utf8);
+            resume = Some((star_p, star_n + swallowed));
             p = star_p;
-            n = star_n + 1;
+            n = star_n + swallowed;
         }
         self.tokens
             .get(p..)
@@ -217,6 +222,19 @@ mod tests {
         assert!(glob("*-db-*").matches("shop-db-1"));
         assert!(!glob("*-db-*").matches("shop-db"));
         assert!(glob("a**b").matches("ab"));
+    }
+
+    /// Positions in a name are byte offsets: a `*` that backtracks over a
+    /// character of several bytes, and a `?` that matches one, step over
+    /// the whole character.
+    #[test]
+    fn names_of_several_byte_characters_match_by_character() {
+        assert!(glob("*-b*").matches("ça-bé"));
+        assert!(glob("?a-*b").matches("ça-ééb"));
+        assert!(!glob("?-*b").matches("ça-ééb"));
+        assert!(glob("*?").matches("é"));
+        assert!(!glob("*??").matches("é"));
+        assert!(glob("*[!a]").matches("aé"));
     }
 
     #[test]

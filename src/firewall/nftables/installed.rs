@@ -394,10 +394,7 @@ fn count<T: Ord>(
     if had == Some(want) {
         return false;
     }
-    *added += want
-        .iter()
-        .filter(|e| had.is_none_or(|h| !h.contains(*e)))
-        .count();
+    *added += had.map_or(want.len(), |h| want.difference(h).count());
     *removed += had.map_or(0, |h| h.difference(want).count());
     true
 }

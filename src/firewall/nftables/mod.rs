@@ -57,11 +57,13 @@ enum Write {
     /// the reference for drift.
     Table { script: String, ruleset: Ruleset },
     /// The changed sets' elements from `before`'s to `ruleset`'s, over
-    /// netlink; `script` (nft's, which gives the sets exactly their
-    /// elements whatever happened) is the way back. `before` is boxed:
-    /// two plans inline would make every write the size of both.
+    /// netlink; nft's script ([`Write::elements_script`], which gives the
+    /// sets exactly their elements whatever happened) is the way back,
+    /// rendered only when it is needed: it lists every element of each
+    /// changed set, so it grows with the host, and netlink writes only the
+    /// difference. `before` is boxed: two plans inline would make every
+    /// write the size of both.
     Elements {
-        script: String,
         ruleset: Ruleset,
         before: Box<Ruleset>,
     },
@@ -88,10 +90,18 @@ impl super::Transaction for Transaction {
 
     fn script(&self) -> String {
         match &self.write {
-            Write::Table { script, .. }
-            | Write::Elements { script, .. }
-            | Write::Remove { script } => script.clone(),
+            Write::Table { script, .. } | Write::Remove { script } => script.clone(),
+            Write::Elements { ruleset, before } => Write::elements_script(ruleset, before),
         }
+    }
+}
+
+impl Write {
+    /// nft's script that gives the sets changed from `before` to `ruleset`
+    /// exactly `ruleset`'s elements.
+    fn elements_script(ruleset: &Ruleset, before: &Ruleset) -> String {
+        let changed = changed_sets(ruleset, Some(before));
+        render::elements_text(&changed.sets, &changed.port_sets)
     }
 }
 
@@ -109,7 +119,6 @@ fn transaction(
         Some(before) if reason == Reason::SetElements => (
             (0, 0),
             Write::Elements {
-                script: render::elements_text(&changed.sets, &changed.port_sets),
                 ruleset: desired.clone(),
                 before: Box::new(before.clone()),
             },
@@ -133,6 +142,14 @@ fn transaction(
         reason: Some(reason),
         write,
     })
+}
+
+impl Transaction {
+    /// The transaction that gives the table's sets `desired`'s elements,
+    /// from `before`'s ([`Reason::SetElements`]). Pure.
+    pub fn set_elements(desired: &Ruleset, before: &Ruleset) -> Result<Transaction, FirewallError> {
+        transaction(Reason::SetElements, desired, Some(before))
+    }
 }
 
 impl Nftables {
@@ -237,7 +254,7 @@ impl Backend for Nftables {
         if desired == in_place {
             return Some(Vec::new());
         }
-        transaction(Reason::SetElements, desired, Some(in_place))
+        Transaction::set_elements(desired, in_place)
             .ok()
             .map(|tx| vec![tx])
     }
@@ -273,17 +290,13 @@ impl Backend for Nftables {
     /// after, as the reference for drift.
     async fn apply(&self, tx: &Transaction) -> Result<(), FirewallError> {
         match &tx.write {
-            Write::Elements {
-                script,
-                ruleset,
-                before,
-            } => {
+            Write::Elements { ruleset, before } => {
                 if let Err(e) = write_elements(ruleset, before).await {
                     tracing::warn!(
                         error = ?e,
                         "cannot write set elements over netlink; writing them with nft"
                     );
-                    apply(script).await?;
+                    apply(&Write::elements_script(ruleset, before)).await?;
                 }
                 self.elements_written(ruleset.clone())
             }
@@ -586,12 +599,14 @@ mod tests {
         assert_eq!(
             tx.write,
             Write::Elements {
-                script: "flush set inet dockfw allow_1_v4\n\
-                         add element inet dockfw allow_1_v4 { 172.17.0.2, 172.17.0.3, 172.17.0.9 }\n"
-                    .to_owned(),
                 ruleset: first.clone(),
                 before: Box::new(base.clone()),
             }
+        );
+        assert_eq!(
+            tx.script(),
+            "flush set inet dockfw allow_1_v4\n\
+             add element inet dockfw allow_1_v4 { 172.17.0.2, 172.17.0.3, 172.17.0.9 }\n"
         );
         assert!(!tx.changes.rewrote_rules);
         assert_eq!(
