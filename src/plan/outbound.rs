@@ -370,14 +370,12 @@ fn sets(
     add(isolated_set(family), &|| {
         (outbound.isolate.iter())
             .flat_map(|e| selected_addresses(e, inventory, family))
-            .map(IpNet::from)
             .collect()
     });
     let entries = numbered(&outbound.allow, "ob-allow").chain(numbered(&outbound.deny, "ob-deny"));
     for (id, entry) in entries {
         add(id.selected_set(family), &|| {
-            let selected = selected_addresses(entry, inventory, family);
-            selected.into_iter().map(IpNet::from).collect()
+            selected_addresses(entry, inventory, family)
         });
         add(
             destination_set(id, family),
