@@ -1199,6 +1199,9 @@ case_fc_reboot() {
     sleep 0.3
     dockfw_spawn "$pol"
     wait_for 10 protection_installed || fail "no protection installed without an engine: $(dfw_log | tail -n 5)"
+    # The control socket is bound just after the first pass (the firewall never waits
+    # for it), so the rules can be seen a few ms before status answers.
+    wait_for 5 dfw_status || fail "daemon not answering: $(dfw_log | tail -n 5)"
     [[ "$(dfw_status | jq -r .reconcile.inventory)" == boot* ]] || fail "status does not say it planned for boot"
     # Beside an engine in its nftables mode, `auto` follows what the engine used when last
     # seen (kept in the state directory), before the engine answers; status says so.
