@@ -174,7 +174,7 @@ fn inbound(report: &mut Report<'_>, table: &DeTable<'_>, policy: &mut Policy) {
     for (key, value) in table.iter() {
         match key.get_ref().as_ref() {
             "default" => {
-                if let Some(default) = default_verdict(report, value) {
+                if let Some(default) = verdict(report, "default", value) {
                     policy.default = default;
                 }
             }
@@ -185,17 +185,18 @@ fn inbound(report: &mut Report<'_>, table: &DeTable<'_>, policy: &mut Policy) {
     }
 }
 
-fn default_verdict(report: &mut Report<'_>, value: &Value<'_>) -> Option<Default> {
+/// A `"deny"` or `"allow"` value of `key` (`default`, `to_host`).
+fn verdict(report: &mut Report<'_>, key: &str, value: &Value<'_>) -> Option<Default> {
     match value.get_ref() {
         DeValue::String(s) if s == "deny" => Some(Default::Deny),
         DeValue::String(s) if s == "allow" => Some(Default::Allow),
         DeValue::String(s) => {
-            let message = format!("default: {s:?} is not \"deny\" or \"allow\"");
+            let message = format!("{key}: {s:?} is not \"deny\" or \"allow\"");
             report.error(&value.span(), message);
             None
         }
         _ => {
-            report.wrong_type("default", "\"deny\" or \"allow\"", value);
+            report.wrong_type(key, "\"deny\" or \"allow\"", value);
             None
         }
     }

@@ -8,7 +8,7 @@ use std::ops::Range;
 
 use toml::de::{DeTable, DeValue};
 
-use super::{Report, Section, Value, default_verdict, entries, glob, labels, list};
+use super::{Report, Section, Value, entries, glob, labels, list, verdict};
 use crate::policy::{Default, Entry, Outbound, ProtoMatch};
 
 /// The `[outbound]` table, which starts on `line`.
@@ -24,13 +24,13 @@ pub(super) fn table(report: &mut Report<'_>, table: &DeTable<'_>, line: usize) -
     for (key, value) in table.iter() {
         match key.get_ref().as_ref() {
             "default" => {
-                if let Some(default) = default_verdict(report, value) {
+                if let Some(default) = verdict(report, "default", value) {
                     outbound.default = default;
                 }
             }
             "to_host" => {
-                if let Some(verdict) = to_host(report, value) {
-                    outbound.to_host = verdict;
+                if let Some(to_host) = verdict(report, "to_host", value) {
+                    outbound.to_host = to_host;
                 }
             }
             "isolate" => outbound.isolate = isolates(report, value),
@@ -40,22 +40,6 @@ pub(super) fn table(report: &mut Report<'_>, table: &DeTable<'_>, line: usize) -
         }
     }
     outbound
-}
-
-fn to_host(report: &mut Report<'_>, value: &Value<'_>) -> Option<Default> {
-    match value.get_ref() {
-        DeValue::String(s) if s == "deny" => Some(Default::Deny),
-        DeValue::String(s) if s == "allow" => Some(Default::Allow),
-        DeValue::String(s) => {
-            let message = format!("to_host: {s:?} is not \"deny\" or \"allow\"");
-            report.error(&value.span(), message);
-            None
-        }
-        _ => {
-            report.wrong_type("to_host", "\"deny\" or \"allow\"", value);
-            None
-        }
-    }
 }
 
 /// The `[[outbound.isolate]]` tables.
