@@ -843,14 +843,26 @@ fn source_matches(
     }
 }
 
+/// The names of the address sets the rules of `chains` match, as source
+/// or destination.
+fn named_address_sets(chains: &[Chain]) -> BTreeSet<&str> {
+    (chains.iter().flat_map(|c| c.rules.iter()))
+        .flat_map(|r| [&r.src_set, &r.dst_set])
+        .filter_map(|name| name.as_deref())
+        .collect()
+}
+
+/// The names of the port-range sets the rules of `chains` match.
+fn named_port_sets(chains: &[Chain]) -> BTreeSet<&str> {
+    (chains.iter().flat_map(|c| c.rules.iter()))
+        .filter_map(|r| r.orig_dport_ranges.as_deref())
+        .collect()
+}
+
 /// The sets of port ranges the rules of `chains` name, by name: each of an
 /// entry whose ports are a set ([`Entry::ports_as_set`]), with its ports.
 fn orig_port_sets(policy: &Policy, family: Family, chains: &[Chain]) -> Vec<OrigPortSet> {
-    let named: BTreeSet<&str> = chains
-        .iter()
-        .flat_map(|c| c.rules.iter())
-        .filter_map(|r| r.orig_dport_ranges.as_deref())
-        .collect();
+    let named = named_port_sets(chains);
     let mut sets: Vec<OrigPortSet> = allow_entries(policy)
         .chain(deny_entries(policy))
         .filter(|(id, _)| named.contains(id.port_set(family).as_str()))
@@ -872,12 +884,7 @@ fn address_sets(
     family: Family,
     chains: &[Chain],
 ) -> Vec<AddrSet> {
-    let named: BTreeSet<&str> = chains
-        .iter()
-        .flat_map(|c| c.rules.iter())
-        .flat_map(|r| [&r.src_set, &r.dst_set])
-        .filter_map(|name| name.as_deref())
-        .collect();
+    let named = named_address_sets(chains);
     let mut sets = Vec::new();
     let mut add = |name: String, elements: &dyn Fn() -> Vec<IpNet>| {
         if named.contains(name.as_str()) {

@@ -355,15 +355,10 @@ fn sets(
     family: Family,
     chains: &[Chain],
 ) -> Vec<AddrSet> {
-    let named: Vec<&str> = chains
-        .iter()
-        .flat_map(|c| c.rules.iter())
-        .flat_map(|r| [&r.src_set, &r.dst_set])
-        .filter_map(|name| name.as_deref())
-        .collect();
+    let named = super::named_address_sets(chains);
     let mut sets = Vec::new();
     let mut add = |name: String, elements: &dyn Fn() -> Vec<IpNet>| {
-        if named.contains(&name.as_str()) && !sets.iter().any(|s: &AddrSet| s.name == name) {
+        if named.contains(name.as_str()) && !sets.iter().any(|s: &AddrSet| s.name == name) {
             sets.push(AddrSet::new(name, family, elements()));
         }
     };
@@ -391,14 +386,10 @@ fn sets(
 /// The sets of port ranges the rules of `chains` name: those of entries
 /// with more ports than are written one rule each.
 fn orig_port_sets(outbound: &Outbound, family: Family, chains: &[Chain]) -> Vec<OrigPortSet> {
-    let named: Vec<&str> = chains
-        .iter()
-        .flat_map(|c| c.rules.iter())
-        .filter_map(|r| r.orig_dport_ranges.as_deref())
-        .collect();
+    let named = super::named_port_sets(chains);
     let entries = numbered(&outbound.allow, "ob-allow").chain(numbered(&outbound.deny, "ob-deny"));
     entries
-        .filter(|(id, _)| named.contains(&id.port_set(family).as_str()))
+        .filter(|(id, _)| named.contains(id.port_set(family).as_str()))
         .map(|(id, entry)| {
             let ranges = entry.ports.iter().flatten().copied();
             OrigPortSet::new(id.port_set(family), family, ranges)
