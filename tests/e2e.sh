@@ -2519,6 +2519,294 @@ case_fc_forward_bypass() {
     open_after_uninstall a "4 6" 80 5432
 }
 
+# --- [outbound]: a container's first instant, DNS, a reload that narrows ------------------
+
+# first_ms_run NAME ROUNDS [docker run opts…] — a container whose CMD starts probing client
+# A (8099, its IPv4 and IPv6 address) at its first instant: every 0.1 s, ROUNDS times, one
+# attempt per family in the background (nc, 1 s connect timeout), each writing a line
+# "FAM START END ok|no" to the container's log (START/END: the kernel's uptime in seconds,
+# read from /proc/uptime, the same clock inside the container and out). It exits once its
+# last attempt ended (ROUNDS * 0.1 s + 1 s).
+# shellcheck disable=SC2016  # $0, $1, … expand in the container's sh
+first_ms_run() {
+    local name="$1" rounds="$2"; shift 2
+    lab_docker run -d --name "$name" "$@" "$LAB_IMAGE" sh -c '
+        i=0
+        while [ $i -lt "$2" ]; do
+            for f in 4 6; do
+                if [ $f = 4 ]; then a=$0; else a=$1; fi
+                (
+                    read -r s _ </proc/uptime
+                    r=$(printf "GET / HTTP/1.0\r\n\r\n" | nc -w 1 "$a" 8099 2>/dev/null)
+                    read -r e _ </proc/uptime
+                    case $r in *client-a*) v=ok ;; *) v=no ;; esac
+                    echo "$f $s $e $v"
+                ) &
+            done
+            i=$((i + 1))
+            sleep 0.1
+        done
+        wait' "$LAB_A_IP4" "$LAB_A_IP6" "$rounds" >/dev/null
+}
+
+# first_ms_summary NAME FAM — after the container ended: "ATTEMPTS OKS FIRST_OK_MS QUICK"
+# for family FAM: attempts made, how many got client A's page, the time of the first that
+# did from the container's first attempt (either family) in ms (-1: none did), and how
+# many failed in under 0.5 s (a reset or an ICMP error: the SYN got through).
+first_ms_summary() {
+    timeout 20 docker -H "unix://$LAB_SOCK" wait "$1" >/dev/null ||
+        fail "probe container $1 did not end within 20 s"
+    lab_docker logs "$1" 2>/dev/null | awk -v fam="$2" '
+        NF == 4 {
+            if (t0 == "" || $2 < t0) t0 = $2
+            if ($1 != fam) next
+            n++
+            if ($4 == "ok") { k++; if (first == "" || $2 < first) first = $2 }
+            else if ($3 - $2 < 0.5) quick++
+        }
+        END { printf "%d %d %d %d\n", n, k, first == "" ? -1 : (first - t0) * 1000, quick }'
+}
+
+# Issue 15: a container that probes the outside from its first instant. Without dockfw the
+# probe gets out (the open path, timed). Under default allow with an isolate entry for its
+# label, a container that no entry admits gets nothing, not its first attempts either (its
+# address is no known container's until the re-plan: the fail-closed path); one that an
+# entry for its label admits gets out within 2 s of its first attempt. IPv4 and IPv6.
+case_outbound_first_millisecond() {
+    need_dockfw
+    lab_client_httpd a 8099 || fail "client A httpd did not start"
+    local rounds=30 fam s n k ms quick
+    first_ms_run pre "$rounds" --label probe=first-ms --label reach=client-a
+    for fam in 4 6; do
+        s="$(first_ms_summary pre "$fam")"
+        read -r n k ms quick <<<"$s"
+        ((k > 0 && ms >= 0 && ms <= 2000)) ||
+            fail "precondition: without dockfw the probe (IPv$fam) got out late or never: $s (attempts oks first_ok_ms quick)"
+        echo "# measure: without dockfw, first probe success ${ms} ms after the container's first attempt (IPv$fam; $k of $n attempts ok)" >&2
+    done
+    lab_docker rm -f pre >/dev/null
+    local pol
+    pol="$(write_policy first_ms <<EOF
+[outbound]
+default = "allow"
+
+[[outbound.isolate]]
+labels = { probe = "first-ms" }
+
+[[outbound.allow]]
+labels = { reach = "client-a" }
+to = ["$LAB_A_IP4", "$LAB_A_IP6"]
+ports = [8099]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    first_ms_run shut "$rounds" --label probe=first-ms
+    first_ms_run let "$rounds" --label probe=first-ms --label reach=client-a
+    for fam in 4 6; do
+        s="$(first_ms_summary shut "$fam")"
+        read -r n k ms quick <<<"$s"
+        ((n == rounds)) || fail "isolated probe (IPv$fam) made $n attempts, not $rounds: $s"
+        ((k == 0)) || fail "isolated probe (IPv$fam) got out $k times (first after $ms ms): $s"
+        ((quick == 0)) || fail "isolated probe (IPv$fam): $quick attempts refused at once: the SYN got through"
+        s="$(first_ms_summary let "$fam")"
+        read -r n k ms quick <<<"$s"
+        ((k > 0)) || fail "allowed probe (IPv$fam) never got out in $n attempts: $s"
+        ((ms <= 2000)) || fail "allowed probe (IPv$fam) got out only ${ms} ms after its first attempt: $s"
+        echo "# measure: isolated by label and allowed by label, first probe success ${ms} ms after the container's first attempt (IPv$fam; $k of $n attempts ok); isolated, not allowed: 0 of $rounds" >&2
+    done
+}
+
+# dns_server_start — tests/dns_answer.py in client A's namespace (port 53, UDP and TCP, both
+# families), answering NAME.dockfw.test with 192.0.2.53 and 2001:db8::53; queries are
+# logged to $LAB_DIR/dns.log. Killed by lab_reset.
+dns_server_start() {
+    local pid
+    : >"$LAB_DIR/dns.log"
+    lab_client a /usr/bin/python3 -I "$HERE/dns_answer.py" "$LAB_DIR/dns.log" dockfw.test \
+        192.0.2.53 2001:db8::53 >"$LAB_DIR/dns.err" 2>&1 &
+    pid=$!
+    disown "$pid"
+    echo "$pid" >>"$LAB_DIR/client-httpd.pids"
+    wait_for 5 lab_client a busybox nslookup -type=a up.dockfw.test 127.0.0.1
+}
+
+# resolve CONTAINER NAME — the container's own resolver configuration (busybox nslookup, A
+# and AAAA over UDP, 1 s timeout, 2 tries; ended after 4 s at most) asked for
+# NAME.dockfw.test; true when both answers came back.
+resolve() {
+    local out
+    out="$(lab_docker exec "$1" busybox timeout 4 busybox nslookup -timeout=1 -retry=2 \
+        "$2.dockfw.test" 2>&1)" || true
+    grep -qx 'Address: 192.0.2.53' <<<"$out" && grep -qx 'Address: 2001:db8::53' <<<"$out"
+}
+
+# dns_queries NAME — queries for NAME.dockfw.test the server in client A has seen.
+dns_queries() { grep -c " $1\.dockfw\.test " "$LAB_DIR/dns.log" || true; }
+
+# resolves CONTAINER NAME — resolve works (retried for 3 s: a fresh rule set may be settling).
+resolves() { wait_for 3 resolve "$1" "$2" || fail "$1 cannot resolve $2.dockfw.test"; }
+
+# resolve_blocked CONTAINER NAME — resolution fails and no query for the name reached the
+# server (the container's, or the embedded resolver's forward of it).
+resolve_blocked() {
+    ! resolve "$1" "$2" || fail "$1 resolved $2.dockfw.test with nothing admitting port 53"
+    (($(dns_queries "$2") == 0)) || fail "a query of $1 for $2.dockfw.test reached the server"
+}
+
+# dns_upstream_source CONTAINER NAME — the original source address of the conntrack entry
+# the query for NAME makes towards client A's port 53 (UDP), in the docker host's
+# namespace: a container's address when it left from the container's namespace through
+# FORWARD, a host address when it left from the host's own (OUTPUT).
+dns_upstream_source() {
+    lab_ns conntrack -D -p udp --orig-port-dst 53 >/dev/null 2>&1 || true
+    resolve "$1" "$2" || fail "$1 cannot resolve $2.dockfw.test"
+    lab_ns conntrack -L -p udp --orig-port-dst 53 --orig-dst "$LAB_A_IP4" 2>/dev/null |
+        awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^src=/) { print substr($i, 5); exit } }'
+}
+
+# Issue 15, DNS: under default deny, name resolution from a container on the default bridge
+# (its resolver: client A, asked straight) and on a user network (Docker's embedded
+# resolver, forwarding to client A) fails while no entry admits port 53 (`dockfw check`
+# warns so), and works once an entry admits UDP port 53 to that resolver (a reload; the
+# check no longer warns). busybox's nslookup asks over UDP only, so TCP port 53 is not
+# judged here. Open before dockfw and after uninstall. No query ever leaves the lab: every
+# container's resolver is client A (--dns).
+case_outbound_dns() {
+    need_dockfw
+    dns_server_start || fail "DNS server in client A did not start: $(cat "$LAB_DIR/dns.err")"
+    lab_run dd --dns "$LAB_A_IP4"
+    lab_net_create dnet
+    lab_run ud --network dnet --dns "$LAB_A_IP4"
+    resolves dd before; resolves ud before
+    local pol out
+    pol="$(write_policy dns <<EOF
+[outbound]
+default = "deny"
+
+[[outbound.allow]]
+to = ["$LAB_A_IP4", "$LAB_A_IP6"]
+ports = [8099]
+EOF
+)"
+    out="$(dfw check --config "$pol" 2>&1)" || fail "dockfw check failed: $out"
+    grep -q 'no \[\[outbound.allow\]\] entry admits port 53' <<<"$out" ||
+        fail "dockfw check does not warn that nothing admits port 53: $out"
+    dockfw_start "$pol" || fail "daemon did not start"
+    resolve_blocked dd closed; resolve_blocked ud closed
+    cat >>"$pol" <<EOF
+
+[[outbound.allow]]
+to = ["$LAB_A_IP4"]
+ports = [53]
+proto = "udp"
+EOF
+    out="$(dfw check --config "$pol" 2>&1)" || fail "dockfw check failed: $out"
+    ! grep -q 'admits port 53' <<<"$out" || fail "dockfw check still warns with port 53 allowed: $out"
+    reload_applied
+    resolves dd open; resolves ud open
+    local src cip
+    src="$(dns_upstream_source ud via)"
+    cip="$(lab_cip4 ud)"
+    echo "# measure: Docker $(lab_docker version -f '{{.Server.Version}}'), user network: the embedded resolver's upstream query to $LAB_A_IP4:53 has source $src (container ud: $cip; from the docker host's namespace it would be $LAB_A_GW4)" >&2
+    [[ "$src" == "$cip" ]] ||
+        fail "the embedded resolver's upstream query left from $src, not from ud's address $cip"
+    uninstalled
+    resolves dd after; resolves ud after
+}
+
+# echo_try CONTAINER ADDR — a new TCP connection from CONTAINER to the echo server on
+# ADDR:8098 (nc, 2 s connect timeout): prints the echo of a token, nothing if none came.
+# shellcheck disable=SC2016  # $0 expands in the container's sh
+echo_try() {
+    lab_docker exec "$1" busybox timeout 4 sh -c 'echo token | nc -w 2 "$0" 8098' "$2" 2>/dev/null || true
+}
+echo_is_token() { [[ "$(echo_try "$1" "$2")" == token ]]; }
+
+# echo_open CONTAINER ADDR — a new connection is echoed (retried for 3 s).
+echo_open() { wait_for 3 echo_is_token "$1" "$2" || fail "$1: a new connection to $2:8098 got no echo"; }
+
+# echo_blocked CONTAINER ADDR — a new connection gets no handshake: no echo, and nc waited
+# its 2 s (a reset or an ICMP error would end it at once: the SYN got through).
+echo_blocked() {
+    local t0 got ms
+    t0="$(date +%s%N)"
+    got="$(echo_try "$1" "$2")"
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    [[ -z "$got" ]] || fail "$1: a new connection to $2:8098 should be blocked but was echoed"
+    ((ms >= 1500)) || fail "$1: a new connection to $2:8098 ended after $ms ms: refused, not dropped"
+}
+
+# echoes CONTAINER FAM — lines the long-lived connection (FAM 4|6) had echoed so far.
+echoes() { lab_docker logs "$1" 2>/dev/null | grep -c "^echo t$2-" || true; }
+
+# echo_flows CONTAINER — both long-lived connections are still echoed: more lines in 1 s.
+echo_flows() {
+    local e4 e6
+    e4="$(echoes "$1" 4)"; e6="$(echoes "$1" 6)"
+    sleep 1
+    (($(echoes "$1" 4) > e4)) || fail "the long-lived IPv4 connection stopped echoing ($e4 lines)"
+    (($(echoes "$1" 6) > e6)) || fail "the long-lived IPv6 connection stopped echoing ($e6 lines)"
+}
+
+# reload_applied — SIGHUP the daemon (its policy file was just rewritten) and wait until it
+# applied a change.
+reload_applied() {
+    local a1; a1="$(applies)"
+    dockfw_hup
+    wait_for 5 eval '(($(applies) > a1))' || fail "the reload applied nothing within 5 s"
+}
+
+# outbound_to POLICY ADDR4 ADDR6 — rewrite POLICY: outbound default deny, one entry
+# admitting port 8098 of those two addresses.
+outbound_to() {
+    printf '[outbound]\ndefault = "deny"\n\n[[outbound.allow]]\nto = ["%s", "%s"]\nports = [8098]\n' \
+        "$2" "$3" >"$1"
+}
+
+# Issue 15, a reload that narrows: a container holds one connection per family open to an
+# echo server in client A (a line every 0.2 s, 30 s at most), made under a policy that
+# allows client A. After a reload to one that does not, both keep echoing while a new
+# connection to the same address and port gets no handshake; a reload back admits new
+# ones again. New connections open before dockfw and after uninstall.
+# shellcheck disable=SC2016  # $0, $1 expand in the container's sh
+case_outbound_reload_narrows() {
+    need_dockfw
+    local pid
+    lab_client a busybox nc -ll -p 8098 -e /bin/cat >/dev/null 2>&1 &
+    pid=$!
+    disown "$pid"
+    echo "$pid" >>"$LAB_DIR/client-httpd.pids"
+    wait_for 5 lab_client a busybox sh -c 'echo x | busybox nc -w 1 127.0.0.1 8098 | grep -q x' ||
+        fail "echo server in client A did not start"
+    lab_docker run -d --name hold "$LAB_IMAGE" sh -c '
+        while [ ! -e /tmp/go ]; do sleep 0.1; done
+        for f in 4 6; do
+            if [ $f = 4 ]; then a=$0; else a=$1; fi
+            (i=0; while [ $i -lt 150 ]; do echo "t$f-$i"; i=$((i + 1)); sleep 0.2; done) |
+                nc "$a" 8098 | while read -r l; do echo "echo $l"; done &
+        done
+        wait' "$LAB_A_IP4" "$LAB_A_IP6" >/dev/null
+    echo_open hold "$LAB_A_IP4"; echo_open hold "$LAB_A_IP6"
+    local pol="$LAB_DIR/narrows.toml"
+    outbound_to "$pol" "$LAB_A_IP4" "$LAB_A_IP6"
+    dockfw_start "$pol" || fail "daemon did not start"
+    echo_open hold "$LAB_A_IP4"; echo_open hold "$LAB_A_IP6"
+    lab_docker exec hold sh -c ': >/tmp/go' || fail "cannot start the long-lived connections"
+    wait_for 3 eval '(($(echoes hold 4) > 0 && $(echoes hold 6) > 0))' ||
+        fail "the long-lived connections echo nothing under the allowing policy"
+    outbound_to "$pol" "$LAB_B_IP4" "$LAB_B_IP6"
+    reload_applied
+    echo_flows hold
+    echo_blocked hold "$LAB_A_IP4"; echo_blocked hold "$LAB_A_IP6"
+    echo_flows hold
+    outbound_to "$pol" "$LAB_A_IP4" "$LAB_A_IP6"
+    reload_applied
+    echo_open hold "$LAB_A_IP4"; echo_open hold "$LAB_A_IP6"
+    echo_flows hold
+    uninstalled
+    echo_open hold "$LAB_A_IP4"; echo_open hold "$LAB_A_IP6"
+}
+
 CASES=(
     lab_without_dockfw
     default_deny_host_ports
@@ -2532,6 +2820,9 @@ CASES=(
     outbound_deny_beats_allow
     outbound_isolate_label
     to_host
+    outbound_first_millisecond
+    outbound_dns
+    outbound_reload_narrows
     reload
     status_matches_reality
     uninstall

@@ -76,9 +76,10 @@ lab_pkg_installed() {
 
 # Install docker.io, iptables, … — but only run apt-get when something is missing.
 lab_install_deps() {
-    # gcc and libc6-dev: lab_image_up compiles tests/udp_echo.c statically.
+    # gcc and libc6-dev: lab_image_up compiles tests/udp_echo.c statically. python3: udp_try,
+    # tests/dns_answer.py (the DNS server of outbound_dns) and the other tests/*.py.
     local pkgs=(docker.io iptables ipset nftables busybox-static curl iproute2 conntrack jq xz-utils
-        python3-prometheus-client gcc libc6-dev)
+        python3 python3-prometheus-client gcc libc6-dev)
     local missing=() p
     for p in "${pkgs[@]}"; do
         lab_pkg_installed "$p" || missing+=("$p")
