@@ -2640,8 +2640,24 @@ resolve() {
     grep -qx 'Address: 192.0.2.53' <<<"$out" && grep -qx 'Address: 2001:db8::53' <<<"$out"
 }
 
-# dns_queries NAME — queries for NAME.dockfw.test the server in client A has seen.
-dns_queries() { grep -c " $1\.dockfw\.test " "$LAB_DIR/dns.log" || true; }
+# resolve_tcp CONTAINER ADDR NAME — one query over TCP (A of NAME.dockfw.test; NAME of 1 to
+# 9 characters) from CONTAINER to ADDR:53 (nc, 2 s connect timeout, 4 s in all); true when
+# the answer holds 192.0.2.53. (busybox has no TCP resolver: the query is written here.)
+# shellcheck disable=SC2016  # $0, $1 expand in the container's sh
+resolve_tcp() {
+    local name="$3" q out
+    q="$(printf '\\%03o\\%03o' 0 $((${#name} + 30)))"       # the length, 2 bytes
+    q+='\022\064\001\000\000\001\000\000\000\000\000\000' # id, RD, one question
+    q+="$(printf '\\%03o' "${#name}")$name\\006dockfw\\004test\\000\\000\\001\\000\\001"
+    out="$(lab_docker exec "$1" sh -c \
+        'printf "$0" | busybox timeout 4 nc -w 2 "$1" 53 | busybox od -An -v -tu1' "$q" "$2" \
+        2>/dev/null)" || true
+    [[ " $(tr -s ' \n' '  ' <<<"$out")" == *" 192 0 2 53"* ]]
+}
+
+# dns_queries NAME [PROTO] — queries for NAME.dockfw.test (over PROTO, udp|tcp, or either)
+# the server in client A has seen.
+dns_queries() { grep -cE "^${2:-(udp|tcp)} .* $1\.dockfw\.test " "$LAB_DIR/dns.log" || true; }
 
 # resolves CONTAINER NAME — resolve works (retried for 3 s: a fresh rule set may be settling).
 resolves() { wait_for 3 resolve "$1" "$2" || fail "$1 cannot resolve $2.dockfw.test"; }
@@ -2664,20 +2680,34 @@ dns_upstream_source() {
         awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^src=/) { print substr($i, 5); exit } }'
 }
 
+# tcp_resolves CONTAINER ADDR NAME / tcp_resolve_blocked CONTAINER ADDR NAME — the same
+# over TCP: answered (retried for 3 s), or not answered with no TCP query for the name
+# reaching the server.
+tcp_resolves() {
+    wait_for 3 resolve_tcp "$1" "$2" "$3" || fail "$1 cannot resolve $3.dockfw.test over TCP ($2)"
+}
+tcp_resolve_blocked() {
+    ! resolve_tcp "$1" "$2" "$3" || fail "$1 resolved $3.dockfw.test over TCP with only UDP port 53 admitted"
+    (($(dns_queries "$3" tcp) == 0)) || fail "a TCP query of $1 for $3.dockfw.test reached the server"
+}
+
 # Issue 15, DNS: under default deny, name resolution from a container on the default bridge
 # (its resolver: client A, asked straight) and on a user network (Docker's embedded
-# resolver, forwarding to client A) fails while no entry admits port 53 (`dockfw check`
-# warns so), and works once an entry admits UDP port 53 to that resolver (a reload; the
-# check no longer warns). busybox's nslookup asks over UDP only, so TCP port 53 is not
-# judged here. Open before dockfw and after uninstall. No query ever leaves the lab: every
-# container's resolver is client A (--dns).
+# resolver at 127.0.0.11, forwarding to client A) fails while no entry admits port 53
+# (`dockfw check` warns so); an entry admitting UDP port 53 to that resolver (a reload; the
+# check no longer warns) makes UDP queries work and TCP ones still fail, and with `proto =
+# "any"` TCP works too. "Fails" also means that no query for the name reached the server.
+# Open before dockfw (UDP and TCP) and after uninstall (UDP). No query ever leaves the lab:
+# every container's resolver is client A (--dns).
 case_outbound_dns() {
     need_dockfw
     dns_server_start || fail "DNS server in client A did not start: $(cat "$LAB_DIR/dns.err")"
     lab_run dd --dns "$LAB_A_IP4"
     lab_net_create dnet
     lab_run ud --network dnet --dns "$LAB_A_IP4"
+    local embedded=127.0.0.11
     resolves dd before; resolves ud before
+    tcp_resolves dd "$LAB_A_IP4" tbefore; tcp_resolves ud "$embedded" tbefore
     local pol out
     pol="$(write_policy dns <<EOF
 [outbound]
@@ -2704,12 +2734,16 @@ EOF
     ! grep -q 'admits port 53' <<<"$out" || fail "dockfw check still warns with port 53 allowed: $out"
     reload_applied
     resolves dd open; resolves ud open
+    tcp_resolve_blocked dd "$LAB_A_IP4" tudp; tcp_resolve_blocked ud "$embedded" tudp
     local src cip
     src="$(dns_upstream_source ud via)"
     cip="$(lab_cip4 ud)"
     echo "# measure: Docker $(lab_docker version -f '{{.Server.Version}}'), user network: the embedded resolver's upstream query to $LAB_A_IP4:53 has source $src (container ud: $cip; from the docker host's namespace it would be $LAB_A_GW4)" >&2
     [[ "$src" == "$cip" ]] ||
         fail "the embedded resolver's upstream query left from $src, not from ud's address $cip"
+    sed -i 's/^proto = "udp"$/proto = "any"/' "$pol"
+    reload_applied
+    tcp_resolves dd "$LAB_A_IP4" tany; tcp_resolves ud "$embedded" tany
     uninstalled
     resolves dd after; resolves ud after
 }
