@@ -2740,10 +2740,11 @@ EOF
     reload_applied
     resolves dd open; resolves ud open
     tcp_resolve_blocked dd "$LAB_A_IP4" tudp; tcp_resolve_blocked ud "$embedded" tudp
-    local src cip
+    local src cip seen
     src="$(dns_upstream_source ud via)"
     cip="$(lab_cip4 ud)"
-    echo "# measure: Docker $(lab_docker version -f '{{.Server.Version}}'), user network: the embedded resolver's upstream query to $LAB_A_IP4:53 has source $src (container ud: $cip; from the docker host's namespace it would be $LAB_A_GW4)" >&2
+    seen="$(awk '$3 == "via.dockfw.test" { print $1, $2; exit }' "$LAB_DIR/dns.log")"
+    echo "# measure: Docker $(lab_docker version -f '{{.Server.Version}}'), user network: the embedded resolver's upstream query to $LAB_A_IP4:53 has source $src in the host's conntrack (container ud: $cip; from the docker host's namespace it would be $LAB_A_GW4); the server saw it as: $seen" >&2
     [[ "$src" == "$cip" ]] ||
         fail "the embedded resolver's upstream query left from $src, not from ud's address $cip"
     sed -i 's/^proto = "udp"$/proto = "any"/' "$pol"
