@@ -94,6 +94,9 @@
 //! otherwise that bridge is treated like a refused one.
 
 mod outbound;
+mod outbound_verdict;
+
+pub use outbound_verdict::{Connection, Decider, decide, outbound_verdicts, port_limited};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
