@@ -838,13 +838,8 @@ fn drops_line(drops: &DropsStatus) -> Option<String> {
         .iter()
         .filter(shown)
         .map(|e| {
-            let what = match e.line {
-                Some(line) => format!("deny entry at line {line}"),
-                None if e.entry == loopback => {
-                    "loopback guard (addressed to 127.0.0.1 or ::1)".to_owned()
-                }
-                None => "default deny".to_owned(),
-            };
+            let what =
+                Origin::from_label(&e.entry).map_or_else(|| e.entry.clone(), Origin::description);
             format!("{} by {what}", thousands(e.dropped))
         })
         .collect();
@@ -1388,6 +1383,21 @@ no published ports
                     line: None,
                     dropped: 2,
                 },
+                EntryDrops {
+                    entry: "out-deny@12".to_string(),
+                    line: Some(12),
+                    dropped: 4,
+                },
+                EntryDrops {
+                    entry: "out-isolated".to_string(),
+                    line: None,
+                    dropped: 5,
+                },
+                EntryDrops {
+                    entry: "to-host".to_string(),
+                    line: None,
+                    dropped: 6,
+                },
             ],
             ports: vec![
                 PortDrops {
@@ -1413,7 +1423,9 @@ no published ports
         assert!(
             render_text(&status).contains(
                 "\ndrops     1,204 by deny entry at line 33, 17 by default deny, 2 by \
-                 loopback guard (addressed to 127.0.0.1 or ::1) (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432, \
+                 loopback guard (addressed to 127.0.0.1 or ::1), 4 by outbound deny entry at \
+                 line 12, 5 by outbound isolation, 6 by to_host deny (new connections since \
+                 10:02 UTC)\n          by port: 1,220 to tcp/5432, \
                  5 to tcp/8080 (shared with 8081)\n"
             ),
             "{}",

@@ -418,8 +418,7 @@ impl LoopState {
                     });
                     continue;
                 }
-                Origin::Deny { line } | Origin::Allow { line } => (origin.label(), Some(line)),
-                Origin::DefaultDeny | Origin::Loopback => (origin.label(), None),
+                _ => (origin.label(), origin.line()),
             };
             entries.push(EntryDrops {
                 entry,
