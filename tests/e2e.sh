@@ -559,13 +559,22 @@ proto = "any"
 EOF
 )"
     export DOCKFW_METRICS_LISTEN=127.0.0.1:9469
-    dockfw_start "$pol" || fail "daemon did not start"
+    DOCKFW_LOG_DROPS=1 dockfw_start "$pol" || fail "daemon did not start"
     cfetch_open web "$LAB_A_IP4" 8099 client-a; cfetch_open web "$LAB_A_IP6" 8099 client-a
-    # The deny entry (line 8) counts its drops, from 0 before any attempt.
+    # The deny entry (line 8) counts its drops, from 0 before any attempt, and logs them.
     wait_for 15 dropped_is out-deny@8 0 ||
         fail "status does not show the deny entry at 0 before: $(dfw_status | jq -c .drops)"
+    dockfw_listing | grep -q 'dockfw out-deny@8 ' || fail "no log rule with the entry's prefix: $(dockfw_listing)"
+    local knob=/proc/sys/net/netfilter/nf_log_all_netns was before
+    was="$(cat "$knob")"
+    # shellcheck disable=SC2064 # the values now, not at exit
+    trap "echo $was >$knob" EXIT
+    echo 1 >"$knob"
+    before="$(dmesg | grep -c 'dockfw out-deny@8 ' || true)"
     local i
     for i in 1 2; do cfetch_blocked web "$LAB_B_IP4" 8099; cfetch_blocked web "$LAB_B_IP6" 8099; done
+    logged() { (($(dmesg | grep -c 'dockfw out-deny@8 ' || true) > before)); }
+    wait_for 5 logged || fail "no kernel log line with the prefix 'dockfw out-deny@8 '"
     wait_for 15 dropped_at_least out-deny@8 4 ||
         fail "status does not count 4 drops for out-deny@8: $(dfw_status | jq -c .drops)"
     dropped_is out-default 0 || fail "the default deny counted the denied attempts: $(dfw_status | jq -c .drops)"
