@@ -685,7 +685,10 @@ case_to_host() {
     local pol
     pol="$(printf '[outbound]\nto_host = "deny"\n' | write_policy to_host)"
     dockfw_start "$pol" || fail "daemon did not start"
+    wait_for 15 dropped_is to-host 0 || fail "status does not show to-host at 0 before: $(dfw_status | jq -c .drops)"
     cfetch_blocked web "$gw4" 8097; cfetch_blocked web "$gw6" 8097
+    wait_for 15 dropped_at_least to-host 2 ||
+        fail "status does not count 2 drops for to-host: $(dfw_status | jq -c .drops)"
     cfetch_open web "$LAB_A_IP4" 8099 client-a; cfetch_open web "$LAB_A_IP6" 8099 client-a
     lab_run late
     cfetch_open late "$LAB_A_IP6" 8099 client-a
