@@ -1,11 +1,15 @@
 //! `dockfw explain`: for one source address, which published ports it can
 //! reach and which policy entry (or default) decides each; the question an
-//! operator asks before and after every policy change.
+//! operator asks before and after every policy change. With
+//! `--from-container`, the other direction: whether a new connection that
+//! container starts to one address gets out, and what decides
+//! ([`explain_outbound`]).
 //!
 //! Pure: it reads the same [`Policy`] and [`Inventory`] the planner does and
-//! decides with the planner's own matching ([`crate::plan::applies_to`]), so
-//! the answer is what the rules do: a matching deny beats any allow; else
-//! `default = "allow"` lets it in; else an allow entry must cover it.
+//! decides with the planner's own matching ([`crate::plan::applies_to`],
+//! [`crate::plan::decide`]), so the answer is what the rules do: a matching
+//! deny beats any allow; else `default = "allow"` lets it in (outbound: for
+//! a container no isolate entry selects); else an allow entry must cover it.
 
 use std::net::IpAddr;
 
@@ -13,8 +17,104 @@ use serde::Serialize;
 
 use crate::inventory::{Container, Inventory, PublishedPort};
 use crate::net::Family;
-use crate::plan::applies_to;
+use crate::plan::{Connection, applies_to, port_limited};
 use crate::policy::{Default, Entry, Policy, Sources};
+
+/// A question `explain` cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error("no running container is named {name:?}")]
+    UnknownContainer { name: String },
+}
+
+/// The answer for one new connection a container starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutboundExplanation {
+    pub container: String,
+    pub to: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub proto: String,
+    /// Whether the connection gets through dockfw's `[outbound]` rules.
+    pub passes: bool,
+    /// What decided, e.g. `deny entry at line 9`, `isolate entry at line
+    /// 5`, `default allow`, `no [outbound] table`.
+    pub why: String,
+    /// What the answer leaves out: entries limited to ports when no port
+    /// was given; that the address is a container's (not outbound).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// `allow` or `deny`: what `to_host` decides for a connection from the
+    /// container to the host itself (any of the host's addresses), which
+    /// dockfw judges apart from outbound connections.
+    pub to_host: String,
+}
+
+/// Whether a new connection `container` (a running container's name)
+/// starts, as `connection` describes it, gets out through dockfw, and what
+/// decides. Host-networked containers and connections to another
+/// container are not outbound: they pass, and the answer says why.
+pub fn explain_outbound(
+    policy: &Policy,
+    inventory: &Inventory,
+    container: &str,
+    connection: Connection,
+) -> Result<OutboundExplanation, ExplainError> {
+    let found = (inventory.containers.iter())
+        .find(|c| c.name == container)
+        .ok_or_else(|| ExplainError::UnknownContainer {
+            name: container.to_owned(),
+        })?;
+    let to_host = policy
+        .outbound
+        .as_ref()
+        .map_or(Default::Allow, |o| o.to_host);
+    let mut answer = OutboundExplanation {
+        container: found.name.clone(),
+        to: connection.to,
+        port: connection.port,
+        proto: connection.proto.as_str().to_owned(),
+        passes: true,
+        why: String::new(),
+        note: None,
+        to_host: format!("{to_host:?}").to_lowercase(),
+    };
+    let to_container = (inventory.containers.iter())
+        .find(|c| (c.attachments.iter()).any(|a| addresses(a).contains(&Some(connection.to))));
+    match (&policy.outbound, to_container) {
+        (None, _) => answer.why = "no [outbound] table".to_owned(),
+        _ if found.host_network => {
+            answer.why = "host networking: dockfw does not judge what it starts".to_owned();
+        }
+        (Some(_), Some(peer)) => {
+            answer.why = format!(
+                "to container {:?}: not outbound, [outbound] does not judge it",
+                peer.name
+            );
+        }
+        (Some(outbound), None) => {
+            let decider = crate::plan::decide(outbound, found, connection);
+            answer.passes = decider.passes();
+            answer.why = decider.why();
+            let limited = port_limited(outbound, found, connection.to);
+            if connection.port.is_none() && !limited.is_empty() {
+                let lines: Vec<String> = limited.iter().map(usize::to_string).collect();
+                answer.note = Some(format!(
+                    "entries limited to ports (line {}) were not considered: give --port",
+                    lines.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(answer)
+}
+
+fn addresses(attachment: &crate::inventory::Attachment) -> [Option<IpAddr>; 2] {
+    [
+        attachment.ipv4.map(IpAddr::V4),
+        attachment.ipv6.map(IpAddr::V6),
+    ]
+}
 
 /// The answer for one published port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -210,6 +310,108 @@ mod tests {
             (outside[0].reachable, outside[0].why.as_str()),
             (false, "default deny")
         );
+    }
+
+    fn outbound_policy() -> Policy {
+        crate::policy::parse_str(
+            "[outbound]\ndefault = \"deny\"\nto_host = \"deny\"\n\n\
+             [[outbound.isolate]]\ncontainers = [\"db\"]\n\n\
+             [[outbound.allow]]\nto = [\"192.0.2.0/24\", \"2001:db8::/32\"]\nports = [443]\n\n\
+             [[outbound.deny]]\nto = [\"192.0.2.66\"]\nproto = \"any\"\n",
+            std::path::Path::new("p.toml"),
+        )
+        .unwrap()
+    }
+
+    fn ask(
+        policy: &Policy,
+        from: &str,
+        to: &str,
+        port: Option<u16>,
+        proto: Proto,
+    ) -> (bool, String) {
+        let inventory = Inventory {
+            containers: vec![container("web", &[]), container("db", &[])],
+            ..Inventory::default()
+        };
+        let connection = Connection {
+            to: to.parse().unwrap(),
+            proto,
+            port,
+        };
+        let answer = explain_outbound(policy, &inventory, from, connection).unwrap();
+        (answer.passes, answer.why)
+    }
+
+    #[test]
+    fn outbound_names_the_entry_or_default_that_decides() {
+        let policy = outbound_policy();
+        let yes = |line: usize| (true, format!("allow entry at line {line}"));
+        assert_eq!(
+            ask(&policy, "web", "192.0.2.7", Some(443), Proto::Tcp),
+            yes(8)
+        );
+        assert_eq!(
+            ask(&policy, "web", "192.0.2.66", Some(443), Proto::Tcp),
+            (false, "deny entry at line 12".to_owned()),
+            "deny beats allow"
+        );
+        assert_eq!(
+            ask(&policy, "web", "192.0.2.7", Some(443), Proto::Udp),
+            (false, "default deny".to_owned())
+        );
+        assert_eq!(
+            ask(&policy, "db", "198.51.100.1", Some(443), Proto::Tcp),
+            (false, "isolate entry at line 5".to_owned())
+        );
+        assert_eq!(
+            ask(&policy, "db", "2001:db8::1", Some(443), Proto::Tcp),
+            yes(8),
+            "an allow entry admits an isolated container"
+        );
+        assert_eq!(
+            ask(&policy, "web", "2001:db9::1", Some(443), Proto::Tcp),
+            (false, "default deny".to_owned()),
+            "family: the IPv6 entry names 2001:db8::/32 only"
+        );
+        assert_eq!(
+            ask(&policy, "web", "172.17.0.2", Some(443), Proto::Tcp),
+            (
+                true,
+                "to container \"web\": not outbound, [outbound] does not judge it".to_owned()
+            )
+        );
+        let v1 = crate::policy::parse_str("[inbound]\n", std::path::Path::new("p.toml")).unwrap();
+        assert_eq!(
+            ask(&v1, "web", "192.0.2.66", None, Proto::Tcp),
+            (true, "no [outbound] table".to_owned())
+        );
+    }
+
+    #[test]
+    fn outbound_for_an_unknown_container_is_a_clear_error_and_a_missing_port_is_noted() {
+        let policy = outbound_policy();
+        let inventory = Inventory {
+            containers: vec![container("web", &[])],
+            ..Inventory::default()
+        };
+        let connection = Connection {
+            to: "192.0.2.7".parse().unwrap(),
+            proto: Proto::Tcp,
+            port: None,
+        };
+        let error = explain_outbound(&policy, &inventory, "nope", connection).unwrap_err();
+        assert_eq!(error.to_string(), "no running container is named \"nope\"");
+        let answer = explain_outbound(&policy, &inventory, "web", connection).unwrap();
+        assert_eq!(
+            (answer.passes, answer.why.as_str()),
+            (false, "default deny")
+        );
+        assert_eq!(
+            answer.note.as_deref(),
+            Some("entries limited to ports (line 8) were not considered: give --port")
+        );
+        assert_eq!(answer.to_host, "deny");
     }
 
     #[test]

@@ -156,15 +156,26 @@ enum Command {
         inventory: Option<PathBuf>,
     },
     /// For a source address: which published ports it can reach, and the
-    /// policy entry (or default) that decides each. Reads the policy file
-    /// and the live inventory; changes nothing.
+    /// policy entry (or default) that decides each. With --from-container
+    /// and --to: whether a new connection that container starts gets out
+    /// ([outbound]). Reads the policy file and the live inventory; changes
+    /// nothing.
     Explain {
         /// The source address, e.g. 203.0.113.9 or 2001:db8::1.
-        #[arg(long)]
-        from: std::net::IpAddr,
-        /// Only this published (host) port.
+        #[arg(long, required_unless_present = "from_container")]
+        from: Option<std::net::IpAddr>,
+        /// Outbound: the running container that starts the connection.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["from", "container"], requires = "to")]
+        from_container: Option<String>,
+        /// Outbound: the destination address.
+        #[arg(long, value_name = "ADDR", requires = "from_container")]
+        to: Option<std::net::IpAddr>,
+        /// Only this published (host) port; outbound: the destination port.
         #[arg(long)]
         port: Option<u16>,
+        /// Outbound: the protocol.
+        #[arg(long, value_parser = ["tcp", "udp"], default_value = "tcp", requires = "from_container")]
+        proto: String,
         /// Only this container.
         container: Option<String>,
         /// The policy file.
@@ -291,15 +302,36 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             } => show_plan(&config, backend.backend, json).await,
             Command::Status { socket, json } => show_status(&socket, json).await,
             Command::Explain {
-                from,
+                from_container: Some(name),
+                to: Some(to),
+                port,
+                proto,
+                config,
+                json,
+                ..
+            } => {
+                let proto = if proto == "udp" {
+                    dockfw::inventory::Proto::Udp
+                } else {
+                    dockfw::inventory::Proto::Tcp
+                };
+                let connection = dockfw::plan::Connection { to, proto, port };
+                explain_outbound(&config, &name, connection, json).await
+            }
+            Command::Explain {
+                from: Some(from),
                 port,
                 container,
                 config,
                 backend,
                 json,
+                ..
             } => {
                 let query = (from, port, container.as_deref());
                 explain(&config, query, backend.backend, json).await
+            }
+            Command::Explain { .. } => {
+                bail!("give --from ADDR, or --from-container NAME --to ADDR")
             }
             Command::Reload { socket } => reload(&socket).await,
             Command::Uninstall { socket, backend } => uninstall(&socket, backend.backend).await,
@@ -1045,6 +1077,48 @@ async fn explain(
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn explain_outbound(
+    config: &Path,
+    container: &str,
+    connection: dockfw::plan::Connection,
+    json: bool,
+) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let inventory = BollardSource::from_env()
+        .snapshot()
+        .await
+        .context("cannot read the docker inventory")?
+        .inventory;
+    let answer = dockfw::explain::explain_outbound(&policy, &inventory, container, connection)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).context("cannot encode")?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let to = match (answer.port, answer.to) {
+        (Some(port), std::net::IpAddr::V6(addr)) => format!("[{addr}]:{port}"),
+        (Some(port), addr) => format!("{addr}:{port}"),
+        (None, addr) => addr.to_string(),
+    };
+    let verdict = if answer.passes { "passes" } else { "blocked" };
+    println!(
+        "from {} to {to}/{}: {verdict} ({})",
+        escape(&answer.container),
+        answer.proto,
+        escape(&answer.why)
+    );
+    if let Some(note) = &answer.note {
+        println!("  note: {note}");
+    }
+    println!(
+        "  to the host itself (any of its addresses): to_host = {}",
+        answer.to_host
+    );
     Ok(ExitCode::SUCCESS)
 }
 

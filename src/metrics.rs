@@ -199,7 +199,7 @@ pub fn render(status: &Status) -> String {
     metric(
         "dockfw_dropped_connections_total",
         "counter",
-        "New connections dropped since the daemon started, per policy entry (deny@LINE, default).",
+        "New connections dropped since the daemon started, per policy entry (deny@LINE, default, loopback, out-deny@LINE, out-default, out-isolated, to-host).",
         &drops,
     );
     // Labels are a protocol name and a number.

@@ -94,6 +94,9 @@
 //! otherwise that bridge is treated like a refused one.
 
 mod outbound;
+mod outbound_verdict;
+
+pub use outbound_verdict::{Connection, Decider, decide, outbound_verdicts, port_limited};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -238,7 +241,10 @@ pub fn with_drop_logging(mut ruleset: Ruleset) -> Ruleset {
         for chain in family.chains.iter_mut().filter(|c| c.name != DROP_CHAIN) {
             let mut rules = Vec::with_capacity(chain.rules.len() * 2);
             for rule in chain.rules.drain(..) {
-                if rule.target == Target::Jump(DROP_CHAIN) {
+                // An entry's drop: to the counting chain (inbound), or a
+                // plain drop that names its origin (`[outbound]`).
+                let named_drop = rule.target == Target::Drop && rule.origin.is_some();
+                if rule.target == Target::Jump(DROP_CHAIN) || named_drop {
                     rules.push(Rule {
                         target: Target::Log,
                         ..rule.clone()
@@ -1255,6 +1261,48 @@ mod tests {
         assert_eq!(
             (&logged_entry[1].target, logged_entry[1].origin),
             (&Target::Log, Some(Origin::Loopback))
+        );
+    }
+
+    #[test]
+    fn an_outbound_drop_is_logged_with_its_entry_and_an_unnamed_drop_is_not() {
+        let text = "[outbound]\ndefault = \"deny\"\n\n[[outbound.deny]]\nto = [\"192.0.2.1\"]\n";
+        let policy = crate::policy::parse_str(text, std::path::Path::new("p.toml")).unwrap();
+        let inventory = Inventory {
+            bridges: vec![bridge("bridge", "docker0")],
+            ..Inventory::default()
+        };
+        let ruleset = plan(&policy, &inventory);
+        let logged = with_drop_logging(ruleset.clone());
+        let outbound = |r: &Ruleset| -> Vec<(Target, Option<Origin>)> {
+            (chain(r, Family::V4, crate::ruleset::OUTBOUND_CHAIN).iter())
+                .filter(|r| r.target != Target::Return)
+                .map(|r| (r.target.clone(), r.origin))
+                .collect()
+        };
+        let deny = Some(Origin::OutboundDeny { line: 4 });
+        let default = Some(Origin::OutboundDefault);
+        assert_eq!(
+            outbound(&logged),
+            [
+                (Target::Log, deny),
+                (Target::Drop, deny),
+                (Target::Log, default),
+                (Target::Drop, default)
+            ]
+        );
+        let rules = |r: &Ruleset| -> Vec<Rule> {
+            (r.v4.chains.iter().flat_map(|c| c.rules.clone())).collect()
+        };
+        assert!(
+            (rules(&ruleset).iter()).any(|r| r.target == Target::Drop && r.origin.is_none()),
+            "the plan has a drop that names no entry (the entry chain's)"
+        );
+        assert!(
+            (rules(&logged).iter())
+                .filter(|r| r.target == Target::Log)
+                .all(|r| r.origin.is_some()),
+            "a drop that names no entry is not logged"
         );
     }
 

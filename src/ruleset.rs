@@ -364,6 +364,16 @@ pub enum Origin {
     /// address: one to a port published on 127.0.0.1 that Docker DNAT-ed
     /// for a neighbour (engines before 28, moby#41872).
     Loopback,
+    /// The `[[outbound.deny]]` entry whose table header is on this line.
+    OutboundDeny { line: usize },
+    /// `[outbound]`'s `default = "deny"`: what no allow entry admits.
+    OutboundDefault,
+    /// The drop of what an isolated container (or, when some container
+    /// is isolated, a source no known container has) starts that no allow
+    /// entry admits, under `default = "allow"`.
+    OutboundIsolated,
+    /// `to_host = "deny"`: a new connection from a container to the host.
+    ToHost,
 }
 
 /// How many drops a minute `--log-drops` logs per rule, after a burst of
@@ -383,6 +393,36 @@ impl Origin {
             Origin::DefaultDeny => "default".to_owned(),
             Origin::Port { proto, port } => format!("port {}/{port}", proto.as_str()),
             Origin::Loopback => "loopback".to_owned(),
+            Origin::OutboundDeny { line } => format!("out-deny@{line}"),
+            Origin::OutboundDefault => "out-default".to_owned(),
+            Origin::OutboundIsolated => "out-isolated".to_owned(),
+            Origin::ToHost => "to-host".to_owned(),
+        }
+    }
+
+    /// What dropped, in words: `deny entry at line 33`, `outbound default
+    /// deny`, `to_host deny`.
+    pub fn description(self) -> String {
+        match self {
+            Origin::Deny { line } => format!("deny entry at line {line}"),
+            Origin::Allow { line } => format!("allow entry at line {line}"),
+            Origin::DefaultDeny => "default deny".to_owned(),
+            Origin::Port { proto, port } => format!("port {}/{port}", proto.as_str()),
+            Origin::Loopback => "loopback guard (addressed to 127.0.0.1 or ::1)".to_owned(),
+            Origin::OutboundDeny { line } => format!("outbound deny entry at line {line}"),
+            Origin::OutboundDefault => "outbound default deny".to_owned(),
+            Origin::OutboundIsolated => "outbound isolation".to_owned(),
+            Origin::ToHost => "to_host deny".to_owned(),
+        }
+    }
+
+    /// The line of the policy entry behind it, if one is.
+    pub fn line(self) -> Option<usize> {
+        match self {
+            Origin::Deny { line } | Origin::Allow { line } | Origin::OutboundDeny { line } => {
+                Some(line)
+            }
+            _ => None,
         }
     }
 
@@ -400,12 +440,18 @@ impl Origin {
 
     /// The origin a rule comment names, if it is one of dockfw's.
     pub fn from_comment(comment: &str) -> Option<Origin> {
-        let label = comment.strip_prefix(ORIGIN_PREFIX)?;
-        if label == "default" {
-            return Some(Origin::DefaultDeny);
-        }
-        if label == "loopback" {
-            return Some(Origin::Loopback);
+        Origin::from_label(comment.strip_prefix(ORIGIN_PREFIX)?)
+    }
+
+    /// The origin of a [`Origin::label`] (not of a port's).
+    pub fn from_label(label: &str) -> Option<Origin> {
+        match label {
+            "default" => return Some(Origin::DefaultDeny),
+            "loopback" => return Some(Origin::Loopback),
+            "out-default" => return Some(Origin::OutboundDefault),
+            "out-isolated" => return Some(Origin::OutboundIsolated),
+            "to-host" => return Some(Origin::ToHost),
+            _ => {}
         }
         let (kind, line) = label.split_once('@')?;
         if !line.bytes().all(|b| b.is_ascii_digit()) {
@@ -415,6 +461,7 @@ impl Origin {
         match kind {
             "deny" => Some(Origin::Deny { line }),
             "allow" => Some(Origin::Allow { line }),
+            "out-deny" => Some(Origin::OutboundDeny { line }),
             _ => None,
         }
     }
@@ -483,6 +530,10 @@ mod tests {
             Origin::Allow { line: 7 },
             Origin::DefaultDeny,
             Origin::Loopback,
+            Origin::OutboundDeny { line: 12 },
+            Origin::OutboundDefault,
+            Origin::OutboundIsolated,
+            Origin::ToHost,
         ] {
             assert_eq!(Origin::from_comment(&origin.comment()), Some(origin));
         }

@@ -51,6 +51,29 @@ pub struct Status {
     /// [`MAX_DOCUMENT_BYTES`]; all zero when nothing was.
     #[serde(default)]
     pub omitted: Omitted,
+    /// One row per running container (host networking aside): what the
+    /// `[outbound]` table decides for the new connections it starts.
+    /// Absent when the policy has no `[outbound]` table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbound: Option<Vec<OutboundStatus>>,
+}
+
+/// What the `[outbound]` table decides for one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboundStatus {
+    pub container: String,
+    /// `allow` or `deny`: the verdict for a destination no entry names.
+    pub default: String,
+    /// That verdict and why: `allow by default`, `deny by default`,
+    /// `isolated (isolate entry at line 5)`.
+    pub why: String,
+    /// The entries that select the container and decide some of its
+    /// connections, deny entries first, e.g. `allow 192.0.2.10 tcp port
+    /// 443 (allow entry at line 12)`. Allow entries are listed only when
+    /// the container starts from deny.
+    pub entries: Vec<String>,
+    /// `allow` or `deny`: new connections to the host itself.
+    pub to_host: String,
 }
 
 /// Entries left out of a status document too large to send whole.
@@ -61,6 +84,13 @@ pub struct Omitted {
     pub rejected: usize,
     /// Entries of `drops.ports`.
     pub port_drops: usize,
+    /// Rows of `outbound`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub outbound: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Omitted {
@@ -402,6 +432,7 @@ const PORTS_BUDGET: usize = 10 * 1024 * 1024;
 const PORT_DROPS_BUDGET: usize = 2 * 1024 * 1024;
 const HOST_NETWORK_BUDGET: usize = 1024 * 1024;
 const REJECTED_BUDGET: usize = 1024 * 1024;
+const OUTBOUND_BUDGET: usize = 1024 * 1024;
 
 /// `text` cut to `max` characters, the cut marked `…+N` (N characters cut).
 pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
@@ -419,6 +450,9 @@ fn shorten_in_place(text: &mut String, max: usize) {
         *text = short;
     }
 }
+
+/// Most entries listed for one container's outbound row.
+const MAX_OUTBOUND_ENTRIES: usize = 16;
 
 /// Most rules above `FORWARD -> DOCKER-USER` listed in a status document.
 const MAX_BYPASSES: usize = 64;
@@ -470,6 +504,16 @@ impl Status {
         for name in &mut status.host_network {
             shorten_in_place(name, MAX_NAME_CHARS);
         }
+        for row in status.outbound.iter_mut().flatten() {
+            shorten_in_place(&mut row.container, MAX_NAME_CHARS);
+            shorten_in_place(&mut row.default, MAX_NAME_CHARS);
+            shorten_in_place(&mut row.why, MAX_NAME_CHARS);
+            shorten_in_place(&mut row.to_host, MAX_NAME_CHARS);
+            row.entries.truncate(MAX_OUTBOUND_ENTRIES);
+            for entry in &mut row.entries {
+                shorten_in_place(entry, MAX_NAME_CHARS);
+            }
+        }
         for r in &mut status.rejected {
             shorten_in_place(&mut r.kind, MAX_NAME_CHARS);
             shorten_in_place(&mut r.name, MAX_NAME_CHARS);
@@ -507,6 +551,8 @@ impl Status {
             host_network: within_budget(&mut status.host_network, HOST_NETWORK_BUDGET),
             rejected: within_budget(&mut status.rejected, REJECTED_BUDGET),
             port_drops: within_budget(&mut status.drops.ports, PORT_DROPS_BUDGET),
+            outbound: (status.outbound.as_mut())
+                .map_or(0, |rows| within_budget(rows, OUTBOUND_BUDGET)),
         };
         // The budgets count entries' JSON; escapes in the texts around them
         // (a control character is six bytes) can still push the whole past
@@ -523,6 +569,10 @@ impl Status {
                 (
                     &mut status.omitted.host_network,
                     halve(&mut status.host_network),
+                ),
+                (
+                    &mut status.omitted.outbound,
+                    status.outbound.as_mut().map_or(0, halve),
                 ),
             ];
             let mut any = false;
@@ -573,6 +623,9 @@ pub fn render_text(status: &Status) -> String {
     }
     out.push('\n');
     out.push_str(&ports_table(&status.ports));
+    if let Some(rows) = &status.outbound {
+        out.push_str(&outbound_table(rows));
+    }
     if status.omitted.any() {
         out.push_str(&omitted_line(&status.omitted));
     }
@@ -614,6 +667,7 @@ fn omitted_line(omitted: &Omitted) -> String {
         (omitted.host_network, "host-network containers"),
         (omitted.rejected, "rejected objects"),
         (omitted.port_drops, "per-port drop counts"),
+        (omitted.outbound, "outbound rows"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)
@@ -784,13 +838,8 @@ fn drops_line(drops: &DropsStatus) -> Option<String> {
         .iter()
         .filter(shown)
         .map(|e| {
-            let what = match e.line {
-                Some(line) => format!("deny entry at line {line}"),
-                None if e.entry == loopback => {
-                    "loopback guard (addressed to 127.0.0.1 or ::1)".to_owned()
-                }
-                None => "default deny".to_owned(),
-            };
+            let what =
+                Origin::from_label(&e.entry).map_or_else(|| e.entry.clone(), Origin::description);
             format!("{} by {what}", thousands(e.dropped))
         })
         .collect();
@@ -927,6 +976,30 @@ fn ports_table(ports: &[PortStatus]) -> String {
     rows.iter().map(|row| table_line(row, &widths)).collect()
 }
 
+/// The outbound verdicts, one line per container: `OUTBOUND` heading,
+/// then `web  isolated (isolate entry at line 5); allow ...; to host:
+/// allow`, names escaped and cut as in the ports table.
+fn outbound_table(rows: &[OutboundStatus]) -> String {
+    let mut out = String::from("\nOUTBOUND (new connections containers start)\n");
+    if rows.is_empty() {
+        out.push_str("no containers\n");
+        return out;
+    }
+    let names: Vec<String> = (rows.iter())
+        .map(|r| escape(&shorten(&r.container, TABLE_NAME_CHARS)).into_owned())
+        .collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (row, name) in rows.iter().zip(&names) {
+        let mut parts = vec![row.why.clone()];
+        parts.extend(row.entries.iter().cloned());
+        parts.push(format!("to host: {}", row.to_host));
+        let line = format!("{name:<width$}  {}", parts.join("; "));
+        out.push_str(&escape(&line));
+        out.push('\n');
+    }
+    out
+}
+
 /// Longest container or network name in the table, in characters; the
 /// rest is cut, marked `…+N` (`--json` has up to [`MAX_NAME_CHARS`]).
 const TABLE_NAME_CHARS: usize = 64;
@@ -1046,6 +1119,7 @@ mod tests {
             backend: None,
             endpoints: vec![],
             omitted: Omitted::default(),
+            outbound: None,
         }
     }
 
@@ -1309,6 +1383,21 @@ no published ports
                     line: None,
                     dropped: 2,
                 },
+                EntryDrops {
+                    entry: "out-deny@12".to_string(),
+                    line: Some(12),
+                    dropped: 4,
+                },
+                EntryDrops {
+                    entry: "out-isolated".to_string(),
+                    line: None,
+                    dropped: 5,
+                },
+                EntryDrops {
+                    entry: "to-host".to_string(),
+                    line: None,
+                    dropped: 6,
+                },
             ],
             ports: vec![
                 PortDrops {
@@ -1334,7 +1423,9 @@ no published ports
         assert!(
             render_text(&status).contains(
                 "\ndrops     1,204 by deny entry at line 33, 17 by default deny, 2 by \
-                 loopback guard (addressed to 127.0.0.1 or ::1) (new connections since 10:02 UTC)\n          by port: 1,220 to tcp/5432, \
+                 loopback guard (addressed to 127.0.0.1 or ::1), 4 by outbound deny entry at \
+                 line 12, 5 by outbound isolation, 6 by to_host deny (new connections since \
+                 10:02 UTC)\n          by port: 1,220 to tcp/5432, \
                  5 to tcp/8080 (shared with 8081)\n"
             ),
             "{}",
@@ -1351,6 +1442,66 @@ no published ports
         assert_eq!(json["drops"]["ports"][0]["dropped"], 1220);
         assert_eq!(json["drops"]["ports"][0].get("shared_with"), None);
         assert_eq!(json["drops"]["ports"][1]["shared_with"][0], 8081);
+    }
+
+    #[test]
+    fn outbound_verdicts_are_shown_per_container_escaped_and_only_with_an_outbound_table() {
+        let mut status = healthy();
+        let v1 = render_text(&status);
+        assert!(!v1.contains("OUTBOUND"), "{v1}");
+        let json = serde_json::to_value(&status).expect("json");
+        assert_eq!(
+            json.get("outbound"),
+            None,
+            "a version 1 document is unchanged"
+        );
+        assert_eq!(json["omitted"].get("outbound"), None);
+        status.outbound = Some(vec![
+            OutboundStatus {
+                container: "api\u{1b}[2J".into(),
+                default: "deny".into(),
+                why: "isolated (isolate entry at line 5)".into(),
+                entries: vec!["allow 192.0.2.10 tcp port 443 (allow entry at line 12)".into()],
+                to_host: "allow".into(),
+            },
+            OutboundStatus {
+                container: "web".into(),
+                default: "allow".into(),
+                why: "allow by default".into(),
+                entries: vec!["deny 169.254.169.254 any protocol (deny entry at line 20)".into()],
+                to_host: "allow".into(),
+            },
+        ]);
+        let text = render_text(&status);
+        assert!(
+            text.contains(
+                "\nOUTBOUND (new connections containers start)\n\
+                 api\\u{1b}[2J  isolated (isolate entry at line 5); allow 192.0.2.10 tcp port 443 \
+                 (allow entry at line 12); to host: allow\n\
+                 web           allow by default; deny 169.254.169.254 any protocol (deny entry at \
+                 line 20); to host: allow\n"
+            ),
+            "{text}"
+        );
+        let json = serde_json::to_value(&status).expect("json");
+        assert_eq!(json["outbound"][1]["default"], "allow");
+        assert_eq!(
+            json["outbound"][0]["entries"][0],
+            status.outbound.as_ref().unwrap()[0].entries[0]
+        );
+        let mut many = status.clone();
+        many.outbound = Some(vec![
+            OutboundStatus {
+                container: "c".repeat(1000),
+                entries: vec!["e".repeat(1000); 100],
+                ..OutboundStatus::default()
+            };
+            3
+        ]);
+        let bounded = many.bounded();
+        let row = &bounded.outbound.as_ref().expect("rows")[0];
+        assert_eq!(row.entries.len(), MAX_OUTBOUND_ENTRIES);
+        assert!(row.container.chars().count() < 1000 && row.entries[0].chars().count() < 1000);
     }
 
     #[test]
@@ -1404,6 +1555,14 @@ no published ports
             2_000
         ];
         status.drops.ports = vec![PortDrops::default(); 100_000];
+        status.outbound = Some(vec![
+            OutboundStatus {
+                container: long.clone(),
+                entries: vec![long.clone(); 4],
+                ..OutboundStatus::default()
+            };
+            4_000
+        ]);
         status.policy.last_error = Some("e".repeat(10_000_000));
         let bounded = status.bounded();
         let json = serde_json::to_vec(&bounded).expect("json");
@@ -1412,7 +1571,11 @@ no published ports
         assert!(serde_json::to_vec(&status).expect("json").len() > 2 * MAX_DOCUMENT_BYTES);
         assert_eq!(o.ports + bounded.ports.len(), 4_000);
         assert!(
-            o.ports > 0 && o.host_network > 0 && o.rejected > 0 && o.port_drops > 0,
+            o.ports > 0
+                && o.host_network > 0
+                && o.rejected > 0
+                && o.port_drops > 0
+                && o.outbound > 0,
             "{o:?}"
         );
         let text = render_text(&bounded);

@@ -267,6 +267,28 @@ fn a_usage_error_exits_2() {
         vec!["check", "a.toml", "--config", "b.toml"],
         vec!["plan", "--backend", "pf"],
         vec!["explain", "--from", "not-an-address"],
+        vec!["explain"],
+        vec!["explain", "--from-container", "web"],
+        vec!["explain", "--to", "192.0.2.1"],
+        vec![
+            "explain",
+            "--from",
+            "192.0.2.1",
+            "--from-container",
+            "web",
+            "--to",
+            "192.0.2.2",
+        ],
+        vec![
+            "explain",
+            "--from-container",
+            "web",
+            "--to",
+            "192.0.2.1",
+            "--proto",
+            "icmp",
+        ],
+        vec!["explain", "--from", "192.0.2.1", "--proto", "udp"],
     ] {
         let out = dockfw(&args, "");
         assert_eq!(

@@ -558,11 +558,62 @@ to = ["$LAB_B_IP4", "$LAB_B_IP6"]
 proto = "any"
 EOF
 )"
-    dockfw_start "$pol" || fail "daemon did not start"
+    export DOCKFW_METRICS_LISTEN=127.0.0.1:9469
+    DOCKFW_LOG_DROPS=1 dockfw_start "$pol" || fail "daemon did not start"
     cfetch_open web "$LAB_A_IP4" 8099 client-a; cfetch_open web "$LAB_A_IP6" 8099 client-a
-    cfetch_blocked web "$LAB_B_IP4" 8099; cfetch_blocked web "$LAB_B_IP6" 8099
+    # The deny entry (line 8) counts its drops, from 0 before any attempt, and logs them.
+    wait_for 15 dropped_is out-deny@8 0 ||
+        fail "status does not show the deny entry at 0 before: $(dfw_status | jq -c .drops)"
+    dockfw_listing | grep -q 'dockfw out-deny@8 ' || fail "no log rule with the entry's prefix: $(dockfw_listing)"
+    local knob=/proc/sys/net/netfilter/nf_log_all_netns was before
+    was="$(cat "$knob")"
+    # shellcheck disable=SC2064 # the values now, not at exit
+    trap "echo $was >$knob" EXIT
+    echo 1 >"$knob"
+    before="$(dmesg | grep -c 'dockfw out-deny@8 ' || true)"
+    local i
+    for i in 1 2; do cfetch_blocked web "$LAB_B_IP4" 8099; cfetch_blocked web "$LAB_B_IP6" 8099; done
+    logged() { (($(dmesg | grep -c 'dockfw out-deny@8 ' || true) > before)); }
+    wait_for 5 logged || fail "no kernel log line with the prefix 'dockfw out-deny@8 '"
+    wait_for 15 dropped_at_least out-deny@8 4 ||
+        fail "status does not count 4 drops for out-deny@8: $(dfw_status | jq -c .drops)"
+    dropped_is out-default 0 || fail "the default deny counted the denied attempts: $(dfw_status | jq -c .drops)"
+    outbound_shown web "$pol"
+    local text
+    text="$(lab_ns curl -sf -m 3 http://127.0.0.1:9469/metrics)" || fail "no /metrics"
+    grep -Eq '^dockfw_dropped_connections_total\{entry="out-deny@8"\} ([4-9]|[1-9][0-9]+)$' <<<"$text" ||
+        fail "no outbound drop count in the metrics: $(grep dropped <<<"$text")"
     uninstalled
     clients_open_from web
+}
+
+# dropped_is ENTRY N — status counts exactly N drops for that entry (listed, at N).
+dropped_is() {
+    local n
+    n="$(dfw_status | jq -r --arg e "$1" '.drops.entries[] | select(.entry == $e) | .dropped')" || return 1
+    [[ "$n" == "$2" ]]
+}
+
+# outbound_shown CONTAINER POLICY — status (JSON and text) shows the container's outbound
+# verdict under outbound_deny_beats_allow's policy (default deny, allow client A on 8099,
+# deny client B at line 8), and `explain --from-container` agrees with what was measured.
+outbound_shown() {
+    local row text
+    row="$(dfw_status | jq -c --arg c "$1" '.outbound[] | select(.container == $c)')"
+    [[ "$(jq -r .why <<<"$row")" == "deny by default" ]] || fail "status outbound row: $row"
+    jq -e '.entries | any(test("^deny .* any protocol \\(deny entry at line 8\\)$"))' <<<"$row" >/dev/null ||
+        fail "status outbound row lacks the deny entry: $row"
+    text="$("$DOCKFW" status --socket "$LAB_DFW_SOCK")" || fail "status failed"
+    grep -Eq "^$1 +deny by default; deny .*\(deny entry at line 8\); allow .* tcp port 8099 \(allow entry at line 4\); to host: allow$" <<<"$text" ||
+        fail "the text status does not show the outbound verdict: $text"
+    grep -Eq '^drops +.*[0-9,]+ by outbound deny entry at line 8' <<<"$text" ||
+        fail "the text status does not show the outbound drops: $text"
+    text="$(dfw explain --config "$2" --from-container "$1" --to "$LAB_B_IP6" --port 8099)" ||
+        fail "explain failed"
+    [[ "$text" == *": blocked (deny entry at line 8)"* ]] || fail "explain to client B: $text"
+    text="$(dfw explain --config "$2" --from-container "$1" --to "$LAB_A_IP4" --port 8099)" ||
+        fail "explain failed"
+    [[ "$text" == *": passes (allow entry at line 4)"* ]] || fail "explain to client A: $text"
 }
 
 # Isolate by label, under default allow: the labelled container (on two networks) reaches
@@ -634,7 +685,10 @@ case_to_host() {
     local pol
     pol="$(printf '[outbound]\nto_host = "deny"\n' | write_policy to_host)"
     dockfw_start "$pol" || fail "daemon did not start"
+    wait_for 15 dropped_is to-host 0 || fail "status does not show to-host at 0 before: $(dfw_status | jq -c .drops)"
     cfetch_blocked web "$gw4" 8097; cfetch_blocked web "$gw6" 8097
+    wait_for 15 dropped_at_least to-host 2 ||
+        fail "status does not count 2 drops for to-host: $(dfw_status | jq -c .drops)"
     cfetch_open web "$LAB_A_IP4" 8099 client-a; cfetch_open web "$LAB_A_IP6" 8099 client-a
     lab_run late
     cfetch_open late "$LAB_A_IP6" 8099 client-a

@@ -18,7 +18,7 @@ use crate::drops::DropTotals;
 use crate::inventory::{Bridge, Inventory, Rejected};
 use crate::links::{LinkKind, NotABridge};
 use crate::net::Family;
-use crate::plan::rejected_bridges;
+use crate::plan::{outbound_verdicts, rejected_bridges};
 use crate::policy::Policy;
 use crate::ruleset::{Origin, Ruleset};
 use crate::status::{
@@ -377,6 +377,7 @@ impl LoopState {
             backend: self.backend.clone(),
             endpoints: Vec::new(),
             omitted: Omitted::default(),
+            outbound: outbound_verdicts(&self.policy, &self.inventory),
         }
     }
 
@@ -417,8 +418,7 @@ impl LoopState {
                     });
                     continue;
                 }
-                Origin::Deny { line } | Origin::Allow { line } => (origin.label(), Some(line)),
-                Origin::DefaultDeny | Origin::Loopback => (origin.label(), None),
+                _ => (origin.label(), origin.line()),
             };
             entries.push(EntryDrops {
                 entry,
@@ -607,5 +607,16 @@ mod tests {
         assert_eq!(r.error.as_deref(), Some("docker: gone"));
         assert_eq!(r.applies, 3);
         assert!(r.inventory.starts_with("last known inventory"));
+        assert_eq!(status.outbound, None, "no [outbound] table");
+        let text = "[outbound]\ndefault = \"deny\"\n";
+        let policy = policy::parse_str(text, std::path::Path::new("p.toml")).expect("valid");
+        state.policy_loaded(policy, at(100));
+        state.inventory.containers[0].host_network = false;
+        let outbound = state.status().outbound.expect("an [outbound] table");
+        assert_eq!(outbound.len(), 1);
+        assert_eq!(
+            (outbound[0].container.as_str(), outbound[0].why.as_str()),
+            ("host-web", "deny by default")
+        );
     }
 }

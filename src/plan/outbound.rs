@@ -38,7 +38,11 @@
 //! entries without selectors admit it), until a re-plan classifies it. A
 //! `to` list of one family says nothing about the other. Drops here are
 //! plain drops, not counted per published port (`DOCKFW-DROP` counts
-//! drops per published port, which these are not).
+//! drops per published port, which these are not): each carries its
+//! [`Origin`] (`out-deny@12`, `out-default`, `out-isolated`, `to-host`),
+//! so the firewall's rule counters count them per entry, with as many
+//! counting rules as the entry has rules, however many containers it
+//! selects.
 
 use std::collections::BTreeSet;
 
@@ -50,7 +54,7 @@ use crate::inventory::Inventory;
 use crate::policy::{Default, Entry, Outbound, Policy, Sources};
 use crate::ruleset::{
     AddrSet, Chain, Conntrack, Family, Iface, OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN,
-    OrigPortSet, Rule, TO_HOST_CHAIN, Target,
+    OrigPortSet, Origin, Rule, TO_HOST_CHAIN, Target,
 };
 
 use ipnet::IpNet;
@@ -220,9 +224,15 @@ fn outbound_chain(outbound: &Outbound, inventory: &Inventory, family: Family) ->
             let from = entry.has_selector().then(|| id.selected_set(family));
             rules.extend(entry_rules(id, entry, family, from, Target::Return));
         }
+        let isolates_only = outbound.default == Default::Allow;
         rules.push(Rule {
-            src_set: (outbound.default == Default::Allow).then(|| isolated_set(family)),
+            src_set: isolates_only.then(|| isolated_set(family)),
             target: Target::Drop,
+            origin: Some(if isolates_only {
+                Origin::OutboundIsolated
+            } else {
+                Origin::OutboundDefault
+            }),
             ..Rule::default()
         });
     }
@@ -250,6 +260,7 @@ fn unclassified_chain(outbound: &Outbound, family: Family) -> Chain {
         }
         rules.push(Rule {
             target: Target::Drop,
+            origin: Some(Origin::OutboundIsolated),
             ..Rule::default()
         });
     }
@@ -272,6 +283,7 @@ fn to_host_chain(family: Family) -> Chain {
     }
     rules.push(Rule {
         target: Target::Drop,
+        origin: Some(Origin::ToHost),
         ..Rule::default()
     });
     Chain {
@@ -319,6 +331,7 @@ fn entry_rules(
                 conntrack,
                 orig_dport_ranges,
                 target: target.clone(),
+                origin: (target == Target::Drop).then_some(Origin::OutboundDeny { line: id.line }),
                 ..Rule::default()
             });
         }
@@ -507,6 +520,50 @@ mod tests {
             ],
             "an unreadable subnet's bridge is judged by interface too, and its container is covered by its subnet"
         );
+    }
+
+    #[test]
+    fn each_drop_counts_for_its_entry_with_as_many_rules_however_many_containers() {
+        use crate::ruleset::Origin;
+        let policy = policy(
+            "[outbound]\nto_host = \"deny\"\n\n[[outbound.isolate]]\ncontainers = [\"c*\"]\n\n\
+             [[outbound.deny]]\ncontainers = [\"c*\"]\nto = [\"169.254.169.254\"]\nports = [80, 443]\n",
+        );
+        let origins = |inventory: &Inventory| -> Vec<(String, Origin)> {
+            let plan = super::super::plan(&policy, inventory);
+            (plan.family(Family::V4).chains.iter())
+                .flat_map(|c| c.rules.iter().map(move |r| (c.name, r)))
+                .filter(|(chain, _)| chain.contains("OUT") || chain.contains("TO-HOST"))
+                .filter(|(_, r)| r.target == Target::Drop)
+                .map(|(chain, r)| {
+                    (
+                        chain.to_owned(),
+                        r.origin.expect("every drop names its origin"),
+                    )
+                })
+                .collect()
+        };
+        let one = inventory(&[]);
+        let mut three = one.clone();
+        for n in 2..4 {
+            let mut c = three.containers[0].clone();
+            c.name = format!("c{n}");
+            c.attachments[0].ipv4 = Some(format!("172.18.0.{n}").parse().expect("addr"));
+            three.containers.push(c);
+        }
+        let deny = Origin::OutboundDeny { line: 7 };
+        let expected = [
+            (OUTBOUND_CHAIN, deny),
+            (OUTBOUND_CHAIN, deny),
+            (OUTBOUND_CHAIN, Origin::OutboundIsolated),
+            ("DOCKFW-OUT-UNCLASSIFIED", deny),
+            ("DOCKFW-OUT-UNCLASSIFIED", deny),
+            ("DOCKFW-OUT-UNCLASSIFIED", Origin::OutboundIsolated),
+            ("DOCKFW-TO-HOST", Origin::ToHost),
+        ]
+        .map(|(chain, origin)| (chain.to_owned(), origin));
+        assert_eq!(origins(&one), expected);
+        assert_eq!(origins(&three), expected, "containers are set elements");
     }
 
     #[test]
