@@ -93,6 +93,7 @@
 //! Linux bridge now ([`Inventory::not_bridges`], filled by the daemon);
 //! otherwise that bridge is treated like a refused one.
 
+mod incremental;
 mod outbound;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -112,6 +113,8 @@ use crate::ruleset::{
     UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
+
+pub use incremental::{Applied, ContainerChange, ENDPOINTS, IncrementalPlan, Replan};
 
 /// The complete desired rule set for both families.
 pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {
