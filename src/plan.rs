@@ -114,7 +114,7 @@ use crate::ruleset::{
 };
 use crate::status::{PortStatus, Verdict};
 
-pub use incremental::{Applied, ContainerChange, ENDPOINTS, IncrementalPlan, Replan};
+pub use incremental::{Applied, ContainerChange, ENDPOINTS, IncrementalPlan, Replan, differences};
 
 /// The complete desired rule set for both families.
 pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {

@@ -133,6 +133,30 @@ pub enum Applied {
     Replanned(Replan),
 }
 
+/// Where `got` differs from `want`, in short: per family, the rules, or
+/// the names of the sets whose elements differ. Empty when they are equal.
+pub fn differences(got: &Ruleset, want: &Ruleset) -> String {
+    let mut out = Vec::new();
+    for family in Family::ALL {
+        let (g, w) = (got.family(family), want.family(family));
+        let tag = family.as_str();
+        if !g.same_rules(w) {
+            out.push(format!("{tag}: rules"));
+            continue;
+        }
+        let sets = (g.sets.iter().zip(&w.sets)).filter(|(a, b)| a != b);
+        out.extend(sets.map(|(a, _)| format!("{tag}: {}", a.name)));
+        let ports = (g.port_sets.iter().chain(&g.drop_ports))
+            .zip(w.port_sets.iter().chain(&w.drop_ports))
+            .filter(|(a, b)| a != b);
+        out.extend(ports.map(|(a, _)| format!("{tag}: {}", a.name)));
+        if g.drop_endpoints != w.drop_endpoints {
+            out.push(format!("{tag}: {ENDPOINTS}"));
+        }
+    }
+    out.join(", ")
+}
+
 /// The name [`Applied::Elements`] gives a family's drop endpoints.
 pub const ENDPOINTS: &str = "drop-endpoints";
 
@@ -185,6 +209,26 @@ impl IncrementalPlan {
         self.drop_logging
     }
 
+    /// Whether the plan was made from `policy` and `inventory`'s networks
+    /// (its containers aside).
+    pub fn made_from(&self, policy: &Policy, inventory: &Inventory) -> bool {
+        *policy == self.policy && self.networks.same_as(inventory)
+    }
+
+    /// Plan the whole host again when `policy` or `inventory`'s networks
+    /// are not the plan's: why, or `None` when they are.
+    pub fn sync(&mut self, policy: &Policy, inventory: &Inventory) -> Option<Replan> {
+        let why = if *policy != self.policy {
+            Replan::Policy
+        } else if !self.networks.same_as(inventory) {
+            Replan::Networks
+        } else {
+            return None;
+        };
+        *self = IncrementalPlan::new(policy, inventory, self.drop_logging);
+        Some(why)
+    }
+
     /// Take one container's change into the plan. `inventory` is the one
     /// after the change (the container put or removed already); only its
     /// networks are read, unless the change needs a whole plan.
@@ -194,15 +238,8 @@ impl IncrementalPlan {
         inventory: &Inventory,
         change: ContainerChange<'_>,
     ) -> Applied {
-        let replan = if *policy != self.policy {
-            Some(Replan::Policy)
-        } else if !self.networks.same_as(inventory) {
-            Some(Replan::Networks)
-        } else {
-            None
-        };
-        if let Some(why) = replan {
-            return self.replan(policy, inventory, why);
+        if let Some(why) = self.sync(policy, inventory) {
+            return Applied::Replanned(why);
         }
         let before = self.contributions.get(change.id());
         let after = match change {
@@ -597,38 +634,6 @@ mod tests {
         }
     }
 
-    /// Where two plans differ, in short.
-    fn difference(got: &Ruleset, want: &Ruleset) -> String {
-        let mut out = String::new();
-        for family in Family::ALL {
-            let (g, w) = (got.family(family), want.family(family));
-            if g.chains != w.chains {
-                out.push_str(&format!("{family:?} chains differ; "));
-            }
-            for (a, b) in g.sets.iter().zip(&w.sets) {
-                if a != b {
-                    out.push_str(&format!("got {a:?} want {b:?}; "));
-                }
-            }
-            if g.sets.len() != w.sets.len() {
-                out.push_str("set count differs; ");
-            }
-            if g.port_sets != w.port_sets {
-                out.push_str(&format!("got {:?} want {:?}; ", g.port_sets, w.port_sets));
-            }
-            if g.drop_ports != w.drop_ports {
-                out.push_str(&format!("got {:?} want {:?}; ", g.drop_ports, w.drop_ports));
-            }
-            if g.drop_endpoints != w.drop_endpoints {
-                out.push_str(&format!(
-                    "got {:?} want {:?}; ",
-                    g.drop_endpoints, w.drop_endpoints
-                ));
-            }
-        }
-        out
-    }
-
     /// Random adds, changes and removes over random policies and networks:
     /// after every step the incremental plan is `plan()` of the same
     /// inventory, and most steps (every step that could) wrote elements only.
@@ -663,7 +668,7 @@ mod tests {
                 assert!(
                     *incremental.ruleset() == expected,
                     "step {step}: {applied:?}: {}\n{policy:?}\n{:?}",
-                    difference(incremental.ruleset(), &expected),
+                    differences(incremental.ruleset(), &expected),
                     inventory.containers
                 );
                 steps += 1;
