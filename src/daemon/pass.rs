@@ -188,10 +188,14 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
         match self.elements_only(state, &planned, &mut changed).await {
+            // The plan written is the plan in place (moved, not copied:
+            // a copy costs what the sets hold).
             Ok(true) if !observe => {
+                state.in_place = Some(planned);
                 return Some(finish(state, started, changed, errors, Read::Nothing));
             }
-            Ok(_) => {}
+            Ok(true) => state.in_place = Some(planned.clone()),
+            Ok(false) => {}
             // The observing pass below takes over from what is installed.
             Err(e) => errors.push(e),
         }
@@ -290,9 +294,9 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
 
     /// The fast path: when `planned` differs from the plan in place in set
     /// elements only, write those (recorded in `changed`; the drop sets'
-    /// elements too, which count drops per port on both backends) and take
-    /// `planned` as in place. False when there is no plan in place or other
-    /// rules differ: a pass that observes decides.
+    /// elements too, which count drops per port on both backends); the
+    /// caller then takes `planned` as in place. False when there is no plan
+    /// in place or other rules differ: a pass that observes decides.
     async fn elements_only(
         &self,
         state: &mut LoopState,
@@ -321,7 +325,6 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         for rule in &removed {
             state.drops.removed(rule);
         }
-        state.in_place = Some(planned.clone());
         Ok(true)
     }
 
