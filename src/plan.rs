@@ -1,6 +1,7 @@
 //! `plan(&Policy, &Inventory) -> Ruleset`: the whole of dockfw's firewall
 //! logic, and [`exposures`], the same policy read back as one verdict per
-//! published port for `dockfw status`.
+//! published port for `dockfw status`. [`IncrementalPlan`] keeps the same
+//! plan up to date one container at a time (`plan` is its reference).
 //!
 //! Pure: no I/O, no clock. The shape of the rules, per family:
 //!
