@@ -3,7 +3,12 @@
 //! the scale benchmark's policy (`tests/bench.sh scale`), N containers
 //! selected by it with no published port, and one container started with
 //! `-p 5432:80`. Prints microseconds per step (run with `cargo bench
-//! --bench pass`); it asserts nothing about time.
+//! --bench pass`); it asserts nothing about time. `fast_pass` plans the
+//! whole host (as before the incremental plan), `incremental_pass` is the
+//! daemon's pass now: the same steps with the plan brought up to date by
+//! the one container. Under callgrind (`--toggle-collect='pass::fast_pass'`
+//! or `'pass::incremental_pass'`) each counts the instructions of its
+//! PASS_N calls.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -14,7 +19,7 @@ use dockfw::firewall::nftables::Transaction;
 use dockfw::firewall::nftables::installed::changed_sets;
 use dockfw::firewall::nftables::{netlink, render};
 use dockfw::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
-use dockfw::plan::{exposures, plan};
+use dockfw::plan::{ContainerChange, IncrementalPlan, exposures, plan};
 use dockfw::ruleset::Ruleset;
 
 const POLICY: &str = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [5432]\n\
@@ -89,13 +94,48 @@ fn fast_pass(
     planned.clone()
 }
 
+/// [`fast_pass`] as the daemon runs it now: the plan in place brought up
+/// to date by the container that started ([`IncrementalPlan::apply`]) and
+/// copied out, then the same steps, and the plan moved into place.
+#[inline(never)]
+fn incremental_pass(
+    policy: &dockfw::policy::Policy,
+    inventory: &Inventory,
+    incremental: &mut IncrementalPlan,
+    started: &Container,
+    in_place: &Ruleset,
+) -> Ruleset {
+    incremental.apply(policy, inventory, ContainerChange::Put(started));
+    let planned = incremental.ruleset().clone();
+    black_box(exposures(policy, inventory));
+    assert!(planned.same_rules(in_place));
+    black_box(*in_place == in_place.clone());
+    black_box(&planned == in_place);
+    let tx = Transaction::set_elements(&planned, in_place).ok();
+    black_box(netlink::changes(&planned, in_place).map(|c| c.len()).ok());
+    black_box(tx);
+    // The daemon moves the plan written into place.
+    planned
+}
+
 fn main() {
     let policy = dockfw::policy::parse_str(POLICY, Path::new("bench.toml")).expect("policy");
     let only: Option<usize> = std::env::var("PASS_FILL").ok().and_then(|v| v.parse().ok());
     let n: u32 = (std::env::var("PASS_N").ok().and_then(|v| v.parse().ok())).unwrap_or(200);
     println!(
-        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "fill", "put", "plan", "expose", "eq", "clone", "changed", "text", "netlink", "pass"
+        "{:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "fill",
+        "put",
+        "plan",
+        "apply",
+        "expose",
+        "eq",
+        "clone",
+        "changed",
+        "text",
+        "netlink",
+        "pass",
+        "incr-pass"
     );
     for fill in [0, 100, 1000]
         .into_iter()
@@ -123,19 +163,38 @@ fn main() {
         });
         let t_netlink = time(n, || netlink::changes(&after, &before).map(|c| c.len()));
         let t_pass = time(n, || fast_pass(&policy, &after_inv, &before));
+        let started = container("cpu-1".to_owned(), 5000, true);
+        let kept = IncrementalPlan::new(&policy, &before_inv, false);
+        let t_kept = time(n, || kept.clone());
+        let t_apply = time(n, || {
+            let mut incremental = kept.clone();
+            incremental.apply(&policy, &after_inv, ContainerChange::Put(&started));
+            incremental
+        })
+        .saturating_sub(t_kept);
+        let t_incremental = time(n, || {
+            let mut incremental = kept.clone();
+            incremental_pass(&policy, &after_inv, &mut incremental, &started, &before)
+        })
+        .saturating_sub(t_kept);
         let us = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
         println!(
-            "{fill:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{fill:>6} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             us(t_put),
             us(t_plan),
+            us(t_apply),
             us(t_expose),
             us(t_eq),
             us(t_clone),
             us(t_changed),
             us(t_text),
             us(t_netlink),
-            us(t_pass)
+            us(t_pass),
+            us(t_incremental)
         );
     }
-    println!("microseconds per call, {n} calls each; `eq` compares two equal plans");
+    println!(
+        "microseconds per call, {n} calls each; `eq` compares two equal plans; \
+         `apply` and `incr-pass` without the copy of the kept plan each call needs"
+    );
 }

@@ -137,6 +137,12 @@ pub fn render(status: &Status) -> String {
         &one(status.inventory.repairs),
     );
     metric(
+        "dockfw_incremental_plan_repairs_total",
+        "counter",
+        "Periodic checks that found the plan kept from events different from the whole plan.",
+        &one(status.inventory.incremental_repairs),
+    );
+    metric(
         "dockfw_inventory_inspects_total",
         "counter",
         "Containers and networks inspected for the events that named them.",

@@ -1,6 +1,7 @@
 //! `plan(&Policy, &Inventory) -> Ruleset`: the whole of dockfw's firewall
 //! logic, and [`exposures`], the same policy read back as one verdict per
-//! published port for `dockfw status`.
+//! published port for `dockfw status`. [`IncrementalPlan`] keeps the same
+//! plan up to date one container at a time (`plan` is its reference).
 //!
 //! Pure: no I/O, no clock. The shape of the rules, per family:
 //!
@@ -93,6 +94,7 @@
 //! Linux bridge now ([`Inventory::not_bridges`], filled by the daemon);
 //! otherwise that bridge is treated like a refused one.
 
+mod incremental;
 mod outbound;
 mod outbound_verdict;
 
@@ -115,6 +117,8 @@ use crate::ruleset::{
     UNCLASSIFIED_CHAIN,
 };
 use crate::status::{PortStatus, Verdict};
+
+pub use incremental::{Applied, ContainerChange, ENDPOINTS, IncrementalPlan, Replan, differences};
 
 /// The complete desired rule set for both families.
 pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {

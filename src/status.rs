@@ -220,6 +220,11 @@ pub struct InventoryStatus {
     pub last_repair_at: Option<String>,
     /// What the last repair found, e.g. `containers: +1 -0 ~0`.
     pub last_repair: Option<String>,
+    /// Periodic checks that found the plan kept up to date from events
+    /// (one container at a time) different from the whole plan of the same
+    /// inventory, and used the whole plan.
+    #[serde(default)]
+    pub incremental_repairs: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

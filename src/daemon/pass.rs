@@ -16,9 +16,9 @@ use tracing::{debug, info, warn};
 
 use crate::docker::{DockerSource, Inspected, Subject};
 use crate::firewall::{Backend, DropCounter, FirewallError, Notice, Observation, Transaction};
-use crate::inventory::Inventory;
+use crate::inventory::{Container, Inventory};
 use crate::net::Family;
-use crate::plan::{exposures, plan, with_drop_logging};
+use crate::plan::{ContainerChange, IncrementalPlan, exposures, plan};
 use crate::policy::Policy;
 use crate::ruleset::Ruleset;
 use crate::state::StateDir;
@@ -45,6 +45,17 @@ type NetworkEntries = (
     Option<crate::inventory::GatewayModes>,
     Option<String>,
 );
+
+/// What a refresh of the inventory changed.
+#[derive(Debug, Default)]
+struct Refreshed {
+    /// False when the inventory is known not to have changed.
+    moved: bool,
+    /// The containers put (as they are now) or removed (`None`), when
+    /// these (and networks) are all that changed; `None` when the
+    /// inventory was listed whole.
+    containers: Option<Vec<(String, Option<Container>)>>,
+}
 
 /// How many of an event burst's containers are inspected at once.
 pub(super) const INSPECT_CONCURRENCY: usize = 8;
@@ -158,7 +169,8 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         };
         let mut errors = Vec::new();
         let events_only = matches!(refresh, Refresh::Objects(_)) && !observe;
-        let moved = self.refresh_inventory(state, refresh, &mut errors).await;
+        let refreshed = self.refresh_inventory(state, refresh, &mut errors).await;
+        let moved = refreshed.moved;
         // Events whose objects are as the inventory had them (a `destroy`
         // after the `die` that took the container out): nothing to plan.
         if events_only
@@ -171,18 +183,19 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         }
         let not_bridges = self.bridges.check(&mut state.inventory);
         state.note_rejected(not_bridges);
-        let mut planned = plan(&state.policy, &state.inventory);
-        if self.log_drops {
-            planned = with_drop_logging(planned);
-        }
+        let planned = self.plan(state, refreshed.containers);
         state.exposed = exposures(&state.policy, &state.inventory);
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
         match self.elements_only(state, &planned, &mut changed).await {
+            // The plan written is the plan in place (moved, not copied:
+            // a copy costs what the sets hold).
             Ok(true) if !observe => {
+                state.in_place = Some(planned);
                 return Some(finish(state, started, changed, errors, Read::Nothing));
             }
-            Ok(_) => {}
+            Ok(true) => state.in_place = Some(planned.clone()),
+            Ok(false) => {}
             // The observing pass below takes over from what is installed.
             Err(e) => errors.push(e),
         }
@@ -247,11 +260,43 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         Some(finish(state, started, changed, errors, Read::Firewall))
     }
 
+    /// The plan of the policy and inventory in hand: the incremental plan
+    /// brought up to date with `containers` (the containers an event
+    /// refresh put or removed), or a whole plan when the inventory was
+    /// listed, or there is none yet.
+    fn plan(
+        &self,
+        state: &mut LoopState,
+        containers: Option<Vec<(String, Option<Container>)>>,
+    ) -> Ruleset {
+        let (policy, inventory) = (&state.policy, &state.inventory);
+        match (&mut state.incremental, containers) {
+            (Some(incremental), Some(containers))
+                if incremental.drop_logging() == self.log_drops =>
+            {
+                incremental.sync(policy, inventory);
+                for (id, found) in &containers {
+                    let change = match found {
+                        Some(container) => ContainerChange::Put(container),
+                        None => ContainerChange::Removed(id),
+                    };
+                    let applied = incremental.apply(policy, inventory, change);
+                    debug!(container = %id, ?applied, "incremental plan");
+                }
+                incremental.ruleset().clone()
+            }
+            (incremental, _) => {
+                let made = IncrementalPlan::new(policy, inventory, self.log_drops);
+                incremental.insert(made).ruleset().clone()
+            }
+        }
+    }
+
     /// The fast path: when `planned` differs from the plan in place in set
     /// elements only, write those (recorded in `changed`; the drop sets'
-    /// elements too, which count drops per port on both backends) and take
-    /// `planned` as in place. False when there is no plan in place or other
-    /// rules differ: a pass that observes decides.
+    /// elements too, which count drops per port on both backends); the
+    /// caller then takes `planned` as in place. False when there is no plan
+    /// in place or other rules differ: a pass that observes decides.
     async fn elements_only(
         &self,
         state: &mut LoopState,
@@ -280,7 +325,6 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         for rule in &removed {
             state.drops.removed(rule);
         }
-        state.in_place = Some(planned.clone());
         Ok(true)
     }
 
@@ -296,27 +340,42 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         state: &mut LoopState,
         refresh: Refresh,
         errors: &mut Vec<PassError>,
-    ) -> bool {
+    ) -> Refreshed {
+        let listed = Refreshed {
+            moved: true,
+            containers: None,
+        };
         let objects = match refresh {
-            Refresh::Nothing => return false,
+            Refresh::Nothing => {
+                return Refreshed {
+                    moved: false,
+                    containers: Some(Vec::new()),
+                };
+            }
             Refresh::Everything { check } => {
+                if check {
+                    state.check_incremental(SystemTime::now());
+                }
                 self.list_everything(state, check, errors).await;
-                return true;
+                return listed;
             }
             Refresh::Objects(objects) => objects,
         };
         if !state.engine.answering() {
             self.list_everything(state, false, errors).await;
-            return true;
+            return listed;
         }
         let inspected = self.inspect(state, objects).await;
         self.keep_bridges(state);
         match inspected {
-            Ok(changed) => changed,
+            Ok((moved, containers)) => Refreshed {
+                moved,
+                containers: Some(containers),
+            },
             Err(why) => {
                 info!(%why, "an event's object could not be inspected; judged unknown (denied) and listing everything");
                 self.list_everything(state, false, errors).await;
-                true
+                listed
             }
         }
     }
@@ -332,8 +391,9 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         &self,
         state: &mut LoopState,
         objects: BTreeSet<Subject>,
-    ) -> Result<bool, String> {
+    ) -> Result<(bool, Vec<(String, Option<Container>)>), String> {
         let mut changed = false;
+        let mut moved = Vec::new();
         let mut containers = Vec::new();
         for object in objects {
             match object {
@@ -381,11 +441,17 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
                     rejected,
                 }) => {
                     let known = inventory.containers.iter().find(|c| c.id == id);
-                    changed |= known != Some(&container);
+                    if known != Some(&container) {
+                        changed = true;
+                        moved.push((id, Some(container.clone())));
+                    }
                     inventory.put_container(container, rejected);
                 }
                 Ok(Inspected::Gone) => {
-                    changed |= inventory.remove_container(&id).is_some();
+                    if inventory.remove_container(&id).is_some() {
+                        changed = true;
+                        moved.push((id, None));
+                    }
                 }
                 Ok(Inspected::UnknownNetwork(network)) => {
                     inventory.remove_container(&id);
@@ -406,7 +472,7 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
             ));
         }
         if failed.is_empty() {
-            Ok(changed)
+            Ok((changed, moved))
         } else {
             Err(failed.join("; "))
         }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::choice::Chosen;
 use crate::docker::Engine;
@@ -18,7 +18,9 @@ use crate::drops::DropTotals;
 use crate::inventory::{Bridge, Inventory, Rejected};
 use crate::links::{LinkKind, NotABridge};
 use crate::net::Family;
-use crate::plan::{outbound_verdicts, rejected_bridges};
+use crate::plan::{
+    IncrementalPlan, differences, outbound_verdicts, plan, rejected_bridges, with_drop_logging,
+};
 use crate::policy::Policy;
 use crate::ruleset::{Origin, Ruleset};
 use crate::status::{
@@ -173,6 +175,14 @@ pub(super) struct LoopState {
     /// each.
     pub(super) rejected: Vec<Rejected>,
 
+    /// The plan of the policy and inventory in hand, kept up to date one
+    /// container at a time on the fast path; `None` until the first plan,
+    /// and after the periodic check found it off (the whole plan wins).
+    pub(super) incremental: Option<IncrementalPlan>,
+    /// Periodic checks that found the incremental plan different from the
+    /// whole plan of the same inventory (and used the whole plan).
+    pub(super) incremental_repairs: Repairs<String>,
+
     /// The plan last found in place: re-applying the same plan means
     /// something else changed dockfw's rules (drift).
     pub(super) in_place: Option<Ruleset>,
@@ -225,6 +235,8 @@ impl LoopState {
             listings: 0,
             inventory_repairs: Repairs::default(),
             rejected: Vec::new(),
+            incremental: None,
+            incremental_repairs: Repairs::default(),
             in_place: None,
             unavailable: Vec::new(),
             planned: BTreeMap::new(),
@@ -251,6 +263,36 @@ impl LoopState {
             .into_iter()
             .filter(|f| !self.unavailable.contains(f))
             .collect()
+    }
+
+    /// The periodic check of the incremental plan at `now`: it must be the
+    /// whole plan of the inventory in hand. When it is not, the whole plan
+    /// wins (the incremental plan is dropped, so the pass plans whole), and
+    /// it is counted and logged (warned the first time). True when it was
+    /// off.
+    pub(super) fn check_incremental(&mut self, now: SystemTime) -> bool {
+        let Some(incremental) = &self.incremental else {
+            return false;
+        };
+        if !incremental.made_from(&self.policy, &self.inventory) {
+            return false;
+        }
+        let mut whole = plan(&self.policy, &self.inventory);
+        if incremental.drop_logging() {
+            whole = with_drop_logging(whole);
+        }
+        if *incremental.ruleset() == whole {
+            return false;
+        }
+        let found = differences(incremental.ruleset(), &whole);
+        if self.incremental_repairs.count == 0 {
+            warn!(%found, "the incremental plan differed from the whole plan; the whole plan is used");
+        } else {
+            debug!(%found, "the incremental plan differed from the whole plan again");
+        }
+        self.incremental_repairs.record(now, found);
+        self.incremental = None;
+        true
     }
 
     /// A listing that succeeded: its inventory is the basis of plans now.
@@ -366,6 +408,7 @@ impl LoopState {
                 repairs: self.inventory_repairs.count,
                 last_repair_at: (self.inventory_repairs.last.as_ref()).map(|(at, _)| rfc3339(*at)),
                 last_repair: (self.inventory_repairs.last.as_ref()).map(|(_, f)| f.clone()),
+                incremental_repairs: self.incremental_repairs.count,
             },
             forward_bypass: (self.bypasses.iter())
                 .map(|(family, rule)| BypassStatus {
@@ -452,6 +495,7 @@ mod tests {
     use crate::firewall::Changes;
     use crate::inventory::{Container, Inventory, Rejected};
     use crate::net::Family;
+    use crate::plan::IncrementalPlan;
     use crate::policy;
     use crate::status::{DockerStatus, DropsStatus, ReconcileStatus, Status};
 
@@ -481,6 +525,38 @@ mod tests {
             "unix:///run/docker.sock".to_owned(),
         );
         LoopState::new(&config, policy::deny_all(), Vec::new(), at(0))
+    }
+
+    #[test]
+    fn an_incremental_plan_off_the_whole_plan_is_dropped_counted_and_shown() {
+        let mut state = fixture();
+        let web = Container {
+            id: "web-id".to_owned(),
+            name: "web".to_owned(),
+            labels: BTreeMap::new(),
+            host_network: false,
+            attachments: vec![crate::inventory::Attachment {
+                network_id: "bridge-id".to_owned(),
+                network: "bridge".to_owned(),
+                ipv4: Some("172.17.0.2".parse().unwrap()),
+                ipv6: None,
+            }],
+            ports: Vec::new(),
+        };
+        let mut inventory = Inventory::default();
+        state.incremental = Some(IncrementalPlan::new(&state.policy, &inventory, false));
+        assert!(!state.check_incremental(at(1)), "the same inventory");
+        assert!(state.incremental.is_some());
+        // Kept for an inventory without the container: off by its address.
+        inventory.containers.push(web);
+        state.inventory = inventory;
+        assert!(state.check_incremental(at(2)));
+        assert!(state.incremental.is_none(), "the whole plan wins");
+        let status = state.status();
+        assert_eq!(status.inventory.incremental_repairs, 1);
+        // No incremental plan (or one of another policy): nothing to check.
+        assert!(!state.check_incremental(at(3)));
+        assert_eq!(state.status().inventory.incremental_repairs, 1);
     }
 
     #[test]

@@ -1198,6 +1198,14 @@ async fn an_event_inspects_its_container_and_lists_nothing() {
     assert_eq!(h.snapshots(), snapshots, "no listing");
     let status = h.status.borrow().inventory.clone();
     assert_eq!((status.repairs, status.inspects), (0, 1));
+    // The periodic listing checks the plan kept from the event against
+    // the whole plan: the same.
+    let listings = status.listings;
+    settle(11.0).await;
+    let status = h.status.borrow().inventory.clone();
+    assert!(status.listings > listings, "the periodic check ran");
+    assert_eq!((status.repairs, status.incremental_repairs), (0, 0));
+    assert_eq!(selector_set(&h), ["172.17.0.10", "172.17.0.9"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -355,7 +355,7 @@ fn destination_set(id: EntryId, family: Family) -> String {
 }
 
 /// The set of the addresses of every container an isolate entry selects.
-fn isolated_set(family: Family) -> String {
+pub(super) fn isolated_set(family: Family) -> String {
     format!("ob-isolated-{}", super::family_tag(family))
 }
 
