@@ -54,6 +54,14 @@ pub struct PortRange {
 }
 
 impl PortRange {
+    /// The range of one port.
+    pub fn single(port: u16) -> PortRange {
+        PortRange {
+            first: port,
+            last: port,
+        }
+    }
+
     pub fn contains(self, port: u16) -> bool {
         self.first <= port && port <= self.last
     }

@@ -57,7 +57,7 @@ use ipnet::IpNet;
 
 /// ICMPv6 neighbour discovery: router solicitation and advertisement,
 /// neighbour solicitation and advertisement, redirect (RFC 4861).
-const NEIGHBOUR_DISCOVERY: [u8; 5] = [133, 134, 135, 136, 137];
+pub(super) const NEIGHBOUR_DISCOVERY: [u8; 5] = [133, 134, 135, 136, 137];
 
 /// What the `[outbound]` table adds to one family's plan.
 #[derive(Debug, Default)]
@@ -94,7 +94,11 @@ pub(super) fn input_jumps(policy: &Policy, inventory: &Inventory, family: Family
 /// interface that is not a Linux bridge now), covered by address whether
 /// or not a known container has the address; and for what comes from the
 /// address of a known container on such a bridge that no subnet covers.
-fn from_containers_to(inventory: &Inventory, family: Family, chain: &'static str) -> Vec<Rule> {
+pub(super) fn from_containers_to(
+    inventory: &Inventory,
+    family: Family,
+    chain: &'static str,
+) -> Vec<Rule> {
     let jump = |in_iface: Option<Iface>, src: Option<IpNet>| Rule {
         in_iface,
         src,
@@ -117,7 +121,7 @@ fn from_containers_to(inventory: &Inventory, family: Family, chain: &'static str
 
 /// The subnets in `family` of every bridge network dockfw does not judge
 /// by its interface ([`super::verified_interfaces`]), without repeats.
-fn unverified_subnets(inventory: &Inventory, family: Family) -> Vec<IpNet> {
+pub(super) fn unverified_subnets(inventory: &Inventory, family: Family) -> Vec<IpNet> {
     let verified = verified_bridges(inventory);
     let nets: BTreeSet<IpNet> = (inventory.subnets.keys())
         .filter(|id| !verified.contains_key(id.as_str()))
@@ -130,7 +134,7 @@ fn unverified_subnets(inventory: &Inventory, family: Family) -> Vec<IpNet> {
 /// their name is one dockfw renders and the kernel has them as Linux
 /// bridges now: what arrives on them is judged (never exempted), so that
 /// a subnet dockfw could not read is covered all the same.
-fn unread_bridge_interfaces(inventory: &Inventory) -> Vec<Iface> {
+pub(super) fn unread_bridge_interfaces(inventory: &Inventory) -> Vec<Iface> {
     (inventory.bridges.iter())
         .filter(|b| inventory.unreadable_subnets.contains(&b.id))
         .filter(|b| !inventory.not_bridges.contains(&b.interface))
