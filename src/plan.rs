@@ -99,7 +99,7 @@
 mod east_west;
 mod outbound;
 
-pub use east_west::contributions as east_west_contributions;
+pub use east_west::{contributions as east_west_contributions, same_bridge_interfaces};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

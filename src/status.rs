@@ -40,6 +40,11 @@ pub struct Status {
     /// New connections dockfw's rules dropped, per policy entry.
     #[serde(default)]
     pub drops: DropsStatus,
+    /// Bridge networks whose same-bridge traffic `[east_west]` cannot
+    /// judge in a family: bridge netfilter is off for them and their own
+    /// flag could not be read or set.
+    #[serde(default)]
+    pub east_west_not_enforced: Vec<NotEnforcedStatus>,
     /// The firewall backend the daemon drives and why (`auto`'s choice).
     #[serde(default)]
     pub backend: Option<crate::choice::Chosen>,
@@ -51,6 +56,16 @@ pub struct Status {
     /// [`MAX_DOCUMENT_BYTES`]; all zero when nothing was.
     #[serde(default)]
     pub omitted: Omitted,
+}
+
+/// A bridge network whose same-bridge traffic is not judged in a family.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotEnforcedStatus {
+    pub network: String,
+    pub bridge: String,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    pub reason: String,
 }
 
 /// Entries left out of a status document too large to send whole.
@@ -1040,6 +1055,7 @@ mod tests {
             host_network: vec![],
             rejected: vec![],
             forward_bypass: vec![],
+            east_west_not_enforced: vec![],
             drift: DriftStatus::default(),
             inventory: InventoryStatus::default(),
             drops: DropsStatus::default(),

@@ -604,6 +604,148 @@ EOF
     clients_open_from locked
 }
 
+# --- [east_west]: container to container ----------------------------------------------
+
+# caddr CONTAINER NETWORK 4|6 — the container's address on that network.
+caddr() {
+    local field='{{.IPAddress}}'
+    [[ "$3" == 6 ]] && field='{{.GlobalIPv6Address}}'
+    lab_docker inspect -f "{{with index .NetworkSettings.Networks \"$2\"}}$field{{end}}" "$1"
+}
+
+# ew_open SRC DST NETWORK — SRC fetches DST's page (port 80) at DST's IPv4 and IPv6
+# addresses on NETWORK.
+ew_open() {
+    local f a
+    for f in 4 6; do
+        a="$(caddr "$2" "$3" "$f")"
+        [[ -n "$a" ]] || fail "$2 has no IPv$f address on $3"
+        cfetch_open "$1" "$a" 80 "dockfw-test ok"
+    done
+}
+
+# ew_blocked SRC DST NETWORK — a new connection from SRC to DST's port 80 on NETWORK gets
+# no answer (dropped, not refused), over IPv4 and IPv6.
+ew_blocked() {
+    local f a
+    for f in 4 6; do
+        a="$(caddr "$2" "$3" "$f")"
+        [[ -n "$a" ]] || fail "$2 has no IPv$f address on $3"
+        cfetch_blocked "$1" "$a" 80
+    done
+}
+
+# bridge_sysctls — the global bridge-netfilter switches of the lab's docker host and of the
+# machine's own namespace (read only).
+bridge_sysctls() {
+    local f
+    for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables; do
+        echo "host $f $(cat "$f" 2>/dev/null || echo none)"
+        echo "lab $f $(lab_ns cat "$f" 2>/dev/null || echo none)"
+    done
+}
+
+# Same bridge: c2 is isolated (it accepts from no container), so c1 -> c2 is dropped while
+# c2 -> c1 (and its replies) pass, over IPv4 and IPv6; two containers on an unrelated bridge
+# reach each other throughout; the global bridge-netfilter switches are what they were.
+# All of it open before dockfw and after uninstall.
+case_east_west_same_bridge() {
+    need_dockfw
+    lab_net_create ewnet
+    lab_net_create ewother
+    lab_run ew-c1 --network ewnet
+    lab_run ew-c2 --network ewnet
+    lab_run ew-u1 --network ewother
+    lab_run ew-u2 --network ewother
+    ew_open ew-c1 ew-c2 ewnet; ew_open ew-c2 ew-c1 ewnet; ew_open ew-u1 ew-u2 ewother
+    local before pol
+    before="$(bridge_sysctls)"
+    pol="$(write_policy eastwest <<EOF
+[east_west]
+default = "allow"
+
+[[east_west.isolate]]
+containers = ["ew-c2"]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    ew_blocked ew-c1 ew-c2 ewnet
+    ew_open ew-c2 ew-c1 ewnet
+    ew_open ew-u1 ew-u2 ewother
+    [[ "$(bridge_sysctls)" == "$before" ]] ||
+        fail "the global bridge sysctls changed: $before -> $(bridge_sysctls)"
+    uninstalled
+    ew_open ew-c1 ew-c2 ewnet; ew_open ew-c2 ew-c1 ewnet
+    [[ "$(bridge_sysctls)" == "$before" ]] || fail "the global bridge sysctls changed after uninstall"
+}
+
+# The reverse-proxy hub under `default = "deny"`: the proxy reaches every backend, the
+# backends reach none of each other, nor the proxy; over IPv4 and IPv6, and across bridges
+# (a backend on a second network the proxy is on too). Open before dockfw and after uninstall.
+case_east_west_hub() {
+    need_dockfw
+    lab_net_create ewhub
+    lab_net_create ewhub2
+    lab_run ew-proxy --network ewhub
+    lab_docker network connect ewhub2 ew-proxy
+    lab_run ew-b1 --network ewhub
+    lab_run ew-b2 --network ewhub
+    lab_run ew-b3 --network ewhub2
+    ew_open ew-b1 ew-b2 ewhub; ew_open ew-b2 ew-b1 ewhub; ew_open ew-b1 ew-proxy ewhub
+    ew_open ew-b3 ew-proxy ewhub2
+    local pol
+    pol="$(write_policy hub <<EOF
+[east_west]
+default = "deny"
+
+[[east_west.allow]]
+from_containers = ["ew-proxy"]
+ports = [80]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    ew_open ew-proxy ew-b1 ewhub; ew_open ew-proxy ew-b2 ewhub; ew_open ew-proxy ew-b3 ewhub2
+    ew_blocked ew-b1 ew-b2 ewhub; ew_blocked ew-b2 ew-b1 ewhub
+    ew_blocked ew-b1 ew-proxy ewhub; ew_blocked ew-b3 ew-proxy ewhub2
+    uninstalled
+    ew_open ew-b1 ew-b2 ewhub; ew_open ew-b2 ew-b1 ewhub; ew_open ew-b1 ew-proxy ewhub
+    ew_open ew-b3 ew-proxy ewhub2
+}
+
+# A network-scoped allow: api is isolated, and client (on the same two networks) may reach
+# it over ewa only: open at api's ewa addresses, blocked at its ewb ones (IPv4 and IPv6),
+# while api reaches client over either. Open before dockfw and after uninstall.
+case_east_west_network_scoped() {
+    need_dockfw
+    lab_net_create ewa
+    lab_net_create ewb
+    lab_run ew-api --network ewa
+    lab_docker network connect ewb ew-api
+    lab_run ew-client --network ewa
+    lab_docker network connect ewb ew-client
+    ew_open ew-client ew-api ewa; ew_open ew-client ew-api ewb
+    local pol
+    pol="$(write_policy scoped <<EOF
+[east_west]
+
+[[east_west.isolate]]
+containers = ["ew-api"]
+
+[[east_west.allow]]
+from_containers = ["ew-client"]
+containers = ["ew-api"]
+networks = ["ewa"]
+ports = [80]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    ew_open ew-client ew-api ewa
+    ew_blocked ew-client ew-api ewb
+    ew_open ew-api ew-client ewb
+    uninstalled
+    ew_open ew-client ew-api ewa; ew_open ew-client ew-api ewb
+}
+
 # host_httpd PORT — busybox httpd in the docker host's namespace (the lab's, never the
 # machine's), on every address, serving "docker-host" (killed by lab_reset).
 host_httpd() {
@@ -2531,6 +2673,9 @@ CASES=(
     outbound_refused_bridge
     outbound_deny_beats_allow
     outbound_isolate_label
+    east_west_same_bridge
+    east_west_hub
+    east_west_network_scoped
     to_host
     reload
     status_matches_reality

@@ -39,7 +39,7 @@
 //! Same-bridge traffic reaches these chains only when bridge netfilter
 //! calls the IP hooks for that bridge (see `crate::daemon::bridges`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
@@ -54,7 +54,7 @@ use crate::inventory::{Container, Inventory, Proto};
 use crate::policy::{Default, EastWest, EastWestEntry, Glob, Policy, ProtoMatch};
 use crate::ruleset::{
     AddrSet, Chain, EAST_WEST_CHAIN, EAST_WEST_JUDGE_CHAIN, EAST_WEST_UNCLASSIFIED_CHAIN, Family,
-    Origin, Rule, Target,
+    Iface, Origin, Rule, Target,
 };
 
 /// What the `[east_west]` table adds to one family's plan.
@@ -74,6 +74,21 @@ pub(super) fn forward_jumps(policy: &Policy, inventory: &Inventory, family: Fami
         }
         _ => Vec::new(),
     }
+}
+
+/// The bridges whose same-bridge traffic the `[east_west]` table judges:
+/// every bridge judged by its interface (see [`to_containers`]) when the
+/// table can drop something, none otherwise. Their frames reach the
+/// chains only when bridge netfilter calls the IP hooks for them
+/// ([`crate::bridge_netfilter`]).
+pub fn same_bridge_interfaces(policy: &Policy, inventory: &Inventory) -> BTreeSet<Iface> {
+    if !policy.east_west.as_ref().is_some_and(EastWest::judged) {
+        return BTreeSet::new();
+    }
+    verified_interfaces(inventory)
+        .into_iter()
+        .chain(unread_bridge_interfaces(inventory))
+        .collect()
 }
 
 /// The chains and sets of the `[east_west]` table in `family`.
