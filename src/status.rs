@@ -594,8 +594,18 @@ pub fn render_text(status: &Status) -> String {
     if !status.host_network.is_empty()
         || !status.rejected.is_empty()
         || !status.forward_bypass.is_empty()
+        || !status.east_west_not_enforced.is_empty()
     {
         out.push('\n');
+    }
+    for n in &status.east_west_not_enforced {
+        out.push_str(&format!(
+            "warning: network \"{}\" ({}, {}): same-bridge east-west traffic is not judged: {}\n",
+            escape(&n.network),
+            escape(&n.bridge),
+            escape(&n.family),
+            escape(&n.reason)
+        ));
     }
     for b in &status.forward_bypass {
         out.push_str(&format!(
@@ -1124,6 +1134,26 @@ web        bridge   0.0.0.0:80  80         tcp    open to anywhere  allow entry 
 warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect it
 ";
         assert_eq!(render_text(&status), expected);
+    }
+
+    #[test]
+    fn a_network_whose_same_bridge_traffic_is_not_judged_is_named() {
+        let mut status = healthy();
+        status.east_west_not_enforced = vec![NotEnforcedStatus {
+            network: "shop\u{1b}[2J".to_string(),
+            bridge: "br-0123456789ab".to_string(),
+            family: "ipv6".to_string(),
+            reason: "the global switch is off, and its own flag: cannot run /sbin/ip".to_string(),
+        }];
+        let text = render_text(&status);
+        assert!(
+            text.contains(
+                "warning: network \"shop\\u{1b}[2J\" (br-0123456789ab, ipv6): same-bridge \
+                 east-west traffic is not judged: the global switch is off, and its own flag: \
+                 cannot run /sbin/ip\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

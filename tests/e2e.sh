@@ -746,6 +746,65 @@ EOF
     ew_open ew-client ew-api ewa; ew_open ew-client ew-api ewb
 }
 
+# bridge_flag BRIDGE 4|6 — the bridge's own nf_call_iptables (nf_call_ip6tables) flag in the
+# lab's docker host, 0 or 1, read over rtnetlink (sysfs would show the machine's namespace).
+bridge_flag() {
+    local key=nf_call_iptables
+    [[ "$2" == 6 ]] && key=nf_call_ip6tables
+    lab_ns ip -d -j link show dev "$1" | jq -r ".[0].linkinfo.info_data.$key"
+}
+
+# net_bridge NETWORK — the Linux bridge of a user network (br-<first 12 of its id>).
+net_bridge() { echo "br-$(lab_docker network inspect -f '{{.Id}}' "$1" | cut -c1-12)"; }
+
+# lab_brnf [4|6 VALUE] — the lab host's global bridge-nf-call-ip(6)tables switch: print it,
+# or set it (the test sets the condition; dockfw never writes it).
+lab_brnf() {
+    local f=/proc/sys/net/bridge/bridge-nf-call-iptables
+    [[ "$1" == 6 ]] && f=/proc/sys/net/bridge/bridge-nf-call-ip6tables
+    if (($# == 2)); then lab_ns sh -c "echo $2 >$f"; else lab_ns cat "$f"; fi
+}
+
+# With the lab host's global bridge-netfilter switches off, frames between two containers on
+# one bridge reach no IP hook: dockfw turns on that bridge's own nf_call_iptables and
+# nf_call_ip6tables flags (never the global switches), so c1 -> c2 is dropped while c2 -> c1
+# passes (IPv4, IPv6); `dockfw uninstall` turns the flags off again. Open before dockfw and
+# after uninstall, with the switches off all along.
+case_east_west_bridge_flag() {
+    need_dockfw
+    lab_net_create ewflag
+    lab_run ew-c1 --network ewflag
+    lab_run ew-c2 --network ewflag
+    local g4 g6 br pol
+    g4="$(lab_brnf 4)"; g6="$(lab_brnf 6)"
+    # shellcheck disable=SC2064  # restore the values read now
+    trap "lab_brnf 4 $g4; lab_brnf 6 $g6" EXIT
+    lab_brnf 4 0; lab_brnf 6 0
+    br="$(net_bridge ewflag)"
+    [[ "$(bridge_flag "$br" 4)$(bridge_flag "$br" 6)" == 00 ]] ||
+        fail "precondition: $br's own flags are not off"
+    ew_open ew-c1 ew-c2 ewflag; ew_open ew-c2 ew-c1 ewflag
+    pol="$(write_policy flag <<EOF
+[east_west]
+
+[[east_west.isolate]]
+containers = ["ew-c2"]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    [[ "$(bridge_flag "$br" 4)$(bridge_flag "$br" 6)" == 11 ]] ||
+        fail "$br's flags were not turned on ($(bridge_flag "$br" 4)$(bridge_flag "$br" 6))"
+    ew_blocked ew-c1 ew-c2 ewflag
+    ew_open ew-c2 ew-c1 ewflag
+    [[ "$(lab_brnf 4)$(lab_brnf 6)" == 00 ]] || fail "the global switches changed: $(lab_brnf 4)$(lab_brnf 6)"
+    [[ "$(dfw_status | jq '.east_west_not_enforced | length')" == 0 ]] ||
+        fail "status says same-bridge traffic is not judged: $(dfw_status | jq -c .east_west_not_enforced)"
+    uninstalled
+    [[ "$(bridge_flag "$br" 4)$(bridge_flag "$br" 6)" == 00 ]] ||
+        fail "uninstall left $br's flags on ($(bridge_flag "$br" 4)$(bridge_flag "$br" 6))"
+    ew_open ew-c1 ew-c2 ewflag
+}
+
 # host_httpd PORT — busybox httpd in the docker host's namespace (the lab's, never the
 # machine's), on every address, serving "docker-host" (killed by lab_reset).
 host_httpd() {
@@ -2676,6 +2735,7 @@ CASES=(
     east_west_same_bridge
     east_west_hub
     east_west_network_scoped
+    east_west_bridge_flag
     to_host
     reload
     status_matches_reality
