@@ -27,6 +27,11 @@
 //!                 everything else                 -> DROP     (when restricted)
 //! ```
 //!
+//! An entry's rules carry its origin (`deny@LINE`, `allow@LINE`), so its
+//! drops count for it; the default's drops carry none (`default` counts the
+//! inbound default's). Drops are plain drops, not through `DOCKFW-DROP`,
+//! whose counters are per published port.
+//!
 //! Replies pass: the entry chain returns established and related traffic
 //! before any of this, and neighbour discovery is never judged. Ports are
 //! the packet's own destination port here: the destination container's
@@ -37,7 +42,7 @@
 //! has, as source or destination (a container an instant old), meets every
 //! deny and isolate with a selector, and only allow entries without one.
 //! Same-bridge traffic reaches these chains only when bridge netfilter
-//! calls the IP hooks for that bridge (see `crate::daemon::bridges`).
+//! calls the IP hooks for that bridge (see [`crate::bridge_netfilter`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -150,18 +155,17 @@ fn judge_chain(east_west: &EastWest, family: Family) -> Chain {
             ..Rule::default()
         });
     }
-    for (id, entry) in numbered(&east_west.deny, "deny") {
+    for (id, entry) in numbered(&east_west.deny, "ew-deny") {
         rules.extend(entry_rules(id, entry, family, true, Target::Drop));
     }
     if east_west.restricts() {
-        for (id, entry) in numbered(&east_west.allow, "allow") {
+        for (id, entry) in numbered(&east_west.allow, "ew-allow") {
             rules.extend(entry_rules(id, entry, family, true, Target::Return));
         }
         let default_allow = east_west.default == Default::Allow;
         rules.push(Rule {
             dst_set: default_allow.then(|| isolated_set(family)),
             target: Target::Drop,
-            origin: (!default_allow).then_some(Origin::DefaultDeny),
             ..Rule::default()
         });
     }
@@ -194,12 +198,13 @@ fn unclassified_chain(east_west: &EastWest, family: Family) -> Chain {
         dst_set: Some(known_set(family)),
         ..Rule::default()
     }];
-    let selector_denies = numbered(&east_west.deny, "deny").filter(|(_, e)| e.has_selector());
+    let selector_denies = numbered(&east_west.deny, "ew-deny").filter(|(_, e)| e.has_selector());
     for (id, entry) in selector_denies {
         rules.extend(entry_rules(id, entry, family, false, Target::Drop));
     }
     if east_west.restricts() {
-        let selectorless = numbered(&east_west.allow, "allow").filter(|(_, e)| !e.has_selector());
+        let selectorless =
+            numbered(&east_west.allow, "ew-allow").filter(|(_, e)| !e.has_selector());
         for (id, entry) in selectorless {
             rules.extend(entry_rules(id, entry, family, false, Target::Return));
         }
@@ -218,7 +223,6 @@ fn unclassified_chain(east_west: &EastWest, family: Family) -> Chain {
         }
         rules.push(Rule {
             target: Target::Drop,
-            origin: (east_west.default == Default::Deny).then_some(Origin::DefaultDeny),
             ..Rule::default()
         });
     }
@@ -278,10 +282,6 @@ fn numbered<'a>(
     entries: &'a [EastWestEntry],
     kind: &'static str,
 ) -> impl Iterator<Item = (EntryId, &'a EastWestEntry)> {
-    let kind = match kind {
-        "deny" => "ew-deny",
-        _ => "ew-allow",
-    };
     entries.iter().enumerate().map(move |(i, entry)| {
         let id = EntryId {
             kind,
@@ -319,7 +319,8 @@ pub fn contributions(
     for entry in &east_west.isolate {
         out.extend(to(entry).into_iter().map(|a| (isolated_set(family), a)));
     }
-    let entries = numbered(&east_west.allow, "allow").chain(numbered(&east_west.deny, "deny"));
+    let entries =
+        numbered(&east_west.allow, "ew-allow").chain(numbered(&east_west.deny, "ew-deny"));
     for (id, entry) in entries {
         if entry.selects_destinations() {
             out.extend(to(entry).into_iter().map(|a| (id.selected_set(family), a)));
