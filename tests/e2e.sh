@@ -746,6 +746,47 @@ EOF
     ew_open ew-client ew-api ewa; ew_open ew-client ew-api ewb
 }
 
+# Fail closed, same bridge: a source address no container has (a second address inside a
+# known container, as a container an instant old would send from) meets the isolate of
+# its destination and no allow entry with a selector: from it, ew-src no longer reaches the
+# isolated ew-locked, which its own address reaches through an allow entry for it; it still
+# reaches ew-open, which nothing isolates (IPv4). Open before dockfw and after uninstall.
+case_east_west_unknown_source() {
+    need_dockfw
+    lab_net_create ewfc --subnet 10.232.0.0/24
+    lab_run ew-src --network ewfc --cap-add NET_ADMIN
+    lab_run ew-locked --network ewfc
+    lab_run ew-open --network ewfc
+    lab_docker exec ew-src ip addr add 10.232.0.200/24 dev eth0 || fail "no second address"
+    local unknown='ip route replace 10.232.0.0/24 dev eth0 src 10.232.0.200'
+    local known='ip route replace 10.232.0.0/24 dev eth0 src'
+    known="$known $(caddr ew-src ewfc 4)"
+    local locked open pol
+    locked="$(caddr ew-locked ewfc 4)"; open="$(caddr ew-open ewfc 4)"
+    lab_docker exec ew-src sh -c "$unknown" || fail "no route from the second address"
+    cfetch_open ew-src "$locked" 80 "dockfw-test ok"; cfetch_open ew-src "$open" 80 "dockfw-test ok"
+    lab_docker exec ew-src sh -c "$known" || fail "no route from the container's address"
+    pol="$(write_policy unknown <<EOF
+[east_west]
+
+[[east_west.isolate]]
+containers = ["ew-locked"]
+
+[[east_west.allow]]
+from_containers = ["ew-src"]
+containers = ["ew-locked"]
+ports = [80]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    cfetch_open ew-src "$locked" 80 "dockfw-test ok"; cfetch_open ew-src "$open" 80 "dockfw-test ok"
+    lab_docker exec ew-src sh -c "$unknown" || fail "no route from the second address"
+    cfetch_blocked ew-src "$locked" 80
+    cfetch_open ew-src "$open" 80 "dockfw-test ok"
+    uninstalled
+    cfetch_open ew-src "$locked" 80 "dockfw-test ok"
+}
+
 # bridge_flag BRIDGE 4|6 — the bridge's own nf_call_iptables (nf_call_ip6tables) flag in the
 # lab's docker host, 0 or 1, read over rtnetlink (sysfs would show the machine's namespace).
 bridge_flag() {
@@ -2736,6 +2777,7 @@ CASES=(
     east_west_hub
     east_west_network_scoped
     east_west_bridge_flag
+    east_west_unknown_source
     to_host
     reload
     status_matches_reality
