@@ -613,27 +613,18 @@ caddr() {
     lab_docker inspect -f "{{with index .NetworkSettings.Networks \"$2\"}}$field{{end}}" "$1"
 }
 
-# ew_open SRC DST NETWORK — SRC fetches DST's page (port 80) at DST's IPv4 and IPv6
-# addresses on NETWORK.
-ew_open() {
+# ew_each open|blocked SRC DST NETWORK — SRC fetches DST's page (port 80) at DST's IPv4 and
+# IPv6 addresses on NETWORK (open), or gets no answer there (blocked: dropped, not refused).
+ew_each() {
     local f a
     for f in 4 6; do
-        a="$(caddr "$2" "$3" "$f")"
-        [[ -n "$a" ]] || fail "$2 has no IPv$f address on $3"
-        cfetch_open "$1" "$a" 80 "dockfw-test ok"
+        a="$(caddr "$3" "$4" "$f")"
+        [[ -n "$a" ]] || fail "$3 has no IPv$f address on $4"
+        if [[ "$1" == open ]]; then cfetch_open "$2" "$a" 80 "dockfw-test ok"; else cfetch_blocked "$2" "$a" 80; fi
     done
 }
-
-# ew_blocked SRC DST NETWORK — a new connection from SRC to DST's port 80 on NETWORK gets
-# no answer (dropped, not refused), over IPv4 and IPv6.
-ew_blocked() {
-    local f a
-    for f in 4 6; do
-        a="$(caddr "$2" "$3" "$f")"
-        [[ -n "$a" ]] || fail "$2 has no IPv$f address on $3"
-        cfetch_blocked "$1" "$a" 80
-    done
-}
+ew_open() { ew_each open "$@"; }
+ew_blocked() { ew_each blocked "$@"; }
 
 # bridge_sysctls — the global bridge-netfilter switches of the lab's docker host and of the
 # machine's own namespace (read only).

@@ -49,12 +49,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 
 use super::outbound::{
-    NEIGHBOUR_DISCOVERY, from_containers_to, unread_bridge_interfaces, unverified_subnets,
+    NEIGHBOUR_DISCOVERY, Side, containers_on, from_containers_to, unread_bridge_interfaces,
 };
-use super::{
-    EntryId, address_in, addresses_off_known_bridges, known_set, verified_interfaces,
-    without_repeats,
-};
+use super::{EntryId, address_in, known_set, verified_interfaces, without_repeats};
 use crate::inventory::{Container, Inventory, Proto};
 use crate::policy::{Default, EastWest, EastWestEntry, Glob, Policy, ProtoMatch};
 use crate::ruleset::{
@@ -116,24 +113,7 @@ pub(super) fn plan(policy: &Policy, inventory: &Inventory, family: Family) -> Ea
 /// subnets could not all be read), or goes to a subnet of any other bridge
 /// network, or to a known container's address off them, is judged.
 fn to_containers(inventory: &Inventory, family: Family) -> Chain {
-    let jump = |out_iface, dst| Rule {
-        out_iface,
-        dst,
-        target: Target::Jump(EAST_WEST_JUDGE_CHAIN),
-        ..Rule::default()
-    };
-    let subnets = unverified_subnets(inventory, family);
-    let by_addr = addresses_off_known_bridges(inventory, family)
-        .into_iter()
-        .map(IpNet::from)
-        .filter(|addr| !subnets.iter().any(|net| net.contains(addr)));
-    let by_iface = verified_interfaces(inventory)
-        .into_iter()
-        .chain(unread_bridge_interfaces(inventory));
-    let rules = (by_iface.map(|iface| jump(Some(iface), None)))
-        .chain(subnets.iter().map(|net| jump(None, Some(*net))))
-        .chain(by_addr.map(|addr| jump(None, Some(addr))))
-        .collect();
+    let rules = containers_on(inventory, family, Side::To, EAST_WEST_JUDGE_CHAIN);
     Chain {
         name: EAST_WEST_CHAIN,
         rules: without_repeats(rules),

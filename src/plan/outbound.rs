@@ -99,11 +99,45 @@ pub(super) fn from_containers_to(
     family: Family,
     chain: &'static str,
 ) -> Vec<Rule> {
-    let jump = |in_iface: Option<Iface>, src: Option<IpNet>| Rule {
-        in_iface,
-        src,
-        target: Target::Jump(chain),
-        ..Rule::default()
+    containers_on(inventory, family, Side::From, chain)
+}
+
+/// Which side of a connection a jump of [`containers_on`] matches: where
+/// it comes from (`-i`, `-s`) or where it goes (`-o`, `-d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    From,
+    To,
+}
+
+/// A jump to `chain` for what comes from (or goes to) a container on a
+/// Docker bridge, on `side`: by interface for each verified bridge and each
+/// bridge whose subnets could not all be read; by address for each subnet
+/// of any other bridge network, and for each known container on such a
+/// bridge that no subnet covers ([`from_containers_to`]).
+pub(super) fn containers_on(
+    inventory: &Inventory,
+    family: Family,
+    side: Side,
+    chain: &'static str,
+) -> Vec<Rule> {
+    let jump = |iface: Option<Iface>, net: Option<IpNet>| {
+        let rule = Rule {
+            target: Target::Jump(chain),
+            ..Rule::default()
+        };
+        match side {
+            Side::From => Rule {
+                in_iface: iface,
+                src: net,
+                ..rule
+            },
+            Side::To => Rule {
+                out_iface: iface,
+                dst: net,
+                ..rule
+            },
+        }
     };
     let subnets = unverified_subnets(inventory, family);
     let by_addr = addresses_off_known_bridges(inventory, family)
