@@ -1,8 +1,9 @@
 //! Speed and size of the pure core: `plan` + `render` for growing
-//! inventories, with and without container selectors, and `check` (parse
-//! and validate) + `plan` + render for policies at the limits (20,000
-//! entries; entries of 300 ports x 300 sources). Prints numbers (run with
-//! `cargo bench --bench plan`); it asserts nothing about time.
+//! inventories, with and without container selectors and with an
+//! `[east_west]` table, and `check` (parse and validate) + `plan` + render
+//! for policies at the limits (20,000 entries; entries of 300 ports x 300
+//! sources). Prints numbers (run with `cargo bench --bench plan`); it
+//! asserts nothing about time.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -18,6 +19,13 @@ use dockfw::plan::{exposures, plan};
 const PLAIN: &str = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [80, 443]\n";
 const SELECTORS: &str = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [80, 443]\n\
     [[inbound.allow]]\nports = [5432]\nfrom = [\"192.0.2.0/24\", \"2001:db8::/64\"]\ncontainers = [\"db-*\"]\n";
+
+/// `[east_west]` under default deny: the web containers reach the databases
+/// on 5432 (both sides selected, so both sets follow every container), and a
+/// label deny (an empty set here, its rules all the same).
+const EAST_WEST: &str = "[inbound]\ndefault = \"deny\"\n[[inbound.allow]]\nports = [80, 443]\n\
+    [east_west]\ndefault = \"deny\"\n[[east_west.allow]]\nfrom_containers = [\"web-*\"]\n\
+    containers = [\"db-*\"]\nports = [5432]\n[[east_west.deny]]\nlabels = { tier = \"x\" }\n";
 
 fn inventory(containers: usize, networks: usize) -> Inventory {
     let bridges = (0..networks)
@@ -151,7 +159,12 @@ fn main() {
         "{:<10} {:>10} {:>8} {:>10} {:>12} {:>12} {:>12}",
         "policy", "containers", "networks", "rules v4", "plan", "render+tx", "verdicts"
     );
-    for (name, text) in [("plain", PLAIN), ("selectors", SELECTORS)] {
+    let policies = [
+        ("plain", PLAIN),
+        ("selectors", SELECTORS),
+        ("east-west", EAST_WEST),
+    ];
+    for (name, text) in policies {
         let policy =
             dockfw::policy::parse_str(text, Path::new("bench.toml")).expect("valid policy");
         for (containers, networks) in [(10, 2), (100, 10), (1000, 50), (10000, 200)] {

@@ -24,6 +24,9 @@
 //! - [`nfmonitor`]: the netlink watch that reports nf_tables ruleset changes.
 //! - [`links`]: which interfaces are Linux bridges now (rtnetlink), and a
 //!   watch on changes to that.
+//! - [`bridge_netfilter`]: whether same-bridge frames reach the IP hooks
+//!   (the global switch, each bridge's own flag), and the flags `[east_west]`
+//!   turns on where the global switch is off.
 //! - [`metrics`]: the optional Prometheus endpoint.
 //! - [`control`]: the Unix-socket control protocol (server and client).
 //! - [`endpoints`]: starts the control socket and the metrics after the
@@ -37,6 +40,7 @@
 //! - [`daemon`]: the reconcile loop tying the edges to the core, as a small
 //!   controller: triggers, one pass, the state it carries, its schedule.
 
+pub mod bridge_netfilter;
 pub mod choice;
 pub mod control;
 pub mod daemon;

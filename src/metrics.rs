@@ -241,6 +241,21 @@ pub fn render(status: &Status) -> String {
         "Rules of other tools above FORWARD -> DOCKER-USER that may accept connections dockfw never judges.",
         &bypass,
     );
+    let not_enforced: Vec<(String, String)> = ["ipv4", "ipv6"]
+        .iter()
+        .map(|f| {
+            let n = (status.east_west_not_enforced.iter())
+                .filter(|n| n.family == *f)
+                .count();
+            (format!("{{family=\"{f}\"}}"), n.to_string())
+        })
+        .collect();
+    metric(
+        "dockfw_east_west_not_enforced_networks",
+        "gauge",
+        "Bridge networks whose same-bridge traffic [east_west] cannot judge (bridge netfilter off, their own flag unknown); names in dockfw status.",
+        &not_enforced,
+    );
     metric(
         "dockfw_rejected_objects",
         "gauge",

@@ -7,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 
 /// An IP address family; each has its own table and restore run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Family {
     V4,
@@ -54,6 +56,14 @@ pub struct PortRange {
 }
 
 impl PortRange {
+    /// The range of one port.
+    pub fn single(port: u16) -> PortRange {
+        PortRange {
+            first: port,
+            last: port,
+        }
+    }
+
     pub fn contains(self, port: u16) -> bool {
         self.first <= port && port <= self.last
     }

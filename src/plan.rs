@@ -36,7 +36,10 @@
 //! With an `[outbound]` table, what containers start is judged first: the
 //! entry chain jumps to `DOCKFW-OUTBOUND` for what arrives from a bridge
 //! (before its `-i <bridge> -> RETURN`), and `DOCKFW-PROXY` to
-//! `DOCKFW-TO-HOST` under `to_host = "deny"`; see [`outbound`].
+//! `DOCKFW-TO-HOST` under `to_host = "deny"`; see [`outbound`]. With an
+//! `[east_west]` table, the entry chain first jumps to `DOCKFW-EAST-WEST`
+//! for what arrives from a bridge, where what goes to a container is
+//! judged; see [`east_west`].
 //!
 //! Ports are matched with `--ctorigdstport`, the destination port before
 //! Docker's DNAT, i.e. the published host port. Allow entries with ports
@@ -94,11 +97,14 @@
 //! Linux bridge now ([`Inventory::not_bridges`], filled by the daemon);
 //! otherwise that bridge is treated like a refused one.
 
+mod east_west;
 mod incremental;
 mod outbound;
 mod outbound_verdict;
 
 pub use outbound_verdict::{Connection, Decider, decide, outbound_verdicts, port_limited};
+
+pub use east_west::{contributions as east_west_contributions, same_bridge_interfaces};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -134,7 +140,9 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
         entry_chain(
             inventory,
             family,
-            outbound::forward_jumps(policy, inventory, family),
+            (east_west::forward_jumps(policy, inventory, family).into_iter())
+                .chain(outbound::forward_jumps(policy, inventory, family))
+                .collect(),
         ),
         inbound_chain(policy, inventory, family),
         unclassified_chain(policy, family),
@@ -150,8 +158,11 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     chains.push(drop.chain);
     let outbound = outbound::plan(policy, inventory, family);
     chains.extend(outbound.chains);
+    let east_west = east_west::plan(policy, inventory, family);
+    chains.extend(east_west.chains);
     let mut sets = address_sets(policy, inventory, family, &chains);
     sets.extend(outbound.sets);
+    sets.extend(east_west.sets);
     sets.sort_by(|a, b| a.name.cmp(&b.name));
     let mut orig_port_sets = orig_port_sets(policy, family, &chains);
     orig_port_sets.extend(outbound.orig_port_sets);
@@ -638,7 +649,7 @@ fn proxy_port_rules(
         src.on(Rule {
             dst,
             proto: Some(port.proto),
-            dport: Some(port.host_port),
+            dport: Some(PortRange::single(port.host_port)),
             target,
             origin: Some(origin),
             ..Rule::default()

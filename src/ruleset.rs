@@ -51,10 +51,21 @@ pub const OUTBOUND_UNCLASSIFIED_CHAIN: &str = "DOCKFW-OUT-UNCLASSIFIED";
 /// Where new connections from containers to the host itself are judged
 /// (`to_host = "deny"`), jumped to from [`PROXY_CHAIN`] (INPUT).
 pub const TO_HOST_CHAIN: &str = "DOCKFW-TO-HOST";
+/// Where new connections between containers are judged (`[east_west]`),
+/// jumped to from [`ENTRY_CHAIN`] for traffic arriving from a Docker
+/// bridge: it picks out what goes to a container, for
+/// [`EAST_WEST_JUDGE_CHAIN`]; planned only with an `[east_west]` table.
+pub const EAST_WEST_CHAIN: &str = "DOCKFW-EAST-WEST";
+/// Where a connection from a container to a container meets the
+/// `[east_west]` entries: see `plan::east_west`.
+pub const EAST_WEST_JUDGE_CHAIN: &str = "DOCKFW-EW-JUDGE";
+/// Where such a connection with a source or destination no known
+/// container has is judged by every selector deny (and as isolated).
+pub const EAST_WEST_UNCLASSIFIED_CHAIN: &str = "DOCKFW-EW-UNCLASSIFIED";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
 /// Every chain dockfw owns, in creation order.
-pub const OWNED_CHAINS: [&str; 8] = [
+pub const OWNED_CHAINS: [&str; 11] = [
     DROP_CHAIN,
     ENTRY_CHAIN,
     INBOUND_CHAIN,
@@ -63,6 +74,9 @@ pub const OWNED_CHAINS: [&str; 8] = [
     OUTBOUND_CHAIN,
     OUTBOUND_UNCLASSIFIED_CHAIN,
     TO_HOST_CHAIN,
+    EAST_WEST_CHAIN,
+    EAST_WEST_JUDGE_CHAIN,
+    EAST_WEST_UNCLASSIFIED_CHAIN,
 ];
 
 /// A jump dockfw keeps as the first rule of a chain it does not own.
@@ -333,8 +347,9 @@ pub struct Rule {
     /// connections Docker DNAT-ed count when `conntrack` is
     /// [`Conntrack::Dnat`] (as [`Conntrack::OrigDstPort`]'s `dnat`).
     pub orig_dport_ranges: Option<String>,
-    /// The packet's own destination port (`-m <proto> --dport`); needs `proto`.
-    pub dport: Option<u16>,
+    /// The packet's own destination port is in this range (`-m <proto>
+    /// --dport`); needs `proto`.
+    pub dport: Option<PortRange>,
     /// The packet is ICMPv6 of this type (IPv6 rules only, without
     /// `proto`): neighbour discovery, which always passes.
     pub icmpv6_type: Option<u8>,

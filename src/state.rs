@@ -1,8 +1,8 @@
 //! What dockfw keeps across restarts under its state directory
 //! (`/var/lib/dockfw`): the last policy that validated, the Docker bridges
 //! it last saw, the firewall backend that went with the engine when last
-//! seen (`auto` at boot follows it), and the lock that keeps a second
-//! daemon out.
+//! seen (`auto` at boot follows it), the bridge-netfilter flags it turned
+//! on, and the lock that keeps a second daemon out.
 //!
 //! Those two files let dockfw protect a booting host before the engine
 //! exists (see `daemon`): a typo in the policy falls back to the last good
@@ -15,6 +15,7 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::bridge_netfilter::Turned;
 use crate::choice::BackendKind;
 use crate::inventory::Bridge;
 
@@ -24,6 +25,7 @@ const LOCK_FILE: &str = "lock";
 const LAST_GOOD_POLICY: &str = "last-good-policy.toml";
 const BRIDGES: &str = "bridges.json";
 const ENGINE_FIREWALL: &str = "engine-firewall";
+const BRIDGE_FLAGS: &str = "bridge-flags.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -62,6 +64,11 @@ pub struct StateDir {
 }
 
 impl StateDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
     /// Create the directory (0700) if needed and take the daemon lock.
     pub fn lock(dir: &Path) -> Result<StateDir, StateError> {
         fs::DirBuilder::new()
@@ -115,6 +122,32 @@ impl StateDir {
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default()
     }
+}
+
+/// The bridge-netfilter flags dockfw turned on (see
+/// [`crate::bridge_netfilter`]), kept in the state directory `dir` so that
+/// `dockfw uninstall` and the next daemon turn them off again; empty when
+/// none were kept or the file is unreadable. Read without the lock.
+pub fn bridge_flags(dir: &Path) -> Turned {
+    fs::read_to_string(dir.join(BRIDGE_FLAGS))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+/// Keep `turned` as the flags dockfw turned on (none: the file goes).
+pub fn save_bridge_flags(dir: &Path, turned: &Turned) -> Result<(), StateError> {
+    let path = dir.join(BRIDGE_FLAGS);
+    if turned.0.is_empty() {
+        return match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StateError::Write { path, source: e })
+            }
+            _ => Ok(()),
+        };
+    }
+    let text = serde_json::to_string_pretty(turned).unwrap_or_default();
+    write_atomic(&path, text.as_bytes())
 }
 
 /// Where the last good policy of the state directory `dir` is kept, and

@@ -40,6 +40,11 @@ pub struct Status {
     /// New connections dockfw's rules dropped, per policy entry.
     #[serde(default)]
     pub drops: DropsStatus,
+    /// Bridge networks whose same-bridge traffic `[east_west]` cannot
+    /// judge in a family: bridge netfilter is off for them and their own
+    /// flag could not be read or set.
+    #[serde(default)]
+    pub east_west_not_enforced: Vec<NotEnforcedStatus>,
     /// The firewall backend the daemon drives and why (`auto`'s choice).
     #[serde(default)]
     pub backend: Option<crate::choice::Chosen>,
@@ -74,6 +79,16 @@ pub struct OutboundStatus {
     pub entries: Vec<String>,
     /// `allow` or `deny`: new connections to the host itself.
     pub to_host: String,
+}
+
+/// A bridge network whose same-bridge traffic is not judged in a family.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotEnforcedStatus {
+    pub network: String,
+    pub bridge: String,
+    /// `ipv4` or `ipv6`.
+    pub family: String,
+    pub reason: String,
 }
 
 /// Entries left out of a status document too large to send whole.
@@ -637,8 +652,18 @@ pub fn render_text(status: &Status) -> String {
     if !status.host_network.is_empty()
         || !status.rejected.is_empty()
         || !status.forward_bypass.is_empty()
+        || !status.east_west_not_enforced.is_empty()
     {
         out.push('\n');
+    }
+    for n in &status.east_west_not_enforced {
+        out.push_str(&format!(
+            "warning: network \"{}\" ({}, {}): same-bridge east-west traffic is not judged: {}\n",
+            escape(&n.network),
+            escape(&n.bridge),
+            escape(&n.family),
+            escape(&n.reason)
+        ));
     }
     for b in &status.forward_bypass {
         out.push_str(&format!(
@@ -1118,6 +1143,7 @@ mod tests {
             host_network: vec![],
             rejected: vec![],
             forward_bypass: vec![],
+            east_west_not_enforced: vec![],
             drift: DriftStatus::default(),
             inventory: InventoryStatus::default(),
             drops: DropsStatus::default(),
@@ -1187,6 +1213,26 @@ web        bridge   0.0.0.0:80  80         tcp    open to anywhere  allow entry 
 warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect it
 ";
         assert_eq!(render_text(&status), expected);
+    }
+
+    #[test]
+    fn a_network_whose_same_bridge_traffic_is_not_judged_is_named() {
+        let mut status = healthy();
+        status.east_west_not_enforced = vec![NotEnforcedStatus {
+            network: "shop\u{1b}[2J".to_string(),
+            bridge: "br-0123456789ab".to_string(),
+            family: "ipv6".to_string(),
+            reason: "the global switch is off, and its own flag: cannot run /sbin/ip".to_string(),
+        }];
+        let text = render_text(&status);
+        assert!(
+            text.contains(
+                "warning: network \"shop\\u{1b}[2J\" (br-0123456789ab, ipv6): same-bridge \
+                 east-west traffic is not judged: the global switch is off, and its own flag: \
+                 cannot run /sbin/ip\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

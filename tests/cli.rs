@@ -183,6 +183,21 @@ fn check_warns_when_outbound_is_restricted_and_nothing_admits_dns_and_still_exit
 }
 
 #[test]
+fn check_summarises_the_east_west_table() {
+    let scratch = Scratch::new("check-east-west");
+    let state = scratch.0.join("state");
+    let policy =
+        "[east_west]\ndefault = \"deny\"\n[[east_west.allow]]\nfrom_containers = [\"traefik\"]\n";
+    let out = dockfw(&["check", "--state-dir", path_str(&state), "-"], policy);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "<stdin>: ok (default deny, 0 allow and 0 deny entries; east_west default deny, \
+         0 isolate, 1 allow and 0 deny entries)\n"
+    );
+}
+
+#[test]
 fn check_reads_standard_input_for_a_dash_and_names_it_stdin() {
     let scratch = Scratch::new("check-stdin");
     let state = scratch.0.join("state");

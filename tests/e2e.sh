@@ -655,6 +655,239 @@ EOF
     clients_open_from locked
 }
 
+# --- [east_west]: container to container ----------------------------------------------
+
+# caddr CONTAINER NETWORK 4|6 — the container's address on that network.
+caddr() {
+    local field='{{.IPAddress}}'
+    [[ "$3" == 6 ]] && field='{{.GlobalIPv6Address}}'
+    lab_docker inspect -f "{{with index .NetworkSettings.Networks \"$2\"}}$field{{end}}" "$1"
+}
+
+# ew_each open|blocked SRC DST NETWORK — SRC fetches DST's page (port 80) at DST's IPv4 and
+# IPv6 addresses on NETWORK (open), or gets no answer there (blocked: dropped, not refused).
+ew_each() {
+    local f a
+    for f in 4 6; do
+        a="$(caddr "$3" "$4" "$f")"
+        [[ -n "$a" ]] || fail "$3 has no IPv$f address on $4"
+        if [[ "$1" == open ]]; then cfetch_open "$2" "$a" 80 "dockfw-test ok"; else cfetch_blocked "$2" "$a" 80; fi
+    done
+}
+ew_open() { ew_each open "$@"; }
+ew_blocked() { ew_each blocked "$@"; }
+
+# bridge_sysctls — the global bridge-netfilter switches of the lab's docker host and of the
+# machine's own namespace (read only).
+bridge_sysctls() {
+    local f
+    for f in /proc/sys/net/bridge/bridge-nf-call-iptables /proc/sys/net/bridge/bridge-nf-call-ip6tables; do
+        echo "host $f $(cat "$f" 2>/dev/null || echo none)"
+        echo "lab $f $(lab_ns cat "$f" 2>/dev/null || echo none)"
+    done
+}
+
+# Same bridge: c2 is isolated (it accepts from no container), so c1 -> c2 is dropped while
+# c2 -> c1 (and its replies) pass, over IPv4 and IPv6; two containers on an unrelated bridge
+# reach each other throughout; the global bridge-netfilter switches are what they were.
+# All of it open before dockfw and after uninstall.
+case_east_west_same_bridge() {
+    need_dockfw
+    lab_net_create ewnet
+    lab_net_create ewother
+    lab_run ew-c1 --network ewnet
+    lab_run ew-c2 --network ewnet
+    lab_run ew-u1 --network ewother
+    lab_run ew-u2 --network ewother
+    ew_open ew-c1 ew-c2 ewnet; ew_open ew-c2 ew-c1 ewnet; ew_open ew-u1 ew-u2 ewother
+    local before pol
+    before="$(bridge_sysctls)"
+    pol="$(write_policy eastwest <<EOF
+[east_west]
+default = "allow"
+
+[[east_west.isolate]]
+containers = ["ew-c2"]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    ew_blocked ew-c1 ew-c2 ewnet
+    ew_open ew-c2 ew-c1 ewnet
+    ew_open ew-u1 ew-u2 ewother
+    [[ "$(bridge_sysctls)" == "$before" ]] ||
+        fail "the global bridge sysctls changed: $before -> $(bridge_sysctls)"
+    uninstalled
+    ew_open ew-c1 ew-c2 ewnet; ew_open ew-c2 ew-c1 ewnet
+    [[ "$(bridge_sysctls)" == "$before" ]] || fail "the global bridge sysctls changed after uninstall"
+}
+
+# The reverse-proxy hub under `default = "deny"`: the proxy reaches every backend, the
+# backends reach none of each other, nor the proxy; over IPv4 and IPv6, and across bridges
+# (a backend on a second network the proxy is on too). Open before dockfw and after uninstall.
+case_east_west_hub() {
+    need_dockfw
+    lab_net_create ewhub
+    lab_net_create ewhub2
+    lab_run ew-proxy --network ewhub
+    lab_docker network connect ewhub2 ew-proxy
+    lab_run ew-b1 --network ewhub
+    lab_run ew-b2 --network ewhub
+    lab_run ew-b3 --network ewhub2
+    ew_open ew-b1 ew-b2 ewhub; ew_open ew-b2 ew-b1 ewhub; ew_open ew-b1 ew-proxy ewhub
+    ew_open ew-b3 ew-proxy ewhub2
+    local pol
+    pol="$(write_policy hub <<EOF
+[east_west]
+default = "deny"
+
+[[east_west.allow]]
+from_containers = ["ew-proxy"]
+ports = [80]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    ew_open ew-proxy ew-b1 ewhub; ew_open ew-proxy ew-b2 ewhub; ew_open ew-proxy ew-b3 ewhub2
+    ew_blocked ew-b1 ew-b2 ewhub; ew_blocked ew-b2 ew-b1 ewhub
+    ew_blocked ew-b1 ew-proxy ewhub; ew_blocked ew-b3 ew-proxy ewhub2
+    uninstalled
+    ew_open ew-b1 ew-b2 ewhub; ew_open ew-b2 ew-b1 ewhub; ew_open ew-b1 ew-proxy ewhub
+    ew_open ew-b3 ew-proxy ewhub2
+}
+
+# A network-scoped allow: api is isolated, and client (on the same two networks) may reach
+# it over ewa only: open at api's ewa addresses, blocked at its ewb ones (IPv4 and IPv6),
+# while api reaches client over either. Open before dockfw and after uninstall.
+case_east_west_network_scoped() {
+    need_dockfw
+    lab_net_create ewa
+    lab_net_create ewb
+    lab_run ew-api --network ewa
+    lab_docker network connect ewb ew-api
+    lab_run ew-client --network ewa
+    lab_docker network connect ewb ew-client
+    ew_open ew-client ew-api ewa; ew_open ew-client ew-api ewb
+    local pol
+    pol="$(write_policy scoped <<EOF
+[east_west]
+
+[[east_west.isolate]]
+containers = ["ew-api"]
+
+[[east_west.allow]]
+from_containers = ["ew-client"]
+containers = ["ew-api"]
+networks = ["ewa"]
+ports = [80]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    ew_open ew-client ew-api ewa
+    ew_blocked ew-client ew-api ewb
+    ew_open ew-api ew-client ewb
+    uninstalled
+    ew_open ew-client ew-api ewa; ew_open ew-client ew-api ewb
+}
+
+# Fail closed, same bridge: a source address no container has (a second address inside a
+# known container, as a container an instant old would send from) meets the isolate of
+# its destination and no allow entry with a selector: from it, ew-src no longer reaches the
+# isolated ew-locked, which its own address reaches through an allow entry for it; it still
+# reaches ew-open, which nothing isolates (IPv4). Open before dockfw and after uninstall.
+case_east_west_unknown_source() {
+    need_dockfw
+    lab_net_create ewfc --subnet 10.232.0.0/24
+    lab_run ew-src --network ewfc --cap-add NET_ADMIN
+    lab_run ew-locked --network ewfc
+    lab_run ew-open --network ewfc
+    lab_docker exec ew-src ip addr add 10.232.0.200/24 dev eth0 || fail "no second address"
+    local unknown='ip route replace 10.232.0.0/24 dev eth0 src 10.232.0.200'
+    local known='ip route replace 10.232.0.0/24 dev eth0 src'
+    known="$known $(caddr ew-src ewfc 4)"
+    local locked open pol
+    locked="$(caddr ew-locked ewfc 4)"; open="$(caddr ew-open ewfc 4)"
+    lab_docker exec ew-src sh -c "$unknown" || fail "no route from the second address"
+    cfetch_open ew-src "$locked" 80 "dockfw-test ok"; cfetch_open ew-src "$open" 80 "dockfw-test ok"
+    lab_docker exec ew-src sh -c "$known" || fail "no route from the container's address"
+    pol="$(write_policy unknown <<EOF
+[east_west]
+
+[[east_west.isolate]]
+containers = ["ew-locked"]
+
+[[east_west.allow]]
+from_containers = ["ew-src"]
+containers = ["ew-locked"]
+ports = [80]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    cfetch_open ew-src "$locked" 80 "dockfw-test ok"; cfetch_open ew-src "$open" 80 "dockfw-test ok"
+    lab_docker exec ew-src sh -c "$unknown" || fail "no route from the second address"
+    cfetch_blocked ew-src "$locked" 80
+    cfetch_open ew-src "$open" 80 "dockfw-test ok"
+    uninstalled
+    cfetch_open ew-src "$locked" 80 "dockfw-test ok"
+}
+
+# bridge_flag BRIDGE 4|6 — the bridge's own nf_call_iptables (nf_call_ip6tables) flag in the
+# lab's docker host, 0 or 1, read over rtnetlink (sysfs would show the machine's namespace).
+bridge_flag() {
+    local key=nf_call_iptables
+    [[ "$2" == 6 ]] && key=nf_call_ip6tables
+    lab_ns ip -d -j link show dev "$1" | jq -r ".[0].linkinfo.info_data.$key"
+}
+
+# net_bridge NETWORK — the Linux bridge of a user network (br-<first 12 of its id>).
+net_bridge() { echo "br-$(lab_docker network inspect -f '{{.Id}}' "$1" | cut -c1-12)"; }
+
+# lab_brnf [4|6 VALUE] — the lab host's global bridge-nf-call-ip(6)tables switch: print it,
+# or set it (the test sets the condition; dockfw never writes it).
+lab_brnf() {
+    local f=/proc/sys/net/bridge/bridge-nf-call-iptables
+    [[ "$1" == 6 ]] && f=/proc/sys/net/bridge/bridge-nf-call-ip6tables
+    if (($# == 2)); then lab_ns sh -c "echo $2 >$f"; else lab_ns cat "$f"; fi
+}
+
+# With the lab host's global bridge-netfilter switches off, frames between two containers on
+# one bridge reach no IP hook: dockfw turns on that bridge's own nf_call_iptables and
+# nf_call_ip6tables flags (never the global switches), so c1 -> c2 is dropped while c2 -> c1
+# passes (IPv4, IPv6); `dockfw uninstall` turns the flags off again. Open before dockfw and
+# after uninstall, with the switches off all along.
+case_east_west_bridge_flag() {
+    need_dockfw
+    lab_net_create ewflag
+    lab_run ew-c1 --network ewflag
+    lab_run ew-c2 --network ewflag
+    local g4 g6 br pol
+    g4="$(lab_brnf 4)"; g6="$(lab_brnf 6)"
+    # shellcheck disable=SC2064  # restore the values read now
+    trap "lab_brnf 4 $g4; lab_brnf 6 $g6" EXIT
+    lab_brnf 4 0; lab_brnf 6 0
+    br="$(net_bridge ewflag)"
+    [[ "$(bridge_flag "$br" 4)$(bridge_flag "$br" 6)" == 00 ]] ||
+        fail "precondition: $br's own flags are not off"
+    ew_open ew-c1 ew-c2 ewflag; ew_open ew-c2 ew-c1 ewflag
+    pol="$(write_policy flag <<EOF
+[east_west]
+
+[[east_west.isolate]]
+containers = ["ew-c2"]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    [[ "$(bridge_flag "$br" 4)$(bridge_flag "$br" 6)" == 11 ]] ||
+        fail "$br's flags were not turned on ($(bridge_flag "$br" 4)$(bridge_flag "$br" 6))"
+    ew_blocked ew-c1 ew-c2 ewflag
+    ew_open ew-c2 ew-c1 ewflag
+    [[ "$(lab_brnf 4)$(lab_brnf 6)" == 00 ]] || fail "the global switches changed: $(lab_brnf 4)$(lab_brnf 6)"
+    [[ "$(dfw_status | jq '.east_west_not_enforced | length')" == 0 ]] ||
+        fail "status says same-bridge traffic is not judged: $(dfw_status | jq -c .east_west_not_enforced)"
+    uninstalled
+    [[ "$(bridge_flag "$br" 4)$(bridge_flag "$br" 6)" == 00 ]] ||
+        fail "uninstall left $br's flags on ($(bridge_flag "$br" 4)$(bridge_flag "$br" 6))"
+    ew_open ew-c1 ew-c2 ewflag
+}
+
 # host_httpd PORT — busybox httpd in the docker host's namespace (the lab's, never the
 # machine's), on every address, serving "docker-host" (killed by lab_reset).
 host_httpd() {
@@ -2913,6 +3146,11 @@ CASES=(
     outbound_refused_bridge
     outbound_deny_beats_allow
     outbound_isolate_label
+    east_west_same_bridge
+    east_west_hub
+    east_west_network_scoped
+    east_west_bridge_flag
+    east_west_unknown_source
     to_host
     outbound_first_millisecond
     outbound_dns

@@ -20,11 +20,11 @@ set -euo pipefail
 # name contains one of them). Edit this one list to add cases. "fc_" selects every "fail
 # closed" case (case_fc_*), so a new fc_* case runs on every engine without an edit here.
 E2E_CORE="default_deny user_networks from_restriction new_container reload uninstall jumps_restored proxy_guard docker_restart fc_ nft_backend observability gateway_modes drops_ drop_chain_length udp entry_sets"
-# The Policy v2 cases (a container's outbound connections, to the host): the engines issue 15
+# The Policy v2 cases (a container's outbound connections, to the host, between containers): the engines issue 15
 # names, 20.10 (whole suite), 28.5 and 29.7.2 in both modes; not 26.1, which runs E2E_CORE
 # only (the run stays under ~45 minutes). Every case docs/guarantees.md names matches a
 # pattern of E2E_CORE or E2E_V2 (tests/docs.rs checks).
-E2E_V2="outbound_ to_host"
+E2E_V2="outbound_ to_host east_west_"
 # The nftables backend (dockfw's own inet table in front of the engine's iptables rules)
 # runs the whole suite on the newest engine; the cases about iptables mechanics (its
 # jumps, its legacy variant) say "SKIP" there, the rest judge nftables with packets.

@@ -64,11 +64,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
+use crate::bridge_netfilter::{Assumed, Kernel, Switches, Turned};
 use crate::control::ReloadRequest;
 use crate::docker::DockerSource;
 use crate::firewall::Backend;
 use crate::sdnotify;
-use crate::state::StateDir;
+use crate::state::{StateDir, bridge_flags};
 use crate::status::Status;
 
 use self::bridges::BridgeFacts;
@@ -126,6 +127,11 @@ pub async fn run<D: DockerSource, F: Backend>(
         ));
     }
     tracker.close();
+    let switches: Box<dyn Switches> = match config.bridge_check {
+        BridgeCheck::Kernel => Box::new(Kernel),
+        BridgeCheck::Fixed(_) => Box::new(Assumed),
+    };
+    let turned = (state.as_ref()).map_or_else(Turned::default, |s| bridge_flags(s.path()));
     let edges = Edges {
         docker,
         firewall,
@@ -133,6 +139,8 @@ pub async fn run<D: DockerSource, F: Backend>(
         bridges: BridgeFacts::new(&config.bridge_check),
         monitored,
         log_drops: config.log_drops,
+        switches,
+        turned,
     };
     let mut reconciler = Reconciler::new(config, start, edges, channels.status);
     reconciler.ruleset_dirty = dirty;

@@ -14,14 +14,15 @@ use futures_util::stream;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use crate::bridge_netfilter::{NotEnforced, Reading, Switches, Turned, carry_out, decide};
 use crate::docker::{DockerSource, Inspected, Subject};
 use crate::firewall::{Backend, DropCounter, FirewallError, Notice, Observation, Transaction};
 use crate::inventory::{Container, Inventory};
 use crate::net::Family;
-use crate::plan::{ContainerChange, IncrementalPlan, exposures, plan};
+use crate::plan::{ContainerChange, IncrementalPlan, exposures, plan, same_bridge_interfaces};
 use crate::policy::Policy;
 use crate::ruleset::Ruleset;
-use crate::state::StateDir;
+use crate::state::{StateDir, save_bridge_flags};
 
 use super::bridges::BridgeFacts;
 use super::report::{Change, Outcome, PassError, PassReport, Written, error_chain};
@@ -110,6 +111,10 @@ pub(super) struct Edges<D, F> {
     pub(super) monitored: Arc<AtomicBool>,
     /// Log each drop (`--log-drops`).
     pub(super) log_drops: bool,
+    /// The bridge-netfilter switches: the global ones, each bridge's flag.
+    pub(super) switches: Box<dyn Switches>,
+    /// The bridge flags dockfw turned on (kept in the state directory).
+    pub(super) turned: Turned,
 }
 
 /// When a pass started, by the loop's clock and the wall's.
@@ -183,6 +188,7 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         }
         let not_bridges = self.bridges.check(&mut state.inventory);
         state.note_rejected(not_bridges);
+        state.same_bridge_gaps = self.same_bridge(state);
         let planned = self.plan(state, refreshed.containers);
         state.exposed = exposures(&state.policy, &state.inventory);
         let mut changed = Vec::new();
@@ -290,6 +296,35 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
                 incremental.insert(made).ruleset().clone()
             }
         }
+    }
+
+    /// Make same-bridge frames of the bridges `[east_west]` judges reach
+    /// the IP hooks where the global switch does not (each bridge's own
+    /// flag), and turn off the flags dockfw turned on that nothing needs
+    /// now; the bridges where neither holds. Reads nothing when no table
+    /// needs a bridge and no flag is dockfw's. The flags are few process
+    /// runs (`ip`), made only where the global switch is off.
+    fn same_bridge(&mut self, state: &LoopState) -> Vec<NotEnforced> {
+        let needed = same_bridge_interfaces(&state.policy, &state.inventory);
+        if needed.is_empty() && self.turned.0.is_empty() {
+            return Vec::new();
+        }
+        let read = Reading::now(self.switches.as_ref(), !self.turned.0.is_empty());
+        let decision = decide(&needed, &read, &self.turned);
+        let before = self.turned.clone();
+        let gaps = carry_out(decision, self.switches.as_ref(), &mut self.turned);
+        if self.turned != before {
+            info!(flags = ?self.turned.0, "bridge netfilter flags dockfw turned on");
+            let saved =
+                (self.state_dir.as_ref()).map(|d| save_bridge_flags(d.path(), &self.turned));
+            if let Some(Err(e)) = saved {
+                warn!(error = %error_chain(&e), "cannot keep the bridge flags dockfw turned on");
+            }
+        }
+        for gap in &gaps {
+            warn!(bridge = %gap.bridge, family = gap.family.as_str(), reason = %gap.reason, "same-bridge east-west traffic is not judged");
+        }
+        gaps
     }
 
     /// The fast path: when `planned` differs from the plan in place in set

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use tracing::{debug, info, warn};
 
+use crate::bridge_netfilter::NotEnforced;
 use crate::choice::Chosen;
 use crate::docker::Engine;
 use crate::drops::DropTotals;
@@ -25,8 +26,8 @@ use crate::policy::Policy;
 use crate::ruleset::{Origin, Ruleset};
 use crate::status::{
     BypassStatus, DockerStatus, DriftStatus, DropsStatus, EntryDrops, FamilyStatus,
-    InventoryStatus, Omitted, PassCounters, PolicyStatus, PortDrops, PortStatus, ReconcileStatus,
-    RejectedStatus, RulesStatus, Status,
+    InventoryStatus, NotEnforcedStatus, Omitted, PassCounters, PolicyStatus, PortDrops, PortStatus,
+    ReconcileStatus, RejectedStatus, RulesStatus, Status,
 };
 
 use super::config::Config;
@@ -196,6 +197,9 @@ pub(super) struct LoopState {
     /// Rules of other tools that let connections past dockfw unjudged, at
     /// the last observation that read every family: logged once per change.
     pub(super) bypasses: Vec<(Family, String)>,
+    /// Bridges whose same-bridge traffic `[east_west]` cannot judge, from
+    /// the last pass (see [`crate::bridge_netfilter`]).
+    pub(super) same_bridge_gaps: Vec<NotEnforced>,
     /// Transactions applied since the start.
     pub(super) applies: u64,
     /// Re-applies of the plan in place: something else had changed it.
@@ -242,6 +246,7 @@ impl LoopState {
             planned: BTreeMap::new(),
             exposed: Vec::new(),
             bypasses: Vec::new(),
+            same_bridge_gaps: Vec::new(),
             applies: 0,
             drift: Repairs::default(),
             drops: DropTotals::default(),
@@ -417,11 +422,28 @@ impl LoopState {
                 })
                 .collect(),
             drops: self.drops_status(),
+            east_west_not_enforced: self.east_west_not_enforced(),
             backend: self.backend.clone(),
             endpoints: Vec::new(),
             omitted: Omitted::default(),
             outbound: outbound_verdicts(&self.policy, &self.inventory),
         }
+    }
+
+    /// Per bridge network (by the bridges' interface names), where
+    /// same-bridge east-west traffic is not judged.
+    fn east_west_not_enforced(&self) -> Vec<NotEnforcedStatus> {
+        let mut rows = Vec::new();
+        for gap in &self.same_bridge_gaps {
+            let networks = (self.inventory.bridges.iter()).filter(|b| b.interface == gap.bridge);
+            rows.extend(networks.map(|b| NotEnforcedStatus {
+                network: b.name.clone(),
+                bridge: gap.bridge.clone(),
+                family: gap.family.as_str().to_owned(),
+                reason: gap.reason.clone(),
+            }));
+        }
+        rows
     }
 
     fn reconcile_status(&self) -> ReconcileStatus {

@@ -341,6 +341,7 @@ fn start_state(config: Config, state: Option<StateDir>) -> Harness {
         allow: Vec::new(),
         deny: Vec::new(),
         outbound: None,
+        east_west: None,
     };
     let start = StartPolicy {
         policy,

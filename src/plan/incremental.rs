@@ -372,6 +372,13 @@ fn contribution(
             }
         }
         if !container.host_network {
+            if let Some(east_west) = &policy.east_west {
+                let pairs = super::east_west_contributions(east_west, container, family);
+                let elements = (pairs.into_iter())
+                    .filter(|(name, _)| has_set(rules, name))
+                    .map(|(name, net)| Element::Addr(family, name, net));
+                out.elements.extend(elements);
+            }
             ports(policy, container, family, &addrs, &mut out);
         }
     }
@@ -510,6 +517,21 @@ mod tests {
         "to = [\"198.51.100.0/24\", \"198.51.101.0/24\", \"198.51.102.0/24\", \"198.51.103.0/24\", \"198.51.104.0/24\", \"198.51.105.0/24\"]\n",
     ];
 
+    /// `[east_west]` destination selectors (with `networks`) and sources.
+    const EW_DESTINATIONS: [&str; 5] = [
+        "containers = [\"web-*\"]\n",
+        "labels = { tier = \"back\" }\nnetworks = [\"n2\"]\n",
+        "networks = [\"n1\", \"n3\"]\n",
+        "containers = [\"db-?\", \"api\"]\nnetworks = [\"n*\"]\n",
+        "",
+    ];
+    const EW_SOURCES: [&str; 4] = [
+        "",
+        "from_containers = [\"api\", \"web-*\"]\n",
+        "from_labels = { tier = \"front\" }\n",
+        "from_containers = [\"w*\"]\nfrom_labels = { tier = \"back\" }\n",
+    ];
+
     fn entry(rng: &mut Rng, table: &str, peer: &[&str]) -> String {
         format!(
             "[[{table}]]\n{}{}{}",
@@ -519,7 +541,8 @@ mod tests {
         )
     }
 
-    /// A policy of random inbound (and sometimes outbound) entries.
+    /// A policy of random inbound (and sometimes outbound and east-west)
+    /// entries.
     fn policy(rng: &mut Rng) -> Policy {
         let default = |rng: &mut Rng| *rng.pick(&["allow", "deny"]);
         let mut text = format!("[inbound]\ndefault = \"{}\"\n", default(rng));
@@ -544,6 +567,23 @@ mod tests {
             }
             for _ in 0..rng.below(3) {
                 text.push_str(&entry(rng, "outbound.deny", &TO));
+            }
+        }
+        if rng.chance(40) {
+            text.push_str(&format!("[east_west]\ndefault = \"{}\"\n", default(rng)));
+            for _ in 0..rng.below(2) {
+                let selector = *rng.pick(&EW_DESTINATIONS[..4]);
+                text.push_str(&format!("[[east_west.isolate]]\n{selector}"));
+            }
+            for table in ["east_west.allow", "east_west.deny"] {
+                for _ in 0..rng.below(3) {
+                    text.push_str(&format!(
+                        "[[{table}]]\n{}{}{}",
+                        rng.pick(&EW_DESTINATIONS),
+                        rng.pick(&EW_SOURCES),
+                        rng.pick(&PORTS)
+                    ));
+                }
             }
         }
         crate::policy::parse_str(&text, Path::new("p.toml"))

@@ -61,7 +61,7 @@ use ipnet::IpNet;
 
 /// ICMPv6 neighbour discovery: router solicitation and advertisement,
 /// neighbour solicitation and advertisement, redirect (RFC 4861).
-const NEIGHBOUR_DISCOVERY: [u8; 5] = [133, 134, 135, 136, 137];
+pub(super) const NEIGHBOUR_DISCOVERY: [u8; 5] = [133, 134, 135, 136, 137];
 
 /// What the `[outbound]` table adds to one family's plan.
 #[derive(Debug, Default)]
@@ -98,12 +98,50 @@ pub(super) fn input_jumps(policy: &Policy, inventory: &Inventory, family: Family
 /// interface that is not a Linux bridge now), covered by address whether
 /// or not a known container has the address; and for what comes from the
 /// address of a known container on such a bridge that no subnet covers.
-fn from_containers_to(inventory: &Inventory, family: Family, chain: &'static str) -> Vec<Rule> {
-    let jump = |in_iface: Option<Iface>, src: Option<IpNet>| Rule {
-        in_iface,
-        src,
-        target: Target::Jump(chain),
-        ..Rule::default()
+pub(super) fn from_containers_to(
+    inventory: &Inventory,
+    family: Family,
+    chain: &'static str,
+) -> Vec<Rule> {
+    containers_on(inventory, family, Side::From, chain)
+}
+
+/// Which side of a connection a jump of [`containers_on`] matches: where
+/// it comes from (`-i`, `-s`) or where it goes (`-o`, `-d`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    From,
+    To,
+}
+
+/// A jump to `chain` for what comes from (or goes to) a container on a
+/// Docker bridge, on `side`: by interface for each verified bridge and each
+/// bridge whose subnets could not all be read; by address for each subnet
+/// of any other bridge network, and for each known container on such a
+/// bridge that no subnet covers ([`from_containers_to`]).
+pub(super) fn containers_on(
+    inventory: &Inventory,
+    family: Family,
+    side: Side,
+    chain: &'static str,
+) -> Vec<Rule> {
+    let jump = |iface: Option<Iface>, net: Option<IpNet>| {
+        let rule = Rule {
+            target: Target::Jump(chain),
+            ..Rule::default()
+        };
+        match side {
+            Side::From => Rule {
+                in_iface: iface,
+                src: net,
+                ..rule
+            },
+            Side::To => Rule {
+                out_iface: iface,
+                dst: net,
+                ..rule
+            },
+        }
     };
     let subnets = unverified_subnets(inventory, family);
     let by_addr = addresses_off_known_bridges(inventory, family)
@@ -121,7 +159,7 @@ fn from_containers_to(inventory: &Inventory, family: Family, chain: &'static str
 
 /// The subnets in `family` of every bridge network dockfw does not judge
 /// by its interface ([`super::verified_interfaces`]), without repeats.
-fn unverified_subnets(inventory: &Inventory, family: Family) -> Vec<IpNet> {
+pub(super) fn unverified_subnets(inventory: &Inventory, family: Family) -> Vec<IpNet> {
     let verified = verified_bridges(inventory);
     let nets: BTreeSet<IpNet> = (inventory.subnets.keys())
         .filter(|id| !verified.contains_key(id.as_str()))
@@ -134,7 +172,7 @@ fn unverified_subnets(inventory: &Inventory, family: Family) -> Vec<IpNet> {
 /// their name is one dockfw renders and the kernel has them as Linux
 /// bridges now: what arrives on them is judged (never exempted), so that
 /// a subnet dockfw could not read is covered all the same.
-fn unread_bridge_interfaces(inventory: &Inventory) -> Vec<Iface> {
+pub(super) fn unread_bridge_interfaces(inventory: &Inventory) -> Vec<Iface> {
     (inventory.bridges.iter())
         .filter(|b| inventory.unreadable_subnets.contains(&b.id))
         .filter(|b| !inventory.not_bridges.contains(&b.interface))

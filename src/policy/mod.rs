@@ -26,7 +26,8 @@ pub enum Default {
     Deny,
 }
 
-/// A validated policy (version 1, and the `[outbound]` table of version 2).
+/// A validated policy (version 1, and the `[outbound]` and `[east_west]`
+/// tables of version 2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub default: Default,
@@ -37,6 +38,83 @@ pub struct Policy {
     /// `[outbound]`; `None` (no table) means what dockfw did before it:
     /// nothing a container starts is judged, and no rule is written for it.
     pub outbound: Option<Outbound>,
+    /// `[east_west]`; `None` (no table) means what dockfw did before it:
+    /// no connection between containers is judged, and no rule is written
+    /// for it.
+    pub east_west: Option<EastWest>,
+}
+
+/// The `[east_west]` table: new connections from one container to another
+/// (forwarded from a Docker bridge to a Docker bridge, the same one or
+/// another), judged on the destination container's own address and port
+/// (after Docker's DNAT). dockfw can only narrow what Docker allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EastWest {
+    /// The verdict for a new connection no entry matches, to a container
+    /// no isolate entry selects.
+    pub default: Default,
+    /// `[[east_west.isolate]]`: the containers these select accept from no
+    /// other container, whatever `default` says, unless an allow entry
+    /// admits it.
+    pub isolate: Vec<EastWestEntry>,
+    /// `[[east_west.allow]]`, in file order.
+    pub allow: Vec<EastWestEntry>,
+    /// `[[east_west.deny]]`, in file order; a matching deny beats any allow.
+    pub deny: Vec<EastWestEntry>,
+    /// 1-based line where the `[east_west]` table starts.
+    pub line: usize,
+}
+
+impl EastWest {
+    /// Whether some connection may start from deny: `default = "deny"`, or
+    /// an isolate entry.
+    pub fn restricts(&self) -> bool {
+        self.default == Default::Deny || !self.isolate.is_empty()
+    }
+
+    /// Whether anything between containers may be dropped: a deny entry,
+    /// or [`EastWest::restricts`]. Otherwise nothing is planned (allow
+    /// entries alone admit what passes anyway).
+    pub fn judged(&self) -> bool {
+        !self.deny.is_empty() || self.restricts()
+    }
+}
+
+/// One `[[east_west.*]]` table: the destination side (`to`: `containers`,
+/// `labels`, `ports`, `proto`; never a `from` list of networks), the
+/// source side (`from_containers`, `from_labels`) and the networks the
+/// destination is reached over (`networks`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EastWestEntry {
+    /// The destination containers' selectors, the destination container's
+    /// own ports and the protocol; `from` is always `None`.
+    pub to: Entry,
+    /// Source container-name globs; empty means any container.
+    pub from_containers: Vec<Glob>,
+    /// Labels a source container must all have with these values.
+    pub from_labels: BTreeMap<String, String>,
+    /// Network-name globs: the entry covers a destination container's
+    /// addresses on these networks only; empty means on every network.
+    pub networks: Vec<Glob>,
+}
+
+impl EastWestEntry {
+    /// Whether the entry selects particular destinations (by container,
+    /// label or network) and so must follow their addresses.
+    pub fn selects_destinations(&self) -> bool {
+        self.to.has_selector() || !self.networks.is_empty()
+    }
+
+    /// Whether the entry selects particular source containers.
+    pub fn selects_sources(&self) -> bool {
+        !self.from_containers.is_empty() || !self.from_labels.is_empty()
+    }
+
+    /// Whether the entry has any selector, on either side: an address no
+    /// known container has meets it only if it has none.
+    pub fn has_selector(&self) -> bool {
+        self.selects_destinations() || self.selects_sources()
+    }
 }
 
 /// The `[outbound]` table: new connections a container starts to anything
@@ -272,6 +350,7 @@ pub fn deny_all() -> Policy {
         allow: Vec::new(),
         deny: Vec::new(),
         outbound: None,
+        east_west: None,
     }
 }
 

@@ -22,6 +22,7 @@ use super::{
     MAX_POLICY_RULES, Policy, PortRange, ProtoMatch,
 };
 
+mod east_west;
 mod outbound;
 
 type Value<'i> = Spanned<DeValue<'i>>;
@@ -63,7 +64,11 @@ fn policy_size(report: &mut Report<'_>, policy: &Policy) {
         .outbound
         .iter()
         .flat_map(|o| o.deny.iter().chain(&o.allow));
-    for entry in policy.deny.iter().chain(&policy.allow).chain(outbound) {
+    let east_west = (policy.east_west.iter())
+        .flat_map(|e| e.deny.iter().chain(&e.allow))
+        .map(|e| &e.to);
+    let entries = policy.deny.iter().chain(&policy.allow).chain(outbound);
+    for entry in entries.chain(east_west) {
         rules += entry.expansion();
         networks += entry.networks();
         let message = if rules > MAX_POLICY_RULES {
@@ -154,6 +159,7 @@ fn document(report: &mut Report<'_>, root: &DeTable<'_>) -> Policy {
         allow: Vec::new(),
         deny: Vec::new(),
         outbound: None,
+        east_west: None,
     };
     for (key, value) in root.iter() {
         match (key.get_ref().as_ref(), value.get_ref()) {
@@ -164,6 +170,11 @@ fn document(report: &mut Report<'_>, root: &DeTable<'_>) -> Policy {
                 policy.outbound = Some(outbound::table(report, table, line));
             }
             ("outbound", _) => report.wrong_type("outbound", "a table", value),
+            ("east_west", DeValue::Table(table)) => {
+                let line = report.position(key.span().start).0;
+                policy.east_west = Some(east_west::table(report, table, line));
+            }
+            ("east_west", _) => report.wrong_type("east_west", "a table", value),
             _ => report.unknown_key(key, "at top level"),
         }
     }
@@ -496,27 +507,32 @@ fn glob(value: &DeValue<'_>) -> Result<Glob, String> {
 }
 
 fn labels(report: &mut Report<'_>, value: &Value<'_>) -> BTreeMap<String, String> {
+    labels_under(report, "labels", value)
+}
+
+/// A table of label values under `key` (`labels`, `from_labels`).
+fn labels_under(report: &mut Report<'_>, key: &str, value: &Value<'_>) -> BTreeMap<String, String> {
     let DeValue::Table(table) = value.get_ref() else {
-        report.wrong_type("labels", "a table of strings", value);
+        report.wrong_type(key, "a table of strings", value);
         return BTreeMap::new();
     };
     if table.is_empty() {
         report.error(
             &value.span(),
-            "labels: empty table; omit the key to mean every container".to_owned(),
+            format!("{key}: empty table; omit the key to mean every container"),
         );
     }
     let mut labels = BTreeMap::new();
-    for (key, value) in table.iter() {
-        let key = key.get_ref();
+    for (label, value) in table.iter() {
+        let label = label.get_ref();
         match value.get_ref() {
             DeValue::String(s) => {
-                labels.insert(key.to_string(), s.to_string());
+                labels.insert(label.to_string(), s.to_string());
             }
             other => {
                 let found = describe(other);
                 let mut message =
-                    format!("labels: value of {key:?} must be a string, found {found}");
+                    format!("{key}: value of {label:?} must be a string, found {found}");
                 if let DeValue::Table(_) = other {
                     message.push_str(" (quote a label key that contains dots)");
                 }
@@ -642,6 +658,7 @@ mod tests {
             allow: Vec::new(),
             deny: Vec::new(),
             outbound: None,
+            east_west: None,
         };
         assert_eq!(valid(""), want);
         assert_eq!(valid("# nothing here\n"), want);
@@ -724,6 +741,7 @@ from = ["203.0.113.0/24"]
                 ..any_entry(14)
             }],
             outbound: None,
+            east_west: None,
         };
         assert_eq!(valid(text), want);
     }

@@ -42,8 +42,15 @@ pub fn rule_spec(rule: &Rule) -> String {
     }
     if let Some(proto) = rule.proto {
         let _ = write!(out, "-p {} ", proto.as_str());
-        if let Some(port) = rule.dport {
-            let _ = write!(out, "-m {} --dport {port} ", proto.as_str());
+        match rule.dport {
+            Some(ports) if ports.first == ports.last => {
+                let _ = write!(out, "-m {} --dport {} ", proto.as_str(), ports.first);
+            }
+            Some(ports) => {
+                let (first, last) = (ports.first, ports.last);
+                let _ = write!(out, "-m {} --dport {first}:{last} ", proto.as_str());
+            }
+            None => {}
         }
     }
     if let Some(set) = &rule.src_set {
@@ -656,7 +663,7 @@ mod tests {
             src_set: Some("allow-1-src-v4".to_owned()),
             dst_set: Some("allow-1-v4".to_owned()),
             proto: Some(Proto::Tcp),
-            dport: Some(5432),
+            dport: Some(PortRange::single(5432)),
             conntrack: Some(Conntrack::Dnat),
             ..Rule::default()
         };

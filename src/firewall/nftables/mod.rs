@@ -494,8 +494,8 @@ mod tests {
                 // as nft lists it, and not logged.
                 let drops = listing.matches(" jump dropped comment \"dockfw ").count();
                 let logs = listing.matches(" log prefix \"dockfw ").count();
-                // The [outbound] table's drops count per entry where they
-                // drop, logged first too.
+                // The [outbound] and [east_west] tables' entries count
+                // their drops where they drop, logged first too.
                 let outbound = listing.matches(" drop comment \"dockfw ").count();
                 assert!(drops > 0 && logs == drops + outbound, "{listing}");
                 let ports: usize = (Family::ALL.iter())

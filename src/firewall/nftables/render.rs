@@ -27,7 +27,8 @@ use ipnet::IpNet;
 use crate::inventory::Proto;
 use crate::net::PortRange;
 use crate::ruleset::{
-    AddrSet, Conntrack, DROP_CHAIN, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE,
+    AddrSet, Conntrack, DROP_CHAIN, EAST_WEST_CHAIN, EAST_WEST_JUDGE_CHAIN,
+    EAST_WEST_UNCLASSIFIED_CHAIN, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE,
     ORIGIN_PREFIX, OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN, OrigPortSet, PROXY_CHAIN, PortSet,
     Rule, Ruleset, TO_HOST_CHAIN, Target, UNCLASSIFIED_CHAIN,
 };
@@ -64,7 +65,7 @@ struct ChainName {
 /// ones only when the plan has them). The plan's `DOCKFW` hangs from `DOCKER-USER`
 /// (forwarded traffic) and `DOCKFW-PROXY` from `INPUT` (what docker-proxy
 /// serves, and what containers send the host); here they are base chains.
-const CHAINS: [ChainName; 8] = [
+const CHAINS: [ChainName; 11] = [
     ChainName {
         plan: ENTRY_CHAIN,
         nft: "forward",
@@ -105,6 +106,31 @@ const CHAINS: [ChainName; 8] = [
         nft: "to_host",
         hook: None,
     },
+    ChainName {
+        plan: EAST_WEST_CHAIN,
+        nft: "east_west",
+        hook: None,
+    },
+    ChainName {
+        plan: EAST_WEST_JUDGE_CHAIN,
+        nft: "east_west_judge",
+        hook: None,
+    },
+    ChainName {
+        plan: EAST_WEST_UNCLASSIFIED_CHAIN,
+        nft: "east_west_unclassified",
+        hook: None,
+    },
+];
+
+/// The chains written only when the plan has them.
+const OPTIONAL_CHAINS: [&str; 6] = [
+    OUTBOUND_CHAIN,
+    OUTBOUND_UNCLASSIFIED_CHAIN,
+    TO_HOST_CHAIN,
+    EAST_WEST_CHAIN,
+    EAST_WEST_JUDGE_CHAIN,
+    EAST_WEST_UNCLASSIFIED_CHAIN,
 ];
 
 fn chain_name(plan: &str) -> Option<&'static ChainName> {
@@ -194,9 +220,10 @@ pub fn render(ruleset: &Ruleset) -> Result<String, RenderError> {
             out.push('\n');
         }
     }
-    // The `[outbound]` chains only when planned; the others always.
+    // The `[outbound]` and `[east_west]` chains only when planned; the
+    // others always.
     let planned = |chain: &&ChainName| {
-        ![OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN, TO_HOST_CHAIN].contains(&chain.plan)
+        !OPTIONAL_CHAINS.contains(&chain.plan)
             || (Family::ALL.iter()).any(|f| {
                 ruleset
                     .family(*f)
@@ -506,13 +533,22 @@ fn rule_text(
         _ if rule.dport_set.is_some()
             || rule.orig_dport_set.is_some()
             || rule.orig_dport_ranges.is_some() => {}
-        (Some(proto), Some(port)) => {
-            let _ = write!(out, "{} dport {port} ", proto.as_str());
+        (Some(proto), Some(ports)) if ports.first == ports.last => {
+            let _ = write!(out, "{} dport {} ", proto.as_str(), ports.first);
+        }
+        (Some(proto), Some(ports)) => {
+            let (first, last) = (ports.first, ports.last);
+            let _ = write!(out, "{} dport {first}-{last} ", proto.as_str());
         }
         (Some(proto), None) => {
             let _ = write!(out, "meta l4proto {} ", proto.as_str());
         }
-        (None, Some(port)) => return Err(RenderError::PortWithoutProtocol { chain: name, port }),
+        (None, Some(ports)) => {
+            return Err(RenderError::PortWithoutProtocol {
+                chain: name,
+                port: ports.first,
+            });
+        }
         (None, None) => {}
     }
     if let Some(conntrack) = rule.conntrack {
@@ -711,7 +747,7 @@ mod tests {
             Rule {
                 src: v4("10.1.2.3/8"),
                 proto: Some(Proto::Sctp),
-                dport: Some(9),
+                dport: Some(PortRange::single(9)),
                 conntrack: Some(Conntrack::Dnat),
                 target: Target::Jump(UNCLASSIFIED_CHAIN),
                 ..Rule::default()
@@ -826,7 +862,7 @@ mod tests {
         };
         let port = |target| Rule {
             proto: Some(Proto::Tcp),
-            dport: Some(22),
+            dport: Some(PortRange::single(22)),
             target,
             ..Rule::default()
         };
@@ -942,7 +978,7 @@ mod tests {
             RenderError::WrongFamily { family: "ipv4", .. }
         ));
         let port_alone = Rule {
-            dport: Some(80),
+            dport: Some(PortRange::single(80)),
             ..Rule::default()
         };
         assert!(matches!(

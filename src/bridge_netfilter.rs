@@ -1,0 +1,440 @@
+//! Bridge netfilter, for `[east_west]` on one bridge: frames between two
+//! containers on the same bridge are bridged, not routed, and reach the IP
+//! forward hooks (where the east-west rules are) only when the network
+//! namespace's global switch (`net.bridge.bridge-nf-call-iptables`, and
+//! `-ip6tables` for IPv6) or the bridge's own flag (`nf_call_iptables`,
+//! `nf_call_ip6tables`) is on.
+//!
+//! dockfw never changes the global switch. Where it is off, dockfw turns on
+//! the flag of each bridge an `[east_west]` table needs, keeps which flags
+//! it turned on ([`Turned`], saved in the state directory so that `dockfw
+//! uninstall` and the next daemon know), and turns them off again when the
+//! table goes. Where neither can be read, same-bridge traffic of that
+//! bridge is not judged, and [`decide`] says so per bridge and family.
+//!
+//! [`decide`] is the pure part; [`Switches`] is the edge: [`Kernel`] reads
+//! `/proc/sys/net/bridge` (which shows the reader's own network namespace)
+//! and reads and writes the flags with `ip` over rtnetlink (sysfs would
+//! show the namespace of whoever mounted `/sys`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+
+use crate::net::{Family, Iface};
+
+/// `ip`, from where Debian's iproute2 installs it (never found through
+/// `PATH`, as the firewall programs).
+pub const IP: &str = "/sbin/ip";
+
+/// Why a switch or a flag could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum SwitchError {
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path} holds {text:?}, not 0 or 1")]
+    Unexpected { path: PathBuf, text: String },
+    #[error("cannot run {IP}")]
+    Run {
+        #[source]
+        source: io::Error,
+    },
+    #[error("{IP} {args} failed: {stderr}")]
+    Failed { args: String, stderr: String },
+    #[error("cannot parse the bridges {IP} listed")]
+    Parse {
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A bridge's own flags, per family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub v4: bool,
+    pub v6: bool,
+}
+
+impl Flags {
+    pub fn get(self, family: Family) -> bool {
+        match family {
+            Family::V4 => self.v4,
+            Family::V6 => self.v6,
+        }
+    }
+}
+
+/// The switches of dockfw's network namespace: the edge.
+pub trait Switches: Send + Sync {
+    /// The global switch of `family`: whether every bridge's IP frames
+    /// reach the IP hooks.
+    fn global(&self, family: Family) -> Result<bool, SwitchError>;
+    /// Every Linux bridge's own flags, by interface name.
+    fn flags(&self) -> Result<BTreeMap<String, Flags>, SwitchError>;
+    /// Set the flag of `family` of `bridge`.
+    fn set(&self, bridge: &Iface, family: Family, on: bool) -> Result<(), SwitchError>;
+}
+
+/// The flags dockfw turned on, by bridge and family: what it turns off
+/// again when no table needs them, and at `dockfw uninstall`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turned(pub BTreeSet<(String, Family)>);
+
+/// A bridge whose same-bridge traffic is not judged in a family, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotEnforced {
+    pub bridge: String,
+    pub family: Family,
+    pub reason: String,
+}
+
+/// What to do for one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decision {
+    /// Flags to turn on (then kept as [`Turned`]).
+    pub turn_on: Vec<(Iface, Family)>,
+    /// Flags dockfw turned on that nothing needs now, on bridges that
+    /// still exist: to turn off.
+    pub turn_off: Vec<(Iface, Family)>,
+    /// Flags dockfw turned on, on bridges gone: to forget.
+    pub forget: Vec<(String, Family)>,
+    /// Bridges (and families) whose same-bridge traffic is not judged.
+    pub not_enforced: Vec<NotEnforced>,
+}
+
+/// What the switches say: the global one per family (`Err`: unreadable,
+/// with why), every bridge's flags (`Err` likewise).
+pub struct Reading {
+    pub global: [Result<bool, String>; 2],
+    pub flags: Result<BTreeMap<String, Flags>, String>,
+}
+
+impl Reading {
+    /// Read the switches now: the bridges' flags only when some global
+    /// switch is not known to be on, or `flags` asks for them anyway
+    /// (some are dockfw's, to turn off when no longer needed).
+    pub fn now(switches: &dyn Switches, flags: bool) -> Reading {
+        let global = Family::ALL.map(|f| switches.global(f).map_err(|e| error_text(&e)));
+        let flags = if flags || global.iter().any(|g| g != &Ok(true)) {
+            switches.flags().map_err(|e| error_text(&e))
+        } else {
+            Ok(BTreeMap::new())
+        };
+        Reading { global, flags }
+    }
+
+    fn global(&self, family: Family) -> &Result<bool, String> {
+        match family {
+            Family::V4 => &self.global[0],
+            Family::V6 => &self.global[1],
+        }
+    }
+}
+
+/// `needed`: the bridges whose same-bridge traffic the policy judges.
+/// A bridge and family are covered when the global switch is on, or the
+/// bridge's flag is; a flag that is off is turned on; with neither
+/// readable, the bridge is not enforced. Flags dockfw turned on that no
+/// bridge needs now are turned off (or forgotten, their bridge gone).
+pub fn decide(needed: &BTreeSet<Iface>, read: &Reading, turned: &Turned) -> Decision {
+    let mut decision = Decision::default();
+    for bridge in needed {
+        for family in Family::ALL {
+            if read.global(family) == &Ok(true) {
+                continue;
+            }
+            match &read.flags {
+                Ok(flags) => match flags.get(bridge.as_str()) {
+                    Some(f) if f.get(family) => {}
+                    Some(_) => decision.turn_on.push((bridge.clone(), family)),
+                    None => decision.not_enforced.push(NotEnforced {
+                        bridge: bridge.to_string(),
+                        family,
+                        reason: "the kernel has no such bridge now".to_owned(),
+                    }),
+                },
+                Err(why) => {
+                    let global = match read.global(family) {
+                        Ok(_) => "the global switch is off".to_owned(),
+                        Err(e) => e.clone(),
+                    };
+                    decision.not_enforced.push(NotEnforced {
+                        bridge: bridge.to_string(),
+                        family,
+                        reason: format!("{global}, and its own flag: {why}"),
+                    });
+                }
+            }
+        }
+    }
+    for (bridge, family) in &turned.0 {
+        let iface = Iface::new(bridge).ok();
+        if iface.as_ref().is_some_and(|i| needed.contains(i)) {
+            continue;
+        }
+        let exists = match &read.flags {
+            Ok(flags) => flags.contains_key(bridge),
+            // Unknown: try to turn it off; a bridge gone fails the write.
+            Err(_) => true,
+        };
+        match iface {
+            Some(iface) if exists => decision.turn_off.push((iface, *family)),
+            _ => decision.forget.push((bridge.clone(), *family)),
+        }
+    }
+    decision
+}
+
+/// Carry out `decision` on `switches`, updating `turned`; a flag that
+/// could not be turned on is not enforced, with why.
+pub fn carry_out(
+    decision: Decision,
+    switches: &dyn Switches,
+    turned: &mut Turned,
+) -> Vec<NotEnforced> {
+    let mut not_enforced = decision.not_enforced;
+    for (bridge, family) in decision.turn_on {
+        match switches.set(&bridge, family, true) {
+            Ok(()) => {
+                turned.0.insert((bridge.to_string(), family));
+            }
+            Err(e) => not_enforced.push(NotEnforced {
+                bridge: bridge.to_string(),
+                family,
+                reason: format!(
+                    "the global switch is off, and its own flag: {}",
+                    error_text(&e)
+                ),
+            }),
+        }
+    }
+    for (bridge, family) in decision.turn_off {
+        // Gone since it was read, or turned off by someone: forgotten
+        // either way; a failure to write keeps it, to try again.
+        if switches.set(&bridge, family, false).is_ok() {
+            turned.0.remove(&(bridge.to_string(), family));
+        }
+    }
+    for key in decision.forget {
+        turned.0.remove(&key);
+    }
+    not_enforced
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Switches as the kernel's defaults have them (the global ones on), and
+/// no bridge: for the daemon's tests, whose fake engines' bridges exist
+/// nowhere ([`crate::daemon::BridgeCheck::Fixed`]).
+pub struct Assumed;
+
+impl Switches for Assumed {
+    fn global(&self, _: Family) -> Result<bool, SwitchError> {
+        Ok(true)
+    }
+
+    fn flags(&self) -> Result<BTreeMap<String, Flags>, SwitchError> {
+        Ok(BTreeMap::new())
+    }
+
+    fn set(&self, _: &Iface, _: Family, _: bool) -> Result<(), SwitchError> {
+        Ok(())
+    }
+}
+
+/// The kernel of dockfw's own network namespace.
+pub struct Kernel;
+
+impl Kernel {
+    fn global_path(family: Family) -> PathBuf {
+        let name = match family {
+            Family::V4 => "bridge-nf-call-iptables",
+            Family::V6 => "bridge-nf-call-ip6tables",
+        };
+        PathBuf::from("/proc/sys/net/bridge").join(name)
+    }
+
+    fn ip(args: &[&str]) -> Result<Vec<u8>, SwitchError> {
+        let out = Command::new(IP)
+            .args(args)
+            .output()
+            .map_err(|source| SwitchError::Run { source })?;
+        if !out.status.success() {
+            return Err(SwitchError::Failed {
+                args: args.join(" "),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        Ok(out.stdout)
+    }
+}
+
+/// One link of `ip -d -j link show type bridge`, what is read of it.
+#[derive(Deserialize)]
+struct Link {
+    ifname: String,
+    linkinfo: Option<LinkInfo>,
+}
+
+#[derive(Deserialize)]
+struct LinkInfo {
+    info_data: Option<BridgeData>,
+}
+
+#[derive(Deserialize)]
+struct BridgeData {
+    #[serde(default)]
+    nf_call_iptables: u8,
+    #[serde(default)]
+    nf_call_ip6tables: u8,
+}
+
+/// The flags of every bridge `ip -d -j link show type bridge` printed.
+fn parse_links(json: &[u8]) -> Result<BTreeMap<String, Flags>, SwitchError> {
+    let links: Vec<Link> =
+        serde_json::from_slice(json).map_err(|source| SwitchError::Parse { source })?;
+    Ok(links
+        .into_iter()
+        .map(|link| {
+            let data = link.linkinfo.and_then(|i| i.info_data);
+            let flags = data.map_or(Flags::default(), |d| Flags {
+                v4: d.nf_call_iptables == 1,
+                v6: d.nf_call_ip6tables == 1,
+            });
+            (link.ifname, flags)
+        })
+        .collect())
+}
+
+impl Switches for Kernel {
+    fn global(&self, family: Family) -> Result<bool, SwitchError> {
+        let path = Kernel::global_path(family);
+        let text = std::fs::read_to_string(&path).map_err(|source| SwitchError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        match text.trim() {
+            "1" => Ok(true),
+            "0" => Ok(false),
+            other => Err(SwitchError::Unexpected {
+                path,
+                text: other.to_owned(),
+            }),
+        }
+    }
+
+    fn flags(&self) -> Result<BTreeMap<String, Flags>, SwitchError> {
+        parse_links(&Kernel::ip(&[
+            "-d", "-j", "link", "show", "type", "bridge",
+        ])?)
+    }
+
+    fn set(&self, bridge: &Iface, family: Family, on: bool) -> Result<(), SwitchError> {
+        let flag = match family {
+            Family::V4 => "nf_call_iptables",
+            Family::V6 => "nf_call_ip6tables",
+        };
+        let value = if on { "1" } else { "0" };
+        let args = [
+            "link",
+            "set",
+            "dev",
+            bridge.as_str(),
+            "type",
+            "bridge",
+            flag,
+            value,
+        ];
+        Kernel::ip(&args).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iface(name: &str) -> Iface {
+        Iface::new(name).expect("iface")
+    }
+
+    fn read(global: bool, flags: &[(&str, bool)]) -> Reading {
+        Reading {
+            global: [Ok(global), Ok(global)],
+            flags: Ok(flags
+                .iter()
+                .map(|(n, on)| ((*n).to_owned(), Flags { v4: *on, v6: *on }))
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn with_the_global_switch_on_nothing_is_touched() {
+        let needed = BTreeSet::from([iface("br-a")]);
+        let decision = decide(&needed, &read(true, &[("br-a", false)]), &Turned::default());
+        assert_eq!(decision, Decision::default());
+    }
+
+    #[test]
+    fn with_it_off_the_needed_bridges_flags_are_turned_on_and_the_rest_restored() {
+        let needed = BTreeSet::from([iface("br-a"), iface("br-b")]);
+        let turned = Turned(BTreeSet::from([
+            ("br-old".to_owned(), Family::V4),
+            ("br-gone".to_owned(), Family::V6),
+        ]));
+        let flags = [("br-a", false), ("br-b", true), ("br-old", true)];
+        let decision = decide(&needed, &read(false, &flags), &turned);
+        assert_eq!(
+            decision.turn_on,
+            [(iface("br-a"), Family::V4), (iface("br-a"), Family::V6)]
+        );
+        assert_eq!(decision.turn_off, [(iface("br-old"), Family::V4)]);
+        assert_eq!(decision.forget, [("br-gone".to_owned(), Family::V6)]);
+        assert!(decision.not_enforced.is_empty());
+    }
+
+    #[test]
+    fn unreadable_switches_are_reported_per_bridge_and_family() {
+        let needed = BTreeSet::from([iface("br-a")]);
+        let read = Reading {
+            global: [Err("cannot read v4".to_owned()), Ok(true)],
+            flags: Err("cannot run ip".to_owned()),
+        };
+        let decision = decide(&needed, &read, &Turned::default());
+        assert_eq!(decision.not_enforced.len(), 1);
+        assert_eq!(decision.not_enforced[0].family, Family::V4);
+        assert_eq!(
+            decision.not_enforced[0].reason,
+            "cannot read v4, and its own flag: cannot run ip"
+        );
+    }
+
+    #[test]
+    fn ip_json_is_read_for_every_bridge() {
+        let json = br#"[{"ifindex":3,"ifname":"br-a","linkinfo":{"info_kind":"bridge","info_data":{"stp_state":0,"nf_call_iptables":1,"nf_call_ip6tables":0}}},{"ifname":"docker0"}]"#;
+        let flags = parse_links(json).expect("parses");
+        assert_eq!(
+            flags["br-a"],
+            Flags {
+                v4: true,
+                v6: false
+            }
+        );
+        assert_eq!(flags["docker0"], Flags::default());
+    }
+}
