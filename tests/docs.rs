@@ -161,10 +161,10 @@ fn every_case_the_guarantees_table_names_exists() {
 
 #[test]
 fn every_case_the_guarantees_table_names_runs_on_every_engine() {
-    // docs/guarantees.md: "on 28.5 and 29.7.2 with iptables every case named here but
-    // `variant_legacy`", and on 26.1 all but the Policy v2 ones: each such case matches a
-    // pattern of tests/run.sh's E2E_CORE or E2E_V2, and the E2E_V2 ones are outbound,
-    // to_host or east-west ones.
+    // docs/guarantees.md: "on 26.1, 28.5 and 29.7.2 with iptables every case named here
+    // but `variant_legacy` … and the Policy v2 cases (`outbound_*`, `to_host`,
+    // `east_west_*`)": each such case matches a pattern of tests/run.sh's E2E_CORE or
+    // E2E_V2, and the E2E_V2 ones are those.
     let guarantees = read("docs/guarantees.md");
     let run = read("tests/run.sh");
     let patterns_of = |var: &str| -> Vec<String> {
@@ -184,7 +184,7 @@ fn every_case_the_guarantees_table_names_runs_on_every_engine() {
     for p in &v2 {
         assert!(
             p.starts_with("outbound") || p.starts_with("to_host") || p.starts_with("east_west"),
-            "E2E_V2 holds {p}, which docs/guarantees.md does not say skips 26.1"
+            "E2E_V2 holds {p}, which docs/guarantees.md does not name as a Policy v2 case"
         );
     }
     let mut outside = Vec::new();
