@@ -101,16 +101,27 @@ fast_probe() {
 # 2 ms is the resolution: a dropped SYN is not retried for a second, so each probe is a
 # new connection rather than a wait on one.
 first_open_start() {
+    : >"$2.err"
     FIRST_OPEN_WAIT=1 nsenter --net="$(client_a_net)" python3 "$HERE/first_open.py" \
         "$LAB_A_GW4" "$1" 8 2 >"$2" 2>"$2.err" &
-    FIRST_OPEN_PID=$!
-    # Started and waiting for SIGUSR1 (1 s at most).
+    FIRST_OPEN_PID=$! FIRST_OPEN_ERR="$2.err"
+    # Started and waiting for SIGUSR1 (1 s at most here; first_open_go waits longer).
     local i
     for ((i = 0; i < 100; i++)); do [[ -s "$2.err" ]] && return 0; sleep 0.01; done
 }
 
 # first_open_go — the prober starts probing now (nsenter execs: the pid is python's).
-first_open_go() { kill -USR1 "$FIRST_OPEN_PID"; }
+# SIGUSR1 is sent only once the prober said "ready" (it blocks the signal first): sent
+# earlier, it kills python, which read as a timeout (3 of 30 samples of one loaded run).
+# A prober still not ready after 10 s is killed and the sample reads as a timeout.
+first_open_go() {
+    local i
+    for ((i = 0; i < 1000; i++)); do
+        [[ -s "$FIRST_OPEN_ERR" ]] && { kill -USR1 "$FIRST_OPEN_PID"; return 0; }
+        sleep 0.01
+    done
+    kill "$FIRST_OPEN_PID" 2>/dev/null || true
+}
 
 # cpu_ticks PID — utime+stime+cutime+cstime (clock ticks) of PID from /proc/PID/stat.
 cpu_ticks() {
