@@ -138,17 +138,54 @@ impl Reading {
     }
 }
 
-/// `needed`: the bridges whose same-bridge traffic the policy judges.
-/// A bridge and family are covered when the global switch is on, or the
-/// bridge's flag is; a flag that is off is turned on; with neither
-/// readable, the bridge is not enforced. Flags dockfw turned on that no
-/// bridge needs now are turned off (or forgotten, their bridge gone).
-pub fn decide(needed: &BTreeSet<Iface>, read: &Reading, turned: &Turned) -> Decision {
+/// `needed`: the bridges whose same-bridge traffic the policy judges;
+/// `refused`: the interface names of the bridges it judges by address
+/// only (names dockfw refuses, which it never passes to `ip`). A bridge
+/// and family are covered when the global switch is on, or it is off and
+/// the bridge's flag is on; a flag that is off is turned on. A global
+/// switch that cannot be read covers nothing, and neither does a flag
+/// then: without bridge netfilter (the `br_netfilter` module, which
+/// Docker 27.3 and later load only for some options) `/proc/sys/net/bridge`
+/// is absent and a bridge's own flag takes no effect. A refused bridge is
+/// not enforced wherever the global switch is not known to be on. Flags
+/// dockfw turned on that no bridge needs now are turned off (or
+/// forgotten, their bridge gone).
+pub fn decide(
+    needed: &BTreeSet<Iface>,
+    refused: &BTreeSet<String>,
+    read: &Reading,
+    turned: &Turned,
+) -> Decision {
     let mut decision = Decision::default();
+    for bridge in refused {
+        for family in Family::ALL {
+            let global = match read.global(family) {
+                Ok(true) => continue,
+                Ok(false) => "the global switch is off".to_owned(),
+                Err(e) => e.clone(),
+            };
+            decision.not_enforced.push(NotEnforced {
+                bridge: bridge.clone(),
+                family,
+                reason: format!("{global}, and dockfw refuses its name, so it sets no flag of it"),
+            });
+        }
+    }
     for bridge in needed {
         for family in Family::ALL {
-            if read.global(family) == &Ok(true) {
-                continue;
+            match read.global(family) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(why) => {
+                    decision.not_enforced.push(NotEnforced {
+                        bridge: bridge.to_string(),
+                        family,
+                        reason: format!(
+                            "{why}: without bridge netfilter (the br_netfilter module) a bridge's own flag takes no effect"
+                        ),
+                    });
+                    continue;
+                }
             }
             match &read.flags {
                 Ok(flags) => match flags.get(bridge.as_str()) {
@@ -160,17 +197,11 @@ pub fn decide(needed: &BTreeSet<Iface>, read: &Reading, turned: &Turned) -> Deci
                         reason: "the kernel has no such bridge now".to_owned(),
                     }),
                 },
-                Err(why) => {
-                    let global = match read.global(family) {
-                        Ok(_) => "the global switch is off".to_owned(),
-                        Err(e) => e.clone(),
-                    };
-                    decision.not_enforced.push(NotEnforced {
-                        bridge: bridge.to_string(),
-                        family,
-                        reason: format!("{global}, and its own flag: {why}"),
-                    });
-                }
+                Err(why) => decision.not_enforced.push(NotEnforced {
+                    bridge: bridge.to_string(),
+                    family,
+                    reason: format!("the global switch is off, and its own flag: {why}"),
+                }),
             }
         }
     }
@@ -386,7 +417,12 @@ mod tests {
     #[test]
     fn with_the_global_switch_on_nothing_is_touched() {
         let needed = BTreeSet::from([iface("br-a")]);
-        let decision = decide(&needed, &read(true, &[("br-a", false)]), &Turned::default());
+        let decision = decide(
+            &needed,
+            &BTreeSet::new(),
+            &read(true, &[("br-a", false)]),
+            &Turned::default(),
+        );
         assert_eq!(decision, Decision::default());
     }
 
@@ -398,7 +434,7 @@ mod tests {
             ("br-gone".to_owned(), Family::V6),
         ]));
         let flags = [("br-a", false), ("br-b", true), ("br-old", true)];
-        let decision = decide(&needed, &read(false, &flags), &turned);
+        let decision = decide(&needed, &BTreeSet::new(), &read(false, &flags), &turned);
         assert_eq!(
             decision.turn_on,
             [(iface("br-a"), Family::V4), (iface("br-a"), Family::V6)]
@@ -412,16 +448,56 @@ mod tests {
     fn unreadable_switches_are_reported_per_bridge_and_family() {
         let needed = BTreeSet::from([iface("br-a")]);
         let read = Reading {
-            global: [Err("cannot read v4".to_owned()), Ok(true)],
+            global: [Ok(false), Ok(true)],
             flags: Err("cannot run ip".to_owned()),
         };
-        let decision = decide(&needed, &read, &Turned::default());
+        let decision = decide(&needed, &BTreeSet::new(), &read, &Turned::default());
         assert_eq!(decision.not_enforced.len(), 1);
         assert_eq!(decision.not_enforced[0].family, Family::V4);
         assert_eq!(
             decision.not_enforced[0].reason,
-            "cannot read v4, and its own flag: cannot run ip"
+            "the global switch is off, and its own flag: cannot run ip"
         );
+    }
+
+    #[test]
+    fn without_bridge_netfilter_a_flag_covers_nothing() {
+        // No /proc/sys/net/bridge (br_netfilter not loaded): the flags read
+        // fine and are off, but turning them on would change nothing.
+        let needed = BTreeSet::from([iface("br-a")]);
+        let read = Reading {
+            global: [
+                Err("cannot read /proc/sys/net/bridge/bridge-nf-call-iptables".to_owned()),
+                Err("cannot read /proc/sys/net/bridge/bridge-nf-call-ip6tables".to_owned()),
+            ],
+            flags: Ok(BTreeMap::from([("br-a".to_owned(), Flags::default())])),
+        };
+        let decision = decide(&needed, &BTreeSet::new(), &read, &Turned::default());
+        assert!(decision.turn_on.is_empty(), "{decision:?}");
+        assert_eq!(decision.not_enforced.len(), 2);
+        assert!(decision.not_enforced[0].reason.contains("br_netfilter"));
+    }
+
+    #[test]
+    fn a_refused_bridge_is_not_enforced_unless_the_global_switch_is_on() {
+        let refused = BTreeSet::from(["br+x".to_owned()]);
+        let on = decide(
+            &BTreeSet::new(),
+            &refused,
+            &read(true, &[]),
+            &Turned::default(),
+        );
+        assert!(on.not_enforced.is_empty());
+        let off = decide(
+            &BTreeSet::new(),
+            &refused,
+            &read(false, &[]),
+            &Turned::default(),
+        );
+        assert_eq!(off.not_enforced.len(), 2);
+        assert_eq!(off.not_enforced[0].bridge, "br+x");
+        assert!(off.not_enforced[0].reason.contains("refuses its name"));
+        assert!(off.turn_on.is_empty());
     }
 
     #[test]

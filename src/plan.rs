@@ -104,7 +104,9 @@ mod outbound_verdict;
 
 pub use outbound_verdict::{Connection, Decider, decide, outbound_verdicts, port_limited};
 
-pub use east_west::{contributions as east_west_contributions, same_bridge_interfaces};
+pub use east_west::{
+    contributions as east_west_contributions, same_bridge_interfaces, same_bridge_refused,
+};
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};

@@ -542,6 +542,11 @@ impl Status {
         for p in &mut status.drops.ports {
             shorten_in_place(&mut p.proto, MAX_NAME_CHARS);
         }
+        for n in &mut status.east_west_not_enforced {
+            shorten_in_place(&mut n.network, MAX_NAME_CHARS);
+            shorten_in_place(&mut n.bridge, MAX_NAME_CHARS);
+            shorten_in_place(&mut n.reason, MAX_NAME_CHARS);
+        }
         for text in [
             status.policy.last_error.as_mut(),
             status.policy.fallback.as_mut(),
@@ -1233,6 +1238,10 @@ warning: container \"netdebug\" uses host networking; DOCKER-USER cannot protect
             ),
             "{text}"
         );
+        status.east_west_not_enforced[0].network = "n".repeat(4 * MAX_NAME_CHARS);
+        let bounded = status.bounded();
+        let network = &bounded.east_west_not_enforced[0].network;
+        assert!(network.chars().count() < 2 * MAX_NAME_CHARS, "{network}");
     }
 
     #[test]

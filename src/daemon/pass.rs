@@ -19,7 +19,9 @@ use crate::docker::{DockerSource, Inspected, Subject};
 use crate::firewall::{Backend, DropCounter, FirewallError, Notice, Observation, Transaction};
 use crate::inventory::{Container, Inventory};
 use crate::net::Family;
-use crate::plan::{ContainerChange, IncrementalPlan, exposures, plan, same_bridge_interfaces};
+use crate::plan::{
+    ContainerChange, IncrementalPlan, exposures, plan, same_bridge_interfaces, same_bridge_refused,
+};
 use crate::policy::Policy;
 use crate::ruleset::Ruleset;
 use crate::state::{StateDir, save_bridge_flags};
@@ -306,11 +308,12 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
     /// runs (`ip`), made only where the global switch is off.
     fn same_bridge(&mut self, state: &LoopState) -> Vec<NotEnforced> {
         let needed = same_bridge_interfaces(&state.policy, &state.inventory);
-        if needed.is_empty() && self.turned.0.is_empty() {
+        let refused = same_bridge_refused(&state.policy, &state.inventory);
+        if needed.is_empty() && refused.is_empty() && self.turned.0.is_empty() {
             return Vec::new();
         }
         let read = Reading::now(self.switches.as_ref(), !self.turned.0.is_empty());
-        let decision = decide(&needed, &read, &self.turned);
+        let decision = decide(&needed, &refused, &read, &self.turned);
         let before = self.turned.clone();
         let gaps = carry_out(decision, self.switches.as_ref(), &mut self.turned);
         if self.turned != before {

@@ -93,6 +93,20 @@ pub fn same_bridge_interfaces(policy: &Policy, inventory: &Inventory) -> BTreeSe
         .collect()
 }
 
+/// The interface names of the bridges whose names dockfw refuses, when
+/// the `[east_west]` table can drop something: their same-bridge traffic
+/// is judged only where the global bridge-netfilter switch is on (dockfw
+/// never passes such a name to `ip` to set the bridge's own flag).
+pub fn same_bridge_refused(policy: &Policy, inventory: &Inventory) -> BTreeSet<String> {
+    if !policy.east_west.as_ref().is_some_and(EastWest::judged) {
+        return BTreeSet::new();
+    }
+    (inventory.bridges.iter())
+        .filter(|b| Iface::new(&b.interface).is_err())
+        .map(|b| b.interface.clone())
+        .collect()
+}
+
 /// The chains and sets of the `[east_west]` table in `family`.
 pub(super) fn plan(policy: &Policy, inventory: &Inventory, family: Family) -> EastWestRules {
     let Some(east_west) = policy.east_west.as_ref().filter(|e| e.judged()) else {
