@@ -1197,7 +1197,16 @@ async fn uninstall(socket: &Path, backend: BackendChoice, state_dir: &Path) -> R
 /// could not be turned off (it stays kept, for the next try).
 fn restore_bridge_flags(state_dir: &Path) -> bool {
     use dockfw::bridge_netfilter::{Kernel, Switches, Turned};
-    let turned = dockfw::state::bridge_flags(state_dir);
+    let turned = match dockfw::state::bridge_flags(state_dir) {
+        Ok(turned) => turned,
+        Err(e) => {
+            eprintln!(
+                "dockfw: {} (the bridge-netfilter flags the daemon turned on stay on)",
+                daemon::error_chain(&e)
+            );
+            return false;
+        }
+    };
     if turned.0.is_empty() {
         return true;
     }

@@ -52,6 +52,18 @@ pub enum StateError {
         #[source]
         source: io::Error,
     },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot parse {path}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 /// The state directory, locked for this daemon for as long as it lives.
@@ -127,12 +139,16 @@ impl StateDir {
 /// The bridge-netfilter flags dockfw turned on (see
 /// [`crate::bridge_netfilter`]), kept in the state directory `dir` so that
 /// `dockfw uninstall` and the next daemon turn them off again; empty when
-/// none were kept or the file is unreadable. Read without the lock.
-pub fn bridge_flags(dir: &Path) -> Turned {
-    fs::read_to_string(dir.join(BRIDGE_FLAGS))
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or_default()
+/// none were kept. A file that cannot be read or parsed is an error (the
+/// flags in it would otherwise stay on, forgotten). Read without the lock.
+pub fn bridge_flags(dir: &Path) -> Result<Turned, StateError> {
+    let path = dir.join(BRIDGE_FLAGS);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Turned::default()),
+        Err(source) => return Err(StateError::Read { path, source }),
+    };
+    serde_json::from_str(&text).map_err(|source| StateError::Parse { path, source })
 }
 
 /// Keep `turned` as the flags dockfw turned on (none: the file goes).
@@ -146,7 +162,10 @@ pub fn save_bridge_flags(dir: &Path, turned: &Turned) -> Result<(), StateError> 
             _ => Ok(()),
         };
     }
-    let text = serde_json::to_string_pretty(turned).unwrap_or_default();
+    let text = serde_json::to_string_pretty(turned).map_err(|e| StateError::Write {
+        path: path.clone(),
+        source: io::Error::other(e),
+    })?;
     write_atomic(&path, text.as_bytes())
 }
 
@@ -199,6 +218,23 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("dockfw-state-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
+    }
+
+    #[test]
+    fn bridge_flags_kept_read_back_and_a_broken_file_is_an_error() {
+        use crate::net::Family;
+        let dir = temp_dir("flags");
+        fs::create_dir_all(&dir).expect("dir");
+        assert_eq!(bridge_flags(&dir).expect("none kept"), Turned::default());
+        let turned = Turned([("br-a".to_owned(), Family::V6)].into_iter().collect());
+        save_bridge_flags(&dir, &turned).expect("saved");
+        assert_eq!(bridge_flags(&dir).expect("read"), turned);
+        fs::write(dir.join(BRIDGE_FLAGS), "{not json").expect("write");
+        let err = bridge_flags(&dir).expect_err("broken");
+        assert!(matches!(err, StateError::Parse { .. }), "{err:?}");
+        save_bridge_flags(&dir, &Turned::default()).expect("removed");
+        assert!(!dir.join(BRIDGE_FLAGS).exists());
+        let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -131,7 +131,17 @@ pub async fn run<D: DockerSource, F: Backend>(
         BridgeCheck::Kernel => Box::new(Kernel),
         BridgeCheck::Fixed(_) => Box::new(Assumed),
     };
-    let turned = (state.as_ref()).map_or_else(Turned::default, |s| bridge_flags(s.path()));
+    let turned = match state.as_ref().map(|s| bridge_flags(s.path())) {
+        Some(Ok(turned)) => turned,
+        Some(Err(e)) => {
+            warn!(
+                error = %error_chain(&e),
+                "cannot read the bridge-netfilter flags dockfw turned on; this daemon will not turn those off again"
+            );
+            Turned::default()
+        }
+        None => Turned::default(),
+    };
     let edges = Edges {
         docker,
         firewall,
