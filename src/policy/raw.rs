@@ -241,22 +241,38 @@ impl Section {
 /// The `[[inbound.allow]]` or `[[inbound.deny]]` tables (`kind` says which),
 /// or those of `[outbound]`.
 fn entries(report: &mut Report<'_>, section: Section, kind: &str, value: &Value<'_>) -> Vec<Entry> {
-    let table_name = section.name();
+    array_of_tables(
+        report,
+        section.name(),
+        kind,
+        value,
+        |report, table, span| entry(report, section, kind, table, span),
+    )
+}
+
+/// The tables `[[table_name.kind]]` of `value`, each read by `read` with its
+/// header's span (or its inline table's); anything else is reported where
+/// it stands, and skipped.
+fn array_of_tables<T>(
+    report: &mut Report<'_>,
+    table_name: &str,
+    kind: &str,
+    value: &Value<'_>,
+    mut read: impl FnMut(&mut Report<'_>, &DeTable<'_>, &Range<usize>) -> T,
+) -> Vec<T> {
     let DeValue::Array(items) = value.get_ref() else {
         let expected = format!("an array of tables ([[{table_name}.{kind}]])");
         report.wrong_type(kind, &expected, value);
         return Vec::new();
     };
-    let mut entries = Vec::new();
+    let mut read_tables = Vec::new();
     for item in items.iter() {
         match item.get_ref() {
-            DeValue::Table(table) => {
-                entries.push(entry(report, section, kind, table, &item.span()));
-            }
+            DeValue::Table(table) => read_tables.push(read(report, table, &item.span())),
             _ => report.wrong_type(kind, "a table", item),
         }
     }
-    entries
+    read_tables
 }
 
 /// One entry; `span` is its header (or its inline table).

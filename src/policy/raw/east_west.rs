@@ -6,10 +6,11 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
 use super::{
-    MAX_ENTRY_RULES, Report, Value, glob, labels, labels_under, list, port_range, proto, verdict,
+    MAX_ENTRY_RULES, Report, Value, array_of_tables, glob, labels, labels_under, list, port_range,
+    proto, verdict,
 };
 use crate::policy::{Default, EastWest, EastWestEntry, Entry, ProtoMatch};
 
@@ -59,20 +60,13 @@ impl Kind {
 
 /// The `[[east_west.<kind>]]` tables.
 fn entries(report: &mut Report<'_>, kind: Kind, value: &Value<'_>) -> Vec<EastWestEntry> {
-    let name = kind.name();
-    let DeValue::Array(items) = value.get_ref() else {
-        let expected = format!("an array of tables ([[east_west.{name}]])");
-        report.wrong_type(name, &expected, value);
-        return Vec::new();
-    };
-    let mut entries = Vec::new();
-    for item in items.iter() {
-        match item.get_ref() {
-            DeValue::Table(table) => entries.push(entry(report, kind, table, &item.span())),
-            _ => report.wrong_type(name, "a table", item),
-        }
-    }
-    entries
+    array_of_tables(
+        report,
+        "east_west",
+        kind.name(),
+        value,
+        |report, table, span| entry(report, kind, table, span),
+    )
 }
 
 /// One entry; `span` is its header (or its inline table).

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use toml::de::{DeTable, DeValue};
+use toml::de::DeTable;
 
-use super::{Report, Section, Value, entries, glob, labels, list, verdict};
+use super::{Report, Section, Value, array_of_tables, entries, glob, labels, list, verdict};
 use crate::policy::{Default, Entry, Outbound, ProtoMatch};
 
 /// The `[outbound]` table, which starts on `line`.
@@ -44,19 +44,7 @@ pub(super) fn table(report: &mut Report<'_>, table: &DeTable<'_>, line: usize) -
 
 /// The `[[outbound.isolate]]` tables.
 fn isolates(report: &mut Report<'_>, value: &Value<'_>) -> Vec<Entry> {
-    let DeValue::Array(items) = value.get_ref() else {
-        let expected = "an array of tables ([[outbound.isolate]])";
-        report.wrong_type("isolate", expected, value);
-        return Vec::new();
-    };
-    let mut isolates = Vec::new();
-    for item in items.iter() {
-        match item.get_ref() {
-            DeValue::Table(table) => isolates.push(isolate(report, table, &item.span())),
-            _ => report.wrong_type("isolate", "a table", item),
-        }
-    }
-    isolates
+    array_of_tables(report, "outbound", "isolate", value, isolate)
 }
 
 /// One isolate entry: only selectors; none selects every container.
