@@ -581,11 +581,12 @@ mod tests {
 
     use super::super::{Default, Entry, Glob, Policy, PolicyError, PortRange, ProtoMatch};
 
-    fn parse(text: &str) -> Result<Policy, PolicyError> {
+    // Shared with the tests of the table modules (raw::outbound, raw::east_west).
+    pub(super) fn parse(text: &str) -> Result<Policy, PolicyError> {
         crate::policy::parse_str(text, Path::new("/etc/dockfw/policy.toml"))
     }
 
-    fn valid(text: &str) -> Policy {
+    pub(super) fn valid(text: &str) -> Policy {
         match parse(text) {
             Ok(policy) => policy,
             Err(err) => panic!("policy should be valid:\n{err}"),
@@ -593,7 +594,7 @@ mod tests {
     }
 
     /// Every diagnostic as `line:column: message`.
-    fn errors(text: &str) -> Vec<String> {
+    pub(super) fn errors(text: &str) -> Vec<String> {
         match parse(text) {
             Ok(policy) => panic!("policy should be invalid, got {policy:?}"),
             Err(PolicyError::Invalid(diagnostics)) => diagnostics

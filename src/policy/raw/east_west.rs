@@ -138,28 +138,9 @@ fn entry(
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
+    use crate::policy::{Default, ProtoMatch};
 
-    use crate::policy::{Default, Policy, PolicyError, ProtoMatch};
-
-    fn parse(text: &str) -> Result<Policy, PolicyError> {
-        crate::policy::parse_str(text, Path::new("p.toml"))
-    }
-
-    fn errors(text: &str) -> Vec<String> {
-        match parse(text) {
-            Ok(policy) => panic!("policy should be invalid, got {policy:?}"),
-            Err(PolicyError::Invalid(diagnostics)) => diagnostics
-                .iter()
-                .map(|d| format!("{}:{}: {}", d.line, d.column, d.message))
-                .collect(),
-            Err(err) => panic!("unexpected error {err}"),
-        }
-    }
-
-    fn valid(text: &str) -> Policy {
-        parse(text).unwrap_or_else(|err| panic!("policy should be valid:\n{err}"))
-    }
+    use super::super::tests::{errors, valid};
 
     #[test]
     fn a_missing_east_west_table_is_none() {
