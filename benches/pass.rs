@@ -84,14 +84,25 @@ fn fast_pass(
     in_place: &Ruleset,
 ) -> Ruleset {
     let planned = plan(policy, inventory);
+    after_plan(policy, inventory, &planned, in_place);
+    planned.clone()
+}
+
+/// The steps of a fast-path pass after its plan: exposures, the
+/// comparisons with the plan in place, the elements to write.
+fn after_plan(
+    policy: &dockfw::policy::Policy,
+    inventory: &Inventory,
+    planned: &Ruleset,
+    in_place: &Ruleset,
+) {
     black_box(exposures(policy, inventory));
     assert!(planned.same_rules(in_place));
     black_box(*in_place == in_place.clone());
-    black_box(&planned == in_place);
-    let tx = Transaction::set_elements(&planned, in_place).ok();
-    black_box(netlink::changes(&planned, in_place).map(|c| c.len()).ok());
+    black_box(planned == in_place);
+    let tx = Transaction::set_elements(planned, in_place).ok();
+    black_box(netlink::changes(planned, in_place).map(|c| c.len()).ok());
     black_box(tx);
-    planned.clone()
 }
 
 /// [`fast_pass`] as the daemon runs it now: the plan in place brought up
@@ -107,13 +118,7 @@ fn incremental_pass(
 ) -> Ruleset {
     incremental.apply(policy, inventory, ContainerChange::Put(started));
     let planned = incremental.ruleset().clone();
-    black_box(exposures(policy, inventory));
-    assert!(planned.same_rules(in_place));
-    black_box(*in_place == in_place.clone());
-    black_box(&planned == in_place);
-    let tx = Transaction::set_elements(&planned, in_place).ok();
-    black_box(netlink::changes(&planned, in_place).map(|c| c.len()).ok());
-    black_box(tx);
+    after_plan(policy, inventory, &planned, in_place);
     // The daemon moves the plan written into place.
     planned
 }
