@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/e2e.sh — end-to-end tests of dockfw against a real (namespaced) Docker engine.
 #
-# Usage: tests/e2e.sh [PATTERN…]     run all cases, or only those whose name matches a PATTERN
+# Usage: tests/e2e.sh [PATTERN…]     run all cases, or only those whose name contains a PATTERN
+#                                    (^PATTERN: whose name begins with it)
 # Env:   DOCKFW=path/to/dockfw       (default target/release/dockfw)
 #        E2E_LOGS=dir                keep the per-case logs, dockerd's and dockfw's logs there
 #
@@ -3196,12 +3197,19 @@ CASES=(
     fc_forward_bypass
 )
 
-# True when the case name matches one of the command-line patterns (or there are none).
+# True when the case name matches one of the command-line patterns (or there are none): it
+# contains the pattern, or, for a pattern that starts with "^", begins with the rest of it.
 selected() {
     local name="$1"; shift
     (($# == 0)) && return 0
     local p
-    for p in "$@"; do [[ "$name" == *$p* ]] && return 0; done
+    for p in "$@"; do
+        if [[ "$p" == ^* ]]; then
+            [[ "$name" == "${p#^}"* ]] && return 0
+        elif [[ "$name" == *"$p"* ]]; then
+            return 0
+        fi
+    done
     return 1
 }
 

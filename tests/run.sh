@@ -3,13 +3,15 @@
 # network namespaces and runs its own dockerd).
 #
 # Steps: deps, cargo fmt --check, cargo clippy -D warnings, cargo test, cargo build
-# --release, the package, the package under a real systemd (tests/systemd.sh),
-# tests/e2e.sh: the whole suite on the default engine (Debian bookworm's Docker 20.10),
-# then the E2E_CORE cases on each newer engine of E2E_ENGINES, then the whole suite again
-# with the nftables backend on the newest engine; then, when the lab's shared files are
-# beside the clone (../shared/engines, as in CI), Docker 29.7.2: the E2E_CORE cases in
-# its iptables mode and the whole suite in its nftables mode (dockfw's `auto` choosing its
-# nftables backend there). A plain clone says that step is skipped, and why.
+# --release, the package, the package under a real systemd (tests/systemd.sh), the
+# engines (newer Debian suites' docker.io; Docker 29.7.2 when the lab's shared files are
+# beside the clone, as in CI: ../shared/engines; a plain clone says that engine is skipped,
+# and why), then tests/e2e.sh, two suites at a time (each in its own namespaces with its
+# own engine): the whole suite on the default engine (Debian bookworm's Docker 20.10) beside
+# the E2E_CORE cases on 26.1; the E2E_CORE cases on 28.5 beside those on 29.7.2 in its
+# iptables mode; the pre-28 cases with the nftables backend; the whole suite with the
+# nftables backend on 28.5 beside the whole suite on 29.7.2 in its nftables mode (dockfw's
+# `auto` choosing its nftables backend there).
 # Every step runs (e2e only if the build worked; an engine's e2e only if that engine was
 # fetched); the script exits non-zero if any step failed. Nothing that needs root or an
 # engine is skipped silently here: the root-only unit tests run in test-root, and
@@ -17,9 +19,10 @@
 set -euo pipefail
 
 # e2e cases run on every engine (patterns as tests/e2e.sh takes them: a case runs when its
-# name contains one of them). Edit this one list to add cases. "fc_" selects every "fail
+# name contains one of them, or begins with what follows a "^"). Edit this one list to add
+# cases. "fc_" selects every "fail
 # closed" case (case_fc_*), so a new fc_* case runs on every engine without an edit here.
-E2E_CORE="default_deny user_networks from_restriction new_container reload uninstall jumps_restored proxy_guard docker_restart fc_ nft_backend observability gateway_modes drops_ drop_chain_length udp entry_sets"
+E2E_CORE="^default_deny user_networks from_restriction new_container ^reload uninstall jumps_restored proxy_guard docker_restart fc_ nft_backend observability gateway_modes drops_ drop_chain_length udp entry_sets"
 # The Policy v2 cases (a container's outbound connections, to the host, between containers)
 # run in the three whole-suite steps only: Docker 20.10 with the iptables backend, 28.5 with
 # the nftables backend, 29.7.2 in its nftables mode (the engines and backends issue 15
@@ -159,48 +162,95 @@ e2e_nft() {
     e2e_on "$@"
 }
 
+# bg_step NAME CMD… — run one step in the background, its output kept for join_steps.
+# The e2e steps run two at a time: each makes its own namespaces and engine (tests/lab.sh
+# names them per run), and a suite spends most of its time waiting on packets and engines,
+# not on the 2 cores.
+BG_STEPS=()
+STEP_LOGS="$(mktemp -d /tmp/dockfw-ci-steps.XXXXXX)"
+bg_step() {
+    local name="$1"; shift
+    echo "=== $name (in parallel; its output follows when it ends): $*"
+    (
+        t0=$SECONDS rc=0
+        "$@" >"$STEP_LOGS/$name.log" 2>&1 || rc=$?
+        echo "$((SECONDS - t0)) $rc" >"$STEP_LOGS/$name.done"
+    ) &
+    BG_STEPS+=("$name")
+}
+
+# join_steps — wait for the background steps; print each one's output, time and result.
+join_steps() {
+    wait
+    local name secs rc
+    for name in "${BG_STEPS[@]}"; do
+        echo "=== $name: output"
+        cat "$STEP_LOGS/$name.log" 2>/dev/null || true
+        read -r secs rc <"$STEP_LOGS/$name.done" 2>/dev/null || { secs="?"; rc="lost"; }
+        STEP_TIMES+=("$name ${secs}s rc=$rc (in parallel)")
+        if [[ "$rc" != 0 ]]; then
+            echo "=== $name FAILED (exit $rc)"
+            FAILED_STEPS+=("$name")
+        fi
+    done
+    BG_STEPS=()
+}
+
 if step build cargo build --release; then
     echo "=== the Policy v2 cases ($E2E_V2) run in the whole-suite steps only: 20.10 (iptables), 28.5 (nftables backend), 29.7.2 (nftables mode)"
     step package check_package || true
     # The unit and the .deb under a real systemd as PID 1 (a bookworm container).
     step systemd env SYSTEMD_NO_SKIP=1 bash tests/systemd.sh || true
-    step "e2e-$(. /etc/os-release; echo "${VERSION_CODENAME:-default}")-$(engine_version "" || echo unknown)" \
-        e2e_on "" || true
-    # The core cases against newer engines (26.1 and 28.5 make their own ip6tables
-    # DOCKER-USER; 28.5 adds DOCKER-FORWARD). A failed fetch skips only that engine.
+    # The engines first (a failed fetch skips only that engine's steps): Debian suites'
+    # docker.io (trixie = 26.1 and forky = 28.5 make their own ip6tables DOCKER-USER; 28.5
+    # adds DOCKER-FORWARD), and Docker 29.7.2 from the lab's shared files.
+    fetched=()
     for suite in $E2E_ENGINES; do
-        engine_dir="$PWD/target/engine-$suite"
-        if step "fetch-$suite" lab_fetch_engine "$engine_dir" "$suite"; then
-            # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
-            step "e2e-$suite-$(engine_version "$engine_dir/usr/sbin")" \
-                e2e_on "$engine_dir/usr/sbin" $E2E_CORE || true
-        fi
+        step "fetch-$suite" lab_fetch_engine "$PWD/target/engine-$suite" "$suite" && fetched+=("$suite")
     done
-    # The nftables backend (dockfw's inet table in front of the engine's own rules):
-    # the whole suite, on the newest engine fetched.
-    nft_dir=""
-    [[ -x "$PWD/target/engine-forky/usr/sbin/dockerd" ]] && nft_dir="$PWD/target/engine-forky/usr/sbin"
-    step "e2e-nftables-backend-$(engine_version "$nft_dir")" e2e_nft "$nft_dir" || true
-    # The cases about what engines before 28 do (they say SKIP on 28.5 and later) with the
-    # nftables backend too, on the default engine.
-    # shellcheck disable=SC2086  # E2E_PRE28 is a list of patterns
-    step "e2e-nftables-backend-$(engine_version "")-pre28" e2e_nft "" $E2E_PRE28 || true
-    # Docker 29.7.2: the core cases in its iptables mode (DOCKER-USER as before), the whole
-    # suite in its nftables mode (no DOCKER-USER; the cases that cannot apply there say
-    # SKIP with their reason).
+    engine29=""
     engines="$(cd "$ENGINES_DIR" 2>/dev/null && pwd)" || engines=""
     if [[ -n "$engines" && -f "$engines/$ENGINE29_ARCHIVE" ]]; then
-        engine29="$PWD/target/engine-29.7.2"
-        if step "extract-29.7.2" lab_engine_extract "$engines/$ENGINE29_ARCHIVE" \
-            "$ENGINE29_SHA256" "$engine29"; then
-            # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
-            step "e2e-29.7.2-iptables-mode" e2e_on "$engine29/bin" $E2E_CORE || true
-            step "e2e-29.7.2-nftables-mode" e2e_engine_nft "$engine29/bin" || true
-        fi
+        step "extract-29.7.2" lab_engine_extract "$engines/$ENGINE29_ARCHIVE" \
+            "$ENGINE29_SHA256" "$PWD/target/engine-29.7.2" && engine29="$PWD/target/engine-29.7.2/bin"
     else
         echo "=== SKIP e2e on Docker 29.7.2: no $ENGINES_DIR/$ENGINE29_ARCHIVE (CI has ../shared beside the clone; set ENGINES_DIR)"
         STEP_TIMES+=("e2e-29.7.2 SKIP: no $ENGINES_DIR/$ENGINE29_ARCHIVE")
     fi
+    has_engine() { [[ " ${fetched[*]} " == *" $1 "* ]]; }
+    # Pair 1: the whole suite on the default engine (Debian bookworm's 20.10), and the core
+    # cases on 26.1.
+    bg_step "e2e-$(. /etc/os-release; echo "${VERSION_CODENAME:-default}")-$(engine_version "" || echo unknown)" \
+        e2e_on ""
+    if has_engine trixie; then
+        dir="$PWD/target/engine-trixie/usr/sbin"
+        # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
+        bg_step "e2e-trixie-$(engine_version "$dir")" e2e_on "$dir" $E2E_CORE
+    fi
+    join_steps
+    # Pair 2: the core cases on 28.5, and on Docker 29.7.2 in its iptables mode (DOCKER-USER
+    # as before).
+    if has_engine forky; then
+        dir="$PWD/target/engine-forky/usr/sbin"
+        # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
+        bg_step "e2e-forky-$(engine_version "$dir")" e2e_on "$dir" $E2E_CORE
+    fi
+    # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
+    [[ -n "$engine29" ]] && bg_step "e2e-29.7.2-iptables-mode" e2e_on "$engine29" $E2E_CORE
+    join_steps
+    # The cases about engines before 28 (they say SKIP on 28.5 and later) with the nftables
+    # backend, on the default engine.
+    # shellcheck disable=SC2086  # E2E_PRE28 is a list of patterns
+    step "e2e-nftables-backend-$(engine_version "")-pre28" e2e_nft "" $E2E_PRE28 || true
+    # Pair 3: the whole suite with the nftables backend (dockfw's inet table in front of the
+    # engine's own rules) on the newest Debian engine fetched, and the whole suite on Docker
+    # 29.7.2 in its nftables mode (no DOCKER-USER; dockfw's `auto` must choose nftables; the
+    # cases that cannot apply there say SKIP with their reason).
+    nft_dir=""
+    has_engine forky && nft_dir="$PWD/target/engine-forky/usr/sbin"
+    bg_step "e2e-nftables-backend-$(engine_version "$nft_dir")" e2e_nft "$nft_dir"
+    [[ -n "$engine29" ]] && bg_step "e2e-29.7.2-nftables-mode" e2e_engine_nft "$engine29"
+    join_steps
 else
     FAILED_STEPS+=("e2e(skipped: no build)")
 fi
