@@ -70,10 +70,17 @@ pub enum LinkKind {
     Missing,
 }
 
-/// The links of one network namespace, by interface index.
+/// The links of one network namespace, by interface index, and by name
+/// (kept with every change, so a question about one name or about the
+/// bridges costs what they are, not every veth of the host).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Links {
     by_index: BTreeMap<i32, Link>,
+    /// Per name, how many links under it are bridges (few).
+    bridges: HashMap<String, usize>,
+    /// Per name, how many links under it are not bridges (a veth each
+    /// container).
+    others: HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,54 +90,51 @@ struct Link {
 }
 
 impl Links {
-    /// What the kernel has under `name` now.
-    pub fn kind(&self, name: &str) -> LinkKind {
-        self.kinds().get(name).copied().unwrap_or(LinkKind::Missing)
-    }
-
-    /// What the kernel has under each name. Two links under one name (only
+    /// What the kernel has under `name` now. Two links under one name (only
     /// ever for an instant, between a rename and the next) make a bridge
     /// only if both are.
-    fn kinds(&self) -> HashMap<&str, LinkKind> {
-        let mut kinds = HashMap::with_capacity(self.by_index.len());
-        for link in self.by_index.values() {
-            let kind = if link.bridge {
-                LinkKind::Bridge
-            } else {
-                LinkKind::Other
-            };
-            kinds
-                .entry(link.name.as_str())
-                .and_modify(|k| {
-                    if kind == LinkKind::Other {
-                        *k = kind;
-                    }
-                })
-                .or_insert(kind);
+    pub fn kind(&self, name: &str) -> LinkKind {
+        if self.others.contains_key(name) {
+            LinkKind::Other
+        } else if self.bridges.contains_key(name) {
+            LinkKind::Bridge
+        } else {
+            LinkKind::Missing
         }
-        kinds
     }
 
     /// The names of every Linux bridge.
     pub fn bridges(&self) -> BTreeSet<String> {
-        self.by_index
-            .values()
-            .filter(|link| link.bridge)
-            .map(|link| link.name.clone())
-            .collect()
+        self.bridges.keys().cloned().collect()
+    }
+
+    fn insert(&mut self, index: i32, link: Link) {
+        self.remove(index);
+        match link.bridge {
+            true => *self.bridges.entry(link.name.clone()).or_default() += 1,
+            false => *self.others.entry(link.name.clone()).or_default() += 1,
+        }
+        self.by_index.insert(index, link);
+    }
+
+    fn remove(&mut self, index: i32) {
+        let Some(link) = self.by_index.remove(&index) else {
+            return;
+        };
+        match link.bridge {
+            true => count_down(&mut self.bridges, &link.name),
+            false => count_down(&mut self.others, &link.name),
+        }
     }
 
     /// Links as a test describes them: `(name, is a bridge)`.
     pub fn from_names<'a>(links: impl IntoIterator<Item = (&'a str, bool)>) -> Links {
-        let by_index = links
-            .into_iter()
-            .zip(1..)
-            .map(|((name, bridge), index)| {
-                let name = name.to_owned();
-                (index, Link { name, bridge })
-            })
-            .collect();
-        Links { by_index }
+        let mut out = Links::default();
+        for ((name, bridge), index) in links.into_iter().zip(1..) {
+            let name = name.to_owned();
+            out.insert(index, Link { name, bridge });
+        }
+        out
     }
 
     /// Apply the messages of one datagram (a dump's part or a
@@ -181,7 +185,7 @@ impl Links {
         }
         let index = i32::from_ne_bytes([info[4], info[5], info[6], info[7]]);
         if !new {
-            self.by_index.remove(&index);
+            self.remove(index);
             return;
         }
         let attributes = &body[IFINFOMSG..];
@@ -192,7 +196,17 @@ impl Links {
             .and_then(|info| attribute(info, libc::IFLA_INFO_KIND))
             == Some(BRIDGE_KIND);
         let name = String::from_utf8_lossy(name).into_owned();
-        self.by_index.insert(index, Link { name, bridge });
+        self.insert(index, Link { name, bridge });
+    }
+}
+
+/// One link fewer under `name` in `names` (the name goes at zero).
+fn count_down(names: &mut HashMap<String, usize>, name: &str) {
+    if let Some(n) = names.get_mut(name) {
+        *n -= 1;
+        if *n == 0 {
+            names.remove(name);
+        }
     }
 }
 
@@ -217,17 +231,11 @@ pub struct NotABridge {
 pub fn check_bridges(inventory: &mut Inventory, links: Result<&Links, &str>) -> Vec<NotABridge> {
     let mut rejected = Vec::new();
     inventory.not_bridges.clear();
-    let kinds = links.map(Links::kinds);
     for bridge in &inventory.bridges {
         if Iface::new(&bridge.interface).is_err() {
             continue;
         }
-        let kind = kinds.as_ref().map(|kinds| {
-            kinds
-                .get(bridge.interface.as_str())
-                .copied()
-                .unwrap_or(LinkKind::Missing)
-        });
+        let kind = links.map(|links| links.kind(&bridge.interface));
         let what = match kind {
             Ok(LinkKind::Bridge) => continue,
             Ok(LinkKind::Other) => format!(
@@ -238,7 +246,7 @@ pub fn check_bridges(inventory: &mut Inventory, links: Result<&Links, &str>) -> 
                 "no interface {:?} in dockfw's network namespace (yet)",
                 bridge.interface
             ),
-            Err(&why) => format!(
+            Err(why) => format!(
                 "cannot ask the kernel whether {:?} is a Linux bridge ({why})",
                 bridge.interface
             ),

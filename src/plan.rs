@@ -126,7 +126,7 @@ use crate::ruleset::{
 };
 use crate::status::{PortStatus, Verdict};
 
-pub use incremental::{Applied, ContainerChange, ENDPOINTS, IncrementalPlan, Replan, differences};
+pub use incremental::{Applied, ContainerChange, IncrementalPlan, Replan, differences};
 
 /// The complete desired rule set for both families.
 pub fn plan(policy: &Policy, inventory: &Inventory) -> Ruleset {

@@ -132,6 +132,163 @@ impl Ruleset {
     }
 }
 
+/// One element of one of a plan's sets, named by the set it is in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetElement {
+    /// An address in the named address set ([`FamilyRules::sets`]).
+    Addr(Family, String, IpNet),
+    /// A host port in the protocol's guard set ([`FamilyRules::port_sets`]).
+    Guard(Family, Proto, u16),
+    /// A published port in the protocol's drop set ([`FamilyRules::drop_ports`]).
+    Dropped(Family, Proto, u16),
+    /// A container endpoint a published port leads to
+    /// ([`FamilyRules::drop_endpoints`]).
+    Endpoint(Family, DropEndpoint),
+}
+
+impl SetElement {
+    pub fn family(&self) -> Family {
+        match self {
+            SetElement::Addr(family, ..)
+            | SetElement::Guard(family, ..)
+            | SetElement::Dropped(family, ..)
+            | SetElement::Endpoint(family, _) => *family,
+        }
+    }
+}
+
+/// One set element that joins (`present`) or leaves its set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElementChange {
+    pub element: SetElement,
+    pub present: bool,
+}
+
+/// Where [`Ruleset::put`] wrote an element: the family and name of its set
+/// (the drop endpoints as [`ENDPOINTS`]).
+pub type SetRef = (Family, String);
+
+/// The name [`Ruleset::put`] gives a family's drop endpoints.
+pub const ENDPOINTS: &str = "drop-endpoints";
+
+impl Ruleset {
+    /// Add (`present`) or remove `element` in its set; the set's family and
+    /// name, or `None` when the plan has no such set (nothing is written).
+    pub fn put(&mut self, element: &SetElement, present: bool) -> Option<SetRef> {
+        fn put<T: Ord>(set: &mut BTreeSet<T>, value: T, present: bool) {
+            if present {
+                set.insert(value);
+            } else {
+                set.remove(&value);
+            }
+        }
+        fn port(sets: &mut [PortSet], proto: Proto, port: u16, present: bool) -> Option<String> {
+            let set = sets.iter_mut().find(|s| s.proto == proto)?;
+            put(&mut set.ports, port, present);
+            Some(set.name.clone())
+        }
+        let family = element.family();
+        let rules = match family {
+            Family::V4 => &mut self.v4,
+            Family::V6 => &mut self.v6,
+        };
+        let name = match element {
+            SetElement::Addr(_, name, net) => {
+                let sets = &mut rules.sets;
+                let at = (sets.binary_search_by(|s| s.name.as_str().cmp(name))).ok()?;
+                put(&mut sets[at].elements, *net, present);
+                name.clone()
+            }
+            SetElement::Guard(_, proto, p) => port(&mut rules.port_sets, *proto, *p, present)?,
+            SetElement::Dropped(_, proto, p) => port(&mut rules.drop_ports, *proto, *p, present)?,
+            SetElement::Endpoint(_, endpoint) => {
+                put(&mut rules.drop_endpoints, *endpoint, present);
+                ENDPOINTS.to_owned()
+            }
+        };
+        Some((family, name))
+    }
+
+    /// Whether `element` is in its set (false when the plan has no such set).
+    pub fn has(&self, element: &SetElement) -> bool {
+        let rules = self.family(element.family());
+        let port = |sets: &[PortSet], proto: &Proto, port: &u16| {
+            (sets.iter()).any(|s| s.proto == *proto && s.ports.contains(port))
+        };
+        match element {
+            SetElement::Addr(_, name, net) => {
+                rules.set(name).is_some_and(|s| s.elements.contains(net))
+            }
+            SetElement::Guard(_, proto, p) => port(&rules.port_sets, proto, p),
+            SetElement::Dropped(_, proto, p) => port(&rules.drop_ports, proto, p),
+            SetElement::Endpoint(_, endpoint) => rules.drop_endpoints.contains(endpoint),
+        }
+    }
+
+    /// The element changes that take `before`'s sets to `self`'s, each
+    /// element once, in [`SetElement`] order: what an incremental plan's
+    /// changes must be. Both have the same sets ([`Ruleset::same_rules`]);
+    /// a set `before` lacks counts as empty. For tests: it walks every set.
+    #[cfg(test)]
+    pub fn changes_from(&self, before: &Ruleset) -> Vec<ElementChange> {
+        fn diff<T: Ord + Clone>(
+            now: &BTreeSet<T>,
+            had: Option<&BTreeSet<T>>,
+            element: impl Fn(T) -> SetElement,
+            out: &mut Vec<ElementChange>,
+        ) {
+            let empty = BTreeSet::new();
+            let had = had.unwrap_or(&empty);
+            let joined = now.difference(had).map(|v| (v, true));
+            let left = had.difference(now).map(|v| (v, false));
+            out.extend(joined.chain(left).map(|(v, present)| ElementChange {
+                element: element(v.clone()),
+                present,
+            }));
+        }
+        let mut out = Vec::new();
+        for family in Family::ALL {
+            let (now, had) = (self.family(family), before.family(family));
+            for set in &now.sets {
+                let old = had.set(&set.name).map(|s| &s.elements);
+                let name = &set.name;
+                diff(
+                    &set.elements,
+                    old,
+                    |n| SetElement::Addr(family, name.clone(), n),
+                    &mut out,
+                );
+            }
+            for set in &now.port_sets {
+                let old = had.port_sets.iter().find(|s| s.proto == set.proto);
+                let element = |p| SetElement::Guard(family, set.proto, p);
+                diff(&set.ports, old.map(|s| &s.ports), element, &mut out);
+            }
+            for set in &now.drop_ports {
+                let old = had.drop_ports.iter().find(|s| s.proto == set.proto);
+                let element = |p| SetElement::Dropped(family, set.proto, p);
+                diff(&set.ports, old.map(|s| &s.ports), element, &mut out);
+            }
+            let element = |e| SetElement::Endpoint(family, e);
+            diff(
+                &now.drop_endpoints,
+                Some(&had.drop_endpoints),
+                element,
+                &mut out,
+            );
+        }
+        out.sort_unstable_by(|a, b| a.element.cmp(&b.element));
+        out
+    }
+
+    /// Make each of `changes` in turn ([`Ruleset::put`]).
+    pub fn apply_changes(&mut self, changes: &[ElementChange]) {
+        for change in changes {
+            self.put(&change.element, change.present);
+        }
+    }
+}
+
 /// dockfw's chains for one family, entry chain first, and the sets their
 /// rules match against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

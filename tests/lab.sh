@@ -664,7 +664,8 @@ dockfw_start() {
     return 1
 }
 
-# dockfw_spawn POLICY — start the daemon in the background and return at once.
+# dockfw_spawn POLICY — start the daemon in the background and return at once. LAB_DFW_WRAP
+# (words, unquoted) runs it under another program (tests/trace_instructions.sh: valgrind).
 dockfw_spawn() {
     local policy="$1"
     LAB_DFW_LOG="$LAB_DIR/dockfw.$(date +%s%N).log"
@@ -672,7 +673,7 @@ dockfw_spawn() {
     setsid nsenter --net="$LAB_NSPATH" env DOCKER_HOST="unix://$LAB_SOCK" \
         DOCKFW_RESYNC_SECS="$DOCKFW_RESYNC_SECS" RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
         DOCKFW_BACKEND="${DOCKFW_BACKEND:-auto}" \
-        "$DOCKFW" daemon --config "$policy" --socket "$LAB_DFW_SOCK" \
+        ${LAB_DFW_WRAP:-} "$DOCKFW" daemon --config "$policy" --socket "$LAB_DFW_SOCK" \
         >"$LAB_DFW_LOG" 2>&1 &
     LAB_DFW_PID=$!
     disown "$LAB_DFW_PID"

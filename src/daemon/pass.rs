@@ -23,7 +23,7 @@ use crate::plan::{
     ContainerChange, IncrementalPlan, exposures, plan, same_bridge_interfaces, same_bridge_refused,
 };
 use crate::policy::Policy;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{ElementChange, Ruleset, SetElement};
 use crate::state::{StateDir, save_bridge_flags};
 
 use super::bridges::BridgeFacts;
@@ -191,21 +191,43 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         let not_bridges = self.bridges.check(&mut state.inventory);
         state.note_rejected(not_bridges);
         state.same_bridge_gaps = self.same_bridge(state);
-        let planned = self.plan(state, refreshed.containers);
+        let changes = self.plan(state, refreshed.containers);
         state.exposed = exposures(&state.policy, &state.inventory);
         let mut changed = Vec::new();
         let observe = observe || self.needs_drift_poll();
-        match self.elements_only(state, &planned, &mut changed).await {
-            // The plan written is the plan in place (moved, not copied:
-            // a copy costs what the sets hold).
+        // The fast path where the plan's element changes are known: they
+        // are written, and made in the plan in place, with no whole plan
+        // compared or copied.
+        let written = match &changes {
+            Some(changes) => self.written_changes(state, changes, &mut changed).await,
+            None => Ok(false),
+        };
+        let written = match written {
             Ok(true) if !observe => {
-                state.in_place = Some(planned);
                 return Some(finish(state, started, changed, errors, Read::Nothing));
             }
-            Ok(true) => state.in_place = Some(planned.clone()),
-            Ok(false) => {}
+            Ok(written) => written,
             // The observing pass below takes over from what is installed.
-            Err(e) => errors.push(e),
+            Err(e) => {
+                errors.push(e);
+                true
+            }
+        };
+        let planned =
+            (state.incremental.as_ref()).map_or_else(Ruleset::default, |i| i.ruleset().clone());
+        if !written && state.in_place.is_some() {
+            match self.elements_only(state, &planned, &mut changed).await {
+                // The plan written is the plan in place (moved, not copied:
+                // a copy costs what the sets hold).
+                Ok(true) if !observe => {
+                    state.in_place = Some(planned);
+                    return Some(finish(state, started, changed, errors, Read::Nothing));
+                }
+                Ok(true) => state.in_place = Some(planned.clone()),
+                Ok(false) => {}
+                // The observing pass below takes over from what is installed.
+                Err(e) => errors.push(e),
+            }
         }
         let Prepared {
             ruleset,
@@ -235,7 +257,7 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
             Vec::new()
         });
         for tx in transactions {
-            match self.apply(state, &tx, &ruleset, Written::Plan).await {
+            match self.apply(state, &tx, Some(&ruleset), Written::Plan).await {
                 Ok(change) => changed.push(change),
                 Err(source) => {
                     firewall_failed = true;
@@ -268,15 +290,17 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         Some(finish(state, started, changed, errors, Read::Firewall))
     }
 
-    /// The plan of the policy and inventory in hand: the incremental plan
-    /// brought up to date with `containers` (the containers an event
-    /// refresh put or removed), or a whole plan when the inventory was
-    /// listed, or there is none yet.
+    /// Plan the policy and inventory in hand (the plan is
+    /// `state.incremental`'s ruleset): the incremental plan brought up to
+    /// date with `containers` (the containers an event refresh put or
+    /// removed), or a whole plan when the inventory was listed, or there
+    /// is none yet. The set element changes since the last pass's plan,
+    /// when they are known ([`IncrementalPlan::take_changes`]).
     fn plan(
         &self,
         state: &mut LoopState,
         containers: Option<Vec<(String, Option<Container>)>>,
-    ) -> Ruleset {
+    ) -> Option<Vec<ElementChange>> {
         let (policy, inventory) = (&state.policy, &state.inventory);
         match (&mut state.incremental, containers) {
             (Some(incremental), Some(containers))
@@ -291,11 +315,13 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
                     let applied = incremental.apply(policy, inventory, change);
                     debug!(container = %id, ?applied, "incremental plan");
                 }
-                incremental.ruleset().clone()
+                incremental.take_changes()
             }
             (incremental, _) => {
                 let made = IncrementalPlan::new(policy, inventory, self.log_drops);
-                incremental.insert(made).ruleset().clone()
+                // None: a whole plan's changes are not known; from here on
+                // they are.
+                incremental.insert(made).take_changes()
             }
         }
     }
@@ -330,6 +356,47 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         gaps
     }
 
+    /// The fast path of known changes: `changes` (the incremental plan's
+    /// since the last pass, whose plan is the plan in place) written as the
+    /// driver makes them (recorded in `changed`), and made in the plan in
+    /// place. False when there is no plan in place or the driver cannot
+    /// take them alone ([`Backend::element_changes`]).
+    async fn written_changes(
+        &self,
+        state: &mut LoopState,
+        changes: &[ElementChange],
+        changed: &mut Vec<Change>,
+    ) -> Result<bool, PassError> {
+        let (Some(in_place), Some(incremental)) = (&state.in_place, &state.incremental) else {
+            return Ok(false);
+        };
+        let families = state.available_families();
+        let desired = incremental.ruleset();
+        let Some(transactions) =
+            (self.firewall).element_changes(changes, desired, in_place, &families)
+        else {
+            return Ok(false);
+        };
+        for tx in transactions {
+            match self.apply(state, &tx, None, Written::Elements).await {
+                Ok(change) => changed.push(change),
+                Err(source) => {
+                    // What is installed is no longer known: observe from now on.
+                    state.in_place = None;
+                    let scope = tx.scope();
+                    return Err(PassError::Elements { scope, source });
+                }
+            }
+        }
+        if let Some(in_place) = &mut state.in_place {
+            in_place.apply_changes(changes);
+        }
+        for rule in removed_drop_changes(changes, &families) {
+            state.drops.removed(&rule);
+        }
+        Ok(true)
+    }
+
     /// The fast path: when `planned` differs from the plan in place in set
     /// elements only, write those (recorded in `changed`; the drop sets'
     /// elements too, which count drops per port on both backends); the
@@ -350,7 +417,7 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         };
         let removed = removed_drop_elements(in_place, planned, &families);
         for tx in transactions {
-            match self.apply(state, &tx, planned, Written::Elements).await {
+            match self.apply(state, &tx, None, Written::Elements).await {
                 Ok(change) => changed.push(change),
                 Err(source) => {
                     // What is installed is no longer known: observe from now on.
@@ -562,13 +629,14 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
     }
 
     /// Apply one transaction, written for `written`; count it, and count it
-    /// as a drift repair when the plan is the one already found in place
-    /// before.
+    /// as a drift repair when the plan `desired` is the one already found
+    /// in place before (set elements written from the plans or their
+    /// changes, `None`, never are: they differ from the plan in place).
     async fn apply(
         &self,
         state: &mut LoopState,
         tx: &F::Transaction,
-        desired: &Ruleset,
+        desired: Option<&Ruleset>,
         written: Written,
     ) -> Result<Change, FirewallError> {
         self.firewall.apply(tx).await?;
@@ -577,7 +645,7 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
             state.drops.rewritten(tx.family());
         }
         let scope = tx.scope();
-        let repair = state.in_place.as_ref() == Some(desired);
+        let repair = desired.is_some_and(|d| state.in_place.as_ref() == Some(d));
         let change = Change::of(tx, if repair { Written::Repair } else { written });
         if repair {
             warn!(found = %change, "dockfw's rules had been changed by something else; repaired");
@@ -657,6 +725,23 @@ pub(super) fn removed_drop_elements(
     (families.iter())
         .flat_map(|&family| family_drop_elements(in_place, family))
         .filter(|r| !kept.contains(r))
+        .collect()
+}
+
+/// The drop set elements of `families` that `changes` remove, as
+/// [`family_drop_elements`] names them.
+fn removed_drop_changes(changes: &[ElementChange], families: &[Family]) -> Vec<String> {
+    (changes.iter())
+        .filter(|c| !c.present && families.contains(&c.element.family()))
+        .filter_map(|c| match &c.element {
+            SetElement::Dropped(family, proto, port) => {
+                Some(DropCounter::element_rule(*family, *proto, *port))
+            }
+            SetElement::Endpoint(family, endpoint) => {
+                Some(DropCounter::endpoint_rule(*family, endpoint))
+            }
+            _ => None,
+        })
         .collect()
 }
 

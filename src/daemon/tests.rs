@@ -30,7 +30,7 @@ use crate::firewall::{FirewallError, Observation};
 use crate::net::Family;
 use crate::policy;
 use crate::policy::Policy;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{ElementChange, Ruleset};
 use crate::state::StateDir;
 use crate::status::BypassStatus;
 use crate::status::Status;
@@ -211,6 +211,18 @@ impl Backend for Arc<FakeFirewall> {
         families: &[Family],
     ) -> Option<Vec<iptables::Transaction>> {
         iptables::element_update(desired, in_place, families)
+    }
+
+    fn element_changes(
+        &self,
+        changes: &[ElementChange],
+        desired: &Ruleset,
+        in_place: &Ruleset,
+        families: &[Family],
+    ) -> Option<Vec<iptables::Transaction>> {
+        Some(iptables::element_changes(
+            changes, desired, in_place, families,
+        ))
     }
 
     fn render(&self, desired: &Ruleset) -> String {

@@ -31,7 +31,7 @@ use tokio::process::Command;
 
 use crate::choice::{BackendKind, EngineFirewall, Requested};
 use crate::net::{Family, Proto};
-use crate::ruleset::{DropEndpoint, FamilyRules, Origin, Ruleset};
+use crate::ruleset::{DropEndpoint, ElementChange, FamilyRules, Origin, Ruleset};
 
 /// How long one firewall process may run before dockfw gives up on it.
 const PROCESS_TIMEOUT: Duration = Duration::from_secs(20);
@@ -78,6 +78,22 @@ pub trait Backend: Send + Sync + 'static {
     /// (or polled) and checked by an observing pass right after.
     fn element_update(
         &self,
+        desired: &Ruleset,
+        in_place: &Ruleset,
+        families: &[Family],
+    ) -> Option<Vec<Self::Transaction>>;
+
+    /// [`Backend::element_update`] where the changes are known: the
+    /// transactions that write `changes` (each element once, joining or
+    /// leaving its set), taking sets installed as `in_place` has them to
+    /// `desired`'s (`in_place` with `changes` made, the same rules), in
+    /// `families`. They cost what the changes are, not what the sets hold:
+    /// nothing compares or copies whole sets. `None` when the driver cannot
+    /// tell from these alone (then the caller compares the two plans).
+    /// Pure.
+    fn element_changes(
+        &self,
+        changes: &[ElementChange],
         desired: &Ruleset,
         in_place: &Ruleset,
         families: &[Family],

@@ -27,9 +27,11 @@ use super::{
     address_in, allow_entries, covering, deny_entries, family_of, known_set, numbered, outbound,
     plan, proxy_port_rules, selects, verified_bridges, with_drop_logging,
 };
-use crate::inventory::{Bridge, Container, GatewayModes, Inventory, Proto};
+use crate::inventory::{Bridge, Container, GatewayModes, Inventory};
 use crate::policy::{Default, Policy, Sources};
-use crate::ruleset::{DropEndpoint, Family, FamilyRules, Iface, PortSet, Ruleset};
+use crate::ruleset::{
+    DropEndpoint, ENDPOINTS, ElementChange, Family, FamilyRules, Iface, Ruleset, SetElement,
+};
 
 /// The plan of a policy and an inventory, and what each container
 /// contributes to its sets.
@@ -45,7 +47,12 @@ pub struct IncrementalPlan {
     /// What each container (by id) puts into the sets.
     contributions: HashMap<String, Contribution>,
     /// Per set element, how many containers put it there.
-    counts: HashMap<Element, usize>,
+    counts: HashMap<SetElement, usize>,
+    /// The set elements written since the last [`IncrementalPlan::take_changes`]
+    /// and whether each is in its set now (an element written back to what
+    /// it was is not here); `None` when the whole host was planned since:
+    /// then the changes are not known.
+    pending: Option<HashMap<SetElement, bool>>,
 }
 
 /// What an inventory holds apart from its containers, as the plan reads it.
@@ -82,24 +89,11 @@ impl Networks {
     }
 }
 
-/// One set element one container puts into the ruleset.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Element {
-    /// An address in the named address set.
-    Addr(Family, String, IpNet),
-    /// A host port in the protocol's guard set.
-    Guard(Family, Proto, u16),
-    /// A published port in the protocol's drop set.
-    Dropped(Family, Proto, u16),
-    /// A container endpoint a published port leads to.
-    Endpoint(Family, DropEndpoint),
-}
-
 /// What one container puts into the sets, and whether that is all it
 /// gives the plan.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Contribution {
-    elements: Vec<Element>,
+    elements: Vec<SetElement>,
     /// False when the container also gives rules of its own (or may):
     /// a change to it is a whole plan.
     elements_only: bool,
@@ -157,9 +151,6 @@ pub fn differences(got: &Ruleset, want: &Ruleset) -> String {
     out.join(", ")
 }
 
-/// The name [`Applied::Elements`] gives a family's drop endpoints.
-pub const ENDPOINTS: &str = "drop-endpoints";
-
 /// Why a change was a whole plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Replan {
@@ -196,7 +187,21 @@ impl IncrementalPlan {
             ruleset,
             contributions,
             counts,
+            pending: None,
         }
+    }
+
+    /// The set elements that changed since the last call, each once, in a
+    /// fixed order; `None` when the whole host was planned since (or this
+    /// is the first call): then only a comparison of the two plans tells.
+    /// The plan as it is now is the reference of the next call.
+    pub fn take_changes(&mut self) -> Option<Vec<ElementChange>> {
+        let pending = self.pending.replace(HashMap::new())?;
+        let mut changes: Vec<ElementChange> = (pending.into_iter())
+            .map(|(element, present)| ElementChange { element, present })
+            .collect();
+        changes.sort_unstable_by(|a, b| a.element.cmp(&b.element));
+        Some(changes)
     }
 
     /// The plan: equal to [`plan`] of the inventory last given.
@@ -253,7 +258,7 @@ impl IncrementalPlan {
         if !local(before) || !local(after.as_ref()) {
             return self.replan(policy, inventory, Replan::Rules);
         }
-        let mut delta: HashMap<&Element, isize> = HashMap::new();
+        let mut delta: HashMap<&SetElement, isize> = HashMap::new();
         for element in before.iter().flat_map(|c| &c.elements) {
             *delta.entry(element).or_insert(0) -= 1;
         }
@@ -269,8 +274,11 @@ impl IncrementalPlan {
             if now == 0 {
                 self.counts.remove(element);
             }
-            if (was == 0) != (now == 0) {
-                touched.extend(write(&mut self.ruleset, element, now > 0));
+            if (was == 0) != (now == 0)
+                && let Some(set) = self.ruleset.put(element, now > 0)
+            {
+                touched.insert(set);
+                note(&mut self.pending, element, now > 0);
             }
         }
         match after {
@@ -290,58 +298,15 @@ impl IncrementalPlan {
     }
 }
 
-/// Add (`present`) or remove `element` in `ruleset`'s set; the set's
-/// family and name (`None`: the plan has no such set).
-fn write(ruleset: &mut Ruleset, element: &Element, present: bool) -> Option<(Family, String)> {
-    match element {
-        Element::Addr(family, name, net) => {
-            let sets = &mut family_mut(ruleset, *family).sets;
-            let at = (sets.binary_search_by(|s| s.name.as_str().cmp(name))).ok()?;
-            put(&mut sets[at].elements, *net, present);
-            Some((*family, name.clone()))
-        }
-        Element::Guard(family, proto, port) => {
-            let sets = &mut family_mut(ruleset, *family).port_sets;
-            port_element(sets, *family, *proto, *port, present)
-        }
-        Element::Dropped(family, proto, port) => {
-            let sets = &mut family_mut(ruleset, *family).drop_ports;
-            port_element(sets, *family, *proto, *port, present)
-        }
-        Element::Endpoint(family, endpoint) => {
-            let endpoints = &mut family_mut(ruleset, *family).drop_endpoints;
-            put(endpoints, *endpoint, present);
-            Some((*family, ENDPOINTS.to_owned()))
+/// `element` was just written, now `present` or not: kept in `pending`
+/// ([`IncrementalPlan::take_changes`]).
+fn note(pending: &mut Option<HashMap<SetElement, bool>>, element: &SetElement, present: bool) {
+    if let Some(pending) = pending {
+        // Written back to what it was at the last take: no change.
+        if pending.remove(element).is_none() {
+            pending.insert(element.clone(), present);
         }
     }
-}
-
-fn family_mut(ruleset: &mut Ruleset, family: Family) -> &mut FamilyRules {
-    match family {
-        Family::V4 => &mut ruleset.v4,
-        Family::V6 => &mut ruleset.v6,
-    }
-}
-
-fn put<T: Ord>(set: &mut BTreeSet<T>, value: T, present: bool) {
-    if present {
-        set.insert(value);
-    } else {
-        set.remove(&value);
-    }
-}
-
-/// The protocol's set of `sets` with `port` added or removed.
-fn port_element(
-    sets: &mut [PortSet],
-    family: Family,
-    proto: Proto,
-    port: u16,
-    present: bool,
-) -> Option<(Family, String)> {
-    let set = sets.iter_mut().find(|s| s.proto == proto)?;
-    put(&mut set.ports, port, present);
-    Some((family, set.name.clone()))
 }
 
 /// What `container` puts into the sets of `ruleset` (planned from
@@ -367,7 +332,7 @@ fn contribution(
             if has_set(rules, &name) {
                 let elements = addrs
                     .iter()
-                    .map(|a| Element::Addr(family, name.clone(), (*a).into()));
+                    .map(|a| SetElement::Addr(family, name.clone(), (*a).into()));
                 out.elements.extend(elements);
             }
         }
@@ -376,7 +341,7 @@ fn contribution(
                 let pairs = super::east_west_contributions(east_west, container, family);
                 let elements = (pairs.into_iter())
                     .filter(|(name, _)| has_set(rules, name))
-                    .map(|(name, net)| Element::Addr(family, name, net));
+                    .map(|(name, net)| SetElement::Addr(family, name, net));
                 out.elements.extend(elements);
             }
             ports(policy, container, family, &addrs, &mut out);
@@ -431,7 +396,7 @@ fn ports(
     for port in published {
         let addressed = port.addressed_port();
         out.elements
-            .push(Element::Dropped(family, port.proto, addressed));
+            .push(SetElement::Dropped(family, port.proto, addressed));
         out.elements.extend(addrs.iter().map(|addr| {
             let endpoint = DropEndpoint {
                 proto: port.proto,
@@ -439,7 +404,7 @@ fn ports(
                 port: port.container_port,
                 published: addressed,
             };
-            Element::Endpoint(family, endpoint)
+            SetElement::Endpoint(family, endpoint)
         }));
         if port.is_routed() {
             continue;
@@ -449,7 +414,7 @@ fn ports(
         let allowed = covering(allow_entries(policy), container, port, family);
         if plain && allowed.is_empty() && policy.default == Default::Deny {
             out.elements
-                .push(Element::Guard(family, port.proto, port.host_port));
+                .push(SetElement::Guard(family, port.proto, port.host_port));
         } else {
             let admitted = plain && allowed.iter().any(|(.., s)| *s == Sources::Anywhere);
             if !admitted && !proxy_port_rules(policy, container, port, family).is_empty() {
@@ -465,7 +430,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::inventory::{Attachment, GatewayMode, PublishedPort};
+    use crate::inventory::{Attachment, GatewayMode, Proto, PublishedPort};
 
     /// A seeded xorshift generator: the same cases at every run.
     struct Rng(u64);
@@ -680,7 +645,7 @@ mod tests {
     #[test]
     fn the_incremental_plan_is_the_plan_after_every_change() {
         let mut rng = Rng(0x5eed_d0c4_f00d);
-        let (mut steps, mut elements_only) = (0, 0);
+        let (mut steps, mut elements_only, mut with_changes) = (0, 0, 0);
         for _ in 0..300 {
             let policy = policy(&mut rng);
             let mut inventory = networks(&mut rng);
@@ -690,6 +655,15 @@ mod tests {
             }
             let logging = rng.chance(30);
             let mut incremental = IncrementalPlan::new(&policy, &inventory, logging);
+            // What a daemon keeps in place: the plan of the last take, made
+            // anew from the changes each step.
+            assert_eq!(
+                incremental.take_changes(),
+                None,
+                "a new plan's changes are unknown"
+            );
+            let mut in_place = incremental.ruleset().clone();
+            let mut replanned = false;
             for step in 0..40 {
                 let id = rng.below(10);
                 let applied = if rng.chance(30) {
@@ -701,6 +675,8 @@ mod tests {
                     inventory.put_container(container.clone(), Vec::new());
                     incremental.apply(&policy, &inventory, ContainerChange::Put(&container))
                 };
+                steps += 1;
+                elements_only += usize::from(matches!(applied, Applied::Elements(_)));
                 let mut expected = plan(&policy, &inventory);
                 if logging {
                     expected = with_drop_logging(expected);
@@ -711,13 +687,39 @@ mod tests {
                     differences(incremental.ruleset(), &expected),
                     inventory.containers
                 );
-                steps += 1;
-                elements_only += usize::from(matches!(applied, Applied::Elements(_)));
+                // A pass may take several containers' changes at once.
+                if rng.chance(50) {
+                    replanned |= matches!(applied, Applied::Replanned(_));
+                    continue;
+                }
+                let replanned =
+                    std::mem::take(&mut replanned) | matches!(applied, Applied::Replanned(_));
+                match incremental.take_changes() {
+                    Some(changes) => {
+                        assert!(!replanned, "step {step}: changes after a whole plan");
+                        assert_eq!(
+                            changes,
+                            incremental.ruleset().changes_from(&in_place),
+                            "step {step}: the changes are the difference, each once"
+                        );
+                        in_place.apply_changes(&changes);
+                        with_changes += usize::from(!changes.is_empty());
+                    }
+                    None => {
+                        assert!(replanned, "step {step}: no changes without a whole plan");
+                        in_place = incremental.ruleset().clone();
+                    }
+                }
+                assert!(*incremental.ruleset() == in_place, "step {step}: in place");
             }
         }
         assert!(
             elements_only * 2 > steps,
             "the elements path is what is tested: {elements_only} of {steps}"
+        );
+        assert!(
+            with_changes * 8 > steps,
+            "changes that write elements are tested: {with_changes} of {steps}"
         );
     }
 }

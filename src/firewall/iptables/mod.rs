@@ -24,7 +24,7 @@ use super::programs::{self, Xtables};
 use super::{Backend, Changes, DropCounter, FirewallError, Notice, Observation, run};
 use crate::choice::BackendKind;
 use crate::net::Family;
-use crate::ruleset::{FamilyRules, Ruleset};
+use crate::ruleset::{ElementChange, FamilyRules, Ruleset};
 
 /// One change of the iptables driver: its steps, each atomic on its own,
 /// run in order (the sets the rules will name, the rules' restore, the
@@ -437,6 +437,38 @@ pub fn element_update(
     Some(transaction.into_iter().collect())
 }
 
+/// [`element_update`] from the element changes alone ([`sets::change_edits`]):
+/// the same transaction, at the cost of the changes. Pure.
+pub fn element_changes(
+    changes: &[ElementChange],
+    desired: &Ruleset,
+    in_place: &Ruleset,
+    families: &[Family],
+) -> Vec<Transaction> {
+    let mut text = String::new();
+    let mut counts = Changes::default();
+    for &family in families {
+        let of_family: Vec<&ElementChange> = (changes.iter())
+            .filter(|c| c.element.family() == family)
+            .collect();
+        if of_family.is_empty() {
+            continue;
+        }
+        let update =
+            sets::change_edits(&of_family, desired.family(family), in_place.family(family));
+        counts.elements_added += update.added;
+        counts.elements_removed += update.removed;
+        text.extend(update.before);
+    }
+    let transaction = (!text.is_empty()).then(|| Transaction {
+        family: None,
+        steps: vec![Step::Sets(text)],
+        changes: counts,
+        jumps: Jumps::default(),
+    });
+    transaction.into_iter().collect()
+}
+
 /// Whether `ruleset` has any set, which ipset holds. Pure.
 pub fn has_sets(ruleset: &Ruleset) -> bool {
     Family::ALL
@@ -616,6 +648,16 @@ impl Backend for Iptables {
         families: &[Family],
     ) -> Option<Vec<Transaction>> {
         element_update(desired, in_place, families)
+    }
+
+    fn element_changes(
+        &self,
+        changes: &[ElementChange],
+        desired: &Ruleset,
+        in_place: &Ruleset,
+        families: &[Family],
+    ) -> Option<Vec<Transaction>> {
+        Some(element_changes(changes, desired, in_place, families))
     }
 
     fn render(&self, desired: &Ruleset) -> String {
@@ -822,6 +864,19 @@ mod tests {
             "{}",
             v4_only[0].script()
         );
+        // The same edits from the changes alone (in another order: per set
+        // by name, tightening edits first as before).
+        let changes = more.changes_from(&first);
+        let known = element_changes(&changes, &more, &first, &Family::ALL);
+        let lines = |script: String| {
+            let mut lines: Vec<String> = script.lines().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        assert_eq!(known.len(), 1);
+        assert_eq!(lines(known[0].script()), lines(fast[0].script()));
+        assert_eq!(known[0].changes, fast[0].changes);
+        assert!(element_changes(&[], &more, &first, &Family::ALL).is_empty());
         converge(&mut tables, &fast);
         assert!(transactions(&more, &tables).is_empty());
         assert_eq!(element_update(&more, &more, &Family::ALL), Some(Vec::new()));

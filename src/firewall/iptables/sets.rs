@@ -37,7 +37,9 @@ use ipnet::IpNet;
 
 use crate::firewall::DropCounter;
 use crate::net::{Family, Proto};
-use crate::ruleset::{DropEndpoint, FamilyRules, Origin, PortSet, Target};
+use crate::ruleset::{
+    DropEndpoint, ElementChange, FamilyRules, Origin, PortSet, SetElement, Target,
+};
 
 /// What every ipset of dockfw's is named with first; no other set is read
 /// or written.
@@ -316,6 +318,76 @@ pub fn edits(desired: &FamilyRules, had: &FamilyRules) -> SetUpdate {
             changed.count(&mut out);
         }
     }
+    drop_set_edits(desired, had, &mut tighten, &mut out);
+    let before = tighten + &loosen;
+    out.before = (!before.is_empty()).then_some(before);
+    out
+}
+
+/// What [`edits`] writes, computed from the element changes of the family
+/// alone (each element once; `desired` is `had` with them made): the
+/// address and port sets' edits cost what the changes are. The drop sets,
+/// whose elements (per published port and per endpoint, with comments
+/// naming the ports each counts) several changes shape together, are
+/// compared whole when a change touches them: they hold what is
+/// published, not every container. Pure.
+pub fn change_edits(
+    changes: &[&ElementChange],
+    desired: &FamilyRules,
+    had: &FamilyRules,
+) -> SetUpdate {
+    let mut out = SetUpdate::default();
+    let (mut tighten, mut loosen) = (String::new(), String::new());
+    let mut by_set: BTreeMap<&str, Changed> = BTreeMap::new();
+    let mut drop_sets = false;
+    for change in changes {
+        let (name, texts) = match &change.element {
+            SetElement::Addr(_, name, net) => (name.as_str(), vec![element_text(net)]),
+            SetElement::Guard(family, proto, port) => {
+                let Some(set) = desired.port_sets.iter().find(|s| s.proto == *proto) else {
+                    continue;
+                };
+                (
+                    set.name.as_str(),
+                    port_elements(*family, *proto, *port).to_vec(),
+                )
+            }
+            SetElement::Dropped(..) | SetElement::Endpoint(..) => {
+                drop_sets = true;
+                continue;
+            }
+        };
+        let changed = by_set.entry(name).or_default();
+        match change.present {
+            true => changed.added.extend(texts),
+            false => changed.removed.extend(texts),
+        }
+    }
+    for (name, changed) in &by_set {
+        changed.write(
+            &mut tighten,
+            &mut loosen,
+            &ipset_name(name),
+            drops(desired, name),
+        );
+        changed.count(&mut out);
+    }
+    if drop_sets {
+        drop_set_edits(desired, had, &mut tighten, &mut out);
+    }
+    let before = tighten + &loosen;
+    out.before = (!before.is_empty()).then_some(before);
+    out
+}
+
+/// The edits of the drop sets from `had`'s elements to `desired`'s, into
+/// `tighten` (they only ever count: edited in place).
+fn drop_set_edits(
+    desired: &FamilyRules,
+    had: &FamilyRules,
+    tighten: &mut String,
+    out: &mut SetUpdate,
+) {
     for (want, old) in counting(desired).zip(counting(had)) {
         if want.elements != old.elements {
             let saved = SavedSet {
@@ -323,15 +395,13 @@ pub fn edits(desired: &FamilyRules, had: &FamilyRules) -> SetUpdate {
                 elements: old.elements,
                 packets: BTreeMap::new(),
             };
-            edit_in_place(&mut tighten, &want, Some(&saved), &mut out);
+            edit_in_place(tighten, &want, Some(&saved), out);
         }
     }
-    let before = tighten + &loosen;
-    out.before = (!before.is_empty()).then_some(before);
-    out
 }
 
 /// The elements of one set that change, as `ipset save` prints them.
+#[derive(Default)]
 struct Changed {
     added: BTreeSet<String>,
     removed: BTreeSet<String>,

@@ -22,7 +22,7 @@ use ipnet::IpNet;
 
 use super::render::{DROP_CHAIN_NAME, range_text, set_name};
 use crate::net::Proto;
-use crate::ruleset::{AddrSet, Family, Origin, PortSet, Ruleset};
+use crate::ruleset::{AddrSet, ElementChange, Family, Origin, PortSet, Ruleset};
 
 /// A listing of dockfw's table with what changes without a change of rules
 /// taken out: counter values, rule and chain handles, set elements, blank
@@ -294,6 +294,12 @@ impl Applied {
 
     pub fn ruleset(&self) -> &Ruleset {
         &self.ruleset
+    }
+
+    /// The sets were given these element changes: the rest of the table,
+    /// and so its listing, is as it was.
+    pub fn apply_changes(&mut self, changes: &[ElementChange]) {
+        self.ruleset.apply_changes(changes);
     }
 }
 

@@ -16,7 +16,7 @@ pub mod installed;
 pub mod netlink;
 pub mod render;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 
 use self::installed::{Applied, Reason, changed_sets, reason_to_apply};
@@ -25,7 +25,7 @@ use super::programs::NFT;
 use super::{Backend, Changes, DropCounter, FirewallError, Observation, run};
 use crate::choice::BackendKind;
 use crate::net::Family;
-use crate::ruleset::Ruleset;
+use crate::ruleset::{AddrSet, ElementChange, PortSet, Ruleset, SetElement};
 
 /// The nftables [`Backend`]: one `inet dockfw` table, rewritten whole in
 /// one transaction when the plan's rules changed or the table drifted; when
@@ -67,6 +67,15 @@ enum Write {
         ruleset: Ruleset,
         before: Box<Ruleset>,
     },
+    /// Set elements joining and leaving, known as such (an incremental
+    /// plan's changes): `batch` over netlink, then made in the plan this
+    /// process applied. Nothing here holds or walks a whole set; the way
+    /// back (nft's script giving the changed sets their elements) is
+    /// rendered only if netlink fails.
+    Changes {
+        batch: Vec<netlink::SetChange>,
+        elements: Vec<ElementChange>,
+    },
     /// The table goes, with `script`.
     Remove { script: String },
 }
@@ -92,6 +101,7 @@ impl super::Transaction for Transaction {
         match &self.write {
             Write::Table { script, .. } | Write::Remove { script } => script.clone(),
             Write::Elements { ruleset, before } => Write::elements_script(ruleset, before),
+            Write::Changes { batch, .. } => render::changes_text(batch),
         }
     }
 }
@@ -155,6 +165,59 @@ impl Transaction {
 impl Nftables {
     pub fn new() -> Nftables {
         Nftables::default()
+    }
+
+    /// The way back of a [`Write::Changes`] whose batch netlink did not
+    /// take: nft's script giving the sets `elements` touch the elements of
+    /// the plan last applied with `elements` made.
+    fn changes_script(&self, elements: &[ElementChange]) -> Result<String, FirewallError> {
+        let applied = self.applied.lock().map_err(|_| FirewallError::Poisoned)?;
+        let Some(applied) = applied.as_ref() else {
+            return Err(FirewallError::Render(render::RenderError::NothingApplied));
+        };
+        let mut touched = Ruleset::default();
+        for family in Family::ALL {
+            let (had, into) = match family {
+                Family::V4 => (&applied.ruleset().v4, &mut touched.v4),
+                Family::V6 => (&applied.ruleset().v6, &mut touched.v6),
+            };
+            let names: BTreeSet<&SetElement> = (elements.iter())
+                .map(|c| &c.element)
+                .filter(|e| e.family() == family)
+                .collect();
+            let wanted = |name: &str| {
+                names
+                    .iter()
+                    .any(|e| matches!(e, SetElement::Addr(_, n, _) if n == name))
+            };
+            into.sets = had
+                .sets
+                .iter()
+                .filter(|s| wanted(&s.name))
+                .cloned()
+                .collect();
+            let ports = |sets: &[PortSet], guard: bool| -> Vec<PortSet> {
+                (sets.iter())
+                    .filter(|s| {
+                        names.iter().any(|e| match e {
+                            SetElement::Guard(_, proto, _) => guard && *proto == s.proto,
+                            SetElement::Dropped(_, proto, _) => !guard && *proto == s.proto,
+                            _ => false,
+                        })
+                    })
+                    .cloned()
+                    .collect()
+            };
+            into.port_sets = ports(&had.port_sets, true);
+            into.drop_ports = ports(&had.drop_ports, false);
+        }
+        touched.apply_changes(elements);
+        let (v4, v6) = (&touched.v4, &touched.v6);
+        let sets: Vec<&AddrSet> = v4.sets.iter().chain(&v6.sets).collect();
+        let ports: Vec<&PortSet> = (v4.port_sets.iter().chain(&v4.drop_ports))
+            .chain(v6.port_sets.iter().chain(&v6.drop_ports))
+            .collect();
+        Ok(render::elements_text(&sets, &ports))
     }
 
     /// The sets now hold exactly `ruleset`'s elements; the rules are as
@@ -259,6 +322,45 @@ impl Backend for Nftables {
             .map(|tx| vec![tx])
     }
 
+    /// Only from the table this process applied last, kept in step: each
+    /// change must turn an element of that plan over (one it lacks joins,
+    /// one it has leaves), or the plans have parted and a comparison
+    /// decides.
+    fn element_changes(
+        &self,
+        changes: &[ElementChange],
+        desired: &Ruleset,
+        _in_place: &Ruleset,
+        _families: &[Family],
+    ) -> Option<Vec<Transaction>> {
+        let applied = self.applied.lock().ok()?;
+        let applied = applied.as_ref()?;
+        if !(changes.iter()).all(|c| applied.ruleset().has(&c.element) != c.present) {
+            return None;
+        }
+        let batch = netlink::element_changes(changes, desired).ok()?;
+        if batch.is_empty() {
+            return Some(Vec::new());
+        }
+        let counted = |present: bool| {
+            (changes.iter())
+                .filter(|c| c.present == present && !matches!(c.element, SetElement::Endpoint(..)))
+                .count()
+        };
+        Some(vec![Transaction {
+            changes: Changes {
+                elements_added: counted(true),
+                elements_removed: counted(false),
+                ..Changes::default()
+            },
+            reason: Some(Reason::SetElements),
+            write: Write::Changes {
+                batch,
+                elements: changes.to_vec(),
+            },
+        }])
+    }
+
     fn render(&self, desired: &Ruleset) -> String {
         render::render(desired).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
@@ -299,6 +401,27 @@ impl Backend for Nftables {
                     apply(&Write::elements_script(ruleset, before)).await?;
                 }
                 self.elements_written(ruleset.clone())
+            }
+            Write::Changes { batch, elements } => {
+                let batch = batch.clone();
+                let written = tokio::task::spawn_blocking(move || netlink::write(&batch)).await;
+                let failed = match written {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+                if let Some(error) = failed {
+                    tracing::warn!(
+                        %error,
+                        "cannot write set elements over netlink; writing them with nft"
+                    );
+                    apply(&self.changes_script(elements)?).await?;
+                }
+                let mut applied = self.applied.lock().map_err(|_| FirewallError::Poisoned)?;
+                if let Some(applied) = applied.as_mut() {
+                    applied.apply_changes(elements);
+                }
+                Ok(())
             }
             Write::Table { script, ruleset } => {
                 apply(script).await?;

@@ -10,6 +10,7 @@
 //! refuses or the kernel rejects: the caller then runs the script, which
 //! gives the sets exactly their elements whatever this did.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use netlink_sys::Socket;
 use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::render::{TABLE_NAME, set_name};
-use crate::ruleset::{Family, Ruleset};
+use crate::ruleset::{ElementChange, Family, Ruleset, SetElement};
 
 /// nfnetlink's batch markers and nf_tables' subsystem and messages, from
 /// `linux/netfilter/nfnetlink.h` and `linux/netfilter/nf_tables.h`.
@@ -141,6 +142,53 @@ pub fn changes(desired: &Ruleset, before: &Ruleset) -> Result<Vec<SetChange>, Ne
         return Err(NetlinkError::TooMany { count });
     }
     Ok(out)
+}
+
+/// The element changes of `changes` (each element once, joining or leaving
+/// its set), for the sets of `desired` they name, grouped per set: the
+/// same batch as [`changes`] of the two plans, computed from the changes
+/// alone. A drop endpoint is no element of the table (nftables counts
+/// drops per published port): left out.
+pub fn element_changes(
+    changes: &[ElementChange],
+    desired: &Ruleset,
+) -> Result<Vec<SetChange>, NetlinkError> {
+    let mut by_set: BTreeMap<String, SetChange> = BTreeMap::new();
+    for change in changes {
+        let (name, key) = match &change.element {
+            SetElement::Addr(_, name, net) => (name.clone(), interval(name, net)?),
+            SetElement::Guard(family, proto, port) | SetElement::Dropped(family, proto, port) => {
+                let rules = desired.family(*family);
+                let sets = match change.element {
+                    SetElement::Guard(..) => &rules.port_sets,
+                    _ => &rules.drop_ports,
+                };
+                let set = sets.iter().find(|s| s.proto == *proto);
+                let set = set.ok_or_else(|| NetlinkError::UnknownSet {
+                    set: format!("{} {} ports", family.as_str(), proto.as_str()),
+                })?;
+                (set.name.clone(), Key::Value(port.to_be_bytes().to_vec()))
+            }
+            SetElement::Endpoint(..) => continue,
+        };
+        let set = set_name(&name);
+        let entry = by_set.entry(set.clone()).or_insert_with(|| SetChange {
+            set,
+            remove: Vec::new(),
+            add: Vec::new(),
+        });
+        match change.present {
+            true => entry.add.push(key),
+            false => entry.remove.push(key),
+        }
+    }
+    let count: usize = (by_set.values())
+        .map(|c| c.add.len() + c.remove.len())
+        .sum();
+    if count > MAX_ELEMENTS {
+        return Err(NetlinkError::TooMany { count });
+    }
+    Ok(by_set.into_values().collect())
 }
 
 /// A network as an interval element: its first address and the one after
@@ -418,6 +466,29 @@ mod tests {
             }],
             "53 is kept, and so is its counter"
         );
+    }
+
+    #[test]
+    fn the_changes_alone_give_the_batch_the_two_plans_give() {
+        let with_drop_ports = |mut r: Ruleset, ports: &[u16]| {
+            r.v6.drop_ports = vec![PortSet {
+                name: "dropped-udp-v6".to_owned(),
+                family: Family::V6,
+                proto: Proto::Udp,
+                ports: ports.iter().copied().collect(),
+            }];
+            r
+        };
+        let before = with_drop_ports(plan(&["172.17.0.2/32", "10.0.0.0/8"], &[80]), &[53, 80]);
+        let after = with_drop_ports(plan(&["172.17.0.3/32", "10.0.0.0/8"], &[80, 443]), &[53]);
+        let sorted = |mut c: Vec<SetChange>| {
+            c.sort_by(|a, b| a.set.cmp(&b.set));
+            c
+        };
+        let from_changes = element_changes(&after.changes_from(&before), &after);
+        let from_plans = changes(&after, &before).expect("changes");
+        assert_eq!(sorted(from_changes.expect("changes")), sorted(from_plans));
+        assert!(element_changes(&[], &after).expect("none").is_empty());
     }
 
     #[test]

@@ -142,6 +142,8 @@ fn chain_name(plan: &str) -> Option<&'static ChainName> {
 pub enum RenderError {
     #[error("chain {chain} has no nftables counterpart")]
     UnknownChain { chain: &'static str },
+    #[error("no table this process applied to take the sets' elements from")]
+    NothingApplied,
     #[error("{chain} jumps to {target}, which is not a chain nftables can jump to")]
     Jump {
         chain: &'static str,
@@ -259,6 +261,21 @@ pub fn elements_text(sets: &[&AddrSet], port_sets: &[&PortSet]) -> String {
                 "add element {TABLE_FAMILY} {TABLE_NAME} {name} {{ {elements} }}"
             );
         }
+    }
+    out
+}
+
+/// What a netlink batch of element changes does, as nft script comments
+/// (the batch is no script; `dockfw plan` and the log show this).
+pub fn changes_text(batch: &[super::netlink::SetChange]) -> String {
+    let mut out = String::new();
+    for change in batch {
+        let (added, removed) = (change.add.len(), change.remove.len());
+        let _ = writeln!(
+            out,
+            "# over netlink: set {TABLE_FAMILY} {TABLE_NAME} {}: +{added} -{removed} elements",
+            change.set
+        );
     }
     out
 }
