@@ -354,18 +354,28 @@ fn destination_addresses(
     container: &Container,
     family: Family,
 ) -> Vec<IpNet> {
-    if !super::selects(&entry.to, container) {
-        return Vec::new();
-    }
-    let on = |network: &str| entry.networks.is_empty() || matches_any(&entry.networks, network);
     (container.attachments.iter())
-        .filter(|a| on(&a.network))
+        .filter(|a| covers_destination(entry, container, &a.network))
         .filter_map(|a| address_in(a, family))
         .map(IpNet::from)
         .collect()
 }
 
-fn selects_source(entry: &EastWestEntry, container: &Container) -> bool {
+/// Whether an entry covers `container`'s address on `network` as a
+/// destination: its `containers`/`labels` select the container, and its
+/// `networks` name the network (or are omitted).
+pub(super) fn covers_destination(
+    entry: &EastWestEntry,
+    container: &Container,
+    network: &str,
+) -> bool {
+    super::selects(&entry.to, container)
+        && (entry.networks.is_empty() || matches_any(&entry.networks, network))
+}
+
+/// Whether an entry's `from_containers`/`from_labels` select `container`
+/// (every container when both are omitted).
+pub(super) fn selects_source(entry: &EastWestEntry, container: &Container) -> bool {
     let named =
         entry.from_containers.is_empty() || matches_any(&entry.from_containers, &container.name);
     let labelled = (entry.from_labels.iter()).all(|(k, v)| container.labels.get(k) == Some(v));
