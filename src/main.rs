@@ -168,7 +168,7 @@ enum Command {
         from: Option<std::net::IpAddr>,
         /// Outbound and east-west: the running container that starts the
         /// connection.
-        #[arg(long, value_name = "NAME", conflicts_with_all = ["from", "container"])]
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["from", "container"], requires = "destination")]
         from_container: Option<String>,
         /// Outbound: the destination address (east-west, when a container
         /// has it).
@@ -176,12 +176,17 @@ enum Command {
             long,
             value_name = "ADDR",
             requires = "from_container",
-            conflicts_with = "to_container"
+            group = "destination"
         )]
         to: Option<std::net::IpAddr>,
         /// East-west: the running container the connection goes to; one
         /// answer per address it has on a bridge network.
-        #[arg(long, value_name = "NAME", requires = "from_container")]
+        #[arg(
+            long,
+            value_name = "NAME",
+            requires = "from_container",
+            group = "destination"
+        )]
         to_container: Option<String>,
         /// Only this published (host) port; outbound: the destination port.
         #[arg(long)]
