@@ -41,10 +41,13 @@ pub struct OutboundExplanation {
     /// Whether the connection gets through dockfw's `[outbound]` rules.
     pub passes: bool,
     /// What decided, e.g. `deny entry at line 9`, `isolate entry at line
-    /// 5`, `default allow`, `no [outbound] table`.
+    /// 5`, `default allow`, `no [outbound] table`; for a container's
+    /// address, `to container "db" on network "back": not outbound;
+    /// east-west: deny entry at line 20`.
     pub why: String,
     /// What the answer leaves out: entries limited to ports when no port
-    /// was given; that the address is a container's (not outbound).
+    /// was given; for a container's address (east-west, said in `why`),
+    /// that same-network traffic needs bridge netfilter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// `allow` or `deny`: what `to_host` decides for a connection from the
