@@ -15,9 +15,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::inventory::{Container, Inventory, PublishedPort};
+use crate::inventory::{Attachment, Container, Inventory, Proto, PublishedPort};
 use crate::net::Family;
-use crate::plan::{Connection, applies_to, port_limited};
+use crate::plan::{
+    Connection, EastWestConnection, applies_to, decide_east_west, east_west_port_limited,
+    on_a_bridge, port_limited,
+};
 use crate::policy::{Default, Entry, Policy, Sources};
 
 /// A question `explain` cannot answer.
@@ -38,10 +41,13 @@ pub struct OutboundExplanation {
     /// Whether the connection gets through dockfw's `[outbound]` rules.
     pub passes: bool,
     /// What decided, e.g. `deny entry at line 9`, `isolate entry at line
-    /// 5`, `default allow`, `no [outbound] table`.
+    /// 5`, `default allow`, `no [outbound] table`; for a container's
+    /// address, `to container "db" on network "back": not outbound;
+    /// east-west: deny entry at line 20`.
     pub why: String,
     /// What the answer leaves out: entries limited to ports when no port
-    /// was given; that the address is a container's (not outbound).
+    /// was given; for a container's address (east-west, said in `why`),
+    /// that same-network traffic needs bridge netfilter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// `allow` or `deny`: what `to_host` decides for a connection from the
@@ -79,19 +85,31 @@ pub fn explain_outbound(
         note: None,
         to_host: format!("{to_host:?}").to_lowercase(),
     };
-    let to_container = (inventory.containers.iter())
-        .find(|c| (c.attachments.iter()).any(|a| addresses(a).contains(&Some(connection.to))));
+    let to_container = (inventory.containers.iter()).find_map(|c| {
+        let on = (c.attachments.iter()).find(|a| addresses(a).contains(&Some(connection.to)))?;
+        Some((c, on))
+    });
     match (&policy.outbound, to_container) {
-        (None, _) => answer.why = "no [outbound] table".to_owned(),
         _ if found.host_network => {
-            answer.why = "host networking: dockfw does not judge what it starts".to_owned();
+            answer.why = HOST_NETWORK.to_owned();
         }
-        (Some(_), Some(peer)) => {
+        (_, Some((peer, on))) => {
+            let question = EastWestQuestion {
+                from: found,
+                to: peer,
+                on,
+                proto: connection.proto,
+                port: connection.port,
+            };
+            let (passes, why, note) = east_west_answer(policy, inventory, question);
+            answer.passes = passes;
             answer.why = format!(
-                "to container {:?}: not outbound, [outbound] does not judge it",
-                peer.name
+                "to container {:?} on network {:?}: not outbound; east-west: {why}",
+                peer.name, on.network
             );
+            answer.note = note;
         }
+        (None, None) => answer.why = "no [outbound] table".to_owned(),
         (Some(outbound), None) => {
             let decider = crate::plan::decide(outbound, found, connection);
             answer.passes = decider.passes();
@@ -107,6 +125,133 @@ pub fn explain_outbound(
         }
     }
     Ok(answer)
+}
+
+const HOST_NETWORK: &str = "host networking: dockfw does not judge what it starts";
+
+/// The answer for one new connection a container starts to another
+/// container's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EastWestExplanation {
+    pub container: String,
+    pub to_container: String,
+    /// The network of the destination's address.
+    pub network: String,
+    pub to: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub proto: String,
+    /// Whether the connection gets through dockfw's `[east_west]` rules.
+    pub passes: bool,
+    /// What decided, e.g. `deny entry at line 9`, `isolate entry at line
+    /// 5`, `default allow`, `no [east_west] table`.
+    pub why: String,
+    /// What the answer leaves out: entries limited to ports when no port
+    /// was given; that same-bridge traffic needs bridge netfilter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One connection between two containers, to one address of the second.
+#[derive(Debug, Clone, Copy)]
+struct EastWestQuestion<'a> {
+    from: &'a Container,
+    to: &'a Container,
+    on: &'a Attachment,
+    proto: Proto,
+    port: Option<u16>,
+}
+
+/// Whether a new connection `from` (a running container's name) starts to
+/// each address of the running container `to` on a bridge network gets
+/// through dockfw, and what decides: one answer per address.
+pub fn explain_east_west(
+    policy: &Policy,
+    inventory: &Inventory,
+    (from, to): (&str, &str),
+    proto: Proto,
+    port: Option<u16>,
+) -> Result<Vec<EastWestExplanation>, ExplainError> {
+    let named = |name: &str| {
+        (inventory.containers.iter())
+            .find(|c| c.name == name)
+            .ok_or_else(|| ExplainError::UnknownContainer {
+                name: name.to_owned(),
+            })
+    };
+    let (from, to) = (named(from)?, named(to)?);
+    let mut answers = Vec::new();
+    for on in (to.attachments.iter()).filter(|a| on_a_bridge(inventory, a)) {
+        let question = EastWestQuestion {
+            from,
+            to,
+            on,
+            proto,
+            port,
+        };
+        for addr in addresses(on).into_iter().flatten() {
+            let (passes, why, note) = east_west_answer(policy, inventory, question);
+            answers.push(EastWestExplanation {
+                container: from.name.clone(),
+                to_container: to.name.clone(),
+                network: on.network.clone(),
+                to: addr,
+                port,
+                proto: proto.as_str().to_owned(),
+                passes,
+                why,
+                note,
+            });
+        }
+    }
+    Ok(answers)
+}
+
+/// The east-west verdict for one question: whether it passes, why, and a
+/// note on what the answer leaves out.
+fn east_west_answer(
+    policy: &Policy,
+    inventory: &Inventory,
+    question: EastWestQuestion,
+) -> (bool, String, Option<String>) {
+    let from_a_bridge = (question.from.attachments.iter()).any(|a| on_a_bridge(inventory, a));
+    let east_west = match &policy.east_west {
+        _ if question.from.host_network => return (true, HOST_NETWORK.to_owned(), None),
+        None => return (true, "no [east_west] table".to_owned(), None),
+        Some(_) if !from_a_bridge => {
+            let why = "not from a Docker bridge: [east_west] does not judge it";
+            return (true, why.to_owned(), None);
+        }
+        Some(east_west) => east_west,
+    };
+    let connection = EastWestConnection {
+        from: question.from,
+        to: question.to,
+        network: &question.on.network,
+        proto: question.proto,
+        port: question.port,
+    };
+    let decider = decide_east_west(east_west, connection);
+    let mut notes = Vec::new();
+    let limited = east_west_port_limited(east_west, connection);
+    if question.port.is_none() && !limited.is_empty() {
+        let lines: Vec<String> = limited.iter().map(usize::to_string).collect();
+        notes.push(format!(
+            "entries limited to ports (line {}) were not considered: give --port",
+            lines.join(", ")
+        ));
+    }
+    let same_network =
+        (question.from.attachments.iter()).any(|a| a.network_id == question.on.network_id);
+    if same_network && east_west.judged() {
+        notes.push(
+            "same network: judged where bridge netfilter reaches the bridge \
+             (dockfw status names any network where it does not)"
+                .to_owned(),
+        );
+    }
+    let note = (!notes.is_empty()).then(|| notes.join("; "));
+    (decider.passes(), decider.why(), note)
 }
 
 fn addresses(attachment: &crate::inventory::Attachment) -> [Option<IpAddr>; 2] {
@@ -378,7 +523,9 @@ mod tests {
             ask(&policy, "web", "172.17.0.2", Some(443), Proto::Tcp),
             (
                 true,
-                "to container \"web\": not outbound, [outbound] does not judge it".to_owned()
+                "to container \"web\" on network \"bridge\": not outbound; east-west: \
+                 no [east_west] table"
+                    .to_owned()
             )
         );
         let v1 = crate::policy::parse_str("[inbound]\n", std::path::Path::new("p.toml")).unwrap();
@@ -412,6 +559,78 @@ mod tests {
             Some("entries limited to ports (line 8) were not considered: give --port")
         );
         assert_eq!(answer.to_host, "deny");
+    }
+
+    #[test]
+    fn east_west_names_the_entry_per_address_and_a_container_address_is_not_outbound() {
+        let policy = crate::policy::parse_str(
+            "[outbound]\ndefault = \"deny\"\n\n[east_west]\ndefault = \"deny\"\n\n\
+             [[east_west.allow]]\nfrom_containers = [\"proxy\"]\nports = [80]\n",
+            std::path::Path::new("p.toml"),
+        )
+        .unwrap();
+        let mut api = container("api", &[]);
+        api.attachments[0].ipv6 = Some("fd00::2".parse().unwrap());
+        let mut proxy = container("proxy", &[]);
+        proxy.attachments[0].ipv4 = Some("172.17.0.3".parse().unwrap());
+        let inventory = Inventory {
+            containers: vec![api, proxy, container("web", &[])],
+            ..Inventory::default()
+        };
+        let ask = |from: &str, to: &str, port| {
+            explain_east_west(&policy, &inventory, (from, to), Proto::Tcp, port)
+                .unwrap()
+                .into_iter()
+                .map(|a| (a.to.to_string(), a.passes, a.why, a.note.is_some()))
+                .collect::<Vec<_>>()
+        };
+        let allowed = |addr: &str| {
+            (
+                addr.to_owned(),
+                true,
+                "allow entry at line 7".to_owned(),
+                true,
+            )
+        };
+        assert_eq!(
+            ask("proxy", "api", Some(80)),
+            [allowed("172.17.0.2"), allowed("fd00::2")],
+            "one answer per address; the note: same network, bridge netfilter"
+        );
+        assert_eq!(
+            ask("web", "api", Some(80))[0],
+            (
+                "172.17.0.2".to_owned(),
+                false,
+                "default deny".to_owned(),
+                true
+            )
+        );
+        let unported =
+            explain_east_west(&policy, &inventory, ("proxy", "api"), Proto::Tcp, None).unwrap();
+        assert!(!unported[0].passes);
+        assert!(
+            (unported[0].note.as_deref()).is_some_and(|n| n.contains("(line 7)")),
+            "{unported:?}"
+        );
+        let error = explain_east_west(&policy, &inventory, ("proxy", "nope"), Proto::Tcp, None)
+            .unwrap_err();
+        assert_eq!(error.to_string(), "no running container is named \"nope\"");
+        let connection = Connection {
+            to: "172.17.0.2".parse().unwrap(),
+            proto: Proto::Tcp,
+            port: Some(80),
+        };
+        let answer = explain_outbound(&policy, &inventory, "web", connection).unwrap();
+        assert_eq!(
+            (answer.passes, answer.why.as_str()),
+            (
+                false,
+                "to container \"api\" on network \"bridge\": not outbound; east-west: \
+                 default deny"
+            ),
+            "[east_west] judges it, not [outbound]"
+        );
     }
 
     #[test]

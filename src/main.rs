@@ -158,22 +158,40 @@ enum Command {
     /// For a source address: which published ports it can reach, and the
     /// policy entry (or default) that decides each. With --from-container
     /// and --to: whether a new connection that container starts gets out
-    /// ([outbound]). Reads the policy file and the live inventory; changes
+    /// ([outbound]; [east_west] when ADDR is a container's); with
+    /// --to-container: whether it reaches each address of that container
+    /// ([east_west]). Reads the policy file and the live inventory; changes
     /// nothing.
     Explain {
         /// The source address, e.g. 203.0.113.9 or 2001:db8::1.
         #[arg(long, required_unless_present = "from_container")]
         from: Option<std::net::IpAddr>,
-        /// Outbound: the running container that starts the connection.
-        #[arg(long, value_name = "NAME", conflicts_with_all = ["from", "container"], requires = "to")]
+        /// Outbound and east-west: the running container that starts the
+        /// connection.
+        #[arg(long, value_name = "NAME", conflicts_with_all = ["from", "container"], requires = "destination")]
         from_container: Option<String>,
-        /// Outbound: the destination address.
-        #[arg(long, value_name = "ADDR", requires = "from_container")]
+        /// Outbound: the destination address (east-west, when a container
+        /// has it).
+        #[arg(
+            long,
+            value_name = "ADDR",
+            requires = "from_container",
+            group = "destination"
+        )]
         to: Option<std::net::IpAddr>,
+        /// East-west: the running container the connection goes to; one
+        /// answer per address it has on a bridge network.
+        #[arg(
+            long,
+            value_name = "NAME",
+            requires = "from_container",
+            group = "destination"
+        )]
+        to_container: Option<String>,
         /// Only this published (host) port; outbound: the destination port.
         #[arg(long)]
         port: Option<u16>,
-        /// Outbound: the protocol.
+        /// Outbound and east-west: the protocol.
         #[arg(long, value_parser = ["tcp", "udp"], default_value = "tcp", requires = "from_container")]
         proto: String,
         /// Only this container.
@@ -314,13 +332,24 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 json,
                 ..
             } => {
-                let proto = if proto == "udp" {
-                    dockfw::inventory::Proto::Udp
-                } else {
-                    dockfw::inventory::Proto::Tcp
+                let connection = dockfw::plan::Connection {
+                    to,
+                    proto: proto_named(&proto),
+                    port,
                 };
-                let connection = dockfw::plan::Connection { to, proto, port };
                 explain_outbound(&config, &name, connection, json).await
+            }
+            Command::Explain {
+                from_container: Some(from),
+                to_container: Some(to),
+                port,
+                proto,
+                config,
+                json,
+                ..
+            } => {
+                let query = (from.as_str(), to.as_str(), proto_named(&proto), port);
+                explain_east_west(&config, query, json).await
             }
             Command::Explain {
                 from: Some(from),
@@ -335,7 +364,9 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 explain(&config, query, backend.backend, json).await
             }
             Command::Explain { .. } => {
-                bail!("give --from ADDR, or --from-container NAME --to ADDR")
+                bail!(
+                    "give --from ADDR, or --from-container NAME with --to ADDR or --to-container NAME"
+                )
             }
             Command::Reload { socket } => reload(&socket).await,
             Command::Uninstall {
@@ -1136,6 +1167,62 @@ async fn explain_outbound(
         "  to the host itself (any of its addresses): to_host = {}",
         answer.to_host
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `tcp` or `udp`, as `explain --proto` accepts them.
+fn proto_named(proto: &str) -> dockfw::inventory::Proto {
+    if proto == "udp" {
+        dockfw::inventory::Proto::Udp
+    } else {
+        dockfw::inventory::Proto::Tcp
+    }
+}
+
+async fn explain_east_west(
+    config: &Path,
+    (from, to, proto, port): (&str, &str, dockfw::inventory::Proto, Option<u16>),
+    json: bool,
+) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let inventory = BollardSource::from_env()
+        .snapshot()
+        .await
+        .context("cannot read the docker inventory")?
+        .inventory;
+    let answers = dockfw::explain::explain_east_west(&policy, &inventory, (from, to), proto, port)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answers).context("cannot encode")?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if answers.is_empty() {
+        println!(
+            "{} has no address on a bridge network: [east_west] judges nothing to it",
+            escape(to)
+        );
+    }
+    for answer in &answers {
+        let to = match (answer.port, answer.to) {
+            (Some(port), std::net::IpAddr::V6(addr)) => format!("[{addr}]:{port}"),
+            (Some(port), addr) => format!("{addr}:{port}"),
+            (None, addr) => addr.to_string(),
+        };
+        let verdict = if answer.passes { "passes" } else { "blocked" };
+        println!(
+            "from {} to {} on {} ({to}/{}): {verdict} ({})",
+            escape(&answer.container),
+            escape(&answer.to_container),
+            escape(&answer.network),
+            answer.proto,
+            escape(&answer.why)
+        );
+        if let Some(note) = &answer.note {
+            println!("  note: {note}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

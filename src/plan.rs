@@ -98,10 +98,14 @@
 //! otherwise that bridge is treated like a refused one.
 
 mod east_west;
+mod east_west_verdict;
 mod incremental;
 mod outbound;
 mod outbound_verdict;
 
+pub use east_west_verdict::{
+    EastWestConnection, decide_east_west, east_west_port_limited, east_west_verdicts, on_a_bridge,
+};
 pub use outbound_verdict::{Connection, Decider, decide, outbound_verdicts, port_limited};
 
 pub use east_west::{

@@ -546,6 +546,16 @@ pub enum Origin {
     OutboundIsolated,
     /// `to_host = "deny"`: a new connection from a container to the host.
     ToHost,
+    /// The `[[east_west.deny]]` entry whose table header is on this line.
+    EastWestDeny { line: usize },
+    /// `[east_west]`'s `default = "deny"`: a new connection between
+    /// containers no allow entry admits.
+    EastWestDefault,
+    /// The drop of a new connection to an isolated container (or, when
+    /// some container is isolated, to or from an address no known
+    /// container has) that no allow entry admits, under `default =
+    /// "allow"`.
+    EastWestIsolated,
 }
 
 /// How many drops a minute `--log-drops` logs per rule, after a burst of
@@ -569,6 +579,9 @@ impl Origin {
             Origin::OutboundDefault => "out-default".to_owned(),
             Origin::OutboundIsolated => "out-isolated".to_owned(),
             Origin::ToHost => "to-host".to_owned(),
+            Origin::EastWestDeny { line } => format!("ew-deny@{line}"),
+            Origin::EastWestDefault => "ew-default".to_owned(),
+            Origin::EastWestIsolated => "ew-isolated".to_owned(),
         }
     }
 
@@ -585,15 +598,19 @@ impl Origin {
             Origin::OutboundDefault => "outbound default deny".to_owned(),
             Origin::OutboundIsolated => "outbound isolation".to_owned(),
             Origin::ToHost => "to_host deny".to_owned(),
+            Origin::EastWestDeny { line } => format!("east-west deny entry at line {line}"),
+            Origin::EastWestDefault => "east-west default deny".to_owned(),
+            Origin::EastWestIsolated => "east-west isolation".to_owned(),
         }
     }
 
     /// The line of the policy entry behind it, if one is.
     pub fn line(self) -> Option<usize> {
         match self {
-            Origin::Deny { line } | Origin::Allow { line } | Origin::OutboundDeny { line } => {
-                Some(line)
-            }
+            Origin::Deny { line }
+            | Origin::Allow { line }
+            | Origin::OutboundDeny { line }
+            | Origin::EastWestDeny { line } => Some(line),
             _ => None,
         }
     }
@@ -623,6 +640,8 @@ impl Origin {
             "out-default" => return Some(Origin::OutboundDefault),
             "out-isolated" => return Some(Origin::OutboundIsolated),
             "to-host" => return Some(Origin::ToHost),
+            "ew-default" => return Some(Origin::EastWestDefault),
+            "ew-isolated" => return Some(Origin::EastWestIsolated),
             _ => {}
         }
         let (kind, line) = label.split_once('@')?;
@@ -634,6 +653,7 @@ impl Origin {
             "deny" => Some(Origin::Deny { line }),
             "allow" => Some(Origin::Allow { line }),
             "out-deny" => Some(Origin::OutboundDeny { line }),
+            "ew-deny" => Some(Origin::EastWestDeny { line }),
             _ => None,
         }
     }
@@ -706,6 +726,9 @@ mod tests {
             Origin::OutboundDefault,
             Origin::OutboundIsolated,
             Origin::ToHost,
+            Origin::EastWestDeny { line: 20 },
+            Origin::EastWestDefault,
+            Origin::EastWestIsolated,
         ] {
             assert_eq!(Origin::from_comment(&origin.comment()), Some(origin));
         }

@@ -61,6 +61,40 @@ pub struct Status {
     /// Absent when the policy has no `[outbound]` table.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound: Option<Vec<OutboundStatus>>,
+    /// One row per running container (host networking aside): what the
+    /// `[east_west]` table decides for new connections other containers
+    /// start to it, and the entries that name it. Absent when the policy
+    /// has no `[east_west]` table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub east_west: Option<Vec<EastWestStatus>>,
+}
+
+/// What the `[east_west]` table decides for one container.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EastWestStatus {
+    pub container: String,
+    /// Per bridge network the container is on: whether another container
+    /// may reach it there when no entry names the connection.
+    pub networks: Vec<EastWestReach>,
+    /// The entries that select the container as a destination, deny
+    /// entries first, e.g. `allow from traefik to any container on backend
+    /// tcp port 8080 (allow entry at line 12)`. Allow entries are listed
+    /// only when it starts from deny on some network.
+    pub entries: Vec<String>,
+    /// The entries whose `from_containers`/`from_labels` select the
+    /// container: what it may (or may not) start to others.
+    pub as_source: Vec<String>,
+}
+
+/// One network of an [`EastWestStatus`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EastWestReach {
+    pub network: String,
+    /// `allow` or `deny`: the verdict for a connection no entry names.
+    pub default: String,
+    /// That verdict and why: `allow by default`, `deny by default`,
+    /// `isolated (isolate entry at line 5)`.
+    pub why: String,
 }
 
 /// What the `[outbound]` table decides for one container.
@@ -102,6 +136,9 @@ pub struct Omitted {
     /// Rows of `outbound`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub outbound: usize,
+    /// Rows of `east_west`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub east_west: usize,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -448,11 +485,12 @@ const MAX_ERROR_CHARS: usize = 64 * 1024;
 /// How [`MAX_DOCUMENT_BYTES`] is shared by the lists that grow with the
 /// engine (serialized bytes); the rest (a few error texts of at most
 /// [`MAX_ERROR_CHARS`], counters) fits in what is left.
-const PORTS_BUDGET: usize = 10 * 1024 * 1024;
+const PORTS_BUDGET: usize = 9 * 1024 * 1024;
 const PORT_DROPS_BUDGET: usize = 2 * 1024 * 1024;
 const HOST_NETWORK_BUDGET: usize = 1024 * 1024;
 const REJECTED_BUDGET: usize = 1024 * 1024;
 const OUTBOUND_BUDGET: usize = 1024 * 1024;
+const EAST_WEST_BUDGET: usize = 1024 * 1024;
 
 /// `text` cut to `max` characters, the cut marked `…+N` (N characters cut).
 pub fn shorten(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
@@ -471,7 +509,8 @@ fn shorten_in_place(text: &mut String, max: usize) {
     }
 }
 
-/// Most entries listed for one container's outbound row.
+/// Most entries listed for one container's outbound or east-west row (and
+/// networks, for east-west).
 const MAX_OUTBOUND_ENTRIES: usize = 16;
 
 /// Most rules above `FORWARD -> DOCKER-USER` listed in a status document.
@@ -534,6 +573,21 @@ impl Status {
                 shorten_in_place(entry, MAX_NAME_CHARS);
             }
         }
+        for row in status.east_west.iter_mut().flatten() {
+            shorten_in_place(&mut row.container, MAX_NAME_CHARS);
+            row.networks.truncate(MAX_OUTBOUND_ENTRIES);
+            for reach in &mut row.networks {
+                for text in [&mut reach.network, &mut reach.default, &mut reach.why] {
+                    shorten_in_place(text, MAX_NAME_CHARS);
+                }
+            }
+            for list in [&mut row.entries, &mut row.as_source] {
+                list.truncate(MAX_OUTBOUND_ENTRIES);
+                for entry in list {
+                    shorten_in_place(entry, MAX_NAME_CHARS);
+                }
+            }
+        }
         for r in &mut status.rejected {
             shorten_in_place(&mut r.kind, MAX_NAME_CHARS);
             shorten_in_place(&mut r.name, MAX_NAME_CHARS);
@@ -578,6 +632,8 @@ impl Status {
             port_drops: within_budget(&mut status.drops.ports, PORT_DROPS_BUDGET),
             outbound: (status.outbound.as_mut())
                 .map_or(0, |rows| within_budget(rows, OUTBOUND_BUDGET)),
+            east_west: (status.east_west.as_mut())
+                .map_or(0, |rows| within_budget(rows, EAST_WEST_BUDGET)),
         };
         // The budgets count entries' JSON; escapes in the texts around them
         // (a control character is six bytes) can still push the whole past
@@ -598,6 +654,10 @@ impl Status {
                 (
                     &mut status.omitted.outbound,
                     status.outbound.as_mut().map_or(0, halve),
+                ),
+                (
+                    &mut status.omitted.east_west,
+                    status.east_west.as_mut().map_or(0, halve),
                 ),
             ];
             let mut any = false;
@@ -651,6 +711,9 @@ pub fn render_text(status: &Status) -> String {
     if let Some(rows) = &status.outbound {
         out.push_str(&outbound_table(rows));
     }
+    if let Some(rows) = &status.east_west {
+        out.push_str(&east_west_table(rows, &status.east_west_not_enforced));
+    }
     if status.omitted.any() {
         out.push_str(&omitted_line(&status.omitted));
     }
@@ -703,6 +766,7 @@ fn omitted_line(omitted: &Omitted) -> String {
         (omitted.rejected, "rejected objects"),
         (omitted.port_drops, "per-port drop counts"),
         (omitted.outbound, "outbound rows"),
+        (omitted.east_west, "east-west rows"),
     ]
     .iter()
     .filter(|(n, _)| *n > 0)
@@ -1035,6 +1099,56 @@ fn outbound_table(rows: &[OutboundStatus]) -> String {
     out
 }
 
+/// The east-west verdicts, one line per container: `EAST-WEST` heading,
+/// then `api  on backend: isolated (isolate entry at line 5); allow from
+/// ...; as source: ...`, names escaped and cut as in the ports table; then
+/// the networks whose same-bridge traffic is not judged, in one line (each
+/// has its warning, with why, under the tables).
+fn east_west_table(rows: &[EastWestStatus], not_enforced: &[NotEnforcedStatus]) -> String {
+    let mut out = String::from("\nEAST-WEST (new connections from other containers)\n");
+    if rows.is_empty() {
+        out.push_str("no containers\n");
+    }
+    let names: Vec<String> = (rows.iter())
+        .map(|r| escape(&shorten(&r.container, TABLE_NAME_CHARS)).into_owned())
+        .collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0);
+    for (row, name) in rows.iter().zip(&names) {
+        let mut parts: Vec<String> = (row.networks.iter())
+            .map(|n| {
+                let network = shorten(&n.network, TABLE_NAME_CHARS);
+                format!("on {network}: {}", n.why)
+            })
+            .collect();
+        if parts.is_empty() {
+            parts.push("on no bridge network: not judged".to_owned());
+        }
+        parts.extend(row.entries.iter().cloned());
+        parts.extend(row.as_source.iter().map(|e| format!("as source: {e}")));
+        let line = format!("{name:<width$}  {}", parts.join("; "));
+        out.push_str(&escape(&line));
+        out.push('\n');
+    }
+    if !not_enforced.is_empty() {
+        let networks: Vec<String> = (not_enforced.iter())
+            .map(|n| {
+                let network = shorten(&n.network, TABLE_NAME_CHARS);
+                format!(
+                    "\"{}\" ({}, {})",
+                    escape(&network),
+                    escape(&n.bridge),
+                    escape(&n.family)
+                )
+            })
+            .collect();
+        out.push_str(&format!(
+            "same-bridge traffic not judged on {} (see the warnings below)\n",
+            networks.join(", ")
+        ));
+    }
+    out
+}
+
 /// Longest container or network name in the table, in characters; the
 /// rest is cut, marked `…+N` (`--json` has up to [`MAX_NAME_CHARS`]).
 const TABLE_NAME_CHARS: usize = 64;
@@ -1156,6 +1270,7 @@ mod tests {
             endpoints: vec![],
             omitted: Omitted::default(),
             outbound: None,
+            east_west: None,
         }
     }
 
@@ -1562,6 +1677,79 @@ no published ports
         let row = &bounded.outbound.as_ref().expect("rows")[0];
         assert_eq!(row.entries.len(), MAX_OUTBOUND_ENTRIES);
         assert!(row.container.chars().count() < 1000 && row.entries[0].chars().count() < 1000);
+    }
+
+    #[test]
+    fn east_west_verdicts_are_shown_per_container_and_network_escaped_and_bounded() {
+        let mut status = healthy();
+        assert!(!render_text(&status).contains("EAST-WEST"));
+        let json = serde_json::to_value(&status).expect("json");
+        assert_eq!(json.get("east_west"), None, "no [east_west] table, no key");
+        assert_eq!(json["omitted"].get("east_west"), None);
+        let reach = |network: &str, default: &str, why: &str| EastWestReach {
+            network: network.into(),
+            default: default.into(),
+            why: why.into(),
+        };
+        let allow =
+            "allow from proxy to any container on back tcp port 8080 (allow entry at line 7)";
+        status.east_west = Some(vec![
+            EastWestStatus {
+                container: "api".into(),
+                networks: vec![
+                    reach(
+                        "back\u{1b}[2J",
+                        "deny",
+                        "isolated (isolate entry at line 4)",
+                    ),
+                    reach("front", "allow", "allow by default"),
+                ],
+                entries: vec![allow.into()],
+                as_source: Vec::new(),
+            },
+            EastWestStatus {
+                container: "proxy".into(),
+                networks: vec![reach("back", "allow", "allow by default")],
+                entries: Vec::new(),
+                as_source: vec![allow.into()],
+            },
+        ]);
+        status.east_west_not_enforced = vec![NotEnforcedStatus {
+            network: "back".into(),
+            bridge: "br-0123456789ab".into(),
+            family: "ipv6".into(),
+            reason: "bridge netfilter is not loaded".into(),
+        }];
+        let text = render_text(&status);
+        let expected = format!(
+            "\nEAST-WEST (new connections from other containers)\n\
+             api    on back\\u{{1b}}[2J: isolated (isolate entry at line 4); on front: allow by \
+             default; {allow}\n\
+             proxy  on back: allow by default; as source: {allow}\n\
+             same-bridge traffic not judged on \"back\" (br-0123456789ab, ipv6) (see the \
+             warnings below)\n"
+        );
+        assert!(text.contains(&expected), "{text}");
+        let json = serde_json::to_value(&status).expect("json");
+        assert_eq!(json["east_west"][0]["networks"][0]["default"], "deny");
+        assert_eq!(json["east_west"][1]["as_source"][0], allow);
+        let mut many = status.clone();
+        many.east_west = Some(vec![
+            EastWestStatus {
+                container: "c".repeat(1000),
+                networks: vec![reach(&"n".repeat(1000), "deny", "x"); 100],
+                entries: vec!["e".repeat(1000); 100],
+                as_source: vec!["s".repeat(1000); 100],
+            };
+            3
+        ]);
+        let bounded = many.bounded();
+        let row = &bounded.east_west.as_ref().expect("rows")[0];
+        assert_eq!(row.entries.len(), MAX_OUTBOUND_ENTRIES);
+        assert_eq!(row.as_source.len(), MAX_OUTBOUND_ENTRIES);
+        assert_eq!(row.networks.len(), MAX_OUTBOUND_ENTRIES);
+        assert!(row.networks[0].network.chars().count() < 1000);
+        assert!(row.container.chars().count() < 1000 && row.as_source[0].chars().count() < 1000);
     }
 
     #[test]

@@ -725,6 +725,8 @@ EOF
 # The reverse-proxy hub under `default = "deny"`: the proxy reaches every backend, the
 # backends reach none of each other, nor the proxy; over IPv4 and IPv6, and across bridges
 # (a backend on a second network the proxy is on too). Open before dockfw and after uninstall.
+# The drops count per entry (ew-deny@8, ew-default: 0 before, then at least one per blocked
+# attempt) in status and /metrics, and status and explain show the verdicts as measured.
 case_east_west_hub() {
     need_dockfw
     lab_net_create ewhub
@@ -744,15 +746,70 @@ default = "deny"
 [[east_west.allow]]
 from_containers = ["ew-proxy"]
 ports = [80]
+
+[[east_west.deny]]
+from_containers = ["ew-b1"]
+containers = ["ew-b2"]
 EOF
 )"
-    dockfw_start "$pol" || fail "daemon did not start"
+    export DOCKFW_METRICS_LISTEN=127.0.0.1:9469
+    DOCKFW_LOG_DROPS=1 dockfw_start "$pol" || fail "daemon did not start"
+    # The deny entry (line 8) and the default count their drops, from 0 before any attempt.
+    wait_for 15 dropped_is ew-deny@8 0 ||
+        fail "status does not show the deny entry at 0 before: $(dfw_status | jq -c .drops)"
+    dropped_is ew-default 0 || fail "the default counted drops before any attempt: $(dfw_status | jq -c .drops)"
+    dockfw_listing | grep -q 'dockfw ew-deny@8 ' || fail "no log rule with the entry's prefix: $(dockfw_listing)"
     ew_open ew-proxy ew-b1 ewhub; ew_open ew-proxy ew-b2 ewhub; ew_open ew-proxy ew-b3 ewhub2
     ew_blocked ew-b1 ew-b2 ewhub; ew_blocked ew-b2 ew-b1 ewhub
     ew_blocked ew-b1 ew-proxy ewhub; ew_blocked ew-b3 ew-proxy ewhub2
+    wait_for 15 dropped_at_least ew-deny@8 2 ||
+        fail "status does not count 2 drops for ew-deny@8: $(dfw_status | jq -c .drops)"
+    wait_for 15 dropped_at_least ew-default 6 ||
+        fail "status does not count 6 drops for ew-default: $(dfw_status | jq -c .drops)"
+    local text
+    text="$(lab_ns curl -sf -m 3 http://127.0.0.1:9469/metrics)" || fail "no /metrics"
+    grep -Eq '^dockfw_dropped_connections_total\{entry="ew-deny@8"\} ([2-9]|[1-9][0-9]+)$' <<<"$text" ||
+        fail "no east-west deny count in the metrics: $(grep dropped <<<"$text")"
+    grep -Eq '^dockfw_dropped_connections_total\{entry="ew-default"\} ([6-9]|[1-9][0-9]+)$' <<<"$text" ||
+        fail "no east-west default count in the metrics: $(grep dropped <<<"$text")"
+    east_west_shown "$pol"
     uninstalled
     ew_open ew-b1 ew-b2 ewhub; ew_open ew-b2 ew-b1 ewhub; ew_open ew-b1 ew-proxy ewhub
     ew_open ew-b3 ew-proxy ewhub2
+}
+
+# east_west_shown POLICY — under east_west_hub's policy, status (JSON and text) shows the
+# east-west verdicts and drops, and `explain --to-container` agrees with what was measured.
+east_west_shown() {
+    local row text
+    row="$(dfw_status | jq -c '.east_west[] | select(.container == "ew-b2")')"
+    jq -e '.networks == [{"network": "ewhub", "default": "deny", "why": "deny by default"}]' <<<"$row" >/dev/null ||
+        fail "status east-west row of ew-b2: $row"
+    jq -e '.entries | any(test("^deny from ew-b1 to ew-b2 tcp \\(deny entry at line 8\\)$"))' <<<"$row" >/dev/null ||
+        fail "status east-west row lacks the deny entry: $row"
+    row="$(dfw_status | jq -c '.east_west[] | select(.container == "ew-proxy")')"
+    jq -e '.as_source | any(test("^allow from ew-proxy to any container tcp port 80 \\(allow entry at line 4\\)$"))' \
+        <<<"$row" >/dev/null || fail "status east-west row lacks what ew-proxy may start: $row"
+    text="$("$DOCKFW" status --socket "$LAB_DFW_SOCK")" || fail "status failed"
+    grep -Eq '^ew-b1 +on ewhub: deny by default; allow from ew-proxy .*; as source: deny from ew-b1 to ew-b2 ' <<<"$text" ||
+        fail "the text status does not show the east-west verdict: $text"
+    grep -Eq '^drops +.*[0-9,]+ by east-west deny entry at line 8, [0-9,]+ by east-west default deny' <<<"$text" ||
+        fail "the text status does not show the east-west drops: $text"
+    local pair from to want
+    for pair in "ew-proxy ew-b1 passes (allow entry at line 4)" "ew-proxy ew-b3 passes (allow entry at line 4)" \
+        "ew-b1 ew-b2 blocked (deny entry at line 8)" "ew-b2 ew-b1 blocked (default deny)" \
+        "ew-b3 ew-proxy blocked (default deny)"; do
+        read -r from to want <<<"$pair"
+        text="$(dfw explain --config "$1" --from-container "$from" --to-container "$to" --port 80)" ||
+            fail "explain $from -> $to failed"
+        # One line per address (IPv4 and IPv6 on each of its networks), every one as measured.
+        (($(grep -c '^from ' <<<"$text") >= 2)) && ! grep '^from ' <<<"$text" | grep -vqF "): $want" ||
+            fail "explain $from -> $to: $text"
+    done
+    text="$(dfw explain --config "$1" --from-container ew-b1 --to "$(caddr ew-b2 ewhub 4)" --port 80)" ||
+        fail "explain --to failed"
+    [[ "$text" == *': blocked (to container "ew-b2" on network "ewhub": not outbound; east-west: deny entry at line 8)'* ]] ||
+        fail "explain --to a container's address: $text"
 }
 
 # A network-scoped allow: api is isolated, and client (on the same two networks) may reach

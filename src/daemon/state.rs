@@ -20,7 +20,8 @@ use crate::inventory::{Bridge, Inventory, Rejected};
 use crate::links::{LinkKind, NotABridge};
 use crate::net::Family;
 use crate::plan::{
-    IncrementalPlan, differences, outbound_verdicts, plan, rejected_bridges, with_drop_logging,
+    IncrementalPlan, differences, east_west_verdicts, outbound_verdicts, plan, rejected_bridges,
+    with_drop_logging,
 };
 use crate::policy::Policy;
 use crate::ruleset::{Origin, Ruleset};
@@ -427,6 +428,7 @@ impl LoopState {
             endpoints: Vec::new(),
             omitted: Omitted::default(),
             outbound: outbound_verdicts(&self.policy, &self.inventory),
+            east_west: east_west_verdicts(&self.policy, &self.inventory),
         }
     }
 

@@ -27,10 +27,13 @@
 //!                 everything else                 -> DROP     (when restricted)
 //! ```
 //!
-//! An entry's rules carry its origin (`deny@LINE`, `allow@LINE`), so its
-//! drops count for it; the default's drops carry none (`default` counts the
-//! inbound default's). Drops are plain drops, not through `DOCKFW-DROP`,
-//! whose counters are per published port.
+//! Every drop carries its origin, so the firewall's rule counters count
+//! it per entry: a deny entry's `ew-deny@LINE`, the drop of what no allow
+//! entry admits `ew-default` (`default = "deny"`) or `ew-isolated`
+//! (`default = "allow"` with isolates), with as many counting rules as the
+//! entries have rules, however many containers they select. Allow entries'
+//! rules carry `allow@LINE`. Drops are plain drops, not through
+//! `DOCKFW-DROP`, whose counters are per published port.
 //!
 //! Replies pass: the entry chain returns established and related traffic
 //! before any of this, and neighbour discovery is never judged. Ports are
@@ -160,6 +163,7 @@ fn judge_chain(east_west: &EastWest, family: Family) -> Chain {
         rules.push(Rule {
             dst_set: default_allow.then(|| isolated_set(family)),
             target: Target::Drop,
+            origin: Some(restricted_origin(east_west)),
             ..Rule::default()
         });
     }
@@ -180,6 +184,16 @@ fn neighbour_discovery(family: Family) -> Vec<Rule> {
                 ..Rule::default()
             })
             .to_vec(),
+    }
+}
+
+/// What a drop of what no allow entry admits counts as: the default's
+/// (`ew-default`) under `default = "deny"`, isolation's (`ew-isolated`)
+/// under `default = "allow"`, where only isolates restrict.
+fn restricted_origin(east_west: &EastWest) -> Origin {
+    match east_west.default {
+        Default::Deny => Origin::EastWestDefault,
+        Default::Allow => Origin::EastWestIsolated,
     }
 }
 
@@ -206,6 +220,7 @@ fn unclassified_chain(east_west: &EastWest, family: Family) -> Chain {
             rules.push(Rule {
                 dst_set: Some(isolated_set(family)),
                 target: Target::Drop,
+                origin: Some(Origin::EastWestIsolated),
                 ..Rule::default()
             });
             // A known destination no isolate entry selects: only the
@@ -217,6 +232,7 @@ fn unclassified_chain(east_west: &EastWest, family: Family) -> Chain {
         }
         rules.push(Rule {
             target: Target::Drop,
+            origin: Some(restricted_origin(east_west)),
             ..Rule::default()
         });
     }
@@ -253,7 +269,7 @@ fn entry_rules(
             .collect(),
     };
     let origin = match target {
-        Target::Drop => Origin::Deny { line: id.line },
+        Target::Drop => Origin::EastWestDeny { line: id.line },
         _ => Origin::Allow { line: id.line },
     };
     services
@@ -338,18 +354,28 @@ fn destination_addresses(
     container: &Container,
     family: Family,
 ) -> Vec<IpNet> {
-    if !super::selects(&entry.to, container) {
-        return Vec::new();
-    }
-    let on = |network: &str| entry.networks.is_empty() || matches_any(&entry.networks, network);
     (container.attachments.iter())
-        .filter(|a| on(&a.network))
+        .filter(|a| covers_destination(entry, container, &a.network))
         .filter_map(|a| address_in(a, family))
         .map(IpNet::from)
         .collect()
 }
 
-fn selects_source(entry: &EastWestEntry, container: &Container) -> bool {
+/// Whether an entry covers `container`'s address on `network` as a
+/// destination: its `containers`/`labels` select the container, and its
+/// `networks` name the network (or are omitted).
+pub(super) fn covers_destination(
+    entry: &EastWestEntry,
+    container: &Container,
+    network: &str,
+) -> bool {
+    super::selects(&entry.to, container)
+        && (entry.networks.is_empty() || matches_any(&entry.networks, network))
+}
+
+/// Whether an entry's `from_containers`/`from_labels` select `container`
+/// (every container when both are omitted).
+pub(super) fn selects_source(entry: &EastWestEntry, container: &Container) -> bool {
     let named =
         entry.from_containers.is_empty() || matches_any(&entry.from_containers, &container.name);
     let labelled = (entry.from_labels.iter()).all(|(k, v)| container.labels.get(k) == Some(v));
@@ -451,6 +477,55 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn every_drop_names_its_entry_and_more_containers_add_no_counting_rule() {
+        use crate::ruleset::{Origin, Target};
+        let text = "[east_west]\ndefault = \"deny\"\n\n[[east_west.isolate]]\n\
+                    containers = [\"api\"]\n\n[[east_west.allow]]\n\
+                    from_containers = [\"proxy\"]\nports = [80]\n\n[[east_west.deny]]\n\
+                    from_containers = [\"proxy\"]\nports = [9187]\n";
+        let denying = policy(text);
+        let drops = |inventory: &Inventory| -> Vec<Option<Origin>> {
+            let plan = super::super::plan(&denying, inventory);
+            (plan.family(Family::V4).chains.iter())
+                .filter(|c| c.name.starts_with("DOCKFW-EW-"))
+                .flat_map(|c| c.rules.iter())
+                .filter(|r| r.target == Target::Drop)
+                .map(|r| r.origin)
+                .collect()
+        };
+        let two = drops(&inventory());
+        let deny = Some(Origin::EastWestDeny { line: 11 });
+        let default = Some(Origin::EastWestDefault);
+        assert_eq!(
+            two,
+            [deny, default, deny, default],
+            "judge, then unclassified"
+        );
+        let mut many = inventory();
+        for i in 0..50 {
+            let name = format!("api-{i}");
+            let mut c = many.containers[1].clone();
+            (c.id, c.name) = (name.clone(), name);
+            c.attachments = vec![attachment("back", &format!("172.19.1.{i}"))];
+            many.containers.push(c);
+        }
+        assert_eq!(drops(&many), two, "sets, not rules, follow containers");
+        let isolates = policy(&text.replace("default = \"deny\"", "default = \"allow\""));
+        let plan = super::super::plan(&isolates, &inventory());
+        let origins: Vec<Option<Origin>> = (plan.family(Family::V6).chains.iter())
+            .filter(|c| c.name.starts_with("DOCKFW-EW-"))
+            .flat_map(|c| c.rules.iter())
+            .filter(|r| r.target == Target::Drop && r.origin != deny)
+            .map(|r| r.origin)
+            .collect();
+        assert!(!origins.is_empty());
+        assert!(
+            origins.iter().all(|o| *o == Some(Origin::EastWestIsolated)),
+            "under default allow, what isolation drops counts as isolation: {origins:?}"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ impl Decider {
     /// A container's verdict for a destination no entry names, in words:
     /// `allow by default`, `deny by default`, `isolated (isolate entry at
     /// line 5)`.
-    fn summary(self) -> String {
+    pub(super) fn summary(self) -> String {
         match self {
             Decider::Isolated { .. } => format!("isolated ({})", self.why()),
             Decider::DefaultDeny => "deny by default".to_owned(),
