@@ -87,6 +87,12 @@ window() {
     after="$(counters)"
     callgrind_control -d "$pid" >/dev/null
     dump="$(ls -t "$OUT/cg-$tag.$pid".* | head -n 1)"
+    # The dump is written after callgrind_control returns: read it once whole.
+    local i
+    for ((i = 0; i < 50; i++)); do
+        callgrind_annotate "$dump" 2>/dev/null | grep -q "PROGRAM TOTALS" && break
+        sleep 0.2
+    done
     total="$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')"
     say "$tag: $(lab_docker ps -q | wc -l) running, backend $DOCKFW_BACKEND: $total instructions over $ROUNDS rounds, $((total / ROUNDS)) per start+remove; counters before $before, after $after"
     say "$tag: dockfw's functions with the most inclusive instructions per round (callgrind_annotate --inclusive=yes $dump):"
