@@ -98,6 +98,7 @@
 //! otherwise that bridge is treated like a refused one.
 
 mod east_west;
+mod hairpin;
 mod incremental;
 mod outbound;
 mod outbound_verdict;
@@ -162,10 +163,15 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     chains.extend(outbound.chains);
     let east_west = east_west::plan(policy, inventory, family);
     chains.extend(east_west.chains);
+    let hairpin = hairpin::plan(policy, inventory, family);
+    chains.extend(hairpin.chains);
     let mut sets = address_sets(policy, inventory, family, &chains);
     sets.extend(outbound.sets);
     sets.extend(east_west.sets);
     sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut port_sets = port_sets;
+    port_sets.extend(hairpin::proxied_sets(inventory, family, &chains));
+    port_sets.extend(hairpin.port_sets);
     let mut orig_port_sets = orig_port_sets(policy, family, &chains);
     orig_port_sets.extend(outbound.orig_port_sets);
     orig_port_sets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -581,6 +587,8 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
             ..Rule::default()
         },
     ];
+    // A hairpin to a port docker-proxy serves is east-west, judged first.
+    rules.extend(hairpin::input_jumps(policy, inventory, family));
     // `to_host = "deny"` judges connections from containers to the host.
     rules.extend(outbound::input_jumps(policy, inventory, family));
     // From a container to the host's proxy is container-to-container.

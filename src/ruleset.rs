@@ -62,10 +62,19 @@ pub const EAST_WEST_JUDGE_CHAIN: &str = "DOCKFW-EW-JUDGE";
 /// Where such a connection with a source or destination no known
 /// container has is judged by every selector deny (and as isolated).
 pub const EAST_WEST_UNCLASSIFIED_CHAIN: &str = "DOCKFW-EW-UNCLASSIFIED";
+/// Where a container's new connection to a port docker-proxy serves on
+/// the host (a hairpin: INPUT, not DNAT-ed) meets the `[east_west]`
+/// entries, on the published host ports whose container and container
+/// port each entry covers; jumped to from [`PROXY_CHAIN`] for traffic
+/// arriving from a Docker bridge.
+pub const EAST_WEST_HAIRPIN_CHAIN: &str = "DOCKFW-EW-HAIRPIN";
+/// Where such a hairpin from an address no known container has is judged
+/// by every selector deny (and as isolated).
+pub const EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN: &str = "DOCKFW-EW-HP-UNCLASSIFIED";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
 /// Every chain dockfw owns, in creation order.
-pub const OWNED_CHAINS: [&str; 11] = [
+pub const OWNED_CHAINS: [&str; 13] = [
     DROP_CHAIN,
     ENTRY_CHAIN,
     INBOUND_CHAIN,
@@ -77,6 +86,8 @@ pub const OWNED_CHAINS: [&str; 11] = [
     EAST_WEST_CHAIN,
     EAST_WEST_JUDGE_CHAIN,
     EAST_WEST_UNCLASSIFIED_CHAIN,
+    EAST_WEST_HAIRPIN_CHAIN,
+    EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN,
 ];
 
 /// A jump dockfw keeps as the first rule of a chain it does not own.

@@ -955,6 +955,11 @@ EOF
 # destination container's port, the same verdict as straight to the container.
 case_east_west_hairpin_dnat() { hairpin_case false; }
 
+# Hairpin through docker-proxy (the engine's userland proxy on, Docker's default): the
+# connection reaches the proxy on the host (INPUT, not DNAT-ed) and is judged there as
+# east-west on the published port's container and container port: the same verdict.
+case_east_west_hairpin_proxy() { hairpin_case true; }
+
 # host_httpd PORT — busybox httpd in the docker host's namespace (the lab's, never the
 # machine's), on every address, serving "docker-host" (killed by lab_reset).
 host_httpd() {
@@ -3219,6 +3224,7 @@ CASES=(
     east_west_bridge_flag
     east_west_unknown_source
     east_west_hairpin_dnat
+    east_west_hairpin_proxy
     to_host
     outbound_first_millisecond
     outbound_dns

@@ -137,7 +137,7 @@ fn to_containers(inventory: &Inventory, family: Family) -> Chain {
 /// Whether an address no known container has needs judging apart: some
 /// deny entry has a selector, or something is restricted (an allow entry
 /// with a selector must not admit it).
-fn needs_unclassified(east_west: &EastWest) -> bool {
+pub(super) fn needs_unclassified(east_west: &EastWest) -> bool {
     east_west.restricts() || east_west.deny.iter().any(EastWestEntry::has_selector)
 }
 
@@ -239,11 +239,7 @@ fn entry_rules(
 ) -> Vec<Rule> {
     let src_set = (selected && entry.selects_sources()).then(|| source_set(id, family));
     let dst_set = (selected && entry.selects_destinations()).then(|| id.selected_set(family));
-    let protos = match entry.to.proto {
-        ProtoMatch::Tcp => vec![Proto::Tcp],
-        ProtoMatch::Udp => vec![Proto::Udp],
-        ProtoMatch::Any => vec![Proto::Tcp, Proto::Udp, Proto::Sctp],
-    };
+    let protos = protos(entry);
     let services: Vec<(Option<Proto>, Option<_>)> = match (&entry.to.ports, entry.to.proto) {
         (None, ProtoMatch::Any) => vec![(None, None)],
         (None, _) => protos.into_iter().map(|p| (Some(p), None)).collect(),
@@ -270,9 +266,18 @@ fn entry_rules(
         .collect()
 }
 
+/// The protocols an entry covers.
+pub(super) fn protos(entry: &EastWestEntry) -> Vec<Proto> {
+    match entry.to.proto {
+        ProtoMatch::Tcp => vec![Proto::Tcp],
+        ProtoMatch::Udp => vec![Proto::Udp],
+        ProtoMatch::Any => vec![Proto::Tcp, Proto::Udp, Proto::Sctp],
+    }
+}
+
 /// `ew-allow-2`, `ew-deny-1`: east-west entries by kind and place, so that
 /// their sets never share a name with another table's.
-fn numbered<'a>(
+pub(super) fn numbered<'a>(
     entries: &'a [EastWestEntry],
     kind: &'static str,
 ) -> impl Iterator<Item = (EntryId, &'a EastWestEntry)> {
@@ -288,7 +293,7 @@ fn numbered<'a>(
 
 /// The set of the addresses of an entry's source containers:
 /// `ewf-allow-2-v4` (east-west, from).
-fn source_set(id: EntryId, family: Family) -> String {
+pub(super) fn source_set(id: EntryId, family: Family) -> String {
     let kind = id.kind.trim_start_matches("ew-");
     format!("ewf-{kind}-{}-{}", id.number, super::family_tag(family))
 }
@@ -347,6 +352,15 @@ fn destination_addresses(
         .filter_map(|a| address_in(a, family))
         .map(IpNet::from)
         .collect()
+}
+
+/// Whether an entry (or an isolate) covers a container as a destination:
+/// its `containers`/`labels` select it, and it is on one of the entry's
+/// `networks` (or the entry names none).
+pub(super) fn covers(entry: &EastWestEntry, container: &Container) -> bool {
+    super::selects(&entry.to, container)
+        && (entry.networks.is_empty()
+            || (container.attachments.iter()).any(|a| matches_any(&entry.networks, &a.network)))
 }
 
 fn selects_source(entry: &EastWestEntry, container: &Container) -> bool {

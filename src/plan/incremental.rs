@@ -354,9 +354,13 @@ fn contribution(
 ) -> Contribution {
     let on_verified =
         (container.attachments.iter()).all(|a| verified.contains_key(a.network_id.as_str()));
+    // The hairpin's port sets follow published ports: a whole plan.
+    let hairpin = Family::ALL
+        .iter()
+        .any(|f| super::hairpin::follows(container, ruleset.family(*f)));
     let mut out = Contribution {
         elements: Vec::new(),
-        elements_only: !container.host_network && on_verified,
+        elements_only: !container.host_network && on_verified && !hairpin,
     };
     for family in Family::ALL {
         let rules = ruleset.family(family);

@@ -310,7 +310,9 @@ fn unclassified_chain(outbound: &Outbound, family: Family) -> Chain {
 
 /// `to_host = "deny"`: every new connection from a container to the host
 /// is dropped, but IPv6 neighbour discovery (which a container needs to
-/// reach its gateway at all) passes.
+/// reach its gateway at all) passes, and so does a hairpin to a port
+/// docker-proxy serves on every address: that is east-west
+/// ([`super::hairpin`]), as it is when Docker DNATs it.
 fn to_host_chain(family: Family) -> Chain {
     let mut rules = Vec::new();
     if family == Family::V6 {
@@ -319,6 +321,9 @@ fn to_host_chain(family: Family) -> Chain {
             ..Rule::default()
         }));
     }
+    // A hairpin to a port docker-proxy serves is east-west, not to_host
+    // (through DNAT it never reaches INPUT at all).
+    rules.extend(super::hairpin::per_proxied_port(family, Target::Return));
     rules.push(Rule {
         target: Target::Drop,
         origin: Some(Origin::ToHost),

@@ -1,0 +1,318 @@
+//! The `[east_west]` table for a hairpin through docker-proxy: a
+//! container's new connection to a port published on the host that Docker
+//! does not DNAT for it, so that its userland proxy serves it (INPUT, from
+//! a Docker bridge, to a host address and the published host port; the
+//! proxy then connects to the container from the host itself). It is
+//! judged as east-west on the destination container and its container
+//! port, as a hairpin through DNAT is in FORWARD ([`super::east_west`]):
+//! the same verdict either way. Pure, like the rest of [`crate::plan`];
+//! without an `[east_west]` table that can drop something it plans nothing.
+//!
+//! The shape, per family:
+//!
+//! ```text
+//! DOCKFW-PROXY    (after established/related and lo, before the to_host jumps)
+//!                 the source side, as for outbound -> DOCKFW-EW-HAIRPIN
+//! DOCKFW-EW-HAIRPIN  (selector denies, or restricted) -> DOCKFW-EW-HP-UNCLASSIFIED
+//!                 per entry and protocol: deny   -> DROP   (-s @ewf-deny-N, dport @ewh-deny-N-tcp)
+//!                                         allow  -> RETURN (when restricted)
+//!                 per protocol: dport @proxied-tcp      -> DROP (default deny)
+//!                               dport @ewh-isolated-tcp -> DROP (default allow, isolates)
+//! DOCKFW-EW-HP-UNCLASSIFIED  -s @known            -> RETURN
+//!                 selector deny entries, any source -> DROP
+//!                 selector-less allow entries     -> RETURN (when restricted)
+//!                 per protocol: dport @ewh-isolated-tcp -> DROP (default allow, isolates)
+//!                               dport @proxied-tcp      -> DROP (default deny)
+//! DOCKFW-TO-HOST  per protocol: dport @proxied-tcp -> RETURN (a hairpin is east-west)
+//! ```
+//!
+//! The destination is a published host port, so the sets are of ports:
+//! `ewh-allow-2-tcp-v4` holds the host ports published on every address of
+//! the family whose container allow entry 2 selects as a destination (on
+//! its `networks`) with a container port and protocol the entry covers;
+//! `ewh-isolated-tcp-v4` those whose container an isolate selects;
+//! `proxied-tcp-v4` every host port published on every address. A
+//! container coming or going changes elements, never rules: an entry is
+//! one rule per protocol. A port published on one host address only is
+//! left out: it is judged as `to_host` is, as before.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::east_west::{covers, needs_unclassified, numbered, protos, source_set};
+use super::outbound::from_containers_to;
+use super::{family_of, family_tag, known_set, without_repeats};
+use crate::inventory::{Container, Inventory, Proto, PublishedPort};
+use crate::policy::{Default, EastWest, EastWestEntry, Policy};
+use crate::ruleset::{
+    Chain, EAST_WEST_HAIRPIN_CHAIN, EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN, Family, Origin, PortSet,
+    Rule, Target,
+};
+
+/// Every protocol Docker publishes, in the order rules are written.
+const ALL_PROTOS: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Sctp];
+
+/// What a hairpin adds to one family's plan: its chains and the port sets
+/// of its entries (the `proxied-*` sets are [`proxied_sets`]').
+#[derive(Debug, Default)]
+pub(super) struct HairpinRules {
+    pub chains: Vec<Chain>,
+    pub port_sets: Vec<PortSet>,
+}
+
+/// The jumps `DOCKFW-PROXY` makes for what arrives from a container, before
+/// the `to_host` jumps: none unless the `[east_west]` table can drop
+/// something.
+pub(super) fn input_jumps(policy: &Policy, inventory: &Inventory, family: Family) -> Vec<Rule> {
+    match &policy.east_west {
+        Some(east_west) if east_west.judged() => {
+            from_containers_to(inventory, family, EAST_WEST_HAIRPIN_CHAIN)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The chains and entry port sets of a hairpin in `family`.
+pub(super) fn plan(policy: &Policy, inventory: &Inventory, family: Family) -> HairpinRules {
+    let Some(east_west) = policy.east_west.as_ref().filter(|e| e.judged()) else {
+        return HairpinRules::default();
+    };
+    let mut chains = vec![judge_chain(east_west, family)];
+    if needs_unclassified(east_west) {
+        chains.push(unclassified_chain(east_west, family));
+    }
+    let port_sets = entry_sets(east_west, inventory, family, &chains);
+    HairpinRules { chains, port_sets }
+}
+
+/// The set of every host port published on every address of `family` in
+/// `proto`: `proxied-tcp-v4`.
+pub(super) fn proxied_set(proto: Proto, family: Family) -> String {
+    format!("proxied-{}-{}", proto.as_str(), family_tag(family))
+}
+
+/// One rule per protocol, to the `proxied-*` set of each: what a hairpin
+/// may be addressed to.
+pub(super) fn per_proxied_port(family: Family, target: Target) -> Vec<Rule> {
+    ALL_PROTOS
+        .map(|proto| Rule {
+            proto: Some(proto),
+            dport_set: Some(proxied_set(proto, family)),
+            target: target.clone(),
+            ..Rule::default()
+        })
+        .to_vec()
+}
+
+/// The `proxied-*` sets the rules of `chains` name, with their ports.
+pub(super) fn proxied_sets(
+    inventory: &Inventory,
+    family: Family,
+    chains: &[Chain],
+) -> Vec<PortSet> {
+    let named: BTreeSet<&str> = (chains.iter().flat_map(|c| c.rules.iter()))
+        .filter_map(|r| r.dport_set.as_deref())
+        .collect();
+    ALL_PROTOS
+        .into_iter()
+        .filter(|proto| named.contains(proxied_set(*proto, family).as_str()))
+        .map(|proto| PortSet {
+            name: proxied_set(proto, family),
+            family,
+            proto,
+            ports: (inventory.containers.iter())
+                .flat_map(|c| proxied_bindings(c, family))
+                .filter(|p| p.proto == proto)
+                .map(|p| p.host_port)
+                .collect(),
+        })
+        .collect()
+}
+
+/// Whether a container gives elements to the sets of a hairpin: it
+/// publishes a port on every address, and the plan has such sets.
+pub(super) fn follows(container: &Container, rules: &crate::ruleset::FamilyRules) -> bool {
+    let named = |p: &PortSet| p.name.starts_with("ewh-") || p.name.starts_with("proxied-");
+    Family::ALL
+        .iter()
+        .any(|f| proxied_bindings(container, *f).next().is_some())
+        && rules.port_sets.iter().any(named)
+}
+
+/// The container's bindings docker-proxy may serve in `family` on every
+/// host address: not routed, not on one address (loopback included).
+fn proxied_bindings(container: &Container, family: Family) -> impl Iterator<Item = &PublishedPort> {
+    (container.ports.iter())
+        .filter(move |_| !container.host_network)
+        .filter(|p| !p.is_routed() && p.host_ip.is_unspecified())
+        .filter(move |p| family_of(p.host_ip) == family)
+}
+
+fn judge_chain(east_west: &EastWest, family: Family) -> Chain {
+    let mut rules = Vec::new();
+    if needs_unclassified(east_west) {
+        rules.push(Rule {
+            target: Target::Jump(EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN),
+            ..Rule::default()
+        });
+    }
+    for (id, entry) in numbered(&east_west.deny, "ew-deny") {
+        rules.extend(entry_rules(id, entry, family, true, Target::Drop));
+    }
+    if east_west.restricts() {
+        for (id, entry) in numbered(&east_west.allow, "ew-allow") {
+            rules.extend(entry_rules(id, entry, family, true, Target::Return));
+        }
+        rules.extend(restricted_drops(east_west, family));
+    }
+    Chain {
+        name: EAST_WEST_HAIRPIN_CHAIN,
+        rules: without_repeats(rules),
+    }
+}
+
+/// A source no known container has: judged by every deny with a selector,
+/// admitted only by allow entries without one, and dropped where the
+/// destination may be isolated. The destination is always known: a port a
+/// known container publishes.
+fn unclassified_chain(east_west: &EastWest, family: Family) -> Chain {
+    let mut rules = vec![Rule {
+        src_set: Some(known_set(family)),
+        ..Rule::default()
+    }];
+    let selector_denies = numbered(&east_west.deny, "ew-deny").filter(|(_, e)| e.has_selector());
+    for (id, entry) in selector_denies {
+        rules.extend(entry_rules(id, entry, family, false, Target::Drop));
+    }
+    if east_west.restricts() {
+        let selectorless =
+            numbered(&east_west.allow, "ew-allow").filter(|(_, e)| !e.has_selector());
+        for (id, entry) in selectorless {
+            rules.extend(entry_rules(id, entry, family, false, Target::Return));
+        }
+        rules.extend(restricted_drops(east_west, family));
+    }
+    Chain {
+        name: EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN,
+        rules: without_repeats(rules),
+    }
+}
+
+/// What is dropped when nothing admitted it: every proxied port under
+/// default deny, the isolated containers' ports under default allow.
+fn restricted_drops(east_west: &EastWest, family: Family) -> Vec<Rule> {
+    match east_west.default {
+        Default::Deny => per_proxied_port(family, Target::Drop),
+        Default::Allow => ALL_PROTOS
+            .map(|proto| Rule {
+                proto: Some(proto),
+                dport_set: Some(isolated_set(proto, family)),
+                target: Target::Drop,
+                ..Rule::default()
+            })
+            .to_vec(),
+    }
+}
+
+/// An entry's rules: one per protocol, to the set of the published host
+/// ports it covers, from the set of its source containers when `selected`
+/// (and it selects them).
+fn entry_rules(
+    id: super::EntryId,
+    entry: &EastWestEntry,
+    family: Family,
+    selected: bool,
+    target: Target,
+) -> Vec<Rule> {
+    let src_set = (selected && entry.selects_sources()).then(|| source_set(id, family));
+    let origin = match target {
+        Target::Drop => Origin::Deny { line: id.line },
+        _ => Origin::Allow { line: id.line },
+    };
+    protos(entry)
+        .into_iter()
+        .map(|proto| Rule {
+            src_set: src_set.clone(),
+            proto: Some(proto),
+            dport_set: Some(entry_set(id, proto, family)),
+            target: target.clone(),
+            origin: Some(origin),
+            ..Rule::default()
+        })
+        .collect()
+}
+
+/// `ewh-allow-2-tcp-v4`: the published host ports an entry covers.
+fn entry_set(id: super::EntryId, proto: Proto, family: Family) -> String {
+    let kind = id.kind.trim_start_matches("ew-");
+    let (p, f) = (proto.as_str(), family_tag(family));
+    format!("ewh-{kind}-{}-{p}-{f}", id.number)
+}
+
+/// `ewh-isolated-tcp-v4`: the published host ports of isolated containers.
+fn isolated_set(proto: Proto, family: Family) -> String {
+    format!("ewh-isolated-{}-{}", proto.as_str(), family_tag(family))
+}
+
+/// Whether an entry covers a binding of a container it selects as a
+/// destination: its protocol, and its container port among the entry's.
+fn covers_port(entry: &EastWestEntry, port: &PublishedPort) -> bool {
+    protos(entry).contains(&port.proto)
+        && (entry.to.ports.as_ref())
+            .is_none_or(|ranges| ranges.iter().any(|r| r.contains(port.container_port)))
+}
+
+/// The port sets the rules of `chains` name (other than `proxied-*`),
+/// each with its ports: an entry's, or the isolated containers'.
+fn entry_sets(
+    east_west: &EastWest,
+    inventory: &Inventory,
+    family: Family,
+    chains: &[Chain],
+) -> Vec<PortSet> {
+    let named: BTreeSet<&str> = (chains.iter().flat_map(|c| c.rules.iter()))
+        .filter_map(|r| r.dport_set.as_deref())
+        .collect();
+    let mut sets: BTreeMap<String, (Proto, BTreeSet<u16>)> = BTreeMap::new();
+    let mut put = |name: String, proto: Proto, port: Option<u16>| {
+        if named.contains(name.as_str()) {
+            let set = sets.entry(name).or_insert_with(|| (proto, BTreeSet::new()));
+            set.1.extend(port);
+        }
+    };
+    for proto in ALL_PROTOS {
+        put(isolated_set(proto, family), proto, None);
+    }
+    let entries: Vec<_> = (numbered(&east_west.allow, "ew-allow"))
+        .chain(numbered(&east_west.deny, "ew-deny"))
+        .collect();
+    for (id, entry) in &entries {
+        for proto in protos(entry) {
+            put(entry_set(*id, proto, family), proto, None);
+        }
+    }
+    for container in &inventory.containers {
+        for port in proxied_bindings(container, family) {
+            if east_west.isolate.iter().any(|e| covers(e, container)) {
+                put(
+                    isolated_set(port.proto, family),
+                    port.proto,
+                    Some(port.host_port),
+                );
+            }
+            for (id, entry) in &entries {
+                if covers(entry, container) && covers_port(entry, port) {
+                    let name = entry_set(*id, port.proto, family);
+                    put(name, port.proto, Some(port.host_port));
+                }
+            }
+        }
+    }
+    sets.into_iter()
+        .map(|(name, (proto, ports))| PortSet {
+            name,
+            family,
+            proto,
+            ports,
+        })
+        .collect()
+}
