@@ -39,7 +39,9 @@
 //! `DOCKFW-TO-HOST` under `to_host = "deny"`; see [`outbound`]. With an
 //! `[east_west]` table, the entry chain first jumps to `DOCKFW-EAST-WEST`
 //! for what arrives from a bridge, where what goes to a container is
-//! judged; see [`east_west`].
+//! judged; see [`east_west`]; and `DOCKFW-PROXY` first jumps to
+//! `DOCKFW-EW-HAIRPIN` for it, where a hairpin to a port docker-proxy
+//! serves is judged the same way; see [`hairpin`].
 //!
 //! Ports are matched with `--ctorigdstport`, the destination port before
 //! Docker's DNAT, i.e. the published host port. Allow entries with ports

@@ -316,3 +316,115 @@ fn entry_sets(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
+    use crate::net::Family;
+    use crate::policy::Policy;
+
+    fn policy(text: &str) -> Policy {
+        crate::policy::parse_str(text, Path::new("p.toml")).expect("valid")
+    }
+
+    fn port(host_ip: &str, host_port: u16, container_port: u16) -> PublishedPort {
+        PublishedPort {
+            host_ip: host_ip.parse().expect("addr"),
+            host_port,
+            container_port,
+            proto: Proto::Tcp,
+        }
+    }
+
+    fn inventory() -> Inventory {
+        let container = |name: &str, ipv4: &str, ports| Container {
+            id: name.to_owned(),
+            name: name.to_owned(),
+            attachments: vec![Attachment {
+                network_id: "net".to_owned(),
+                network: "net".to_owned(),
+                ipv4: Some(ipv4.parse().expect("addr")),
+                ipv6: None,
+            }],
+            labels: Default::default(),
+            host_network: false,
+            ports,
+        };
+        Inventory {
+            bridges: vec![Bridge {
+                id: "net".to_owned(),
+                name: "net".to_owned(),
+                interface: "br-net".to_owned(),
+            }],
+            containers: vec![
+                container("client", "172.18.0.2", Vec::new()),
+                container(
+                    "api",
+                    "172.18.0.3",
+                    vec![
+                        port("0.0.0.0", 8080, 80),
+                        port("0.0.0.0", 9090, 9000),
+                        port("192.0.2.1", 8081, 80),
+                    ],
+                ),
+            ],
+            ..Inventory::default()
+        }
+    }
+
+    fn ports(plan: &crate::ruleset::Ruleset, set: &str) -> Vec<u16> {
+        let set = plan.family(Family::V4).port_set(set).expect(set);
+        set.ports.iter().copied().collect()
+    }
+
+    #[test]
+    fn an_entry_covers_the_host_ports_published_on_every_address_to_its_container_ports() {
+        let text = "[east_west]\n[[east_west.isolate]]\ncontainers = [\"api\"]\n\
+                    [[east_west.allow]]\nfrom_containers = [\"client\"]\n\
+                    containers = [\"api\"]\nports = [80]\n";
+        let plan = super::super::plan(&policy(text), &inventory());
+        assert_eq!(
+            ports(&plan, "ewh-allow-1-tcp-v4"),
+            [8080],
+            "not 9090, not 8081"
+        );
+        assert_eq!(ports(&plan, "ewh-isolated-tcp-v4"), [8080, 9090]);
+    }
+
+    #[test]
+    fn a_hairpin_is_judged_before_to_host_and_to_host_leaves_it() {
+        let text = "[outbound]\nto_host = \"deny\"\n[east_west]\n\
+                    [[east_west.isolate]]\ncontainers = [\"api\"]\n";
+        let plan = super::super::plan(&policy(text), &inventory());
+        let v4 = plan.family(Family::V4);
+        let proxy = v4
+            .chains
+            .iter()
+            .find(|c| c.name == crate::ruleset::PROXY_CHAIN);
+        let targets: Vec<_> = (proxy.expect("proxy chain").rules.iter())
+            .filter_map(|r| match r.target {
+                crate::ruleset::Target::Jump(chain) if chain != crate::ruleset::DROP_CHAIN => {
+                    Some(chain)
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            targets,
+            [
+                crate::ruleset::EAST_WEST_HAIRPIN_CHAIN,
+                crate::ruleset::TO_HOST_CHAIN
+            ]
+        );
+        let to_host = v4
+            .chains
+            .iter()
+            .find(|c| c.name == crate::ruleset::TO_HOST_CHAIN);
+        let first = &to_host.expect("to_host chain").rules[0];
+        assert_eq!(first.dport_set.as_deref(), Some("proxied-tcp-v4"));
+        assert_eq!(first.target, crate::ruleset::Target::Return);
+        assert_eq!(ports(&plan, "proxied-tcp-v4"), [8080, 9090], "not 8081");
+    }
+}

@@ -26,6 +26,7 @@
 //! DOCKFW-PROXY    (after established/related and lo)
 //!                 the same jumps as DOCKFW makes  -> DOCKFW-TO-HOST
 //! DOCKFW-TO-HOST  ICMPv6 neighbour discovery      -> RETURN   (IPv6)
+//!                 per protocol: dport @proxied-tcp -> RETURN  (a hairpin: east-west)
 //!                 everything else                 -> DROP     (to_host = "deny" only)
 //! ```
 //!
