@@ -165,15 +165,14 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     chains.extend(outbound.chains);
     let east_west = east_west::plan(policy, inventory, family);
     chains.extend(east_west.chains);
-    let hairpin = hairpin::plan(policy, inventory, family);
+    let hairpin = hairpin::plan(policy, family);
     chains.extend(hairpin.chains);
     let mut sets = address_sets(policy, inventory, family, &chains);
     sets.extend(outbound.sets);
     sets.extend(east_west.sets);
     sets.sort_by(|a, b| a.name.cmp(&b.name));
     let mut port_sets = port_sets;
-    port_sets.extend(hairpin::proxied_sets(inventory, family, &chains));
-    port_sets.extend(hairpin.port_sets);
+    port_sets.extend(hairpin::port_sets(policy, inventory, family, &chains));
     let mut orig_port_sets = orig_port_sets(policy, family, &chains);
     orig_port_sets.extend(outbound.orig_port_sets);
     orig_port_sets.sort_by(|a, b| a.name.cmp(&b.name));

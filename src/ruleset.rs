@@ -273,11 +273,14 @@ impl AddrSet {
 
 /// A named set of destination ports of one protocol, for the rules of one
 /// family, matched by [`Rule::dport_set`] (with [`Rule::proto`]): the host
-/// ports docker-proxy may serve that a policy entry covers.
+/// ports docker-proxy may serve that a policy entry covers (or that no
+/// entry covers: `guard-tcp-v4`), or a hairpin to them reaches
+/// (`proxied-tcp-v4`, `ewh-allow-2-tcp-v4`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSet {
     /// As [`AddrSet::name`], with the protocol in it: `allow-2-tcp-v4`,
-    /// `guard-udp-v6`; at most 20 characters (`allow-20000-sctp-v6`).
+    /// `guard-udp-v6`; at most 23 characters (`ewh-allow-20000-sctp-v6`),
+    /// 30 with the ipset prefix `dockfw-` (ipset allows 31).
     pub name: String,
     pub family: Family,
     pub proto: Proto,

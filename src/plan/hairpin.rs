@@ -51,12 +51,11 @@ use crate::ruleset::{
 /// Every protocol Docker publishes, in the order rules are written.
 const ALL_PROTOS: [Proto; 3] = [Proto::Tcp, Proto::Udp, Proto::Sctp];
 
-/// What a hairpin adds to one family's plan: its chains and the port sets
-/// of its entries (the `proxied-*` sets are [`proxied_sets`]').
+/// What a hairpin adds to one family's plan: its chains (its sets are
+/// [`port_sets`]', made once every chain that names them is planned).
 #[derive(Debug, Default)]
 pub(super) struct HairpinRules {
     pub chains: Vec<Chain>,
-    pub port_sets: Vec<PortSet>,
 }
 
 /// The jumps `DOCKFW-PROXY` makes for what arrives from a container, before
@@ -71,8 +70,8 @@ pub(super) fn input_jumps(policy: &Policy, inventory: &Inventory, family: Family
     }
 }
 
-/// The chains and entry port sets of a hairpin in `family`.
-pub(super) fn plan(policy: &Policy, inventory: &Inventory, family: Family) -> HairpinRules {
+/// The chains of a hairpin in `family`.
+pub(super) fn plan(policy: &Policy, family: Family) -> HairpinRules {
     let Some(east_west) = policy.east_west.as_ref().filter(|e| e.judged()) else {
         return HairpinRules::default();
     };
@@ -80,8 +79,7 @@ pub(super) fn plan(policy: &Policy, inventory: &Inventory, family: Family) -> Ha
     if needs_unclassified(east_west) {
         chains.push(unclassified_chain(east_west, family));
     }
-    let port_sets = entry_sets(east_west, inventory, family, &chains);
-    HairpinRules { chains, port_sets }
+    HairpinRules { chains }
 }
 
 /// The set of every host port published on every address of `family` in
@@ -103,39 +101,78 @@ pub(super) fn per_proxied_port(family: Family, target: Target) -> Vec<Rule> {
         .to_vec()
 }
 
-/// The `proxied-*` sets the rules of `chains` name, with their ports.
-pub(super) fn proxied_sets(
+/// Every port set a hairpin's rules in `chains` name (the `proxied-*`
+/// ones, which `to_host` names too, and the entries'), each with its
+/// ports: the sets of [`contributions`], gathered over every container.
+pub(super) fn port_sets(
+    policy: &Policy,
     inventory: &Inventory,
     family: Family,
     chains: &[Chain],
 ) -> Vec<PortSet> {
-    let named: BTreeSet<&str> = (chains.iter().flat_map(|c| c.rules.iter()))
-        .filter_map(|r| r.dport_set.as_deref())
-        .collect();
-    ALL_PROTOS
-        .into_iter()
-        .filter(|proto| named.contains(proxied_set(*proto, family).as_str()))
-        .map(|proto| PortSet {
-            name: proxied_set(proto, family),
+    let mut sets: BTreeMap<&str, (Proto, BTreeSet<u16>)> = BTreeMap::new();
+    for rule in chains.iter().flat_map(|c| c.rules.iter()) {
+        if let (Some(name), Some(proto)) = (rule.dport_set.as_deref(), rule.proto)
+            && is_hairpin_set(name)
+        {
+            sets.entry(name).or_insert_with(|| (proto, BTreeSet::new()));
+        }
+    }
+    for container in &inventory.containers {
+        for (name, port) in contributions(policy, container, family) {
+            if let Some((_, ports)) = sets.get_mut(name.as_str()) {
+                ports.insert(port);
+            }
+        }
+    }
+    let mut out: Vec<PortSet> = (sets.into_iter())
+        .map(|(name, (proto, ports))| PortSet {
+            name: name.to_owned(),
             family,
             proto,
-            ports: (inventory.containers.iter())
-                .flat_map(|c| proxied_bindings(c, family))
-                .filter(|p| p.proto == proto)
-                .map(|p| p.host_port)
-                .collect(),
+            ports,
         })
-        .collect()
+        .collect();
+    // The `proxied-*` sets first, by protocol, then the entries', by name.
+    let rank = |p: Proto| ALL_PROTOS.iter().position(|q| *q == p);
+    out.sort_by_key(|set| {
+        let proxied = set.name.starts_with("proxied-");
+        (!proxied, proxied.then(|| rank(set.proto)), set.name.clone())
+    });
+    out
 }
 
-/// Whether a container gives elements to the sets of a hairpin: it
-/// publishes a port on every address, and the plan has such sets.
-pub(super) fn follows(container: &Container, rules: &crate::ruleset::FamilyRules) -> bool {
-    let named = |p: &PortSet| p.name.starts_with("ewh-") || p.name.starts_with("proxied-");
-    Family::ALL
-        .iter()
-        .any(|f| proxied_bindings(container, *f).next().is_some())
-        && rules.port_sets.iter().any(named)
+/// Whether a port set is a hairpin's (and not a guard set).
+pub(super) fn is_hairpin_set(name: &str) -> bool {
+    name.starts_with("proxied-") || name.starts_with("ewh-")
+}
+
+/// What one container adds, in `family`, to the port sets of a hairpin:
+/// (set name, host port) pairs, for each port it publishes on every
+/// address: the `proxied-*` set of its protocol, the isolated containers'
+/// set when an isolate covers it, and the set of each entry that covers
+/// it and its container port. The sets are these, gathered over every
+/// container (only those a rule names exist); an incremental planner can
+/// add or remove one container's pairs alone.
+pub fn contributions(policy: &Policy, container: &Container, family: Family) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    let east_west = policy.east_west.as_ref().filter(|e| e.judged());
+    let entries: Vec<_> = (east_west.iter())
+        .flat_map(|e| numbered(&e.allow, "ew-allow").chain(numbered(&e.deny, "ew-deny")))
+        .collect();
+    for port in proxied_bindings(container, family) {
+        let (proto, host_port) = (port.proto, port.host_port);
+        out.push((proxied_set(proto, family), host_port));
+        if east_west.is_some_and(|e| e.isolate.iter().any(|i| covers(i, container))) {
+            out.push((isolated_set(proto, family), host_port));
+        }
+        for (id, entry) in &entries {
+            if covers(entry, container) && covers_port(entry, port) {
+                out.push((entry_set(*id, proto, family), host_port));
+            }
+        }
+    }
+    out
 }
 
 /// The container's bindings docker-proxy may serve in `family` on every
@@ -259,62 +296,6 @@ fn covers_port(entry: &EastWestEntry, port: &PublishedPort) -> bool {
     protos(entry).contains(&port.proto)
         && (entry.to.ports.as_ref())
             .is_none_or(|ranges| ranges.iter().any(|r| r.contains(port.container_port)))
-}
-
-/// The port sets the rules of `chains` name (other than `proxied-*`),
-/// each with its ports: an entry's, or the isolated containers'.
-fn entry_sets(
-    east_west: &EastWest,
-    inventory: &Inventory,
-    family: Family,
-    chains: &[Chain],
-) -> Vec<PortSet> {
-    let named: BTreeSet<&str> = (chains.iter().flat_map(|c| c.rules.iter()))
-        .filter_map(|r| r.dport_set.as_deref())
-        .collect();
-    let mut sets: BTreeMap<String, (Proto, BTreeSet<u16>)> = BTreeMap::new();
-    let mut put = |name: String, proto: Proto, port: Option<u16>| {
-        if named.contains(name.as_str()) {
-            let set = sets.entry(name).or_insert_with(|| (proto, BTreeSet::new()));
-            set.1.extend(port);
-        }
-    };
-    for proto in ALL_PROTOS {
-        put(isolated_set(proto, family), proto, None);
-    }
-    let entries: Vec<_> = (numbered(&east_west.allow, "ew-allow"))
-        .chain(numbered(&east_west.deny, "ew-deny"))
-        .collect();
-    for (id, entry) in &entries {
-        for proto in protos(entry) {
-            put(entry_set(*id, proto, family), proto, None);
-        }
-    }
-    for container in &inventory.containers {
-        for port in proxied_bindings(container, family) {
-            if east_west.isolate.iter().any(|e| covers(e, container)) {
-                put(
-                    isolated_set(port.proto, family),
-                    port.proto,
-                    Some(port.host_port),
-                );
-            }
-            for (id, entry) in &entries {
-                if covers(entry, container) && covers_port(entry, port) {
-                    let name = entry_set(*id, port.proto, family);
-                    put(name, port.proto, Some(port.host_port));
-                }
-            }
-        }
-    }
-    sets.into_iter()
-        .map(|(name, (proto, ports))| PortSet {
-            name,
-            family,
-            proto,
-            ports,
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! ruleset equal to `plan(policy, inventory)` of the same inventory. Per
 //! container it keeps what the container puts into sets (its addresses in
 //! `known-*`, in the sets of the entries that select it, in `ob-isolated-*`;
-//! its host ports in the guard sets; its published ports and endpoints in
-//! the drop sets), and per element how many containers put it there, so a
+//! its host ports in the guard sets and a hairpin's port sets; its
+//! published ports and endpoints in the drop sets), and per element how
+//! many containers put it there, so a
 //! change adds and removes elements in O(the container's size x the
 //! policy's entries + log n). Anything else falls back to a whole plan: a
 //! policy or a network (bridges, gateway modes, subnets, the kernel's word
@@ -93,6 +94,9 @@ enum Element {
     Dropped(Family, Proto, u16),
     /// A container endpoint a published port leads to.
     Endpoint(Family, DropEndpoint),
+    /// A host port in the named port set of a hairpin (`proxied-tcp-v4`,
+    /// `ewh-allow-2-tcp-v4`).
+    Port(Family, String, u16),
 }
 
 /// What one container puts into the sets, and whether that is all it
@@ -301,8 +305,18 @@ fn write(ruleset: &mut Ruleset, element: &Element, present: bool) -> Option<(Fam
             Some((*family, name.clone()))
         }
         Element::Guard(family, proto, port) => {
+            // The guard sets, not a hairpin's of the same protocol.
             let sets = &mut family_mut(ruleset, *family).port_sets;
-            port_element(sets, *family, *proto, *port, present)
+            let guards = sets
+                .iter_mut()
+                .filter(|s| !super::hairpin::is_hairpin_set(&s.name));
+            port_element(guards, *family, *proto, *port, present)
+        }
+        Element::Port(family, name, port) => {
+            let sets = &mut family_mut(ruleset, *family).port_sets;
+            let set = sets.iter_mut().find(|s| s.name == *name)?;
+            put(&mut set.ports, *port, present);
+            Some((*family, name.clone()))
         }
         Element::Dropped(family, proto, port) => {
             let sets = &mut family_mut(ruleset, *family).drop_ports;
@@ -332,14 +346,14 @@ fn put<T: Ord>(set: &mut BTreeSet<T>, value: T, present: bool) {
 }
 
 /// The protocol's set of `sets` with `port` added or removed.
-fn port_element(
-    sets: &mut [PortSet],
+fn port_element<'a>(
+    sets: impl IntoIterator<Item = &'a mut PortSet>,
     family: Family,
     proto: Proto,
     port: u16,
     present: bool,
 ) -> Option<(Family, String)> {
-    let set = sets.iter_mut().find(|s| s.proto == proto)?;
+    let set = sets.into_iter().find(|s| s.proto == proto)?;
     put(&mut set.ports, port, present);
     Some((family, set.name.clone()))
 }
@@ -354,13 +368,9 @@ fn contribution(
 ) -> Contribution {
     let on_verified =
         (container.attachments.iter()).all(|a| verified.contains_key(a.network_id.as_str()));
-    // The hairpin's port sets follow published ports: a whole plan.
-    let hairpin = Family::ALL
-        .iter()
-        .any(|f| super::hairpin::follows(container, ruleset.family(*f)));
     let mut out = Contribution {
         elements: Vec::new(),
-        elements_only: !container.host_network && on_verified && !hairpin,
+        elements_only: !container.host_network && on_verified,
     };
     for family in Family::ALL {
         let rules = ruleset.family(family);
@@ -384,6 +394,11 @@ fn contribution(
                 out.elements.extend(elements);
             }
             ports(policy, container, family, &addrs, &mut out);
+            let hairpin = super::hairpin::contributions(policy, container, family);
+            let elements = (hairpin.into_iter())
+                .filter(|(name, _)| rules.port_set(name).is_some())
+                .map(|(name, port)| Element::Port(family, name, port));
+            out.elements.extend(elements);
         }
     }
     out
