@@ -936,7 +936,7 @@ hairpin_case() {
 [east_west]
 
 [[east_west.isolate]]
-containers = ["hp-c2"]
+containers = ["hp-c2", "hp-late"]
 
 [[east_west.allow]]
 from_containers = ["hp-c3"]
@@ -947,8 +947,22 @@ EOF
     dockfw_start "$pol" || fail "daemon did not start"
     hp_each blocked hp-c1 hp-c2 hpnet 8080
     hp_each open hp-c3 hp-c2 hpnet 8080
+    # A container started under the daemon (its event's pass writes set elements only):
+    # isolated, its published port takes no hairpin either.
+    lab_run hp-late --network hpnet -p 8082:80
+    wait_for 5 late_isolated || fail "hp-late's port 8082 is in no isolated set: $(dockfw_listing | grep -i isolated)"
+    hp_each blocked hp-c1 hp-late hpnet 8082
     uninstalled
     hp_each open hp-c1 hp-c2 hpnet 8080; hp_each open hp-c3 hp-c2 hpnet 8080
+    hp_each open hp-c1 hp-late hpnet 8082
+}
+
+# late_isolated — dockfw has taken hp-late in: port 8082 is an element of the hairpin's
+# isolated set (iptables: an ipset element line; nftables: the set's elements, listed after
+# its name) and hp-late's IPv4 address is in its sets (the east-west isolated set).
+late_isolated() {
+    grep -A3 -E 'ewh.isolated.tcp.v4' <<<"$(dockfw_listing)" | grep -q 8082 &&
+        (($(rules_mention "$(caddr hp-late hpnet 4)") > 0))
 }
 
 # Hairpin through DNAT (the engine without its userland proxy): judged as east-west on the
