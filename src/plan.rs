@@ -39,7 +39,9 @@
 //! `DOCKFW-TO-HOST` under `to_host = "deny"`; see [`outbound`]. With an
 //! `[east_west]` table, the entry chain first jumps to `DOCKFW-EAST-WEST`
 //! for what arrives from a bridge, where what goes to a container is
-//! judged; see [`east_west`].
+//! judged; see [`east_west`]; and `DOCKFW-PROXY` first jumps to
+//! `DOCKFW-EW-HAIRPIN` for it, where a hairpin to a port docker-proxy
+//! serves is judged the same way; see [`hairpin`].
 //!
 //! Ports are matched with `--ctorigdstport`, the destination port before
 //! Docker's DNAT, i.e. the published host port. Allow entries with ports
@@ -99,6 +101,7 @@
 
 mod east_west;
 mod east_west_verdict;
+mod hairpin;
 mod incremental;
 mod outbound;
 mod outbound_verdict;
@@ -166,10 +169,14 @@ fn plan_family(policy: &Policy, inventory: &Inventory, family: Family) -> Family
     chains.extend(outbound.chains);
     let east_west = east_west::plan(policy, inventory, family);
     chains.extend(east_west.chains);
+    let hairpin = hairpin::plan(policy, family);
+    chains.extend(hairpin.chains);
     let mut sets = address_sets(policy, inventory, family, &chains);
     sets.extend(outbound.sets);
     sets.extend(east_west.sets);
     sets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut port_sets = port_sets;
+    port_sets.extend(hairpin::port_sets(policy, inventory, family, &chains));
     let mut orig_port_sets = orig_port_sets(policy, family, &chains);
     orig_port_sets.extend(outbound.orig_port_sets);
     orig_port_sets.sort_by(|a, b| a.name.cmp(&b.name));
@@ -585,6 +592,8 @@ fn proxy_chain(policy: &Policy, inventory: &Inventory, family: Family) -> (Chain
             ..Rule::default()
         },
     ];
+    // A hairpin to a port docker-proxy serves is east-west, judged first.
+    rules.extend(hairpin::input_jumps(policy, inventory, family));
     // `to_host = "deny"` judges connections from containers to the host.
     rules.extend(outbound::input_jumps(policy, inventory, family));
     // From a container to the host's proxy is container-to-container.

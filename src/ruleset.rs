@@ -62,10 +62,19 @@ pub const EAST_WEST_JUDGE_CHAIN: &str = "DOCKFW-EW-JUDGE";
 /// Where such a connection with a source or destination no known
 /// container has is judged by every selector deny (and as isolated).
 pub const EAST_WEST_UNCLASSIFIED_CHAIN: &str = "DOCKFW-EW-UNCLASSIFIED";
+/// Where a container's new connection to a port docker-proxy serves on
+/// the host (a hairpin: INPUT, not DNAT-ed) meets the `[east_west]`
+/// entries, on the published host ports whose container and container
+/// port each entry covers; jumped to from [`PROXY_CHAIN`] for traffic
+/// arriving from a Docker bridge.
+pub const EAST_WEST_HAIRPIN_CHAIN: &str = "DOCKFW-EW-HAIRPIN";
+/// Where such a hairpin from an address no known container has is judged
+/// by every selector deny (and as isolated).
+pub const EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN: &str = "DOCKFW-EW-HP-UNCLASSIFIED";
 /// Docker's chain for operators, jumped to first from `FORWARD`.
 pub const DOCKER_USER: &str = "DOCKER-USER";
 /// Every chain dockfw owns, in creation order.
-pub const OWNED_CHAINS: [&str; 11] = [
+pub const OWNED_CHAINS: [&str; 13] = [
     DROP_CHAIN,
     ENTRY_CHAIN,
     INBOUND_CHAIN,
@@ -77,6 +86,8 @@ pub const OWNED_CHAINS: [&str; 11] = [
     EAST_WEST_CHAIN,
     EAST_WEST_JUDGE_CHAIN,
     EAST_WEST_UNCLASSIFIED_CHAIN,
+    EAST_WEST_HAIRPIN_CHAIN,
+    EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN,
 ];
 
 /// A jump dockfw keeps as the first rule of a chain it does not own.
@@ -137,8 +148,12 @@ impl Ruleset {
 pub enum SetElement {
     /// An address in the named address set ([`FamilyRules::sets`]).
     Addr(Family, String, IpNet),
-    /// A host port in the protocol's guard set ([`FamilyRules::port_sets`]).
+    /// A host port in the protocol's guard set ([`FamilyRules::port_sets`],
+    /// named [`GUARD_PREFIX`]…).
     Guard(Family, Proto, u16),
+    /// A host port in the named port set that is not a guard set (a
+    /// hairpin's: `proxied-tcp-v4`, `ewh-allow-2-tcp-v4`).
+    Port(Family, String, u16),
     /// A published port in the protocol's drop set ([`FamilyRules::drop_ports`]).
     Dropped(Family, Proto, u16),
     /// A container endpoint a published port leads to
@@ -151,6 +166,7 @@ impl SetElement {
         match self {
             SetElement::Addr(family, ..)
             | SetElement::Guard(family, ..)
+            | SetElement::Port(family, ..)
             | SetElement::Dropped(family, ..)
             | SetElement::Endpoint(family, _) => *family,
         }
@@ -171,6 +187,28 @@ pub type SetRef = (Family, String);
 /// The name [`Ruleset::put`] gives a family's drop endpoints.
 pub const ENDPOINTS: &str = "drop-endpoints";
 
+/// How the name of a guard set begins (`guard-tcp-v4`): of the port sets
+/// that hold a protocol's ports, the one [`SetElement::Guard`] names.
+pub const GUARD_PREFIX: &str = "guard-";
+
+impl FamilyRules {
+    /// The guard set of `proto`.
+    pub fn guard_set(&self, proto: Proto) -> Option<&PortSet> {
+        (self.port_sets.iter()).find(|s| s.proto == proto && s.name.starts_with(GUARD_PREFIX))
+    }
+
+    /// The set that holds `element` when it is a port (a guard set, a
+    /// named port set or a drop set); `None` for addresses and endpoints.
+    pub fn port_set_of(&self, element: &SetElement) -> Option<&PortSet> {
+        match element {
+            SetElement::Guard(_, proto, _) => self.guard_set(*proto),
+            SetElement::Port(_, name, _) => self.port_set(name),
+            SetElement::Dropped(_, proto, _) => self.drop_ports.iter().find(|s| s.proto == *proto),
+            SetElement::Addr(..) | SetElement::Endpoint(..) => None,
+        }
+    }
+}
+
 impl Ruleset {
     /// Add (`present`) or remove `element` in its set; the set's family and
     /// name, or `None` when the plan has no such set (nothing is written).
@@ -182,8 +220,13 @@ impl Ruleset {
                 set.remove(&value);
             }
         }
-        fn port(sets: &mut [PortSet], proto: Proto, port: u16, present: bool) -> Option<String> {
-            let set = sets.iter_mut().find(|s| s.proto == proto)?;
+        fn port(
+            sets: &mut [PortSet],
+            is: impl Fn(&PortSet) -> bool,
+            port: u16,
+            present: bool,
+        ) -> Option<String> {
+            let set = sets.iter_mut().find(|s| is(s))?;
             put(&mut set.ports, port, present);
             Some(set.name.clone())
         }
@@ -199,8 +242,16 @@ impl Ruleset {
                 put(&mut sets[at].elements, *net, present);
                 name.clone()
             }
-            SetElement::Guard(_, proto, p) => port(&mut rules.port_sets, *proto, *p, present)?,
-            SetElement::Dropped(_, proto, p) => port(&mut rules.drop_ports, *proto, *p, present)?,
+            SetElement::Guard(_, proto, p) => {
+                let guard = |s: &PortSet| s.proto == *proto && s.name.starts_with(GUARD_PREFIX);
+                port(&mut rules.port_sets, guard, *p, present)?
+            }
+            SetElement::Port(_, name, p) => {
+                port(&mut rules.port_sets, |s| s.name == *name, *p, present)?
+            }
+            SetElement::Dropped(_, proto, p) => {
+                port(&mut rules.drop_ports, |s| s.proto == *proto, *p, present)?
+            }
             SetElement::Endpoint(_, endpoint) => {
                 put(&mut rules.drop_endpoints, *endpoint, present);
                 ENDPOINTS.to_owned()
@@ -212,16 +263,16 @@ impl Ruleset {
     /// Whether `element` is in its set (false when the plan has no such set).
     pub fn has(&self, element: &SetElement) -> bool {
         let rules = self.family(element.family());
-        let port = |sets: &[PortSet], proto: &Proto, port: &u16| {
-            (sets.iter()).any(|s| s.proto == *proto && s.ports.contains(port))
-        };
         match element {
             SetElement::Addr(_, name, net) => {
                 rules.set(name).is_some_and(|s| s.elements.contains(net))
             }
-            SetElement::Guard(_, proto, p) => port(&rules.port_sets, proto, p),
-            SetElement::Dropped(_, proto, p) => port(&rules.drop_ports, proto, p),
             SetElement::Endpoint(_, endpoint) => rules.drop_endpoints.contains(endpoint),
+            SetElement::Guard(.., p) | SetElement::Port(.., p) | SetElement::Dropped(.., p) => {
+                rules
+                    .port_set_of(element)
+                    .is_some_and(|s| s.ports.contains(p))
+            }
         }
     }
 
@@ -260,8 +311,12 @@ impl Ruleset {
                 );
             }
             for set in &now.port_sets {
-                let old = had.port_sets.iter().find(|s| s.proto == set.proto);
-                let element = |p| SetElement::Guard(family, set.proto, p);
+                let old = had.port_set(&set.name);
+                let guard = set.name.starts_with(GUARD_PREFIX);
+                let element = |p| match guard {
+                    true => SetElement::Guard(family, set.proto, p),
+                    false => SetElement::Port(family, set.name.clone(), p),
+                };
                 diff(&set.ports, old.map(|s| &s.ports), element, &mut out);
             }
             for set in &now.drop_ports {
@@ -419,11 +474,14 @@ impl AddrSet {
 
 /// A named set of destination ports of one protocol, for the rules of one
 /// family, matched by [`Rule::dport_set`] (with [`Rule::proto`]): the host
-/// ports docker-proxy may serve that a policy entry covers.
+/// ports docker-proxy may serve that a policy entry covers (or that no
+/// entry covers: `guard-tcp-v4`), or a hairpin to them reaches
+/// (`proxied-tcp-v4`, `ewh-allow-2-tcp-v4`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSet {
     /// As [`AddrSet::name`], with the protocol in it: `allow-2-tcp-v4`,
-    /// `guard-udp-v6`; at most 20 characters (`allow-20000-sctp-v6`).
+    /// `guard-udp-v6`; at most 23 characters (`ewh-allow-20000-sctp-v6`),
+    /// 30 with the ipset prefix `dockfw-` (ipset allows 31).
     pub name: String,
     pub family: Family,
     pub proto: Proto,

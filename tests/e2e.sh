@@ -946,6 +946,92 @@ EOF
     ew_open ew-c1 ew-c2 ewflag
 }
 
+# hairpin_addrs CONTAINER 4|6 — the host addresses CONTAINER can reach a published port at
+# (a hairpin): its network's gateway (the bridge's own address, read from the container's
+# default route: Docker's IPAM leaves the IPv6 gateway unset) and the lab host's outside
+# address (vha's, client A's gateway).
+hairpin_addrs() {
+    local gw
+    if [[ "$2" == 4 ]]; then
+        gw="$(lab_docker exec "$1" ip -4 route show default | awk '{ print $3 }')"
+        echo "$gw $LAB_A_GW4"
+    else
+        gw="$(lab_docker exec "$1" ip -6 route show default | awk '{ print $3 }')"
+        echo "$gw $LAB_A_GW6"
+    fi
+}
+
+# hp_each open|blocked SRC DST NETWORK PORT — the east-west path from SRC to DST's port 80,
+# straight at DST's addresses on NETWORK (ew_each) and through the host port PORT that DST
+# publishes, at each of SRC's hairpin addresses (IPv4 and IPv6): SRC fetches DST's page
+# everywhere (open), or gets no answer anywhere (blocked: dropped, not refused).
+hp_each() {
+    local f a
+    ew_each "$1" "$2" "$3" "$4"
+    for f in 4 6; do
+        for a in $(hairpin_addrs "$2" "$f"); do
+            if [[ "$1" == open ]]; then cfetch_open "$2" "$a" "$5" "dockfw-test ok"; else cfetch_blocked "$2" "$a" "$5"; fi
+        done
+    done
+}
+
+# hairpin_case true|false — c1, c2 and c3 on one network, c2 publishing 8080:80; under an
+# `[east_west]` policy that isolates c2 and lets c3 (not c1) reach its port 80, c1 gets
+# nothing from c2, straight or through the published port at a host address (the bridge
+# gateway, the lab host's outside address; IPv4 and IPv6), and c3 gets its page either
+# way. Open before dockfw and after uninstall. The engine runs with its userland proxy on
+# (true: the hairpin reaches docker-proxy on the host, INPUT) or off (false: DNAT, FORWARD).
+hairpin_case() {
+    need_dockfw
+    lab_engine_userland_proxy "$1" || fail "the engine did not restart with userland-proxy $1"
+    lab_net_create hpnet
+    lab_run hp-c2 --network hpnet -p 8080:80
+    lab_run hp-c1 --network hpnet
+    lab_run hp-c3 --network hpnet
+    hp_each open hp-c1 hp-c2 hpnet 8080; hp_each open hp-c3 hp-c2 hpnet 8080
+    local pol
+    pol="$(write_policy hairpin <<EOF
+[east_west]
+
+[[east_west.isolate]]
+containers = ["hp-c2", "hp-late"]
+
+[[east_west.allow]]
+from_containers = ["hp-c3"]
+containers = ["hp-c2"]
+ports = [80]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    hp_each blocked hp-c1 hp-c2 hpnet 8080
+    hp_each open hp-c3 hp-c2 hpnet 8080
+    # A container started under the daemon (its event's pass writes set elements only):
+    # isolated, its published port takes no hairpin either.
+    lab_run hp-late --network hpnet -p 8082:80
+    wait_for 5 late_isolated || fail "hp-late's port 8082 is in no isolated set: $(dockfw_listing | grep -i isolated)"
+    hp_each blocked hp-c1 hp-late hpnet 8082
+    uninstalled
+    hp_each open hp-c1 hp-c2 hpnet 8080; hp_each open hp-c3 hp-c2 hpnet 8080
+    hp_each open hp-c1 hp-late hpnet 8082
+}
+
+# late_isolated — dockfw has taken hp-late in: port 8082 is an element of the hairpin's
+# isolated set (iptables: an ipset element line; nftables: the set's elements, listed after
+# its name) and hp-late's IPv4 address is in its sets (the east-west isolated set).
+late_isolated() {
+    grep -A3 -E 'ewh.isolated.tcp.v4' <<<"$(dockfw_listing)" | grep -q 8082 &&
+        (($(rules_mention "$(caddr hp-late hpnet 4)") > 0))
+}
+
+# Hairpin through DNAT (the engine without its userland proxy): judged as east-west on the
+# destination container's port, the same verdict as straight to the container.
+case_east_west_hairpin_dnat() { hairpin_case false; }
+
+# Hairpin through docker-proxy (the engine's userland proxy on, Docker's default): the
+# connection reaches the proxy on the host (INPUT, not DNAT-ed) and is judged there as
+# east-west on the published port's container and container port: the same verdict.
+case_east_west_hairpin_proxy() { hairpin_case true; }
+
 # host_httpd PORT — busybox httpd in the docker host's namespace (the lab's, never the
 # machine's), on every address, serving "docker-host" (killed by lab_reset).
 host_httpd() {
@@ -3209,6 +3295,8 @@ CASES=(
     east_west_network_scoped
     east_west_bridge_flag
     east_west_unknown_source
+    east_west_hairpin_dnat
+    east_west_hairpin_proxy
     to_host
     outbound_first_millisecond
     outbound_dns

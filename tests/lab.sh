@@ -25,6 +25,10 @@
 #   lab_engine_extract ARCHIVE SHA256 DIR   an engine archive (Docker 29.7.2) into DIR/bin
 #   LAB_DOCKERD_DIR=DIR         the lab's dockerd (and what it starts) from DIR, first on PATH
 #   LAB_DOCKERD_FIREWALL=nftables   that engine in its nftables mode (Docker 29)
+#   LAB_USERLAND_PROXY=false    the engine without its userland proxy (docker-proxy); default
+#                               true, Docker's own default
+#   lab_engine_userland_proxy true|false   restart the engine with (without) docker-proxy, for
+#                               one case; lab_reset restarts it as LAB_USERLAND_PROXY says
 #
 # Addresses (documentation / ULA ranges only; nothing ever leaves the namespaces):
 #   host ns  vha 198.51.100.1/24 fd10:a::1/64   <->  client A eth0 198.51.100.2 fd10:a::2
@@ -525,7 +529,7 @@ lab_forwarding_on() {
 
 # Write the engine config and start dockerd inside the host namespace.
 lab_dockerd_up() {
-    local d="$LAB_DIR" firewall=""
+    local d="$LAB_DIR" firewall="" proxy=""
     mkdir -p "$d/data" "$d/exec"
     # LAB_DOCKERD_FIREWALL=nftables: Docker 29's nftables mode (no DOCKER-USER anywhere).
     # That dockerd does not switch net.ipv4.ip_forward on itself and refuses to start
@@ -538,12 +542,20 @@ lab_dockerd_up() {
             ;;
         *) lab_log "LAB_DOCKERD_FIREWALL: want nftables or nothing, got '$LAB_DOCKERD_FIREWALL'"; return 1 ;;
     esac
+    # LAB_USERLAND_PROXY=false: no docker-proxy; every published port is DNAT-ed only
+    # (a container's hairpin to a host address too). Written only when off, so the default
+    # engine's configuration is Docker's default.
+    case "${LAB_USERLAND_PROXY:-true}" in
+        true) ;;
+        false) proxy=$',\n  "userland-proxy": false' ;;
+        *) lab_log "LAB_USERLAND_PROXY: want true or false, got '$LAB_USERLAND_PROXY'"; return 1 ;;
+    esac
     cat >"$d/daemon.json" <<EOF
 {
   "ipv6": true,
   "fixed-cidr-v6": "fd00:d0c:1::/64",
   "experimental": true,
-  "ip6tables": true$firewall
+  "ip6tables": true$firewall$proxy
 }
 EOF
     # setsid: own process group, so teardown can signal dockerd and only dockerd's group.
@@ -563,6 +575,30 @@ EOF
         tail -n 30 "$d/dockerd.log" >&2
         return 1
     fi
+}
+
+# lab_engine_proxy — what the running engine was started with: true (docker-proxy, Docker's
+# default) or false (LAB_USERLAND_PROXY=false).
+lab_engine_proxy() {
+    if grep -q '"userland-proxy": false' "$LAB_DIR/daemon.json" 2>/dev/null; then
+        echo false
+    else
+        echo true
+    fi
+}
+
+# lab_engine_userland_proxy true|false — restart the lab engine with its userland proxy on
+# (true) or off (false), unless it already runs so. For a case: the case's subshell keeps
+# the setting, and the next lab_reset restarts the engine as the run's LAB_USERLAND_PROXY
+# says, so later cases see the default again. Use before the case makes containers (those
+# of a stopped engine are not restarted).
+lab_engine_userland_proxy() {
+    [[ "$1" == true || "$1" == false ]] || { lab_log "lab_engine_userland_proxy: want true or false"; return 1; }
+    [[ "$(lab_engine_proxy)" != "$1" ]] || return 0
+    lab_log "restarting the engine with userland-proxy $1"
+    lab_engine_stop
+    LAB_USERLAND_PROXY="$1" lab_dockerd_up || return 1
+    lab_forwarding_on
 }
 
 # Build the busybox rootfs tarball once per run (cached in LAB_IMAGE_TAR), then import.
@@ -800,6 +836,12 @@ lab_reset() {
         lab_engine_stop
         lab_dockerd_up || return 1
         lab_forwarding_on
+    fi
+    # A case that ran the engine with another userland-proxy setting
+    # (lab_engine_userland_proxy): back to the run's.
+    if [[ -n "$LAB_SOCK" ]] && [[ "$(lab_engine_proxy)" != "${LAB_USERLAND_PROXY:-true}" ]]; then
+        lab_docker_clean
+        lab_engine_userland_proxy "${LAB_USERLAND_PROXY:-true}" || return 1
     fi
     local pid
     if [[ -s "$LAB_DIR/client-httpd.pids" ]]; then

@@ -140,7 +140,7 @@ fn to_containers(inventory: &Inventory, family: Family) -> Chain {
 /// Whether an address no known container has needs judging apart: some
 /// deny entry has a selector, or something is restricted (an allow entry
 /// with a selector must not admit it).
-fn needs_unclassified(east_west: &EastWest) -> bool {
+pub(super) fn needs_unclassified(east_west: &EastWest) -> bool {
     east_west.restricts() || east_west.deny.iter().any(EastWestEntry::has_selector)
 }
 
@@ -190,7 +190,7 @@ fn neighbour_discovery(family: Family) -> Vec<Rule> {
 /// What a drop of what no allow entry admits counts as: the default's
 /// (`ew-default`) under `default = "deny"`, isolation's (`ew-isolated`)
 /// under `default = "allow"`, where only isolates restrict.
-fn restricted_origin(east_west: &EastWest) -> Origin {
+pub(super) fn restricted_origin(east_west: &EastWest) -> Origin {
     match east_west.default {
         Default::Deny => Origin::EastWestDefault,
         Default::Allow => Origin::EastWestIsolated,
@@ -255,11 +255,7 @@ fn entry_rules(
 ) -> Vec<Rule> {
     let src_set = (selected && entry.selects_sources()).then(|| source_set(id, family));
     let dst_set = (selected && entry.selects_destinations()).then(|| id.selected_set(family));
-    let protos = match entry.to.proto {
-        ProtoMatch::Tcp => vec![Proto::Tcp],
-        ProtoMatch::Udp => vec![Proto::Udp],
-        ProtoMatch::Any => vec![Proto::Tcp, Proto::Udp, Proto::Sctp],
-    };
+    let protos = protos(entry);
     let services: Vec<(Option<Proto>, Option<_>)> = match (&entry.to.ports, entry.to.proto) {
         (None, ProtoMatch::Any) => vec![(None, None)],
         (None, _) => protos.into_iter().map(|p| (Some(p), None)).collect(),
@@ -286,9 +282,18 @@ fn entry_rules(
         .collect()
 }
 
+/// The protocols an entry covers.
+pub(super) fn protos(entry: &EastWestEntry) -> Vec<Proto> {
+    match entry.to.proto {
+        ProtoMatch::Tcp => vec![Proto::Tcp],
+        ProtoMatch::Udp => vec![Proto::Udp],
+        ProtoMatch::Any => vec![Proto::Tcp, Proto::Udp, Proto::Sctp],
+    }
+}
+
 /// `ew-allow-2`, `ew-deny-1`: east-west entries by kind and place, so that
 /// their sets never share a name with another table's.
-fn numbered<'a>(
+pub(super) fn numbered<'a>(
     entries: &'a [EastWestEntry],
     kind: &'static str,
 ) -> impl Iterator<Item = (EntryId, &'a EastWestEntry)> {
@@ -304,7 +309,7 @@ fn numbered<'a>(
 
 /// The set of the addresses of an entry's source containers:
 /// `ewf-allow-2-v4` (east-west, from).
-fn source_set(id: EntryId, family: Family) -> String {
+pub(super) fn source_set(id: EntryId, family: Family) -> String {
     let kind = id.kind.trim_start_matches("ew-");
     format!("ewf-{kind}-{}-{}", id.number, super::family_tag(family))
 }
@@ -359,6 +364,15 @@ fn destination_addresses(
         .filter_map(|a| address_in(a, family))
         .map(IpNet::from)
         .collect()
+}
+
+/// Whether an entry (or an isolate) covers a container as a destination:
+/// its `containers`/`labels` select it, and it is on one of the entry's
+/// `networks` (or the entry names none).
+pub(super) fn covers(entry: &EastWestEntry, container: &Container) -> bool {
+    super::selects(&entry.to, container)
+        && (entry.networks.is_empty()
+            || (container.attachments.iter()).any(|a| matches_any(&entry.networks, &a.network)))
 }
 
 /// Whether an entry covers `container`'s address on `network` as a
@@ -489,12 +503,19 @@ mod tests {
         let denying = policy(text);
         let drops = |inventory: &Inventory| -> Vec<Option<Origin>> {
             let plan = super::super::plan(&denying, inventory);
-            (plan.family(Family::V4).chains.iter())
+            let east_west = (plan.family(Family::V4).chains.iter())
                 .filter(|c| c.name.starts_with("DOCKFW-EW-"))
-                .flat_map(|c| c.rules.iter())
-                .filter(|r| r.target == Target::Drop)
-                .map(|r| r.origin)
-                .collect()
+                .flat_map(|c| c.rules.iter().map(move |r| (c.name, r)))
+                .filter(|(_, r)| r.target == Target::Drop);
+            // The hairpin's chains (DOCKFW-EW-HAIRPIN, DOCKFW-EW-HP-…) name
+            // their entries too; they are proved in plan::hairpin.
+            let (hairpin, judged): (Vec<_>, Vec<_>) =
+                east_west.partition(|(name, _)| name.starts_with("DOCKFW-EW-H"));
+            assert!(
+                hairpin.iter().all(|(_, r)| r.origin.is_some()),
+                "{hairpin:?}"
+            );
+            judged.into_iter().map(|(_, r)| r.origin).collect()
         };
         let two = drops(&inventory());
         let deny = Some(Origin::EastWestDeny { line: 11 });

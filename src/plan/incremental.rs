@@ -6,8 +6,9 @@
 //! ruleset equal to `plan(policy, inventory)` of the same inventory. Per
 //! container it keeps what the container puts into sets (its addresses in
 //! `known-*`, in the sets of the entries that select it, in `ob-isolated-*`;
-//! its host ports in the guard sets; its published ports and endpoints in
-//! the drop sets), and per element how many containers put it there, so a
+//! its host ports in the guard sets and a hairpin's port sets; its
+//! published ports and endpoints in the drop sets), and per element how
+//! many containers put it there, so a
 //! change adds and removes elements in O(the container's size x the
 //! policy's entries + log n). Anything else falls back to a whole plan: a
 //! policy or a network (bridges, gateway modes, subnets, the kernel's word
@@ -345,6 +346,11 @@ fn contribution(
                 out.elements.extend(elements);
             }
             ports(policy, container, family, &addrs, &mut out);
+            let hairpin = super::hairpin::contributions(policy, container, family);
+            let elements = (hairpin.into_iter())
+                .filter(|(name, _)| rules.port_set(name).is_some())
+                .map(|(name, port)| SetElement::Port(family, name, port));
+            out.elements.extend(elements);
         }
     }
     out

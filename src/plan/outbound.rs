@@ -26,6 +26,7 @@
 //! DOCKFW-PROXY    (after established/related and lo)
 //!                 the same jumps as DOCKFW makes  -> DOCKFW-TO-HOST
 //! DOCKFW-TO-HOST  ICMPv6 neighbour discovery      -> RETURN   (IPv6)
+//!                 per protocol: dport @proxied-tcp -> RETURN  (a hairpin: east-west)
 //!                 everything else                 -> DROP     (to_host = "deny" only)
 //! ```
 //!
@@ -310,7 +311,9 @@ fn unclassified_chain(outbound: &Outbound, family: Family) -> Chain {
 
 /// `to_host = "deny"`: every new connection from a container to the host
 /// is dropped, but IPv6 neighbour discovery (which a container needs to
-/// reach its gateway at all) passes.
+/// reach its gateway at all) passes, and so does a hairpin to a port
+/// docker-proxy serves on every address: that is east-west
+/// ([`super::hairpin`]), as it is when Docker DNATs it.
 fn to_host_chain(family: Family) -> Chain {
     let mut rules = Vec::new();
     if family == Family::V6 {
@@ -319,6 +322,9 @@ fn to_host_chain(family: Family) -> Chain {
             ..Rule::default()
         }));
     }
+    // A hairpin to a port docker-proxy serves is east-west, not to_host
+    // (through DNAT it never reaches INPUT at all).
+    rules.extend(super::hairpin::per_proxied_port(family, Target::Return));
     rules.push(Rule {
         target: Target::Drop,
         origin: Some(Origin::ToHost),

@@ -343,13 +343,13 @@ pub fn change_edits(
     for change in changes {
         let (name, texts) = match &change.element {
             SetElement::Addr(_, name, net) => (name.as_str(), vec![element_text(net)]),
-            SetElement::Guard(family, proto, port) => {
-                let Some(set) = desired.port_sets.iter().find(|s| s.proto == *proto) else {
+            SetElement::Guard(family, _, port) | SetElement::Port(family, _, port) => {
+                let Some(set) = desired.port_set_of(&change.element) else {
                     continue;
                 };
                 (
                     set.name.as_str(),
-                    port_elements(*family, *proto, *port).to_vec(),
+                    port_elements(*family, set.proto, *port).to_vec(),
                 )
             }
             SetElement::Dropped(..) | SetElement::Endpoint(..) => {

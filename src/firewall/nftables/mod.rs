@@ -196,20 +196,21 @@ impl Nftables {
                 .filter(|s| wanted(&s.name))
                 .cloned()
                 .collect();
-            let ports = |sets: &[PortSet], guard: bool| -> Vec<PortSet> {
-                (sets.iter())
-                    .filter(|s| {
-                        names.iter().any(|e| match e {
-                            SetElement::Guard(_, proto, _) => guard && *proto == s.proto,
-                            SetElement::Dropped(_, proto, _) => !guard && *proto == s.proto,
-                            _ => false,
-                        })
-                    })
-                    .cloned()
-                    .collect()
+            let touched = |set: &PortSet| {
+                (names.iter()).any(|e| had.port_set_of(e).is_some_and(|s| s.name == set.name))
             };
-            into.port_sets = ports(&had.port_sets, true);
-            into.drop_ports = ports(&had.drop_ports, false);
+            into.port_sets = had
+                .port_sets
+                .iter()
+                .filter(|s| touched(s))
+                .cloned()
+                .collect();
+            into.drop_ports = had
+                .drop_ports
+                .iter()
+                .filter(|s| touched(s))
+                .cloned()
+                .collect();
         }
         touched.apply_changes(elements);
         let (v4, v6) = (&touched.v4, &touched.v6);

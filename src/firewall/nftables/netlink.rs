@@ -157,15 +157,12 @@ pub fn element_changes(
     for change in changes {
         let (name, key) = match &change.element {
             SetElement::Addr(_, name, net) => (name.clone(), interval(name, net)?),
-            SetElement::Guard(family, proto, port) | SetElement::Dropped(family, proto, port) => {
-                let rules = desired.family(*family);
-                let sets = match change.element {
-                    SetElement::Guard(..) => &rules.port_sets,
-                    _ => &rules.drop_ports,
-                };
-                let set = sets.iter().find(|s| s.proto == *proto);
+            SetElement::Guard(family, _, port)
+            | SetElement::Port(family, _, port)
+            | SetElement::Dropped(family, _, port) => {
+                let set = desired.family(*family).port_set_of(&change.element);
                 let set = set.ok_or_else(|| NetlinkError::UnknownSet {
-                    set: format!("{} {} ports", family.as_str(), proto.as_str()),
+                    set: format!("{:?}", change.element),
                 })?;
                 (set.name.clone(), Key::Value(port.to_be_bytes().to_vec()))
             }

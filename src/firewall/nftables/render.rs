@@ -27,10 +27,11 @@ use ipnet::IpNet;
 use crate::inventory::Proto;
 use crate::net::PortRange;
 use crate::ruleset::{
-    AddrSet, Conntrack, DROP_CHAIN, EAST_WEST_CHAIN, EAST_WEST_JUDGE_CHAIN,
-    EAST_WEST_UNCLASSIFIED_CHAIN, ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE,
-    ORIGIN_PREFIX, OUTBOUND_CHAIN, OUTBOUND_UNCLASSIFIED_CHAIN, OrigPortSet, PROXY_CHAIN, PortSet,
-    Rule, Ruleset, TO_HOST_CHAIN, Target, UNCLASSIFIED_CHAIN,
+    AddrSet, Conntrack, DROP_CHAIN, EAST_WEST_CHAIN, EAST_WEST_HAIRPIN_CHAIN,
+    EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN, EAST_WEST_JUDGE_CHAIN, EAST_WEST_UNCLASSIFIED_CHAIN,
+    ENTRY_CHAIN, Family, INBOUND_CHAIN, LOG_LIMIT_PER_MINUTE, ORIGIN_PREFIX, OUTBOUND_CHAIN,
+    OUTBOUND_UNCLASSIFIED_CHAIN, OrigPortSet, PROXY_CHAIN, PortSet, Rule, Ruleset, TO_HOST_CHAIN,
+    Target, UNCLASSIFIED_CHAIN,
 };
 
 /// The address family of dockfw's table: `inet` holds IPv4 and IPv6.
@@ -65,7 +66,7 @@ struct ChainName {
 /// ones only when the plan has them). The plan's `DOCKFW` hangs from `DOCKER-USER`
 /// (forwarded traffic) and `DOCKFW-PROXY` from `INPUT` (what docker-proxy
 /// serves, and what containers send the host); here they are base chains.
-const CHAINS: [ChainName; 11] = [
+const CHAINS: [ChainName; 13] = [
     ChainName {
         plan: ENTRY_CHAIN,
         nft: "forward",
@@ -121,16 +122,28 @@ const CHAINS: [ChainName; 11] = [
         nft: "east_west_unclassified",
         hook: None,
     },
+    ChainName {
+        plan: EAST_WEST_HAIRPIN_CHAIN,
+        nft: "east_west_hairpin",
+        hook: None,
+    },
+    ChainName {
+        plan: EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN,
+        nft: "east_west_hairpin_unclassified",
+        hook: None,
+    },
 ];
 
 /// The chains written only when the plan has them.
-const OPTIONAL_CHAINS: [&str; 6] = [
+const OPTIONAL_CHAINS: [&str; 8] = [
     OUTBOUND_CHAIN,
     OUTBOUND_UNCLASSIFIED_CHAIN,
     TO_HOST_CHAIN,
     EAST_WEST_CHAIN,
     EAST_WEST_JUDGE_CHAIN,
     EAST_WEST_UNCLASSIFIED_CHAIN,
+    EAST_WEST_HAIRPIN_CHAIN,
+    EAST_WEST_HAIRPIN_UNCLASSIFIED_CHAIN,
 ];
 
 fn chain_name(plan: &str) -> Option<&'static ChainName> {
