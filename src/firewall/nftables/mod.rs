@@ -326,7 +326,8 @@ impl Backend for Nftables {
     /// Only from the table this process applied last, kept in step: each
     /// change must turn an element of that plan over (one it lacks joins,
     /// one it has leaves), or the plans have parted and a comparison
-    /// decides.
+    /// decides. Changes that write nothing to the table (drop endpoints
+    /// alone) are recorded in that plan here, with no transaction.
     fn element_changes(
         &self,
         changes: &[ElementChange],
@@ -334,13 +335,17 @@ impl Backend for Nftables {
         _in_place: &Ruleset,
         _families: &[Family],
     ) -> Option<Vec<Transaction>> {
-        let applied = self.applied.lock().ok()?;
-        let applied = applied.as_ref()?;
+        let mut applied = self.applied.lock().ok()?;
+        let applied = applied.as_mut()?;
         if !(changes.iter()).all(|c| applied.ruleset().has(&c.element) != c.present) {
             return None;
         }
         let batch = netlink::element_changes(changes, desired).ok()?;
         if batch.is_empty() {
+            // Nothing of the table changes (drop endpoints alone, which
+            // nftables does not hold): the plan it records follows at once,
+            // or it would part from the plan in place.
+            applied.apply_changes(changes);
             return Some(Vec::new());
         }
         let counted = |present: bool| {
@@ -746,6 +751,57 @@ mod tests {
             "+0 -0 rules, +1 -0 set elements (set elements changed)"
         );
         assert_eq!(fw.element_update(&first, &first, &Family::ALL), None);
+    }
+
+    /// Known changes are taken only from the plan last applied, kept in
+    /// step with them; changes the table does not hold (drop endpoints
+    /// alone) write nothing and are recorded at once, so the next changes
+    /// still find the two plans in step.
+    #[test]
+    fn known_changes_keep_the_applied_plan_in_step() {
+        use crate::ruleset::DropEndpoint;
+        let base = sets_case();
+        let fw = Nftables::new();
+        *fw.applied.lock().expect("lock") = Some(Applied::new(base.clone(), ""));
+        let first = one_more_address(&base, "172.17.0.9/32");
+        let changes = first.changes_from(&base);
+        let txs = fw.element_changes(&changes, &first, &base, &Family::ALL);
+        let [tx] = txs.as_deref().expect("in step") else {
+            panic!("one transaction: {txs:?}")
+        };
+        assert!(matches!(&tx.write, Write::Changes { batch, .. } if batch.len() == 1));
+        assert_eq!(
+            tx.summary(),
+            "+0 -0 rules, +1 -0 set elements (set elements changed)"
+        );
+        // Not applied: the same changes again still turn elements over.
+        assert!(
+            fw.element_changes(&changes, &first, &base, &Family::ALL)
+                .is_some()
+        );
+        let endpoint = DropEndpoint {
+            proto: Proto::Tcp,
+            addr: "172.17.0.2".parse().expect("address"),
+            port: 80,
+            published: 8080,
+        };
+        let mut with_endpoint = base.clone();
+        with_endpoint.v4.drop_endpoints.insert(endpoint);
+        let only_endpoint = with_endpoint.changes_from(&base);
+        assert_eq!(
+            fw.element_changes(&only_endpoint, &with_endpoint, &base, &Family::ALL),
+            Some(Vec::new()),
+            "nothing to write"
+        );
+        let applied = fw.applied.lock().expect("lock");
+        let recorded = applied.as_ref().expect("applied").ruleset();
+        assert_eq!(*recorded, with_endpoint, "recorded at once");
+        drop(applied);
+        // Out of step (the endpoint joined already): a comparison decides.
+        assert_eq!(
+            fw.element_changes(&only_endpoint, &with_endpoint, &base, &Family::ALL),
+            None
+        );
     }
 
     /// A container coming or going changes set elements only: one
