@@ -377,17 +377,7 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         else {
             return Ok(false);
         };
-        for tx in transactions {
-            match self.apply(state, &tx, None, Written::Elements).await {
-                Ok(change) => changed.push(change),
-                Err(source) => {
-                    // What is installed is no longer known: observe from now on.
-                    state.in_place = None;
-                    let scope = tx.scope();
-                    return Err(PassError::Elements { scope, source });
-                }
-            }
-        }
+        self.write_elements(state, transactions, changed).await?;
         if let Some(in_place) = &mut state.in_place {
             in_place.apply_changes(changes);
         }
@@ -395,6 +385,28 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
             state.drops.removed(&rule);
         }
         Ok(true)
+    }
+
+    /// Apply the element transactions of a fast path in turn (recorded in
+    /// `changed`). On a failure what is installed is no longer known: the
+    /// plan in place is dropped, so the next passes observe.
+    async fn write_elements(
+        &self,
+        state: &mut LoopState,
+        transactions: Vec<F::Transaction>,
+        changed: &mut Vec<Change>,
+    ) -> Result<(), PassError> {
+        for tx in transactions {
+            match self.apply(state, &tx, None, Written::Elements).await {
+                Ok(change) => changed.push(change),
+                Err(source) => {
+                    state.in_place = None;
+                    let scope = tx.scope();
+                    return Err(PassError::Elements { scope, source });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The fast path: when `planned` differs from the plan in place in set
@@ -416,17 +428,7 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
             return Ok(false);
         };
         let removed = removed_drop_elements(in_place, planned, &families);
-        for tx in transactions {
-            match self.apply(state, &tx, None, Written::Elements).await {
-                Ok(change) => changed.push(change),
-                Err(source) => {
-                    // What is installed is no longer known: observe from now on.
-                    state.in_place = None;
-                    let scope = tx.scope();
-                    return Err(PassError::Elements { scope, source });
-                }
-            }
-        }
+        self.write_elements(state, transactions, changed).await?;
         for rule in &removed {
             state.drops.removed(rule);
         }
