@@ -1,11 +1,12 @@
 //! What the iptables backend's set work costs the daemon itself as the
 //! host fills up: per container start, the fast path's element edits
 //! (`element_update`), an observing pass's set comparison (`sets::update`
-//! against sets installed as planned), the parse of dockfw's sets saved
-//! whole (`sets::parse_save`), and the 1.5 s ipset check (headers, or
-//! every element). Every container is chosen by a selector, as in
-//! `tests/bench.sh scale`. Prints numbers (run with `cargo bench --bench
-//! iptables_sets`); it asserts nothing about time.
+//! against sets installed as planned, each element made text; and as the
+//! backend runs it, with the text kept from the pass before), the parse
+//! of dockfw's sets saved whole (`sets::parse_save`), and the 1.5 s ipset
+//! check (headers, or every element). Every container is chosen by a
+//! selector, as in `tests/bench.sh scale`. Prints numbers (run with `cargo
+//! bench --bench iptables_sets`); it asserts nothing about time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -67,7 +68,7 @@ fn save_text(ruleset: &Ruleset) -> String {
     for family in Family::ALL {
         for set in sets::wanted(ruleset.family(family)) {
             let _ = writeln!(text, "create {} {} hashsize 1024", set.name, set.create);
-            for element in &set.elements {
+            for element in set.elements.iter() {
                 let _ = writeln!(text, "add {} {element}", set.name);
             }
         }
@@ -86,8 +87,15 @@ fn time<T>(iterations: u32, mut f: impl FnMut() -> T) -> Duration {
 fn main() {
     let policy = dockfw::policy::parse_str(POLICY, Path::new("bench.toml")).expect("valid");
     println!(
-        "{:>10} {:>10} {:>12} {:>14} {:>12} {:>14} {:>12}",
-        "containers", "elements", "plan", "element_update", "parse_save", "observed sets", "check"
+        "{:>10} {:>10} {:>12} {:>14} {:>12} {:>14} {:>14} {:>12}",
+        "containers",
+        "elements",
+        "plan",
+        "element_update",
+        "parse_save",
+        "observed sets",
+        "kept text",
+        "check"
     );
     for fill in [0, 100, 1000] {
         let (before, after) = (inventory(fill, 0), inventory(fill, 1));
@@ -109,23 +117,40 @@ fn main() {
                 sets::update(more.family(f), &own, false)
             })
         });
+        // As the backend runs it: the text kept from the pass before, whose
+        // plan had one container less or more.
+        let mut texts = sets::Texts::default();
+        let mut turn = 0;
+        let t_kept = time(iterations, || {
+            turn += 1;
+            let plan = if turn % 2 == 0 { &had } else { &more };
+            Family::ALL.map(|f| {
+                let own = installed.iter().filter(|(n, _)| sets::owner(n) == f);
+                let own: BTreeMap<String, SavedSet> =
+                    own.map(|(n, s)| (n.clone(), s.clone())).collect();
+                sets::update_with(plan.family(f), &own, false, &mut texts)
+            })
+        });
         let t_headers = time(iterations, || headers_differ(&had, &Family::ALL, &headers));
         let t_contents = time(iterations, || sets_differ(&had, &Family::ALL, &installed));
         println!(
-            "{:>10} {:>10} {:>12?} {:>14?} {:>12?} {:>14?} {:>12}",
+            "{:>10} {:>10} {:>12?} {:>14?} {:>12?} {:>14?} {:>14?} {:>12}",
             fill + 1,
             installed.values().map(|s| s.elements.len()).sum::<usize>(),
             t_plan,
             t_fast,
             t_parse,
             t_observed,
+            t_kept,
             format!("{t_headers:?} / {t_contents:?}"),
         );
     }
     println!(
         "plan: the plan with one more container; element_update: the fast path's edits for it; \
          parse_save: dockfw's sets saved whole, parsed; observed sets: sets::update against the \
-         sets as parsed (an observing pass; cloned as the read does); check: the ipset check's \
+         sets as parsed (an observing pass; cloned as the read does), each element made text; \
+         kept text: the same with the text kept from the pass before (sets::update_with, as the \
+         backend runs it; one container more or less than that pass); check: the ipset check's \
          comparison, headers / every element"
     );
 }

@@ -248,6 +248,10 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         }
         state.unavailable.clone_from(&observation.unavailable);
         let mut firewall_failed = !observation.failed.is_empty();
+        // What was read is not needed past here: let go of it before the
+        // applies, so that what it shares with the driver (ipset elements
+        // it knows) is edited in place, not copied.
+        drop(observation.observed);
         for (scope, source) in observation.failed {
             errors.push(PassError::Observe { scope, source });
         }

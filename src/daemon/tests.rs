@@ -1117,7 +1117,7 @@ async fn a_container_coming_or_going_is_one_set_write_with_nothing_read_first() 
             .map(|s| s.elements.clone())
             .unwrap_or_default()
     };
-    assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.9"]);
+    assert_eq!(set(&h).iter().collect::<Vec<_>>(), ["172.17.0.9"]);
 
     h.docker
         .inventory
@@ -1140,7 +1140,7 @@ async fn a_container_coming_or_going_is_one_set_write_with_nothing_read_first() 
         .retain(|c| c.name != "sel-0");
     h.events.send("container die sel-0".into()).await.unwrap();
     settle(1.0).await;
-    assert_eq!(set(&h).into_iter().collect::<Vec<_>>(), ["172.17.0.10"]);
+    assert_eq!(set(&h).iter().collect::<Vec<_>>(), ["172.17.0.10"]);
     assert_eq!(h.observations(), observed);
 
     // A new published port: the sets at once, its drop set elements
@@ -1172,7 +1172,7 @@ async fn a_container_coming_or_going_is_one_set_write_with_nothing_read_first() 
         .sets
         .get_mut("dockfw-allow-1-v4")
         .unwrap()
-        .elements
+        .elements_mut()
         .insert("203.0.113.7".into());
     let (tx, rx) = oneshot::channel();
     h.reload.send(tx).await.unwrap();
@@ -1320,11 +1320,11 @@ async fn sets_nothing_announces_are_polled_and_repaired_without_reading_the_rule
         .sets
         .get_mut("dockfw-allow-1-v4")
         .unwrap()
-        .elements
+        .elements_mut()
         .clear();
     settle(2.0).await;
     let set = h.firewall.tables.lock().unwrap()[0].sets["dockfw-allow-1-v4"].clone();
-    assert_eq!(set.elements.into_iter().collect::<Vec<_>>(), ["172.17.0.9"]);
+    assert_eq!(set.elements.iter().collect::<Vec<_>>(), ["172.17.0.9"]);
     assert_eq!(h.status.borrow().drift.repairs, 1, "counted as a repair");
     std::fs::remove_dir_all(&dir).unwrap();
 }

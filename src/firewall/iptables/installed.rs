@@ -327,7 +327,7 @@ pub mod simulate {
                     }
                     set.kind = kind;
                 }
-                ["flush", name] => set_of(st, name)?.elements.clear(),
+                ["flush", name] => set_of(st, name)?.elements_mut().clear(),
                 ["add", name, element @ ..] => {
                     let exist = element.last() == Some(&"-exist");
                     let element = element[..element.len() - usize::from(exist)].join(" ");
@@ -337,7 +337,7 @@ pub mod simulate {
                     match set.elements.iter().find(|e| same_key(e)).cloned() {
                         // `-exist` takes the new options, keeps the counter.
                         Some(old) if exist => {
-                            set.elements.remove(&old);
+                            set.elements_mut().remove(&old);
                             if let Some(packets) = set.packets.remove(&old) {
                                 set.packets.insert(element.clone(), packets);
                             }
@@ -345,7 +345,7 @@ pub mod simulate {
                         Some(_) => return Err(format!("{key} is already in {name}")),
                         None => {}
                     }
-                    set.elements.insert(element);
+                    set.elements_mut().insert(element);
                 }
                 ["del", name, key, rest @ ..] => {
                     let exist = rest == ["-exist"];
@@ -356,7 +356,7 @@ pub mod simulate {
                         .find(|e| e.split(' ').next() == Some(key));
                     match found.cloned() {
                         Some(old) => {
-                            set.elements.remove(&old);
+                            set.elements_mut().remove(&old);
                             set.packets.remove(&old);
                         }
                         None if exist => {}

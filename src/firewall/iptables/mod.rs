@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use self::installed::Installed;
 use self::render::Jumps;
-use self::sets::SavedSet;
+use self::sets::{SavedSet, Texts};
 pub use super::programs::Variant;
 use super::programs::{self, Xtables};
 use super::{Backend, Changes, DropCounter, FirewallError, Notice, Observation, run};
@@ -98,6 +98,11 @@ pub struct Iptables {
     /// that keeps the number of entries is found by the ipset check that
     /// compares elements ([`CONTENTS_EVERY`]), which refreshes this.
     known_sets: Mutex<BTreeMap<String, SavedSet>>,
+    /// The plan's address set elements as ipset prints them, kept from
+    /// one comparison with the installed sets to the next
+    /// ([`sets::Texts`]): an observing pass beside 1,000 containers makes
+    /// text of what changed, not of the 1,000.
+    texts: Mutex<Texts>,
 }
 
 /// How often the ipset check compares the sets' elements: every tenth
@@ -286,6 +291,15 @@ impl Iptables {
             .collect()
     }
 
+    /// Run `compare` with the kept [`Iptables::texts`] (with fresh ones
+    /// if a panic poisoned them: the same answer, made whole).
+    fn with_texts<T>(&self, compare: impl FnOnce(&mut Texts) -> T) -> T {
+        match self.texts.lock() {
+            Ok(mut texts) => compare(&mut texts),
+            Err(_) => compare(&mut Texts::default()),
+        }
+    }
+
     /// Keep what was just read of dockfw's sets, but the drop sets (their
     /// counters move with every drop: only a read shows them).
     fn remember_sets(&self, saved: &BTreeMap<String, SavedSet>) {
@@ -321,7 +335,7 @@ impl Iptables {
         match save_sets(names.iter().map(String::as_str)).await {
             Ok(installed) => {
                 self.remember_sets(&installed);
-                sets_differ(in_place, families, &installed)
+                self.with_texts(|texts| sets_differ_with(in_place, families, &installed, texts))
             }
             Err(_) => true,
         }
@@ -376,13 +390,24 @@ impl Tables {
 /// rule names any more. Pure; shared with test doubles that simulate
 /// restores.
 pub fn transactions(desired: &Ruleset, observed: &Tables) -> Vec<Transaction> {
+    transactions_with(desired, observed, &mut Texts::default())
+}
+
+/// [`transactions`], the plan's set elements made text as `texts` keeps
+/// them ([`sets::update_with`]): what the backend runs at each observing
+/// pass, whose cost then follows what changed, not what the sets hold.
+pub fn transactions_with(
+    desired: &Ruleset,
+    observed: &Tables,
+    texts: &mut Texts,
+) -> Vec<Transaction> {
     Family::ALL
         .into_iter()
         .filter_map(|family| {
             let installed = observed.get(family)?;
             let wanted = desired.family(family);
             let restore = render::transaction(wanted, installed);
-            let sets = sets::update(wanted, &installed.sets, restore.is_some());
+            let sets = sets::update_with(wanted, &installed.sets, restore.is_some(), texts);
             let (mut changes, jumps) = restore
                 .as_ref()
                 .map(|r| (r.changes.clone(), r.jumps))
@@ -484,12 +509,24 @@ pub fn sets_differ(
     families: &[Family],
     installed: &BTreeMap<String, SavedSet>,
 ) -> bool {
+    sets_differ_with(in_place, families, installed, &mut Texts::default())
+}
+
+/// [`sets_differ`], the plan's elements made text as `texts` keeps them.
+pub fn sets_differ_with(
+    in_place: &Ruleset,
+    families: &[Family],
+    installed: &BTreeMap<String, SavedSet>,
+    texts: &mut Texts,
+) -> bool {
     families.iter().any(|&family| {
-        sets::wanted(in_place.family(family)).iter().any(|want| {
-            installed
-                .get(&want.name)
-                .is_none_or(|have| have.kind != want.kind || have.elements != want.elements)
-        })
+        sets::wanted_with(in_place.family(family), texts)
+            .iter()
+            .any(|want| {
+                installed
+                    .get(&want.name)
+                    .is_none_or(|have| have.kind != want.kind || *have.elements != *want.elements)
+            })
     })
 }
 
@@ -638,7 +675,7 @@ impl Backend for Iptables {
         desired: &Ruleset,
         observed: &Tables,
     ) -> Result<Vec<Transaction>, FirewallError> {
-        Ok(transactions(desired, observed))
+        Ok(self.with_texts(|texts| transactions_with(desired, observed, texts)))
     }
 
     fn element_update(

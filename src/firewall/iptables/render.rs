@@ -179,7 +179,7 @@ pub fn listing(rules: &FamilyRules) -> String {
     for set in sets::wanted(rules) {
         let name = &set.name;
         let _ = writeln!(out, "create {name} {}", set.create);
-        for element in &set.elements {
+        for element in set.elements.iter() {
             let _ = writeln!(out, "add {name} {element}");
         }
     }

@@ -29,16 +29,18 @@
 //! moment admits what neither the old nor the new plan admits. Sets no
 //! rule names any more are destroyed last.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
 use crate::firewall::DropCounter;
 use crate::net::{Family, Proto};
 use crate::ruleset::{
-    DropEndpoint, ElementChange, FamilyRules, Origin, PortSet, SetElement, Target,
+    AddrSet, DropEndpoint, ElementChange, FamilyRules, Origin, PortSet, SetElement, Target,
 };
 
 /// What every ipset of dockfw's is named with first; no other set is read
@@ -179,7 +181,7 @@ pub fn drop_counters(installed: &BTreeMap<String, SavedSet>) -> Vec<DropCounter>
         let Some((family, proto)) = drop_set(name) else {
             continue;
         };
-        for element in &set.elements {
+        for element in set.elements.iter() {
             let Some((net, port, published)) = drop_element(element) else {
                 continue;
             };
@@ -227,15 +229,16 @@ fn drop_element(element: &str) -> Option<(IpNet, u16, Vec<u16>)> {
 /// are `hash:net`, port sets `hash:net,port` ([`port_kind`]), drop sets
 /// the same with counters ([`drop_kind`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wanted {
+pub struct Wanted<'a> {
     /// The ipset's name (`dockfw-known-v4`).
     pub name: String,
     /// Its type as `ipset save` prints it, compared with what is installed.
     pub kind: &'static str,
     /// What `create` takes after the name.
     pub create: &'static str,
-    /// Elements as `ipset save` prints them.
-    pub elements: BTreeSet<String>,
+    /// Elements as `ipset save` prints them (an address set's borrowed
+    /// from [`Texts`] where one is kept).
+    pub elements: Cow<'a, BTreeSet<String>>,
     /// Whether a rule naming it drops or judges rather than admits: more
     /// elements are then the stricter contents.
     pub drops: bool,
@@ -245,13 +248,37 @@ pub struct Wanted {
 }
 
 /// Every set of `rules`, address sets, port sets, then drop sets, as
-/// ipsets.
-pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
+/// ipsets, each element made text.
+pub fn wanted(rules: &FamilyRules) -> Vec<Wanted<'static>> {
+    wanted_from(rules, |set| {
+        Cow::Owned(set.elements.iter().map(element_text).collect())
+    })
+}
+
+/// [`wanted`], the address sets' elements as `texts` keeps them (brought
+/// up to date first): what an observing pass compares with the installed
+/// sets, at the cost of the elements that changed since the last one
+/// rather than of all of them.
+pub fn wanted_with<'a>(rules: &FamilyRules, texts: &'a mut Texts) -> Vec<Wanted<'a>> {
+    texts.follow(rules);
+    let texts: &'a Texts = texts;
+    wanted_from(rules, |set| match texts.sets.get(&set.name) {
+        Some(memo) => Cow::Borrowed(&memo.text),
+        None => Cow::Owned(set.elements.iter().map(element_text).collect()),
+    })
+}
+
+/// The sets of `rules` as ipsets, an address set's elements as `text`
+/// gives them.
+fn wanted_from<'a>(
+    rules: &FamilyRules,
+    text: impl Fn(&AddrSet) -> Cow<'a, BTreeSet<String>>,
+) -> Vec<Wanted<'a>> {
     let addresses = rules.sets.iter().map(|set| Wanted {
         name: ipset_name(&set.name),
         kind: kind(set.family),
         create: kind(set.family),
-        elements: set.elements.iter().map(element_text).collect(),
+        elements: text(set),
         drops: drops(rules, &set.name),
         counts: false,
     });
@@ -259,22 +286,84 @@ pub fn wanted(rules: &FamilyRules) -> Vec<Wanted> {
         name: ipset_name(&set.name),
         kind: port_kind(set.family),
         create: port_kind(set.family),
-        elements: (set.ports.iter())
-            .flat_map(|port| port_elements(set.family, set.proto, *port))
-            .collect(),
+        elements: Cow::Owned(
+            (set.ports.iter())
+                .flat_map(|port| port_elements(set.family, set.proto, *port))
+                .collect(),
+        ),
         drops: drops(rules, &set.name),
         counts: false,
     });
     addresses.chain(ports).chain(counting(rules)).collect()
 }
 
+/// The text of the plan's address set elements as ipset prints them
+/// ([`element_text`]), kept per set from one observing pass to the next:
+/// a pass makes text of the elements that joined or left each set since
+/// the last, and compares the rest as they are (an address set of 1,000
+/// containers that gains one costs one [`element_text`], not 1,000).
+/// Keyed by the plan's set name; a set the plan of its family no longer
+/// has is forgotten.
+#[derive(Debug, Default)]
+pub struct Texts {
+    sets: HashMap<String, Memo>,
+}
+
+/// One address set's elements and their text.
+#[derive(Debug, Default)]
+struct Memo {
+    planned: BTreeSet<IpNet>,
+    text: BTreeSet<String>,
+}
+
+impl Texts {
+    /// Bring the text of `rules`' address sets up to date; forget the sets
+    /// of its family it no longer has.
+    fn follow(&mut self, rules: &FamilyRules) {
+        for set in &rules.sets {
+            let memo = match self.sets.get_mut(&set.name) {
+                Some(memo) => memo,
+                None => self.sets.entry(set.name.clone()).or_default(),
+            };
+            memo.follow(&set.elements);
+        }
+        if let Some(family) = rules.sets.first().map(|s| s.family) {
+            let named: BTreeSet<&str> = rules.sets.iter().map(|s| s.name.as_str()).collect();
+            self.sets.retain(|name, _| {
+                named.contains(name.as_str()) || owner(&ipset_name(name)) != family
+            });
+        }
+    }
+}
+
+impl Memo {
+    /// Make text of what joined `planned` since the last call, and drop
+    /// the text of what left it ([`element_text`] is one text per network,
+    /// no two alike). Unchanged: one walk of both, nothing made.
+    fn follow(&mut self, planned: &BTreeSet<IpNet>) {
+        if self.planned == *planned {
+            return;
+        }
+        let gone: Vec<IpNet> = self.planned.difference(planned).copied().collect();
+        let new: Vec<IpNet> = planned.difference(&self.planned).copied().collect();
+        for net in gone {
+            self.text.remove(&element_text(&net));
+            self.planned.remove(&net);
+        }
+        for net in new {
+            self.text.insert(element_text(&net));
+            self.planned.insert(net);
+        }
+    }
+}
+
 /// The drop sets of `rules`, as ipsets.
-fn counting(rules: &FamilyRules) -> impl Iterator<Item = Wanted> + '_ {
+fn counting<'a>(rules: &FamilyRules) -> impl Iterator<Item = Wanted<'a>> + '_ {
     rules.drop_ports.iter().map(|set| Wanted {
         name: ipset_name(&set.name),
         kind: drop_kind(set.family),
         create: drop_kind(set.family),
-        elements: drop_elements(rules, set),
+        elements: Cow::Owned(drop_elements(rules, set)),
         drops: true,
         counts: true,
     })
@@ -392,7 +481,7 @@ fn drop_set_edits(
         if want.elements != old.elements {
             let saved = SavedSet {
                 kind: old.kind.to_owned(),
-                elements: old.elements,
+                elements: Arc::new(old.elements.into_owned()),
                 packets: BTreeMap::new(),
             };
             edit_in_place(tighten, &want, Some(&saved), out);
@@ -488,11 +577,21 @@ pub struct SavedSet {
     pub kind: String,
     /// Each `add` line's text after the set's name, as ipset prints it
     /// (`172.17.0.2`, `10.0.0.0/8`; options such as `timeout 5` or
-    /// `comment "80"` included), without its counters.
-    pub elements: BTreeSet<String>,
+    /// `comment "80"` included), without its counters. Shared: an
+    /// observation takes the sets this process knows without copying
+    /// their elements (edited, they are copied first if still shared).
+    pub elements: Arc<BTreeSet<String>>,
     /// The packet counter of each element that has one (a set made with
     /// `counters`), by its text in `elements`.
     pub packets: BTreeMap<String, u64>,
+}
+
+impl SavedSet {
+    /// The elements to edit (copied first if an observation still shares
+    /// them).
+    pub fn elements_mut(&mut self) -> &mut BTreeSet<String> {
+        Arc::make_mut(&mut self.elements)
+    }
 }
 
 /// The names of every set of `rules`, address sets, port sets, then drop
@@ -636,12 +735,12 @@ pub fn remember_edits(known: &mut BTreeMap<String, SavedSet>, script: &str) {
         match words.as_slice() {
             ["add", name, element, "-exist"] if is_plain(element) => {
                 if let Some(set) = known.get_mut(*name) {
-                    set.elements.insert((*element).to_owned());
+                    set.elements_mut().insert((*element).to_owned());
                 }
             }
             ["del", name, element, "-exist"] if is_plain(element) => {
                 if let Some(set) = known.get_mut(*name) {
-                    set.elements.remove(*element);
+                    set.elements_mut().remove(*element);
                 }
             }
             [_, names @ ..] => {
@@ -678,7 +777,7 @@ pub fn parse_save(save: &str) -> BTreeMap<String, SavedSet> {
                 if let Some(packets) = packets {
                     set.packets.insert(element.clone(), packets);
                 }
-                set.elements.insert(element);
+                set.elements_mut().insert(element);
             }
             _ => {}
         }
@@ -726,16 +825,28 @@ pub fn update(
     installed: &BTreeMap<String, SavedSet>,
     rules_change: bool,
 ) -> SetUpdate {
+    update_with(desired, installed, rules_change, &mut Texts::default())
+}
+
+/// [`update`], the plan's address set elements made text as `texts` keeps
+/// them ([`wanted_with`]): the same update, at the cost of the elements
+/// that changed since `texts` last followed the family's plan.
+pub fn update_with(
+    desired: &FamilyRules,
+    installed: &BTreeMap<String, SavedSet>,
+    rules_change: bool,
+    texts: &mut Texts,
+) -> SetUpdate {
     let mut out = SetUpdate::default();
     let (mut tighten, mut loosen, mut destroy) = (String::new(), String::new(), String::new());
     let mut kept = BTreeSet::new();
-    for set in wanted(desired) {
+    for set in wanted_with(desired, texts) {
         let name = set.name.clone();
         kept.insert(name.clone());
-        let want = &set.elements;
+        let want: &BTreeSet<String> = &set.elements;
         let have = installed.get(&name);
         let same_kind = have.is_some_and(|h| h.kind == set.kind);
-        if same_kind && have.is_some_and(|h| h.elements == *want) {
+        if same_kind && have.is_some_and(|h| *h.elements == *want) {
             continue;
         }
         if have.is_some() && !same_kind {
@@ -759,7 +870,7 @@ pub fn update(
             Some(had) => {
                 kept.insert(format!("{name}{TEMPORARY}"));
                 let interim = stricter(had, want, set.drops);
-                if interim != *had {
+                if interim != **had {
                     replace(&mut tighten, &set, &interim);
                 }
                 if interim != *want {
@@ -952,6 +1063,43 @@ create dockfw-odd list:set size 8
         }
     }
 
+    #[test]
+    fn kept_texts_give_what_fresh_ones_give_and_forget_sets_gone() {
+        let steps: [(&[&str], &[&str]); 5] = [
+            (&["172.17.0.2/32", "172.17.0.3/32"], &[]),
+            (
+                &["172.17.0.2/32", "172.17.0.3/32", "172.17.0.4/32"],
+                &["10.0.0.0/8"],
+            ),
+            (&["172.17.0.3/32"], &["10.0.0.0/8"]),
+            (&[], &[]),
+            (&["172.17.0.2/32", "172.17.0.4/32"], &["10.1.0.0/16"]),
+        ];
+        let mut texts = Texts::default();
+        let mut installed = saved(&rules(&["172.17.0.9/32"], &[]));
+        for (known, denied) in steps {
+            let desired = rules(known, denied);
+            let fresh = update(&desired, &installed, false);
+            assert_eq!(update_with(&desired, &installed, false, &mut texts), fresh);
+            assert_eq!(wanted_with(&desired, &mut texts), wanted(&desired));
+            installed = saved(&desired);
+            let none = update_with(&desired, &installed, false, &mut texts);
+            assert_eq!(none, SetUpdate::default(), "{known:?} {denied:?}");
+        }
+        let other = FamilyRules {
+            sets: vec![set("known-v6", Family::V6, &["fd00::2/128"])],
+            ..rules(&[], &[])
+        };
+        wanted_with(&other, &mut texts);
+        let fewer = FamilyRules {
+            sets: vec![set("known-v4", Family::V4, &["172.17.0.2/32"])],
+            ..rules(&[], &[])
+        };
+        wanted_with(&fewer, &mut texts);
+        let kept: BTreeSet<&str> = texts.sets.keys().map(String::as_str).collect();
+        assert_eq!(kept, BTreeSet::from(["known-v4", "known-v6"]));
+    }
+
     fn saved(rules: &FamilyRules) -> BTreeMap<String, SavedSet> {
         let text: String = rules
             .sets
@@ -1037,11 +1185,11 @@ create dockfw-odd list:set size 8
         let compat: IpNet = "::1.2.3.4/128".parse().unwrap();
         assert_eq!(
             sets["dockfw-allow-1-src-v6"].elements,
-            [element_text(&compat), "2001:db8::/64".to_owned()].into()
+            Arc::new([element_text(&compat), "2001:db8::/64".to_owned()].into())
         );
         assert_eq!(
             sets["dockfw-guard-tcp-v6"].elements,
-            ["::/1,tcp:80".to_owned()].into()
+            Arc::new(["::/1,tcp:80".to_owned()].into())
         );
     }
 
@@ -1168,7 +1316,9 @@ create dockfw-odd list:set size 8
         let desired = rules(&["172.17.0.2/32", "172.17.0.3/32"], &[]);
         let mut installed = saved(&rules(&["172.17.0.2/32"], &[]));
         let known = installed.get_mut("dockfw-known-v4").unwrap();
-        known.elements.insert("172.17.0.9 timeout 5".to_owned());
+        known
+            .elements_mut()
+            .insert("172.17.0.9 timeout 5".to_owned());
         let text = update(&desired, &installed, false).before.expect("swapped");
         assert!(
             text.contains("add dockfw-known-v4-tmp 172.17.0.2\n")
@@ -1315,7 +1465,7 @@ create dockfw-odd list:set size 8
         let each = wanted(rules).into_iter().map(|set| {
             let saved = SavedSet {
                 kind: set.kind.to_owned(),
-                elements: set.elements,
+                elements: Arc::new(set.elements.into_owned()),
                 packets: BTreeMap::new(),
             };
             (set.name, saved)
@@ -1372,7 +1522,7 @@ create dockfw-odd list:set size 8
             "dockfw-known-v4-tmp".to_owned(),
             SavedSet {
                 kind: kind(Family::V4).to_owned(),
-                elements: ["10.9.9.9".to_owned()].into(),
+                elements: Arc::new(["10.9.9.9".to_owned()].into()),
                 packets: BTreeMap::new(),
             },
         );
@@ -1525,7 +1675,7 @@ create dockfw-odd list:set size 8
             .iter()
             .map(|w| {
                 let mut out = format!("create {} {}\n", w.name, w.create);
-                for e in &w.elements {
+                for e in w.elements.iter() {
                     out.push_str(&format!("add {} {e} packets 5 bytes 300\n", w.name));
                 }
                 out
@@ -1567,7 +1717,7 @@ create dockfw-odd list:set size 8
         super::super::installed::simulate::apply_sets(&mut st, &text).expect("applies");
         assert_eq!(
             st.sets["dockfw-dropped-tcp-v4"].elements,
-            wanted(&after)[0].elements
+            Arc::new(wanted(&after)[0].elements.clone().into_owned())
         );
         assert_eq!(
             st.sets["dockfw-dropped-tcp-v4"].packets["0.0.0.0/1,tcp:8080 comment \"8080\""],
