@@ -160,8 +160,10 @@ enum Command {
     /// and --to: whether a new connection that container starts gets out
     /// ([outbound]; [east_west] when ADDR is a container's); with
     /// --to-container: whether it reaches each address of that container
-    /// ([east_west]). Reads the policy file and the live inventory; changes
-    /// nothing.
+    /// ([east_west]). With --from and --to: the same for two addresses,
+    /// where one on a Docker bridge that no known container has is judged
+    /// as unclassified, as the rules judge it until the re-plan. Reads the
+    /// policy file and the live inventory; changes nothing.
     Explain {
         /// The source address, e.g. 203.0.113.9 or 2001:db8::1.
         #[arg(long, required_unless_present = "from_container")]
@@ -171,11 +173,12 @@ enum Command {
         #[arg(long, value_name = "NAME", conflicts_with_all = ["from", "container"], requires = "destination")]
         from_container: Option<String>,
         /// Outbound: the destination address (east-west, when a container
-        /// has it).
+        /// has it or it is on a Docker bridge); with --from, from that
+        /// address.
         #[arg(
             long,
             value_name = "ADDR",
-            requires = "from_container",
+            conflicts_with = "container",
             group = "destination"
         )]
         to: Option<std::net::IpAddr>,
@@ -185,6 +188,7 @@ enum Command {
             long,
             value_name = "NAME",
             requires = "from_container",
+            conflicts_with = "from",
             group = "destination"
         )]
         to_container: Option<String>,
@@ -192,7 +196,7 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
         /// Outbound and east-west: the protocol.
-        #[arg(long, value_parser = ["tcp", "udp"], default_value = "tcp", requires = "from_container")]
+        #[arg(long, value_parser = ["tcp", "udp"], default_value = "tcp", requires = "destination")]
         proto: String,
         /// Only this container.
         container: Option<String>,
@@ -353,6 +357,22 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Command::Explain {
                 from: Some(from),
+                to: Some(to),
+                port,
+                proto,
+                config,
+                json,
+                ..
+            } => {
+                let connection = dockfw::plan::Connection {
+                    to,
+                    proto: proto_named(&proto),
+                    port,
+                };
+                explain_between(&config, from, connection, json).await
+            }
+            Command::Explain {
+                from: Some(from),
                 port,
                 container,
                 config,
@@ -365,7 +385,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Command::Explain { .. } => {
                 bail!(
-                    "give --from ADDR, or --from-container NAME with --to ADDR or --to-container NAME"
+                    "give --from ADDR (with --to ADDR or not), or --from-container NAME with --to ADDR or --to-container NAME"
                 )
             }
             Command::Reload { socket } => reload(&socket).await,
@@ -1167,6 +1187,30 @@ async fn explain_outbound(
         "  to the host itself (any of its addresses): to_host = {}",
         answer.to_host
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn explain_between(
+    config: &Path,
+    from: std::net::IpAddr,
+    connection: dockfw::plan::Connection,
+    json: bool,
+) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let inventory = BollardSource::from_env()
+        .snapshot()
+        .await
+        .context("cannot read the docker inventory")?
+        .inventory;
+    let answer = dockfw::explain::explain_between(&policy, &inventory, from, connection)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).context("cannot encode")?
+        );
+    } else {
+        print!("{}", dockfw::explain::render_between(&answer));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
