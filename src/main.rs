@@ -1317,7 +1317,7 @@ async fn uninstall(socket: &Path, backend: BackendChoice, state_dir: &Path) -> R
             code = ExitCode::FAILURE;
         }
     }
-    if !restore_bridge_flags(state_dir) {
+    if !restore_bridge_flags(state_dir).await {
         code = ExitCode::FAILURE;
     }
     Ok(code)
@@ -1326,7 +1326,7 @@ async fn uninstall(socket: &Path, backend: BackendChoice, state_dir: &Path) -> R
 /// Turn off the bridge-netfilter flags the daemon turned on (kept in the
 /// state directory); forget those whose bridge is gone. False when one
 /// could not be turned off (it stays kept, for the next try).
-fn restore_bridge_flags(state_dir: &Path) -> bool {
+async fn restore_bridge_flags(state_dir: &Path) -> bool {
     use dockfw::bridge_netfilter::{Kernel, Switches, Turned};
     let turned = match dockfw::state::bridge_flags(state_dir) {
         Ok(turned) => turned,
@@ -1341,13 +1341,14 @@ fn restore_bridge_flags(state_dir: &Path) -> bool {
     if turned.0.is_empty() {
         return true;
     }
-    let bridges = Kernel.flags().ok();
+    let kernel = Kernel::default();
+    let bridges = kernel.flags().await.ok();
     let mut kept = Turned::default();
     for (bridge, family) in turned.0 {
         let gone = bridges.as_ref().is_some_and(|b| !b.contains_key(&bridge));
         let result = match dockfw::net::Iface::new(&bridge) {
             Ok(_) if gone => continue,
-            Ok(iface) => Kernel.set(&iface, family, false),
+            Ok(iface) => kernel.set(&iface, family, false).await,
             Err(_) => continue,
         };
         match result {
