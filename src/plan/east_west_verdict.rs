@@ -119,7 +119,7 @@ fn covers(entry: &EastWestEntry, connection: EastWestConnection, kind: Kind) -> 
             selects_source(entry, from) && covers_destination(entry, to, connection.network)
         }
         (Peer::Unclassified, _) | (_, Peer::Unclassified) => {
-            Peer::Unclassified.meets(kind, entry.has_selector(), |_| false)
+            kind.meets_unclassified(entry.has_selector())
         }
     };
     proto && port && selected

@@ -89,21 +89,12 @@ pub(super) enum Kind {
     Allow,
 }
 
-impl Peer<'_> {
-    /// Whether an entry of `kind` with selectors (`has_selector`) that
-    /// `selects` a known container applies to this end: for a known one,
-    /// whether it selects it; for an unclassified one, every deny entry
-    /// and only the allow entries without selectors.
-    pub(super) fn meets(
-        self,
-        kind: Kind,
-        has_selector: bool,
-        selects: impl FnOnce(&Container) -> bool,
-    ) -> bool {
-        match self {
-            Peer::Known(container) => selects(container),
-            Peer::Unclassified => kind == Kind::Deny || !has_selector,
-        }
+impl Kind {
+    /// Whether an entry of this kind meets an unclassified end, as the
+    /// unclassified chains judge it: every deny entry does, and only the
+    /// allow entries without selectors.
+    pub(super) fn meets_unclassified(self, has_selector: bool) -> bool {
+        self == Kind::Deny || !has_selector
     }
 }
 
@@ -133,8 +124,13 @@ pub fn decide(outbound: &Outbound, from: Peer, connection: Connection) -> Decide
     }
 }
 
+/// Whether an entry of `kind` applies to the source: its selectors select
+/// a known one; for an unclassified one, see [`Kind::meets_unclassified`].
 fn meets(from: Peer, kind: Kind, entry: &Entry) -> bool {
-    from.meets(kind, entry.has_selector(), |c| selects(entry, c))
+    match from {
+        Peer::Known(container) => selects(entry, container),
+        Peer::Unclassified => kind.meets_unclassified(entry.has_selector()),
+    }
 }
 
 /// The verdict for a destination no entry names: the first isolate entry
