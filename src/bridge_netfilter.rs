@@ -15,20 +15,29 @@
 //! [`decide`] is the pure part; [`Switches`] is the edge: [`Kernel`] reads
 //! `/proc/sys/net/bridge` (which shows the reader's own network namespace)
 //! and reads and writes the flags with `ip` over rtnetlink (sysfs would
-//! show the namespace of whoever mounted `/sys`).
+//! show the namespace of whoever mounted `/sys`), each run through the
+//! firewall's process runner ([`crate::firewall`]: tokio's processes, off
+//! the runtime's workers) with a timeout of its own ([`IP_TIMEOUT`]), past
+//! which the child is killed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::PathBuf;
-use std::process::Command;
+use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::firewall::{FirewallError, run_within};
 use crate::net::{Family, Iface};
 
 /// `ip`, from where Debian's iproute2 installs it (never found through
 /// `PATH`, as the firewall programs).
 pub const IP: &str = "/sbin/ip";
+
+/// How long one run of `ip` may take before dockfw kills it: it answers
+/// in milliseconds, and the pass waits for it.
+pub const IP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a switch or a flag could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -41,13 +50,24 @@ pub enum SwitchError {
     },
     #[error("{path} holds {text:?}, not 0 or 1")]
     Unexpected { path: PathBuf, text: String },
-    #[error("cannot run {IP}")]
+    #[error("cannot run {program}")]
     Run {
+        program: String,
         #[source]
         source: io::Error,
     },
-    #[error("{IP} {args} failed: {stderr}")]
-    Failed { args: String, stderr: String },
+    #[error("{program} {args} failed: {stderr}")]
+    Failed {
+        program: String,
+        args: String,
+        stderr: String,
+    },
+    #[error("{program} {args} timed out after {after:?} and was killed")]
+    Timeout {
+        program: String,
+        args: String,
+        after: Duration,
+    },
     #[error("cannot parse the bridges {IP} listed")]
     Parse {
         #[source]
@@ -71,15 +91,21 @@ impl Flags {
     }
 }
 
-/// The switches of dockfw's network namespace: the edge.
+/// The switches of dockfw's network namespace: the edge. Reading and
+/// setting a bridge's flags runs a program, so they are futures.
 pub trait Switches: Send + Sync {
     /// The global switch of `family`: whether every bridge's IP frames
     /// reach the IP hooks.
     fn global(&self, family: Family) -> Result<bool, SwitchError>;
     /// Every Linux bridge's own flags, by interface name.
-    fn flags(&self) -> Result<BTreeMap<String, Flags>, SwitchError>;
+    fn flags(&self) -> BoxFuture<'_, Result<BTreeMap<String, Flags>, SwitchError>>;
     /// Set the flag of `family` of `bridge`.
-    fn set(&self, bridge: &Iface, family: Family, on: bool) -> Result<(), SwitchError>;
+    fn set<'a>(
+        &'a self,
+        bridge: &'a Iface,
+        family: Family,
+        on: bool,
+    ) -> BoxFuture<'a, Result<(), SwitchError>>;
 }
 
 /// The flags dockfw turned on, by bridge and family: what it turns off
@@ -120,10 +146,10 @@ impl Reading {
     /// Read the switches now: the bridges' flags only when some global
     /// switch is not known to be on, or `flags` asks for them anyway
     /// (some are dockfw's, to turn off when no longer needed).
-    pub fn now(switches: &dyn Switches, flags: bool) -> Reading {
+    pub async fn now(switches: &dyn Switches, flags: bool) -> Reading {
         let global = Family::ALL.map(|f| switches.global(f).map_err(|e| error_text(&e)));
         let flags = if flags || global.iter().any(|g| g != &Ok(true)) {
-            switches.flags().map_err(|e| error_text(&e))
+            switches.flags().await.map_err(|e| error_text(&e))
         } else {
             Ok(BTreeMap::new())
         };
@@ -225,14 +251,14 @@ pub fn decide(
 
 /// Carry out `decision` on `switches`, updating `turned`; a flag that
 /// could not be turned on is not enforced, with why.
-pub fn carry_out(
+pub async fn carry_out(
     decision: Decision,
     switches: &dyn Switches,
     turned: &mut Turned,
 ) -> Vec<NotEnforced> {
     let mut not_enforced = decision.not_enforced;
     for (bridge, family) in decision.turn_on {
-        match switches.set(&bridge, family, true) {
+        match switches.set(&bridge, family, true).await {
             Ok(()) => {
                 turned.0.insert((bridge.to_string(), family));
             }
@@ -249,7 +275,7 @@ pub fn carry_out(
     for (bridge, family) in decision.turn_off {
         // Gone since it was read, or turned off by someone: forgotten
         // either way; a failure to write keeps it, to try again.
-        if switches.set(&bridge, family, false).is_ok() {
+        if switches.set(&bridge, family, false).await.is_ok() {
             turned.0.remove(&(bridge.to_string(), family));
         }
     }
@@ -280,17 +306,36 @@ impl Switches for Assumed {
         Ok(true)
     }
 
-    fn flags(&self) -> Result<BTreeMap<String, Flags>, SwitchError> {
-        Ok(BTreeMap::new())
+    fn flags(&self) -> BoxFuture<'_, Result<BTreeMap<String, Flags>, SwitchError>> {
+        Box::pin(async { Ok(BTreeMap::new()) })
     }
 
-    fn set(&self, _: &Iface, _: Family, _: bool) -> Result<(), SwitchError> {
-        Ok(())
+    fn set<'a>(
+        &'a self,
+        _: &'a Iface,
+        _: Family,
+        _: bool,
+    ) -> BoxFuture<'a, Result<(), SwitchError>> {
+        Box::pin(async { Ok(()) })
     }
 }
 
 /// The kernel of dockfw's own network namespace.
-pub struct Kernel;
+pub struct Kernel {
+    /// The `ip` program: [`IP`]; a test's own in tests.
+    ip: String,
+    /// How long one run of it may take: [`IP_TIMEOUT`].
+    timeout: Duration,
+}
+
+impl Default for Kernel {
+    fn default() -> Self {
+        Kernel {
+            ip: IP.to_owned(),
+            timeout: IP_TIMEOUT,
+        }
+    }
+}
 
 impl Kernel {
     fn global_path(family: Family) -> PathBuf {
@@ -301,18 +346,31 @@ impl Kernel {
         PathBuf::from("/proc/sys/net/bridge").join(name)
     }
 
-    fn ip(args: &[&str]) -> Result<Vec<u8>, SwitchError> {
-        let out = Command::new(IP)
-            .args(args)
-            .output()
-            .map_err(|source| SwitchError::Run { source })?;
-        if !out.status.success() {
-            return Err(SwitchError::Failed {
-                args: args.join(" "),
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
-        Ok(out.stdout)
+    /// Run `ip args` and return what it printed; a run past the timeout
+    /// is killed.
+    async fn ip(&self, args: &[&str]) -> Result<String, SwitchError> {
+        let program = self.ip.clone();
+        run_within(&self.ip, args, None, self.timeout)
+            .await
+            .map_err(|e| match e {
+                FirewallError::Spawn { source, .. } => SwitchError::Run { program, source },
+                FirewallError::Timeout { after, .. } => SwitchError::Timeout {
+                    program,
+                    args: args.join(" "),
+                    after,
+                },
+                FirewallError::Failed { stderr, .. } => SwitchError::Failed {
+                    program,
+                    args: args.join(" "),
+                    stderr,
+                },
+                // run_within makes no other error; kept whole if it did.
+                other => SwitchError::Failed {
+                    program,
+                    args: args.join(" "),
+                    stderr: other.to_string(),
+                },
+            })
     }
 }
 
@@ -370,13 +428,21 @@ impl Switches for Kernel {
         }
     }
 
-    fn flags(&self) -> Result<BTreeMap<String, Flags>, SwitchError> {
-        parse_links(&Kernel::ip(&[
-            "-d", "-j", "link", "show", "type", "bridge",
-        ])?)
+    fn flags(&self) -> BoxFuture<'_, Result<BTreeMap<String, Flags>, SwitchError>> {
+        Box::pin(async {
+            let listed = self
+                .ip(&["-d", "-j", "link", "show", "type", "bridge"])
+                .await?;
+            parse_links(listed.as_bytes())
+        })
     }
 
-    fn set(&self, bridge: &Iface, family: Family, on: bool) -> Result<(), SwitchError> {
+    fn set<'a>(
+        &'a self,
+        bridge: &'a Iface,
+        family: Family,
+        on: bool,
+    ) -> BoxFuture<'a, Result<(), SwitchError>> {
         let flag = match family {
             Family::V4 => "nf_call_iptables",
             Family::V6 => "nf_call_ip6tables",
@@ -392,7 +458,7 @@ impl Switches for Kernel {
             flag,
             value,
         ];
-        Kernel::ip(&args).map(drop)
+        Box::pin(async move { self.ip(&args).await.map(drop) })
     }
 }
 
@@ -512,5 +578,107 @@ mod tests {
             }
         );
         assert_eq!(flags["docker0"], Flags::default());
+    }
+
+    /// A stand-in for `ip` that notes its process id and sleeps.
+    fn hanging_ip(dir: &std::path::Path) -> (String, PathBuf) {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::create_dir_all(dir).unwrap();
+        let (script, pid) = (dir.join("ip"), dir.join("pid"));
+        let text = format!("#!/bin/sh\necho $$ > '{}'\nexec sleep 30\n", pid.display());
+        std::fs::write(&script, text).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script.display().to_string(), pid)
+    }
+
+    /// Whether the process `pid` still runs (not gone, not a zombie).
+    fn running(pid: &str) -> bool {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(") ")
+            .next()
+            .and_then(|rest| rest.chars().next());
+        !matches!(state, None | Some('Z' | 'X'))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_ip_that_hangs_is_killed_after_its_timeout_and_blocks_no_other_task() {
+        let dir = std::env::temp_dir().join(format!("dockfw-ip-hangs-{}", std::process::id()));
+        let (ip, pid_file) = hanging_ip(&dir);
+        let timeout = Duration::from_secs(1);
+        let kernel = Kernel {
+            ip: ip.clone(),
+            timeout,
+        };
+        let started = std::time::Instant::now();
+        let ticked = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            started.elapsed()
+        };
+        let (ticked, listed) = tokio::join!(ticked, kernel.flags());
+        let waited = started.elapsed();
+        let error = listed.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!("{ip} -d -j link show type bridge timed out after 1s and was killed")
+        );
+        assert!(
+            waited >= timeout && waited < Duration::from_secs(10),
+            "{waited:?}"
+        );
+        assert!(
+            ticked < timeout,
+            "the one worker thread ran another task while ip hung: {ticked:?}"
+        );
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        let pid = pid.trim();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while running(pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(!running(pid), "the sleeping ip ({pid}) was killed");
+        let set = kernel.set(&iface("br-x"), Family::V4, true).await;
+        assert!(matches!(set, Err(SwitchError::Timeout { .. })), "{set:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_ip_that_fails_or_is_missing_is_reported_as_before() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("dockfw-ip-fails-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("ip");
+        std::fs::write(
+            &script,
+            "#!/bin/sh\necho 'Cannot find device' >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ip = script.display().to_string();
+        let failing = Kernel {
+            ip: ip.clone(),
+            timeout: IP_TIMEOUT,
+        };
+        let error = failing
+            .set(&iface("br-x"), Family::V6, false)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{ip} link set dev br-x type bridge nf_call_ip6tables 0 failed: Cannot find device"
+            )
+        );
+        let missing = Kernel {
+            ip: dir.join("none").display().to_string(),
+            timeout: IP_TIMEOUT,
+        };
+        let error = missing.flags().await.unwrap_err();
+        assert!(matches!(error, SwitchError::Run { .. }), "{error:?}");
+        assert_eq!(
+            error.to_string(),
+            format!("cannot run {}", dir.join("none").display())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

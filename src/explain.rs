@@ -3,7 +3,10 @@
 //! operator asks before and after every policy change. With
 //! `--from-container`, the other direction: whether a new connection that
 //! container starts to one address gets out, and what decides
-//! ([`explain_outbound`]).
+//! ([`explain_outbound`]); with `--from ADDR --to ADDR`, the same for two
+//! addresses, either of which may be one on a Docker bridge that no known
+//! container has, judged as the rules judge it: as unclassified until the
+//! re-plan ([`explain_between`]).
 //!
 //! Pure: it reads the same [`Policy`] and [`Inventory`] the planner does and
 //! decides with the planner's own matching ([`crate::plan::applies_to`],
@@ -15,11 +18,11 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::inventory::{Attachment, Container, Inventory, Proto, PublishedPort};
+use crate::inventory::{Attachment, Bridge, Container, Inventory, Proto, PublishedPort};
 use crate::net::Family;
 use crate::plan::{
-    Connection, EastWestConnection, applies_to, decide_east_west, east_west_port_limited,
-    on_a_bridge, port_limited,
+    Connection, EastWestConnection, Peer, applies_to, decide_east_west, east_west_port_limited,
+    judged_by_interface, on_a_bridge, port_limited,
 };
 use crate::policy::{Default, Entry, Policy, Sources};
 
@@ -28,6 +31,8 @@ use crate::policy::{Default, Entry, Policy, Sources};
 pub enum ExplainError {
     #[error("no running container is named {name:?}")]
     UnknownContainer { name: String },
+    #[error("{from} and {to} are not of one address family")]
+    MixedFamilies { from: IpAddr, to: IpAddr },
 }
 
 /// The answer for one new connection a container starts.
@@ -101,7 +106,7 @@ pub fn explain_outbound(
                 proto: connection.proto,
                 port: connection.port,
             };
-            let (passes, why, note) = east_west_answer(policy, inventory, question);
+            let (passes, why, note) = container_answer(policy, inventory, question);
             answer.passes = passes;
             answer.why = format!(
                 "to container {:?} on network {:?}: not outbound; east-west: {why}",
@@ -111,20 +116,32 @@ pub fn explain_outbound(
         }
         (None, None) => answer.why = "no [outbound] table".to_owned(),
         (Some(outbound), None) => {
-            let decider = crate::plan::decide(outbound, found, connection);
-            answer.passes = decider.passes();
-            answer.why = decider.why();
-            let limited = port_limited(outbound, found, connection.to);
-            if connection.port.is_none() && !limited.is_empty() {
-                let lines: Vec<String> = limited.iter().map(usize::to_string).collect();
-                answer.note = Some(format!(
-                    "entries limited to ports (line {}) were not considered: give --port",
-                    lines.join(", ")
-                ));
-            }
+            let (passes, why, note) = outbound_answer(outbound, Peer::Known(found), connection);
+            (answer.passes, answer.why, answer.note) = (passes, why, note);
         }
     }
     Ok(answer)
+}
+
+/// The outbound verdict for one connection from `from`: whether it
+/// passes, why, and a note on what the answer leaves out.
+fn outbound_answer(
+    outbound: &crate::policy::Outbound,
+    from: Peer,
+    connection: Connection,
+) -> (bool, String, Option<String>) {
+    let decider = crate::plan::decide(outbound, from, connection);
+    let limited = port_limited(outbound, from, connection.to);
+    let note = (connection.port.is_none() && !limited.is_empty()).then(|| port_note(&limited));
+    (decider.passes(), decider.why(), note)
+}
+
+fn port_note(lines: &[usize]) -> String {
+    let lines: Vec<String> = lines.iter().map(usize::to_string).collect();
+    format!(
+        "entries limited to ports (line {}) were not considered: give --port",
+        lines.join(", ")
+    )
 }
 
 const HOST_NETWORK: &str = "host networking: dockfw does not judge what it starts";
@@ -190,7 +207,7 @@ pub fn explain_east_west(
             port,
         };
         for addr in addresses(on).into_iter().flatten() {
-            let (passes, why, note) = east_west_answer(policy, inventory, question);
+            let (passes, why, note) = container_answer(policy, inventory, question);
             answers.push(EastWestExplanation {
                 container: from.name.clone(),
                 to_container: to.name.clone(),
@@ -207,42 +224,50 @@ pub fn explain_east_west(
     Ok(answers)
 }
 
-/// The east-west verdict for one question: whether it passes, why, and a
-/// note on what the answer leaves out.
-fn east_west_answer(
+/// The east-west verdict for one question between two known containers:
+/// whether it passes, why, and a note on what the answer leaves out.
+fn container_answer(
     policy: &Policy,
     inventory: &Inventory,
     question: EastWestQuestion,
 ) -> (bool, String, Option<String>) {
     let from_a_bridge = (question.from.attachments.iter()).any(|a| on_a_bridge(inventory, a));
-    let east_west = match &policy.east_west {
-        _ if question.from.host_network => return (true, HOST_NETWORK.to_owned(), None),
-        None => return (true, "no [east_west] table".to_owned(), None),
-        Some(_) if !from_a_bridge => {
-            let why = "not from a Docker bridge: [east_west] does not judge it";
-            return (true, why.to_owned(), None);
-        }
-        Some(east_west) => east_west,
-    };
+    if question.from.host_network {
+        return (true, HOST_NETWORK.to_owned(), None);
+    }
+    if policy.east_west.is_some() && !from_a_bridge {
+        let why = "not from a Docker bridge: [east_west] does not judge it";
+        return (true, why.to_owned(), None);
+    }
     let connection = EastWestConnection {
-        from: question.from,
-        to: question.to,
+        from: Peer::Known(question.from),
+        to: Peer::Known(question.to),
         network: &question.on.network,
         proto: question.proto,
         port: question.port,
     };
+    let same_network =
+        (question.from.attachments.iter()).any(|a| a.network_id == question.on.network_id);
+    east_west_answer(policy, connection, same_network)
+}
+
+/// The east-west verdict for one connection from a Docker bridge:
+/// whether it passes, why, and a note on what the answer leaves out
+/// (`same_network`: both ends are on the destination's network).
+fn east_west_answer(
+    policy: &Policy,
+    connection: EastWestConnection,
+    same_network: bool,
+) -> (bool, String, Option<String>) {
+    let Some(east_west) = &policy.east_west else {
+        return (true, "no [east_west] table".to_owned(), None);
+    };
     let decider = decide_east_west(east_west, connection);
     let mut notes = Vec::new();
     let limited = east_west_port_limited(east_west, connection);
-    if question.port.is_none() && !limited.is_empty() {
-        let lines: Vec<String> = limited.iter().map(usize::to_string).collect();
-        notes.push(format!(
-            "entries limited to ports (line {}) were not considered: give --port",
-            lines.join(", ")
-        ));
+    if connection.port.is_none() && !limited.is_empty() {
+        notes.push(port_note(&limited));
     }
-    let same_network =
-        (question.from.attachments.iter()).any(|a| a.network_id == question.on.network_id);
     if same_network && east_west.judged() {
         notes.push(
             "same network: judged where bridge netfilter reaches the bridge \
@@ -259,6 +284,310 @@ fn addresses(attachment: &crate::inventory::Attachment) -> [Option<IpAddr>; 2] {
         attachment.ipv4.map(IpAddr::V4),
         attachment.ipv6.map(IpAddr::V6),
     ]
+}
+
+/// What dockfw takes one end of a connection for, by its address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum End {
+    /// An address of a running container, on this network.
+    Container { name: String, network: String },
+    /// An address on this Docker bridge network (in one of its subnets)
+    /// that no known container has: a container an instant old, which the
+    /// rules judge as unclassified until the re-plan classifies it.
+    Unclassified { network: String },
+    /// An address on no Docker bridge network dockfw knows.
+    Outside,
+}
+
+impl End {
+    /// `container "web" on network "front"`, `unknown address on network
+    /// "front": judged as unclassified until the re-plan`, `on no Docker
+    /// bridge`. Names are quoted as Rust debug strings (escaped); print
+    /// them through [`crate::status::escape`] all the same.
+    pub fn describe(&self) -> String {
+        match self {
+            End::Container { name, network } => {
+                format!("container {name:?} on network {network:?}")
+            }
+            End::Unclassified { network } => format!(
+                "unknown address on network {network:?}: judged as unclassified until the re-plan"
+            ),
+            End::Outside => "on no Docker bridge".to_owned(),
+        }
+    }
+}
+
+/// The answer for one new connection between two addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AddressExplanation {
+    pub from: IpAddr,
+    pub to: IpAddr,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    pub proto: String,
+    pub source: End,
+    pub destination: End,
+    /// Whether the connection gets through dockfw's `[outbound]` and
+    /// `[east_west]` rules; absent when they do not judge it (a source on
+    /// no Docker bridge: the inbound rules do, as `explain --from` says).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passes: Option<bool>,
+    /// What decided, e.g. `outbound: isolate entry at line 5`,
+    /// `east-west: deny entry at line 20`, `not from a container: …`.
+    pub why: String,
+    /// What the answer leaves out (as in [`OutboundExplanation::note`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// For a source on a Docker bridge: `allow` or `deny`, what `to_host`
+    /// decides for a connection to the host itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_host: Option<String>,
+}
+
+/// The text `dockfw explain --from ADDR --to ADDR` prints, every name
+/// Docker supplied escaped for the terminal.
+pub fn render_between(answer: &AddressExplanation) -> String {
+    use crate::status::escape;
+    let to = match (answer.port, answer.to) {
+        (Some(port), IpAddr::V6(addr)) => format!("[{addr}]:{port}"),
+        (Some(port), addr) => format!("{addr}:{port}"),
+        (None, addr) => addr.to_string(),
+    };
+    let verdict = match answer.passes {
+        Some(true) => "passes",
+        Some(false) => "blocked",
+        None => "not judged here",
+    };
+    let mut out = format!(
+        "from {} to {to}/{}: {verdict} ({})\n",
+        answer.from,
+        answer.proto,
+        escape(&answer.why)
+    );
+    out.push_str(&format!("  from: {}\n", escape(&answer.source.describe())));
+    out.push_str(&format!(
+        "  to: {}\n",
+        escape(&answer.destination.describe())
+    ));
+    if let Some(note) = &answer.note {
+        out.push_str(&format!("  note: {}\n", escape(note)));
+    }
+    if let Some(to_host) = &answer.to_host {
+        out.push_str(&format!(
+            "  to the host itself (any of its addresses): to_host = {to_host}\n"
+        ));
+    }
+    out
+}
+
+/// Where an address is: a container's (on one of its attachments), in a
+/// subnet of a bridge network no known container has it on, or neither.
+#[derive(Debug, Clone, Copy)]
+enum Place<'a> {
+    Container(&'a Container, &'a Attachment),
+    Unclassified(&'a Bridge),
+    Outside,
+}
+
+impl Place<'_> {
+    fn end(&self) -> End {
+        match self {
+            Place::Container(c, on) => End::Container {
+                name: c.name.clone(),
+                network: on.network.clone(),
+            },
+            Place::Unclassified(bridge) => End::Unclassified {
+                network: bridge.name.clone(),
+            },
+            Place::Outside => End::Outside,
+        }
+    }
+
+    fn peer(&self) -> Peer<'_> {
+        match self {
+            Place::Container(c, _) => Peer::Known(c),
+            _ => Peer::Unclassified,
+        }
+    }
+
+    /// Whether this end is on the network with id `network_id`.
+    fn on(&self, network_id: &str) -> bool {
+        match self {
+            Place::Container(c, _) => c.attachments.iter().any(|a| a.network_id == network_id),
+            Place::Unclassified(bridge) => bridge.id == network_id,
+            Place::Outside => false,
+        }
+    }
+}
+
+fn place(inventory: &Inventory, addr: IpAddr) -> Place<'_> {
+    let container = (inventory.containers.iter()).find_map(|c| {
+        let on = (c.attachments.iter()).find(|a| addresses(a).contains(&Some(addr)))?;
+        Some(Place::Container(c, on))
+    });
+    let subnet = || {
+        (inventory.bridges.iter()).find(|b| {
+            (inventory.subnets.get(&b.id))
+                .is_some_and(|nets| nets.iter().any(|n| n.contains(&addr)))
+        })
+    };
+    container
+        .or_else(|| subnet().map(Place::Unclassified))
+        .unwrap_or(Place::Outside)
+}
+
+/// Whether a new connection from the address `from` to `connection.to`
+/// gets through dockfw's `[outbound]` and `[east_west]` rules, and what
+/// decides, with either end a known container's address, an address on a
+/// Docker bridge no known container has (judged as the rules judge it:
+/// unclassified, until the re-plan classifies it), or neither (a source
+/// there is not from a container: the inbound rules judge it).
+pub fn explain_between(
+    policy: &Policy,
+    inventory: &Inventory,
+    from: IpAddr,
+    connection: Connection,
+) -> Result<AddressExplanation, ExplainError> {
+    if from.is_ipv4() != connection.to.is_ipv4() {
+        return Err(ExplainError::MixedFamilies {
+            from,
+            to: connection.to,
+        });
+    }
+    let (source, destination) = (place(inventory, from), place(inventory, connection.to));
+    let mut answer = AddressExplanation {
+        from,
+        to: connection.to,
+        port: connection.port,
+        proto: connection.proto.as_str().to_owned(),
+        source: source.end(),
+        destination: destination.end(),
+        passes: None,
+        why: String::new(),
+        note: None,
+        to_host: None,
+    };
+    if let Place::Outside = source {
+        answer.why = format!(
+            "not from a container: the inbound rules judge it (dockfw explain --from {from})"
+        );
+        return Ok(answer);
+    }
+    let to_host = (policy.outbound.as_ref()).map_or(Default::Allow, |o| o.to_host);
+    answer.to_host = Some(format!("{to_host:?}").to_lowercase());
+    let (passes, why, note) = match destination {
+        Place::Container(peer, on) => {
+            between_containers(policy, inventory, source, (peer, on), connection)
+        }
+        Place::Unclassified(bridge) => {
+            to_unclassified(policy, inventory, source, bridge, connection)
+        }
+        Place::Outside => match &policy.outbound {
+            None => (true, "no [outbound] table".to_owned(), None),
+            Some(outbound) => {
+                let (passes, why, note) = outbound_answer(outbound, source.peer(), connection);
+                (passes, format!("outbound: {why}"), note)
+            }
+        },
+    };
+    let inbound_too = match (source, destination) {
+        (_, Place::Outside) => None,
+        (Place::Container(_, on), _) => Some((on.network_id.as_str(), on.network.as_str())),
+        (Place::Unclassified(bridge), _) => Some((bridge.id.as_str(), bridge.name.as_str())),
+        (Place::Outside, _) => None,
+    };
+    let notes = note.into_iter().chain(
+        inbound_too
+            .filter(|(id, _)| !judged_by_interface(inventory, id))
+            .map(|(_, network)| {
+                format!(
+                    "network {network:?} is covered by address, not by its bridge: \
+                     what it sends to a container meets the inbound rules too, \
+                     which this answer leaves out"
+                )
+            }),
+    );
+    let notes: Vec<String> = notes.collect();
+    answer.note = (!notes.is_empty()).then(|| notes.join("; "));
+    (answer.passes, answer.why) = (Some(passes), why);
+    Ok(answer)
+}
+
+/// East-west, to a known container's address: for a known source, as
+/// `--from-container A --to-container B` answers.
+fn between_containers(
+    policy: &Policy,
+    inventory: &Inventory,
+    source: Place,
+    (peer, on): (&Container, &Attachment),
+    connection: Connection,
+) -> (bool, String, Option<String>) {
+    let (passes, why, note) = match source {
+        Place::Container(from, _) => {
+            let question = EastWestQuestion {
+                from,
+                to: peer,
+                on,
+                proto: connection.proto,
+                port: connection.port,
+            };
+            container_answer(policy, inventory, question)
+        }
+        _ => {
+            let east_west = EastWestConnection {
+                from: Peer::Unclassified,
+                to: Peer::Known(peer),
+                network: &on.network,
+                proto: connection.proto,
+                port: connection.port,
+            };
+            east_west_answer(policy, east_west, source.on(&on.network_id))
+        }
+    };
+    (passes, format!("east-west: {why}"), note)
+}
+
+/// East-west, to an address on `bridge` no known container has; where
+/// that bridge is covered by address rather than by its interface (a
+/// refused name, not a Linux bridge now), what passes there meets the
+/// outbound rules too.
+fn to_unclassified(
+    policy: &Policy,
+    inventory: &Inventory,
+    source: Place,
+    bridge: &Bridge,
+    connection: Connection,
+) -> (bool, String, Option<String>) {
+    if let Place::Container(from, _) = source {
+        let from_a_bridge = (from.attachments.iter()).any(|a| on_a_bridge(inventory, a));
+        if policy.east_west.is_some() && !from_a_bridge {
+            let why = "not from a Docker bridge: [east_west] does not judge it";
+            return (true, why.to_owned(), None);
+        }
+    }
+    let east_west = EastWestConnection {
+        from: source.peer(),
+        to: Peer::Unclassified,
+        network: &bridge.name,
+        proto: connection.proto,
+        port: connection.port,
+    };
+    let (passes, why, note) = east_west_answer(policy, east_west, source.on(&bridge.id));
+    let why = format!("east-west: {why}");
+    let outbound = policy.outbound.as_ref();
+    match outbound {
+        Some(outbound) if passes && !judged_by_interface(inventory, &bridge.id) => {
+            let (passes, also, also_note) = outbound_answer(outbound, source.peer(), connection);
+            let why = format!(
+                "{why}; outbound: {also} (network {:?} is covered by address, not by its bridge)",
+                bridge.name
+            );
+            let notes: Vec<String> = note.into_iter().chain(also_note).collect();
+            (passes, why, (!notes.is_empty()).then(|| notes.join("; ")))
+        }
+        _ => (passes, why, note),
+    }
 }
 
 /// The answer for one published port.
@@ -667,5 +996,406 @@ mod tests {
         );
         mark_bypassed(&mut v6, &[(Family::V4, "-j ACCEPT".into())]);
         assert!(v6.iter().all(|r| r.bypassed_by.is_none()), "{v6:?}");
+    }
+
+    /// Docker bridges `front` and `back` (judged by their interfaces) and
+    /// `plus` (a refused interface name: covered by address), each with a
+    /// subnet; `proxy` on front, `api` on front and back, `db` on back.
+    fn bridged() -> Inventory {
+        let bridge = |name: &str, interface: &str| Bridge {
+            id: format!("{name}-id"),
+            name: name.to_owned(),
+            interface: interface.to_owned(),
+        };
+        let on = |network: &str, ipv4: &str| Attachment {
+            network_id: format!("{network}-id"),
+            network: network.to_owned(),
+            ipv4: Some(ipv4.parse().unwrap()),
+            ipv6: None,
+        };
+        let mut api = container("api", &[]);
+        api.attachments = vec![on("front", "172.18.0.3"), on("back", "172.19.0.3")];
+        let mut db = container("db", &[]);
+        db.labels.insert("tier".into(), "db".into());
+        db.attachments = vec![on("back", "172.19.0.4")];
+        let mut proxy = container("proxy", &[]);
+        proxy.attachments = vec![on("front", "172.18.0.2")];
+        let subnet = |name: &str, net: &str| (format!("{name}-id"), vec![net.parse().unwrap()]);
+        Inventory {
+            bridges: vec![
+                bridge("front", "br-front"),
+                bridge("back", "br-back"),
+                bridge("plus", "+"),
+            ],
+            subnets: [
+                subnet("front", "172.18.0.0/16"),
+                subnet("back", "172.19.0.0/16"),
+                subnet("plus", "172.20.0.0/16"),
+            ]
+            .into(),
+            containers: vec![api, db, proxy],
+            ..Inventory::default()
+        }
+    }
+
+    const OUTBOUND: &str = "[inbound]\ndefault = \"deny\"\n\n[outbound]\ndefault = \"allow\"\n\
+        to_host = \"deny\"\n\n[[outbound.isolate]]\nlabels = { tier = \"db\" }\n\n\
+        [[outbound.allow]]\ncontainers = [\"db\"]\nto = [\"203.0.113.7\"]\nports = [443]\n\n\
+        [[outbound.allow]]\nto = [\"192.0.2.53\"]\nports = [53]\nproto = \"udp\"\n\n\
+        [[outbound.deny]]\ncontainers = [\"proxy\"]\nto = [\"198.51.100.0/24\"]\n\n\
+        [[outbound.deny]]\nto = [\"169.254.169.254\"]\nproto = \"any\"\n";
+
+    const EAST_WEST: &str = "[inbound]\ndefault = \"deny\"\n\n[east_west]\ndefault = \"allow\"\n\n\
+        [[east_west.isolate]]\nnetworks = [\"back\"]\n\n\
+        [[east_west.allow]]\nfrom_containers = [\"proxy\"]\nports = [8080]\n\n\
+        [[east_west.allow]]\nports = [80]\n\n\
+        [[east_west.deny]]\nlabels = { tier = \"db\" }\nports = [9187]\nproto = \"any\"\n";
+
+    fn between(policy: &Policy, from: &str, to: &str, port: u16, proto: Proto) -> (bool, String) {
+        let connection = Connection {
+            to: to.parse().unwrap(),
+            proto,
+            port: Some(port),
+        };
+        let answer =
+            explain_between(policy, &bridged(), from.parse().unwrap(), connection).unwrap();
+        (answer.passes.expect("judged"), answer.why)
+    }
+
+    #[test]
+    fn an_unknown_source_on_a_bridge_is_judged_as_unclassified_outbound() {
+        let policy = crate::policy::parse_str(OUTBOUND, std::path::Path::new("p.toml")).unwrap();
+        let tcp = Proto::Tcp;
+        let answer = |to, port, proto| between(&policy, "172.18.0.9", to, port, proto);
+        assert_eq!(
+            answer("198.51.100.1", 80, tcp),
+            (false, "outbound: deny entry at line 21".to_owned()),
+            "a deny entry with selectors meets it"
+        );
+        assert_eq!(
+            answer("203.0.113.7", 443, tcp),
+            (false, "outbound: isolate entry at line 8".to_owned()),
+            "isolated while some container may be; an allow entry with selectors does not admit it"
+        );
+        assert_eq!(
+            answer("192.0.2.53", 53, Proto::Udp),
+            (true, "outbound: allow entry at line 16".to_owned()),
+            "an allow entry without selectors admits it"
+        );
+        assert_eq!(
+            between(&policy, "172.18.0.2", "203.0.113.9", 443, tcp),
+            (true, "outbound: default allow".to_owned()),
+            "the proxy, known, is not isolated"
+        );
+        let deny = OUTBOUND.replace("default = \"allow\"", "default = \"deny\"");
+        let deny = crate::policy::parse_str(&deny, std::path::Path::new("p.toml")).unwrap();
+        assert_eq!(
+            between(&deny, "172.18.0.9", "203.0.113.7", 443, tcp),
+            (false, "outbound: default deny".to_owned())
+        );
+        let connection = Connection {
+            to: "203.0.113.7".parse().unwrap(),
+            proto: tcp,
+            port: Some(443),
+        };
+        let answer = explain_between(
+            &policy,
+            &bridged(),
+            "172.18.0.9".parse().unwrap(),
+            connection,
+        )
+        .unwrap();
+        assert_eq!(
+            answer.source.describe(),
+            "unknown address on network \"front\": judged as unclassified until the re-plan"
+        );
+        assert_eq!(answer.destination, End::Outside);
+        assert_eq!(answer.to_host.as_deref(), Some("deny"));
+    }
+
+    #[test]
+    fn unknown_ends_between_containers_meet_every_deny_and_selectorless_allows_only() {
+        let policy = crate::policy::parse_str(EAST_WEST, std::path::Path::new("p.toml")).unwrap();
+        let tcp = Proto::Tcp;
+        assert_eq!(
+            between(&policy, "172.18.0.9", "172.19.0.3", 9187, tcp),
+            (false, "east-west: deny entry at line 17".to_owned()),
+            "the deny entry selects db, and meets every unknown source"
+        );
+        assert_eq!(
+            between(&policy, "172.18.0.2", "172.19.0.3", 8080, tcp),
+            (true, "east-west: allow entry at line 10".to_owned()),
+            "the proxy, known, to api on the isolated back"
+        );
+        assert_eq!(
+            between(&policy, "172.18.0.9", "172.19.0.3", 8080, tcp),
+            (false, "east-west: isolate entry at line 7".to_owned()),
+            "the proxy's allow entry does not admit an unknown source"
+        );
+        assert_eq!(
+            between(&policy, "172.18.0.9", "172.19.0.3", 80, tcp),
+            (true, "east-west: allow entry at line 14".to_owned())
+        );
+        assert_eq!(
+            between(&policy, "172.18.0.9", "172.18.0.3", 8080, tcp),
+            (true, "east-west: default allow".to_owned()),
+            "api on front is not isolated"
+        );
+        assert_eq!(
+            between(&policy, "172.18.0.2", "172.18.0.9", 8080, tcp),
+            (false, "east-west: isolate entry at line 7".to_owned()),
+            "an unknown destination counts as isolated"
+        );
+        let connection = Connection {
+            to: "172.19.0.9".parse().unwrap(),
+            proto: tcp,
+            port: None,
+        };
+        let answer = explain_between(
+            &policy,
+            &bridged(),
+            "172.19.0.8".parse().unwrap(),
+            connection,
+        )
+        .unwrap();
+        assert_eq!(answer.passes, Some(false));
+        let note = answer.note.unwrap_or_default();
+        assert!(
+            note.contains("(line 14, 17)"),
+            "the proxy's entry (line 10) cannot admit an unknown source: {note}"
+        );
+        assert!(note.contains("same network"), "{note}");
+    }
+
+    #[test]
+    fn a_source_on_no_docker_bridge_is_not_from_a_container() {
+        let policy = crate::policy::parse_str(EAST_WEST, std::path::Path::new("p.toml")).unwrap();
+        let connection = Connection {
+            to: "172.19.0.3".parse().unwrap(),
+            proto: Proto::Tcp,
+            port: Some(80),
+        };
+        let from = "192.0.2.7".parse().unwrap();
+        let answer = explain_between(&policy, &bridged(), from, connection).unwrap();
+        assert_eq!(answer.passes, None);
+        assert_eq!(answer.source, End::Outside);
+        assert_eq!(
+            answer.why,
+            "not from a container: the inbound rules judge it (dockfw explain --from 192.0.2.7)"
+        );
+        assert_eq!(answer.to_host, None);
+        let v6 = "2001:db8::1".parse().unwrap();
+        let error = explain_between(&policy, &bridged(), v6, connection).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "2001:db8::1 and 172.19.0.3 are not of one address family"
+        );
+    }
+
+    #[test]
+    fn the_network_name_of_an_unknown_address_is_escaped_in_the_text() {
+        let policy = crate::policy::parse_str(EAST_WEST, std::path::Path::new("p.toml")).unwrap();
+        let mut inventory = bridged();
+        inventory.bridges[1].name = "back\u{1b}[2J\u{202e}".into();
+        let connection = Connection {
+            to: "172.19.0.9".parse().unwrap(),
+            proto: Proto::Tcp,
+            port: Some(80),
+        };
+        let from = "172.18.0.2".parse().unwrap();
+        let answer = explain_between(&policy, &inventory, from, connection).unwrap();
+        let text = render_between(&answer);
+        assert!(
+            !text.chars().any(|c| c == '\u{1b}' || c == '\u{202e}'),
+            "{text}"
+        );
+        assert!(
+            text.contains("  to: unknown address on network \"back\\u{1b}[2J\\u{202e}\": judged as unclassified until the re-plan\n"),
+            "{text}"
+        );
+        assert!(
+            text.starts_with(
+                "from 172.18.0.2 to 172.19.0.9:80/tcp: passes (east-west: allow entry at line 14)\n"
+            ),
+            "{text}"
+        );
+    }
+
+    /// A new connection, not DNAT-ed, as the FORWARD hook sees it.
+    struct Packet<'a> {
+        src: IpAddr,
+        dst: IpAddr,
+        in_iface: &'a str,
+        out_iface: &'a str,
+        proto: Proto,
+        dport: u16,
+    }
+
+    /// Whether the planned rules drop `p`: walked rule by rule from the
+    /// entry chain, as the kernel walks them.
+    fn dropped(rules: &crate::ruleset::FamilyRules, chain: &str, p: &Packet) -> bool {
+        use crate::ruleset::{Conntrack, DROP_CHAIN, Target};
+        let chain = rules
+            .chains
+            .iter()
+            .find(|c| c.name == chain)
+            .expect("chain");
+        let in_set = |set: &Option<String>, addr: IpAddr| {
+            set.as_ref().is_none_or(|name| {
+                let set = rules.set(name).expect("a set the rule names");
+                set.elements.iter().any(|net| net.contains(&addr))
+            })
+        };
+        for r in &chain.rules {
+            assert!(
+                r.dport_set.is_none()
+                    && r.orig_dport_set.is_none()
+                    && r.orig_dport_ranges.is_none(),
+                "not modelled: {r:?}"
+            );
+            let conntrack = match r.conntrack {
+                None => true,
+                Some(Conntrack::Established | Conntrack::Dnat) => false,
+                Some(Conntrack::OrigDstPort { ports, dnat }) => !dnat && ports.contains(p.dport),
+                Some(Conntrack::OrigDst(net)) => net.contains(&p.dst),
+            };
+            let matched = conntrack
+                && r.src.is_none_or(|net| net.contains(&p.src))
+                && r.dst.is_none_or(|net| net.contains(&p.dst))
+                && in_set(&r.src_set, p.src)
+                && in_set(&r.dst_set, p.dst)
+                && r.in_iface.as_ref().is_none_or(|i| i.as_str() == p.in_iface)
+                && r.out_iface
+                    .as_ref()
+                    .is_none_or(|i| i.as_str() == p.out_iface)
+                && r.proto.is_none_or(|proto| proto == p.proto)
+                && r.dport.is_none_or(|range| range.contains(p.dport))
+                && r.icmpv6_type.is_none();
+            if !matched {
+                continue;
+            }
+            match &r.target {
+                Target::Return => return false,
+                Target::Drop => return true,
+                Target::Log => {}
+                Target::Jump(DROP_CHAIN) => return true,
+                Target::Jump(next) => {
+                    if dropped(rules, next, p) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn explain_between_addresses_says_what_the_planned_rules_do() {
+        let inventory = bridged();
+        let iface = |addr: IpAddr| match place(&inventory, addr) {
+            Place::Container(_, on) => format!("br-{}", on.network),
+            Place::Unclassified(bridge) => format!("br-{}", bridge.name),
+            Place::Outside => "eth0".to_owned(),
+        };
+        let iface = |addr| match iface(addr) {
+            plus if plus == "br-plus" => "+".to_owned(),
+            other => other,
+        };
+        let sources = [
+            "172.18.0.9",
+            "172.19.0.9",
+            "172.20.0.9",
+            "172.18.0.2",
+            "172.19.0.4",
+            "172.19.0.3",
+        ];
+        let destinations = [
+            "203.0.113.7",
+            "192.0.2.53",
+            "198.51.100.1",
+            "169.254.169.254",
+            "192.0.2.99",
+            "172.19.0.3",
+            "172.19.0.4",
+            "172.18.0.3",
+            "172.18.0.2",
+            "172.19.0.9",
+            "172.18.0.9",
+            "172.20.0.9",
+        ];
+        let tables = [
+            OUTBOUND.to_owned(),
+            OUTBOUND.replace("default = \"allow\"", "default = \"deny\""),
+            EAST_WEST.to_owned(),
+            EAST_WEST.replace("default = \"allow\"", "default = \"deny\""),
+            format!(
+                "{EAST_WEST}\n{}",
+                &OUTBOUND[OUTBOUND.find("[outbound]").unwrap()..]
+            ),
+        ];
+        let inbound_allows = |t: &String| {
+            t.replacen(
+                "[inbound]\ndefault = \"deny\"",
+                "[inbound]\ndefault = \"allow\"",
+                1,
+            )
+        };
+        let policies: Vec<String> = (tables.iter().cloned())
+            .chain(tables.iter().map(inbound_allows))
+            .collect();
+        let mut checked = 0;
+        for text in &policies {
+            let policy = crate::policy::parse_str(text, std::path::Path::new("p.toml")).unwrap();
+            let plan = crate::plan::plan(&policy, &inventory);
+            let rules = plan.family(Family::V4);
+            for from in sources {
+                for to in destinations {
+                    for (proto, port) in [
+                        (Proto::Tcp, 443),
+                        (Proto::Tcp, 80),
+                        (Proto::Tcp, 8080),
+                        (Proto::Tcp, 9187),
+                        (Proto::Udp, 53),
+                    ] {
+                        let (src, dst): (IpAddr, IpAddr) =
+                            (from.parse().unwrap(), to.parse().unwrap());
+                        if src == dst {
+                            continue;
+                        }
+                        let connection = Connection {
+                            to: dst,
+                            proto,
+                            port: Some(port),
+                        };
+                        let answer = explain_between(&policy, &inventory, src, connection).unwrap();
+                        let (in_iface, out_iface) = (iface(src), iface(dst));
+                        let packet = Packet {
+                            src,
+                            dst,
+                            in_iface: &in_iface,
+                            out_iface: &out_iface,
+                            proto,
+                            dport: port,
+                        };
+                        let rules_pass = !dropped(rules, crate::ruleset::ENTRY_CHAIN, &packet);
+                        let on_plus = in_iface == "+";
+                        if on_plus && out_iface != "eth0" {
+                            let note = answer.note.as_deref().unwrap_or_default();
+                            assert!(note.contains("meets the inbound rules too"), "{answer:?}");
+                            if policy.default == crate::policy::Default::Deny {
+                                continue;
+                            }
+                        }
+                        assert_eq!(
+                            answer.passes,
+                            Some(rules_pass),
+                            "{from} -> {to} {proto:?}/{port} under\n{text}\nexplain: {answer:?}"
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
     }
 }

@@ -160,8 +160,10 @@ enum Command {
     /// and --to: whether a new connection that container starts gets out
     /// ([outbound]; [east_west] when ADDR is a container's); with
     /// --to-container: whether it reaches each address of that container
-    /// ([east_west]). Reads the policy file and the live inventory; changes
-    /// nothing.
+    /// ([east_west]). With --from and --to: the same for two addresses,
+    /// where one on a Docker bridge that no known container has is judged
+    /// as unclassified, as the rules judge it until the re-plan. Reads the
+    /// policy file and the live inventory; changes nothing.
     Explain {
         /// The source address, e.g. 203.0.113.9 or 2001:db8::1.
         #[arg(long, required_unless_present = "from_container")]
@@ -171,11 +173,12 @@ enum Command {
         #[arg(long, value_name = "NAME", conflicts_with_all = ["from", "container"], requires = "destination")]
         from_container: Option<String>,
         /// Outbound: the destination address (east-west, when a container
-        /// has it).
+        /// has it or it is on a Docker bridge); with --from, from that
+        /// address.
         #[arg(
             long,
             value_name = "ADDR",
-            requires = "from_container",
+            conflicts_with = "container",
             group = "destination"
         )]
         to: Option<std::net::IpAddr>,
@@ -185,6 +188,7 @@ enum Command {
             long,
             value_name = "NAME",
             requires = "from_container",
+            conflicts_with = "from",
             group = "destination"
         )]
         to_container: Option<String>,
@@ -192,7 +196,7 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
         /// Outbound and east-west: the protocol.
-        #[arg(long, value_parser = ["tcp", "udp"], default_value = "tcp", requires = "from_container")]
+        #[arg(long, value_parser = ["tcp", "udp"], default_value = "tcp", requires = "destination")]
         proto: String,
         /// Only this container.
         container: Option<String>,
@@ -353,6 +357,22 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Command::Explain {
                 from: Some(from),
+                to: Some(to),
+                port,
+                proto,
+                config,
+                json,
+                ..
+            } => {
+                let connection = dockfw::plan::Connection {
+                    to,
+                    proto: proto_named(&proto),
+                    port,
+                };
+                explain_between(&config, from, connection, json).await
+            }
+            Command::Explain {
+                from: Some(from),
                 port,
                 container,
                 config,
@@ -365,7 +385,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
             }
             Command::Explain { .. } => {
                 bail!(
-                    "give --from ADDR, or --from-container NAME with --to ADDR or --to-container NAME"
+                    "give --from ADDR (with --to ADDR or not), or --from-container NAME with --to ADDR or --to-container NAME"
                 )
             }
             Command::Reload { socket } => reload(&socket).await,
@@ -1170,6 +1190,30 @@ async fn explain_outbound(
     Ok(ExitCode::SUCCESS)
 }
 
+async fn explain_between(
+    config: &Path,
+    from: std::net::IpAddr,
+    connection: dockfw::plan::Connection,
+    json: bool,
+) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let inventory = BollardSource::from_env()
+        .snapshot()
+        .await
+        .context("cannot read the docker inventory")?
+        .inventory;
+    let answer = dockfw::explain::explain_between(&policy, &inventory, from, connection)?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&answer).context("cannot encode")?
+        );
+    } else {
+        print!("{}", dockfw::explain::render_between(&answer));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `tcp` or `udp`, as `explain --proto` accepts them.
 fn proto_named(proto: &str) -> dockfw::inventory::Proto {
     if proto == "udp" {
@@ -1273,7 +1317,7 @@ async fn uninstall(socket: &Path, backend: BackendChoice, state_dir: &Path) -> R
             code = ExitCode::FAILURE;
         }
     }
-    if !restore_bridge_flags(state_dir) {
+    if !restore_bridge_flags(state_dir).await {
         code = ExitCode::FAILURE;
     }
     Ok(code)
@@ -1282,7 +1326,7 @@ async fn uninstall(socket: &Path, backend: BackendChoice, state_dir: &Path) -> R
 /// Turn off the bridge-netfilter flags the daemon turned on (kept in the
 /// state directory); forget those whose bridge is gone. False when one
 /// could not be turned off (it stays kept, for the next try).
-fn restore_bridge_flags(state_dir: &Path) -> bool {
+async fn restore_bridge_flags(state_dir: &Path) -> bool {
     use dockfw::bridge_netfilter::{Kernel, Switches, Turned};
     let turned = match dockfw::state::bridge_flags(state_dir) {
         Ok(turned) => turned,
@@ -1297,13 +1341,14 @@ fn restore_bridge_flags(state_dir: &Path) -> bool {
     if turned.0.is_empty() {
         return true;
     }
-    let bridges = Kernel.flags().ok();
+    let kernel = Kernel::default();
+    let bridges = kernel.flags().await.ok();
     let mut kept = Turned::default();
     for (bridge, family) in turned.0 {
         let gone = bridges.as_ref().is_some_and(|b| !b.contains_key(&bridge));
         let result = match dockfw::net::Iface::new(&bridge) {
             Ok(_) if gone => continue,
-            Ok(iface) => Kernel.set(&iface, family, false),
+            Ok(iface) => kernel.set(&iface, family, false).await,
             Err(_) => continue,
         };
         match result {

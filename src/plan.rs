@@ -109,7 +109,7 @@ mod outbound_verdict;
 pub use east_west_verdict::{
     EastWestConnection, decide_east_west, east_west_port_limited, east_west_verdicts, on_a_bridge,
 };
-pub use outbound_verdict::{Connection, Decider, decide, outbound_verdicts, port_limited};
+pub use outbound_verdict::{Connection, Decider, Peer, decide, outbound_verdicts, port_limited};
 
 pub use east_west::{
     contributions as east_west_contributions, same_bridge_interfaces, same_bridge_refused,
@@ -297,6 +297,17 @@ fn known_bridges(inventory: &Inventory) -> BTreeMap<&str, Iface> {
         .filter(|b| !inventory.unreadable_subnets.contains(&b.id))
         .filter_map(|b| Some((b.id.as_str(), Iface::new(&b.interface).ok()?)))
         .collect()
+}
+
+/// Whether the rules judge what goes to the bridge network with id
+/// `network_id` by its interface (a known bridge the kernel has as a
+/// Linux bridge now): only then does a connection to an address on it
+/// leave the outbound rules, whether or not a known container has the
+/// address. Any other bridge is covered by address: by its subnets for
+/// the east-west rules, by its known containers' addresses alone for the
+/// outbound ones.
+pub fn judged_by_interface(inventory: &Inventory, network_id: &str) -> bool {
+    verified_bridges(inventory).contains_key(network_id)
 }
 
 fn bridge_interfaces(inventory: &Inventory) -> BTreeSet<Iface> {

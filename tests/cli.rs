@@ -304,6 +304,15 @@ fn a_usage_error_exits_2() {
             "icmp",
         ],
         vec!["explain", "--from", "192.0.2.1", "--proto", "udp"],
+        vec![
+            "explain",
+            "--from",
+            "172.17.0.9",
+            "--to",
+            "192.0.2.1",
+            "web",
+        ],
+        vec!["explain", "--from", "172.17.0.9", "--to-container", "web"],
     ] {
         let out = dockfw(&args, "");
         assert_eq!(

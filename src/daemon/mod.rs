@@ -128,7 +128,7 @@ pub async fn run<D: DockerSource, F: Backend>(
     }
     tracker.close();
     let switches: Box<dyn Switches> = match config.bridge_check {
-        BridgeCheck::Kernel => Box::new(Kernel),
+        BridgeCheck::Kernel => Box::new(Kernel::default()),
         BridgeCheck::Fixed(_) => Box::new(Assumed),
     };
     let turned = match state.as_ref().map(|s| bridge_flags(s.path())) {

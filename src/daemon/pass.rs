@@ -190,7 +190,7 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
         }
         let not_bridges = self.bridges.check(&mut state.inventory);
         state.note_rejected(not_bridges);
-        state.same_bridge_gaps = self.same_bridge(state);
+        state.same_bridge_gaps = self.same_bridge(state).await;
         let changes = self.plan(state, refreshed.containers);
         state.exposed = exposures(&state.policy, &state.inventory);
         let mut changed = Vec::new();
@@ -335,17 +335,18 @@ impl<D: DockerSource, F: Backend> Edges<D, F> {
     /// flag), and turn off the flags dockfw turned on that nothing needs
     /// now; the bridges where neither holds. Reads nothing when no table
     /// needs a bridge and no flag is dockfw's. The flags are few process
-    /// runs (`ip`), made only where the global switch is off.
-    fn same_bridge(&mut self, state: &LoopState) -> Vec<NotEnforced> {
+    /// runs (`ip`, each killed past [`crate::bridge_netfilter::IP_TIMEOUT`]),
+    /// made only where the global switch is off.
+    async fn same_bridge(&mut self, state: &LoopState) -> Vec<NotEnforced> {
         let needed = same_bridge_interfaces(&state.policy, &state.inventory);
         let refused = same_bridge_refused(&state.policy, &state.inventory);
         if needed.is_empty() && refused.is_empty() && self.turned.0.is_empty() {
             return Vec::new();
         }
-        let read = Reading::now(self.switches.as_ref(), !self.turned.0.is_empty());
+        let read = Reading::now(self.switches.as_ref(), !self.turned.0.is_empty()).await;
         let decision = decide(&needed, &refused, &read, &self.turned);
         let before = self.turned.clone();
-        let gaps = carry_out(decision, self.switches.as_ref(), &mut self.turned);
+        let gaps = carry_out(decision, self.switches.as_ref(), &mut self.turned).await;
         if self.turned != before {
             info!(flags = ?self.turned.0, "bridge netfilter flags dockfw turned on");
             let saved =

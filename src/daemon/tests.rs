@@ -249,12 +249,17 @@ impl Backend for Arc<FakeFirewall> {
         if self.failing.load(Ordering::SeqCst) {
             return Err(FirewallError::Timeout {
                 program: "fake-restore".into(),
+                after: Duration::from_secs(20),
             });
         }
         let mut tables = self.tables.lock().unwrap();
         for (family, tx) in simulate::per_family(tx) {
-            simulate::apply_transaction(&mut tables[slot(family)], &tx)
-                .map_err(|e| FirewallError::Timeout { program: e })?;
+            simulate::apply_transaction(&mut tables[slot(family)], &tx).map_err(|e| {
+                FirewallError::Timeout {
+                    program: e,
+                    after: Duration::from_secs(20),
+                }
+            })?;
         }
         Ok(())
     }
@@ -1348,6 +1353,7 @@ fn apply_failed(scope: &'static str) -> PassError {
         scope,
         source: FirewallError::Timeout {
             program: "iptables-restore".to_owned(),
+            after: Duration::from_secs(20),
         },
     }
 }

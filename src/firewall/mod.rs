@@ -356,8 +356,8 @@ pub enum FirewallError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{program} timed out after {}s", PROCESS_TIMEOUT.as_secs())]
-    Timeout { program: String },
+    #[error("{program} timed out after {after:?}")]
+    Timeout { program: String, after: Duration },
     #[error("{program} failed ({status}): {stderr}")]
     Failed {
         program: String,
@@ -382,6 +382,18 @@ pub(crate) async fn run(
     program: &str,
     args: &[&str],
     stdin: Option<&str>,
+) -> Result<String, FirewallError> {
+    run_within(program, args, stdin, PROCESS_TIMEOUT).await
+}
+
+/// [`run`] with a timeout of the caller's: past `limit` the child is
+/// killed (it is dropped, and killed on drop) and the error says
+/// [`FirewallError::Timeout`].
+pub(crate) async fn run_within(
+    program: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    limit: Duration,
 ) -> Result<String, FirewallError> {
     let spawn_err = |source| FirewallError::Spawn {
         program: program.to_owned(),
@@ -415,11 +427,13 @@ pub(crate) async fn run(
         Ok::<(), std::io::Error>(())
     };
     let both = async { tokio::join!(feed, child.wait_with_output()) };
-    let (fed, out) = tokio::time::timeout(PROCESS_TIMEOUT, both)
-        .await
-        .map_err(|_| FirewallError::Timeout {
-            program: program.to_owned(),
-        })?;
+    let (fed, out) =
+        tokio::time::timeout(limit, both)
+            .await
+            .map_err(|_| FirewallError::Timeout {
+                program: program.to_owned(),
+                after: limit,
+            })?;
     let out = out.map_err(spawn_err)?;
     // A refused restore closes its stdin early: its stderr says why, the
     // broken pipe does not.

@@ -7,28 +7,32 @@
 //! entry that selects the source, the destination on that network, the
 //! protocol and the port drops it; otherwise, when the destination is
 //! isolated there (or `default = "deny"`), only an allow entry that covers
-//! it admits it; otherwise `default` applies. Both ends are known
-//! containers here: what the rules do for an address no container has is
-//! in [`super::east_west`].
+//! it admits it; otherwise `default` applies. An end no known container
+//! has ([`Peer::Unclassified`]) is judged as `DOCKFW-EW-UNCLASSIFIED`
+//! judges it: every deny entry meets it, only allow entries without
+//! selectors admit it, and under `default = "allow"` with isolate entries
+//! an unclassified destination counts as isolated (by the first isolate
+//! entry), a known one as what it is.
 
 use crate::inventory::{Attachment, Container, Inventory, Proto};
 use crate::policy::{Default, EastWest, EastWestEntry, Glob, Policy, PortRange, ProtoMatch};
 use crate::status::{EastWestReach, EastWestStatus};
 
-use super::Decider;
 use super::east_west::{covers_destination, selects_source};
+use super::outbound_verdict::Kind;
+use super::{Decider, Peer};
 
 /// Most names of a selector listed in an entry's description; the rest
 /// are counted.
 const DESCRIBED_NAMES: usize = 4;
 
-/// One new connection between two containers: to the destination
-/// container's address on one network, a protocol and, when known, the
-/// destination container's own port.
+/// One new connection between two containers (or addresses on Docker
+/// bridges no known container has): to the destination's address on one
+/// network, a protocol and, when known, the destination's own port.
 #[derive(Debug, Clone, Copy)]
 pub struct EastWestConnection<'a> {
-    pub from: &'a Container,
-    pub to: &'a Container,
+    pub from: Peer<'a>,
+    pub to: Peer<'a>,
     /// The network of the destination's address.
     pub network: &'a str,
     pub proto: Proto,
@@ -38,15 +42,15 @@ pub struct EastWestConnection<'a> {
 
 /// The verdict `[east_west]` gives `connection`.
 pub fn decide_east_west(east_west: &EastWest, connection: EastWestConnection) -> Decider {
-    let covers = |e: &&EastWestEntry| covers(e, connection);
-    if let Some(deny) = east_west.deny.iter().find(covers) {
+    let covers = |kind| move |e: &&EastWestEntry| covers(e, connection, kind);
+    if let Some(deny) = east_west.deny.iter().find(covers(Kind::Deny)) {
         return Decider::Deny { line: deny.to.line };
     }
     let restricted = restricted(east_west, connection.to, connection.network);
     if restricted == Decider::DefaultAllow {
         return restricted;
     }
-    match east_west.allow.iter().find(covers) {
+    match east_west.allow.iter().find(covers(Kind::Allow)) {
         Some(allow) => Decider::Allow {
             line: allow.to.line,
         },
@@ -57,25 +61,35 @@ pub fn decide_east_west(east_west: &EastWest, connection: EastWestConnection) ->
 /// The lines of the entries that would cover `connection` on some port
 /// but name ports: what a question without a port leaves unanswered.
 pub fn east_west_port_limited(east_west: &EastWest, connection: EastWestConnection) -> Vec<usize> {
-    let any_port = |e: &&EastWestEntry| {
-        e.to.ports.is_some() && {
-            let mut unported = (*e).clone();
-            unported.to.ports = None;
-            covers(&unported, connection)
+    let any_port = |kind| {
+        move |e: &&EastWestEntry| {
+            e.to.ports.is_some() && {
+                let mut unported = (*e).clone();
+                unported.to.ports = None;
+                covers(&unported, connection, kind)
+            }
         }
     };
-    let mut lines: Vec<usize> = (east_west.deny.iter().chain(&east_west.allow))
-        .filter(any_port)
-        .map(|e| e.to.line)
-        .collect();
+    let denies = east_west.deny.iter().filter(any_port(Kind::Deny));
+    let allows = east_west.allow.iter().filter(any_port(Kind::Allow));
+    let mut lines: Vec<usize> = denies.chain(allows).map(|e| e.to.line).collect();
     lines.sort_unstable();
     lines
 }
 
-/// What a connection to `container` on `network` meets when no entry
-/// names it: the first isolate entry that covers it there, else `default`.
-fn restricted(east_west: &EastWest, container: &Container, network: &str) -> Decider {
-    let isolated = (east_west.isolate.iter()).find(|e| covers_destination(e, container, network));
+/// What a connection to `to` on `network` meets when no entry names it:
+/// the first isolate entry that covers it there, else `default`. An
+/// unclassified destination counts as isolated (by the first isolate
+/// entry) where any container may be under `default = "allow"`; under
+/// `default = "deny"`, the default drops it.
+fn restricted(east_west: &EastWest, to: Peer, network: &str) -> Decider {
+    let isolated = match to {
+        Peer::Known(container) => {
+            (east_west.isolate.iter()).find(|e| covers_destination(e, container, network))
+        }
+        Peer::Unclassified if east_west.default == Default::Deny => None,
+        Peer::Unclassified => east_west.isolate.first(),
+    };
     match (isolated, east_west.default) {
         (Some(isolate), _) => Decider::Isolated {
             line: isolate.to.line,
@@ -85,9 +99,11 @@ fn restricted(east_west: &EastWest, container: &Container, network: &str) -> Dec
     }
 }
 
-/// Whether an entry covers the connection: its source selectors, its
-/// destination selectors and networks, its protocol and ports.
-fn covers(entry: &EastWestEntry, connection: EastWestConnection) -> bool {
+/// Whether an entry of `kind` covers the connection: its source
+/// selectors, its destination selectors and networks, its protocol and
+/// ports. Where an end is unclassified, every deny entry and the allow
+/// entries without selectors cover it, on their protocol and ports.
+fn covers(entry: &EastWestEntry, connection: EastWestConnection, kind: Kind) -> bool {
     let proto = match entry.to.proto {
         ProtoMatch::Tcp => connection.proto == Proto::Tcp,
         ProtoMatch::Udp => connection.proto == Proto::Udp,
@@ -98,10 +114,15 @@ fn covers(entry: &EastWestEntry, connection: EastWestConnection) -> bool {
         (Some(ranges), Some(port)) => ranges.iter().any(|r| r.contains(port)),
         (Some(_), None) => false,
     };
-    proto
-        && port
-        && selects_source(entry, connection.from)
-        && covers_destination(entry, connection.to, connection.network)
+    let selected = match (connection.from, connection.to) {
+        (Peer::Known(from), Peer::Known(to)) => {
+            selects_source(entry, from) && covers_destination(entry, to, connection.network)
+        }
+        (Peer::Unclassified, _) | (_, Peer::Unclassified) => {
+            kind.meets_unclassified(entry.has_selector())
+        }
+    };
+    proto && port && selected
 }
 
 /// Whether an attachment is to a bridge network (or to a network no
@@ -134,7 +155,7 @@ fn verdict(east_west: &EastWest, inventory: &Inventory, container: &Container) -
     networks.sort_unstable();
     networks.dedup();
     let reach: Vec<(&str, Decider)> = (networks.iter())
-        .map(|n| (*n, restricted(east_west, container, n)))
+        .map(|n| (*n, restricted(east_west, Peer::Known(container), n)))
         .collect();
     let on_some = |e: &EastWestEntry, starts_from_deny: bool| {
         (reach.iter()).any(|(n, otherwise)| {
@@ -292,8 +313,8 @@ proto = \"any\"
         port: Option<u16>,
     ) -> Decider {
         let connection = EastWestConnection {
-            from,
-            to,
+            from: Peer::Known(from),
+            to: Peer::Known(to),
             network,
             proto,
             port,
@@ -363,8 +384,8 @@ proto = \"any\"
             Decider::DefaultDeny
         );
         let question = EastWestConnection {
-            from: &proxy,
-            to: &api,
+            from: Peer::Known(&proxy),
+            to: Peer::Known(&api),
             network: "back",
             proto: Proto::Tcp,
             port: None,

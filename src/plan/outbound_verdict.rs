@@ -6,7 +6,11 @@
 //! covers the destination, protocol and port drops it; otherwise, when the
 //! container is isolated (or `default = "deny"`), only an allow entry that
 //! selects and covers it admits it; otherwise `default` applies. A `to`
-//! list of one family says nothing about the other.
+//! list of one family says nothing about the other. A source no known
+//! container has ([`Peer::Unclassified`]) is judged as the rules of
+//! `DOCKFW-OUT-UNCLASSIFIED` judge it: every deny entry meets it, only
+//! allow entries without selectors admit it, and it counts as isolated
+//! where some isolate entry exists under `default = "allow"`.
 
 use std::net::IpAddr;
 
@@ -66,6 +70,34 @@ impl Decider {
     }
 }
 
+/// One end of a connection as the rules see it.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer<'a> {
+    /// A running container dockfw knows (an address of it).
+    Known(&'a Container),
+    /// An address on a Docker bridge that no known container has (a
+    /// container an instant old): the rules judge it as unclassified until
+    /// the re-plan classifies it. Every deny entry meets it, with or
+    /// without selectors; only allow entries without selectors admit it.
+    Unclassified,
+}
+
+/// Which list an entry is on: what an unclassified end meets of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Deny,
+    Allow,
+}
+
+impl Kind {
+    /// Whether an entry of this kind meets an unclassified end, as the
+    /// unclassified chains judge it: every deny entry does, and only the
+    /// allow entries without selectors.
+    pub(super) fn meets_unclassified(self, has_selector: bool) -> bool {
+        self == Kind::Deny || !has_selector
+    }
+}
+
 /// One new connection a container starts: to an address, a protocol and,
 /// when known, a destination port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,26 +108,42 @@ pub struct Connection {
     pub port: Option<u16>,
 }
 
-/// The verdict `[outbound]` gives `connection` from `container`.
-pub fn decide(outbound: &Outbound, container: &Container, connection: Connection) -> Decider {
-    let covers = |e: &&Entry| selects(e, container) && covers(e, connection);
-    if let Some(deny) = outbound.deny.iter().find(covers) {
+/// The verdict `[outbound]` gives `connection` from `from`.
+pub fn decide(outbound: &Outbound, from: Peer, connection: Connection) -> Decider {
+    let covers = |kind| move |e: &&Entry| meets(from, kind, e) && covers(e, connection);
+    if let Some(deny) = outbound.deny.iter().find(covers(Kind::Deny)) {
         return Decider::Deny { line: deny.line };
     }
-    let restricted = restricted(outbound, container);
+    let restricted = restricted(outbound, from);
     if restricted == Decider::DefaultAllow {
         return restricted;
     }
-    match outbound.allow.iter().find(covers) {
+    match outbound.allow.iter().find(covers(Kind::Allow)) {
         Some(allow) => Decider::Allow { line: allow.line },
         None => restricted,
     }
 }
 
+/// Whether an entry of `kind` applies to the source: its selectors select
+/// a known one; for an unclassified one, see [`Kind::meets_unclassified`].
+fn meets(from: Peer, kind: Kind, entry: &Entry) -> bool {
+    match from {
+        Peer::Known(container) => selects(entry, container),
+        Peer::Unclassified => kind.meets_unclassified(entry.has_selector()),
+    }
+}
+
 /// The verdict for a destination no entry names: the first isolate entry
-/// that selects the container, else `default`.
-fn restricted(outbound: &Outbound, container: &Container) -> Decider {
-    let isolated = outbound.isolate.iter().find(|e| selects(e, container));
+/// that selects the container, else `default`. An unclassified source
+/// counts as isolated (by the first isolate entry) where any container
+/// may be under `default = "allow"`; under `default = "deny"`, the default
+/// drops it.
+fn restricted(outbound: &Outbound, from: Peer) -> Decider {
+    let isolated = match from {
+        Peer::Known(container) => outbound.isolate.iter().find(|e| selects(e, container)),
+        Peer::Unclassified if outbound.default == Default::Deny => None,
+        Peer::Unclassified => outbound.isolate.first(),
+    };
     match (isolated, outbound.default) {
         (Some(isolate), _) => Decider::Isolated { line: isolate.line },
         (None, Default::Deny) => Decider::DefaultDeny,
@@ -124,29 +172,30 @@ fn covers(entry: &Entry, connection: Connection) -> bool {
     to && proto && port
 }
 
-/// The lines of the entries that select `container` and would cover a
+/// The lines of the entries that apply to `from` and would cover a
 /// connection to `to` on some port, but name ports: what a question
 /// without a port leaves unanswered.
-pub fn port_limited(outbound: &Outbound, container: &Container, to: IpAddr) -> Vec<usize> {
-    let any_port = |e: &&Entry| {
-        e.ports.is_some()
-            && selects(e, container)
-            && covers(
-                &Entry {
-                    ports: None,
-                    ..(*e).clone()
-                },
-                Connection {
-                    to,
-                    proto: Proto::Tcp,
-                    port: None,
-                },
-            )
+pub fn port_limited(outbound: &Outbound, from: Peer, to: IpAddr) -> Vec<usize> {
+    let any_port = |kind| {
+        move |e: &&Entry| {
+            e.ports.is_some()
+                && meets(from, kind, e)
+                && covers(
+                    &Entry {
+                        ports: None,
+                        ..(*e).clone()
+                    },
+                    Connection {
+                        to,
+                        proto: Proto::Tcp,
+                        port: None,
+                    },
+                )
+        }
     };
-    let mut lines: Vec<usize> = (outbound.deny.iter().chain(&outbound.allow))
-        .filter(any_port)
-        .map(|e| e.line)
-        .collect();
+    let denies = outbound.deny.iter().filter(any_port(Kind::Deny));
+    let allows = outbound.allow.iter().filter(any_port(Kind::Allow));
+    let mut lines: Vec<usize> = denies.chain(allows).map(|e| e.line).collect();
     lines.sort_unstable();
     lines
 }
@@ -165,7 +214,7 @@ pub fn outbound_verdicts(policy: &Policy, inventory: &Inventory) -> Option<Vec<O
 }
 
 fn verdict(outbound: &Outbound, container: &Container) -> OutboundStatus {
-    let otherwise = restricted(outbound, container);
+    let otherwise = restricted(outbound, Peer::Known(container));
     let denies = (outbound.deny.iter())
         .filter(|e| selects(e, container))
         .map(|e| describe("deny", e));
@@ -310,11 +359,15 @@ proto = \"any\"
         let web = container("web", &[]);
         let metadata = to("169.254.169.254", Proto::Tcp, Some(80));
         assert_eq!(
-            decide(&outbound, &web, metadata),
+            decide(&outbound, Peer::Known(&web), metadata),
             Decider::Deny { line: 13 }
         );
         assert_eq!(
-            decide(&outbound, &web, to("198.51.100.1", Proto::Udp, Some(53))),
+            decide(
+                &outbound,
+                Peer::Known(&web),
+                to("198.51.100.1", Proto::Udp, Some(53))
+            ),
             Decider::DefaultAllow,
             "not isolated: the default decides, allow entries need not"
         );
@@ -332,14 +385,25 @@ proto = \"any\"
         );
         let db = container("shop-db", &[("com.docker.compose.project", "shop")]);
         let api_443 = to("192.0.2.10", Proto::Tcp, Some(443));
-        assert_eq!(decide(&outbound, &api, api_443), Decider::Allow { line: 8 });
         assert_eq!(
-            decide(&outbound, &api, to("192.0.2.10", Proto::Tcp, Some(80))),
+            decide(&outbound, Peer::Known(&api), api_443),
+            Decider::Allow { line: 8 }
+        );
+        assert_eq!(
+            decide(
+                &outbound,
+                Peer::Known(&api),
+                to("192.0.2.10", Proto::Tcp, Some(80))
+            ),
             Decider::Allow { line: 17 },
             "the selector-less allow of 0.0.0.0/0"
         );
         assert_eq!(
-            decide(&outbound, &db, to("2001:db8:5::1", Proto::Tcp, Some(443))),
+            decide(
+                &outbound,
+                Peer::Known(&db),
+                to("2001:db8:5::1", Proto::Tcp, Some(443))
+            ),
             Decider::Isolated { line: 5 },
             "the api's entry does not select the db, and 0.0.0.0/0 says nothing of IPv6"
         );
@@ -358,20 +422,36 @@ proto = \"any\"
         );
         let web = container("web", &[]);
         assert_eq!(
-            decide(&outbound, &web, to("192.0.2.10", Proto::Tcp, Some(22))),
+            decide(
+                &outbound,
+                Peer::Known(&web),
+                to("192.0.2.10", Proto::Tcp, Some(22))
+            ),
             Decider::Allow { line: 4 }
         );
         assert_eq!(
-            decide(&outbound, &web, to("2001:db8:1::10", Proto::Tcp, Some(22))),
+            decide(
+                &outbound,
+                Peer::Known(&web),
+                to("2001:db8:1::10", Proto::Tcp, Some(22))
+            ),
             Decider::Deny { line: 7 }
         );
         assert_eq!(
-            decide(&outbound, &web, to("2001:db9::10", Proto::Tcp, Some(22))),
+            decide(
+                &outbound,
+                Peer::Known(&web),
+                to("2001:db9::10", Proto::Tcp, Some(22))
+            ),
             Decider::DefaultDeny,
             "neither entry names this IPv6 address"
         );
         assert_eq!(
-            decide(&outbound, &web, to("192.0.2.11", Proto::Udp, None)),
+            decide(
+                &outbound,
+                Peer::Known(&web),
+                to("192.0.2.11", Proto::Udp, None)
+            ),
             Decider::DefaultDeny
         );
     }
@@ -388,11 +468,15 @@ proto = \"any\"
         );
         let addr: IpAddr = "2001:db8:5::7".parse().expect("addr");
         assert_eq!(
-            decide(&outbound, &api, to("2001:db8:5::7", Proto::Tcp, None)),
+            decide(
+                &outbound,
+                Peer::Known(&api),
+                to("2001:db8:5::7", Proto::Tcp, None)
+            ),
             Decider::Isolated { line: 5 }
         );
-        assert_eq!(port_limited(&outbound, &api, addr), [8]);
-        assert!(port_limited(&outbound, &container("web", &[]), addr).is_empty());
+        assert_eq!(port_limited(&outbound, Peer::Known(&api), addr), [8]);
+        assert!(port_limited(&outbound, Peer::Known(&container("web", &[])), addr).is_empty());
     }
 
     #[test]
