@@ -580,14 +580,25 @@ mod tests {
         assert_eq!(flags["docker0"], Flags::default());
     }
 
-    /// A stand-in for `ip` that notes its process id and sleeps.
+    /// A stand-in for `ip` that notes its process id and sleeps. Written
+    /// by a shell of its own, not by this process: a file this process
+    /// held open for writing while another test's thread forked would be
+    /// "busy" (ETXTBSY) to exec for as long as that child lives.
     fn hanging_ip(dir: &std::path::Path) -> (String, PathBuf) {
-        use std::os::unix::fs::PermissionsExt as _;
         std::fs::create_dir_all(dir).unwrap();
         let (script, pid) = (dir.join("ip"), dir.join("pid"));
         let text = format!("#!/bin/sh\necho $$ > '{}'\nexec sleep 30\n", pid.display());
-        std::fs::write(&script, text).unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let wrote = std::process::Command::new("/bin/sh")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"",
+                "sh",
+            ])
+            .arg(&text)
+            .arg(&script)
+            .status()
+            .unwrap();
+        assert!(wrote.success(), "writing {}", script.display());
         (script.display().to_string(), pid)
     }
 

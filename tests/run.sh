@@ -8,8 +8,9 @@
 # beside the clone, as in CI: ../shared/engines; a plain clone says that engine is skipped,
 # and why), then tests/e2e.sh, two suites at a time (each in its own namespaces with its
 # own engine): the whole suite on the default engine (Debian bookworm's Docker 20.10) beside
-# the E2E_CORE cases on 26.1; the E2E_CORE cases on 28.5 beside those on 29.7.2 in its
-# iptables mode; the pre-28 cases with the nftables backend; the whole suite with the
+# the E2E_CORE cases on 26.1, then the Policy v2 cases on 28.5; the E2E_CORE cases on 28.5
+# beside those on 29.7.2 in its iptables mode; the pre-28 and the Policy v2 cases with the
+# nftables backend on 20.10; the whole suite with the
 # nftables backend on 28.5 beside the whole suite on 29.7.2 in its nftables mode (dockfw's
 # `auto` choosing its nftables backend there).
 # Every step runs (e2e only if the build worked; an engine's e2e only if that engine was
@@ -24,9 +25,11 @@ set -euo pipefail
 # closed" case (case_fc_*), so a new fc_* case runs on every engine without an edit here.
 E2E_CORE="^default_deny user_networks from_restriction new_container ^reload uninstall jumps_restored proxy_guard docker_restart fc_ nft_backend observability gateway_modes drops_ drop_chain_length udp entry_sets"
 # The Policy v2 cases (a container's outbound connections, to the host, between containers)
-# run in the three whole-suite steps only: Docker 20.10 with the iptables backend, 28.5 with
-# the nftables backend, 29.7.2 in its nftables mode (the engines and backends issue 15
-# names), not in the core runs (the run stays near ~45 minutes). Every case
+# run on both backends on Docker 20.10 and 28.5, and on 29.7.2 in its nftables mode (the
+# engines and backends issue 15 names): in the three whole-suite steps (20.10 with the
+# iptables backend, 28.5 with the nftables backend, 29.7.2 in its nftables mode) and in two
+# steps of their own (28.5 with iptables, after the 26.1 core run in its place; 20.10 with
+# the nftables backend, with the pre-28 cases); not in the core runs. Every case
 # docs/guarantees.md names matches a pattern of E2E_CORE or E2E_V2 (tests/docs.rs checks).
 E2E_V2="outbound_ to_host east_west_"
 # The nftables backend (dockfw's own inet table in front of the engine's iptables rules)
@@ -162,16 +165,25 @@ e2e_nft() {
     e2e_on "$@"
 }
 
-# bg_step NAME CMD… — run one step in the background, its output kept for join_steps.
-# The e2e steps run two at a time: each makes its own namespaces and engine (tests/lab.sh
-# names them per run), and a suite spends most of its time waiting on packets and engines,
-# not on the 2 cores.
+# bg_step NAME [--after OTHER] CMD… — run one step in the background, its output kept for
+# join_steps; with --after, once the background step OTHER of the same pair has ended (when
+# OTHER runs at all), so that two shorter steps share one place beside a long one. The e2e
+# steps run two at a time: each makes its own namespaces and engine (tests/lab.sh names them
+# per run), and a suite spends most of its time waiting on packets and engines, not on the
+# 2 cores. A step's time counts from its own start.
 BG_STEPS=()
 STEP_LOGS="$(mktemp -d /tmp/dockfw-ci-steps.XXXXXX)"
 bg_step() {
-    local name="$1"; shift
-    echo "=== $name (in parallel; its output follows when it ends): $*"
+    local name="$1" after=""; shift
+    if [[ "${1:-}" == --after ]]; then
+        [[ -n "$2" && " ${BG_STEPS[*]} " == *" $2 "* ]] && after="$2"
+        shift 2
+    fi
+    echo "=== $name (in parallel${after:+, after $after}; its output follows when it ends): $*"
     (
+        if [[ -n "$after" ]]; then
+            while [[ ! -f "$STEP_LOGS/$after.done" ]]; do sleep 1; done
+        fi
         t0=$SECONDS rc=0
         "$@" >"$STEP_LOGS/$name.log" 2>&1 || rc=$?
         echo "$((SECONDS - t0)) $rc" >"$STEP_LOGS/$name.done"
@@ -197,7 +209,7 @@ join_steps() {
 }
 
 if step build cargo build --release; then
-    echo "=== the Policy v2 cases ($E2E_V2) run in the whole-suite steps only: 20.10 (iptables), 28.5 (nftables backend), 29.7.2 (nftables mode)"
+    echo "=== the Policy v2 cases ($E2E_V2) run in the whole-suite steps (20.10 iptables, 28.5 nftables backend, 29.7.2 nftables mode) and in two steps of their own: 28.5 with iptables, 20.10 with the nftables backend"
     step package check_package || true
     # The unit and the .deb under a real systemd as PID 1 (a bookworm container).
     step systemd env SYSTEMD_NO_SKIP=1 bash tests/systemd.sh || true
@@ -218,6 +230,7 @@ if step build cargo build --release; then
         STEP_TIMES+=("e2e-29.7.2 SKIP: no $ENGINES_DIR/$ENGINE29_ARCHIVE")
     fi
     has_engine() { [[ " ${fetched[*]} " == *" $1 "* ]]; }
+    trixie_step=""
     # Pair 1: the whole suite on the default engine (Debian bookworm's 20.10), and the core
     # cases on 26.1.
     bg_step "e2e-$(. /etc/os-release; echo "${VERSION_CODENAME:-default}")-$(engine_version "" || echo unknown)" \
@@ -225,7 +238,16 @@ if step build cargo build --release; then
     if has_engine trixie; then
         dir="$PWD/target/engine-trixie/usr/sbin"
         # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
-        bg_step "e2e-trixie-$(engine_version "$dir")" e2e_on "$dir" $E2E_CORE
+        trixie_step="e2e-trixie-$(engine_version "$dir")"
+        bg_step "$trixie_step" e2e_on "$dir" $E2E_CORE
+    fi
+    # Then, in the same place, the Policy v2 cases on 28.5 with the iptables backend (the
+    # whole suite on 28.5 below drives nftables).
+    if has_engine forky; then
+        dir="$PWD/target/engine-forky/usr/sbin"
+        # shellcheck disable=SC2086  # E2E_V2 is a list of patterns
+        bg_step "e2e-forky-$(engine_version "$dir")-v2" --after "$trixie_step" \
+            e2e_on "$dir" $E2E_V2
     fi
     join_steps
     # Pair 2: the core cases on 28.5, and on Docker 29.7.2 in its iptables mode (DOCKER-USER
@@ -238,10 +260,10 @@ if step build cargo build --release; then
     # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
     [[ -n "$engine29" ]] && bg_step "e2e-29.7.2-iptables-mode" e2e_on "$engine29" $E2E_CORE
     join_steps
-    # The cases about engines before 28 (they say SKIP on 28.5 and later) with the nftables
-    # backend, on the default engine.
-    # shellcheck disable=SC2086  # E2E_PRE28 is a list of patterns
-    step "e2e-nftables-backend-$(engine_version "")-pre28" e2e_nft "" $E2E_PRE28 || true
+    # The cases about engines before 28 (they say SKIP on 28.5 and later) and the Policy v2
+    # cases with the nftables backend, on the default engine.
+    # shellcheck disable=SC2086  # E2E_PRE28 and E2E_V2 are lists of patterns
+    step "e2e-nftables-backend-$(engine_version "")-pre28-v2" e2e_nft "" $E2E_PRE28 $E2E_V2 || true
     # Pair 3: the whole suite with the nftables backend (dockfw's inet table in front of the
     # engine's own rules) on the newest Debian engine fetched, and the whole suite on Docker
     # 29.7.2 in its nftables mode (no DOCKER-USER; dockfw's `auto` must choose nftables; the
