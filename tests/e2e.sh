@@ -123,7 +123,9 @@ dockfw_traces() {
 }
 
 # skip WHY — end the current case as not applicable here ("ok - NAME # SKIP WHY"); counted
-# as skipped, not as passed.
+# as skipped, not as passed. A case that goes on without one of its paths (not applicable
+# here) says so on stderr with a line "# skip: PATH: WHY", which run_case prints under the
+# case's "ok" line, as it does "# measure:" lines.
 skip() {
     echo "$*" >"$CASE_SKIP"
     exit 0
@@ -1031,6 +1033,101 @@ case_east_west_hairpin_dnat() { hairpin_case false; }
 # connection reaches the proxy on the host (INPUT, not DNAT-ed) and is judged there as
 # east-west on the published port's container and container port: the same verdict.
 case_east_west_hairpin_proxy() { hairpin_case true; }
+
+# isolation_drops 4|6 — the packets the engine's network isolation has dropped so far in
+# that family: the sum of the counters of its DOCKER-ISOLATION-STAGE-2 DROP rules (nothing
+# printed where the engine has no such chain: Docker 29 in its nftables mode).
+isolation_drops() {
+    local save=iptables-save
+    [[ "$1" == 6 ]] && save=ip6tables-save
+    lab_ns "$save" -c -t filter | awk '/-A DOCKER-ISOLATION-STAGE-2 .*-j DROP/ {
+        gsub(/[][]/, "", $1); split($1, c, ":"); n += c[1]; seen = 1 } END { if (seen) print n }'
+}
+
+# isolation_drops_path SRC ADDR PORT 4|6 — SRC gets nothing from ADDR:PORT, and the
+# engine's network isolation counts a drop in that family meanwhile: the engine itself
+# drops the path.
+isolation_drops_path() {
+    local d0 d1 got
+    d0="$(isolation_drops "$4")"
+    got="$(lab_cfetch "$1" "$2" "$3" || true)"
+    d1="$(isolation_drops "$4")"
+    [[ -z "$got" && -n "$d0" && -n "$d1" ]] && ((d1 > d0))
+}
+
+# hp_other_case true|false — a hairpin from another network: hp-c2 on hpnet publishes
+# 8080:80 and is isolated; on a second network, hpother, hp-o1 is no entry's and hp-o3 is
+# the source an allow entry names (from_containers). Through the published port, at each
+# host address a container on hpother reaches it at (its own network's gateway, the lab
+# host's outside address, and hpnet's gateway; IPv4 and IPv6), hp-o1 gets nothing and
+# hp-o3 gets the page, each path open before dockfw and after uninstall. A path the engine
+# drops itself before dockfw exists (Docker 20.10 and 28.5 without their userland proxy:
+# network isolation, which its DOCKER-ISOLATION-STAGE-2 drops count) proves nothing about
+# dockfw: the case says so (`# skip:`), and SKIP as a whole when that is every path. Any
+# other path closed before dockfw fails the case. The engine runs with its userland
+# proxy on (true) or off (false); the lab's conntrack entries, in the case's log, show
+# which path each hairpin took (docker-proxy, or DNAT to the container).
+hp_other_case() {
+    need_dockfw
+    lab_engine_userland_proxy "$1" || fail "the engine did not restart with userland-proxy $1"
+    lab_net_create hpnet
+    lab_net_create hpother
+    lab_run hp-c2 --network hpnet -p 8080:80
+    lab_run hp-o1 --network hpother
+    lab_run hp-o3 --network hpother
+    local paths=() skipped=() src f a path
+    for src in hp-o1 hp-o3; do
+        for f in 4 6; do
+            for a in $(hairpin_addrs "$src" "$f") $(hairpin_addrs hp-c2 "$f" | cut -d' ' -f1); do
+                if wait_for 3 cfetch_is "$src" "$a" 8080 "dockfw-test ok"; then
+                    paths+=("$src $a")
+                elif isolation_drops_path "$src" "$a" 8080 "$f"; then
+                    skipped+=("$src $a")
+                else
+                    fail "precondition: $src cannot fetch from $a:8080 without dockfw ($(lab_cfetch "$src" "$a" 8080 || true)), and the engine's network isolation counted no drop: the blocked check would prove nothing"
+                fi
+            done
+        done
+    done
+    lab_ns conntrack -L -p tcp --orig-port-dst 8080 -f ipv4 >&2 || true
+    lab_ns conntrack -L -p tcp --orig-port-dst 8080 -f ipv6 >&2 || true
+    ((${#paths[@]} > 0)) ||
+        skip "userland-proxy $1: the engine's network isolation drops every hairpin from another network itself (${#skipped[@]} paths, IPv4 and IPv6)"
+    for path in "${skipped[@]}"; do
+        echo "# skip: ${path/ / -> }:8080: the engine's network isolation drops it without dockfw" >&2
+    done
+    local pol
+    pol="$(write_policy hairpin-other <<EOF
+[east_west]
+
+[[east_west.isolate]]
+containers = ["hp-c2"]
+
+[[east_west.allow]]
+from_containers = ["hp-o3"]
+containers = ["hp-c2"]
+ports = [80]
+EOF
+)"
+    dockfw_start "$pol" || fail "daemon did not start"
+    for path in "${paths[@]}"; do
+        read -r src a <<<"$path"
+        if [[ "$src" == hp-o3 ]]; then cfetch_open "$src" "$a" 8080 "dockfw-test ok"; else cfetch_blocked "$src" "$a" 8080; fi
+    done
+    uninstalled
+    for path in "${paths[@]}"; do
+        read -r src a <<<"$path"
+        cfetch_open "$src" "$a" 8080 "dockfw-test ok"
+    done
+}
+
+# Hairpin from another network, the engine without its userland proxy: Docker 20.10 and
+# 28.5 drop it themselves (SKIP), Docker 29.7.2 in its nftables mode DNATs it.
+case_east_west_hairpin_other_network_proxy_off() { hp_other_case false; }
+
+# Hairpin from another network, the engine's userland proxy on: Docker 20.10 and 28.5 hand
+# it to docker-proxy (INPUT), Docker 29.7.2 in its nftables mode DNATs it (FORWARD).
+case_east_west_hairpin_other_network_proxy_on() { hp_other_case true; }
 
 # host_httpd PORT — busybox httpd in the docker host's namespace (the lab's, never the
 # machine's), on every address, serving "docker-host" (killed by lab_reset).
@@ -3297,6 +3394,8 @@ CASES=(
     east_west_unknown_source
     east_west_hairpin_dnat
     east_west_hairpin_proxy
+    east_west_hairpin_other_network_proxy_off
+    east_west_hairpin_other_network_proxy_on
     to_host
     outbound_first_millisecond
     outbound_dns
@@ -3380,7 +3479,7 @@ run_case() {
         SKIPPED=$((SKIPPED + 1))
     elif ((rc == 0)); then
         echo "ok - $name (${secs}s)"
-        grep '^# measure:' "$log" || true
+        grep -E '^# (measure|skip):' "$log" || true
         PASSED=$((PASSED + 1))
     else
         local why; why="$(cat "$CASE_WHY")"
