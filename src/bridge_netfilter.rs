@@ -580,25 +580,30 @@ mod tests {
         assert_eq!(flags["docker0"], Flags::default());
     }
 
-    /// A stand-in for `ip` that notes its process id and sleeps. Written
-    /// by a shell of its own, not by this process: a file this process
-    /// held open for writing while another test's thread forked would be
-    /// "busy" (ETXTBSY) to exec for as long as that child lives.
-    fn hanging_ip(dir: &std::path::Path) -> (String, PathBuf) {
-        std::fs::create_dir_all(dir).unwrap();
-        let (script, pid) = (dir.join("ip"), dir.join("pid"));
-        let text = format!("#!/bin/sh\necho $$ > '{}'\nexec sleep 30\n", pid.display());
+    /// Write the executable script `path` from a shell of its own, not from
+    /// this process: a file this process held open for writing while
+    /// another test's thread forked would be "busy" (ETXTBSY) to exec for
+    /// as long as that child lives.
+    fn write_script(path: &std::path::Path, text: &str) {
         let wrote = std::process::Command::new("/bin/sh")
             .args([
                 "-c",
                 "printf '%s' \"$1\" > \"$2\" && chmod 755 \"$2\"",
                 "sh",
             ])
-            .arg(&text)
-            .arg(&script)
+            .arg(text)
+            .arg(path)
             .status()
             .unwrap();
-        assert!(wrote.success(), "writing {}", script.display());
+        assert!(wrote.success(), "writing {}", path.display());
+    }
+
+    /// A stand-in for `ip` that notes its process id and sleeps.
+    fn hanging_ip(dir: &std::path::Path) -> (String, PathBuf) {
+        std::fs::create_dir_all(dir).unwrap();
+        let (script, pid) = (dir.join("ip"), dir.join("pid"));
+        let text = format!("#!/bin/sh\necho $$ > '{}'\nexec sleep 30\n", pid.display());
+        write_script(&script, &text);
         (script.display().to_string(), pid)
     }
 
@@ -655,16 +660,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_ip_that_fails_or_is_missing_is_reported_as_before() {
-        use std::os::unix::fs::PermissionsExt as _;
         let dir = std::env::temp_dir().join(format!("dockfw-ip-fails-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let script = dir.join("ip");
-        std::fs::write(
+        write_script(
             &script,
             "#!/bin/sh\necho 'Cannot find device' >&2\nexit 1\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         let ip = script.display().to_string();
         let failing = Kernel {
             ip: ip.clone(),

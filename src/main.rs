@@ -885,16 +885,16 @@ where
     }
 }
 
-async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<ExitCode> {
-    let policy = load_policy(config)?;
-    let docker = BollardSource::from_env();
+/// The engine's inventory, its bridges checked as the daemon checks them:
+/// only interfaces the kernel has as Linux bridges now are judged by their
+/// interface, the others by address (each one said on stderr). What `plan`
+/// and every `explain` answer from.
+async fn checked_inventory(docker: &BollardSource) -> Result<dockfw::inventory::Inventory> {
     let mut inventory = docker
         .snapshot()
         .await
         .context("cannot read the docker inventory")?
         .inventory;
-    // As the daemon does: only interfaces the kernel has as bridges now are
-    // exempted.
     let links = dockfw::links::links().map_err(|e| format!("{:#}", anyhow::Error::from(e)));
     for r in dockfw::links::check_bridges(&mut inventory, links.as_ref().map_err(String::as_str)) {
         eprintln!(
@@ -902,6 +902,13 @@ async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<
             r.rejected.name, r.rejected.reason
         );
     }
+    Ok(inventory)
+}
+
+async fn show_plan(config: &Path, backend: BackendChoice, json: bool) -> Result<ExitCode> {
+    let policy = load_policy(config)?;
+    let docker = BollardSource::from_env();
+    let inventory = checked_inventory(&docker).await?;
     let chosen = resolve(backend, &docker, remembered_engine_firewall())
         .await
         .0;
@@ -1097,11 +1104,7 @@ async fn explain(
 ) -> Result<ExitCode> {
     let policy = load_policy(config)?;
     let docker = BollardSource::from_env();
-    let inventory = docker
-        .snapshot()
-        .await
-        .context("cannot read the docker inventory")?
-        .inventory;
+    let inventory = checked_inventory(&docker).await?;
     let mut rows = dockfw::explain::explain(&policy, &inventory, from, port, container);
     // With iptables, another tool's rule above FORWARD -> DOCKER-USER may
     // accept first; nftables base chains all see the packet, dockfw's first.
@@ -1155,11 +1158,7 @@ async fn explain_outbound(
     json: bool,
 ) -> Result<ExitCode> {
     let policy = load_policy(config)?;
-    let inventory = BollardSource::from_env()
-        .snapshot()
-        .await
-        .context("cannot read the docker inventory")?
-        .inventory;
+    let inventory = checked_inventory(&BollardSource::from_env()).await?;
     let answer = dockfw::explain::explain_outbound(&policy, &inventory, container, connection)?;
     if json {
         println!(
@@ -1197,11 +1196,7 @@ async fn explain_between(
     json: bool,
 ) -> Result<ExitCode> {
     let policy = load_policy(config)?;
-    let inventory = BollardSource::from_env()
-        .snapshot()
-        .await
-        .context("cannot read the docker inventory")?
-        .inventory;
+    let inventory = checked_inventory(&BollardSource::from_env()).await?;
     let answer = dockfw::explain::explain_between(&policy, &inventory, from, connection)?;
     if json {
         println!(
@@ -1229,11 +1224,7 @@ async fn explain_east_west(
     json: bool,
 ) -> Result<ExitCode> {
     let policy = load_policy(config)?;
-    let inventory = BollardSource::from_env()
-        .snapshot()
-        .await
-        .context("cannot read the docker inventory")?
-        .inventory;
+    let inventory = checked_inventory(&BollardSource::from_env()).await?;
     let answers = dockfw::explain::explain_east_west(&policy, &inventory, (from, to), proto, port)?;
     if json {
         println!(

@@ -172,22 +172,30 @@ e2e_nft() {
 # per run), and a suite spends most of its time waiting on packets and engines, not on the
 # 2 cores. A step's time counts from its own start.
 BG_STEPS=()
+declare -A BG_PIDS=()
 STEP_LOGS="$(mktemp -d /tmp/dockfw-ci-steps.XXXXXX)"
 bg_step() {
-    local name="$1" after=""; shift
-    if [[ "${1:-}" == --after ]]; then
-        [[ -n "$2" && " ${BG_STEPS[*]} " == *" $2 "* ]] && after="$2"
+    local name="$1" after="" after_pid=""; shift
+    if [[ "${1:-}" == --after && $# -ge 2 ]]; then
+        if [[ -n "$2" && -n "${BG_PIDS[$2]:-}" ]]; then
+            after="$2" after_pid="${BG_PIDS[$2]}"
+        fi
         shift 2
     fi
     echo "=== $name (in parallel${after:+, after $after}; its output follows when it ends): $*"
     (
+        # Until the other step has ended: its .done written, or its process gone (a step
+        # killed before it wrote one ends the wait too; join_steps reports it as lost).
         if [[ -n "$after" ]]; then
-            while [[ ! -f "$STEP_LOGS/$after.done" ]]; do sleep 1; done
+            while [[ ! -f "$STEP_LOGS/$after.done" ]] && kill -0 "$after_pid" 2>/dev/null; do
+                sleep 1
+            done
         fi
         t0=$SECONDS rc=0
         "$@" >"$STEP_LOGS/$name.log" 2>&1 || rc=$?
         echo "$((SECONDS - t0)) $rc" >"$STEP_LOGS/$name.done"
     ) &
+    BG_PIDS[$name]=$!
     BG_STEPS+=("$name")
 }
 
@@ -206,6 +214,7 @@ join_steps() {
         fi
     done
     BG_STEPS=()
+    BG_PIDS=()
 }
 
 if step build cargo build --release; then
@@ -238,7 +247,7 @@ if step build cargo build --release; then
     if has_engine trixie; then
         dir="$PWD/target/engine-trixie/usr/sbin"
         # shellcheck disable=SC2086  # E2E_CORE is a list of patterns
-        trixie_step="e2e-trixie-$(engine_version "$dir")"
+        trixie_step="e2e-trixie-$(engine_version "$dir" || echo unknown)"
         bg_step "$trixie_step" e2e_on "$dir" $E2E_CORE
     fi
     # Then, in the same place, the Policy v2 cases on 28.5 with the iptables backend (the

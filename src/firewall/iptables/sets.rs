@@ -303,7 +303,9 @@ fn wanted_from<'a>(
 /// the last, and compares the rest as they are (an address set of 1,000
 /// containers that gains one costs one [`element_text`], not 1,000).
 /// Keyed by the plan's set name; a set the plan of its family no longer
-/// has is forgotten.
+/// has is forgotten while that plan has some address set (one that has
+/// none keeps the text until it has one again: memory only, since a set's
+/// text is brought up to date before it is used).
 #[derive(Debug, Default)]
 pub struct Texts {
     sets: HashMap<String, Memo>,
