@@ -275,8 +275,13 @@ fn east_west_answer(
                 .to_owned(),
         );
     }
-    let note = (!notes.is_empty()).then(|| notes.join("; "));
-    (decider.passes(), decider.why(), note)
+    (decider.passes(), decider.why(), joined(notes))
+}
+
+/// Notes as one answer's `note`: joined with `; `, none when there are none.
+fn joined(notes: impl IntoIterator<Item = String>) -> Option<String> {
+    let notes: Vec<String> = notes.into_iter().collect();
+    (!notes.is_empty()).then(|| notes.join("; "))
 }
 
 fn addresses(attachment: &crate::inventory::Attachment) -> [Option<IpAddr>; 2] {
@@ -508,8 +513,7 @@ pub fn explain_between(
                 )
             }),
     );
-    let notes: Vec<String> = notes.collect();
-    answer.note = (!notes.is_empty()).then(|| notes.join("; "));
+    answer.note = joined(notes);
     (answer.passes, answer.why) = (Some(passes), why);
     Ok(answer)
 }
@@ -583,8 +587,7 @@ fn to_unclassified(
                 "{why}; outbound: {also} (network {:?} is covered by address, not by its bridge)",
                 bridge.name
             );
-            let notes: Vec<String> = note.into_iter().chain(also_note).collect();
-            (passes, why, (!notes.is_empty()).then(|| notes.join("; ")))
+            (passes, why, joined(note.into_iter().chain(also_note)))
         }
         _ => (passes, why, note),
     }
