@@ -335,14 +335,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 config,
                 json,
                 ..
-            } => {
-                let connection = dockfw::plan::Connection {
-                    to,
-                    proto: proto_named(&proto),
-                    port,
-                };
-                explain_outbound(&config, &name, connection, json).await
-            }
+            } => explain_outbound(&config, &name, connection(to, &proto, port), json).await,
             Command::Explain {
                 from_container: Some(from),
                 to_container: Some(to),
@@ -364,12 +357,7 @@ fn dispatch(command: Command) -> Result<ExitCode> {
                 json,
                 ..
             } => {
-                let connection = dockfw::plan::Connection {
-                    to,
-                    proto: proto_named(&proto),
-                    port,
-                };
-                explain_between(&config, from, connection, json).await
+                explain_between(&config, from, connection(to, &proto, port), json).await
             }
             Command::Explain {
                 from: Some(from),
@@ -1210,6 +1198,16 @@ async fn explain_between(
 }
 
 /// `tcp` or `udp`, as `explain --proto` accepts them.
+/// The connection `explain` asks about: to `to`, over the protocol named
+/// `proto`, to `port` when given.
+fn connection(to: std::net::IpAddr, proto: &str, port: Option<u16>) -> dockfw::plan::Connection {
+    dockfw::plan::Connection {
+        to,
+        proto: proto_named(proto),
+        port,
+    }
+}
+
 fn proto_named(proto: &str) -> dockfw::inventory::Proto {
     if proto == "udp" {
         dockfw::inventory::Proto::Udp
